@@ -1,0 +1,42 @@
+# The two set-up commands are `make demo` and `make test`; everything else here serves them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test demo lint deps sysdeps testbed pytest clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+deps: $(VENV)/.installed
+
+# iproute2 builds the test network; Go builds kube-apiserver and etcd from the module proxy.
+sysdeps:
+	@command -v ip >/dev/null || { echo "installing iproute2"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iproute2; }
+	@command -v go >/dev/null || { echo "the Go toolchain (>= 1.26) is required to build the test bed: https://go.dev/doc/install" >&2; exit 1; }
+
+# kube-apiserver, etcd and the upstream CRDs, cached in ~/.cache/mcgw keyed by version.
+testbed: deps sysdeps
+	$(PY) -m tests.e2e.testbed.build
+
+lint: deps
+	$(PY) -m ruff check mcgw xdsserver tests benchmarks
+	$(PY) -m mypy
+
+# pytest exits 5 when it collects nothing; say so instead of failing CI on an empty selection.
+pytest: deps
+	@set +e; $(PY) -m pytest -ra $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+test: testbed lint pytest
+
+demo: deps
+	$(PY) -m mcgw demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

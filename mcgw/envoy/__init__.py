@@ -1,0 +1,1 @@
+"""Running gateway Envoys: bootstrap rendering from deploy/envoy and the Envoy process itself."""

@@ -1,0 +1,195 @@
+"""Build and cache the real Kubernetes parts of the test bed: kube-apiserver, etcd and the upstream CRDs.
+
+Everything comes through the Go module proxy, pinned by the wrapper modules under ``hack/``.
+Results are cached in ``~/.cache/mcgw/`` keyed by version (and by a hash of the wrapper's go.sum,
+so a changed pin never reuses a stale binary). A second run finds the cache and does nothing.
+
+Run as ``python -m tests.e2e.testbed.build``; it prints what it builds and how long each step took.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+HACK = REPO / "hack"
+CACHE = Path(os.environ.get("MCGW_CACHE", Path.home() / ".cache" / "mcgw"))
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Paths of the cached test-bed parts."""
+
+    kube_apiserver: Path
+    etcd: Path
+    crd_dir: Path
+    kube_version: str
+    etcd_version: str
+
+
+def _required_version(go_mod: Path, module: str) -> str:
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(), re.M)
+    if not match:
+        raise RuntimeError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
+def _pin_hash(module_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        path = module_dir / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _log(message: str) -> None:
+    print(f"[testbed-build] {message}", flush=True)
+
+
+def _go(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None) -> str:
+    env = {**os.environ, "CGO_ENABLED": "0", **(env_extra or {})}
+    result = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"go {' '.join(args)} failed in {cwd}:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def _build_binary(name: str, module_dir: Path, package: str, version: str, ldflags: str) -> Path:
+    target_dir = CACHE / "bin" / f"{name}-{version}-{_pin_hash(module_dir)}"
+    binary = target_dir / name
+    if binary.exists():
+        _log(f"{name} {version}: cached at {binary}")
+        return binary
+    if shutil.which("go") is None:
+        raise RuntimeError("the Go toolchain is needed to build the test bed (go not found on PATH)")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    _log(f"{name} {version}: downloading modules ...")
+    _go(["mod", "download"], module_dir)
+    downloaded = time.monotonic()
+    _log(f"{name} {version}: modules downloaded in {downloaded - started:.1f}s; compiling ...")
+    partial = target_dir / f".{name}.partial"
+    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package], module_dir)
+    partial.rename(binary)
+    _log(f"{name} {version}: compiled in {time.monotonic() - downloaded:.1f}s -> {binary}")
+    return binary
+
+
+def build_kube_apiserver() -> tuple[Path, str]:
+    """kube-apiserver from k8s.io/kubernetes, with its staging modules replaced by published releases."""
+    module_dir = HACK / "kube"
+    version = _required_version(module_dir / "go.mod", "k8s.io/kubernetes")
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamp = "k8s.io/component-base/version"
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X {stamp}.gitVersion={version}",
+            f"-X {stamp}.gitMajor={major}",
+            f"-X {stamp}.gitMinor={minor}",
+            f"-X {stamp}.gitTreeState=clean",
+            f"-X {stamp}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    )
+    binary = _build_binary("kube-apiserver", module_dir, "k8s.io/kubernetes/cmd/kube-apiserver", version, ldflags)
+    return binary, version
+
+
+def build_etcd() -> tuple[Path, str]:
+    """The etcd server, through a one-file wrapper around go.etcd.io/etcd/server/v3/etcdmain."""
+    module_dir = HACK / "etcd"
+    version = _required_version(module_dir / "go.mod", "go.etcd.io/etcd/server/v3")
+    return _build_binary("etcd", module_dir, ".", version, "-s -w"), version
+
+
+def _is_crd(path: Path) -> bool:
+    return any(
+        isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
+        for doc in yaml.safe_load_all(path.read_text())
+    )
+
+
+def copy_crds() -> Path:
+    """Copy the pinned upstream CRDs from the Go module cache; never from a hand-made copy."""
+    pins = yaml.safe_load((REPO / "crds" / "upstream.yaml").read_text())
+    key = "-".join(f"{name}-{pin['version']}" for name, pin in sorted(pins.items()))
+    target = CACHE / "crds" / key
+    if (target / ".complete").exists():
+        _log(f"CRDs: cached at {target}")
+        return target
+    started = time.monotonic()
+    module_dir = HACK / "crds"
+    for name, pin in pins.items():
+        go_mod_version = _required_version(module_dir / "go.mod", pin["module"])
+        if go_mod_version != pin["version"]:
+            raise RuntimeError(
+                f"crds/upstream.yaml pins {pin['module']} {pin['version']} but hack/crds/go.mod has "
+                f"{go_mod_version}; change both together"
+            )
+        _go(["mod", "download", pin["module"]], module_dir)
+        source = Path(_go(["list", "-m", "-f", "{{.Dir}}", pin["module"]], module_dir).strip()) / pin["path"]
+        dest = target / name
+        dest.mkdir(parents=True, exist_ok=True)
+        copied = 0
+        for manifest in sorted(source.glob("*.yaml")):
+            if _is_crd(manifest):
+                shutil.copyfile(manifest, dest / manifest.name)
+                copied += 1
+        if copied == 0:
+            raise RuntimeError(f"no CRDs found in {source}")
+        _log(f"CRDs: {copied} from {pin['module']} {pin['version']} ({pin['path']})")
+    (target / ".complete").write_text("ok\n")
+    _log(f"CRDs: copied in {time.monotonic() - started:.1f}s -> {target}")
+    return target
+
+
+def ensure_artifacts() -> Artifacts:
+    """Build whatever is missing from the cache and return the paths of everything."""
+    kube, kube_version = build_kube_apiserver()
+    etcd, etcd_version = build_etcd()
+    return Artifacts(kube, etcd, copy_crds(), kube_version, etcd_version)
+
+
+def cached_artifacts() -> Artifacts | None:
+    """The cached artifacts if every part is already built; never starts a build."""
+    try:
+        kube_version = _required_version(HACK / "kube" / "go.mod", "k8s.io/kubernetes")
+        etcd_version = _required_version(HACK / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
+        pins = yaml.safe_load((REPO / "crds" / "upstream.yaml").read_text())
+    except (OSError, RuntimeError):
+        return None
+    kube = CACHE / "bin" / f"kube-apiserver-{kube_version}-{_pin_hash(HACK / 'kube')}" / "kube-apiserver"
+    etcd = CACHE / "bin" / f"etcd-{etcd_version}-{_pin_hash(HACK / 'etcd')}" / "etcd"
+    crds = CACHE / "crds" / "-".join(f"{name}-{pin['version']}" for name, pin in sorted(pins.items()))
+    if kube.exists() and etcd.exists() and (crds / ".complete").exists():
+        return Artifacts(kube, etcd, crds, kube_version, etcd_version)
+    return None
+
+
+def main() -> int:
+    started = time.monotonic()
+    try:
+        artifacts = ensure_artifacts()
+    except RuntimeError as error:
+        print(f"[testbed-build] FAILED: {error}", file=sys.stderr)
+        return 1
+    _log(
+        f"ready in {time.monotonic() - started:.1f}s: kube-apiserver {artifacts.kube_version}, "
+        f"etcd {artifacts.etcd_version}, CRDs in {artifacts.crd_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

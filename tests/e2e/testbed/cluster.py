@@ -1,0 +1,185 @@
+"""One real member cluster: etcd plus kube-apiserver on loopback, with RBAC, certificates and CRDs.
+
+There is no kubelet, scheduler or controller-manager: mcgw only needs the API, and the test bed
+creates Services and EndpointSlices by hand, pointing at backends in the cluster's network namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .build import Artifacts
+from .pki import ClusterPKI, generate
+from .processes import ManagedProcess, free_port, wait_until
+
+# Service ClusterIPs are only allocated, never routed to; keep them inside the benchmarking range too.
+SERVICE_CIDR = "198.19.255.0/24"
+
+
+@dataclass
+class MemberCluster:
+    """A running member cluster and everything a test needs to talk to it."""
+
+    name: str
+    workdir: Path
+    pki: ClusterPKI
+    api_url: str
+    etcd_url: str
+    kubeconfig: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+    start_seconds: float = 0.0
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return context
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        """A raw admin request to the API server; returns the decoded JSON body."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)  # noqa: S310 - loopback https
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def _write_kubeconfig(path: Path, name: str, api_url: str, pki: ClusterPKI) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": api_url, "certificate-authority": str(pki.ca_cert)}}],
+        "users": [{"name": f"{name}-admin",
+                   "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def _start_etcd(artifacts: Artifacts, workdir: Path, name: str) -> tuple[ManagedProcess, str]:
+    client_port, peer_port = free_port(), free_port()
+    client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    etcd = ManagedProcess(
+        f"etcd[{name}]",
+        [
+            str(artifacts.etcd),
+            "--name", name,
+            "--data-dir", str(workdir / "etcd-data"),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url,
+            "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{name}={peer_url}",
+            "--unsafe-no-fsync",
+            "--log-level", "warn",
+        ],
+        workdir / "etcd.log",
+    )
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(client_url + "/health", timeout=2) as response:  # noqa: S310 - loopback
+            return bool(json.loads(response.read()).get("health") == "true")
+
+    wait_until(healthy, 60, f"etcd of {name} to be healthy", etcd)
+    return etcd, client_url
+
+
+def _start_apiserver(artifacts: Artifacts, workdir: Path, name: str, pki: ClusterPKI,
+                     etcd_url: str) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    api_url = f"https://127.0.0.1:{port}"
+    apiserver = ManagedProcess(
+        f"kube-apiserver[{name}]",
+        [
+            str(artifacts.kube_apiserver),
+            "--etcd-servers", etcd_url,
+            "--bind-address", "127.0.0.1",
+            "--advertise-address", "127.0.0.1",
+            "--secure-port", str(port),
+            "--cert-dir", str(workdir / "apiserver-certs"),
+            "--tls-cert-file", str(pki.serving_cert),
+            "--tls-private-key-file", str(pki.serving_key),
+            "--client-ca-file", str(pki.ca_cert),
+            "--authorization-mode", "RBAC",
+            "--service-account-issuer", f"https://{name}.mcgw-testbed.invalid",
+            "--service-account-key-file", str(pki.sa_public_key),
+            "--service-account-signing-key-file", str(pki.sa_private_key),
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            # No kubelets or controllers exist, so nothing should try to publish the apiserver's own endpoints.
+            "--endpoint-reconciler-type", "none",
+            "--profiling=false",
+            "--v", "1",
+        ],
+        workdir / "kube-apiserver.log",
+    )
+    member_stub = MemberCluster(name, workdir, pki, api_url, etcd_url, workdir / "kubeconfig")
+
+    def ready() -> bool:
+        context = member_stub.ssl_context()
+        with urllib.request.urlopen(api_url + "/readyz", context=context, timeout=5) as response:  # noqa: S310
+            return bool(response.status == 200)
+
+    wait_until(ready, 120, f"kube-apiserver of {name} to be ready", apiserver, interval=0.25)
+    return apiserver, api_url
+
+
+def _crd_documents(crd_dir: Path) -> list[dict[str, Any]]:
+    documents = []
+    for manifest in sorted(crd_dir.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                documents.append(doc)
+    return documents
+
+
+def install_crds(cluster: MemberCluster, crd_dirs: list[Path], timeout: float = 60) -> list[str]:
+    """Create every CRD found under ``crd_dirs`` and wait until each one is Established."""
+    names = []
+    for crd_dir in crd_dirs:
+        for crd in _crd_documents(crd_dir):
+            cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+            names.append(crd["metadata"]["name"])
+
+    def established(crd_name: str) -> bool:
+        crd = cluster.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd_name}")
+        return any(c["type"] == "Established" and c["status"] == "True"
+                   for c in crd.get("status", {}).get("conditions", []))
+
+    for crd_name in names:
+        wait_until(lambda crd_name=crd_name: established(crd_name), timeout, f"CRD {crd_name} Established")  # type: ignore[misc]
+    return names
+
+
+def start_member_cluster(artifacts: Artifacts, workdir: Path, name: str, crd_dirs: list[Path]) -> MemberCluster:
+    """Start etcd and kube-apiserver for ``name``, write its kubeconfig and install the CRDs."""
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    pki = generate(workdir / "pki", name)
+    processes: list[ManagedProcess] = []
+    try:
+        etcd, etcd_url = _start_etcd(artifacts, workdir, name)
+        processes.append(etcd)
+        apiserver, api_url = _start_apiserver(artifacts, workdir, name, pki, etcd_url)
+        processes.append(apiserver)
+        cluster = MemberCluster(name, workdir, pki, api_url, etcd_url, workdir / "kubeconfig", processes)
+        _write_kubeconfig(cluster.kubeconfig, name, api_url, pki)
+        install_crds(cluster, crd_dirs)
+    except BaseException:
+        for process in reversed(processes):
+            process.stop()
+        raise
+    cluster.start_seconds = time.monotonic() - started
+    return cluster

@@ -1,0 +1,83 @@
+"""Start and stop the test bed's child processes, each in its own process group, with its log on disk.
+
+Teardown stops exactly the processes this module started: it signals each one's own process group,
+and never looks processes up by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mcgw.netutil import free_port
+
+__all__ = ["ManagedProcess", "free_port", "wait_until"]
+
+
+class ManagedProcess:
+    """A child process whose output goes to a log file, and which dies with the test bed."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(  # noqa: S603 - argv is built by the test bed, never from user input
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(grace)
+        # Children that outlived the leader (same session) are ours too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               process: ManagedProcess | None = None, interval: float = 0.1) -> None:
+    """Poll ``check`` until it is true; fail with the process's log tail if it died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{process.name} exited with {process.popen.returncode} while waiting for {what}:\n"
+                               f"{process.log_tail()}")
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - any failure of the probe means "not yet"
+            pass
+        if time.monotonic() > deadline:
+            tail = f"\n{process.name} log:\n{process.log_tail()}" if process else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+        time.sleep(interval)

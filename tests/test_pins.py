@@ -1,0 +1,34 @@
+"""The pinned versions of the test bed's Go-built parts agree with each other."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _requires(go_mod: Path) -> dict[str, str]:
+    text = go_mod.read_text()
+    return dict(re.findall(r"^\s*(?:require\s+)?([\w./-]+)\s+(v[\w.+-]+)\s*$", text, re.M))
+
+
+def test_crd_pins_match_go_module() -> None:
+    pins = yaml.safe_load((REPO / "crds" / "upstream.yaml").read_text())
+    required = _requires(REPO / "hack" / "crds" / "go.mod")
+    for pin in pins.values():
+        assert required[pin["module"]] == pin["version"], pin["module"]
+
+
+def test_kube_staging_modules_replaced_at_matching_release() -> None:
+    go_mod = (REPO / "hack" / "kube" / "go.mod").read_text()
+    kube = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v1\.(\d+)\.(\d+))\b", go_mod, re.M)
+    assert kube, "hack/kube/go.mod must require k8s.io/kubernetes directly"
+    staging = f"v0.{kube.group(2)}.{kube.group(3)}"
+    replaces = re.findall(r"^\s+(k8s\.io/[\w-]+) => (k8s\.io/[\w-]+) (v\S+)$", go_mod, re.M)
+    assert len(replaces) >= 30
+    for old, new, version in replaces:
+        assert old == new
+        assert version == staging, f"{old} is replaced at {version}, kubernetes {kube.group(1)} needs {staging}"

@@ -1,0 +1,32 @@
+"""An Envoy xDS control-plane server: ADS (state of the world and delta) over grpc.aio, serving
+immutable, consistency-checked snapshots per node group.
+
+It knows the xDS protocol and nothing of mcgw, so it can be used on its own. The import name is
+``xdsserver`` because xds-protos already owns the ``xds`` package (the CNCF xds protos that every
+Envoy proto imports); a package of ours called ``xds`` would shadow them.
+"""
+
+from .cache import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
+from .loader import message_from_dict
+from .resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
+from .server import AggregatedDiscoveryService, StreamStatus, TypeStatus, XdsServer, default_node_group
+
+__all__ = [
+    "CLUSTER",
+    "ENDPOINT",
+    "LISTENER",
+    "PUSH_ORDER",
+    "ROUTE",
+    "SECRET",
+    "AggregatedDiscoveryService",
+    "InconsistentSnapshotError",
+    "NodeGroup",
+    "Resource",
+    "Snapshot",
+    "SnapshotCache",
+    "StreamStatus",
+    "TypeStatus",
+    "XdsServer",
+    "default_node_group",
+    "message_from_dict",
+]
