@@ -52,13 +52,13 @@ def example_snapshot(listen_port: int, backend_port: int, greeting: str) -> Snap
 
 
 def _get(url: str) -> tuple[dict[str, object], str]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read()), response.headers.get("x-mcgw-greeting", "")
 
 
-async def _wait_for_greeting(url: str, greeting: str, timeout: float = 15.0) -> float:
+async def _wait_for_greeting(url: str, greeting: str, within: float = 15.0) -> float:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < within:
         try:
             _, seen = await asyncio.to_thread(_get, url)
             if seen == greeting:
@@ -66,7 +66,7 @@ async def _wait_for_greeting(url: str, greeting: str, timeout: float = 15.0) -> 
         except OSError:
             pass
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"Envoy did not apply the update ({greeting!r}) within {timeout:.0f}s")
+    raise TimeoutError(f"Envoy did not apply the update ({greeting!r}) within {within:.0f}s")
 
 
 async def run_demo(listen_port: int = 10080, api_type: AdsApiType = "DELTA_GRPC", once: bool = False,

@@ -17,7 +17,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf.message import Message
 
-from .resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
+from .resources import ENDPOINT, ROUTE, Resource
 
 _HCM_TYPE = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 

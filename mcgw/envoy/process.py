@@ -64,14 +64,14 @@ class EnvoyProcess:
             "--drain-time-s", "1",
         ]
         self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603 - argv is ours
+        self.popen = subprocess.Popen(
             [*(wrap_argv or []), *argv], stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
 
     def admin(self, path: str, method: str = "GET") -> bytes:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)  # noqa: S310
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback admin
+        request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)
+        with urllib.request.urlopen(request, timeout=5) as response:
             return bytes(response.read())
 
     def stats(self, prefix: str = "") -> dict[str, str]:

@@ -37,8 +37,8 @@ class Stream:
     def send(self, request: Any) -> None:
         self.requests.put_nowait(request)
 
-    async def recv(self, timeout: float = 5.0) -> Any:
-        item = await asyncio.wait_for(self.responses.get(), timeout)
+    async def recv(self, within: float = 5.0) -> Any:
+        item = await asyncio.wait_for(self.responses.get(), within)
         if isinstance(item, Exception):
             raise item
         return item
@@ -81,7 +81,9 @@ async def test_sotw_ack_is_not_answered_and_change_is_pushed(xds: tuple[Snapshot
     stream = _open(channel, delta=False)
     stream.send(discovery_pb2.DiscoveryRequest(node=NODE, type_url=CLUSTER))
     first = await stream.recv()
-    assert first.nonce and first.type_url == CLUSTER and len(first.resources) == 1
+    assert first.nonce
+    assert first.type_url == CLUSTER
+    assert len(first.resources) == 1
     stream.send(discovery_pb2.DiscoveryRequest(type_url=CLUSTER, version_info=first.version_info,
                                                response_nonce=first.nonce))
     await stream.assert_silent()
@@ -92,7 +94,8 @@ async def test_sotw_ack_is_not_answered_and_change_is_pushed(xds: tuple[Snapshot
                                                version_info=route_v1.version_info, response_nonce=route_v1.nonce))
     cache.set_snapshot(GROUP, Snapshot.from_messages(gateway_resources(header="v2")))
     route_v2 = await stream.recv()
-    assert route_v2.type_url == ROUTE and route_v2.version_info != route_v1.version_info
+    assert route_v2.type_url == ROUTE
+    assert route_v2.version_info != route_v1.version_info
     stream.close()
 
 

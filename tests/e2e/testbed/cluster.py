@@ -45,10 +45,10 @@ class MemberCluster:
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         """A raw admin request to the API server; returns the decoded JSON body."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.api_url + path, data=data, method=method)  # noqa: S310 - loopback https
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", content_type)
-        with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as response:
             return json.loads(response.read() or b"null")
 
     def stop(self) -> None:
@@ -90,7 +90,7 @@ def _start_etcd(artifacts: Artifacts, workdir: Path, name: str) -> tuple[Managed
     )
 
     def healthy() -> bool:
-        with urllib.request.urlopen(client_url + "/health", timeout=2) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(client_url + "/health", timeout=2) as response:
             return bool(json.loads(response.read()).get("health") == "true")
 
     wait_until(healthy, 60, f"etcd of {name} to be healthy", etcd)
@@ -129,7 +129,7 @@ def _start_apiserver(artifacts: Artifacts, workdir: Path, name: str, pki: Cluste
 
     def ready() -> bool:
         context = member_stub.ssl_context()
-        with urllib.request.urlopen(api_url + "/readyz", context=context, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(api_url + "/readyz", context=context, timeout=5) as response:
             return bool(response.status == 200)
 
     wait_until(ready, 120, f"kube-apiserver of {name} to be ready", apiserver, interval=0.25)

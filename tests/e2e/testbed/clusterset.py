@@ -43,7 +43,7 @@ class EchoBackend:
     process: ManagedProcess
 
     def get(self, path: str = "/") -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=5) as response:
             result: dict[str, Any] = json.loads(response.read())
             return result
 
@@ -124,7 +124,7 @@ def start_clusterset(size: int = 3, names: list[str] | None = None,
             for name, future in futures.items():
                 try:
                     clusters[name] = future.result()
-                except Exception as error:  # noqa: BLE001 - collect every failure, then stop all of them
+                except Exception as error:
                     errors.append(f"{name}: {error}")
             if errors:
                 raise RuntimeError("member clusters failed to start:\n" + "\n".join(errors))

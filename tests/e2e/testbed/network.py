@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field
 BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
 _BLOCK_PREFIX = 20
 _NS_PATTERN = re.compile(r"^mcgw-t(\d+)-")
-_BRIDGE_PATTERN = re.compile(r"^mgb([0-9a-f]+)$")
+_BRIDGE_PATTERN = re.compile(r"^mgb([0-9a-f]+)n\d+$")
+_instances = itertools.count()
 
 
 def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     argv = ["ip", "-netns", netns, *args] if netns else ["ip", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -106,9 +108,11 @@ class TestNetwork:
             raise ValueError("the test network supports at most 14 clusters per run")
         sweep_stale()
         self.owner = os.getpid()
+        # Interface names are limited to 15 characters: "mgb" + pid in hex + "n" + instance number.
+        self.tag = f"{self.owner:x}n{next(_instances)}"
         self.block = _free_block()
         self.host_address = str(self.block.network_address + 1)
-        self.bridge = f"mgb{self.owner:x}"
+        self.bridge = f"mgb{self.tag}"
         self.clusters: dict[str, ClusterNetwork] = {}
         self._created_netns: list[str] = []
         try:
@@ -123,10 +127,10 @@ class TestNetwork:
             raise
 
     def _add_cluster(self, index: int, name: str, subnet: ipaddress.IPv4Network) -> ClusterNetwork:
-        netns = f"mcgw-t{self.owner}-{name}"
+        netns = f"mcgw-t{self.owner}-{self.tag}-{name}"
         _ip("netns", "add", netns)
         self._created_netns.append(netns)
-        host_end, ns_end = f"mgh{self.owner:x}x{index}", f"mgp{self.owner:x}x{index}"
+        host_end, ns_end = f"mgh{self.tag}x{index}", f"mgp{self.tag}x{index}"
         _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
         _ip("link", "set", ns_end, "netns", netns)
         _ip("link", "set", host_end, "master", self.bridge)

@@ -29,7 +29,7 @@ class ManagedProcess:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603 - argv is built by the test bed, never from user input
+        self.popen = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
@@ -75,7 +75,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - any failure of the probe means "not yet"
+        except Exception:
             pass
         if time.monotonic() > deadline:
             tail = f"\n{process.name} log:\n{process.log_tail()}" if process else ""
