@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +58,24 @@ def _log(message: str) -> None:
     print(f"[testbed-build] {message}", flush=True)
 
 
-def _go(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None) -> str:
-    env = {**os.environ, "CGO_ENABLED": "0", **(env_extra or {})}
-    result = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"go {' '.join(args)} failed in {cwd}:\n{result.stderr[-4000:]}")
-    return result.stdout
+def _go(args: list[str], cwd: Path, progress: str | None = None) -> str:
+    """Run the go command; with ``progress``, say every 30 s that it is still working (cold builds are long)."""
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(["go", *args], cwd=cwd, env=env, stdout=out, stderr=err)
+        started = time.monotonic()
+        while True:
+            try:
+                process.wait(30)
+                break
+            except subprocess.TimeoutExpired:
+                if progress:
+                    _log(f"{progress}: still working, {time.monotonic() - started:.0f}s so far")
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            raise RuntimeError(f"go {' '.join(args)} failed in {cwd}:\n{err.read().decode(errors='replace')[-4000:]}")
+        return out.read().decode()
 
 
 def _build_binary(name: str, module_dir: Path, package: str, version: str, ldflags: str) -> Path:
@@ -76,11 +89,12 @@ def _build_binary(name: str, module_dir: Path, package: str, version: str, ldfla
     target_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     _log(f"{name} {version}: downloading modules ...")
-    _go(["mod", "download"], module_dir)
+    _go(["mod", "download"], module_dir, f"{name} {version}: downloading modules")
     downloaded = time.monotonic()
     _log(f"{name} {version}: modules downloaded in {downloaded - started:.1f}s; compiling ...")
     partial = target_dir / f".{name}.partial"
-    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package], module_dir)
+    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package], module_dir,
+        f"{name} {version}: compiling")
     partial.rename(binary)
     _log(f"{name} {version}: compiled in {time.monotonic() - downloaded:.1f}s -> {binary}")
     return binary
