@@ -22,7 +22,7 @@ sysdeps:
 
 # kube-apiserver, etcd and the upstream CRDs, cached in ~/.cache/mcgw keyed by version.
 testbed: deps sysdeps
-	$(PY) -m tests.e2e.testbed.build
+	$(PY) -m tests.e2e.testbed
 
 lint: deps
 	$(PY) -m ruff check mcgw xdsserver tests benchmarks

@@ -4,7 +4,7 @@ Everything comes through the Go module proxy, pinned by the wrapper modules unde
 Results are cached in ``~/.cache/mcgw/`` keyed by version (and by a hash of the wrapper's go.sum,
 so a changed pin never reuses a stale binary). A second run finds the cache and does nothing.
 
-Run as ``python -m tests.e2e.testbed.build``; it prints what it builds and how long each step took.
+Run as ``python -m tests.e2e.testbed``; it prints what it builds and how long each step took.
 """
 
 from __future__ import annotations

@@ -58,9 +58,6 @@ class ManagedProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(grace)
-        # Children that outlived the leader (same session) are ours too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
         self._log.close()
 
 
