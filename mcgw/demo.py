@@ -112,7 +112,7 @@ async def run_demo(listen_port: int = 10080, api_type: AdsApiType = "DELTA_GRPC"
         tell(f"5. published a new snapshot; Envoy applied it in {seconds * 1000:.0f} ms "
              f"(x-mcgw-greeting is now {second!r})")
         acked = {}
-        for stream in server.ads.streams.values():
+        for stream in server.status.nodes():
             for type_url, status in stream.types.items():
                 acked[type_url.rsplit(".", 1)[-1]] = status.acked_version
         tell("6. versions Envoy ACKed: " + ", ".join(f"{k}={v}" for k, v in sorted(acked.items())))

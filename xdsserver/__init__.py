@@ -6,10 +6,13 @@ It knows the xDS protocol and nothing of mcgw, so it can be used on its own. The
 Envoy proto imports); a package of ours called ``xds`` would shadow them.
 """
 
+from .auth import TlsConfig, spiffe_authorizer, spiffe_id
 from .cache import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
 from .loader import message_from_dict
+from .metrics import XdsMetrics
 from .resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
-from .server import AggregatedDiscoveryService, StreamStatus, TypeStatus, XdsServer, default_node_group
+from .server import AggregatedDiscoveryService, XdsServer, default_node_group
+from .status import NodeStatus, Rejection, StatusRegistry, TypeStatus
 
 __all__ = [
     "CLUSTER",
@@ -21,12 +24,18 @@ __all__ = [
     "AggregatedDiscoveryService",
     "InconsistentSnapshotError",
     "NodeGroup",
+    "NodeStatus",
+    "Rejection",
     "Resource",
     "Snapshot",
     "SnapshotCache",
-    "StreamStatus",
+    "StatusRegistry",
+    "TlsConfig",
     "TypeStatus",
+    "XdsMetrics",
     "XdsServer",
     "default_node_group",
     "message_from_dict",
+    "spiffe_authorizer",
+    "spiffe_id",
 ]

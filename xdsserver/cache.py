@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -81,7 +81,7 @@ class Snapshot:
         if problems:
             raise InconsistentSnapshotError("; ".join(problems))
         frozen = {t: MappingProxyType(dict(sorted(r.items()))) for t, r in by_type.items()}
-        versions = {t: _type_version(r.values()) for t, r in frozen.items()}
+        versions = {t: content_version(r.values()) for t, r in frozen.items()}
         return cls(MappingProxyType(frozen), MappingProxyType(versions))
 
     def of_type(self, type_url: str) -> Mapping[str, Resource]:
@@ -90,12 +90,25 @@ class Snapshot:
     def version(self, type_url: str, names: Iterable[str] | None = None) -> str:
         """The version of a type, or of just ``names`` of it (what a non-wildcard subscriber sees)."""
         if names is None:
-            return self.versions.get(type_url, _type_version([]))
+            return self.versions.get(type_url, content_version([]))
         of_type = self.of_type(type_url)
-        return _type_version(of_type[n] for n in sorted(set(names)) if n in of_type)
+        return content_version(of_type[n] for n in sorted(set(names)) if n in of_type)
+
+    def changed_names(self, newer: Snapshot) -> dict[str, frozenset[str]]:
+        """Per type, the names that were added, removed or changed going from ``self`` to ``newer``."""
+        changed = {}
+        for type_url in set(self.resources) | set(newer.resources):
+            if self.versions.get(type_url) == newer.versions.get(type_url):
+                continue
+            old, new = self.of_type(type_url), newer.of_type(type_url)
+            names = {n for n in set(old) | set(new)
+                     if (old[n].version if n in old else None) != (new[n].version if n in new else None)}
+            changed[type_url] = frozenset(names)
+        return changed
 
 
-def _type_version(resources: Iterable[Resource]) -> str:
+def content_version(resources: Iterable[Resource]) -> str:
+    """A version for a set of resources: a hash of their names and versions, in the order given."""
     digest = hashlib.sha256()
     for resource in resources:
         digest.update(f"{resource.name}\0{resource.version}\0".encode())
@@ -103,20 +116,36 @@ def _type_version(resources: Iterable[Resource]) -> str:
 
 
 NodeGroup = tuple[str, str]
+ChangedNames = Mapping[str, frozenset[str]]
+
+
+class Watch:
+    """A stream's interest in one node group: ``event`` is set when a publish touches what it reads."""
+
+    def __init__(self, interest: Callable[[ChangedNames], bool]) -> None:
+        self.event = asyncio.Event()
+        self.interest = interest
 
 
 class SnapshotCache:
-    """The latest snapshot per node group, and a way for streams to wait for the next one."""
+    """The latest snapshot per node group. Publishing wakes only the watches whose resources changed."""
 
     def __init__(self) -> None:
         self._snapshots: dict[NodeGroup, Snapshot] = {}
-        self._changed: dict[NodeGroup, asyncio.Event] = {}
+        self._watches: dict[NodeGroup, set[Watch]] = {}
 
     def set_snapshot(self, group: NodeGroup, snapshot: Snapshot) -> None:
+        previous = self._snapshots.get(group)
         self._snapshots[group] = snapshot
-        event = self._changed.pop(group, None)
-        if event is not None:
-            event.set()
+        if previous is None:
+            changed: ChangedNames = {t: frozenset(r) for t, r in snapshot.resources.items()}
+        else:
+            changed = previous.changed_names(snapshot)
+            if not changed:
+                return
+        for watch in self._watches.get(group, ()):
+            if previous is None or watch.interest(changed):
+                watch.event.set()
 
     def remove(self, group: NodeGroup) -> None:
         self._snapshots.pop(group, None)
@@ -127,9 +156,14 @@ class SnapshotCache:
     def groups(self) -> list[NodeGroup]:
         return sorted(self._snapshots)
 
-    def changed(self, group: NodeGroup) -> asyncio.Event:
-        """An event that is set the next time ``group`` gets a snapshot."""
-        event = self._changed.get(group)
-        if event is None:
-            event = self._changed[group] = asyncio.Event()
-        return event
+    def watch(self, group: NodeGroup, interest: Callable[[ChangedNames], bool]) -> Watch:
+        watch = Watch(interest)
+        self._watches.setdefault(group, set()).add(watch)
+        return watch
+
+    def unwatch(self, group: NodeGroup, watch: Watch) -> None:
+        watches = self._watches.get(group)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[group]

@@ -1,9 +1,7 @@
-"""ADS over gRPC, state-of-the-world and delta, serving snapshots from a :class:`SnapshotCache`.
+"""ADS over gRPC (state of the world and delta): transport, identity and stream lifecycle.
 
-Rules that matter to Envoy (see the protocol checklist): the node is cached from the first message,
-stale nonces get no answer, NACKs are detected by ``error_detail`` and never answered with the same
-config again, LDS/CDS carry full state, EDS/RDS only the names asked for, and types are pushed in
-make-before-break order (clusters, endpoints, listeners, routes).
+The protocol rules live in :mod:`xdsserver.streams`; this module reads requests, wakes streams when
+their resources change, checks who is asking, and writes responses.
 """
 
 from __future__ import annotations
@@ -12,26 +10,31 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from prometheus_client import CollectorRegistry
 
-from .cache import NodeGroup, Snapshot, SnapshotCache
-from .resources import FULL_STATE_TYPES, PUSH_ORDER, Resource
+from .auth import Authorizer, TlsConfig, peer_uri_sans, spiffe_authorizer
+from .cache import NodeGroup, SnapshotCache
+from .metrics import XdsMetrics
+from .status import NodeStatus, StatusRegistry
+from .streams import DeltaStream, SotwStream
 
 log = logging.getLogger(__name__)
 
 # Envoy gateways send HTTP/2 keepalive pings (every 30 s in deploy/envoy); grpcio's defaults would
-# answer them with a too_many_pings GOAWAY.
+# answer a ping without data more often than every 5 minutes with a too_many_pings GOAWAY.
 KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+NodeGrouper = Callable[[base_pb2.Node], NodeGroup]
 
 
 def default_node_group(node: base_pb2.Node) -> NodeGroup:
@@ -45,276 +48,142 @@ def default_node_group(node: base_pb2.Node) -> NodeGroup:
     return node.cluster, f"{parts[0]}/{parts[1]}"
 
 
-@dataclass
-class TypeStatus:
-    """What one stream knows about one resource type, for the API and for tests."""
-
-    sent_version: str = ""
-    acked_version: str = ""
-    nacked_version: str = ""
-    nack_message: str = ""
-    pushes: int = 0
-
-
-@dataclass
-class StreamStatus:
-    node_id: str
-    group: NodeGroup
-    mode: str
-    types: dict[str, TypeStatus] = field(default_factory=dict)
-
-
-@dataclass
-class _SotwType:
-    names: set[str] | None = None  # None: wildcard
-    nonce: str = ""
-    sent_version: str = ""
-    nacked_version: str = ""
-
-
-@dataclass
-class _DeltaType:
-    wildcard: bool = False
-    names: set[str] = field(default_factory=set)
-    known: dict[str, str] = field(default_factory=dict)  # what the client holds (or was last sent)
-    told_absent: set[str] = field(default_factory=set)
-
-
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    """The ADS servicer. ``node_group`` maps an Envoy node to the key of its snapshot."""
+    """The ADS servicer over a :class:`SnapshotCache`."""
 
-    def __init__(self, cache: SnapshotCache,
-                 node_group: Callable[[base_pb2.Node], NodeGroup] = default_node_group) -> None:
+    def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
+                 metrics: XdsMetrics | None = None, authorizer: Authorizer | None = None) -> None:
         self.cache = cache
         self.node_group = node_group
-        self.streams: dict[int, StreamStatus] = {}
-        self._nonces = itertools.count(1)
+        self.metrics = metrics or XdsMetrics()
+        self.authorizer = authorizer
+        self.status = StatusRegistry()
         self._stream_ids = itertools.count(1)
 
-    # -- shared plumbing -------------------------------------------------------------------------
-
-    async def _open(self, first: Any, context: grpc.aio.ServicerContext, mode: str) -> tuple[int, NodeGroup]:
+    async def _admit(self, first: Any, context: grpc.aio.ServicerContext, mode: str) -> NodeStatus:
+        """Check the node and the caller's identity; abort the RPC with a precise reason otherwise."""
         try:
             group = self.node_group(first.node)
         except ValueError as error:
+            self.metrics.denied.labels("bad_node").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        if self.authorizer is not None:
+            uris = peer_uri_sans(context.auth_context())
+            if not self.authorizer(uris, group):
+                self.metrics.denied.labels("identity").inc()
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"client identity {uris or 'none'} may not read node group {group[0]}/{group[1]}",
+                )
         if self.cache.get(group) is None:
+            self.metrics.denied.labels("unknown_group").inc()
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
                 f"no configuration for node group {group[0]}/{group[1]} (node {first.node.id!r}); "
                 "check node.cluster and node.id in the Envoy bootstrap",
             )
-        stream_id = next(self._stream_ids)
-        self.streams[stream_id] = StreamStatus(first.node.id, group, mode)
-        log.info("xds stream opened", extra={"node": first.node.id, "group": group, "mode": mode})
-        return stream_id, group
+        return NodeStatus(first.node.id, first.node.cluster, group, mode, context.peer())
 
-    @staticmethod
-    async def _events(request_iterator: AsyncIterator[Any], cache: SnapshotCache, group: NodeGroup,
-                      first: Any) -> AsyncIterator[Any]:
-        """Requests and snapshot changes, merged; ``None`` stands for "the snapshot changed"."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+    async def _serve(self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext,
+                     mode: str) -> AsyncIterator[Any]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        node = await self._admit(first, context, mode)
+        stream_type = SotwStream if mode == "sotw" else DeltaStream
+        stream: SotwStream | DeltaStream = stream_type(node, self.status, self.metrics)
+        stream_id = next(self._stream_ids)
+        watch = self.cache.watch(node.group, stream.interested)
+        requests: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    queue.put_nowait(request)
+                    requests.put_nowait(request)
             finally:
-                queue.put_nowait(done)
+                requests.put_nowait(done)
 
-        async def watch() -> None:
+        async def wake() -> None:
             while True:
-                await cache.changed(group).wait()
-                queue.put_nowait(None)
+                await watch.event.wait()
+                watch.event.clear()
+                requests.put_nowait(None)
 
-        tasks = [asyncio.create_task(read()), asyncio.create_task(watch())]
+        self.status.open(stream_id, node)
+        self.metrics.streams.labels(mode).inc()
+        log.info("xds stream opened: node %s group %s/%s mode %s peer %s", node.node_id, *node.group, mode,
+                 node.peer)
+        tasks = [asyncio.create_task(read()), asyncio.create_task(wake())]
         try:
-            yield first
-            while (item := await queue.get()) is not done:
-                yield item
+            event: Any = first
+            while event is not done:
+                snapshot = self.cache.get(node.group)
+                if snapshot is not None:
+                    responses = stream.on_snapshot(snapshot) if event is None else stream.on_request(snapshot, event)
+                    for response in responses:
+                        yield response
+                event = await requests.get()
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-
-    def _nonce(self) -> str:
-        return str(next(self._nonces))
-
-    def _type_status(self, stream_id: int, type_url: str) -> TypeStatus:
-        return self.streams[stream_id].types.setdefault(type_url, TypeStatus())
-
-    # -- state of the world ----------------------------------------------------------------------
+            self.cache.unwatch(node.group, watch)
+            self.status.close(stream_id)
+            self.metrics.streams.labels(mode).dec()
+            log.info("xds stream closed: node %s group %s/%s", node.node_id, *node.group)
 
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        first = await anext(aiter(request_iterator), None)
-        if first is None:
-            return
-        stream_id, group = await self._open(first, context, "sotw")
-        states: dict[str, _SotwType] = {}
-        try:
-            async for event in self._events(request_iterator, self.cache, group, first):
-                snapshot = self.cache.get(group)
-                if snapshot is None:
-                    continue
-                if event is None:
-                    types = [t for t in PUSH_ORDER if t in states] + sorted(set(states) - set(PUSH_ORDER))
-                    for type_url in types:
-                        response = self._sotw_response(stream_id, snapshot, type_url, states[type_url], False)
-                        if response is not None:
-                            yield response
-                    continue
-                response = self._sotw_request(stream_id, snapshot, event, states)
-                if response is not None:
-                    yield response
-        finally:
-            self.streams.pop(stream_id, None)
-
-    def _sotw_request(self, stream_id: int, snapshot: Snapshot, request: discovery_pb2.DiscoveryRequest,
-                      states: dict[str, _SotwType]) -> discovery_pb2.DiscoveryResponse | None:
-        type_url = request.type_url
-        state = states.setdefault(type_url, _SotwType())
-        if request.response_nonce and request.response_nonce != state.nonce:
-            return None  # stale: an answer to a response that was already superseded
-        status = self._type_status(stream_id, type_url)
-        if request.HasField("error_detail"):
-            state.nacked_version = state.sent_version
-            status.nacked_version, status.nack_message = state.sent_version, request.error_detail.message
-            log.warning("xds NACK", extra={"node": self.streams[stream_id].node_id, "type_url": type_url,
-                                           "version": state.sent_version, "error": request.error_detail.message})
-        elif request.response_nonce:
-            status.acked_version = request.version_info
-        wildcard = type_url in FULL_STATE_TYPES and not request.resource_names
-        names = None if wildcard else set(request.resource_names)
-        new_names = names is not None and state.names is not None and not names <= state.names
-        first_ask = not request.response_nonce
-        state.names = names
-        return self._sotw_response(stream_id, snapshot, type_url, state, first_ask or new_names)
-
-    def _sotw_response(self, stream_id: int, snapshot: Snapshot, type_url: str, state: _SotwType,
-                       must_answer: bool) -> discovery_pb2.DiscoveryResponse | None:
-        version = snapshot.version(type_url, state.names)
-        if not must_answer and version in (state.sent_version, state.nacked_version):
-            return None
-        of_type = snapshot.of_type(type_url)
-        chosen: Iterable[Resource] = (
-            of_type.values() if state.names is None else (of_type[n] for n in sorted(state.names) if n in of_type)
-        )
-        state.nonce, state.sent_version = self._nonce(), version
-        status = self._type_status(stream_id, type_url)
-        status.sent_version = version
-        status.pushes += 1
-        return discovery_pb2.DiscoveryResponse(
-            version_info=version, type_url=type_url, nonce=state.nonce, resources=[r.packed for r in chosen]
-        )
-
-    # -- delta -----------------------------------------------------------------------------------
+        async for response in self._serve(request_iterator, context, "sotw"):
+            yield response
 
     async def DeltaAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
-        first = await anext(aiter(request_iterator), None)
-        if first is None:
-            return
-        stream_id, group = await self._open(first, context, "delta")
-        states: dict[str, _DeltaType] = {}
-        try:
-            async for event in self._events(request_iterator, self.cache, group, first):
-                snapshot = self.cache.get(group)
-                if snapshot is None:
-                    continue
-                if event is None:
-                    types = [t for t in PUSH_ORDER if t in states] + sorted(set(states) - set(PUSH_ORDER))
-                    for type_url in types:
-                        response = self._delta_response(stream_id, snapshot, type_url, states[type_url], False)
-                        if response is not None:
-                            yield response
-                    continue
-                response = self._delta_request(stream_id, snapshot, event, states)
-                if response is not None:
-                    yield response
-        finally:
-            self.streams.pop(stream_id, None)
-
-    def _delta_request(self, stream_id: int, snapshot: Snapshot, request: discovery_pb2.DeltaDiscoveryRequest,
-                       states: dict[str, _DeltaType]) -> discovery_pb2.DeltaDiscoveryResponse | None:
-        type_url = request.type_url
-        first_ask = type_url not in states
-        state = states.setdefault(type_url, _DeltaType())
-        subscribe, unsubscribe = set(request.resource_names_subscribe), set(request.resource_names_unsubscribe)
-        if first_ask:
-            state.known.update(request.initial_resource_versions)
-            state.wildcard = "*" in subscribe or (not subscribe and type_url in FULL_STATE_TYPES)
-        if "*" in subscribe:
-            state.wildcard = True
-        if "*" in unsubscribe:
-            state.wildcard = False
-        state.names |= subscribe - {"*"}
-        for name in unsubscribe - {"*"}:
-            state.names.discard(name)
-            state.told_absent.discard(name)
-            # Still covered by the wildcard: the client dropped it, so it must be sent again.
-            state.known.pop(name, None)
-        status = self._type_status(stream_id, type_url)
-        if request.HasField("error_detail"):
-            status.nacked_version, status.nack_message = status.sent_version, request.error_detail.message
-            log.warning("xds NACK", extra={"node": self.streams[stream_id].node_id, "type_url": type_url,
-                                           "error": request.error_detail.message})
-            return None
-        if request.response_nonce:
-            status.acked_version = status.sent_version
-        return self._delta_response(stream_id, snapshot, type_url, state, first_ask)
-
-    def _delta_response(self, stream_id: int, snapshot: Snapshot, type_url: str, state: _DeltaType,
-                        must_answer: bool) -> discovery_pb2.DeltaDiscoveryResponse | None:
-        of_type = snapshot.of_type(type_url)
-        wanted = (set(of_type) if state.wildcard else set()) | state.names
-        updated = [of_type[n] for n in sorted(wanted) if n in of_type and state.known.get(n) != of_type[n].version]
-        removed = sorted(
-            {n for n in state.known if n not in of_type or n not in wanted}
-            | {n for n in state.names if n not in of_type and n not in state.told_absent}
-        )
-        if not (updated or removed or must_answer):
-            return None
-        for resource in updated:
-            state.known[resource.name] = resource.version
-            state.told_absent.discard(resource.name)
-        for name in removed:
-            state.known.pop(name, None)
-            if name in state.names:
-                state.told_absent.add(name)
-        status = self._type_status(stream_id, type_url)
-        status.sent_version = snapshot.version(type_url, None if state.wildcard else state.names)
-        status.pushes += 1
-        return discovery_pb2.DeltaDiscoveryResponse(
-            system_version_info=status.sent_version,
-            type_url=type_url,
-            nonce=self._nonce(),
-            resources=[
-                discovery_pb2.Resource(name=r.name, version=r.version, resource=r.packed) for r in updated
-            ],
-            removed_resources=removed,
-        )
+        async for response in self._serve(request_iterator, context, "delta"):
+            yield response
 
 
 class XdsServer:
-    """A grpc.aio server carrying the ADS service, with Envoy-compatible keepalive settings."""
+    """A grpc.aio server carrying ADS, with Envoy-compatible keepalive and optional (m)TLS.
 
-    def __init__(self, cache: SnapshotCache,
-                 node_group: Callable[[base_pb2.Node], NodeGroup] = default_node_group) -> None:
-        self.ads = AggregatedDiscoveryService(cache, node_group)
+    With ``tls.client_ca`` set, every stream must present a client certificate whose SPIFFE URI names
+    the node group it asks for (see :mod:`xdsserver.auth`). ``max_connection_age`` closes connections
+    after that many seconds so Envoys rebalance across replicas.
+    """
+
+    def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
+                 registry: CollectorRegistry | None = None, tls: TlsConfig | None = None,
+                 authorizer: Authorizer | None = None, max_connection_age: float | None = None) -> None:
+        if tls is not None and tls.client_ca is not None and authorizer is None:
+            authorizer = spiffe_authorizer()
+        self.metrics = XdsMetrics(registry)
+        self.ads = AggregatedDiscoveryService(cache, node_group, self.metrics, authorizer)
+        self.tls = tls
+        self.options = list(KEEPALIVE_OPTIONS)
+        if max_connection_age is not None:
+            self.options += [("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                             ("grpc.max_connection_age_grace_ms", 5_000)]
         self._server: grpc.aio.Server | None = None
 
+    @property
+    def status(self) -> StatusRegistry:
+        """Connected nodes with their per-type ACK/NACK state, and recent rejections."""
+        return self.ads.status
+
     async def start(self, address: str = "127.0.0.1:0") -> int:
-        """Listen on ``address`` (host:port, port 0 picks one) and return the bound port."""
-        self._server = grpc.aio.server(options=KEEPALIVE_OPTIONS)
+        """Listen on ``address`` (host:port; port 0 picks one) and return the bound port."""
+        self._server = grpc.aio.server(options=self.options)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self._server)
-        port = self._server.add_insecure_port(address)
+        if self.tls is None:
+            port = self._server.add_insecure_port(address)
+        else:
+            port = self._server.add_secure_port(address, self.tls.credentials())
         await self._server.start()
         return int(port)
 

@@ -1,0 +1,257 @@
+"""The protocol state of one ADS stream, free of gRPC: requests and snapshots in, responses out.
+
+Keeping the state machines pure makes every protocol rule testable on its own, and leaves the
+server with nothing but transport.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from .cache import ChangedNames, Snapshot, content_version
+from .metrics import XdsMetrics, short_type
+from .resources import CLUSTER, ENDPOINT, FULL_STATE_TYPES, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
+from .status import NodeStatus, Rejection, StatusRegistry
+
+# Removals go last, parents first: a listener before the routes it names, a cluster before its endpoints.
+REMOVAL_ORDER = (LISTENER, ROUTE, CLUSTER, ENDPOINT, SECRET)
+_nonces = itertools.count(1)
+
+
+def _ordered(types: Iterable[str], order: tuple[str, ...]) -> list[str]:
+    present = set(types)
+    return [t for t in order if t in present] + sorted(present - set(order))
+
+
+class _StreamBase:
+    """Status, metrics and nonce bookkeeping shared by both protocol variants."""
+
+    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics) -> None:
+        self.status = status
+        self.registry = registry
+        self.metrics = metrics
+        self._pushed_at: dict[str, tuple[str, float]] = {}  # nonce -> (type, monotonic time)
+
+    @staticmethod
+    def _nonce() -> str:
+        return str(next(_nonces))
+
+    def _record_push(self, type_url: str, version: str, nonce: str, size: int) -> None:
+        status = self.status.of_type(type_url)
+        status.sent_version, status.last_push = version, time.time()
+        status.pushes += 1
+        status.bytes_sent += size
+        label = short_type(type_url)
+        self.metrics.pushes.labels(label).inc()
+        self.metrics.bytes_sent.labels(label).inc(size)
+        self._pushed_at[nonce] = (type_url, time.monotonic())
+
+    def _record_ack(self, type_url: str, version: str, nonce: str) -> None:
+        self.status.of_type(type_url).acked_version = version
+        pushed = self._pushed_at.pop(nonce, None)
+        if pushed is not None:
+            self.metrics.push_to_ack.labels(short_type(type_url)).observe(time.monotonic() - pushed[1])
+        # Older pushes of this type will never be ACKed on their own.
+        for old in [n for n, (t, _) in self._pushed_at.items() if t == type_url and int(n) < int(nonce or 0)]:
+            del self._pushed_at[old]
+
+    def _record_nack(self, type_url: str, version: str, nonce: str, message: str) -> None:
+        status = self.status.of_type(type_url)
+        status.nacked_version, status.nack_message = version, message
+        self._pushed_at.pop(nonce, None)
+        self.metrics.nacks.labels(short_type(type_url)).inc()
+        self.registry.reject(Rejection(time.time(), self.status.node_id, self.status.group, type_url, version,
+                                       message))
+
+
+@dataclass
+class _SotwType:
+    names: set[str] | None = None  # None: wildcard
+    nonce: str = ""
+    sent_version: str = ""
+    nacked_version: str = ""
+    pending: dict[str, dict[str, Resource]] = field(default_factory=dict)  # nonce -> resources sent
+    held: dict[str, Resource] = field(default_factory=dict)  # what Envoy last ACKed
+
+
+class SotwStream(_StreamBase):
+    """State of the world: every response carries the full view of its type for this subscriber."""
+
+    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics) -> None:
+        super().__init__(status, registry, metrics)
+        self.types: dict[str, _SotwType] = {}
+
+    def interested(self, changed: ChangedNames) -> bool:
+        for type_url, state in self.types.items():
+            names = changed.get(type_url)
+            if names and (state.names is None or names & state.names):
+                return True
+        return False
+
+    def _view(self, snapshot: Snapshot, type_url: str, state: _SotwType) -> dict[str, Resource]:
+        of_type = snapshot.of_type(type_url)
+        if state.names is None:
+            return dict(of_type)
+        return {n: of_type[n] for n in sorted(state.names) if n in of_type}
+
+    def _respond(self, type_url: str, state: _SotwType, resources: Mapping[str, Resource],
+                 version: str) -> discovery_pb2.DiscoveryResponse:
+        state.nonce, state.sent_version = self._nonce(), version
+        state.pending[state.nonce] = dict(resources)
+        response = discovery_pb2.DiscoveryResponse(
+            version_info=version, type_url=type_url, nonce=state.nonce,
+            resources=[r.packed for r in resources.values()],
+        )
+        self._record_push(type_url, version, state.nonce, response.ByteSize())
+        return response
+
+    def on_request(self, snapshot: Snapshot,
+                   request: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
+        type_url = request.type_url
+        state = self.types.setdefault(type_url, _SotwType())
+        if request.response_nonce and request.response_nonce != state.nonce:
+            return []  # stale: it answers a response that a newer one already superseded
+        if request.HasField("error_detail"):
+            state.nacked_version = state.sent_version
+            state.pending.pop(request.response_nonce, None)
+            self._record_nack(type_url, state.sent_version, request.response_nonce, request.error_detail.message)
+        elif request.response_nonce:
+            state.held = state.pending.pop(request.response_nonce, state.held)
+            state.pending.clear()
+            self._record_ack(type_url, request.version_info, request.response_nonce)
+        wildcard = type_url in FULL_STATE_TYPES and not request.resource_names
+        names = None if wildcard else set(request.resource_names)
+        newly_asked = names is not None and state.names is not None and not names <= state.names
+        first_ask = not request.response_nonce
+        state.names = names
+        view = self._view(snapshot, type_url, state)
+        version = snapshot.version(type_url, state.names)
+        if not (first_ask or newly_asked) and version in (state.sent_version, state.nacked_version):
+            return []
+        return [self._respond(type_url, state, view, version)]
+
+    def on_snapshot(self, snapshot: Snapshot) -> list[discovery_pb2.DiscoveryResponse]:
+        """Push what changed, make-before-break: additions in warming order, then removals."""
+        responses, removals = [], []
+        for type_url in _ordered(self.types, PUSH_ORDER):
+            state = self.types[type_url]
+            view = self._view(snapshot, type_url, state)
+            version = snapshot.version(type_url, state.names)
+            if version in (state.sent_version, state.nacked_version):
+                continue
+            stale = {n: r for n, r in state.held.items() if n not in view} if type_url in FULL_STATE_TYPES else {}
+            if stale:
+                # Keep what is going away until everything that replaces it is in place.
+                keep = {**view, **stale}
+                responses.append(self._respond(type_url, state, keep, content_version(keep.values())))
+                removals.append((type_url, state, view, version))
+            else:
+                responses.append(self._respond(type_url, state, view, version))
+        for type_url, state, view, version in sorted(removals, key=lambda r: REMOVAL_ORDER.index(r[0])):
+            responses.append(self._respond(type_url, state, view, version))
+        return responses
+
+
+@dataclass
+class _DeltaType:
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    known: dict[str, str] = field(default_factory=dict)  # name -> version the client holds (or was sent)
+    told_absent: set[str] = field(default_factory=set)
+
+
+class DeltaStream(_StreamBase):
+    """Incremental xDS: only changed resources, and removals by name."""
+
+    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics) -> None:
+        super().__init__(status, registry, metrics)
+        self.types: dict[str, _DeltaType] = {}
+
+    def interested(self, changed: ChangedNames) -> bool:
+        for type_url, state in self.types.items():
+            names = changed.get(type_url)
+            if names and (state.wildcard or names & state.names or names & set(state.known)):
+                return True
+        return False
+
+    def on_request(self, snapshot: Snapshot,
+                   request: discovery_pb2.DeltaDiscoveryRequest) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        type_url = request.type_url
+        first_ask = type_url not in self.types
+        state = self.types.setdefault(type_url, _DeltaType())
+        subscribe = set(request.resource_names_subscribe)
+        unsubscribe = set(request.resource_names_unsubscribe)
+        if first_ask:
+            state.known.update(request.initial_resource_versions)
+            # Legacy wildcard: a first request for LDS/CDS that names nothing.
+            state.wildcard = "*" in subscribe or (not subscribe and type_url in FULL_STATE_TYPES)
+        if "*" in subscribe:
+            state.wildcard = True
+        if "*" in unsubscribe:
+            state.wildcard = False
+        state.names |= subscribe - {"*"}
+        for name in unsubscribe - {"*"}:
+            if name in state.names:
+                state.names.discard(name)
+                state.told_absent.discard(name)
+                # The client dropped it; if the wildcard still covers it, it must be sent again.
+                state.known.pop(name, None)
+        status = self.status.of_type(type_url)
+        if request.HasField("error_detail"):
+            self._record_nack(type_url, status.sent_version, request.response_nonce, request.error_detail.message)
+            return []
+        if request.response_nonce:
+            self._record_ack(type_url, status.sent_version, request.response_nonce)
+        updated, removed = self._diff(snapshot, type_url, state)
+        if not (updated or removed or first_ask):
+            return []
+        return [self._respond(snapshot, type_url, state, updated, removed)]
+
+    def on_snapshot(self, snapshot: Snapshot) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        """Updates in warming order, then removals, parents first."""
+        responses, removals = [], []
+        for type_url in _ordered(self.types, PUSH_ORDER):
+            state = self.types[type_url]
+            updated, removed = self._diff(snapshot, type_url, state)
+            if updated:
+                responses.append(self._respond(snapshot, type_url, state, updated, []))
+            if removed:
+                removals.append(type_url)
+        for type_url in _ordered(removals, REMOVAL_ORDER):
+            state = self.types[type_url]
+            _, removed = self._diff(snapshot, type_url, state)
+            responses.append(self._respond(snapshot, type_url, state, [], removed))
+        return responses
+
+    @staticmethod
+    def _diff(snapshot: Snapshot, type_url: str, state: _DeltaType) -> tuple[list[Resource], list[str]]:
+        of_type = snapshot.of_type(type_url)
+        wanted = (set(of_type) if state.wildcard else set()) | state.names
+        updated = [of_type[n] for n in sorted(wanted) if n in of_type and state.known.get(n) != of_type[n].version]
+        removed = {n for n in state.known if n not in of_type or n not in wanted}
+        removed |= {n for n in state.names if n not in of_type and n not in state.told_absent}
+        return updated, sorted(removed)
+
+    def _respond(self, snapshot: Snapshot, type_url: str, state: _DeltaType, updated: list[Resource],
+                 removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:
+        for resource in updated:
+            state.known[resource.name] = resource.version
+            state.told_absent.discard(resource.name)
+        for name in removed:
+            state.known.pop(name, None)
+            if name in state.names:
+                state.told_absent.add(name)
+        version = snapshot.version(type_url, None if state.wildcard else state.names)
+        response = discovery_pb2.DeltaDiscoveryResponse(
+            system_version_info=version, type_url=type_url, nonce=self._nonce(),
+            resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.packed) for r in updated],
+            removed_resources=removed,
+        )
+        self._record_push(type_url, version, response.nonce, response.ByteSize())
+        return response
+
