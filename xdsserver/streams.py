@@ -53,12 +53,15 @@ class _StreamBase:
 
     def _record_ack(self, type_url: str, version: str, nonce: str) -> None:
         self.status.of_type(type_url).acked_version = version
-        pushed = self._pushed_at.pop(nonce, None)
-        if pushed is not None:
-            self.metrics.push_to_ack.labels(short_type(type_url)).observe(time.monotonic() - pushed[1])
-        # Older pushes of this type will never be ACKed on their own.
-        for old in [n for n, (t, _) in self._pushed_at.items() if t == type_url and int(n) < int(nonce or 0)]:
-            del self._pushed_at[old]
+        if nonce not in self._pushed_at:
+            return
+        self.metrics.push_to_ack.labels(short_type(type_url)).observe(time.monotonic() - self._pushed_at[nonce][1])
+        # Pushes of this type before the ACKed one will never be ACKed on their own (dicts keep push order).
+        for pushed in list(self._pushed_at):
+            if self._pushed_at[pushed][0] == type_url:
+                del self._pushed_at[pushed]
+            if pushed == nonce:
+                break
 
     def _record_nack(self, type_url: str, version: str, nonce: str, message: str) -> None:
         status = self.status.of_type(type_url)
@@ -194,6 +197,8 @@ class DeltaStream(_StreamBase):
             state.wildcard = True
         if "*" in unsubscribe:
             state.wildcard = False
+            # What only the wildcard covered is the client's to drop; nothing is sent for it.
+            state.known = {n: v for n, v in state.known.items() if n in state.names | subscribe}
         state.names |= subscribe - {"*"}
         for name in unsubscribe - {"*"}:
             if name in state.names:

@@ -50,5 +50,16 @@ def route(name: str, cluster: str, header: str = "v1") -> Message:
     return message_from_dict(body)
 
 
-def gateway_resources(cluster: str = "c1", port: int = 8080, header: str = "v1") -> list[Message]:
-    return [eds_cluster(cluster), endpoints(cluster, port), listener("l1", "r1"), route("r1", cluster, header)]
+def gateway_resources(clusters: tuple[str, ...] = ("c1",), port: int = 8080, header: str = "v1",
+                      ports: dict[str, int] | None = None, route_to: str | None = None,
+                      listeners: tuple[str, ...] = ("l1",)) -> list[Message]:
+    """Listeners ``l<i>`` each with route ``r<i>`` to ``route_to`` (default: the first cluster), plus the
+    EDS clusters with their endpoints (``ports`` overrides the port per cluster)."""
+    target = route_to or clusters[0]
+    resources: list[Message] = []
+    for name in clusters:
+        resources += [eds_cluster(name), endpoints(name, (ports or {}).get(name, port))]
+    for index, listener_name in enumerate(listeners):
+        route_name = f"r{listener_name[1:]}"
+        resources += [listener(listener_name, route_name, 10000 + index), route(route_name, target, header)]
+    return resources
