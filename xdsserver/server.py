@@ -154,12 +154,13 @@ class XdsServer:
 
     With ``tls.client_ca`` set, every stream must present a client certificate whose SPIFFE URI names
     the node group it asks for (see :mod:`xdsserver.auth`). ``max_connection_age`` closes connections
-    after that many seconds so Envoys rebalance across replicas.
+    after that many seconds (plus ``max_connection_age_grace``) so Envoys rebalance across replicas.
     """
 
     def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
                  registry: CollectorRegistry | None = None, tls: TlsConfig | None = None,
-                 authorizer: Authorizer | None = None, max_connection_age: float | None = None) -> None:
+                 authorizer: Authorizer | None = None, max_connection_age: float | None = None,
+                 max_connection_age_grace: float = 5.0) -> None:
         if tls is not None and tls.client_ca is not None and authorizer is None:
             authorizer = spiffe_authorizer()
         self.metrics = XdsMetrics(registry)
@@ -168,7 +169,7 @@ class XdsServer:
         self.options = list(KEEPALIVE_OPTIONS)
         if max_connection_age is not None:
             self.options += [("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
-                             ("grpc.max_connection_age_grace_ms", 5_000)]
+                             ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace * 1000))]
         self._server: grpc.aio.Server | None = None
 
     @property
