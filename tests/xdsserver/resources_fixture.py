@@ -52,7 +52,8 @@ def route(name: str, cluster: str, header: str = "v1") -> Message:
 
 def gateway_resources(clusters: tuple[str, ...] = ("c1",), port: int = 8080, header: str = "v1",
                       ports: dict[str, int] | None = None, route_to: str | None = None,
-                      listeners: tuple[str, ...] = ("l1",)) -> list[Message]:
+                      listeners: tuple[str, ...] = ("l1",), listen_port: int = 10000,
+                      extra: tuple[Message, ...] = ()) -> list[Message]:
     """Listeners ``l<i>`` each with route ``r<i>`` to ``route_to`` (default: the first cluster), plus the
     EDS clusters with their endpoints (``ports`` overrides the port per cluster)."""
     target = route_to or clusters[0]
@@ -61,5 +62,5 @@ def gateway_resources(clusters: tuple[str, ...] = ("c1",), port: int = 8080, hea
         resources += [eds_cluster(name), endpoints(name, (ports or {}).get(name, port))]
     for index, listener_name in enumerate(listeners):
         route_name = f"r{listener_name[1:]}"
-        resources += [listener(listener_name, route_name, 10000 + index), route(route_name, target, header)]
-    return resources
+        resources += [listener(listener_name, route_name, listen_port + index), route(route_name, target, header)]
+    return resources + list(extra)
