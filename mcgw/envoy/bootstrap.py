@@ -46,12 +46,48 @@ class NodeIdentity:
 
 
 @dataclass(frozen=True)
+class XdsClientTls:
+    """How Envoy verifies the xDS server (``ca``, ``server_name``) and proves who it is (``cert``, ``key``).
+
+    For mTLS the client certificate carries the URI SAN ``spiffe://mcgw/<cluster>/<namespace>/<gateway>``.
+    """
+
+    ca: Path
+    server_name: str
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
 class XdsTarget:
     """Where Envoy finds the mcgw xDS server."""
 
     host: str
     port: int
     api_type: AdsApiType = "DELTA_GRPC"
+    tls: XdsClientTls | None = None
+
+
+def _transport_socket(tls: XdsClientTls) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": {"filename": str(tls.ca)},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": tls.server_name}}],
+        },
+    }
+    if tls.cert is not None and tls.key is not None:
+        common["tls_certificates"] = [
+            {"certificate_chain": {"filename": str(tls.cert)}, "private_key": {"filename": str(tls.key)}}
+        ]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": tls.server_name,
+            "common_tls_context": common,
+        },
+    }
 
 
 def template_path() -> Path:
@@ -86,6 +122,10 @@ def render_bootstrap(
     }
     rendered = string.Template(template_path().read_text()).substitute(values)
     bootstrap: dict[str, Any] = yaml.safe_load(rendered)
+    if xds is not None and xds.tls is not None:
+        for cluster in bootstrap["static_resources"]["clusters"]:
+            if cluster["name"] == XDS_CLUSTER_NAME:
+                cluster["transport_socket"] = _transport_socket(xds.tls)
     if xds is None:
         bootstrap.pop("dynamic_resources", None)
         clusters = bootstrap["static_resources"]["clusters"]

@@ -217,3 +217,44 @@ async def test_restarted_envoy_reconnects_and_converges(gateway: Gateway) -> Non
     snapshot = gateway.cache.get(GROUP)
     assert snapshot is not None
     await _eventually(lambda: node.types[CLUSTER].acked_version == node.types[CLUSTER].sent_version)
+
+
+async def test_envoy_over_mtls_gets_its_own_config_and_not_another_clusters(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from mcgw.envoy.bootstrap import XdsClientTls
+    from tests.e2e.testbed.pki import CertificateAuthority
+    from xdsserver import TlsConfig, spiffe_id
+
+    ca = CertificateAuthority(tmp_path / "pki", "xds-ca")
+    server_cert = ca.issue("xds", "mcgw-xds", dns=("mcgw-xds.test",), server=True)
+    cache = SnapshotCache()
+    listen_port = free_port()
+    cache.set_snapshot(GROUP, Snapshot.from_messages(gateway_resources(listen_port=listen_port, port=free_port())))
+    server = XdsServer(cache, tls=TlsConfig(server_cert.cert, server_cert.key, ca.cert_path))
+    xds_port = await server.start("127.0.0.1:0")
+    envoys = []
+    try:
+        for cluster in ("east", "west"):  # both claim to be east's gateway; only east's certificate says so
+            identity = ca.issue(cluster, cluster, uris=(spiffe_id((cluster, "infra/gw")),), client=True)
+            tls = XdsClientTls(ca.cert_path, "mcgw-xds.test", identity.cert, identity.key)
+            admin = free_port()
+            bootstrap = render_bootstrap(NODE, admin, XdsTarget("127.0.0.1", xds_port, tls=tls))
+            envoys.append(EnvoyProcess(f"envoy-{cluster}", bootstrap, admin, tmp_path))
+        east, west = envoys
+        await asyncio.to_thread(east.wait_live, 30)
+        assert east.stats()["control_plane.connected_state"] == "1"
+        assert {n.node_id for n in server.status.nodes()} == {"infra/gw/0"}
+
+        def denied() -> bool:
+            text = generate_latest(server.metrics.registry).decode()
+            return 'xds_denied_streams_total{reason="identity"}' in text
+        await _eventually(denied)
+        assert west.stats()["control_plane.connected_state"] == "0"
+        assert "cluster_manager.cds.update_success" not in west.stats() or \
+            west.stats()["cluster_manager.cds.update_success"] == "0"
+        assert len(server.status.nodes()) == 1
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+        await server.stop(0)

@@ -61,3 +61,17 @@ def test_node_identity_rejects_ambiguous_names(bad: dict[str, str]) -> None:
     fields = {"cluster": "east", "namespace": "infra", "gateway": "public", **bad}
     with pytest.raises(ValueError, match="node identity"):
         NodeIdentity(**fields)
+
+
+def test_mtls_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
+    from mcgw.envoy.bootstrap import XdsClientTls
+    from tests.e2e.testbed.pki import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki", "ca")
+    client = ca.issue("gw", "gw", uris=("spiffe://mcgw/east/infra/public",), client=True)
+    tls = XdsClientTls(ca.cert_path, "mcgw-xds.mcgw-system.svc", client.cert, client.key)
+    bootstrap = render_bootstrap(NODE, 19000, XdsTarget("127.0.0.1", 18000, tls=tls))
+    (xds_cluster,) = bootstrap["static_resources"]["clusters"]
+    assert xds_cluster["transport_socket"]["typed_config"]["sni"] == "mcgw-xds.mcgw-system.svc"
+    result = _validate(bootstrap, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
