@@ -6,6 +6,7 @@ It knows the xDS protocol and nothing of mcgw, so it can be used on its own. The
 Envoy proto imports); a package of ours called ``xds`` would shadow them.
 """
 
+from . import wire
 from .auth import TlsConfig, spiffe_authorizer, spiffe_id
 from .cache import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
 from .loader import message_from_dict
@@ -38,4 +39,5 @@ __all__ = [
     "message_from_dict",
     "spiffe_authorizer",
     "spiffe_id",
+    "wire",
 ]

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
+
+from . import wire
 
 _PREFIX = "type.googleapis.com/"
 CLUSTER = _PREFIX + "envoy.config.cluster.v3.Cluster"
@@ -34,17 +37,34 @@ def resource_name(message: Message) -> str:
 
 @dataclass(frozen=True)
 class Resource:
-    """One serialised resource. ``version`` is a hash of the bytes, so equal content means equal version."""
+    """One serialised resource. ``version`` is a hash of the bytes, so equal content means equal version.
+
+    ``sotw_field`` and ``delta_field`` are the resource already encoded as an entry of a SotW or delta
+    response, so every stream reuses the same bytes.
+    """
 
     name: str
     type_url: str
     payload: bytes
     version: str
-    packed: any_pb2.Any = field(compare=False, repr=False)
+    sotw_field: bytes = field(repr=False)
 
     @classmethod
     def from_message(cls, message: Message) -> Resource:
         payload = message.SerializeToString(deterministic=True)
         type_url = _PREFIX + message.DESCRIPTOR.full_name
-        packed = any_pb2.Any(type_url=type_url, value=payload)
-        return cls(resource_name(message), type_url, payload, hashlib.sha256(payload).hexdigest()[:16], packed)
+        packed = wire.field(1, type_url.encode()) + wire.field(2, payload)  # google.protobuf.Any
+        return cls(resource_name(message), type_url, payload, hashlib.sha256(payload).hexdigest()[:16],
+                   wire.field(2, packed))
+
+    @cached_property
+    def delta_field(self) -> bytes:
+        """This resource as a ``DeltaDiscoveryResponse.resources`` entry (an xDS ``Resource``)."""
+        packed = wire.field(1, self.type_url.encode()) + wire.field(2, self.payload)
+        entry = wire.field(3, self.name.encode()) + wire.field(1, self.version.encode()) + wire.field(2, packed)
+        return wire.field(2, entry)
+
+    @property
+    def packed(self) -> any_pb2.Any:
+        """The resource as an ``Any`` message (for callers that want protobuf objects, not bytes)."""
+        return any_pb2.Any(type_url=self.type_url, value=self.payload)

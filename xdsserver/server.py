@@ -15,14 +15,14 @@ from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry
 
 from .auth import Authorizer, TlsConfig, peer_uri_sans, spiffe_authorizer
 from .cache import NodeGroup, SnapshotCache
 from .metrics import XdsMetrics
 from .status import NodeStatus, StatusRegistry
-from .streams import DeltaStream, SotwStream
+from .streams import DeltaStream, SotwStream, StreamObserver
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,21 @@ def default_node_group(node: base_pb2.Node) -> NodeGroup:
     return node.cluster, f"{parts[0]}/{parts[1]}"
 
 
-class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    """The ADS servicer over a :class:`SnapshotCache`."""
+_ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def _already_serialised(response: bytes) -> bytes:
+    return response
+
+
+class AggregatedDiscoveryService:
+    """The ADS servicer over a :class:`SnapshotCache`. It yields responses already serialised (see ``wire``)."""
 
     def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
-                 metrics: XdsMetrics | None = None, authorizer: Authorizer | None = None) -> None:
+                 metrics: XdsMetrics | None = None, authorizer: Authorizer | None = None,
+                 observer: StreamObserver | None = None) -> None:
         self.cache = cache
+        self.observer = observer
         self.node_group = node_group
         self.metrics = metrics or XdsMetrics()
         self.authorizer = authorizer
@@ -91,7 +100,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             return
         node = await self._admit(first, context, mode)
         stream_type = SotwStream if mode == "sotw" else DeltaStream
-        stream: SotwStream | DeltaStream = stream_type(node, self.status, self.metrics)
+        stream: SotwStream | DeltaStream = stream_type(node, self.status, self.metrics, self.observer)
         stream_id = next(self._stream_ids)
         watch = self.cache.watch(node.group, stream.interested)
         requests: asyncio.Queue[Any] = asyncio.Queue()
@@ -135,18 +144,33 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             self.metrics.streams.labels(mode).dec()
             log.info("xds stream closed: node %s group %s/%s", node.node_id, *node.group)
 
-    async def StreamAggregatedResources(
+    async def stream_aggregated_resources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         async for response in self._serve(request_iterator, context, "sotw"):
             yield response
 
-    async def DeltaAggregatedResources(
+    async def delta_aggregated_resources(
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         async for response in self._serve(request_iterator, context, "delta"):
             yield response
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The ADS service with pass-through response serialisation."""
+        return grpc.method_handlers_generic_handler(_ADS_SERVICE, {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.stream_aggregated_resources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_already_serialised,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.delta_aggregated_resources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_already_serialised,
+            ),
+        })
 
 
 class XdsServer:
@@ -160,11 +184,11 @@ class XdsServer:
     def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
                  registry: CollectorRegistry | None = None, tls: TlsConfig | None = None,
                  authorizer: Authorizer | None = None, max_connection_age: float | None = None,
-                 max_connection_age_grace: float = 5.0) -> None:
+                 max_connection_age_grace: float = 5.0, observer: StreamObserver | None = None) -> None:
         if tls is not None and tls.client_ca is not None and authorizer is None:
             authorizer = spiffe_authorizer()
         self.metrics = XdsMetrics(registry)
-        self.ads = AggregatedDiscoveryService(cache, node_group, self.metrics, authorizer)
+        self.ads = AggregatedDiscoveryService(cache, node_group, self.metrics, authorizer, observer)
         self.tls = tls
         self.options = list(KEEPALIVE_OPTIONS)
         if max_connection_age is not None:
@@ -180,7 +204,7 @@ class XdsServer:
     async def start(self, address: str = "127.0.0.1:0") -> int:
         """Listen on ``address`` (host:port; port 0 picks one) and return the bound port."""
         self._server = grpc.aio.server(options=self.options)
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self._server)
+        self._server.add_generic_rpc_handlers((self.ads.handler(),))
         if self.tls is None:
             port = self._server.add_insecure_port(address)
         else:

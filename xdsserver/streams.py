@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
 
+from . import wire
 from .cache import ChangedNames, Snapshot, content_version
 from .metrics import XdsMetrics, short_type
 from .resources import CLUSTER, ENDPOINT, FULL_STATE_TYPES, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
@@ -21,6 +22,10 @@ from .status import NodeStatus, Rejection, StatusRegistry
 # Removals go last, parents first: a listener before the routes it names, a cluster before its endpoints.
 REMOVAL_ORDER = (LISTENER, ROUTE, CLUSTER, ENDPOINT, SECRET)
 _nonces = itertools.count(1)
+
+# Called as observer(event, node, type_url, size) with event "push", "ack" or "nack": a hook for tracing
+# and benchmarks that must not slow the stream down.
+StreamObserver = Callable[[str, NodeStatus, str, int], None]
 
 
 def _ordered(types: Iterable[str], order: tuple[str, ...]) -> list[str]:
@@ -31,10 +36,12 @@ def _ordered(types: Iterable[str], order: tuple[str, ...]) -> list[str]:
 class _StreamBase:
     """Status, metrics and nonce bookkeeping shared by both protocol variants."""
 
-    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics) -> None:
+    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics,
+                 observer: StreamObserver | None = None) -> None:
         self.status = status
         self.registry = registry
         self.metrics = metrics
+        self.observer = observer
         self._pushed_at: dict[str, tuple[str, float]] = {}  # nonce -> (type, monotonic time)
 
     @staticmethod
@@ -50,9 +57,13 @@ class _StreamBase:
         self.metrics.pushes.labels(label).inc()
         self.metrics.bytes_sent.labels(label).inc(size)
         self._pushed_at[nonce] = (type_url, time.monotonic())
+        if self.observer is not None:
+            self.observer("push", self.status, type_url, size)
 
     def _record_ack(self, type_url: str, version: str, nonce: str) -> None:
         self.status.of_type(type_url).acked_version = version
+        if self.observer is not None:
+            self.observer("ack", self.status, type_url, 0)
         if nonce not in self._pushed_at:
             return
         self.metrics.push_to_ack.labels(short_type(type_url)).observe(time.monotonic() - self._pushed_at[nonce][1])
@@ -68,6 +79,8 @@ class _StreamBase:
         status.nacked_version, status.nack_message = version, message
         self._pushed_at.pop(nonce, None)
         self.metrics.nacks.labels(short_type(type_url)).inc()
+        if self.observer is not None:
+            self.observer("nack", self.status, type_url, 0)
         self.registry.reject(Rejection(time.time(), self.status.node_id, self.status.group, type_url, version,
                                        message))
 
@@ -85,8 +98,9 @@ class _SotwType:
 class SotwStream(_StreamBase):
     """State of the world: every response carries the full view of its type for this subscriber."""
 
-    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics) -> None:
-        super().__init__(status, registry, metrics)
+    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics,
+                 observer: StreamObserver | None = None) -> None:
+        super().__init__(status, registry, metrics, observer)
         self.types: dict[str, _SotwType] = {}
 
     def interested(self, changed: ChangedNames) -> bool:
@@ -102,19 +116,15 @@ class SotwStream(_StreamBase):
             return dict(of_type)
         return {n: of_type[n] for n in sorted(state.names) if n in of_type}
 
-    def _respond(self, type_url: str, state: _SotwType, resources: Mapping[str, Resource],
-                 version: str) -> discovery_pb2.DiscoveryResponse:
+    def _respond(self, type_url: str, state: _SotwType, resources: Mapping[str, Resource], version: str) -> bytes:
         state.nonce, state.sent_version = self._nonce(), version
         state.pending[state.nonce] = dict(resources)
-        response = discovery_pb2.DiscoveryResponse(
-            version_info=version, type_url=type_url, nonce=state.nonce,
-            resources=[r.packed for r in resources.values()],
-        )
-        self._record_push(type_url, version, state.nonce, response.ByteSize())
+        response = wire.sotw_response(version, type_url, state.nonce, (r.sotw_field for r in resources.values()))
+        self._record_push(type_url, version, state.nonce, len(response))
         return response
 
     def on_request(self, snapshot: Snapshot,
-                   request: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
+                   request: discovery_pb2.DiscoveryRequest) -> list[bytes]:
         type_url = request.type_url
         state = self.types.setdefault(type_url, _SotwType())
         if request.response_nonce and request.response_nonce != state.nonce:
@@ -138,7 +148,7 @@ class SotwStream(_StreamBase):
             return []
         return [self._respond(type_url, state, view, version)]
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[discovery_pb2.DiscoveryResponse]:
+    def on_snapshot(self, snapshot: Snapshot) -> list[bytes]:
         """Push what changed, make-before-break: additions in warming order, then removals."""
         responses, removals = [], []
         for type_url in _ordered(self.types, PUSH_ORDER):
@@ -171,8 +181,9 @@ class _DeltaType:
 class DeltaStream(_StreamBase):
     """Incremental xDS: only changed resources, and removals by name."""
 
-    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics) -> None:
-        super().__init__(status, registry, metrics)
+    def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics,
+                 observer: StreamObserver | None = None) -> None:
+        super().__init__(status, registry, metrics, observer)
         self.types: dict[str, _DeltaType] = {}
 
     def interested(self, changed: ChangedNames) -> bool:
@@ -183,7 +194,7 @@ class DeltaStream(_StreamBase):
         return False
 
     def on_request(self, snapshot: Snapshot,
-                   request: discovery_pb2.DeltaDiscoveryRequest) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+                   request: discovery_pb2.DeltaDiscoveryRequest) -> list[bytes]:
         type_url = request.type_url
         first_ask = type_url not in self.types
         state = self.types.setdefault(type_url, _DeltaType())
@@ -217,7 +228,7 @@ class DeltaStream(_StreamBase):
             return []
         return [self._respond(snapshot, type_url, state, updated, removed)]
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+    def on_snapshot(self, snapshot: Snapshot) -> list[bytes]:
         """Updates in warming order, then removals, parents first."""
         responses, removals = [], []
         for type_url in _ordered(self.types, PUSH_ORDER):
@@ -243,7 +254,7 @@ class DeltaStream(_StreamBase):
         return updated, sorted(removed)
 
     def _respond(self, snapshot: Snapshot, type_url: str, state: _DeltaType, updated: list[Resource],
-                 removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:
+                 removed: list[str]) -> bytes:
         for resource in updated:
             state.known[resource.name] = resource.version
             state.told_absent.discard(resource.name)
@@ -252,11 +263,8 @@ class DeltaStream(_StreamBase):
             if name in state.names:
                 state.told_absent.add(name)
         version = snapshot.version(type_url, None if state.wildcard else state.names)
-        response = discovery_pb2.DeltaDiscoveryResponse(
-            system_version_info=version, type_url=type_url, nonce=self._nonce(),
-            resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.packed) for r in updated],
-            removed_resources=removed,
-        )
-        self._record_push(type_url, version, response.nonce, response.ByteSize())
+        nonce = self._nonce()
+        response = wire.delta_response(version, type_url, nonce, (r.delta_field for r in updated), removed)
+        self._record_push(type_url, version, nonce, len(response))
         return response
 
