@@ -120,11 +120,25 @@ ChangedNames = Mapping[str, frozenset[str]]
 
 
 class Watch:
-    """A stream's interest in one node group: ``event`` is set when a publish touches what it reads."""
+    """A stream's interest in one node group: ``event`` is set when a publish touches what it reads, and
+    the names that changed accumulate until the stream takes them."""
 
     def __init__(self, interest: Callable[[ChangedNames], bool]) -> None:
         self.event = asyncio.Event()
         self.interest = interest
+        self._changed: dict[str, set[str]] = {}
+
+    def notify(self, changed: ChangedNames) -> None:
+        for type_url, names in changed.items():
+            self._changed.setdefault(type_url, set()).update(names)
+        self.event.set()
+
+    def take(self) -> ChangedNames:
+        """The names changed since the last call, per type; clears the event."""
+        changed = {t: frozenset(n) for t, n in self._changed.items()}
+        self._changed.clear()
+        self.event.clear()
+        return changed
 
 
 class SnapshotCache:
@@ -145,7 +159,7 @@ class SnapshotCache:
                 return
         for watch in self._watches.get(group, ()):
             if previous is None or watch.interest(changed):
-                watch.event.set()
+                watch.notify(changed)
 
     def remove(self, group: NodeGroup) -> None:
         self._snapshots.pop(group, None)

@@ -53,14 +53,14 @@ class Resource:
     def from_message(cls, message: Message) -> Resource:
         payload = message.SerializeToString(deterministic=True)
         type_url = _PREFIX + message.DESCRIPTOR.full_name
-        packed = wire.field(1, type_url.encode()) + wire.field(2, payload)  # google.protobuf.Any
+        packed = wire.any_type_url(type_url) + wire.field(2, payload)  # google.protobuf.Any
         return cls(resource_name(message), type_url, payload, hashlib.sha256(payload).hexdigest()[:16],
                    wire.field(2, packed))
 
     @cached_property
     def delta_field(self) -> bytes:
         """This resource as a ``DeltaDiscoveryResponse.resources`` entry (an xDS ``Resource``)."""
-        packed = wire.field(1, self.type_url.encode()) + wire.field(2, self.payload)
+        packed = wire.any_type_url(self.type_url) + wire.field(2, self.payload)
         entry = wire.field(3, self.name.encode()) + wire.field(1, self.version.encode()) + wire.field(2, packed)
         return wire.field(2, entry)
 

@@ -116,8 +116,7 @@ class AggregatedDiscoveryService:
         async def wake() -> None:
             while True:
                 await watch.event.wait()
-                watch.event.clear()
-                requests.put_nowait(None)
+                requests.put_nowait(watch.take())
 
         self.status.open(stream_id, node)
         self.metrics.streams.labels(mode).inc()
@@ -129,7 +128,9 @@ class AggregatedDiscoveryService:
             while event is not done:
                 snapshot = self.cache.get(node.group)
                 if snapshot is not None:
-                    responses = stream.on_snapshot(snapshot) if event is None else stream.on_request(snapshot, event)
+                    # A dict is the names changed by publishes since the last one; anything else is a request.
+                    responses = (stream.on_snapshot(snapshot, event) if isinstance(event, dict)
+                                 else stream.on_request(snapshot, event))
                     for response in responses:
                         yield response
                 event = await requests.get()

@@ -148,11 +148,18 @@ class SotwStream(_StreamBase):
             return []
         return [self._respond(type_url, state, view, version)]
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[bytes]:
-        """Push what changed, make-before-break: additions in warming order, then removals."""
+    def on_snapshot(self, snapshot: Snapshot, changed: ChangedNames | None = None) -> list[bytes]:
+        """Push what changed, make-before-break: additions in warming order, then removals.
+
+        ``changed`` (names per type since the last call) lets untouched types be skipped; ``None`` checks all.
+        """
         responses, removals = [], []
         for type_url in _ordered(self.types, PUSH_ORDER):
             state = self.types[type_url]
+            if changed is not None:
+                names = changed.get(type_url)
+                if not names or (state.names is not None and not names & state.names):
+                    continue
             view = self._view(snapshot, type_url, state)
             version = snapshot.version(type_url, state.names)
             if version in (state.sent_version, state.nacked_version):
@@ -228,29 +235,40 @@ class DeltaStream(_StreamBase):
             return []
         return [self._respond(snapshot, type_url, state, updated, removed)]
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[bytes]:
-        """Updates in warming order, then removals, parents first."""
+    def on_snapshot(self, snapshot: Snapshot, changed: ChangedNames | None = None) -> list[bytes]:
+        """Updates in warming order, then removals, parents first.
+
+        ``changed`` (names per type since the last call) limits the work to those names; ``None`` checks all.
+        """
         responses, removals = [], []
         for type_url in _ordered(self.types, PUSH_ORDER):
+            if changed is not None and type_url not in changed:
+                continue
             state = self.types[type_url]
-            updated, removed = self._diff(snapshot, type_url, state)
+            candidates = None if changed is None else changed[type_url]
+            updated, removed = self._diff(snapshot, type_url, state, candidates)
             if updated:
                 responses.append(self._respond(snapshot, type_url, state, updated, []))
             if removed:
-                removals.append(type_url)
-        for type_url in _ordered(removals, REMOVAL_ORDER):
-            state = self.types[type_url]
-            _, removed = self._diff(snapshot, type_url, state)
-            responses.append(self._respond(snapshot, type_url, state, [], removed))
+                removals.append((type_url, removed))
+        for type_url, removed in sorted(removals, key=lambda r: REMOVAL_ORDER.index(r[0])):
+            responses.append(self._respond(snapshot, type_url, self.types[type_url], [], removed))
         return responses
 
     @staticmethod
-    def _diff(snapshot: Snapshot, type_url: str, state: _DeltaType) -> tuple[list[Resource], list[str]]:
+    def _diff(snapshot: Snapshot, type_url: str, state: _DeltaType,
+              candidates: frozenset[str] | None = None) -> tuple[list[Resource], list[str]]:
+        """What to send and what to remove, looking only at ``candidates`` when given."""
         of_type = snapshot.of_type(type_url)
-        wanted = (set(of_type) if state.wildcard else set()) | state.names
+        if candidates is None:
+            wanted = (set(of_type) if state.wildcard else set()) | state.names
+            looked_at = wanted | set(state.known)
+        else:
+            looked_at = set(candidates)
+            wanted = {n for n in looked_at if (state.wildcard and n in of_type) or n in state.names}
         updated = [of_type[n] for n in sorted(wanted) if n in of_type and state.known.get(n) != of_type[n].version]
-        removed = {n for n in state.known if n not in of_type or n not in wanted}
-        removed |= {n for n in state.names if n not in of_type and n not in state.told_absent}
+        removed = {n for n in looked_at if n in state.known and (n not in of_type or n not in wanted)}
+        removed |= {n for n in looked_at & state.names if n not in of_type and n not in state.told_absent}
         return updated, sorted(removed)
 
     def _respond(self, snapshot: Snapshot, type_url: str, state: _DeltaType, updated: list[Resource],

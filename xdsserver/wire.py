@@ -8,11 +8,15 @@ streams only joins byte strings; nothing is re-serialised per stream.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 _LENGTH_DELIMITED = 2
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 
 def varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -24,9 +28,19 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+_TAGS = [varint((number << 3) | _LENGTH_DELIMITED) for number in range(16)]
+
+
 def field(number: int, payload: bytes) -> bytes:
     """One length-delimited field (string, bytes or message)."""
-    return varint((number << 3) | _LENGTH_DELIMITED) + varint(len(payload)) + payload
+    tag = _TAGS[number] if number < 16 else varint((number << 3) | _LENGTH_DELIMITED)
+    return tag + varint(len(payload)) + payload
+
+
+@lru_cache(maxsize=64)
+def any_type_url(type_url: str) -> bytes:
+    """The ``type_url`` field of a ``google.protobuf.Any``, encoded once per type."""
+    return field(1, type_url.encode())
 
 
 def _text(number: int, value: str) -> bytes:
