@@ -68,7 +68,7 @@ async def main() -> None:
             continue
         messages = read_records(Path(argument))
         emit(f"published {time.time_ns()}")
-        cache.set_snapshot(GROUP, Snapshot.from_messages(messages))
+        cache.set_snapshot(GROUP, Snapshot.from_messages(messages, previous=cache.get(GROUP)))
         emit("loaded")
     await server.stop()
 

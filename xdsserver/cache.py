@@ -1,7 +1,7 @@
 """Immutable, versioned snapshots per node group, checked for consistency before they are published.
 
 A node group is whatever key the server derives from an Envoy's node (for mcgw: member cluster and
-gateway). Publishing a snapshot wakes only the streams of that group.
+gateway). Publishing a snapshot wakes only the streams of that group that read what changed.
 """
 
 from __future__ import annotations
@@ -12,39 +12,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf.message import Message
 
-from .resources import ENDPOINT, ROUTE, Resource
-
-_HCM_TYPE = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
+from .resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
 
 
 class InconsistentSnapshotError(ValueError):
     """A snapshot names resources it does not carry, or carries resources nothing names."""
-
-
-def _eds_names(cluster: cluster_pb2.Cluster) -> set[str]:
-    if cluster.WhichOneof("cluster_discovery_type") == "type" and cluster.type == cluster_pb2.Cluster.EDS:
-        return {cluster.eds_cluster_config.service_name or cluster.name}
-    return set()
-
-
-def _rds_names(listener: listener_pb2.Listener) -> set[str]:
-    names = set()
-    chains = [*listener.filter_chains, *([listener.default_filter_chain] if listener.HasField("default_filter_chain")
-                                         else [])]
-    for chain in chains:
-        for network_filter in chain.filters:
-            if network_filter.typed_config.type_url != _HCM_TYPE:
-                continue
-            hcm = hcm_pb2.HttpConnectionManager()
-            network_filter.typed_config.Unpack(hcm)
-            if hcm.HasField("rds"):
-                names.add(hcm.rds.route_config_name)
-    return names
 
 
 @dataclass(frozen=True)
@@ -55,20 +29,23 @@ class Snapshot:
     versions: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_messages(cls, messages: Iterable[Message]) -> Snapshot:
+    def from_messages(cls, messages: Iterable[Message], previous: Snapshot | None = None) -> Snapshot:
+        """Serialise and check ``messages``. With ``previous`` (the group's current snapshot), unchanged
+        resources are reused instead of hashed and encoded again."""
         by_type: dict[str, dict[str, Resource]] = {}
         eds_refs: set[str] = set()
         rds_refs: set[str] = set()
         for message in messages:
-            resource = Resource.from_message(message)
-            bucket = by_type.setdefault(resource.type_url, {})
+            type_url = "type.googleapis.com/" + message.DESCRIPTOR.full_name
+            resource = Resource.from_message(message, previous.of_type(type_url) if previous else None)
+            bucket = by_type.setdefault(type_url, {})
             if resource.name in bucket:
-                raise InconsistentSnapshotError(f"duplicate {resource.type_url.rsplit('.', 1)[-1]} {resource.name!r}")
+                raise InconsistentSnapshotError(f"duplicate {type_url.rsplit('.', 1)[-1]} {resource.name!r}")
             bucket[resource.name] = resource
-            if isinstance(message, cluster_pb2.Cluster):
-                eds_refs |= _eds_names(message)
-            elif isinstance(message, listener_pb2.Listener):
-                rds_refs |= _rds_names(message)
+            if type_url == CLUSTER:
+                eds_refs |= resource.references
+            elif type_url == LISTENER:
+                rds_refs |= resource.references
         problems = []
         for kind, refs, type_url in (("ClusterLoadAssignment", eds_refs, ENDPOINT), ("RouteConfiguration", rds_refs,
                                                                                         ROUTE)):

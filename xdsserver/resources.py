@@ -7,9 +7,13 @@ and every stream reuses the same ``Any``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
@@ -26,6 +30,7 @@ SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 # For these types a response carries the full state and absence means delete.
 FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
+_HCM_TYPE = _PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 
 
 def resource_name(message: Message) -> str:
@@ -35,27 +40,61 @@ def resource_name(message: Message) -> str:
     return str(message.name)  # type: ignore[attr-defined]
 
 
+def _references(message: Message) -> frozenset[str]:
+    """The EDS names a cluster needs, or the RDS names a listener needs; nothing for other types."""
+    if isinstance(message, cluster_pb2.Cluster):
+        if message.WhichOneof("cluster_discovery_type") == "type" and message.type == cluster_pb2.Cluster.EDS:
+            return frozenset({message.eds_cluster_config.service_name or message.name})
+        return frozenset()
+    if not isinstance(message, listener_pb2.Listener):
+        return frozenset()
+    names = set()
+    chains = [*message.filter_chains]
+    if message.HasField("default_filter_chain"):
+        chains.append(message.default_filter_chain)
+    for chain in chains:
+        for network_filter in chain.filters:
+            if network_filter.typed_config.type_url != _HCM_TYPE:
+                continue
+            hcm = hcm_pb2.HttpConnectionManager()
+            network_filter.typed_config.Unpack(hcm)
+            if hcm.HasField("rds"):
+                names.add(hcm.rds.route_config_name)
+    return frozenset(names)
+
+
 @dataclass(frozen=True)
 class Resource:
     """One serialised resource. ``version`` is a hash of the bytes, so equal content means equal version.
 
-    ``sotw_field`` and ``delta_field`` are the resource already encoded as an entry of a SotW or delta
-    response, so every stream reuses the same bytes.
+    ``sotw_field`` and ``delta_field`` are the resource encoded as an entry of a SotW or delta response,
+    computed once on first use and then shared by every stream. ``references`` are the EDS or RDS names
+    it needs, for the snapshot's consistency check.
     """
 
     name: str
     type_url: str
     payload: bytes
     version: str
-    sotw_field: bytes = field(repr=False)
+    references: frozenset[str] = frozenset()
 
     @classmethod
-    def from_message(cls, message: Message) -> Resource:
+    def from_message(cls, message: Message, previous: Mapping[str, Resource] | None = None) -> Resource:
+        """Serialise ``message``; if ``previous`` (same type, by name) holds the same bytes, reuse that resource,
+        and with it the hash, the references and the encoded fields."""
         payload = message.SerializeToString(deterministic=True)
+        name = resource_name(message)
+        if previous is not None:
+            known = previous.get(name)
+            if known is not None and known.payload == payload:
+                return known
         type_url = _PREFIX + message.DESCRIPTOR.full_name
-        packed = wire.any_type_url(type_url) + wire.field(2, payload)  # google.protobuf.Any
-        return cls(resource_name(message), type_url, payload, hashlib.sha256(payload).hexdigest()[:16],
-                   wire.field(2, packed))
+        return cls(name, type_url, payload, hashlib.sha256(payload).hexdigest()[:16], _references(message))
+
+    @cached_property
+    def sotw_field(self) -> bytes:
+        """This resource as a ``DiscoveryResponse.resources`` entry (a ``google.protobuf.Any``)."""
+        return wire.field(2, wire.any_type_url(self.type_url) + wire.field(2, self.payload))
 
     @cached_property
     def delta_field(self) -> bytes:

@@ -40,3 +40,12 @@ def test_versions_change_only_with_content() -> None:
     assert first.of_type(ROUTE)["r1"].version != changed.of_type(ROUTE)["r1"].version
     # A subscriber to names that do not exist sees a different (empty) view than one to r1.
     assert first.version(ROUTE, ["r1"]) != first.version(ROUTE, ["missing"])
+
+
+def test_unchanged_resources_are_reused_from_the_previous_snapshot() -> None:
+    first = Snapshot.from_messages(gateway_resources(clusters=("c1", "c2")))
+    second = Snapshot.from_messages(gateway_resources(clusters=("c1", "c2"), ports={"c2": 9090}), previous=first)
+    assert second.of_type(ENDPOINT)["c1"] is first.of_type(ENDPOINT)["c1"]
+    assert second.of_type(ENDPOINT)["c2"] is not first.of_type(ENDPOINT)["c2"]
+    assert second.of_type(ENDPOINT)["c2"].version != first.of_type(ENDPOINT)["c2"].version
+    assert first.changed_names(second) == {ENDPOINT: frozenset({"c2"})}
