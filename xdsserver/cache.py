@@ -6,7 +6,6 @@ gateway). Publishing a snapshot wakes only the streams of that group that read w
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ class Snapshot:
 
     resources: Mapping[str, Mapping[str, Resource]]
     versions: Mapping[str, str] = field(default_factory=dict)
+    # Versions of subscription views, shared by every stream that asks for the same names.
+    _view_versions: dict[tuple[str, frozenset[str]], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_messages(cls, messages: Iterable[Message], previous: Snapshot | None = None) -> Snapshot:
@@ -68,8 +69,13 @@ class Snapshot:
         """The version of a type, or of just ``names`` of it (what a non-wildcard subscriber sees)."""
         if names is None:
             return self.versions.get(type_url, content_version([]))
-        of_type = self.of_type(type_url)
-        return content_version(of_type[n] for n in sorted(set(names)) if n in of_type)
+        key = (type_url, frozenset(names))
+        version = self._view_versions.get(key)
+        if version is None:
+            of_type = self.of_type(type_url)
+            version = content_version(of_type[n] for n in sorted(key[1]) if n in of_type)
+            self._view_versions[key] = version
+        return version
 
     def changed_names(self, newer: Snapshot) -> dict[str, frozenset[str]]:
         """Per type, the names that were added, removed or changed going from ``self`` to ``newer``."""
@@ -97,24 +103,27 @@ ChangedNames = Mapping[str, frozenset[str]]
 
 
 class Watch:
-    """A stream's interest in one node group: ``event`` is set when a publish touches what it reads, and
-    the names that changed accumulate until the stream takes them."""
+    """A stream's interest in one node group. When a publish touches what it reads, the changed names
+    accumulate and ``wake`` is called once, until the stream takes them."""
 
-    def __init__(self, interest: Callable[[ChangedNames], bool]) -> None:
-        self.event = asyncio.Event()
+    def __init__(self, interest: Callable[[ChangedNames], bool], wake: Callable[[], None]) -> None:
         self.interest = interest
+        self._wake = wake
         self._changed: dict[str, set[str]] = {}
+        self._woken = False
 
     def notify(self, changed: ChangedNames) -> None:
         for type_url, names in changed.items():
             self._changed.setdefault(type_url, set()).update(names)
-        self.event.set()
+        if not self._woken:
+            self._woken = True
+            self._wake()
 
     def take(self) -> ChangedNames:
-        """The names changed since the last call, per type; clears the event."""
+        """The names changed since the last call, per type."""
         changed = {t: frozenset(n) for t, n in self._changed.items()}
         self._changed.clear()
-        self.event.clear()
+        self._woken = False
         return changed
 
 
@@ -147,8 +156,10 @@ class SnapshotCache:
     def groups(self) -> list[NodeGroup]:
         return sorted(self._snapshots)
 
-    def watch(self, group: NodeGroup, interest: Callable[[ChangedNames], bool]) -> Watch:
-        watch = Watch(interest)
+    def watch(self, group: NodeGroup, interest: Callable[[ChangedNames], bool], wake: Callable[[], None]) -> Watch:
+        """Follow ``group``: ``wake`` is called (once until :meth:`Watch.take`) when a publish changes a name
+        for which ``interest`` is true."""
+        watch = Watch(interest, wake)
         self._watches.setdefault(group, set()).add(watch)
         return watch
 

@@ -102,9 +102,9 @@ class AggregatedDiscoveryService:
         stream_type = SotwStream if mode == "sotw" else DeltaStream
         stream: SotwStream | DeltaStream = stream_type(node, self.status, self.metrics, self.observer)
         stream_id = next(self._stream_ids)
-        watch = self.cache.watch(node.group, stream.interested)
         requests: asyncio.Queue[Any] = asyncio.Queue()
-        done = object()
+        done, changed = object(), object()
+        watch = self.cache.watch(node.group, stream.interested, lambda: requests.put_nowait(changed))
 
         async def read() -> None:
             try:
@@ -113,23 +113,18 @@ class AggregatedDiscoveryService:
             finally:
                 requests.put_nowait(done)
 
-        async def wake() -> None:
-            while True:
-                await watch.event.wait()
-                requests.put_nowait(watch.take())
-
         self.status.open(stream_id, node)
         self.metrics.streams.labels(mode).inc()
         log.info("xds stream opened: node %s group %s/%s mode %s peer %s", node.node_id, *node.group, mode,
                  node.peer)
-        tasks = [asyncio.create_task(read()), asyncio.create_task(wake())]
+        tasks = [asyncio.create_task(read())]
         try:
             event: Any = first
             while event is not done:
+                names_changed = watch.take() if event is changed else None
                 snapshot = self.cache.get(node.group)
                 if snapshot is not None:
-                    # A dict is the names changed by publishes since the last one; anything else is a request.
-                    responses = (stream.on_snapshot(snapshot, event) if isinstance(event, dict)
+                    responses = (stream.on_snapshot(snapshot, names_changed) if names_changed is not None
                                  else stream.on_request(snapshot, event))
                     for response in responses:
                         yield response

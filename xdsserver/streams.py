@@ -142,11 +142,10 @@ class SotwStream(_StreamBase):
         newly_asked = names is not None and state.names is not None and not names <= state.names
         first_ask = not request.response_nonce
         state.names = names
-        view = self._view(snapshot, type_url, state)
         version = snapshot.version(type_url, state.names)
         if not (first_ask or newly_asked) and version in (state.sent_version, state.nacked_version):
             return []
-        return [self._respond(type_url, state, view, version)]
+        return [self._respond(type_url, state, self._view(snapshot, type_url, state), version)]
 
     def on_snapshot(self, snapshot: Snapshot, changed: ChangedNames | None = None) -> list[bytes]:
         """Push what changed, make-before-break: additions in warming order, then removals.
@@ -196,7 +195,8 @@ class DeltaStream(_StreamBase):
     def interested(self, changed: ChangedNames) -> bool:
         for type_url, state in self.types.items():
             names = changed.get(type_url)
-            if names and (state.wildcard or names & state.names or names & set(state.known)):
+            if names and (state.wildcard or not names.isdisjoint(state.names)
+                          or any(name in state.known for name in names)):
                 return True
         return False
 
@@ -230,7 +230,14 @@ class DeltaStream(_StreamBase):
             return []
         if request.response_nonce:
             self._record_ack(type_url, status.sent_version, request.response_nonce)
-        updated, removed = self._diff(snapshot, type_url, state)
+        # Only what this request touched can need an answer; publishes reach the stream through on_snapshot.
+        if first_ask or "*" in subscribe:
+            candidates = None
+        else:
+            candidates = frozenset((subscribe | unsubscribe) - {"*"})
+            if not candidates:
+                return []
+        updated, removed = self._diff(snapshot, type_url, state, candidates)
         if not (updated or removed or first_ask):
             return []
         return [self._respond(snapshot, type_url, state, updated, removed)]
@@ -280,7 +287,8 @@ class DeltaStream(_StreamBase):
             state.known.pop(name, None)
             if name in state.names:
                 state.told_absent.add(name)
-        version = snapshot.version(type_url, None if state.wildcard else state.names)
+        # Informational only in delta (Envoy tracks per-resource versions): the type's version will do.
+        version = snapshot.version(type_url)
         nonce = self._nonce()
         response = wire.delta_response(version, type_url, nonce, (r.delta_field for r in updated), removed)
         self._record_push(type_url, version, nonce, len(response))
