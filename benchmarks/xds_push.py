@@ -258,9 +258,16 @@ def run_server(name: str, argv: list[str], mode: str, envoys: int, files: dict[s
             envoy.wait_live(60)
         while not server.events.empty():  # drop the empty snapshot's events
             server.events.get_nowait()
-        samples: dict[str, list[dict[str, Any]]] = {"full": [measure_case(server, files["full"], "full", envoys)]}
-        for case, path in change_files:
-            samples.setdefault(case, []).append(measure_case(server, path, case, envoys))
+        samples: dict[str, list[dict[str, Any]]] = {}
+        try:
+            samples["full"] = [measure_case(server, files["full"], "full", envoys)]
+            for case, path in change_files:
+                samples.setdefault(case, []).append(measure_case(server, path, case, envoys))
+        except TimeoutError as error:
+            # A server that never converges is a result too; later cases would measure nothing.
+            print(f"  {error}", flush=True)
+            return {"server": name, "mode": mode, "envoys": envoys, "failed": str(error), "cases": {},
+                    "peak_rss_mib": server.peak_rss_mib()}
         cases = {}
         for case, runs in samples.items():
             latencies = [x for run in runs for x in run["latencies"]]
@@ -324,6 +331,10 @@ def main() -> None:
             continue
         peer_run = by_key[("go-control-plane", mode, envoys)]
         for case, figures in run["cases"].items():
+            if case not in peer_run["cases"]:
+                ratios.append({"mode": mode, "envoys": envoys, "case": case,
+                               "peer_failed": peer_run.get("failed", "no figures")})
+                continue
             theirs = peer_run["cases"][case]
             ratios.append({
                 "mode": mode, "envoys": envoys, "case": case,
@@ -332,16 +343,21 @@ def main() -> None:
                 "bytes": round(figures["bytes_sent"] / theirs["bytes_sent"], 3),
                 "cpu": round(figures["cpu_seconds"] / theirs["cpu_seconds"], 3) if theirs["cpu_seconds"] else None,
             })
-        ratios[-1]["peak_rss"] = round(run["peak_rss_mib"] / peer_run["peak_rss_mib"], 3)
+        if ratios and "peer_failed" not in ratios[-1]:
+            ratios[-1]["peak_rss"] = round(run["peak_rss_mib"] / peer_run["peak_rss_mib"], 3)
     delta_vs_sotw = {}
     for envoys in args.envoys:
         sotw, delta = by_key.get(("mcgw", "sotw", envoys)), by_key.get(("mcgw", "delta", envoys))
-        if sotw and delta:
+        if sotw and delta and "endpoint" in sotw["cases"] and "endpoint" in delta["cases"]:
             delta_vs_sotw[str(envoys)] = round(
                 delta["cases"]["endpoint"]["bytes_sent"] / sotw["cases"]["endpoint"]["bytes_sent"], 4)
 
     print("\nmcgw / go-control-plane (below 1.0: mcgw is faster or smaller)")
     for ratio in ratios:
+        if "peer_failed" in ratio:
+            print(f"  {ratio['mode']:5} {ratio['envoys']:3} Envoys {ratio['case']:8} "
+                  f"peer failed: {ratio['peer_failed']}")
+            continue
         print(f"  {ratio['mode']:5} {ratio['envoys']:3} Envoys {ratio['case']:8} all-ACK x{ratio['all_acked']:<6} "
               f"p99 x{ratio['ack_p99']:<6} bytes x{ratio['bytes']:<6} cpu x{ratio['cpu']}")
     print(f"mcgw delta / SotW bytes for one endpoint change: {delta_vs_sotw}")

@@ -188,3 +188,25 @@ async def test_unknown_or_malformed_node_gets_a_clear_error(
         await stream.recv()
     assert failure.value.code() == code
     assert detail in (failure.value.details() or "")
+
+
+async def test_resources_are_serialised_once_whatever_the_number_of_streams(
+    xds: XdsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xdsserver import resources
+
+    serialised: list[str] = []
+    original = resources.Resource.from_message.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[resources.Resource], message: object, previous: object = None) -> resources.Resource:
+        serialised.append(resources.resource_name(message))  # type: ignore[arg-type]
+        return original(cls, message, previous)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(resources.Resource, "from_message", classmethod(counting))
+    xds.publish(clusters=("c1", "c2"), header="v2")
+    assert sorted(serialised) == ["c1", "c1", "c2", "c2", "l1", "r1"]  # each cluster and its endpoints
+    streams = [xds.open(delta=(i % 2 == 1)) for i in range(4)]
+    for index, stream in enumerate(streams):
+        stream.send(node=base_pb2.Node(id=f"infra/gw/{index}", cluster="east"), type_url=CLUSTER)
+        assert sorted(names_of(await stream.recv())) == ["c1", "c2"]
+    assert len(serialised) == 6  # pushing to four streams serialised nothing more
