@@ -41,7 +41,7 @@ from benchmarks._machine import machine
 from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
 from mcgw.envoy.process import EnvoyProcess
 from mcgw.netutil import free_port
-from tests.e2e.testbed.build import REPO, _build_binary
+from tests.e2e.testbed.build import REPO, build_go_binary, required_version
 from xdsserver import message_from_dict
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -115,8 +115,8 @@ def write_records(path: Path, messages: list[Message]) -> Path:
 
 def build_peer() -> Path:
     module = REPO / "benchmarks" / "peers" / "go-control-plane"
-    version = "v0.14.0"
-    return _build_binary("go-control-plane-peer", module, ".", version, "-s -w")
+    version = required_version(module / "go.mod", "github.com/envoyproxy/go-control-plane")
+    return build_go_binary("go-control-plane-peer", module, ".", version, "-s -w")
 
 
 @dataclass

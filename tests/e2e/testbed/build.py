@@ -38,7 +38,7 @@ class Artifacts:
     etcd_version: str
 
 
-def _required_version(go_mod: Path, module: str) -> str:
+def required_version(go_mod: Path, module: str) -> str:
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(), re.M)
     if not match:
         raise RuntimeError(f"{go_mod} does not require {module}")
@@ -78,7 +78,8 @@ def _go(args: list[str], cwd: Path, progress: str | None = None) -> str:
         return out.read().decode()
 
 
-def _build_binary(name: str, module_dir: Path, package: str, version: str, ldflags: str) -> Path:
+def build_go_binary(name: str, module_dir: Path, package: str, version: str, ldflags: str) -> Path:
+    """Build ``package`` of the wrapper module in ``module_dir`` once per version and pin hash; reuse the cache."""
     target_dir = CACHE / "bin" / f"{name}-{version}-{_pin_hash(module_dir)}"
     binary = target_dir / name
     if binary.exists():
@@ -103,7 +104,7 @@ def _build_binary(name: str, module_dir: Path, package: str, version: str, ldfla
 def build_kube_apiserver() -> tuple[Path, str]:
     """kube-apiserver from k8s.io/kubernetes, with its staging modules replaced by published releases."""
     module_dir = HACK / "kube"
-    version = _required_version(module_dir / "go.mod", "k8s.io/kubernetes")
+    version = required_version(module_dir / "go.mod", "k8s.io/kubernetes")
     major, minor = version.lstrip("v").split(".")[:2]
     stamp = "k8s.io/component-base/version"
     ldflags = " ".join(
@@ -116,15 +117,15 @@ def build_kube_apiserver() -> tuple[Path, str]:
             f"-X {stamp}.buildDate=1970-01-01T00:00:00Z",
         ]
     )
-    binary = _build_binary("kube-apiserver", module_dir, "k8s.io/kubernetes/cmd/kube-apiserver", version, ldflags)
+    binary = build_go_binary("kube-apiserver", module_dir, "k8s.io/kubernetes/cmd/kube-apiserver", version, ldflags)
     return binary, version
 
 
 def build_etcd() -> tuple[Path, str]:
     """The etcd server, through a one-file wrapper around go.etcd.io/etcd/server/v3/etcdmain."""
     module_dir = HACK / "etcd"
-    version = _required_version(module_dir / "go.mod", "go.etcd.io/etcd/server/v3")
-    return _build_binary("etcd", module_dir, ".", version, "-s -w"), version
+    version = required_version(module_dir / "go.mod", "go.etcd.io/etcd/server/v3")
+    return build_go_binary("etcd", module_dir, ".", version, "-s -w"), version
 
 
 def _is_crd(path: Path) -> bool:
@@ -145,7 +146,7 @@ def copy_crds() -> Path:
     started = time.monotonic()
     module_dir = HACK / "crds"
     for name, pin in pins.items():
-        go_mod_version = _required_version(module_dir / "go.mod", pin["module"])
+        go_mod_version = required_version(module_dir / "go.mod", pin["module"])
         if go_mod_version != pin["version"]:
             raise RuntimeError(
                 f"crds/upstream.yaml pins {pin['module']} {pin['version']} but hack/crds/go.mod has "
@@ -178,8 +179,8 @@ def ensure_artifacts() -> Artifacts:
 def cached_artifacts() -> Artifacts | None:
     """The cached artifacts if every part is already built; never starts a build."""
     try:
-        kube_version = _required_version(HACK / "kube" / "go.mod", "k8s.io/kubernetes")
-        etcd_version = _required_version(HACK / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
+        kube_version = required_version(HACK / "kube" / "go.mod", "k8s.io/kubernetes")
+        etcd_version = required_version(HACK / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
         pins = yaml.safe_load((REPO / "crds" / "upstream.yaml").read_text())
     except (OSError, RuntimeError):
         return None
