@@ -24,7 +24,6 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -55,6 +54,18 @@ func emit(format string, args ...any) {
 	defer outMu.Unlock()
 	fmt.Fprintf(out, format+"\n", args...)
 	out.Flush()
+}
+
+// emitReply reports an ACK or NACK: a request that answers a response (it carries that response's nonce).
+func emitReply(stream int64, nonce string, rejected bool, typeURL string) {
+	if nonce == "" {
+		return
+	}
+	kind := "ack"
+	if rejected {
+		kind = "nack"
+	}
+	emit("%s %d %s %d", kind, stream, short(typeURL), time.Now().UnixNano())
 }
 
 func short(typeURL string) string { return typeURL[strings.LastIndex(typeURL, ".")+1:] }
@@ -137,26 +148,14 @@ func main() {
 	snapshots := cachev3.NewSnapshotCache(true, oneGroup{}, nil)
 	callbacks := serverv3.CallbackFuncs{
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
-			if req.ResponseNonce != "" {
-				kind := "ack"
-				if req.ErrorDetail != nil {
-					kind = "nack"
-				}
-				emit("%s %d %s %d", kind, id, short(req.TypeUrl), time.Now().UnixNano())
-			}
+			emitReply(id, req.ResponseNonce, req.ErrorDetail != nil, req.TypeUrl)
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 			emit("push %d %s %d %d", id, short(resp.TypeUrl), proto.Size(resp), time.Now().UnixNano())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
-			if req.ResponseNonce != "" {
-				kind := "ack"
-				if req.ErrorDetail != nil {
-					kind = "nack"
-				}
-				emit("%s %d %s %d", kind, id, short(req.TypeUrl), time.Now().UnixNano())
-			}
+			emitReply(id, req.ResponseNonce, req.ErrorDetail != nil, req.TypeUrl)
 			return nil
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
@@ -168,7 +167,7 @@ func main() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1000000),
 	)
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(grpcServer, server)
+	discovery.RegisterAggregatedDiscoveryServiceServer(grpcServer, server)
 	listener, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
