@@ -1,0 +1,3 @@
+"""Gateway API semantics: pure functions from typed objects to conditions and attachment decisions."""
+
+CONTROLLER_NAME = "mcgw.io/gateway-controller"

@@ -1,0 +1,69 @@
+"""Condition types and reasons, named exactly as the Gateway API v1 spec names them.
+
+A condition is plain data; the status writer merges ours into the object's status and never removes
+conditions that other controllers own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Condition types.
+ACCEPTED = "Accepted"
+PROGRAMMED = "Programmed"
+RESOLVED_REFS = "ResolvedRefs"
+CONFLICTED = "Conflicted"
+PARTIALLY_INVALID = "PartiallyInvalid"
+
+# GatewayClass reasons.
+REASON_ACCEPTED = "Accepted"
+REASON_INVALID_PARAMETERS = "InvalidParameters"
+REASON_UNSUPPORTED = "Unsupported"
+REASON_UNSUPPORTED_VERSION = "UnsupportedVersion"
+REASON_PENDING = "Pending"
+
+# Gateway reasons.
+REASON_LISTENERS_NOT_VALID = "ListenersNotValid"
+REASON_INVALID = "Invalid"
+REASON_UNSUPPORTED_ADDRESS = "UnsupportedAddress"
+REASON_PROGRAMMED = "Programmed"
+REASON_NO_RESOURCES = "NoResources"
+REASON_ADDRESS_NOT_ASSIGNED = "AddressNotAssigned"
+
+# Listener reasons.
+REASON_PORT_UNAVAILABLE = "PortUnavailable"
+REASON_UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
+REASON_UNSUPPORTED_VALUE = "UnsupportedValue"
+REASON_INVALID_CERTIFICATE_REF = "InvalidCertificateRef"
+REASON_INVALID_ROUTE_KINDS = "InvalidRouteKinds"
+REASON_REF_NOT_PERMITTED = "RefNotPermitted"
+REASON_RESOLVED_REFS = "ResolvedRefs"
+REASON_HOSTNAME_CONFLICT = "HostnameConflict"
+REASON_PROTOCOL_CONFLICT = "ProtocolConflict"
+REASON_NO_CONFLICTS = "NoConflicts"
+
+# Route reasons.
+REASON_NOT_ALLOWED_BY_LISTENERS = "NotAllowedByListeners"
+REASON_NO_MATCHING_LISTENER_HOSTNAME = "NoMatchingListenerHostname"
+REASON_NO_MATCHING_PARENT = "NoMatchingParent"
+REASON_INCOMPATIBLE_FILTERS = "IncompatibleFilters"
+REASON_INVALID_KIND = "InvalidKind"
+REASON_BACKEND_NOT_FOUND = "BackendNotFound"
+
+Status = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One status condition as mcgw computes it; the writer adds lastTransitionTime."""
+
+    type: str
+    status: Status
+    reason: str
+    message: str
+    observed_generation: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
+                "observedGeneration": self.observed_generation}

@@ -1,0 +1,49 @@
+"""Hostname matching between listeners and routes, with the spec's wildcard rules.
+
+``*.example.com`` matches any subdomain (one or more labels) but not ``example.com`` itself; a
+missing hostname matches everything.
+"""
+
+from __future__ import annotations
+
+
+def _matches_wildcard(wildcard: str, hostname: str) -> bool:
+    suffix = wildcard[1:]  # ".example.com"
+    return hostname.endswith(suffix) and len(hostname) > len(suffix)
+
+
+def intersection(listener: str | None, route: str) -> str | None:
+    """The hostname that both a listener and a route hostname accept, or None if they never meet.
+
+    The more specific of the two is returned, since that is what the virtual host must match.
+    """
+    if listener is None:
+        return route
+    if listener == route:
+        return route
+    if listener.startswith("*.") and route.startswith("*."):
+        if _matches_wildcard(listener, route[2:]) or route == listener:
+            return route
+        if _matches_wildcard(route, listener[2:]):
+            return listener
+        return None
+    if listener.startswith("*."):
+        return route if _matches_wildcard(listener, route) else None
+    if route.startswith("*."):
+        return listener if _matches_wildcard(route, listener) else None
+    return None
+
+
+def route_hostnames_for_listener(listener: str | None, route_hostnames: tuple[str, ...]) -> list[str] | None:
+    """The hostnames a route serves on a listener: ``None`` if they do not intersect at all.
+
+    A route without hostnames takes the listener's (or ``*`` when the listener has none).
+    """
+    if not route_hostnames:
+        return [listener or "*"]
+    matched = []
+    for hostname in route_hostnames:
+        meet = intersection(listener, hostname)
+        if meet is not None and meet not in matched:
+            matched.append(meet)
+    return matched or None

@@ -1,0 +1,343 @@
+"""Typed, minimal views of the Kubernetes objects mcgw reads, parsed once at the provider edge.
+
+Only the fields the semantics need are modelled; unknown fields are ignored, so a newer CRD never
+breaks parsing. A malformed object raises :class:`ManifestError` naming the object and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+MCS_GROUP = "multicluster.x-k8s.io"
+CORE_GROUP = ""
+
+
+class ManifestError(ValueError):
+    """An object that cannot be read, with where it came from and which field is wrong."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+class _Spec(BaseModel):
+    """Kubernetes field names (camelCase), immutable, unknown fields ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+
+class ObjectMeta(_Spec):
+    name: str
+    namespace: str = ""
+    generation: int = 0
+    creation_timestamp: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    uid: str = ""
+
+
+class LabelSelectorRequirement(_Spec):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+class LabelSelector(_Spec):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for requirement in self.match_expressions:
+            present = requirement.key in labels
+            value = labels.get(requirement.key)
+            if requirement.operator == "In" and value not in requirement.values:
+                return False
+            if requirement.operator == "NotIn" and present and value in requirement.values:
+                return False
+            if requirement.operator == "Exists" and not present:
+                return False
+            if requirement.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+# -- Gateway API ----------------------------------------------------------------------------------
+
+class GatewayClassSpec(_Spec):
+    controller_name: str
+
+
+class RouteGroupKind(_Spec):
+    group: str = GATEWAY_GROUP
+    kind: str
+
+
+class RouteNamespaces(_Spec):
+    from_: Literal["All", "Same", "Selector"] = Field("Same", alias="from")
+    selector: LabelSelector | None = None
+
+
+class AllowedRoutes(_Spec):
+    namespaces: RouteNamespaces = RouteNamespaces()
+    kinds: tuple[RouteGroupKind, ...] = ()
+
+
+class SecretObjectReference(_Spec):
+    group: str = CORE_GROUP
+    kind: str = "Secret"
+    name: str
+    namespace: str | None = None
+
+
+class GatewayTLSConfig(_Spec):
+    mode: Literal["Terminate", "Passthrough"] = "Terminate"
+    certificate_refs: tuple[SecretObjectReference, ...] = ()
+
+
+class Listener(_Spec):
+    name: str
+    hostname: str | None = None
+    port: int
+    protocol: str
+    tls: GatewayTLSConfig | None = None
+    allowed_routes: AllowedRoutes = AllowedRoutes()
+
+
+class GatewayAddress(_Spec):
+    type: str = "IPAddress"
+    value: str
+
+
+class GatewaySpec(_Spec):
+    gateway_class_name: str
+    listeners: tuple[Listener, ...]
+    addresses: tuple[GatewayAddress, ...] = ()
+
+
+class ParentReference(_Spec):
+    group: str = GATEWAY_GROUP
+    kind: str = "Gateway"
+    namespace: str | None = None
+    name: str
+    section_name: str | None = None
+    port: int | None = None
+
+
+class PathMatch(_Spec):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+
+
+class HeaderMatch(_Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: str
+    value: str
+
+
+class QueryParamMatch(_Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: str
+    value: str
+
+
+class RouteMatch(_Spec):
+    path: PathMatch = PathMatch()
+    headers: tuple[HeaderMatch, ...] = ()
+    query_params: tuple[QueryParamMatch, ...] = ()
+    method: str | None = None
+
+
+class HeaderValue(_Spec):
+    name: str
+    value: str
+
+
+class HeaderModifier(_Spec):
+    set: tuple[HeaderValue, ...] = ()
+    add: tuple[HeaderValue, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+class PathModifier(_Spec):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: str | None = None
+    replace_prefix_match: str | None = None
+
+
+class RequestRedirect(_Spec):
+    scheme: str | None = None
+    hostname: str | None = None
+    path: PathModifier | None = None
+    port: int | None = None
+    status_code: int = 302
+
+
+class URLRewrite(_Spec):
+    hostname: str | None = None
+    path: PathModifier | None = None
+
+
+class BackendObjectReference(_Spec):
+    group: str = CORE_GROUP
+    kind: str = "Service"
+    name: str
+    namespace: str | None = None
+    port: int | None = None
+
+
+class RequestMirror(_Spec):
+    backend_ref: BackendObjectReference
+
+
+class RouteFilter(_Spec):
+    type: str
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirect | None = None
+    url_rewrite: URLRewrite | None = None
+    request_mirror: RequestMirror | None = None
+
+
+class BackendRef(BackendObjectReference):
+    weight: int = 1
+    filters: tuple[RouteFilter, ...] = ()
+
+
+class RouteTimeouts(_Spec):
+    request: str | None = None
+    backend_request: str | None = None
+
+
+class RouteRetry(_Spec):
+    codes: tuple[int, ...] = ()
+    attempts: int | None = None
+    backoff: str | None = None
+
+
+class RouteRule(_Spec):
+    name: str | None = None
+    matches: tuple[RouteMatch, ...] = (RouteMatch(),)
+    filters: tuple[RouteFilter, ...] = ()
+    backend_refs: tuple[BackendRef, ...] = ()
+    timeouts: RouteTimeouts | None = None
+    retry: RouteRetry | None = None
+
+
+class HTTPRouteSpec(_Spec):
+    parent_refs: tuple[ParentReference, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    rules: tuple[RouteRule, ...] = (RouteRule(),)
+
+
+class ReferenceGrantFrom(_Spec):
+    group: str
+    kind: str
+    namespace: str
+
+
+class ReferenceGrantTo(_Spec):
+    group: str
+    kind: str
+    name: str | None = None
+
+
+class ReferenceGrantSpec(_Spec):
+    from_: tuple[ReferenceGrantFrom, ...] = Field(alias="from")
+    to: tuple[ReferenceGrantTo, ...]
+
+
+# -- core -----------------------------------------------------------------------------------------
+
+class ServicePort(_Spec):
+    name: str = ""
+    port: int
+    protocol: str = "TCP"
+    app_protocol: str | None = None
+
+
+class ServiceSpec(_Spec):
+    type: str = "ClusterIP"
+    ports: tuple[ServicePort, ...] = ()
+    session_affinity: str = "None"
+    cluster_ip: str | None = Field(None, alias="clusterIP")
+
+
+class _Object(_Spec):
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(kind, namespace, name): unique within one member cluster."""
+        return self.kind, self.metadata.namespace, self.metadata.name
+
+
+class GatewayClass(_Object):
+    kind: Literal["GatewayClass"]
+    spec: GatewayClassSpec
+
+
+class Gateway(_Object):
+    kind: Literal["Gateway"]
+    spec: GatewaySpec
+
+
+class HTTPRoute(_Object):
+    kind: Literal["HTTPRoute"]
+    spec: HTTPRouteSpec = HTTPRouteSpec()
+
+
+class ReferenceGrant(_Object):
+    kind: Literal["ReferenceGrant"]
+    spec: ReferenceGrantSpec
+
+
+class Namespace(_Object):
+    kind: Literal["Namespace"]
+
+
+class Secret(_Object):
+    kind: Literal["Secret"]
+    type: str = "Opaque"
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class Service(_Object):
+    kind: Literal["Service"]
+    spec: ServiceSpec = ServiceSpec()
+
+
+KubeObject = Annotated[
+    GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service,
+    Field(discriminator="kind"),
+]
+SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service")
+
+
+class _Envelope(BaseModel):
+    item: KubeObject
+
+
+def parse_object(data: Any, source: str) -> GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | \
+        Secret | Service:
+    """Parse one manifest. ``source`` (file and document) goes into every error message."""
+    if not isinstance(data, dict):
+        raise ManifestError(source, f"expected a Kubernetes object (a mapping), got {type(data).__name__}")
+    kind = data.get("kind")
+    if kind not in SUPPORTED_KINDS:
+        raise ManifestError(source, f"unsupported kind {kind!r}; mcgw reads {', '.join(SUPPORTED_KINDS)}")
+    name = (data.get("metadata") or {}).get("name", "?") if isinstance(data.get("metadata"), dict) else "?"
+    try:
+        return _Envelope.model_validate({"item": data}).item
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'][2:]) or '<object>'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise ManifestError(source, f"{kind} {name!r}: {problems}") from None

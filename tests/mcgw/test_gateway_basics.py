@@ -1,0 +1,68 @@
+"""Hostname intersection and ReferenceGrant checks, as the Gateway API spec defines them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcgw.gateway.hostnames import intersection, route_hostnames_for_listener
+from mcgw.gateway.refs import Reference, is_permitted
+from mcgw.model import ReferenceGrant, parse_object
+
+
+@pytest.mark.parametrize(("listener", "route", "expected"), [
+    (None, "shop.example.com", "shop.example.com"),
+    ("shop.example.com", "shop.example.com", "shop.example.com"),
+    ("shop.example.com", "cart.example.com", None),
+    ("*.example.com", "shop.example.com", "shop.example.com"),
+    ("*.example.com", "a.b.example.com", "a.b.example.com"),
+    ("*.example.com", "example.com", None),  # a wildcard never matches the apex
+    ("shop.example.com", "*.example.com", "shop.example.com"),
+    ("*.example.com", "*.shop.example.com", "*.shop.example.com"),
+    ("*.shop.example.com", "*.example.com", "*.shop.example.com"),
+    ("*.example.com", "*.example.org", None),
+    ("*.example.com", "*.example.com", "*.example.com"),
+])
+def test_hostname_intersection(listener: str | None, route: str, expected: str | None) -> None:
+    assert intersection(listener, route) == expected
+
+
+def test_route_hostnames_for_listener() -> None:
+    assert route_hostnames_for_listener("*.example.com", ()) == ["*.example.com"]
+    assert route_hostnames_for_listener(None, ()) == ["*"]
+    assert route_hostnames_for_listener("*.example.com", ("a.example.com", "b.example.org")) == ["a.example.com"]
+    assert route_hostnames_for_listener("a.example.com", ("b.example.com",)) is None
+
+
+def _grant(namespace: str, from_ns: str, to_kind: str = "Service", to_name: str | None = None) -> ReferenceGrant:
+    to: dict[str, str] = {"group": "", "kind": to_kind}
+    if to_name:
+        to["name"] = to_name
+    grant = parse_object({
+        "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": namespace},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_ns}],
+                 "to": [to]},
+    }, "test")
+    assert isinstance(grant, ReferenceGrant)
+    return grant
+
+
+def _ref(to_ns: str = "backends", to_name: str = "cart", from_ns: str = "shop") -> Reference:
+    return Reference("gateway.networking.k8s.io", "HTTPRoute", from_ns, "", "Service", to_ns, to_name)
+
+
+def test_same_namespace_needs_no_grant() -> None:
+    assert is_permitted(_ref(to_ns="shop"), [])
+
+
+def test_cross_namespace_needs_a_grant_in_the_target_namespace() -> None:
+    assert not is_permitted(_ref(), [])
+    assert is_permitted(_ref(), [_grant("backends", "shop")])
+    assert not is_permitted(_ref(), [_grant("shop", "shop")])  # the grant lives in the wrong namespace
+    assert not is_permitted(_ref(from_ns="other"), [_grant("backends", "shop")])
+
+
+def test_grant_limited_to_a_name_or_kind() -> None:
+    assert is_permitted(_ref(to_name="cart"), [_grant("backends", "shop", to_name="cart")])
+    assert not is_permitted(_ref(to_name="payments"), [_grant("backends", "shop", to_name="cart")])
+    assert not is_permitted(_ref(), [_grant("backends", "shop", to_kind="Secret")])
