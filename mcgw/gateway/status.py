@@ -1,0 +1,38 @@
+"""Computed results rendered in the shape of the objects' ``status`` subresources (minus timestamps,
+which the status writer adds when a condition actually changes)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from . import conditions as c
+from .listeners import GatewayResult
+
+
+def conditions_dict(conditions: list[c.Condition]) -> list[dict[str, object]]:
+    return [condition.as_dict() for condition in conditions]
+
+
+def _address(value: str) -> dict[str, str]:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return {"type": "Hostname", "value": value}
+    return {"type": "IPAddress", "value": value}
+
+
+def gateway_status_dict(result: GatewayResult) -> dict[str, Any]:
+    return {
+        "addresses": [_address(a) for a in result.addresses],
+        "conditions": conditions_dict(result.conditions),
+        "listeners": [
+            {
+                "name": listener.name,
+                "supportedKinds": [{"group": g, "kind": k} for g, k in listener.supported_kinds],
+                "attachedRoutes": listener.attached_routes,
+                "conditions": conditions_dict(listener.conditions),
+            }
+            for listener in result.listeners
+        ],
+    }
