@@ -267,6 +267,11 @@ class ServiceSpec(_Spec):
     cluster_ip: str | None = Field(None, alias="clusterIP")
 
 
+class ServiceImportSpec(_Spec):
+    type: Literal["ClusterSetIP", "Headless"] = "ClusterSetIP"
+    ports: tuple[ServicePort, ...] = ()
+
+
 class _Object(_Spec):
     api_version: str
     kind: str
@@ -313,19 +318,22 @@ class Service(_Object):
     spec: ServiceSpec = ServiceSpec()
 
 
-KubeObject = Annotated[
-    GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service,
-    Field(discriminator="kind"),
-]
-SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service")
+class ServiceImport(_Object):
+    kind: Literal["ServiceImport"]
+    spec: ServiceImportSpec = ServiceImportSpec()
+
+
+AnyObject = GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
+KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
+SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service",
+                   "ServiceImport")
 
 
 class _Envelope(BaseModel):
     item: KubeObject
 
 
-def parse_object(data: Any, source: str) -> GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | \
-        Secret | Service:
+def parse_object(data: Any, source: str) -> AnyObject:
     """Parse one manifest. ``source`` (file and document) goes into every error message."""
     if not isinstance(data, dict):
         raise ManifestError(source, f"expected a Kubernetes object (a mapping), got {type(data).__name__}")

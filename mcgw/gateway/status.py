@@ -6,8 +6,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from . import CONTROLLER_NAME
 from . import conditions as c
 from .listeners import GatewayResult
+from .semantics import RouteResult
 
 
 def conditions_dict(conditions: list[c.Condition]) -> list[dict[str, object]]:
@@ -36,3 +38,17 @@ def gateway_status_dict(result: GatewayResult) -> dict[str, Any]:
             for listener in result.listeners
         ],
     }
+
+
+def route_status_dict(result: RouteResult) -> dict[str, Any]:
+    parents = []
+    for parent, conditions in zip(result.parents, result.parent_conditions, strict=True):
+        ref: dict[str, Any] = {"group": parent.ref.group, "kind": parent.ref.kind,
+                               "namespace": parent.gateway_namespace, "name": parent.ref.name}
+        if parent.ref.section_name is not None:
+            ref["sectionName"] = parent.ref.section_name
+        if parent.ref.port is not None:
+            ref["port"] = parent.ref.port
+        parents.append({"parentRef": ref, "controllerName": CONTROLLER_NAME,
+                        "conditions": conditions_dict(conditions)})
+    return {"parents": parents}

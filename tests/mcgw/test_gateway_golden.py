@@ -1,4 +1,7 @@
-"""GatewayClass and Gateway status, checked against golden files in testdata/gateways."""
+"""Gateway API statuses, checked against golden files: testdata/gateways and testdata/routes.
+
+Each ``*.in.yaml`` holds one member cluster's manifests; the output is every status mcgw computes.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +10,31 @@ from typing import Any
 
 import pytest
 
-from mcgw.gateway.listeners import class_status, gateway_status
-from mcgw.gateway.status import conditions_dict, gateway_status_dict
-from mcgw.model import Gateway, GatewayClass, ReferenceGrant, Secret, parse_object
+from mcgw.gateway.semantics import ClusterObjects, evaluate
+from mcgw.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
+from mcgw.model import Service, ServiceImport, parse_object
 from tests.mcgw import golden
 
-TESTDATA = Path(__file__).parent / "testdata" / "gateways"
+TESTDATA = Path(__file__).parent / "testdata"
+CASES = golden.cases(TESTDATA / "gateways") + golden.cases(TESTDATA / "routes")
 
 
 def _statuses(documents: list[Any]) -> dict[str, Any]:
-    objects = [parse_object(doc, f"doc {i}") for i, doc in enumerate(documents)]
-    classes = {o.metadata.name: o for o in objects if isinstance(o, GatewayClass)}
-    secrets = {(o.metadata.namespace, o.metadata.name): o for o in objects if isinstance(o, Secret)}
-    grants = [o for o in objects if isinstance(o, ReferenceGrant)]
-    out: dict[str, Any] = {"gatewayClasses": {}, "gateways": {}}
-    for name, gateway_class in classes.items():
-        status = class_status(gateway_class)
-        out["gatewayClasses"][name] = conditions_dict(status) if status is not None else "not ours"
-    for gateway in (o for o in objects if isinstance(o, Gateway)):
-        result = gateway_status(gateway, classes, secrets, grants, addresses=["127.0.0.10"])
-        key = f"{gateway.metadata.namespace}/{gateway.metadata.name}"
-        out["gateways"][key] = gateway_status_dict(result) if result is not None else "not ours"
-    return out
+    objects = [parse_object(doc, f"document {i}") for i, doc in enumerate(documents)]
+    services = {(o.metadata.namespace, o.metadata.name) for o in objects if isinstance(o, Service)}
+    imports = {(o.metadata.namespace, o.metadata.name) for o in objects if isinstance(o, ServiceImport)}
+    evaluation = evaluate(ClusterObjects.of(objects, services, imports),
+                          addresses={key: ["127.0.0.10"] for key in {(o.metadata.namespace, o.metadata.name)
+                                                                     for o in objects if o.kind == "Gateway"}})
+    return {
+        "gatewayClasses": {name: conditions_dict(conds) for name, conds in evaluation.classes.items()},
+        "gateways": {f"{ns}/{name}": gateway_status_dict(result)
+                     for (ns, name), result in sorted(evaluation.gateways.items())},
+        "httpRoutes": {f"{ns}/{name}": route_status_dict(result)
+                       for (ns, name), result in sorted(evaluation.routes.items())},
+    }
 
 
-@pytest.mark.parametrize("case", golden.cases(TESTDATA), ids=lambda p: p.name.removesuffix(".in.yaml"))
-def test_gateway_golden(case: Path, update_golden: bool) -> None:
+@pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}/{p.name.removesuffix('.in.yaml')}")
+def test_status_golden(case: Path, update_golden: bool) -> None:
     golden.check(case, _statuses, update_golden)

@@ -1,0 +1,102 @@
+"""HTTPRoute attachment: which listeners of which Gateways a route binds to, and why not.
+
+For each parentRef that names one of our Gateways: ``sectionName`` and ``port`` pick candidate
+listeners (NoMatchingParent if none), ``allowedRoutes`` filters them by namespace and kind
+(NotAllowedByListeners), and hostnames must intersect (NoMatchingListenerHostname).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mcgw.model import GATEWAY_GROUP, HTTPRoute, Namespace, ParentReference
+
+from . import conditions as c
+from .hostnames import route_hostnames_for_listener
+from .listeners import HTTP_ROUTE_KIND, GatewayResult, ListenerResult
+
+
+@dataclass
+class Binding:
+    """The route on one listener, with the hostnames it serves there."""
+
+    gateway: GatewayResult
+    listener: ListenerResult
+    hostnames: list[str]
+
+
+@dataclass
+class ParentResult:
+    """One ``status.parents[]`` entry of a route."""
+
+    ref: ParentReference
+    gateway_namespace: str
+    accepted: c.Condition
+    bindings: list[Binding] = field(default_factory=list)
+
+
+def _allowed(route: HTTPRoute, gateway: GatewayResult, listener: ListenerResult,
+             namespaces: Mapping[str, Namespace]) -> bool:
+    if HTTP_ROUTE_KIND not in listener.supported_kinds:
+        return False
+    route_ns = route.metadata.namespace
+    policy = listener.listener.allowed_routes.namespaces
+    if policy.from_ == "All":
+        return True
+    if policy.from_ == "Same":
+        return route_ns == gateway.gateway.metadata.namespace
+    namespace = namespaces.get(route_ns)
+    labels = dict(namespace.metadata.labels) if namespace else {}
+    labels.setdefault("kubernetes.io/metadata.name", route_ns)
+    return policy.selector is not None and policy.selector.matches(labels)
+
+
+def attach(route: HTTPRoute, gateways: Mapping[tuple[str, str], GatewayResult],
+           namespaces: Mapping[str, Namespace]) -> list[ParentResult]:
+    """A result for every parentRef that names one of our Gateways (others are not ours to report)."""
+    results = []
+    generation = route.metadata.generation
+    for ref in route.spec.parent_refs:
+        if (ref.group, ref.kind) != (GATEWAY_GROUP, "Gateway"):
+            continue
+        gateway_ns = ref.namespace or route.metadata.namespace
+        gateway = gateways.get((gateway_ns, ref.name))
+        if gateway is None:
+            continue
+
+        def condition(status: c.Status, reason: str, message: str) -> c.Condition:
+            return c.Condition(c.ACCEPTED, status, reason, message, generation)
+
+        candidates = [
+            listener for listener in gateway.listeners
+            if (ref.section_name is None or listener.name == ref.section_name)
+            and (ref.port is None or listener.listener.port == ref.port)
+        ]
+        target = f"Gateway {gateway_ns}/{ref.name}"
+        if not candidates:
+            wanted = " and ".join(part for part in (
+                f"sectionName {ref.section_name}" if ref.section_name else "",
+                f"port {ref.port}" if ref.port is not None else "") if part)
+            results.append(ParentResult(ref, gateway_ns, condition(
+                "False", c.REASON_NO_MATCHING_PARENT, f"{target} has no listener with {wanted}")))
+            continue
+        allowed = [listener for listener in candidates if _allowed(route, gateway, listener, namespaces)]
+        if not allowed:
+            results.append(ParentResult(ref, gateway_ns, condition(
+                "False", c.REASON_NOT_ALLOWED_BY_LISTENERS,
+                f"no listener of {target} allows HTTPRoutes from namespace {route.metadata.namespace}")))
+            continue
+        bindings = []
+        for listener in allowed:
+            hostnames = route_hostnames_for_listener(listener.listener.hostname, route.spec.hostnames)
+            if hostnames is not None:
+                bindings.append(Binding(gateway, listener, hostnames))
+        if not bindings:
+            results.append(ParentResult(ref, gateway_ns, condition(
+                "False", c.REASON_NO_MATCHING_LISTENER_HOSTNAME,
+                f"no hostname of the route intersects a listener hostname of {target}")))
+            continue
+        results.append(ParentResult(ref, gateway_ns, condition("True", c.REASON_ACCEPTED, f"attached to {target}"),
+                                    bindings))
+    return results

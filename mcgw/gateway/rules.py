@@ -1,0 +1,73 @@
+"""Route rules that Envoy would refuse are dropped, with a reason, before they reach translation.
+
+Regular expressions are compiled with RE2 exactly as Envoy will: a pattern RE2 rejects, or whose
+program is larger than Envoy's default limit (100), would make Envoy NACK the whole route table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import re2
+
+from mcgw.model import HeaderMatch, HTTPRoute, QueryParamMatch, RouteRule
+
+from . import conditions as c
+
+ENVOY_MAX_REGEX_PROGRAM_SIZE = 100
+MAX_HEADER_VALUE_BYTES = 4096
+
+_options = re2.Options()
+_options.log_errors = False
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why Envoy would refuse ``pattern``, or None."""
+    try:
+        compiled = re2.compile(pattern, _options)
+    except re2.error as error:
+        detail = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) else str(error)
+        return f"invalid regular expression {pattern!r}: {detail}"
+    if compiled.programsize > ENVOY_MAX_REGEX_PROGRAM_SIZE:
+        return (f"regular expression {pattern!r} is too complex for Envoy (program size {compiled.programsize} > "
+                f"{ENVOY_MAX_REGEX_PROGRAM_SIZE})")
+    return None
+
+
+def rule_problem(rule: RouteRule) -> str | None:
+    """The first reason this rule cannot be programmed, or None."""
+    for match in rule.matches:
+        if match.path.type == "RegularExpression" and (problem := regex_problem(match.path.value)):
+            return problem
+        matchers: list[HeaderMatch | QueryParamMatch] = [*match.headers, *match.query_params]
+        for matcher in matchers:
+            if matcher.type == "RegularExpression" and (problem := regex_problem(matcher.value)):
+                return problem
+            if len(matcher.value.encode()) > MAX_HEADER_VALUE_BYTES:
+                return f"match value for {matcher.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
+    return None
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    kept: list[int]  # indexes of rules that can be programmed
+    partially_invalid: c.Condition | None
+    all_dropped: str | None  # the message when no rule is left
+
+
+def check_rules(route: HTTPRoute) -> RuleCheck:
+    dropped = []
+    kept = []
+    for index, rule in enumerate(route.spec.rules):
+        problem = rule_problem(rule)
+        if problem:
+            dropped.append(f"Dropped Rule {index}: {problem}")
+        else:
+            kept.append(index)
+    if not dropped:
+        return RuleCheck(kept, None, None)
+    message = "; ".join(dropped)
+    if not kept:
+        return RuleCheck(kept, None, message)
+    return RuleCheck(kept, c.Condition(c.PARTIALLY_INVALID, "True", c.REASON_UNSUPPORTED_VALUE, message,
+                                       route.metadata.generation), None)
