@@ -318,15 +318,45 @@ class Service(_Object):
     spec: ServiceSpec = ServiceSpec()
 
 
+class EndpointConditions(_Spec):
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+class Endpoint(_Spec):
+    addresses: tuple[str, ...]
+    conditions: EndpointConditions = EndpointConditions()
+    zone: str | None = None
+
+
+class EndpointPort(_Spec):
+    name: str = ""
+    port: int | None = None
+    protocol: str = "TCP"
+
+
+class EndpointSlice(_Object):
+    kind: Literal["EndpointSlice"]
+    address_type: str = "IPv4"
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+    @property
+    def service_name(self) -> str | None:
+        return self.metadata.labels.get("kubernetes.io/service-name")
+
+
 class ServiceImport(_Object):
     kind: Literal["ServiceImport"]
     spec: ServiceImportSpec = ServiceImportSpec()
 
 
-AnyObject = GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
+AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
+             | EndpointSlice)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service",
-                   "ServiceImport")
+                   "ServiceImport", "EndpointSlice")
 
 
 class _Envelope(BaseModel):

@@ -34,8 +34,18 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
+SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
+                     "RequestMirror")
+
+
 def rule_problem(rule: RouteRule) -> str | None:
     """The first reason this rule cannot be programmed, or None."""
+    for route_filter in rule.filters:
+        if route_filter.type not in SUPPORTED_FILTERS:
+            return f"filter type {route_filter.type} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
+    kinds = {f.type for f in rule.filters}
+    if {"RequestRedirect", "URLRewrite"} <= kinds:
+        return "RequestRedirect and URLRewrite cannot be used in the same rule"
     for match in rule.matches:
         if match.path.type == "RegularExpression" and (problem := regex_problem(match.path.value)):
             return problem
