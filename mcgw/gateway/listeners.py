@@ -7,8 +7,13 @@ Gateway keeps working.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from mcgw.model import CORE_GROUP, GATEWAY_GROUP, Gateway, GatewayClass, Listener, ReferenceGrant, Secret
 
@@ -79,6 +84,24 @@ def _certificate_problems(gateway: Gateway, listener: Listener, secrets: Mapping
         if secret.type != "kubernetes.io/tls" or not {"tls.crt", "tls.key"} <= set(secret.data):
             return c.REASON_INVALID_CERTIFICATE_REF, f"Secret {where} is not a kubernetes.io/tls Secret with " \
                                                      "tls.crt and tls.key"
+        if problem := pem_problem(secret.data["tls.crt"], secret.data["tls.key"]):
+            return c.REASON_INVALID_CERTIFICATE_REF, f"Secret {where}: {problem}"
+    return None
+
+
+def pem_problem(certificate_b64: str, key_b64: str) -> str | None:
+    """Why Envoy would refuse this certificate chain and key (base64 as stored in a Secret), or None."""
+    try:
+        chain = x509.load_pem_x509_certificates(base64.b64decode(certificate_b64, validate=True))
+    except (ValueError, binascii.Error) as error:
+        return f"tls.crt is not a PEM certificate chain ({error})"
+    try:
+        key = serialization.load_pem_private_key(base64.b64decode(key_b64, validate=True), password=None)
+    except (ValueError, TypeError, binascii.Error) as error:
+        return f"tls.key is not an unencrypted PEM private key ({error})"
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if chain[0].public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        return "tls.key does not match the first certificate in tls.crt"
     return None
 
 

@@ -177,8 +177,10 @@ def translate(gateway: ir.GatewayIR) -> list[Message]:
                 for backend in (*route.backends, *route.mirrors):
                     if backend.valid and route.redirect is None:
                         clusters.setdefault(backend.name, backend)
+        # Backends that do not resolve have no cluster on purpose (their share answers 500), so Envoy must
+        # not refuse the table for naming them; explicit, since inline route configs default to checking.
         resources.append({"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-                          "name": port.name, "virtual_hosts": virtual_hosts})
+                          "name": port.name, "virtual_hosts": virtual_hosts, "validate_clusters": False})
         hcm = {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": _HCM, "stat_prefix": port.name.replace("/", "_"),
             "rds": {"route_config_name": port.name, "config_source": _ADS},

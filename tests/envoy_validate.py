@@ -1,0 +1,60 @@
+"""Ask real Envoy (``envoy --mode validate``) whether it accepts a set of xDS resources.
+
+Dynamic resources are folded into a static bootstrap: each EDS cluster gets its
+ClusterLoadAssignment inline, and each listener its RouteConfiguration inline, so every field of
+every resource goes through Envoy's own validation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from mcgw.envoy.process import envoy_binary
+
+
+def _as_dict(message: Message) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(json_format.MessageToJson(message, preserving_proto_field_name=True))
+    return result
+
+
+def static_bootstrap(resources: list[Message]) -> dict[str, Any]:
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for message in resources:
+        data = _as_dict(message)
+        name = data.get("name") or data.get("cluster_name")
+        by_kind.setdefault(message.DESCRIPTOR.name, {})[str(name)] = data
+    clusters = []
+    for name, cluster in by_kind.get("Cluster", {}).items():
+        cluster = dict(cluster)
+        if cluster.get("type") == "EDS":
+            cluster.pop("eds_cluster_config", None)
+            cluster["type"] = "STATIC"
+            cluster["load_assignment"] = by_kind.get("ClusterLoadAssignment", {}).get(name, {"cluster_name": name})
+        clusters.append(cluster)
+    listeners = []
+    for listener in by_kind.get("Listener", {}).values():
+        for chain in listener.get("filter_chains", []):
+            for network_filter in chain.get("filters", []):
+                typed = network_filter.get("typed_config", {})
+                if "rds" in typed:
+                    typed["route_config"] = by_kind["RouteConfiguration"][typed.pop("rds")["route_config_name"]]
+        listeners.append(listener)
+    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "static_resources": {"listeners": listeners, "clusters": clusters}}
+
+
+def validate(resources: list[Message]) -> subprocess.CompletedProcess[str]:
+    """Run ``envoy --mode validate`` on the resources; returncode 0 means Envoy accepts them."""
+    with tempfile.TemporaryDirectory(prefix="mcgw-validate-") as workdir:
+        path = Path(workdir) / "bootstrap.json"
+        path.write_text(json.dumps(static_bootstrap(resources)))
+        return subprocess.run([str(envoy_binary()), "--mode", "validate", "--config-path", str(path),
+                               "--use-dynamic-base-id", "--log-level", "error"],
+                              capture_output=True, text=True, timeout=120, check=False)
