@@ -1,0 +1,83 @@
+"""``mcgw translate``: what a user sees for a good directory and for each kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "translate"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcgw", "translate", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, check=False)
+
+
+@pytest.fixture
+def clusterset_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "clusterset"
+    shutil.copytree(EXAMPLE, target)
+    return target
+
+
+def test_translate_prints_statuses_and_envoy_resources_per_cluster() -> None:
+    result = _run("-f", str(EXAMPLE), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert set(output) == {"east", "west"}
+    east = output["east"]
+    route_conditions = east["status"]["HTTPRoute"]["shop/shop"]["parents"][0]["conditions"]
+    assert [(cond["type"], cond["reason"]) for cond in route_conditions] == [
+        ("Accepted", "Accepted"), ("ResolvedRefs", "BackendNotFound")]
+    resources = east["xds"]["infra/public"]
+    assert [listener["name"] for listener in resources["listeners"]] == ["infra/public/8080"]
+    assert {c["name"] for c in resources["clusters"]} == {"shop/shop/rule/0/backend/0", "shop/shop/rule/2/backend/0"}
+    # west has a Gateway without routes: a listener with no virtual host answers 404 to everything.
+    assert output["west"]["xds"]["infra/public"]["routes"][0].get("virtualHosts", []) == []
+
+
+def test_cluster_filter_and_yaml_output() -> None:
+    result = _run("-f", str(EXAMPLE), "--cluster", "west")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("west:\n")
+    unknown = _run("-f", str(EXAMPLE), "--cluster", "north")
+    assert unknown.returncode == 2
+    assert "no cluster 'north'" in unknown.stderr
+    assert "east, west" in unknown.stderr
+
+
+def test_bad_document_names_file_and_document(clusterset_dir: Path) -> None:
+    bad = clusterset_dir / "east" / "zz-bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: a}\n---\n"
+                   "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: broken}\n"
+                   "spec: {gatewayClassName: mcgw, listeners: [{name: http, port: eighty, protocol: HTTP}]}\n")
+    result = _run("-f", str(clusterset_dir))
+    assert result.returncode == 2
+    assert f"{bad} document 2" in result.stderr
+    assert "spec.listeners.0.port" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unsupported_kind_is_an_error_not_skipped(clusterset_dir: Path) -> None:
+    (clusterset_dir / "east" / "deploy.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
+    result = _run("-f", str(clusterset_dir))
+    assert result.returncode == 2
+    assert "unsupported kind 'Deployment'" in result.stderr
+
+
+def test_clusterset_file_must_match_directories(clusterset_dir: Path) -> None:
+    (clusterset_dir / "clusterset.yaml").write_text("clusters:\n  - {name: east}\n")
+    result = _run("-f", str(clusterset_dir))
+    assert result.returncode == 2
+    assert "directories not listed as clusters: west" in result.stderr
+    (clusterset_dir / "clusterset.yaml").write_text("clusters:\n  - {name: east, failoverOrder: [moon]}\n"
+                                                    "  - {name: west}\n")
+    result = _run("-f", str(clusterset_dir))
+    assert result.returncode == 2
+    assert "failoverOrder names unknown clusters moon" in result.stderr
