@@ -8,6 +8,7 @@ the rest are left out.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from mcgw import ir
 from mcgw.gateway.routes import EndpointLookup
@@ -22,6 +23,7 @@ def endpoint_lookup(services: Iterable[Service], slices: Iterable[EndpointSlice]
             slices_of.setdefault((endpoint_slice.metadata.namespace, endpoint_slice.service_name), []).append(
                 endpoint_slice)
 
+    @cache
     def lookup(namespace: str, name: str, port: int) -> tuple[ir.EndpointIR, ...]:
         service = by_service.get((namespace, name))
         if service is None:

@@ -45,10 +45,17 @@ def _path(modifier: PathModifier | None) -> ir.PathRewriteIR | None:
     return ir.PathRewriteIR(prefix=modifier.replace_prefix_match or "/")
 
 
-def _backend(name: str, resolved: ResolvedBackend, endpoints: EndpointLookup, cluster: str) -> ir.BackendIR:
+def backend_cluster_name(kind: str, namespace: str, name: str, port: int | None) -> str:
+    """One Envoy cluster per backend Service (or ServiceImport) port, shared by every route that uses it,
+    so an endpoint change touches one ClusterLoadAssignment whatever the number of routes."""
+    return f"{kind.lower()}/{namespace}/{name}/{port or 0}"
+
+
+def _backend(invalid_name: str, resolved: ResolvedBackend, endpoints: EndpointLookup, cluster: str) -> ir.BackendIR:
     ref = resolved.ref
     if resolved.problem is not None:
-        return ir.BackendIR(name, ref.weight, False, "Invalid")
+        return ir.BackendIR(invalid_name, ref.weight, False, "Invalid")
+    name = backend_cluster_name(ref.kind, resolved.namespace, ref.name, ref.port)
     if resolved.kind == SERVICE:
         found = endpoints(resolved.namespace, ref.name, ref.port or 0)
         return ir.BackendIR(name, ref.weight, True, "Service", (ir.LocalityIR(cluster, 0, found),))
@@ -56,10 +63,11 @@ def _backend(name: str, resolved: ResolvedBackend, endpoints: EndpointLookup, cl
     return ir.BackendIR(name, ref.weight, True, "ServiceImport")
 
 
-def _mirror(name: str, ref: BackendObjectReference, route_ns: str, endpoints: EndpointLookup,
-            cluster: str) -> ir.BackendIR:
-    found = endpoints(ref.namespace or route_ns, ref.name, ref.port or 0)
-    return ir.BackendIR(name, 1, True, "Service", (ir.LocalityIR(cluster, 0, found),))
+def _mirror(ref: BackendObjectReference, route_ns: str, endpoints: EndpointLookup, cluster: str) -> ir.BackendIR:
+    namespace = ref.namespace or route_ns
+    found = endpoints(namespace, ref.name, ref.port or 0)
+    return ir.BackendIR(backend_cluster_name("Service", namespace, ref.name, ref.port), 1, True, "Service",
+                        (ir.LocalityIR(cluster, 0, found),))
 
 
 def _rule_routes(result: RouteResult, index: int, rule: RouteRule, endpoints: EndpointLookup,
@@ -67,7 +75,7 @@ def _rule_routes(result: RouteResult, index: int, rule: RouteRule, endpoints: En
     route = result.route
     ns, name = route.metadata.namespace, route.metadata.name
     prefix = f"{ns}/{name}/rule/{index}"
-    backends = tuple(_backend(f"{prefix}/backend/{j}", resolved, endpoints, cluster)
+    backends = tuple(_backend(f"{prefix}/invalid-backend/{j}", resolved, endpoints, cluster)
                      for j, resolved in enumerate(result.backends[index]))
     by_type = {f.type: f for f in rule.filters}
     redirect_filter = by_type.get("RequestRedirect")
@@ -77,8 +85,8 @@ def _rule_routes(result: RouteResult, index: int, rule: RouteRule, endpoints: En
         r = redirect_filter.request_redirect
         redirect = ir.RedirectIR(r.scheme, r.hostname, r.port, _path(r.path), r.status_code)
     mirrors = tuple(
-        _mirror(f"{prefix}/mirror/{k}", f.request_mirror.backend_ref, ns, endpoints, cluster)
-        for k, f in enumerate(rule.filters) if f.type == "RequestMirror" and f.request_mirror is not None
+        _mirror(f.request_mirror.backend_ref, ns, endpoints, cluster)
+        for f in rule.filters if f.type == "RequestMirror" and f.request_mirror is not None
     )
     rewrite = rewrite_filter.url_rewrite if rewrite_filter is not None else None
     ranked = []
@@ -131,7 +139,8 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
     for (gw_ns, gw_name), result in sorted(evaluation.gateways.items()):
         if not any(listener.usable for listener in result.listeners):
             continue
-        ports: dict[int, dict[str, list[_Ranked]]] = {}
+        # port -> hostname -> route name -> ranked route (a route bound through two listeners counts once)
+        ports: dict[int, dict[str, dict[str, _Ranked]]] = {}
         protocols: dict[int, str] = {}
         chains: dict[int, list[ir.TlsChainIR]] = {}
         for listener in result.listeners:
@@ -151,15 +160,16 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
                         rule_routes = [ranked for index in route_result.kept_rules for ranked in _rule_routes(
                             route_result, index, route_result.route.spec.rules[index], endpoints, cluster)]
                     for hostname in binding.hostnames:
-                        vhost = ports[binding.listener.listener.port].setdefault(hostname, [])
-                        vhost.extend(r for r in rule_routes if r not in vhost)
+                        vhost = ports[binding.listener.listener.port].setdefault(hostname, {})
+                        for ranked in rule_routes:
+                            vhost.setdefault(ranked.route.name, ranked)
         port_irs = []
         for port, vhosts in sorted(ports.items()):
             port_name = f"{gw_ns}/{gw_name}/{port}"
             port_irs.append(ir.PortIR(
                 port_name, port, protocols[port],  # type: ignore[arg-type]
                 tuple(ir.VirtualHostIR(f"{port_name}/{hostname}", hostname,
-                                       tuple(r.route for r in sorted(routes, key=lambda r: r.key)))
+                                       tuple(r.route for r in sorted(routes.values(), key=lambda r: r.key)))
                       for hostname, routes in sorted(vhosts.items())),
                 tuple(chains.get(port, ())),
             ))

@@ -57,10 +57,17 @@ def _match(match: ir.MatchIR) -> dict[str, Any]:
     return out
 
 
+def _literal(value: str) -> str:
+    """Envoy reads ``%`` in added header values as a formatter command; Gateway API values are literal."""
+    return value.replace("%", "%%")
+
+
 def _header_ops(ops: ir.HeaderOpsIR, prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    added = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in ops.set]
-    added += [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in ops.add]
+    added = [{"header": {"key": k, "value": _literal(v)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+             for k, v in ops.set]
+    added += [{"header": {"key": k, "value": _literal(v)}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
+              for k, v in ops.add]
     if added:
         out[f"{prefix}_headers_to_add"] = added
     if ops.remove:

@@ -37,7 +37,7 @@ def test_translate_prints_statuses_and_envoy_resources_per_cluster() -> None:
         ("Accepted", "Accepted"), ("ResolvedRefs", "BackendNotFound")]
     resources = east["xds"]["infra/public"]
     assert [listener["name"] for listener in resources["listeners"]] == ["infra/public/8080"]
-    assert {c["name"] for c in resources["clusters"]} == {"shop/shop/rule/0/backend/0", "shop/shop/rule/2/backend/0"}
+    assert {c["name"] for c in resources["clusters"]} == {"service/shop/cart/80"}  # shared by every rule
     # west has a Gateway without routes: a listener with no virtual host answers 404 to everything.
     assert output["west"]["xds"]["infra/public"]["routes"][0].get("virtualHosts", []) == []
 

@@ -6,6 +6,7 @@ RE2 or Envoy would refuse; the translator must drop those rules rather than emit
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -102,7 +103,9 @@ BASE = [
 ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# MCGW_PROPERTY_EXAMPLES raises the number of examples for a deeper local search.
+@settings(max_examples=int(os.environ.get("MCGW_PROPERTY_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(routes=st.lists(st.lists(rules(), min_size=1, max_size=3), min_size=1, max_size=3),
        hostnames=st.lists(st.sampled_from(["a.example.com", "*.example.com", "b.example.org"]), max_size=2,
                           unique=True))
