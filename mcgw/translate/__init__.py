@@ -1,5 +1,8 @@
 """IR → Envoy resources. Pure, and the only place that knows Envoy's API.
 
+Route tables are built with protobuf constructors (fields as Python values, durations and wrappers as
+their message fields); the few other resources go through Envoy-style JSON, which reads more easily.
+
 Per Gateway port: one Listener and one RouteConfiguration (named ``<ns>/<gateway>/<port>``), a virtual
 host per hostname (the Host header's port is ignored), and one EDS cluster with its
 ClusterLoadAssignment per backendRef and per mirror.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from mcgw import ir
@@ -22,14 +26,14 @@ _TLS_INSPECTOR = "type.googleapis.com/envoy.extensions.filters.listener.tls_insp
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 
 
-def duration(value: str) -> str:
-    """A Gateway API duration (``1h2m3s400ms``) as a protobuf JSON duration (``3723.400s``)."""
+def duration(value: str) -> dict[str, int]:
+    """A Gateway API duration (``1h2m3s400ms``) as the fields of a ``google.protobuf.Duration``."""
     match = _DURATION.match(value)
     if not match or not value:
         raise ValueError(f"invalid duration {value!r}")
     hours, minutes, seconds, millis = (int(part or 0) for part in match.groups())
     total_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
-    return f"{total_ms // 1000}.{total_ms % 1000:03d}s"
+    return {"seconds": total_ms // 1000, "nanos": (total_ms % 1000) * 1_000_000}
 
 
 def _string_match(value: str, regex: bool) -> dict[str, Any]:
@@ -109,7 +113,8 @@ def _route(route: ir.RouteIR) -> dict[str, Any]:
     if len(weighted) == 1:
         action["cluster"] = weighted[0].name
     else:
-        action["weighted_clusters"] = {"clusters": [{"name": b.name, "weight": b.weight} for b in weighted]}
+        action["weighted_clusters"] = {"clusters": [{"name": b.name, "weight": {"value": b.weight}}
+                                                    for b in weighted]}
     if len(valid) < len(weighted):
         # Invalid backends have no Envoy cluster, so their weighted share finds none: answer 500 for it.
         action["cluster_not_found_response_code"] = "INTERNAL_SERVER_ERROR"
@@ -127,7 +132,7 @@ def _route(route: ir.RouteIR) -> dict[str, Any]:
     if route.retry_codes or route.retry_attempts is not None:
         retry["retry_on"] = "retriable-status-codes" if route.retry_codes else "5xx"
         retry["retriable_status_codes"] = list(route.retry_codes)
-        retry["num_retries"] = route.retry_attempts if route.retry_attempts is not None else 1
+        retry["num_retries"] = {"value": route.retry_attempts if route.retry_attempts is not None else 1}
         if route.retry_backoff:
             retry["retry_back_off"] = {"base_interval": duration(route.retry_backoff)}
     if retry:
@@ -173,6 +178,7 @@ def _backend_resources(backend: ir.BackendIR) -> list[dict[str, Any]]:
 def translate(gateway: ir.GatewayIR) -> list[Message]:
     """Every Envoy resource one Gateway's Envoys receive."""
     resources: list[dict[str, Any]] = []
+    route_tables: list[Message] = []
     clusters: dict[str, ir.BackendIR] = {}
     for port in gateway.ports:
         virtual_hosts = []
@@ -186,8 +192,9 @@ def translate(gateway: ir.GatewayIR) -> list[Message]:
                         clusters.setdefault(backend.name, backend)
         # Backends that do not resolve have no cluster on purpose (their share answers 500), so Envoy must
         # not refuse the table for naming them; explicit, since inline route configs default to checking.
-        resources.append({"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-                          "name": port.name, "virtual_hosts": virtual_hosts, "validate_clusters": False})
+        # Built with the message constructor, not JSON parsing: route tables are the bulk of the output.
+        route_tables.append(route_pb2.RouteConfiguration(name=port.name, virtual_hosts=virtual_hosts,
+                                                         validate_clusters={"value": False}))
         hcm = {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
             "@type": _HCM, "stat_prefix": port.name.replace("/", "_"),
             "rds": {"route_config_name": port.name, "config_source": _ADS},
@@ -209,4 +216,4 @@ def translate(gateway: ir.GatewayIR) -> list[Message]:
         resources.append(listener)
     for backend in clusters.values():
         resources.extend(_backend_resources(backend))
-    return [message_from_dict(resource) for resource in resources]
+    return [*route_tables, *(message_from_dict(resource) for resource in resources)]
