@@ -148,10 +148,14 @@ def _crd_documents(crd_dir: Path) -> list[dict[str, Any]]:
 def install_crds(cluster: MemberCluster, crd_dirs: list[Path], timeout: float = 60) -> list[str]:
     """Create every CRD found under ``crd_dirs`` and wait until each one is Established."""
     names = []
+    collections = []
     for crd_dir in crd_dirs:
         for crd in _crd_documents(crd_dir):
             cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
             names.append(crd["metadata"]["name"])
+            spec = crd["spec"]
+            collections += [f"/apis/{spec['group']}/{v['name']}/{spec['names']['plural']}"
+                            for v in spec["versions"] if v.get("served")]
 
     def established(crd_name: str) -> bool:
         crd = cluster.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd_name}")
@@ -160,6 +164,10 @@ def install_crds(cluster: MemberCluster, crd_dirs: list[Path], timeout: float = 
 
     for crd_name in names:
         wait_until(lambda crd_name=crd_name: established(crd_name), timeout, f"CRD {crd_name} Established")  # type: ignore[misc]
+    # Established is not enough: until its storage has initialised, the API answers 429 for the resource.
+    for path in collections:
+        wait_until(lambda path=path: cluster.request("GET", path + "?limit=1") is not None, timeout,  # type: ignore[misc]
+                   f"{path} to be served")
     return names
 
 

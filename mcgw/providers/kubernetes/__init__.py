@@ -1,0 +1,1 @@
+"""The Kubernetes provider: listing member-cluster objects and writing status through kubernetes.aio."""
