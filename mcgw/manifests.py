@@ -16,7 +16,19 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def read_cluster_dir(directory: Path) -> list[AnyObject]:
+    """Every object under ``directory``; the same kind/namespace/name twice is an error naming both places."""
     objects: list[AnyObject] = []
+    seen: dict[tuple[str, str, str], str] = {}
+
+    def add(item: object, source: str) -> None:
+        parsed = parse_object(item, source)
+        if parsed.key in seen:
+            kind, namespace, name = parsed.key
+            raise ManifestError(source, f"{kind} {namespace + '/' if namespace else ''}{name} is also defined in "
+                                        f"{seen[parsed.key]}")
+        seen[parsed.key] = source
+        objects.append(parsed)
+
     for path in sorted(p for p in directory.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()):
         try:
             documents = list(yaml.safe_load_all(path.read_text()))
@@ -27,9 +39,9 @@ def read_cluster_dir(directory: Path) -> list[AnyObject]:
                 continue
             if isinstance(document, dict) and document.get("kind") == "List":
                 for item_number, item in enumerate(document.get("items") or [], start=1):
-                    objects.append(parse_object(item, f"{path} document {number} item {item_number}"))
+                    add(item, f"{path} document {number} item {item_number}")
                 continue
-            objects.append(parse_object(document, f"{path} document {number}"))
+            add(document, f"{path} document {number}")
     return objects
 
 

@@ -81,3 +81,12 @@ def test_clusterset_file_must_match_directories(clusterset_dir: Path) -> None:
     result = _run("-f", str(clusterset_dir))
     assert result.returncode == 2
     assert "failoverOrder names unknown clusters moon" in result.stderr
+
+
+def test_duplicate_objects_are_an_error_naming_both_places(clusterset_dir: Path) -> None:
+    copy = clusterset_dir / "east" / "zz-copy.yaml"
+    copy.write_text((clusterset_dir / "east" / "gateway.yaml").read_text())
+    result = _run("-f", str(clusterset_dir))
+    assert result.returncode == 2
+    assert f"{copy} document 1: GatewayClass mcgw is also defined in" in result.stderr
+    assert "gateway.yaml document 1" in result.stderr

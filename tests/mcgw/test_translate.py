@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def _render(documents: list[Any]) -> dict[str, Any]:
     result = _translate(documents)
     return {
         "status": result.statuses(),
+        "ir": [dataclasses.asdict(gateway) for gateway in result.gateways],
         "xds": {f"{ns}/{name}": [json.loads(json_format.MessageToJson(m)) for m in messages]
                 for (ns, name), messages in sorted(result.resources.items())},
     }
