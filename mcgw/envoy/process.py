@@ -9,13 +9,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from mcgw.processes import stop_process_group
 
 
 class EnvoyError(RuntimeError):
@@ -109,13 +110,5 @@ class EnvoyProcess:
         raise EnvoyError(f"envoy {self.name} not LIVE after {timeout:.0f}s:\n{self.log_tail()}")
 
     def stop(self, grace: float = 5.0) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(grace)
+        stop_process_group(self.popen, grace)
         self._log.close()

@@ -6,15 +6,14 @@ and never looks processes up by name.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mcgw.netutil import free_port
+from mcgw.processes import stop_process_group
 
 __all__ = ["ManagedProcess", "free_port", "wait_until"]
 
@@ -49,15 +48,7 @@ class ManagedProcess:
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(grace)
+        stop_process_group(self.popen, grace)
         self._log.close()
 
 
