@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import tempfile
 import time
 import urllib.error
@@ -111,6 +112,19 @@ async def _eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
         await asyncio.sleep(0.05)
 
 
+def _free_port_pair() -> int:
+    """A port P with P+1 free too: the gateway's two listeners bind both, and a taken P+1 makes Envoy NACK."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
 @pytest.fixture(params=["DELTA_GRPC", "GRPC"], ids=["delta", "sotw"])
 async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     runner = web.AppRunner(make_app("east", "infra", "echo-0"), access_log=None)
@@ -121,7 +135,7 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     server = XdsServer(cache)
     xds_port = await server.start("127.0.0.1:0")
     with tempfile.TemporaryDirectory(prefix="mcgw-xds-e2e-") as workdir:
-        gw = Gateway(request.param, cache, server, xds_port, backend_port, free_port(), Path(workdir))
+        gw = Gateway(request.param, cache, server, xds_port, backend_port, _free_port_pair(), Path(workdir))
         gw.publish(listeners=("l1", "l2"))
         try:
             yield gw
