@@ -68,8 +68,16 @@ class LabelSelector(_Spec):
 
 # -- Gateway API ----------------------------------------------------------------------------------
 
+class ParametersReference(_Spec):
+    group: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
 class GatewayClassSpec(_Spec):
     controller_name: str
+    parameters_ref: ParametersReference | None = None
 
 
 class RouteGroupKind(_Spec):

@@ -58,8 +58,13 @@ def class_status(gateway_class: GatewayClass) -> list[c.Condition] | None:
     """Our GatewayClass is Accepted; another controller's gets nothing from us (``None``)."""
     if gateway_class.spec.controller_name != CONTROLLER_NAME:
         return None
-    return [c.Condition(c.ACCEPTED, "True", c.REASON_ACCEPTED, f"handled by {CONTROLLER_NAME}",
-                        gateway_class.metadata.generation)]
+    generation = gateway_class.metadata.generation
+    if gateway_class.spec.parameters_ref is not None:
+        ref = gateway_class.spec.parameters_ref
+        return [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID_PARAMETERS,
+                            f"{CONTROLLER_NAME} takes no parameters; remove spec.parametersRef "
+                            f"({ref.group}/{ref.kind} {ref.name})", generation)]
+    return [c.Condition(c.ACCEPTED, "True", c.REASON_ACCEPTED, f"handled by {CONTROLLER_NAME}", generation)]
 
 
 def _certificate_problems(gateway: Gateway, listener: Listener, secrets: Mapping[tuple[str, str], Secret],
@@ -173,6 +178,12 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
     gateway_class = classes.get(gateway.spec.gateway_class_name)
     if gateway_class is None or gateway_class.spec.controller_name != CONTROLLER_NAME:
         return None
+    class_conditions = class_status(gateway_class)
+    if class_conditions and class_conditions[0].status != "True":
+        generation = gateway.metadata.generation
+        reason = f"GatewayClass {gateway_class.metadata.name} is not accepted: {class_conditions[0].message}"
+        return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID, reason, generation),
+                                       c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [])
     grants = list(grants)
     conflicts = _conflicts(gateway.spec.listeners)
     listeners = [_listener_result(gateway, listener, conflicts.get(listener.name), secrets, grants)
