@@ -7,11 +7,14 @@ that do not parse are reported, not dropped silently: the caller decides whether
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from kubernetes.aio import client
 
 from mcgw.model import GATEWAY_GROUP, MCS_GROUP, AnyObject, ManifestError, parse_object
+
+from .retry import with_retries
 
 # (group, version, plural, kind) of the custom resources mcgw reads.
 CUSTOM_KINDS = (
@@ -39,15 +42,17 @@ async def list_cluster(api: client.ApiClient, cluster: str) -> Listing:
     listing = Listing()
     custom = client.CustomObjectsApi(api)
     for group, version, plural, kind in CUSTOM_KINDS:
-        result = cast(dict[str, Any], await custom.list_cluster_custom_object(group, version, plural))
+        result = cast(dict[str, Any], await with_retries(
+            partial(custom.list_cluster_custom_object, group, version, plural), f"list {plural}"))
         for item in result.get("items", []):
             listing.add({**item, "kind": kind}, f"cluster {cluster} {kind}")
     core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     typed: tuple[tuple[str, str, Any], ...] = (
-        ("Namespace", "v1", await core.list_namespace()),
-        ("Service", "v1", await core.list_service_for_all_namespaces()),
-        ("Secret", "v1", await core.list_secret_for_all_namespaces()),
-        ("EndpointSlice", "discovery.k8s.io/v1", await discovery.list_endpoint_slice_for_all_namespaces()),
+        ("Namespace", "v1", await with_retries(core.list_namespace, "list namespaces")),
+        ("Service", "v1", await with_retries(core.list_service_for_all_namespaces, "list services")),
+        ("Secret", "v1", await with_retries(core.list_secret_for_all_namespaces, "list secrets")),
+        ("EndpointSlice", "discovery.k8s.io/v1",
+         await with_retries(discovery.list_endpoint_slice_for_all_namespaces, "list endpointslices")),
     )
     for kind, api_version, typed_list in typed:
         for item in typed_list.items:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from kubernetes.aio import client
@@ -22,6 +23,8 @@ from mcgw.status_merge import (
     merge_route_status,
     stored_generation_is_newer,
 )
+
+from .retry import with_retries
 
 log = logging.getLogger(__name__)
 _PLURALS = {"GatewayClass": "gatewayclasses", "Gateway": "gateways", "HTTPRoute": "httproutes"}
@@ -50,9 +53,11 @@ async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str,
     plural = _PLURALS[kind]
     for _ in range(_MAX_ATTEMPTS):
         if namespace:
-            fetched = await custom.get_namespaced_custom_object_status(GATEWAY_GROUP, "v1", namespace, plural, name)
+            fetched = await with_retries(partial(custom.get_namespaced_custom_object_status, GATEWAY_GROUP, "v1",
+                                                 namespace, plural, name), f"read {kind} {namespace}/{name}")
         else:
-            fetched = await custom.get_cluster_custom_object_status(GATEWAY_GROUP, "v1", plural, name)
+            fetched = await with_retries(partial(custom.get_cluster_custom_object_status, GATEWAY_GROUP, "v1",
+                                                 plural, name), f"read {kind} {name}")
         stored_object = cast(dict[str, Any], fetched)
         stored = stored_object.get("status") or {}
         if stored_generation_is_newer(stored, generation):
@@ -63,10 +68,11 @@ async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str,
         body = {**stored_object, "status": merged}
         try:
             if namespace:
-                await custom.replace_namespaced_custom_object_status(GATEWAY_GROUP, "v1", namespace, plural, name,
-                                                                     body)
+                await with_retries(partial(custom.replace_namespaced_custom_object_status, GATEWAY_GROUP, "v1",
+                                           namespace, plural, name, body), f"write {kind} {namespace}/{name}")
             else:
-                await custom.replace_cluster_custom_object_status(GATEWAY_GROUP, "v1", plural, name, body)
+                await with_retries(partial(custom.replace_cluster_custom_object_status, GATEWAY_GROUP, "v1",
+                                           plural, name, body), f"write {kind} {name}")
             return True
         except ApiException as error:
             if error.status != 409:
