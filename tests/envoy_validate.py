@@ -50,11 +50,16 @@ def static_bootstrap(resources: list[Message]) -> dict[str, Any]:
             "static_resources": {"listeners": listeners, "clusters": clusters}}
 
 
-def validate(resources: list[Message]) -> subprocess.CompletedProcess[str]:
-    """Run ``envoy --mode validate`` on the resources; returncode 0 means Envoy accepts them."""
+def validate_bootstrap(bootstrap: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Run ``envoy --mode validate`` on a bootstrap; returncode 0 means Envoy accepts it."""
     with tempfile.TemporaryDirectory(prefix="mcgw-validate-") as workdir:
         path = Path(workdir) / "bootstrap.json"
-        path.write_text(json.dumps(static_bootstrap(resources)))
+        path.write_text(json.dumps(bootstrap))
         return subprocess.run([str(envoy_binary()), "--mode", "validate", "--config-path", str(path),
                                "--use-dynamic-base-id", "--log-level", "error"],
                               capture_output=True, text=True, timeout=120, check=False)
+
+
+def validate(resources: list[Message]) -> subprocess.CompletedProcess[str]:
+    """Run ``envoy --mode validate`` on xDS resources folded into a static bootstrap."""
+    return validate_bootstrap(static_bootstrap(resources))

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
-from mcgw.envoy.process import envoy_binary
+from tests.envoy_validate import validate_bootstrap
 
 NODE = NodeIdentity(cluster="east", namespace="infra", gateway="public")
 
 
-def _validate(bootstrap: dict[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "bootstrap.json"
-    path.write_text(json.dumps(bootstrap))
-    return subprocess.run(
-        [str(envoy_binary()), "--mode", "validate", "--config-path", str(path), "--use-dynamic-base-id"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-
-
 @pytest.mark.parametrize("api_type", ["DELTA_GRPC", "GRPC"])
-def test_ads_bootstrap_is_valid_for_envoy(api_type: str, tmp_path: Path) -> None:
+def test_ads_bootstrap_is_valid_for_envoy(api_type: str) -> None:
     bootstrap = render_bootstrap(NODE, 19000, XdsTarget("127.0.0.1", 18000, api_type))  # type: ignore[arg-type]
-    result = _validate(bootstrap, tmp_path)
+    result = validate_bootstrap(bootstrap)
     assert result.returncode == 0, result.stdout + result.stderr
     assert bootstrap["node"] == {"id": "infra/public/0", "cluster": "east"}
     assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == api_type
@@ -44,7 +33,7 @@ def test_hostname_xds_target_resolves_by_dns() -> None:
     assert xds_cluster["type"] == "STRICT_DNS"
 
 
-def test_static_only_bootstrap_has_no_ads(tmp_path: Path) -> None:
+def test_static_only_bootstrap_has_no_ads() -> None:
     bootstrap = render_bootstrap(NODE, 19000, None, {"clusters": [{
         "name": "local", "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": "local", "endpoints": [{"lb_endpoints": [{"endpoint": {
@@ -52,7 +41,7 @@ def test_static_only_bootstrap_has_no_ads(tmp_path: Path) -> None:
     }]})
     assert "dynamic_resources" not in bootstrap
     assert [c["name"] for c in bootstrap["static_resources"]["clusters"]] == ["local"]
-    result = _validate(bootstrap, tmp_path)
+    result = validate_bootstrap(bootstrap)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -73,5 +62,5 @@ def test_mtls_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
     bootstrap = render_bootstrap(NODE, 19000, XdsTarget("127.0.0.1", 18000, tls=tls))
     (xds_cluster,) = bootstrap["static_resources"]["clusters"]
     assert xds_cluster["transport_socket"]["typed_config"]["sni"] == "mcgw-xds.mcgw-system.svc"
-    result = _validate(bootstrap, tmp_path)
+    result = validate_bootstrap(bootstrap)
     assert result.returncode == 0, result.stdout + result.stderr
