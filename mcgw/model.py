@@ -37,6 +37,7 @@ class ObjectMeta(_Spec):
     creation_timestamp: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     uid: str = ""
+    resource_version: str = ""
 
 
 class LabelSelectorRequirement(_Spec):
@@ -360,11 +361,17 @@ class ServiceImport(_Object):
     spec: ServiceImportSpec = ServiceImportSpec()
 
 
+class ServiceExport(_Object):
+    """Marks the Service of the same namespace/name for export to the ClusterSet (it has no spec)."""
+
+    kind: Literal["ServiceExport"]
+
+
 AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
-             | EndpointSlice)
+             | ServiceExport | EndpointSlice)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service",
-                   "ServiceImport", "EndpointSlice")
+                   "ServiceImport", "ServiceExport", "EndpointSlice")
 
 
 class _Envelope(BaseModel):
