@@ -53,3 +53,20 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
     gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses))
     resources = {(g.namespace, g.name): tuple(translate(g)) for g in gateways}
     return ClusterOutput(cluster, evaluation, gateways, resources)
+
+
+class ClusterTranslator:
+    """One member cluster's translation, kept between calls so a small change costs little.
+
+    Call :meth:`translate` with the cluster's complete current objects each time; the result always
+    equals :func:`translate_cluster` on the same inputs. (For now it delegates to it; incremental
+    reuse of unchanged work comes next.)
+    """
+
+    def __init__(self, cluster: str) -> None:
+        self.cluster = cluster
+
+    def translate(self, objects: Iterable[AnyObject],
+                  addresses: Mapping[tuple[str, str], list[str]] | None = None,
+                  bind_addresses: Mapping[tuple[str, str], str] | None = None) -> ClusterOutput:
+        return translate_cluster(self.cluster, objects, addresses, bind_addresses)
