@@ -1,0 +1,81 @@
+"""Prometheus metrics of the controller: cluster health, object counts, reconciles and status writes.
+
+Health and object counts are state, so they are read from the store when scraped (``refresh``, which
+the admin server's ``before_scrape`` hook calls) rather than kept up to date on every event.
+Reconcile durations come from the reconciler's per-cluster reports; status writes are counted by the
+status writer as they happen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mcgw.runtime import ClusterReport, Reconciler
+from mcgw.store import Store
+
+# A cluster's translation takes milliseconds for a few routes and seconds for thousands.
+_RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ControllerMetrics:
+    """The controller's metrics on ``registry`` (a fresh one by default, like ``XdsMetrics``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.ready = Gauge("mcgw_ready", "1 once every reachable cluster is synced and configuration is served",
+                           registry=r)
+        self.cluster_available = Gauge("mcgw_cluster_available", "1 while the cluster's API server is reachable",
+                                       ["cluster"], registry=r)
+        self.cluster_synced = Gauge("mcgw_cluster_synced", "1 once every watched kind was listed at least once",
+                                    ["cluster"], registry=r)
+        self.objects = Gauge("mcgw_cluster_objects", "Objects known per cluster and kind", ["cluster", "kind"],
+                             registry=r)
+        self.translation_errors = Gauge("mcgw_cluster_translation_errors",
+                                        "Errors of the cluster's last translation (0 when it succeeded)",
+                                        ["cluster"], registry=r)
+        self.reconcile_seconds = Histogram("mcgw_reconcile_seconds", "Time to translate and publish one cluster",
+                                           ["cluster"], buckets=_RECONCILE_BUCKETS, registry=r)
+        self.reconciles = Counter("mcgw_reconciles", "Cluster translations published", ["cluster"], registry=r)
+        self.status_writes = Counter("mcgw_status_writes", "Status subresources written", ["cluster", "kind"],
+                                     registry=r)
+        self.status_conflicts = Counter("mcgw_status_conflicts", "Status writes retried after a 409 conflict",
+                                        ["cluster", "kind"], registry=r)
+        self.status_errors = Counter("mcgw_status_write_errors", "Status writes that failed", ["cluster", "kind"],
+                                     registry=r)
+        self._observed: dict[str, float] = {}
+
+    def observe_reconcile(self, cluster: str, report: ClusterReport) -> None:
+        """Count one published translation; the same report is counted once however often it is seen."""
+        if report.translated_at <= 0 or self._observed.get(cluster) == report.translated_at:
+            return
+        self._observed[cluster] = report.translated_at
+        self.reconcile_seconds.labels(cluster).observe(report.seconds)
+        self.reconciles.labels(cluster).inc()
+
+    def refresh(self, store: Store, reconciler: Reconciler) -> None:
+        """Bring the state gauges up to date (and count reports not yet seen); call before a scrape."""
+        self.ready.set(1 if reconciler.ready.is_set() else 0)
+        self.objects.clear()  # a kind whose last object went away must not keep its old count
+        for name, member in sorted(store.clusters.items()):
+            self.cluster_available.labels(name).set(1 if member.available else 0)
+            self.cluster_synced.labels(name).set(1 if member.synced else 0)
+            for kind, count in sorted(Tally(obj.kind for obj in member.objects()).items()):
+                self.objects.labels(name, kind).set(count)
+            report = reconciler.reports.get(name)
+            if report is not None:
+                self.translation_errors.labels(name).set(len(report.errors))
+                self.observe_reconcile(name, report)
+
+    # -- called by the status writer ------------------------------------------------------------------
+
+    def status_written(self, cluster: str, kind: str) -> None:
+        self.status_writes.labels(cluster, kind).inc()
+
+    def status_conflict(self, cluster: str, kind: str) -> None:
+        self.status_conflicts.labels(cluster, kind).inc()
+
+    def status_failed(self, cluster: str, kind: str) -> None:
+        self.status_errors.labels(cluster, kind).inc()

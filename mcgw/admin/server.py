@@ -1,0 +1,83 @@
+"""The admin HTTP server: liveness, readiness, Prometheus metrics and the status API.
+
+It only reads through the callables it is given, so the controller, standalone mode and tests can
+each plug in their own notion of "ready" and their own status document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.log import access_logger
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+NOT_READY = "waiting for the initial list of every reachable member cluster"
+
+
+class AdminServer:
+    """``/healthz``, ``/readyz``, ``/metrics`` and ``/api/status`` over aiohttp.
+
+    ``not_ready_reason`` explains a 503 from ``/readyz``; ``before_scrape`` runs before each
+    ``/metrics`` answer (to refresh gauges that are read from state, see ``ControllerMetrics.refresh``).
+    """
+
+    def __init__(self, ready: Callable[[], bool], status: Callable[[], dict[str, Any]],
+                 registry: CollectorRegistry | None = None, *,
+                 not_ready_reason: Callable[[], str] | None = None,
+                 before_scrape: Callable[[], None] | None = None, access_log: bool = False) -> None:
+        self.ready = ready
+        self.status = status
+        self.registry = registry if registry is not None else REGISTRY
+        self.not_ready_reason = not_ready_reason
+        self.before_scrape = before_scrape
+        self.access_log = access_log  # off by default: probes and scrapes would flood the log
+        self._runner: web.AppRunner | None = None
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/api/status", self._status)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on ``host:port`` (port 0 picks a free one) and return the bound port."""
+        runner = web.AppRunner(self.application(), access_log=access_logger if self.access_log else None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host or None, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        return int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if self.ready():
+            return web.json_response({"ready": True})
+        reason = (self.not_ready_reason() if self.not_ready_reason else "") or NOT_READY
+        return web.json_response({"ready": False, "reason": reason}, status=503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        if self.before_scrape is not None:
+            self.before_scrape()
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _status(self, _: web.Request) -> web.Response:
+        text = json.dumps(self.status(), sort_keys=True, indent=2) + "\n"
+        return web.Response(text=text, content_type="application/json")

@@ -1,0 +1,127 @@
+"""The ``/api/status`` document: per member cluster, its health and every Gateway API and MCS object
+with the status mcgw computed for it, plus every connected Envoy and its ACK/NACK state.
+
+It is the one place an operator sees what mcgw thinks without reading each API server (and the only
+place at all in standalone mode, which has no API server to write status to). Built from plain data
+with sorted keys, so two calls on the same state give the same JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcgw.logs import rfc3339
+from mcgw.runtime import ClusterReport, Reconciler
+from mcgw.store import ClusterStore, Store
+from xdsserver import NodeStatus, Rejection, StatusRegistry
+from xdsserver.metrics import short_type
+
+# The kinds listed per cluster. Only the first three have a status mcgw computes today; the others
+# are listed with ``"status": null`` until the MCS controller reports on them.
+LISTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "ServiceExport", "ServiceImport")
+
+
+def object_name(namespace: str, name: str) -> str:
+    """``namespace/name``, or ``name`` for a cluster-scoped object (as ``ClusterOutput.statuses`` keys them)."""
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _objects(member: ClusterStore, statuses: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    listed: dict[str, dict[str, Any]] = {kind: {} for kind in LISTED_KINDS}
+    for obj in member.objects():
+        kind, namespace, name = obj.key
+        if kind not in listed:
+            continue
+        key = object_name(namespace, name)
+        listed[kind][key] = {"generation": obj.metadata.generation,
+                             "status": statuses.get(kind, {}).get(key)}
+    return {kind: dict(sorted(by_name.items())) for kind, by_name in listed.items()}
+
+
+def _translation(report: ClusterReport) -> dict[str, Any] | None:
+    if report.revision < 0 and not report.errors:
+        return None  # never translated
+    return {
+        "revision": report.revision,
+        "at": rfc3339(report.translated_at) if report.translated_at else None,
+        "seconds": round(report.seconds, 6),
+        "gateways": [object_name(ns, name) for ns, name in report.gateways],
+        "errors": list(report.errors),
+    }
+
+
+def _cluster(member: ClusterStore, reconciler: Reconciler) -> dict[str, Any]:
+    health = member.health()
+    output = reconciler.outputs.get(member.name)
+    return {
+        "available": health.available,
+        "synced": health.synced,
+        "reason": health.reason,
+        "since": rfc3339(health.since),
+        "revision": member.revision,
+        "lastTranslation": _translation(reconciler.reports.get(member.name, ClusterReport())),
+        "objects": _objects(member, output.statuses() if output is not None else {}),
+    }
+
+
+def _node(node: NodeStatus) -> dict[str, Any]:
+    return {
+        "nodeId": node.node_id,
+        "cluster": node.cluster,
+        "group": {"cluster": node.group[0], "gateway": node.group[1]},
+        "mode": node.mode,
+        "peer": node.peer,
+        "connectedAt": rfc3339(node.connected_at),
+        "types": {
+            short_type(type_url): {
+                "sentVersion": state.sent_version,
+                "ackedVersion": state.acked_version,
+                "nackedVersion": state.nacked_version,
+                "lastNackError": state.nack_message,
+                "lastPush": rfc3339(state.last_push) if state.last_push else None,
+                "pushes": state.pushes,
+                "bytesSent": state.bytes_sent,
+            }
+            for type_url, state in sorted(node.types.items(), key=lambda item: short_type(item[0]))
+        },
+    }
+
+
+def _rejection(rejection: Rejection) -> dict[str, Any]:
+    return {
+        "at": rfc3339(rejection.at),
+        "nodeId": rejection.node_id,
+        "group": {"cluster": rejection.group[0], "gateway": rejection.group[1]},
+        "type": short_type(rejection.type_url),
+        "version": rejection.version,
+        "message": rejection.message,
+    }
+
+
+def status_document(store: Store, reconciler: Reconciler, xds_status: StatusRegistry | None,
+                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON served on ``/api/status``; ``extra`` adds top-level keys (a mode's own facts)."""
+    nodes = sorted(xds_status.nodes() if xds_status else [],
+                   key=lambda n: (n.cluster, n.node_id, n.connected_at, n.peer))
+    document: dict[str, Any] = {
+        "ready": reconciler.ready.is_set(),
+        "clusters": {name: _cluster(store[name], reconciler) for name in sorted(store.clusters)},
+        "nodes": [_node(n) for n in nodes],
+        "rejections": [_rejection(r) for r in (xds_status.rejections() if xds_status else [])],
+    }
+    for key, value in (extra or {}).items():
+        if key in document:
+            raise ValueError(f"extra status key {key!r} would hide the built-in one")
+        document[key] = value
+    return document
+
+
+def not_ready_reason(store: Store, reconciler: Reconciler) -> str:
+    """Why ``/readyz`` answers 503: which reachable clusters have not finished their initial list."""
+    if reconciler.ready.is_set():
+        return ""
+    waiting = sorted(c.name for c in store.clusters.values() if c.available and not c.synced)
+    if waiting:
+        return f"waiting for the initial list of {', '.join(waiting)}"
+    return "initial sync done; the first configuration is being translated"
