@@ -5,21 +5,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
+from pathlib import Path
+
+from .logs import add_logging_arguments, configure_logging
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+def _xds_demo(args: argparse.Namespace) -> int:
+    from .xds_demo import run_demo
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(listen_port=args.port, api_type="GRPC" if args.sotw else "DELTA_GRPC", once=args.once))
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import ConfigError
+    from .demo import run_demo
+    from .model import ManifestError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            checks = asyncio.run(run_demo(Path(args.f), admin_listen=args.admin_listen, once=args.once))
+            return 0 if all(c.ok for c in checks) else 1
+    except (ConfigError, ManifestError, OSError) as error:
+        print(f"mcgw demo: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _standalone(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import ConfigError
+    from .model import ManifestError
+    from .standalone import StandaloneOptions, run_standalone
+
+    try:
+        options = StandaloneOptions(Path(args.f), xds_listen=args.xds_listen, admin_listen=args.admin_listen,
+                                    with_envoy=not args.no_envoy)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_standalone(options))
+    except (ConfigError, ManifestError, OSError, ValueError) as error:
+        print(f"mcgw standalone: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _translate(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     import yaml
     from google.protobuf import json_format
@@ -64,13 +100,30 @@ def _translate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcgw", description="Multi-cluster Gateway API controller and xDS server")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="xDS server + example snapshot + one real Envoy, all on loopback")
-    demo.add_argument("--port", type=int, default=10080, help="the Envoy listener port on 127.0.0.1")
-    demo.add_argument("--sotw", action="store_true", help="use state-of-the-world ADS instead of delta")
-    demo.add_argument("--once", action="store_true", help="exit after showing the update instead of serving")
+
+    standalone = commands.add_parser(
+        "standalone", help="the controller on files, with one real Envoy per Gateway per cluster on loopback")
+    standalone.add_argument("-f", required=True, metavar="DIR",
+                            help="DIR/<cluster>/*.yaml per member cluster, and optionally DIR/clusterset.yaml")
+    standalone.add_argument("--xds-listen", default="127.0.0.1:18000", metavar="HOST:PORT")
+    standalone.add_argument("--admin-listen", default="127.0.0.1:19000", metavar="HOST:PORT")
+    standalone.add_argument("--no-envoy", action="store_true", help="serve xDS only; start no Envoy")
+    standalone.set_defaults(handler=_standalone)
+
+    demo = commands.add_parser("demo", help="standalone mode on examples/quickstart: 3 clusters, 3 Envoys, backends")
+    demo.add_argument("-f", default=str(Path(__file__).resolve().parents[1] / "examples" / "quickstart"),
+                      metavar="DIR", help="the example to run (default: examples/quickstart)")
+    demo.add_argument("--admin-listen", default="127.0.0.1:19000", metavar="HOST:PORT")
+    demo.add_argument("--once", action="store_true", help="exit after the example requests instead of serving")
     demo.set_defaults(handler=_demo)
+
+    xds_demo = commands.add_parser("xds-demo", help="the xDS server alone: an example snapshot and one real Envoy")
+    xds_demo.add_argument("--port", type=int, default=10080, help="the Envoy listener port on 127.0.0.1")
+    xds_demo.add_argument("--sotw", action="store_true", help="use state-of-the-world ADS instead of delta")
+    xds_demo.add_argument("--once", action="store_true", help="exit after showing the update instead of serving")
+    xds_demo.set_defaults(handler=_xds_demo)
+
     translate = commands.add_parser(
         "translate", help="offline: manifests of every member cluster in, statuses and Envoy resources out")
     translate.add_argument("-f", required=True, metavar="DIR",
@@ -78,10 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("-o", choices=["yaml", "json"], default="yaml")
     translate.add_argument("--cluster", help="only this member cluster")
     translate.set_defaults(handler=_translate)
+    for command in (standalone, demo, xds_demo, translate):
+        add_logging_arguments(command)
+    demo.set_defaults(log_level="warning")  # the demo's own printout is the story; logs only when asked
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level, args.log_format)
     sys.exit(args.handler(args))

@@ -1,4 +1,4 @@
-"""``mcgw demo``: the xDS server, an example snapshot, and one real Envoy serving one route.
+"""``mcgw xds-demo``: the xDS server on its own, an example snapshot, and one real Envoy serving one route.
 
 It shows the whole control-plane loop working on this machine: Envoy bootstraps from
 ``deploy/envoy/bootstrap.yaml``, connects over delta ADS, receives the example snapshot

@@ -1,11 +1,11 @@
-"""`make demo` does what it says: a real Envoy gets config over ADS, serves it, and applies an update."""
+"""`mcgw xds-demo`: a real Envoy gets config over ADS, serves it, and applies an update."""
 
 from __future__ import annotations
 
 import pytest
 
-from mcgw.demo import run_demo
 from mcgw.netutil import free_port
+from mcgw.xds_demo import run_demo
 
 
 @pytest.mark.parametrize("api_type", ["DELTA_GRPC", "GRPC"])

@@ -11,7 +11,7 @@ import pytest
 from mcgw.manifests import read_clusterset_dir
 from mcgw.model import SUPPORTED_KINDS, AnyObject, Gateway
 from mcgw.pipeline import ClusterOutput
-from mcgw.runtime import Reconciler, ReconcileOptions, node_group
+from mcgw.runtime import ReconcileOptions, Reconciler, node_group
 from mcgw.store import Store
 from xdsserver import LISTENER, SnapshotCache
 
@@ -40,7 +40,8 @@ async def test_nothing_is_published_until_every_reachable_cluster_has_listed() -
     reconciler = Reconciler(store, cache)
     _fill(store, "east", objects["east"])
     await reconciler.reconcile()
-    assert cache.groups() == [] and not reconciler.ready.is_set()
+    assert cache.groups() == []
+    assert not reconciler.ready.is_set()
 
     _fill(store, "west", objects["west"])
     await reconciler.reconcile()
@@ -71,8 +72,10 @@ async def test_a_cluster_that_drops_out_keeps_serving_its_last_known_config() ->
     before = cache.get(group)
     store.set_available("west", False, "watch failed: connection refused")
     await reconciler.reconcile()
-    assert cache.get(group) is not None and cache.get(group) == before
-    assert store["west"].objects() and not store["west"].available
+    assert cache.get(group) is not None
+    assert cache.get(group) == before
+    assert store["west"].objects()
+    assert not store["west"].available
 
 
 async def test_a_deleted_gateway_is_withdrawn_and_others_stay() -> None:
