@@ -1,22 +1,46 @@
-"""ClusterSet configuration: the member clusters and their properties (validated; errors name the field)."""
+"""Configuration files, validated with pydantic; every error names the file and the field path.
+
+- ``clusterset.yaml`` (``mcgw translate``, ``mcgw standalone``): the member clusters and their properties.
+- the run config (``mcgw run --config FILE``): the same cluster entries plus how to reach each API
+  server, and the xDS, admin, reconcile and leader-election settings. See ``examples/run-config.yaml``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from xdsserver import TlsConfig
 
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and the field."""
 
 
-class ClusterProperties(BaseModel):
-    """One member cluster: its ID (``name``), where it runs, and which clusters it prefers to fail over to."""
+class _Config(BaseModel):
+    """camelCase keys in files, snake_case in Python; immutable; unknown keys are errors (typos are caught)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+
+class ClusterProperties(_Config):
+    """One member cluster: its ID (``name``), where it runs, and which clusters it prefers to fail over to."""
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     region: str = ""
@@ -24,30 +48,208 @@ class ClusterProperties(BaseModel):
     failover_order: tuple[str, ...] = ()
 
 
+def check_cluster_names(clusters: Iterable[ClusterProperties]) -> None:
+    """Cluster names are unique and every failoverOrder entry names one of them (ValueError if not)."""
+    items = list(clusters)
+    names = [c.name for c in items]
+    if duplicates := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"cluster names must be unique: {', '.join(duplicates)}")
+    for cluster in items:
+        if unknown := [n for n in cluster.failover_order if n not in names]:
+            raise ValueError(f"cluster {cluster.name}: failoverOrder names unknown clusters {', '.join(unknown)}")
+
+
 class ClusterSetProperties(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     clusters: tuple[ClusterProperties, ...]
 
+    @field_validator("clusters")
+    @classmethod
+    def _names_are_unique_and_known(cls, clusters: tuple[ClusterProperties, ...]) -> tuple[ClusterProperties, ...]:
+        check_cluster_names(clusters)
+        return clusters
+
+
+# -- the run config ---------------------------------------------------------------------------------
+
+_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` (IPv6 as ``"[::1]:port"``) → ``(host, port)``; ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port (for example 127.0.0.1:18000)")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{value!r}: {host} is not an IPv6 address") from None
+        return host[1:-1], int(port)
+    if ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, for example [::1]:{port}")
+    if not _HOSTNAME.match(host):
+        raise ValueError(f"{value!r}: {host!r} is not an IP address or host name")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+ListenAddress = Annotated[str, AfterValidator(_listen)]
+
+
+def _file(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the config file's directory; check it exists when loading a file."""
+    context = info.context if isinstance(info.context, dict) else {}
+    path = value.expanduser()
+    if not path.is_absolute() and context.get("base_dir") is not None:
+        path = Path(context["base_dir"]) / path
+    if context.get("check_files") and not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+ConfigFile = Annotated[Path, AfterValidator(_file)]
+
+
+class MemberCluster(ClusterProperties):
+    """A ``clusterset.yaml`` entry plus how to reach the cluster's API server."""
+
+    kubeconfig: ConfigFile
+    context: str | None = None  # a context of that kubeconfig; its current-context when not given
+
+    def properties(self) -> ClusterProperties:
+        return ClusterProperties(name=self.name, region=self.region, zone=self.zone,
+                                 failover_order=self.failover_order)
+
+
+class XdsTls(_Config):
+    """The xDS port's certificate; with ``clientCa`` every Envoy must present a client certificate (mTLS)."""
+
+    cert: ConfigFile
+    key: ConfigFile
+    client_ca: ConfigFile | None = None
+
+    def tls_config(self) -> TlsConfig:
+        return TlsConfig(self.cert, self.key, self.client_ca)
+
+
+class _Listener(_Config):
+    listen: ListenAddress
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+class XdsSettings(_Listener):
+    listen: ListenAddress = "0.0.0.0:18000"
+    tls: XdsTls | None = None
+
+
+class AdminSettings(_Listener):
+    listen: ListenAddress = "127.0.0.1:19000"
+
+
+class ReconcileSettings(_Config):
+    """Debounce (seconds): quiet time before reconciling, and the longest an event may wait."""
+
+    debounce: float = Field(0.1, gt=0)
+    debounce_cap: float = Field(1.0, gt=0)
+
     @model_validator(mode="after")
-    def _names_are_unique_and_known(self) -> ClusterSetProperties:
-        names = [c.name for c in self.clusters]
-        if duplicates := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"cluster names must be unique: {', '.join(duplicates)}")
-        for cluster in self.clusters:
-            if unknown := [n for n in cluster.failover_order if n not in names]:
-                raise ValueError(f"cluster {cluster.name}: failoverOrder names unknown clusters {', '.join(unknown)}")
+    def _cap_not_below_debounce(self) -> ReconcileSettings:
+        if self.debounce_cap < self.debounce:
+            raise ValueError(f"debounceCap ({self.debounce_cap}) must be at least debounce ({self.debounce})")
         return self
 
 
-def load_clusterset(path: Path) -> ClusterSetProperties:
+class LeaderElectionSettings(_Config):
+    """One Lease per member cluster; only the holder writes status. Durations in seconds."""
+
+    enabled: bool = True
+    namespace: str = Field("kube-system", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    lease_name: str = Field("mcgw-controller", pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)
+    lease_duration: float = Field(15.0, gt=0)
+    renew_deadline: float = Field(10.0, gt=0)
+    retry_period: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> LeaderElectionSettings:
+        # A holder must give up (renewDeadline) before others may take over (leaseDuration), and retry
+        # more than once within its deadline, or two leaders could write at the same time.
+        if not self.lease_duration > self.renew_deadline > self.retry_period:
+            raise ValueError(f"need leaseDuration > renewDeadline > retryPeriod, got {self.lease_duration} > "
+                             f"{self.renew_deadline} > {self.retry_period}")
+        return self
+
+
+class RunConfig(_Config):
+    """``mcgw run --config FILE``."""
+
+    clusters: tuple[MemberCluster, ...] = Field(min_length=1)
+    xds: XdsSettings = Field(default_factory=XdsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+
+    @field_validator("clusters")
+    @classmethod
+    def _names_are_unique_and_known(cls, clusters: tuple[MemberCluster, ...]) -> tuple[MemberCluster, ...]:
+        check_cluster_names(clusters)
+        return clusters
+
+    def clusterset(self) -> ClusterSetProperties:
+        """The ClusterSet properties alone, as ``clusterset.yaml`` would give them."""
+        return ClusterSetProperties(clusters=tuple(c.properties() for c in self.clusters))
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def _problems(error: ValidationError) -> str:
+    def message(issue: Any) -> str:
+        text = str(issue["msg"])
+        return text.removeprefix("Value error, ")
+
+    return "; ".join(f"{'.'.join(str(p) for p in issue['loc']) or '<file>'}: {message(issue)}"
+                     for issue in error.errors())
+
+
+def _read_yaml(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def load_clusterset(path: Path) -> ClusterSetProperties:
+    data = _read_yaml(path)
     try:
         return ClusterSetProperties.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in issue['loc']) or '<file>'}: {issue['msg']}"
-                             for issue in error.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {_problems(error)}") from None
+
+
+def load_run_config(path: Path, *, check_files: bool = True) -> RunConfig:
+    """Read and validate a run config. Relative file paths are taken from the config file's directory;
+    with ``check_files`` (the default) each named file must exist."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with at least 'clusters', got "
+                          f"{'an empty file' if data is None else type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data, context={"base_dir": path.resolve().parent,
+                                                       "check_files": check_files})
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_problems(error)}") from None
