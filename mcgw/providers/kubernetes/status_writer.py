@@ -1,7 +1,8 @@
 """Write computed status through the status subresource: read, merge, write only if changed.
 
 Conflicts (another writer got there first) are retried with a fresh read; a stored status that
-already describes a newer generation is left alone.
+already describes a newer generation is left alone. :class:`StatusWriter` adds memory on top, so a
+reconcile that changes one route touches one object, not every object of the cluster.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
+from mcgw.logs import object_fields
 from mcgw.model import GATEWAY_GROUP
 from mcgw.pipeline import ClusterOutput
 from mcgw.status_merge import (
@@ -25,6 +27,9 @@ from mcgw.status_merge import (
 )
 
 from .retry import with_retries
+
+if TYPE_CHECKING:
+    from mcgw.admin.metrics import ControllerMetrics
 
 log = logging.getLogger(__name__)
 _PLURALS = {"GatewayClass": "gatewayclasses", "Gateway": "gateways", "HTTPRoute": "httproutes"}
@@ -48,7 +53,7 @@ def _merge_for(kind: str) -> Callable[[dict[str, Any], dict[str, Any], str], dic
 
 
 async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str, ours: dict[str, Any],
-                     generation: int) -> bool:
+                     generation: int, *, cluster: str = "", on_conflict: Callable[[], None] | None = None) -> bool:
     """True if the status was written, False if it was already up to date (or newer)."""
     plural = _PLURALS[kind]
     for _ in range(_MAX_ATTEMPTS):
@@ -77,19 +82,123 @@ async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str,
         except ApiException as error:
             if error.status != 409:
                 raise
-            log.info("status conflict on %s %s/%s, retrying", kind, namespace, name)
+            if on_conflict is not None:
+                on_conflict()
+            log.info("status conflict, retrying with a fresh read", extra=object_fields(cluster, kind, namespace, name))
     raise RuntimeError(f"gave up writing status of {kind} {namespace}/{name} after {_MAX_ATTEMPTS} conflicts")
 
 
+def _generation(status: dict[str, Any]) -> int:
+    """The generation a computed status describes (every condition carries it as observedGeneration)."""
+    conditions = status.get("conditions", []) + [c for p in status.get("parents", []) for c in p["conditions"]]
+    return max((c["observedGeneration"] for c in conditions), default=0)
+
+
+def _split(key: str) -> tuple[str, str]:
+    namespace, _, name = key.rpartition("/")
+    return namespace, name
+
+
 async def write_statuses(api: client.ApiClient, output: ClusterOutput) -> int:
-    """Write every status in ``output``; returns how many objects changed."""
+    """Write every status in ``output`` (read, merge, write if different); returns how many objects changed."""
     custom = client.CustomObjectsApi(api)
     written = 0
     for kind, by_name in output.statuses().items():
         for key, status in by_name.items():
-            namespace, _, name = key.rpartition("/")
-            conditions = status.get("conditions", []) + [c for p in status.get("parents", []) for c in p["conditions"]]
-            generation = max((c["observedGeneration"] for c in conditions), default=0)
-            if await _write_one(custom, kind, namespace, name, status, generation):
+            namespace, name = _split(key)
+            if await _write_one(custom, kind, namespace, name, status, _generation(status), cluster=output.cluster):
                 written += 1
     return written
+
+
+StatusKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+class StatusWriter:
+    """Writes one member cluster's computed statuses, and only those that changed since it last wrote.
+
+    It remembers the computed status it last wrote (or found already stored) per object, so an
+    unchanged object costs no API call. An object seen for the first time is read and written only if
+    the merge differs from what is stored. Only the leader writes: while ``is_leader()`` is false
+    nothing is written and the memory is dropped, so a new term checks every object again (another
+    replica may have written meanwhile). An object deleted before its write (404) is skipped.
+
+    It is also a reconciler sink: the runtime calls it with every cluster's output, and it acts only
+    on its own cluster's. Calls must not overlap (the runtime runs one at a time per sink and cluster).
+    """
+
+    def __init__(self, api: client.ApiClient, cluster: str, is_leader: Callable[[], bool] = lambda: True, *,
+                 metrics: ControllerMetrics | None = None) -> None:
+        self.api = api
+        self.cluster = cluster
+        self.is_leader = is_leader
+        self.metrics = metrics
+        self._custom = client.CustomObjectsApi(api)
+        self._written: dict[StatusKey, dict[str, Any]] = {}
+
+    async def __call__(self, cluster: str, output: ClusterOutput) -> None:
+        if cluster == self.cluster:
+            await self.write(output)
+
+    def forget(self) -> None:
+        """Check every object against the API server on the next write (for example after a resync)."""
+        self._written.clear()
+
+    def _lost_leadership(self) -> bool:
+        if self.is_leader():
+            return False
+        if self._written:
+            log.info("not the leader: status writes stop until this replica leads again",
+                     extra={"cluster": self.cluster})
+            self._written.clear()
+        return True
+
+    async def write(self, output: ClusterOutput) -> int:
+        """Write the statuses in ``output`` that changed; returns how many objects were written."""
+        if self._lost_leadership():
+            return 0
+        statuses = output.statuses()
+        current = {(kind, *_split(key)) for kind, by_name in statuses.items() for key in by_name}
+        for gone in set(self._written) - current:
+            del self._written[gone]  # deleted or no longer ours; if it comes back, it is checked afresh
+        written = 0
+        for kind, by_name in statuses.items():
+            for key, status in by_name.items():
+                namespace, name = _split(key)
+                object_key = (kind, namespace, name)
+                if self._written.get(object_key) == status:
+                    continue
+                if self._lost_leadership():
+                    return written
+                if await self._write(kind, namespace, name, status):
+                    written += 1
+        return written
+
+    async def _write(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        fields = object_fields(self.cluster, kind, namespace, name)
+        metrics = self.metrics
+        on_conflict = (lambda: metrics.status_conflict(self.cluster, kind)) if metrics is not None else None
+        try:
+            changed = await _write_one(self._custom, kind, namespace, name, status, _generation(status),
+                                       cluster=self.cluster, on_conflict=on_conflict)
+        except ApiException as error:
+            self._written.pop((kind, namespace, name), None)
+            if error.status == 404:
+                log.debug("object deleted before its status was written; skipped", extra=fields)
+                return False
+            log.warning("writing status failed: API answered %s %s", error.status, error.reason, extra=fields)
+            if metrics is not None:
+                metrics.status_failed(self.cluster, kind)
+            return False
+        except Exception:
+            self._written.pop((kind, namespace, name), None)
+            log.exception("writing status failed", extra=fields)
+            if metrics is not None:
+                metrics.status_failed(self.cluster, kind)
+            return False
+        self._written[(kind, namespace, name)] = status
+        if changed:
+            log.debug("status written", extra=fields)
+            if metrics is not None:
+                metrics.status_written(self.cluster, kind)
+        return changed
