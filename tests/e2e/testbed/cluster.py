@@ -6,10 +6,12 @@ creates Services and EndpointSlices by hand, pointing at backends in the cluster
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ class MemberCluster:
     kubeconfig: Path
     processes: list[ManagedProcess] = field(default_factory=list)
     start_seconds: float = 0.0
+    artifacts: Artifacts | None = None
+    extra_apiservers: list[ApiServer] = field(default_factory=list)
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
@@ -51,9 +55,92 @@ class MemberCluster:
         with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as response:
             return json.loads(response.read() or b"null")
 
+    def add_apiserver(self, label: str, extra_args: Sequence[str] = ()) -> ApiServer:
+        """Start one more kube-apiserver on this cluster's etcd, with its own port and kubeconfig.
+
+        Tests that stop and restart an API server use one of these, so the cluster's own API server
+        (shared by every test of the session) never goes away. ``extra_args`` are kube-apiserver
+        flags, e.g. ``--watch-cache=false`` so that watches are served by etcd itself.
+        """
+        if self.artifacts is None:
+            raise RuntimeError(f"cluster {self.name} was started without artifacts")
+        workdir, port = self.workdir / f"apiserver-{label}", free_port()
+        server = ApiServer(f"{self.name}-{label}", workdir, self.pki, port,
+                           _apiserver_argv(self.artifacts, workdir, self.name, self.pki, self.etcd_url, port,
+                                           extra_args))
+        self.extra_apiservers.append(server)
+        server.start()
+        _write_kubeconfig(server.kubeconfig, self.name, server.url, self.pki)
+        return server
+
+    def etcd_request(self, method: str, body: dict[str, Any]) -> Any:
+        """One call to etcd's v3 JSON gateway (``/v3/<method>``), e.g. ``kv/range`` or ``kv/compaction``."""
+        req = urllib.request.Request(f"{self.etcd_url}/v3/{method}", data=json.dumps(body).encode(), method="POST")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision: the newest resourceVersion any object of this cluster can have."""
+        answer = self.etcd_request("kv/range", {"key": base64.b64encode(b"/").decode(), "limit": 1})
+        return int(answer["header"]["revision"])
+
+    def compact_etcd(self, revision: int | None = None) -> int:
+        """Compact etcd's history up to ``revision`` (default: now); returns it.
+
+        A watch from an older resourceVersion that reaches etcd is then answered 410 Gone.
+        """
+        revision = self.etcd_revision() if revision is None else revision
+        self.etcd_request("kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
     def stop(self) -> None:
+        for server in reversed(self.extra_apiservers):
+            server.stop()
         for process in reversed(self.processes):
             process.stop()
+
+
+class ApiServer:
+    """A kube-apiserver that can be stopped and started again on the same port, certificates and etcd.
+
+    Clients keep their kubeconfig across a restart, exactly as with a real control-plane restart.
+    """
+
+    def __init__(self, label: str, workdir: Path, pki: ClusterPKI, port: int, argv: list[str]) -> None:
+        self.label = label
+        self.workdir = workdir
+        self.pki = pki
+        self.argv = argv
+        self.port = port
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.kubeconfig = workdir / "kubeconfig"
+        self.process: ManagedProcess | None = None
+        self.starts = 0
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def start(self, timeout: float = 120) -> None:
+        """Start (or start again) and wait until ``/readyz`` answers 200."""
+        if self.running():
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(f"kube-apiserver[{self.label}]", self.argv, self.workdir / "kube-apiserver.log")
+        self.starts += 1
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+
+        def ready() -> bool:
+            with urllib.request.urlopen(self.url + "/readyz", context=context, timeout=5) as response:
+                return bool(response.status == 200)
+
+        wait_until(ready, timeout, f"kube-apiserver {self.label} to be ready", self.process, interval=0.1)
+
+    def stop(self) -> None:
+        """SIGTERM and wait: open watches are cut and new connections are refused until ``start``."""
+        if self.process is not None:
+            self.process.stop()
 
 
 def _write_kubeconfig(path: Path, name: str, api_url: str, pki: ClusterPKI) -> None:
@@ -97,13 +184,9 @@ def _start_etcd(artifacts: Artifacts, workdir: Path, name: str) -> tuple[Managed
     return etcd, client_url
 
 
-def _start_apiserver(artifacts: Artifacts, workdir: Path, name: str, pki: ClusterPKI,
-                     etcd_url: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    api_url = f"https://127.0.0.1:{port}"
-    apiserver = ManagedProcess(
-        f"kube-apiserver[{name}]",
-        [
+def _apiserver_argv(artifacts: Artifacts, workdir: Path, name: str, pki: ClusterPKI, etcd_url: str, port: int,
+                    extra_args: Sequence[str] = ()) -> list[str]:
+    return [
             str(artifacts.kube_apiserver),
             "--etcd-servers", etcd_url,
             "--bind-address", "127.0.0.1",
@@ -122,9 +205,17 @@ def _start_apiserver(artifacts: Artifacts, workdir: Path, name: str, pki: Cluste
             "--endpoint-reconciler-type", "none",
             "--profiling=false",
             "--v", "1",
-        ],
-        workdir / "kube-apiserver.log",
-    )
+            *extra_args,
+    ]
+
+
+def _start_apiserver(artifacts: Artifacts, workdir: Path, name: str, pki: ClusterPKI,
+                     etcd_url: str) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    api_url = f"https://127.0.0.1:{port}"
+    apiserver = ManagedProcess(f"kube-apiserver[{name}]",
+                               _apiserver_argv(artifacts, workdir, name, pki, etcd_url, port),
+                               workdir / "kube-apiserver.log")
     member_stub = MemberCluster(name, workdir, pki, api_url, etcd_url, workdir / "kubeconfig")
 
     def ready() -> bool:
@@ -182,7 +273,8 @@ def start_member_cluster(artifacts: Artifacts, workdir: Path, name: str, crd_dir
         processes.append(etcd)
         apiserver, api_url = _start_apiserver(artifacts, workdir, name, pki, etcd_url)
         processes.append(apiserver)
-        cluster = MemberCluster(name, workdir, pki, api_url, etcd_url, workdir / "kubeconfig", processes)
+        cluster = MemberCluster(name, workdir, pki, api_url, etcd_url, workdir / "kubeconfig", processes,
+                                artifacts=artifacts)
         _write_kubeconfig(cluster.kubeconfig, name, api_url, pki)
         install_crds(cluster, crd_dirs)
     except BaseException:
