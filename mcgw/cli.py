@@ -54,6 +54,22 @@ def _standalone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import ConfigError, load_run_config
+    from .controller import run_controller
+
+    try:
+        config = load_run_config(Path(args.config))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_controller(config))
+    except (ConfigError, OSError) as error:
+        print(f"mcgw run: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _translate(args: argparse.Namespace) -> int:
     import json
 
@@ -102,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcgw", description="Multi-cluster Gateway API controller and xDS server")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    run = commands.add_parser("run", help="the controller and xDS server against the member clusters' API servers")
+    run.add_argument("--config", required=True, metavar="FILE", help="ClusterSet config (see examples/run-config.yaml)")
+    run.set_defaults(handler=_run)
+
     standalone = commands.add_parser(
         "standalone", help="the controller on files, with one real Envoy per Gateway per cluster on loopback")
     standalone.add_argument("-f", required=True, metavar="DIR",
@@ -131,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("-o", choices=["yaml", "json"], default="yaml")
     translate.add_argument("--cluster", help="only this member cluster")
     translate.set_defaults(handler=_translate)
-    for command in (standalone, demo, xds_demo, translate):
+    for command in (run, standalone, demo, xds_demo, translate):
         add_logging_arguments(command)
     demo.set_defaults(log_level="warning")  # the demo's own printout is the story; logs only when asked
     return parser

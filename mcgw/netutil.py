@@ -11,10 +11,3 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
-
-def split_host_port(value: str) -> tuple[str, int]:
-    """``"host:port"`` (IPv6 as ``"[::1]:port"``) → ``(host, port)``; a clear ValueError otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not host:port (for example 127.0.0.1:18000)")
-    return host.strip("[]"), int(port)

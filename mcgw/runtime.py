@@ -59,13 +59,15 @@ class Reconciler:
 
     def __init__(self, store: Store, cache: SnapshotCache, options: ReconcileOptions | None = None, *,
                  addresses: AddressesFor | None = None, bind_addresses: BindAddressesFor | None = None,
-                 sinks: list[OutputSink] | None = None) -> None:
+                 sinks: list[OutputSink] | None = None,
+                 on_report: Callable[[str, ClusterReport], None] | None = None) -> None:
         self.store = store
         self.cache = cache
         self.options = options or ReconcileOptions()
         self.addresses = addresses
         self.bind_addresses = bind_addresses
         self.sinks = list(sinks or [])
+        self.on_report = on_report
         self.ready = asyncio.Event()
         self.outputs: dict[str, ClusterOutput] = {}
         self.reports: dict[str, ClusterReport] = {name: ClusterReport() for name in store.clusters}
@@ -127,6 +129,8 @@ class Reconciler:
             self._publish(cluster, output, snapshots)
             self.reports[cluster] = ClusterReport(revision, time.time(), time.perf_counter() - started,
                                                   tuple(sorted(snapshots)), [])
+            if self.on_report is not None:
+                self.on_report(cluster, self.reports[cluster])
             for sink in self.sinks:
                 self._start_sink(sink, cluster, output)
         self.reconciles += 1

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcgw.admin import AdminServer, status_document
+from prometheus_client import CollectorRegistry
+
+from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
+from mcgw.config import split_listen
 from mcgw.envoy.bootstrap import XdsTarget
 from mcgw.envoy.fleet import EnvoyFleet
 from mcgw.model import SUPPORTED_KINDS
-from mcgw.netutil import split_host_port
 from mcgw.providers.files import FileProvider
 from mcgw.runtime import OutputSink, ReconcileOptions, Reconciler
 from mcgw.store import Store
@@ -48,7 +50,9 @@ class Standalone:
         self.provider = FileProvider(options.root, options.poll_interval)  # raises on a bad directory
         self.store = Store(self.provider.clusters, SUPPORTED_KINDS)
         self.cache = SnapshotCache()
-        self.xds = XdsServer(self.cache)
+        self.registry = CollectorRegistry()  # one per instance: tests run several in one process
+        self.metrics = ControllerMetrics(self.registry)
+        self.xds = XdsServer(self.cache, registry=self.registry)
         self.fleet: EnvoyFleet | None = None
         self.reconciler: Reconciler | None = None
         self.admin: AdminServer | None = None
@@ -73,7 +77,7 @@ class Standalone:
         options = self.options
         self.xds_port = await self.xds.start(options.xds_listen)
         self._stack.push_async_callback(self.xds.stop)
-        xds_host, _ = split_host_port(options.xds_listen)
+        xds_host, _ = split_listen(options.xds_listen)
         log.info("xDS server (ADS, SotW and delta) listening on %s:%d", xds_host, self.xds_port)
         sinks: list[OutputSink] = []
         if options.with_envoy:
@@ -88,15 +92,18 @@ class Standalone:
             self.store, self.cache, options.reconcile,
             addresses=self.fleet.addresses if self.fleet else None,
             bind_addresses=self.fleet.bind_addresses if self.fleet else None,
-            sinks=sinks)
+            sinks=sinks, on_report=self.metrics.observe_reconcile)
         self._stack.push_async_callback(self.reconciler.aclose)
         self.provider.fill(self.store)
         self._spawn(self.reconciler.run(), "reconcile loop")
         self._spawn(self.provider.run(self.store), "file watcher")
         if self.fleet is not None:
             self._spawn(self.fleet.supervise(), "Envoy supervisor")
-        self.admin = AdminServer(ready=self.reconciler.ready.is_set, status=self.status)
-        host, port = split_host_port(options.admin_listen)
+        reconciler = self.reconciler
+        self.admin = AdminServer(ready=reconciler.ready.is_set, status=self.status, registry=self.registry,
+                                 not_ready_reason=lambda: not_ready_reason(self.store, reconciler),
+                                 before_scrape=lambda: self.metrics.refresh(self.store, reconciler))
+        host, port = split_listen(options.admin_listen)
         self.admin_port = await self.admin.start(host, port)
         self._stack.push_async_callback(self.admin.stop)
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", host, self.admin_port)
