@@ -107,16 +107,16 @@ class ClusterStore:
 
 
 class Store:
-    """Every member cluster's :class:`ClusterStore`; calls ``on_change`` after any write that matters."""
+    """Every member cluster's :class:`ClusterStore`; tells every subscriber after any write that matters."""
 
-    def __init__(self, clusters: Iterable[str], kinds: Iterable[str],
-                 on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(self, clusters: Iterable[str], kinds: Iterable[str]) -> None:
         watched = tuple(kinds)
         self.clusters = {name: ClusterStore(name, watched) for name in clusters}
-        self._on_change = on_change
+        self._subscribers: list[Callable[[str], None]] = []
 
     def subscribe(self, on_change: Callable[[str], None]) -> None:
-        self._on_change = on_change
+        """Call ``on_change(cluster)`` after each change (the reconcile loop, the MCS controller, ...)."""
+        self._subscribers.append(on_change)
 
     def __getitem__(self, cluster: str) -> ClusterStore:
         return self.clusters[cluster]
@@ -150,5 +150,5 @@ class Store:
         return [c.health() for c in self.clusters.values()]
 
     def _changed(self, cluster: str) -> None:
-        if self._on_change is not None:
-            self._on_change(cluster)
+        for subscriber in self._subscribers:
+            subscriber(cluster)
