@@ -367,11 +367,64 @@ class ServiceExport(_Object):
     kind: Literal["ServiceExport"]
 
 
+# -- mcgw.io ----------------------------------------------------------------------------------------
+
+POLICY_GROUP = "mcgw.io"
+Duration = Annotated[str, Field(pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
+
+
+class PolicyTargetRef(_Spec):
+    group: Literal["multicluster.x-k8s.io", "gateway.networking.k8s.io"]
+    kind: Literal["ServiceImport", "HTTPRoute"]
+    name: str = Field(min_length=1, max_length=253)
+
+
+class HealthCheckPolicy(_Spec):
+    enabled: bool = True
+    path: str | None = Field(None, pattern=r"^/", max_length=1024)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    no_traffic_interval: Duration | None = None
+    unhealthy_threshold: int | None = Field(None, ge=1, le=100)
+    healthy_threshold: int | None = Field(None, ge=1, le=100)
+
+
+class OutlierDetectionPolicy(_Spec):
+    enabled: bool = True
+    consecutive_failures: int | None = Field(None, ge=1, le=1000)
+    interval: Duration | None = None
+    base_ejection_time: Duration | None = None
+
+
+class RetryPolicy(_Spec):
+    enabled: bool = True
+    attempts: int | None = Field(None, ge=1, le=10)
+    per_try_timeout: Duration | None = None
+    retry_on: tuple[Literal["connect-failure", "refused-stream", "reset", "5xx", "gateway-error", "retriable-4xx"],
+                    ...] | None = None
+
+
+class FailoverPolicySpec(_Spec):
+    target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
+    preference: tuple[str, ...] = ()
+    mode: Literal["AllOrNothing", "WeightedSpillover"] | None = None
+    health_check: HealthCheckPolicy | None = None
+    outlier_detection: OutlierDetectionPolicy | None = None
+    retry: RetryPolicy | None = None
+
+
+class FailoverPolicy(_Object):
+    """mcgw's own policy: how a ServiceImport, or one HTTPRoute's backends, fail over between clusters."""
+
+    kind: Literal["FailoverPolicy"]
+    spec: FailoverPolicySpec
+
+
 AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
-             | ServiceExport | EndpointSlice)
+             | ServiceExport | EndpointSlice | FailoverPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service",
-                   "ServiceImport", "ServiceExport", "EndpointSlice")
+                   "ServiceImport", "ServiceExport", "EndpointSlice", "FailoverPolicy")
 
 
 class _Envelope(BaseModel):

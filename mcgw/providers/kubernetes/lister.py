@@ -17,7 +17,7 @@ import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.model import GATEWAY_GROUP, MCS_GROUP, AnyObject, ManifestError, parse_object
+from mcgw.model import GATEWAY_GROUP, MCS_GROUP, POLICY_GROUP, AnyObject, ManifestError, parse_object
 
 from .retry import with_retries
 
@@ -56,6 +56,7 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
     KindSpec("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
     KindSpec("ServiceExport", f"{MCS_GROUP}/v1beta1", "serviceexports"),
     KindSpec("ServiceImport", f"{MCS_GROUP}/v1beta1", "serviceimports"),
+    KindSpec("FailoverPolicy", f"{POLICY_GROUP}/v1alpha1", "failoverpolicies"),
 )
 KINDS_BY_NAME = {spec.kind: spec for spec in WATCHED_KINDS}
 
