@@ -269,16 +269,52 @@ class ServicePort(_Spec):
     app_protocol: str | None = None
 
 
+class ClientIPConfig(_Spec):
+    timeout_seconds: int | None = None
+
+
+class SessionAffinityConfig(_Spec):
+    client_ip: ClientIPConfig | None = Field(None, alias="clientIP")
+
+
 class ServiceSpec(_Spec):
     type: str = "ClusterIP"
     ports: tuple[ServicePort, ...] = ()
     session_affinity: str = "None"
     cluster_ip: str | None = Field(None, alias="clusterIP")
+    # Read by the MCS controller: exports of one service must agree on these (KEP-1645 conflicts).
+    session_affinity_config: SessionAffinityConfig | None = None
+    internal_traffic_policy: str | None = None
+    traffic_distribution: str | None = None
+    ip_families: tuple[str, ...] = ()
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == "None"
 
 
 class ServiceImportSpec(_Spec):
     type: Literal["ClusterSetIP", "Headless"] = "ClusterSetIP"
     ports: tuple[ServicePort, ...] = ()
+    ips: tuple[str, ...] = ()
+    ip_families: tuple[str, ...] = ()
+    session_affinity: str | None = None
+    session_affinity_config: SessionAffinityConfig | None = None
+    internal_traffic_policy: str | None = None
+    traffic_distribution: str | None = None
+
+
+class ClusterStatus(_Spec):
+    cluster: str
+
+
+class ServiceImportStatus(_Spec):
+    clusters: tuple[ClusterStatus, ...] = ()
+
+
+class ServiceExportSpec(_Spec):
+    exported_labels: dict[str, str] = Field(default_factory=dict)
+    exported_annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class _Object(_Spec):
@@ -333,16 +369,26 @@ class EndpointConditions(_Spec):
     terminating: bool | None = None
 
 
+class ObjectReference(_Spec):
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+
+
 class Endpoint(_Spec):
     addresses: tuple[str, ...]
     conditions: EndpointConditions = EndpointConditions()
     zone: str | None = None
+    hostname: str | None = None
+    node_name: str | None = None
+    target_ref: ObjectReference | None = None
 
 
 class EndpointPort(_Spec):
     name: str = ""
     port: int | None = None
     protocol: str = "TCP"
+    app_protocol: str | None = None
 
 
 class EndpointSlice(_Object):
@@ -359,12 +405,14 @@ class EndpointSlice(_Object):
 class ServiceImport(_Object):
     kind: Literal["ServiceImport"]
     spec: ServiceImportSpec = ServiceImportSpec()
+    status: ServiceImportStatus = ServiceImportStatus()
 
 
 class ServiceExport(_Object):
-    """Marks the Service of the same namespace/name for export to the ClusterSet (it has no spec)."""
+    """Marks the Service of the same namespace/name for export to the ClusterSet."""
 
     kind: Literal["ServiceExport"]
+    spec: ServiceExportSpec = ServiceExportSpec()
 
 
 # -- mcgw.io ----------------------------------------------------------------------------------------
