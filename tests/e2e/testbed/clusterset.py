@@ -41,6 +41,7 @@ class EchoBackend:
     address: str
     port: int
     process: ManagedProcess
+    argv: list[str] = field(default_factory=list)
 
     def get(self, path: str = "/") -> dict[str, Any]:
         with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=5) as response:
@@ -73,12 +74,24 @@ class ClusterSet:
             sys.executable, "-m", "mcgw.echo", "--host", address, "--port", str(port),
             "--cluster", cluster, "--namespace", namespace, "--pod", pod_name,
         ])
-        process = ManagedProcess(f"echo[{cluster}/{pod_name}]", argv, self.workdir / "backends" / f"{pod_name}.log",
-                                 cwd=REPO)
-        self._processes.append(process)
-        backend = EchoBackend(cluster, namespace, pod_name, address, port, process)
-        wait_until(lambda: backend.get("/healthz")["ok"] is True, 30, f"echo backend {pod_name}", process)
+        backend = EchoBackend(cluster, namespace, pod_name, address, port, self._spawn_echo(cluster, pod_name, argv),
+                              argv)
+        self._wait_echo(backend)
         return backend
+
+    def restart_echo(self, backend: EchoBackend) -> None:
+        """Start a stopped (or killed) echo backend again on the same address and port, and wait until it answers."""
+        backend.process.stop()
+        backend.process = self._spawn_echo(backend.cluster, backend.pod, backend.argv)
+        self._wait_echo(backend)
+
+    def _spawn_echo(self, cluster: str, pod: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(f"echo[{cluster}/{pod}]", argv, self.workdir / "backends" / f"{pod}.log", cwd=REPO)
+        self._processes.append(process)
+        return process
+
+    def _wait_echo(self, backend: EchoBackend) -> None:
+        wait_until(lambda: backend.get("/healthz")["ok"] is True, 30, f"echo backend {backend.pod}", backend.process)
 
     def start_envoy(self, cluster: str, node: NodeIdentity | None = None, xds: XdsTarget | None = None,
                     static_resources: dict[str, Any] | None = None, wait: bool = True) -> EnvoyProcess:

@@ -1,0 +1,261 @@
+"""Open-loop load at a constant rate, with a per-request timeline, for failover tests and benchmarks.
+
+Open loop: request ``i`` is sent at ``i / rate`` seconds whatever happened to the earlier ones, so a
+stalled backend shows up as failed or slow requests instead of silently lowering the rate (a closed
+loop would wait, and hide exactly the failures a failover measurement is after).
+
+The generator runs on its own thread and event loop, so it keeps its pace while the caller blocks
+(injecting a fault, waiting for an API server) or runs a controller on its own loop. Every request is
+recorded as a ``Sample``: when it was sent, which cluster answered (the echo backend's JSON), its
+status and latency. A request with no answer within ``timeout`` is a failure with status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import aiohttp
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request: ``sent`` in seconds since the load started, ``latency`` in seconds.
+
+    ``status`` is 0 when no HTTP answer came (timeout, refused or reset connection); ``cluster`` is the
+    answering cluster from the echo JSON, or ``""``.
+    """
+
+    sent: float
+    latency: float
+    status: int
+    cluster: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def completed(self) -> float:
+        """When the answer (or the failure) came, on the same clock as ``sent``."""
+        return self.sent + self.latency
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Something that happened during the load (a fault, a restore), on the load's clock."""
+
+    at: float
+    label: str
+
+
+class OpenLoopLoad:
+    """``rate`` requests per second to ``url`` from a background thread until ``stop``.
+
+    Use as a context manager, or ``start``/``stop``. ``now()`` and ``mark()`` put the caller's events
+    on the same clock as the samples.
+    """
+
+    def __init__(self, url: str, rate: float = 200.0, timeout: float = 5.0) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.url = url
+        self.rate = rate
+        self.timeout = timeout
+        self.samples: list[Sample] = []
+        self.marks: list[Mark] = []
+        self.max_send_lag = 0.0  # how far behind schedule a send ever was: the generator's own health
+        self._t0 = 0.0
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> OpenLoopLoad:
+        if self._thread is not None:
+            raise RuntimeError("the load was already started")
+        self._thread = threading.Thread(target=self._main, name=f"open-loop-load {self.url}", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> list[Sample]:
+        """Stop sending, wait for the requests in flight (at most ``timeout``), return every sample by send time."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise RuntimeError("the load generator failed") from self._error
+        self.samples.sort(key=lambda s: s.sent)
+        return self.samples
+
+    def __enter__(self) -> OpenLoopLoad:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def now(self) -> float:
+        """Seconds since the first request was scheduled."""
+        return time.monotonic() - self._t0
+
+    def mark(self, label: str) -> float:
+        at = self.now()
+        self.marks.append(Mark(at, label))
+        return at
+
+    def answered_since(self, since: float) -> list[Sample]:
+        """Samples sent at or after ``since`` that have an answer already (safe while running)."""
+        return [s for s in list(self.samples) if s.sent >= since]
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as error:
+            self._error = error
+            self._started.set()
+
+    async def _run(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        pending: set[asyncio.Task[None]] = set()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            self._t0 = time.monotonic()
+            self._started.set()
+            index = 0
+            while not self._stopping.is_set():
+                due = self._t0 + index / self.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    self.max_send_lag = max(self.max_send_lag, -delay)
+                task = asyncio.create_task(self._one(session))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                index += 1
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _one(self, session: aiohttp.ClientSession) -> None:
+        started = time.monotonic()
+        status, cluster, error = 0, "", ""
+        try:
+            async with session.get(self.url) as response:
+                body = await response.read()
+                status = response.status
+            cluster = _cluster(body)
+        except TimeoutError:
+            error = "timeout"
+        except aiohttp.ClientError as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        self.samples.append(Sample(started - self._t0, time.monotonic() - started, status, cluster, error))
+
+
+def _cluster(body: bytes) -> str:
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(body).get("cluster") or "")
+    return ""
+
+
+@contextlib.contextmanager
+def open_loop(url: str, rate: float = 200.0, timeout: float = 5.0) -> Iterator[OpenLoopLoad]:
+    load = OpenLoopLoad(url, rate, timeout)
+    load.start()
+    try:
+        yield load
+    finally:
+        load.stop()
+
+
+# -- reading a timeline --------------------------------------------------------------------------------
+
+def between(samples: Iterable[Sample], start: float = -math.inf, end: float = math.inf) -> list[Sample]:
+    """Samples sent in ``[start, end)``."""
+    return [s for s in samples if start <= s.sent < end]
+
+
+def failures(samples: Iterable[Sample]) -> list[Sample]:
+    return [s for s in samples if not s.ok]
+
+
+def served_by(samples: Iterable[Sample]) -> dict[str, int]:
+    """How many successful answers each cluster gave."""
+    counts: dict[str, int] = {}
+    for sample in samples:
+        if sample.ok:
+            counts[sample.cluster] = counts.get(sample.cluster, 0) + 1
+    return counts
+
+
+def settled_at(samples: Sequence[Sample], since: float, clusters: Iterable[str]) -> float | None:
+    """When traffic settled on ``clusters``: the send time of the first request from which on (up to the
+    end of ``samples``) every request sent after ``since`` was answered 200 by one of ``clusters``.
+
+    ``None`` when the last request was not (traffic never settled). Measured by send time, so requests
+    in flight when a fault hit count against the fault.
+    """
+    wanted = set(clusters)
+    ordered = sorted((s for s in samples if s.sent >= since), key=lambda s: s.sent)
+    first = None
+    for sample in reversed(ordered):
+        if not (sample.ok and sample.cluster in wanted):
+            break
+        first = sample.sent
+    return first
+
+
+def time_to_settle(samples: Sequence[Sample], since: float, clusters: Iterable[str]) -> float | None:
+    """Seconds from ``since`` until every answer comes from ``clusters`` (see ``settled_at``)."""
+    at = settled_at(samples, since, clusters)
+    return None if at is None else max(0.0, at - since)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``fraction`` 0.99 for p99); ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Buckets:
+    """Answers per second by cluster, and failures per second, in fixed-width time buckets."""
+
+    width: float
+    starts: list[float] = field(default_factory=list)
+    by_cluster: dict[str, list[float]] = field(default_factory=dict)
+    failed: list[float] = field(default_factory=list)
+
+
+def per_second(samples: Sequence[Sample], width: float = 0.25, clusters: Sequence[str] = ()) -> Buckets:
+    """Rates by send time: successful answers per cluster and failures, each in requests/s."""
+    buckets = Buckets(width)
+    if not samples:
+        return buckets
+    count = int(max(s.sent for s in samples) / width)  # whole buckets only: a partial last one reads low
+    buckets.starts = [i * width for i in range(count)]
+    names = list(clusters) + sorted({s.cluster for s in samples if s.ok} - set(clusters))
+    buckets.by_cluster = {name: [0.0] * count for name in names}
+    buckets.failed = [0.0] * count
+    for sample in samples:
+        index = int(sample.sent / width)
+        if index >= count:
+            continue
+        if sample.ok:
+            buckets.by_cluster[sample.cluster][index] += 1 / width
+        else:
+            buckets.failed[index] += 1 / width
+    return buckets
