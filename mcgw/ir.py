@@ -2,25 +2,26 @@
 
 Everything here is already decided: attachment, precedence order, resolved backends, endpoints.
 The translator reads only this, never Kubernetes objects.
+
+The types are named tuples: immutable (outputs are shared between translations, so nothing may
+change them), and about four times cheaper to build than frozen dataclasses, which matters at
+thousands of routes. :func:`to_data` renders any of them as plain data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
 
 
-@dataclass(frozen=True)
-class StringMatchIR:
+class StringMatchIR(NamedTuple):
     name: str
     value: str
     regex: bool = False
 
 
-@dataclass(frozen=True)
-class MatchIR:
+class MatchIR(NamedTuple):
     path_type: PathType
     path: str
     headers: tuple[StringMatchIR, ...] = ()
@@ -28,21 +29,21 @@ class MatchIR:
     method: str | None = None
 
 
-@dataclass(frozen=True)
-class HeaderOpsIR:
+class HeaderOpsIR(NamedTuple):
     set: tuple[tuple[str, str], ...] = ()
     add: tuple[tuple[str, str], ...] = ()
     remove: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PathRewriteIR:
+NO_HEADER_OPS = HeaderOpsIR()
+
+
+class PathRewriteIR(NamedTuple):
     full_path: str | None = None
     prefix: str | None = None  # replaces the matched prefix
 
 
-@dataclass(frozen=True)
-class RedirectIR:
+class RedirectIR(NamedTuple):
     scheme: str | None
     hostname: str | None
     port: int | None
@@ -50,15 +51,13 @@ class RedirectIR:
     status_code: int
 
 
-@dataclass(frozen=True)
-class EndpointIR:
+class EndpointIR(NamedTuple):
     address: str
     port: int
     health: Literal["HEALTHY", "DRAINING"]
 
 
-@dataclass(frozen=True)
-class LocalityIR:
+class LocalityIR(NamedTuple):
     """Endpoints of one source cluster; ``priority`` 0 is the most preferred."""
 
     cluster: str
@@ -68,8 +67,7 @@ class LocalityIR:
     zone: str = ""
 
 
-@dataclass(frozen=True)
-class BackendIR:
+class BackendIR(NamedTuple):
     """One backendRef. ``name`` is the Envoy cluster; ``valid`` False means its share answers 500."""
 
     name: str
@@ -79,15 +77,14 @@ class BackendIR:
     localities: tuple[LocalityIR, ...] = ()
 
 
-@dataclass(frozen=True)
-class RouteIR:
+class RouteIR(NamedTuple):
     """One match of one rule of one HTTPRoute, in precedence order within its virtual host."""
 
     name: str
     match: MatchIR
     backends: tuple[BackendIR, ...] = ()
-    request_headers: HeaderOpsIR = HeaderOpsIR()
-    response_headers: HeaderOpsIR = HeaderOpsIR()
+    request_headers: HeaderOpsIR = NO_HEADER_OPS
+    response_headers: HeaderOpsIR = NO_HEADER_OPS
     redirect: RedirectIR | None = None
     rewrite_hostname: str | None = None
     rewrite_path: PathRewriteIR | None = None
@@ -99,23 +96,20 @@ class RouteIR:
     retry_backoff: str | None = None
 
 
-@dataclass(frozen=True)
-class VirtualHostIR:
+class VirtualHostIR(NamedTuple):
     name: str
     hostname: str  # "*" for any
     routes: tuple[RouteIR, ...]
 
 
-@dataclass(frozen=True)
-class TlsChainIR:
+class TlsChainIR(NamedTuple):
     """One HTTPS Gateway listener: the SNI names it answers (empty: any) and its certificates (PEM)."""
 
     server_names: tuple[str, ...]
     certificates: tuple[tuple[str, str], ...]  # (certificate chain, private key)
 
 
-@dataclass(frozen=True)
-class PortIR:
+class PortIR(NamedTuple):
     """All Gateway listeners on one port share one Envoy listener (and, for HTTPS, one chain each)."""
 
     name: str
@@ -125,10 +119,18 @@ class PortIR:
     tls: tuple[TlsChainIR, ...] = ()
 
 
-@dataclass(frozen=True)
-class GatewayIR:
+class GatewayIR(NamedTuple):
     cluster: str
     namespace: str
     name: str
     address: str
     ports: tuple[PortIR, ...]
+
+
+def to_data(value: Any) -> Any:
+    """IR as plain dicts and lists (field order kept), for golden files and debugging."""
+    if isinstance(value, tuple):
+        if hasattr(value, "_fields"):
+            return {name: to_data(item) for name, item in zip(value._fields, value, strict=True)}
+        return [to_data(item) for item in value]
+    return value

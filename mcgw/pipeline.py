@@ -1,12 +1,14 @@
 """One member cluster's objects → statuses, IR and Envoy resources: the pure core of the controller.
 
-The runtime and ``mcgw translate`` both call :func:`translate_cluster`; only they do I/O.
+:func:`translate_cluster` translates from scratch (``mcgw translate``, tests). The runtime keeps a
+:class:`ClusterTranslator` per cluster, which gives the same output but redoes only what changed since
+its previous call (:mod:`mcgw.incremental`). Only their callers do I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import Message
@@ -16,8 +18,34 @@ from mcgw.endpoints import endpoint_lookup
 from mcgw.gateway.routes import build_gateways
 from mcgw.gateway.semantics import ClusterObjects, Evaluation, evaluate
 from mcgw.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
+from mcgw.incremental import IncrementalTranslation
 from mcgw.model import AnyObject, EndpointSlice, Secret, Service, ServiceImport
 from mcgw.translate import translate
+from mcgw.translate.cache import Built
+from xdsserver import Snapshot
+
+GatewayKey = tuple[str, str]  # (namespace, name)
+
+
+class _LazyResources(Mapping[GatewayKey, tuple[Message, ...]]):
+    """Envoy messages made from pre-serialised resources only when someone reads them: publishing uses the
+    bytes, and parsing a large route table back into a message would cost more than translating a change."""
+
+    def __init__(self, built: Mapping[GatewayKey, tuple[Built, ...]]) -> None:
+        self._built = built
+        self._messages: dict[GatewayKey, tuple[Message, ...]] = {}
+
+    def __getitem__(self, key: GatewayKey) -> tuple[Message, ...]:
+        messages = self._messages.get(key)
+        if messages is None:
+            messages = self._messages[key] = tuple(b.message for b in self._built[key])
+        return messages
+
+    def __iter__(self) -> Iterator[GatewayKey]:
+        return iter(self._built)
+
+    def __len__(self) -> int:
+        return len(self._built)
 
 
 @dataclass(frozen=True)
@@ -26,6 +54,8 @@ class ClusterOutput:
     evaluation: Evaluation
     gateways: tuple[ir.GatewayIR, ...]
     resources: Mapping[tuple[str, str], tuple[Message, ...]]  # (namespace, gateway) -> Envoy resources
+    # The same resources already serialised (from ClusterTranslator), for snapshot().
+    built: Mapping[tuple[str, str], tuple[Built, ...]] | None = field(default=None, compare=False, repr=False)
 
     def statuses(self) -> dict[str, Any]:
         """Every status mcgw owns in this cluster, keyed by kind and namespace/name."""
@@ -38,10 +68,19 @@ class ClusterOutput:
                           for (ns, name), result in sorted(self.evaluation.routes.items())},
         }
 
+    def snapshot(self, gateway: tuple[str, str], previous: Snapshot | None = None) -> Snapshot:
+        """The xDS snapshot of one gateway. Equal to ``Snapshot.from_messages(self.resources[gateway],
+        previous)``, but from a :class:`ClusterTranslator` it reuses the bytes serialised during
+        translation (and, for unchanged resources, the previous output's), so nothing is serialised twice."""
+        if self.built is None:
+            return Snapshot.from_messages(self.resources[gateway], previous)
+        return Snapshot.from_resources((b.resource for b in self.built[gateway]), previous)
+
 
 def translate_cluster(cluster: str, objects: Iterable[AnyObject],
                       addresses: Mapping[tuple[str, str], list[str]] | None = None,
                       bind_addresses: Mapping[tuple[str, str], str] | None = None) -> ClusterOutput:
+    """Translate one cluster from scratch."""
     items = list(objects)
     services = [o for o in items if isinstance(o, Service)]
     imports = [o for o in items if isinstance(o, ServiceImport)]
@@ -56,17 +95,20 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
 
 
 class ClusterTranslator:
-    """One member cluster's translation, kept between calls so a small change costs little.
+    """One member cluster's translation, kept between calls so that a small change costs little.
 
-    Call :meth:`translate` with the cluster's complete current objects each time; the result always
-    equals :func:`translate_cluster` on the same inputs. (For now it delegates to it; incremental
-    reuse of unchanged work comes next.)
+    Call :meth:`translate` with the cluster's complete current objects each time (objects unchanged since
+    the previous call should be the very same Python objects: that is how changes are found cheaply). The
+    result always equals :func:`translate_cluster` on the same inputs. Not thread-safe: one call at a time.
     """
 
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster
+        self._state = IncrementalTranslation(cluster)
 
     def translate(self, objects: Iterable[AnyObject],
                   addresses: Mapping[tuple[str, str], list[str]] | None = None,
                   bind_addresses: Mapping[tuple[str, str], str] | None = None) -> ClusterOutput:
-        return translate_cluster(self.cluster, objects, addresses, bind_addresses)
+        translated = self._state.update(objects, addresses, bind_addresses)
+        return ClusterOutput(self.cluster, translated.evaluation, translated.gateways,
+                             _LazyResources(translated.resources), translated.resources)

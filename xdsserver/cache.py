@@ -33,12 +33,31 @@ class Snapshot:
     def from_messages(cls, messages: Iterable[Message], previous: Snapshot | None = None) -> Snapshot:
         """Serialise and check ``messages``. With ``previous`` (the group's current snapshot), unchanged
         resources are reused instead of hashed and encoded again."""
+        return cls._checked(Resource.from_message(message, previous.of_type(_type_url(message)) if previous else None)
+                            for message in messages)
+
+    @classmethod
+    def from_resources(cls, resources: Iterable[Resource], previous: Snapshot | None = None) -> Snapshot:
+        """Check already serialised ``resources``. A resource equal to one of ``previous`` is replaced by
+        that one, which keeps its encoded response entries."""
+        if previous is None:
+            return cls._checked(resources)
+
+        def reused(resource: Resource) -> Resource:
+            known = previous.of_type(resource.type_url).get(resource.name)
+            if known is not None and known is not resource and known.payload == resource.payload:
+                return known
+            return resource
+
+        return cls._checked(reused(resource) for resource in resources)
+
+    @classmethod
+    def _checked(cls, resources: Iterable[Resource]) -> Snapshot:
         by_type: dict[str, dict[str, Resource]] = {}
         eds_refs: set[str] = set()
         rds_refs: set[str] = set()
-        for message in messages:
-            type_url = "type.googleapis.com/" + message.DESCRIPTOR.full_name
-            resource = Resource.from_message(message, previous.of_type(type_url) if previous else None)
+        for resource in resources:
+            type_url = resource.type_url
             bucket = by_type.setdefault(type_url, {})
             if resource.name in bucket:
                 raise InconsistentSnapshotError(f"duplicate {type_url.rsplit('.', 1)[-1]} {resource.name!r}")
@@ -88,6 +107,10 @@ class Snapshot:
                      if (old[n].version if n in old else None) != (new[n].version if n in new else None)}
             changed[type_url] = frozenset(names)
         return changed
+
+
+def _type_url(message: Message) -> str:
+    return "type.googleapis.com/" + message.DESCRIPTOR.full_name
 
 
 def content_version(resources: Iterable[Resource]) -> str:

@@ -91,6 +91,14 @@ class Resource:
         type_url = _PREFIX + message.DESCRIPTOR.full_name
         return cls(name, type_url, payload, hashlib.sha256(payload).hexdigest()[:16], _references(message))
 
+    @classmethod
+    def from_payload(cls, type_url: str, name: str, payload: bytes,
+                     references: frozenset[str] = frozenset()) -> Resource:
+        """A resource whose serialised bytes the caller already has (``payload`` must be the deterministic
+        serialisation of a ``type_url`` message named ``name``, and ``references`` its EDS/RDS names):
+        large route tables assembled from cached pieces skip a parse and a re-serialisation."""
+        return cls(name, type_url, payload, hashlib.sha256(payload).hexdigest()[:16], references)
+
     @cached_property
     def sotw_field(self) -> bytes:
         """This resource as a ``DiscoveryResponse.resources`` entry (a ``google.protobuf.Any``)."""

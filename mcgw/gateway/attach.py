@@ -8,7 +8,8 @@ listeners (NoMatchingParent if none), ``allowedRoutes`` filters them by namespac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from mcgw.model import GATEWAY_GROUP, HTTPRoute, Namespace, ParentReference
 
@@ -17,23 +18,27 @@ from .hostnames import route_hostnames_for_listener
 from .listeners import HTTP_ROUTE_KIND, GatewayResult, ListenerResult
 
 
-@dataclass
-class Binding:
-    """The route on one listener, with the hostnames it serves there."""
+class Binding(NamedTuple):
+    """The route on one listener, with the hostnames it serves there.
 
-    gateway: GatewayResult
-    listener: ListenerResult
-    hostnames: list[str]
+    Plain keys rather than the listener's result object: route results outlive the Gateway results
+    they were computed against (as long as those stay equal), so nothing may depend on identity."""
+
+    gateway: tuple[str, str]  # (namespace, name)
+    listener: str
+    port: int
+    usable: bool  # the listener may carry traffic (Programmed)
+    hostnames: tuple[str, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParentResult:
     """One ``status.parents[]`` entry of a route."""
 
     ref: ParentReference
     gateway_namespace: str
     accepted: c.Condition
-    bindings: list[Binding] = field(default_factory=list)
+    bindings: tuple[Binding, ...] = ()
 
 
 def _allowed(route: HTTPRoute, gateway: GatewayResult, listener: ListenerResult,
@@ -58,45 +63,45 @@ def attach(route: HTTPRoute, gateways: Mapping[tuple[str, str], GatewayResult],
     results = []
     generation = route.metadata.generation
     for ref in route.spec.parent_refs:
-        if (ref.group, ref.kind) != (GATEWAY_GROUP, "Gateway"):
+        if ref.kind != "Gateway" or ref.group != GATEWAY_GROUP:
             continue
         gateway_ns = ref.namespace or route.metadata.namespace
         gateway = gateways.get((gateway_ns, ref.name))
         if gateway is None:
             continue
-
-        def condition(status: c.Status, reason: str, message: str) -> c.Condition:
-            return c.Condition(c.ACCEPTED, status, reason, message, generation)
-
+        section, port = ref.section_name, ref.port
         candidates = [
             listener for listener in gateway.listeners
-            if (ref.section_name is None or listener.name == ref.section_name)
-            and (ref.port is None or listener.listener.port == ref.port)
+            if (section is None or listener.listener.name == section)
+            and (port is None or listener.listener.port == port)
         ]
         target = f"Gateway {gateway_ns}/{ref.name}"
         if not candidates:
             wanted = " and ".join(part for part in (
-                f"sectionName {ref.section_name}" if ref.section_name else "",
-                f"port {ref.port}" if ref.port is not None else "") if part)
-            results.append(ParentResult(ref, gateway_ns, condition(
-                "False", c.REASON_NO_MATCHING_PARENT, f"{target} has no listener with {wanted}")))
+                f"sectionName {section}" if section else "",
+                f"port {port}" if port is not None else "") if part)
+            results.append(ParentResult(ref, gateway_ns, c.Condition(
+                c.ACCEPTED, "False", c.REASON_NO_MATCHING_PARENT, f"{target} has no listener with {wanted}",
+                generation)))
             continue
         allowed = [listener for listener in candidates if _allowed(route, gateway, listener, namespaces)]
         if not allowed:
-            results.append(ParentResult(ref, gateway_ns, condition(
-                "False", c.REASON_NOT_ALLOWED_BY_LISTENERS,
-                f"no listener of {target} allows HTTPRoutes from namespace {route.metadata.namespace}")))
+            results.append(ParentResult(ref, gateway_ns, c.Condition(
+                c.ACCEPTED, "False", c.REASON_NOT_ALLOWED_BY_LISTENERS,
+                f"no listener of {target} allows HTTPRoutes from namespace {route.metadata.namespace}", generation)))
             continue
         bindings = []
+        key = (gateway_ns, ref.name)
         for listener in allowed:
             hostnames = route_hostnames_for_listener(listener.listener.hostname, route.spec.hostnames)
             if hostnames is not None:
-                bindings.append(Binding(gateway, listener, hostnames))
+                bindings.append(Binding(key, listener.listener.name, listener.listener.port, listener.usable,
+                                        tuple(hostnames)))
         if not bindings:
-            results.append(ParentResult(ref, gateway_ns, condition(
-                "False", c.REASON_NO_MATCHING_LISTENER_HOSTNAME,
-                f"no hostname of the route intersects a listener hostname of {target}")))
+            results.append(ParentResult(ref, gateway_ns, c.Condition(
+                c.ACCEPTED, "False", c.REASON_NO_MATCHING_LISTENER_HOSTNAME,
+                f"no hostname of the route intersects a listener hostname of {target}", generation)))
             continue
-        results.append(ParentResult(ref, gateway_ns, condition("True", c.REASON_ACCEPTED, f"attached to {target}"),
-                                    bindings))
+        results.append(ParentResult(ref, gateway_ns, c.shared(
+            c.ACCEPTED, "True", c.REASON_ACCEPTED, f"attached to {target}", generation), tuple(bindings)))
     return results

@@ -7,8 +7,8 @@ so the translator can answer 500 for its share of the traffic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence, Set
+from typing import NamedTuple
 
 from mcgw.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, HTTPRoute, ReferenceGrant
 
@@ -19,8 +19,7 @@ SERVICE = (CORE_GROUP, "Service")
 SERVICE_IMPORT = (MCS_GROUP, "ServiceImport")
 
 
-@dataclass(frozen=True)
-class ResolvedBackend:
+class ResolvedBackend(NamedTuple):
     """One backendRef: where it points and, if it does not resolve, the reason."""
 
     ref: BackendRef
@@ -33,40 +32,40 @@ class ResolvedBackend:
 
 
 def resolve(route: HTTPRoute, services: Set[tuple[str, str]], service_imports: Set[tuple[str, str]],
-            grants: Iterable[ReferenceGrant]) -> list[list[ResolvedBackend]]:
+            grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedBackend, ...], ...]:
     """Per rule, per backendRef, the resolution of the reference."""
-    grants = list(grants)
+    grants = tuple(grants)
     route_ns = route.metadata.namespace
     rules = []
     for rule in route.spec.rules:
         resolved = []
         for ref in rule.backend_refs:
             namespace = ref.namespace or route_ns
-            where = f"{ref.kind} {namespace}/{ref.name}"
             problem: tuple[str, str] | None = None
+            known = services if (ref.group, ref.kind) == SERVICE else service_imports
             if (ref.group, ref.kind) not in (SERVICE, SERVICE_IMPORT):
                 problem = (c.REASON_INVALID_KIND,
                            f"backendRef {ref.group or 'core'}/{ref.kind} {ref.name} is not supported; "
                            "use a Service or a multicluster.x-k8s.io ServiceImport")
-            elif not is_permitted(Reference(GATEWAY_GROUP, "HTTPRoute", route_ns, ref.group, ref.kind, namespace,
-                                            ref.name), grants):
+            elif namespace != route_ns and not is_permitted(
+                    Reference(GATEWAY_GROUP, "HTTPRoute", route_ns, ref.group, ref.kind, namespace, ref.name), grants):
                 problem = (c.REASON_REF_NOT_PERMITTED,
-                           f"{where} is in another namespace and no ReferenceGrant in {namespace} allows "
-                           f"HTTPRoutes from {route_ns}")
-            elif (namespace, ref.name) not in (services if (ref.group, ref.kind) == SERVICE else service_imports):
-                problem = (c.REASON_BACKEND_NOT_FOUND, f"{where} does not exist")
+                           f"{ref.kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
+                           f"{namespace} allows HTTPRoutes from {route_ns}")
+            elif (namespace, ref.name) not in known:
+                problem = (c.REASON_BACKEND_NOT_FOUND, f"{ref.kind} {namespace}/{ref.name} does not exist")
             resolved.append(ResolvedBackend(ref, namespace, problem))
-        rules.append(resolved)
-    return rules
+        rules.append(tuple(resolved))
+    return tuple(rules)
 
 
-def resolved_refs_condition(route: HTTPRoute, rules: list[list[ResolvedBackend]]) -> c.Condition:
+def resolved_refs_condition(route: HTTPRoute, rules: Sequence[Sequence[ResolvedBackend]]) -> c.Condition:
     """True when every backendRef resolves; otherwise the first problem, by the spec's reasons."""
     problems = [backend.problem for rule in rules for backend in rule if backend.problem]
     generation = route.metadata.generation
     if not problems:
-        return c.Condition(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "all backend references resolved",
-                           generation)
+        return c.shared(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "all backend references resolved",
+                        generation)
     reason, message = problems[0]
     extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return c.Condition(c.RESOLVED_REFS, "False", reason, message + extra, generation)

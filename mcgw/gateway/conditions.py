@@ -6,8 +6,8 @@ conditions that other controllers own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from typing import Literal, NamedTuple
 
 # Condition types.
 ACCEPTED = "Accepted"
@@ -54,9 +54,10 @@ REASON_BACKEND_NOT_FOUND = "BackendNotFound"
 Status = Literal["True", "False", "Unknown"]
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One status condition as mcgw computes it; the writer adds lastTransitionTime."""
+class Condition(NamedTuple):
+    """One status condition as mcgw computes it; the writer adds lastTransitionTime.
+
+    A named tuple: immutable, and cheap to build for thousands of routes."""
 
     type: str
     status: Status
@@ -67,3 +68,10 @@ class Condition:
     def as_dict(self) -> dict[str, object]:
         return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
                 "observedGeneration": self.observed_generation}
+
+
+@lru_cache(maxsize=4096)
+def shared(type: str, status: Status, reason: str, message: str, observed_generation: int) -> Condition:
+    """An equal condition object for every route that reports the same outcome (most report success):
+    one object instead of thousands to build and for the garbage collector to track."""
+    return Condition(type, status, reason, message, observed_generation)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -25,9 +25,10 @@ SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 HTTP_ROUTE_KIND = (GATEWAY_GROUP, "HTTPRoute")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ListenerResult:
-    """A listener's computed status; ``attached_routes`` is filled in by route attachment."""
+    """A listener's computed status. ``attached_routes`` is counted after route attachment, into a copy:
+    results are shared between translations, so they are never changed once built."""
 
     listener: Listener
     supported_kinds: list[tuple[str, str]]
@@ -42,16 +43,20 @@ class ListenerResult:
     @property
     def usable(self) -> bool:
         """Accepted, not conflicted and with resolved references: it may carry traffic."""
-        by_type = {cond.type: cond.status for cond in self.conditions}
-        return by_type.get(c.PROGRAMMED) == "True"
+        return any(cond.type == c.PROGRAMMED and cond.status == "True" for cond in self.conditions)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GatewayResult:
     gateway: Gateway
     conditions: list[c.Condition]
     listeners: list[ListenerResult]
     addresses: list[str] = field(default_factory=list)
+
+    def with_attached(self, counts: Mapping[str, int]) -> GatewayResult:
+        """A copy whose listeners carry ``attachedRoutes`` from ``counts`` (listener name -> routes)."""
+        return replace(self, listeners=[replace(listener, attached_routes=counts.get(listener.name, 0))
+                                        for listener in self.listeners])
 
 
 def class_status(gateway_class: GatewayClass) -> list[c.Condition] | None:

@@ -4,45 +4,66 @@ Precedence within a virtual host (Gateway API v1): an Exact path first, then reg
 then the longest prefix; then a method match, then more header matches, then more query matches;
 ties go to the oldest route, then namespace/name, then rule and match order. Envoy picks the most
 specific virtual host (exact hostname before wildcards) itself.
+
+The work is split so that the incremental translator can reuse it: :func:`route_entries` is one
+route's IR (it depends on that route's result and on the endpoints of the Services it names),
+:func:`gateway_shape` is a Gateway's ports and TLS chains, and :func:`virtual_host` sorts a virtual
+host's routes. :func:`build_gateways` composes them for a whole cluster.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
+from typing import Literal, NamedTuple
 
 from mcgw import ir
-from mcgw.model import BackendObjectReference, HeaderModifier, PathModifier, RouteRule, Secret
+from mcgw.model import HeaderModifier, PathModifier, Secret
 
-from .backends import SERVICE, ResolvedBackend
-from .listeners import ListenerResult
-from .semantics import Evaluation, RouteResult
+from .listeners import GatewayResult, ListenerResult
+from .semantics import Evaluation, GatewayKey, RouteResult
 
 # (namespace, service, port) -> endpoints of that Service port in this cluster
 EndpointLookup = Callable[[str, str, int], tuple[ir.EndpointIR, ...]]
 _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
+_by_key = itemgetter(0)
+_new = tuple.__new__
 
 
-@dataclass(frozen=True)
-class _Ranked:
-    key: tuple[object, ...]
-    route: ir.RouteIR
+# Precedence (lower sorts first): path kind, path length, method, headers, query params, age, namespace, name,
+# rule, match.
+PrecedenceKey = tuple[int, int, int, int, int, str, str, str, int, int]
+RankedRoute = tuple[PrecedenceKey, ir.RouteIR]
+
+
+class PortShape(NamedTuple):
+    port: int
+    protocol: Literal["HTTP", "HTTPS"]
+    tls: tuple[ir.TlsChainIR, ...]
+
+
+class GatewayShape(NamedTuple):
+    """What a Gateway's IR needs besides its routes: where it binds and its usable ports."""
+
+    key: GatewayKey
+    address: str
+    ports: tuple[PortShape, ...]
 
 
 def _header_ops(modifier: HeaderModifier | None) -> ir.HeaderOpsIR:
-    if modifier is None:
-        return ir.HeaderOpsIR()
-    return ir.HeaderOpsIR(tuple((h.name, h.value) for h in modifier.set),
-                          tuple((h.name, h.value) for h in modifier.add), modifier.remove)
+    if modifier is None or not (modifier.set or modifier.add or modifier.remove):
+        return ir.NO_HEADER_OPS
+    return _new(ir.HeaderOpsIR, (tuple([(h.name, h.value) for h in modifier.set]),
+                                 tuple([(h.name, h.value) for h in modifier.add]), modifier.remove))
 
 
 def _path(modifier: PathModifier | None) -> ir.PathRewriteIR | None:
     if modifier is None:
         return None
     if modifier.type == "ReplaceFullPath":
-        return ir.PathRewriteIR(full_path=modifier.replace_full_path or "/")
-    return ir.PathRewriteIR(prefix=modifier.replace_prefix_match or "/")
+        return _new(ir.PathRewriteIR, (modifier.replace_full_path or "/", None))
+    return _new(ir.PathRewriteIR, (None, modifier.replace_prefix_match or "/"))
 
 
 def backend_cluster_name(kind: str, namespace: str, name: str, port: int | None) -> str:
@@ -51,72 +72,114 @@ def backend_cluster_name(kind: str, namespace: str, name: str, port: int | None)
     return f"{kind.lower()}/{namespace}/{name}/{port or 0}"
 
 
-def _backend(invalid_name: str, resolved: ResolvedBackend, endpoints: EndpointLookup, cluster: str) -> ir.BackendIR:
-    ref = resolved.ref
-    if resolved.problem is not None:
-        return ir.BackendIR(invalid_name, ref.weight, False, "Invalid")
-    name = backend_cluster_name(ref.kind, resolved.namespace, ref.name, ref.port)
-    if resolved.kind == SERVICE:
-        found = endpoints(resolved.namespace, ref.name, ref.port or 0)
-        return ir.BackendIR(name, ref.weight, True, "Service", (ir.LocalityIR(cluster, 0, found),))
-    # ServiceImport endpoints across the ClusterSet come from the MCS controller.
-    return ir.BackendIR(name, ref.weight, True, "ServiceImport")
+class Backends:
+    """Backend IR, shared: one BackendIR per (cluster, weight) and one locality tuple per Service port.
+
+    Thousands of rules name the same few Services; sharing makes them cheap to build and to compare.
+    The incremental translator keeps one of these and calls :meth:`forget` when a Service's endpoints
+    may have changed."""
+
+    def __init__(self, cluster: str, endpoints: EndpointLookup) -> None:
+        self.cluster = cluster
+        self.endpoints = endpoints
+        self._backends: dict[tuple[str, str, str, int | None, int], ir.BackendIR] = {}
+        self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
+        self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int]]] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
+        for key in self._keys.pop((namespace, name), ()):
+            self._backends.pop(key, None)
+            self._localities.pop((namespace, name, key[3] or 0), None)
+
+    def get(self, kind: str, namespace: str, name: str, port: int | None, weight: int) -> ir.BackendIR:
+        """``kind`` is ``Service`` or ``ServiceImport``."""
+        key = (namespace, name, kind, port, weight)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._backends[key] = self._build(key)
+            self._keys.setdefault((namespace, name), []).append(key)
+        return backend
+
+    def _build(self, key: tuple[str, str, str, int | None, int]) -> ir.BackendIR:
+        namespace, name, kind, port, weight = key
+        cluster_name = backend_cluster_name(kind, namespace, name, port)
+        if kind != "Service":
+            # ServiceImport endpoints across the ClusterSet come from the MCS controller.
+            return ir.BackendIR(cluster_name, weight, True, "ServiceImport")
+        localities = self._localities.get((namespace, name, port or 0))
+        if localities is None:
+            localities = (ir.LocalityIR(self.cluster, 0, self.endpoints(namespace, name, port or 0)),)
+            self._localities[(namespace, name, port or 0)] = localities
+        return ir.BackendIR(cluster_name, weight, True, "Service", localities)
 
 
-def _mirror(ref: BackendObjectReference, route_ns: str, endpoints: EndpointLookup, cluster: str) -> ir.BackendIR:
-    namespace = ref.namespace or route_ns
-    found = endpoints(namespace, ref.name, ref.port or 0)
-    return ir.BackendIR(backend_cluster_name("Service", namespace, ref.name, ref.port), 1, True, "Service",
-                        (ir.LocalityIR(cluster, 0, found),))
+def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute, ...]:
+    """Every match of every kept rule of one route, as route IR with its precedence key.
 
-
-def _rule_routes(result: RouteResult, index: int, rule: RouteRule, endpoints: EndpointLookup,
-                 cluster: str) -> list[_Ranked]:
+    The hottest loop of a full translation (one iteration per match): named tuples are built with
+    ``tuple.__new__``, which skips their Python-level constructor and costs a quarter of it."""
     route = result.route
-    ns, name = route.metadata.namespace, route.metadata.name
-    prefix = f"{ns}/{name}/rule/{index}"
-    backends = tuple(_backend(f"{prefix}/invalid-backend/{j}", resolved, endpoints, cluster)
-                     for j, resolved in enumerate(result.backends[index]))
-    by_type = {f.type: f for f in rule.filters}
-    redirect_filter = by_type.get("RequestRedirect")
-    rewrite_filter = by_type.get("URLRewrite")
-    redirect = None
-    if redirect_filter is not None and redirect_filter.request_redirect is not None:
-        r = redirect_filter.request_redirect
-        redirect = ir.RedirectIR(r.scheme, r.hostname, r.port, _path(r.path), r.status_code)
-    mirrors = tuple(
-        _mirror(f.request_mirror.backend_ref, ns, endpoints, cluster)
-        for f in rule.filters if f.type == "RequestMirror" and f.request_mirror is not None
-    )
-    rewrite = rewrite_filter.url_rewrite if rewrite_filter is not None else None
-    ranked = []
-    for m, match in enumerate(rule.matches):
-        match_ir = ir.MatchIR(
-            match.path.type, match.path.value,
-            tuple(ir.StringMatchIR(h.name, h.value, h.type == "RegularExpression") for h in match.headers),
-            tuple(ir.StringMatchIR(q.name, q.value, q.type == "RegularExpression") for q in match.query_params),
-            match.method,
-        )
-        route_ir = ir.RouteIR(
-            name=f"{prefix}/match/{m}", match=match_ir, backends=backends,
-            request_headers=_header_ops(by_type["RequestHeaderModifier"].request_header_modifier
-                                        if "RequestHeaderModifier" in by_type else None),
-            response_headers=_header_ops(by_type["ResponseHeaderModifier"].response_header_modifier
-                                         if "ResponseHeaderModifier" in by_type else None),
-            redirect=redirect,
-            rewrite_hostname=rewrite.hostname if rewrite else None,
-            rewrite_path=_path(rewrite.path) if rewrite else None,
-            mirrors=mirrors,
-            timeout=rule.timeouts.request if rule.timeouts else None,
-            backend_timeout=rule.timeouts.backend_request if rule.timeouts else None,
-            retry_codes=rule.retry.codes if rule.retry else (),
-            retry_attempts=rule.retry.attempts if rule.retry else None,
-            retry_backoff=rule.retry.backoff if rule.retry else None,
-        )
-        key = (_PATH_RANK[match.path.type], -len(match.path.value), 0 if match.method else 1, -len(match.headers),
-               -len(match.query_params), route.metadata.creation_timestamp, ns, name, index, m)
-        ranked.append(_Ranked(key, route_ir))
-    return ranked
+    meta = route.metadata
+    ns, name, created = meta.namespace, meta.name, meta.creation_timestamp
+    rules = route.spec.rules
+    entries: list[RankedRoute] = []
+    for index in result.kept_rules:
+        rule = rules[index]
+        prefix = f"{ns}/{name}/rule/{index}"
+        backend_irs = tuple([
+            ir.BackendIR(f"{prefix}/invalid-backend/{j}", resolved.ref.weight, False, "Invalid")
+            if resolved.problem is not None else
+            backends.get("Service" if resolved.ref.kind == "Service" else "ServiceImport", resolved.namespace,
+                         resolved.ref.name, resolved.ref.port, resolved.ref.weight)
+            for j, resolved in enumerate(result.backends[index])])
+        request_headers = response_headers = ir.NO_HEADER_OPS
+        redirect = rewrite_path = None
+        rewrite_hostname = None
+        mirrors: tuple[ir.BackendIR, ...] = ()
+        # The last filter of each type wins, except mirrors, which all apply.
+        for route_filter in rule.filters:
+            kind = route_filter.type
+            if kind == "RequestHeaderModifier":
+                request_headers = _header_ops(route_filter.request_header_modifier)
+            elif kind == "ResponseHeaderModifier":
+                response_headers = _header_ops(route_filter.response_header_modifier)
+            elif kind == "RequestRedirect":
+                r = route_filter.request_redirect
+                redirect = _new(ir.RedirectIR, (r.scheme, r.hostname, r.port, _path(r.path), r.status_code)) \
+                    if r else None
+            elif kind == "URLRewrite":
+                rewrite = route_filter.url_rewrite
+                rewrite_hostname = rewrite.hostname if rewrite else None
+                rewrite_path = _path(rewrite.path) if rewrite else None
+            elif kind == "RequestMirror" and route_filter.request_mirror is not None:
+                ref = route_filter.request_mirror.backend_ref
+                mirrors += (backends.get("Service", ref.namespace or ns, ref.name, ref.port, 1),)
+        timeouts, retry = rule.timeouts, rule.retry
+        timeout, backend_timeout = (timeouts.request, timeouts.backend_request) if timeouts else (None, None)
+        retry_codes, retry_attempts, retry_backoff = (retry.codes, retry.attempts, retry.backoff) if retry \
+            else ((), None, None)
+        for m, match in enumerate(rule.matches):
+            path = match.path
+            path_type, path_value = path.type, path.value
+            headers, query, method = match.headers, match.query_params, match.method
+            match_ir = _new(ir.MatchIR, (
+                path_type, path_value,
+                tuple([_new(ir.StringMatchIR, (h.name, h.value, h.type == "RegularExpression")) for h in headers])
+                if headers else (),
+                tuple([_new(ir.StringMatchIR, (q.name, q.value, q.type == "RegularExpression")) for q in query])
+                if query else (),
+                method,
+            ))
+            route_ir = _new(ir.RouteIR, (
+                f"{prefix}/match/{m}", match_ir, backend_irs, request_headers, response_headers, redirect,
+                rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes, retry_attempts,
+                retry_backoff,
+            ))
+            key = (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers), -len(query), created,
+                   ns, name, index, m)
+            entries.append((key, route_ir))
+    return tuple(entries)
 
 
 def _tls_chain(listener: ListenerResult, secrets: Mapping[tuple[str, str], Secret]) -> ir.TlsChainIR:
@@ -128,6 +191,39 @@ def _tls_chain(listener: ListenerResult, secrets: Mapping[tuple[str, str], Secre
     return ir.TlsChainIR((hostname,) if hostname else (), tuple(certificates))
 
 
+def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple[str, str], Secret],
+                  bind_addresses: Mapping[tuple[str, str], str] | None) -> GatewayShape | None:
+    """Ports of the usable listeners (the first one on a port decides its protocol); ``None`` if none."""
+    protocols: dict[int, str] = {}
+    chains: dict[int, list[ir.TlsChainIR]] = {}
+    for listener in result.listeners:
+        if listener.usable:
+            port = listener.listener.port
+            protocols.setdefault(port, listener.listener.protocol)
+            chains.setdefault(port, [])
+            if listener.listener.protocol == "HTTPS":
+                chains[port].append(_tls_chain(listener, secrets))
+    if not protocols:
+        return None
+    ports = tuple(PortShape(port, protocols[port], tuple(chains[port]))  # type: ignore[arg-type]
+                  for port in sorted(protocols))
+    return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports)
+
+
+def virtual_host(port_name: str, hostname: str, entries: Iterable[RankedRoute]) -> ir.VirtualHostIR:
+    """A virtual host with its routes in precedence order."""
+    ranked = sorted(entries, key=_by_key)
+    return ir.VirtualHostIR(f"{port_name}/{hostname}", hostname, tuple([r[1] for r in ranked]))
+
+
+def gateway_ir(cluster: str, shape: GatewayShape,
+               virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]]) -> ir.GatewayIR:
+    ns, name = shape.key
+    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
+        ir.PortIR(f"{ns}/{name}/{p.port}", p.port, p.protocol, virtual_hosts.get(p.port, ()), p.tls)
+        for p in shape.ports))
+
+
 def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLookup,
                    secrets: Mapping[tuple[str, str], Secret],
                    bind_addresses: Mapping[tuple[str, str], str] | None = None) -> list[ir.GatewayIR]:
@@ -135,44 +231,34 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
 
     ``bind_addresses`` says where each Gateway's Envoy listens (default ``0.0.0.0``).
     """
-    gateways = []
-    for (gw_ns, gw_name), result in sorted(evaluation.gateways.items()):
-        if not any(listener.usable for listener in result.listeners):
-            continue
-        # port -> hostname -> route name -> ranked route (a route bound through two listeners counts once)
-        ports: dict[int, dict[str, dict[str, _Ranked]]] = {}
-        protocols: dict[int, str] = {}
-        chains: dict[int, list[ir.TlsChainIR]] = {}
-        for listener in result.listeners:
-            if listener.usable:
-                port = listener.listener.port
-                ports.setdefault(port, {})
-                protocols.setdefault(port, listener.listener.protocol)
-                if listener.listener.protocol == "HTTPS":
-                    chains.setdefault(port, []).append(_tls_chain(listener, secrets))
-        for route_result in evaluation.routes.values():
-            rule_routes = None
-            for parent in route_result.parents:
-                for binding in parent.bindings:
-                    if binding.gateway is not result or not binding.listener.usable:
-                        continue
-                    if rule_routes is None:
-                        rule_routes = [ranked for index in route_result.kept_rules for ranked in _rule_routes(
-                            route_result, index, route_result.route.spec.rules[index], endpoints, cluster)]
+    shapes = {}
+    for key, gateway in sorted(evaluation.gateways.items()):
+        shape = gateway_shape(key, gateway, secrets, bind_addresses)
+        if shape is not None:
+            shapes[key] = shape
+    # gateway -> port -> hostname -> routes bound there (a route bound through two listeners counts once)
+    members: dict[GatewayKey, dict[int, dict[str, dict[GatewayKey, None]]]] = {key: {} for key in shapes}
+    for route_key, result in evaluation.routes.items():
+        for parent in result.parents:
+            for binding in parent.bindings:
+                if binding.usable and binding.gateway in members:
+                    per_port = members[binding.gateway].setdefault(binding.port, {})
                     for hostname in binding.hostnames:
-                        vhost = ports[binding.listener.listener.port].setdefault(hostname, {})
-                        for ranked in rule_routes:
-                            vhost.setdefault(ranked.route.name, ranked)
-        port_irs = []
-        for port, vhosts in sorted(ports.items()):
-            port_name = f"{gw_ns}/{gw_name}/{port}"
-            port_irs.append(ir.PortIR(
-                port_name, port, protocols[port],  # type: ignore[arg-type]
-                tuple(ir.VirtualHostIR(f"{port_name}/{hostname}", hostname,
-                                       tuple(r.route for r in sorted(routes.values(), key=lambda r: r.key)))
-                      for hostname, routes in sorted(vhosts.items())),
-                tuple(chains.get(port, ())),
-            ))
-        address = (bind_addresses or {}).get((gw_ns, gw_name), "0.0.0.0")
-        gateways.append(ir.GatewayIR(cluster, gw_ns, gw_name, address, tuple(port_irs)))
+                        per_port.setdefault(hostname, {})[route_key] = None
+    backends = Backends(cluster, endpoints)
+    entries: dict[GatewayKey, tuple[RankedRoute, ...]] = {}
+
+    def of(route_key: GatewayKey) -> tuple[RankedRoute, ...]:
+        found = entries.get(route_key)
+        if found is None:
+            found = entries[route_key] = route_entries(evaluation.routes[route_key], backends)
+        return found
+
+    gateways = []
+    for key, shape in shapes.items():
+        ns, name = key
+        vhosts = {port: tuple(virtual_host(f"{ns}/{name}/{port}", hostname, (e for r in routes for e in of(r)))
+                              for hostname, routes in sorted(per_port.items()))
+                  for port, per_port in members[key].items()}
+        gateways.append(gateway_ir(cluster, shape, vhosts))
     return gateways

@@ -42,27 +42,31 @@ SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "Request
 
 def rule_problem(rule: RouteRule) -> str | None:
     """The first reason this rule cannot be programmed, or None."""
-    for route_filter in rule.filters:
-        if route_filter.type not in SUPPORTED_FILTERS:
-            return f"filter type {route_filter.type} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-    kinds = {f.type for f in rule.filters}
-    if {"RequestRedirect", "URLRewrite"} <= kinds:
-        return "RequestRedirect and URLRewrite cannot be used in the same rule"
+    if rule.filters:
+        for route_filter in rule.filters:
+            if route_filter.type not in SUPPORTED_FILTERS:
+                return f"filter type {route_filter.type} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
+        kinds = {f.type for f in rule.filters}
+        if "RequestRedirect" in kinds and "URLRewrite" in kinds:
+            return "RequestRedirect and URLRewrite cannot be used in the same rule"
     for match in rule.matches:
         if match.path.type == "RegularExpression" and (problem := regex_problem(match.path.value)):
             return problem
+        if not match.headers and not match.query_params:
+            continue
         matchers: list[HeaderMatch | QueryParamMatch] = [*match.headers, *match.query_params]
         for matcher in matchers:
             if matcher.type == "RegularExpression" and (problem := regex_problem(matcher.value)):
                 return problem
-            if len(matcher.value.encode()) > MAX_HEADER_VALUE_BYTES:
+            # Only a value of more than a quarter of the limit in characters can exceed it in UTF-8 bytes.
+            if len(matcher.value) * 4 > MAX_HEADER_VALUE_BYTES and len(matcher.value.encode()) > MAX_HEADER_VALUE_BYTES:
                 return f"match value for {matcher.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
     return None
 
 
 @dataclass(frozen=True)
 class RuleCheck:
-    kept: list[int]  # indexes of rules that can be programmed
+    kept: tuple[int, ...]  # indexes of rules that can be programmed
     partially_invalid: c.Condition | None
     all_dropped: str | None  # the message when no rule is left
 
@@ -77,9 +81,9 @@ def check_rules(route: HTTPRoute) -> RuleCheck:
         else:
             kept.append(index)
     if not dropped:
-        return RuleCheck(kept, None, None)
+        return RuleCheck(tuple(kept), None, None)
     message = "; ".join(dropped)
     if not kept:
-        return RuleCheck(kept, None, message)
-    return RuleCheck(kept, c.Condition(c.PARTIALLY_INVALID, "True", c.REASON_UNSUPPORTED_VALUE, message,
+        return RuleCheck((), None, message)
+    return RuleCheck(tuple(kept), c.Condition(c.PARTIALLY_INVALID, "True", c.REASON_UNSUPPORTED_VALUE, message,
                                        route.metadata.generation), None)

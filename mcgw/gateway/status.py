@@ -4,6 +4,7 @@ which the status writer adds when a condition actually changes)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from . import CONTROLLER_NAME
@@ -12,7 +13,7 @@ from .listeners import GatewayResult
 from .semantics import RouteResult
 
 
-def conditions_dict(conditions: list[c.Condition]) -> list[dict[str, object]]:
+def conditions_dict(conditions: Sequence[c.Condition]) -> list[dict[str, object]]:
     return [condition.as_dict() for condition in conditions]
 
 

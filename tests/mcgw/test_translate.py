@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
+from mcgw import ir
 from mcgw.model import Gateway, parse_object
 from mcgw.pipeline import translate_cluster
 from tests.envoy_validate import validate
@@ -31,7 +31,7 @@ def _render(documents: list[Any]) -> dict[str, Any]:
     result = _translate(documents)
     return {
         "status": result.statuses(),
-        "ir": [dataclasses.asdict(gateway) for gateway in result.gateways],
+        "ir": [ir.to_data(gateway) for gateway in result.gateways],
         "xds": {f"{ns}/{name}": [json.loads(json_format.MessageToJson(m)) for m in messages]
                 for (ns, name), messages in sorted(result.resources.items())},
     }

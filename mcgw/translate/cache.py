@@ -1,0 +1,152 @@
+"""A Gateway's Envoy resources kept between translations, rebuilt only where the IR changed.
+
+The IR arrives with unchanged parts as the very same objects (the incremental translator reuses
+them), so reuse is decided by identity: a route's bytes are kept while its ``RouteIR`` is the same
+object, a virtual host's while its ``VirtualHostIR`` is, and so on.
+
+Route tables are the bulk of the output (a 1,000-route table is about half a megabyte), and building
+or serialising one as a protobuf message costs several milliseconds. So a route table is assembled
+as bytes: each route is serialised once when it changes, and the table is the concatenation of its
+virtual hosts' encoded fields. That is exactly protobuf's deterministic encoding (fields in number
+order, a length-delimited field per repeated message), which the tests check against
+``SerializeToString(deterministic=True)``. The message itself is parsed from those bytes only if
+someone asks for it (``mcgw translate`` output, tests); publishing uses the bytes.
+"""
+
+from __future__ import annotations
+
+from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
+
+from mcgw import ir
+from xdsserver import ROUTE, Resource
+from xdsserver.wire import field
+
+from .clusters import cluster, load_assignment
+from .listeners import listener
+from .routes import domains, route_clusters, route_message
+
+_TABLE_TAIL = route_pb2.RouteConfiguration(validate_clusters={"value": False}).SerializeToString(deterministic=True)
+
+
+class Built:
+    """One Envoy resource as a message, as serialised bytes, or both; the missing form is made on demand.
+
+    Never changed once made, so outputs of different translations can share it."""
+
+    __slots__ = ("_message", "_payload", "_resource", "name")
+
+    def __init__(self, name: str, message: Message | None = None, payload: bytes | None = None) -> None:
+        self.name = name
+        self._message = message
+        self._payload = payload
+        self._resource: Resource | None = None
+
+    @property
+    def message(self) -> Message:
+        if self._message is None:
+            assert self._payload is not None
+            self._message = route_pb2.RouteConfiguration.FromString(self._payload)
+        return self._message
+
+    @property
+    def resource(self) -> Resource:
+        """The resource for an xDS snapshot: serialised and hashed once, then shared."""
+        if self._resource is None:
+            if self._payload is not None:
+                self._resource = Resource.from_payload(ROUTE, self.name, self._payload)
+            else:
+                self._resource = Resource.from_message(self.message)
+        return self._resource
+
+
+class _Route:
+    __slots__ = ("clusters", "encoded", "route")
+
+    def __init__(self, route: ir.RouteIR) -> None:
+        self.route = route
+        self.encoded = field(3, route_message(route).SerializeToString(deterministic=True))  # VirtualHost.routes
+        self.clusters = route_clusters(route)
+
+
+class _VirtualHost:
+    __slots__ = ("clusters", "encoded", "routes", "vhost")
+
+    def __init__(self, vhost: ir.VirtualHostIR, previous: _VirtualHost | None, memo: dict[int, _Route]) -> None:
+        self.vhost = vhost
+        known = previous.routes if previous is not None else {}
+        self.routes: dict[str, _Route] = {}
+        parts = [field(1, vhost.name.encode()), *(field(2, d.encode()) for d in domains(vhost.hostname))]
+        clusters: dict[str, ir.BackendIR] = {}
+        for route in vhost.routes:
+            entry = known.get(route.name)
+            if entry is None or entry.route is not route:
+                entry = memo.get(id(route))
+                if entry is None or entry.route is not route:
+                    entry = memo[id(route)] = _Route(route)
+            self.routes[route.name] = entry
+            parts.append(entry.encoded)
+            for backend in entry.clusters:
+                clusters.setdefault(backend.name, backend)
+        self.encoded = field(2, b"".join(parts))  # RouteConfiguration.virtual_hosts
+        self.clusters = tuple(clusters.values())  # in the order its routes first name them
+
+
+class _Cluster:
+    __slots__ = ("cluster", "endpoints", "localities")
+
+    def __init__(self, backend: ir.BackendIR, previous: _Cluster | None) -> None:
+        self.localities = backend.localities
+        self.cluster: Built = previous.cluster if previous is not None else Built(backend.name, cluster(backend))
+        self.endpoints = Built(backend.name, load_assignment(backend))
+
+
+class GatewayResources:
+    """The Envoy resources of one Gateway; :meth:`update` gives the same resources, in the same order, as
+    :func:`mcgw.translate.translate`, reusing whatever did not change since the previous call."""
+
+    def __init__(self) -> None:
+        self._vhosts: dict[str, _VirtualHost] = {}
+        self._tables: dict[str, tuple[tuple[_VirtualHost, ...], Built]] = {}
+        self._listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
+        self._clusters: dict[str, _Cluster] = {}
+
+    def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
+        memo: dict[int, _Route] = {}
+        vhosts: dict[str, _VirtualHost] = {}
+        tables: dict[str, tuple[tuple[_VirtualHost, ...], Built]] = {}
+        listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
+        backends: dict[str, ir.BackendIR] = {}
+        for port in gateway.ports:
+            built_vhosts = []
+            for vhost in port.virtual_hosts:
+                known_vhost = self._vhosts.get(vhost.name)
+                if known_vhost is None or known_vhost.vhost is not vhost:
+                    known_vhost = _VirtualHost(vhost, known_vhost, memo)
+                vhosts[vhost.name] = known_vhost
+                built_vhosts.append(known_vhost)
+                for backend in known_vhost.clusters:
+                    backends.setdefault(backend.name, backend)
+            key = tuple(built_vhosts)
+            table = self._tables.get(port.name)
+            if table is None or table[0] != key:
+                payload = b"".join((field(1, port.name.encode()), *(v.encoded for v in key), _TABLE_TAIL))
+                table = (key, Built(port.name, payload=payload))
+            tables[port.name] = table
+            shape = (gateway.address, port.port, port.protocol, port.tls)
+            known_listener = self._listeners.get(port.name)
+            listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (
+                shape, Built(port.name, listener(gateway.address, port)))
+        clusters: dict[str, _Cluster] = {}
+        for name, backend in backends.items():
+            known_cluster = self._clusters.get(name)
+            if known_cluster is None or (known_cluster.localities is not backend.localities
+                                         and known_cluster.localities != backend.localities):
+                known_cluster = _Cluster(backend, known_cluster)
+            clusters[name] = known_cluster
+        self._vhosts, self._tables, self._listeners, self._clusters = vhosts, tables, listeners, clusters
+        out = [table for _, table in tables.values()]
+        out += [built for _, built in listeners.values()]
+        for built in clusters.values():
+            out += (built.cluster, built.endpoints)
+        return tuple(out)

@@ -1,0 +1,63 @@
+"""Port IR → Envoy ``Listener``: one per Gateway port, its routes from RDS under the port's name.
+
+An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, chosen by SNI
+(``server_names`` empty means any), each terminating TLS with that listener's certificates.
+"""
+
+from __future__ import annotations
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from mcgw import ir
+
+ADS = {"ads": {}, "resource_api_version": "V3"}
+
+
+def _any(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _hcm(port_name: str) -> dict[str, object]:
+    manager = hcm_pb2.HttpConnectionManager(
+        stat_prefix=port_name.replace("/", "_"),
+        rds={"route_config_name": port_name, "config_source": ADS},
+        http_filters=[{"name": "envoy.filters.http.router", "typed_config": _any(router_pb2.Router())}],
+    )
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": _any(manager)}
+
+
+def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object]) -> dict[str, object]:
+    context = tls_pb2.DownstreamTlsContext(common_tls_context={
+        "alpn_protocols": ["h2", "http/1.1"],
+        "tls_certificates": [{"certificate_chain": {"inline_string": crt}, "private_key": {"inline_string": key}}
+                             for crt, key in chain.certificates],
+    })
+    socket = {"name": "envoy.transport_sockets.tls", "typed_config": _any(context)}
+    out: dict[str, object] = {"filters": [hcm], "transport_socket": socket}
+    if chain.server_names:
+        out["filter_chain_match"] = {"server_names": list(chain.server_names)}
+    return out
+
+
+def listener(address: str, port: ir.PortIR) -> listener_pb2.Listener:
+    """The Envoy listener of one Gateway port (``port.virtual_hosts`` is not read)."""
+    hcm = _hcm(port.name)
+    fields: dict[str, object] = {
+        "name": port.name,
+        "address": {"socket_address": {"address": address, "port_value": port.port}},
+    }
+    if port.protocol == "HTTPS":
+        fields["filter_chains"] = [_tls_chain(chain, hcm) for chain in port.tls]
+        fields["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector",
+                                       "typed_config": _any(tls_inspector_pb2.TlsInspector())}]
+    else:
+        fields["filter_chains"] = [{"filters": [hcm]}]
+    return listener_pb2.Listener(**fields)
