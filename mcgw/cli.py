@@ -8,6 +8,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from .envoy.manifests import DEFAULT_IMAGE
 from .logs import add_logging_arguments, configure_logging
 
 
@@ -67,6 +68,26 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as error:
         print(f"mcgw run: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _gateway_manifests(args: argparse.Namespace) -> int:
+    from .config import split_listen
+    from .envoy.bootstrap import XdsTarget
+    from .envoy.manifests import gateway_manifests, to_yaml
+
+    namespace, _, gateway = args.gateway.partition("/")
+    if not namespace or not gateway or "/" in gateway:
+        print(f"mcgw gateway-manifests: --gateway must be <namespace>/<name>, not {args.gateway!r}", file=sys.stderr)
+        return 2
+    try:
+        host, port = split_listen(args.xds)
+    except ValueError as error:
+        print(f"mcgw gateway-manifests: --xds {error}", file=sys.stderr)
+        return 2
+    documents = gateway_manifests(args.cluster, namespace, gateway, XdsTarget(host, port), args.port,
+                                  image=args.image, replicas=args.replicas, service_type=args.service_type)
+    print(to_yaml(documents), end="")
     return 0
 
 
@@ -144,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     xds_demo.add_argument("--once", action="store_true", help="exit after showing the update instead of serving")
     xds_demo.set_defaults(handler=_xds_demo)
 
+    manifests = commands.add_parser(
+        "gateway-manifests", help="Kubernetes manifests (ConfigMap, Deployment, Service) for one Gateway's Envoys")
+    manifests.add_argument("--cluster", required=True, help="the member cluster ID the Envoys run in")
+    manifests.add_argument("--gateway", required=True, metavar="NAMESPACE/NAME")
+    manifests.add_argument("--xds", required=True, metavar="HOST:PORT", help="where the mcgw xDS server listens")
+    manifests.add_argument("--port", type=int, action="append", default=[], help="a listener port (repeatable)")
+    manifests.add_argument("--image", default=DEFAULT_IMAGE)
+    manifests.add_argument("--replicas", type=int, default=2)
+    manifests.add_argument("--service-type", default="LoadBalancer", choices=["LoadBalancer", "NodePort", "ClusterIP"])
+    manifests.set_defaults(handler=_gateway_manifests)
+
     translate = commands.add_parser(
         "translate", help="offline: manifests of every member cluster in, statuses and Envoy resources out")
     translate.add_argument("-f", required=True, metavar="DIR",
@@ -151,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("-o", choices=["yaml", "json"], default="yaml")
     translate.add_argument("--cluster", help="only this member cluster")
     translate.set_defaults(handler=_translate)
-    for command in (run, standalone, demo, xds_demo, translate):
+    for command in (run, standalone, demo, xds_demo, manifests, translate):
         add_logging_arguments(command)
     demo.set_defaults(log_level="warning")  # the demo's own printout is the story; logs only when asked
     return parser
