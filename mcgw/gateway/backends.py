@@ -15,6 +15,7 @@ from mcgw.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, HTTPRou
 from . import conditions as c
 from .refs import Reference, is_permitted
 
+_new = tuple.__new__
 SERVICE = (CORE_GROUP, "Service")
 SERVICE_IMPORT = (MCS_GROUP, "ServiceImport")
 
@@ -41,20 +42,22 @@ def resolve(route: HTTPRoute, services: Set[tuple[str, str]], service_imports: S
         resolved = []
         for ref in rule.backend_refs:
             namespace = ref.namespace or route_ns
+            group, kind = ref.group, ref.kind
             problem: tuple[str, str] | None = None
-            known = services if (ref.group, ref.kind) == SERVICE else service_imports
-            if (ref.group, ref.kind) not in (SERVICE, SERVICE_IMPORT):
+            known = services if (kind == "Service" and group == CORE_GROUP) else \
+                service_imports if (kind == "ServiceImport" and group == MCS_GROUP) else None
+            if known is None:
                 problem = (c.REASON_INVALID_KIND,
-                           f"backendRef {ref.group or 'core'}/{ref.kind} {ref.name} is not supported; "
+                           f"backendRef {group or 'core'}/{kind} {ref.name} is not supported; "
                            "use a Service or a multicluster.x-k8s.io ServiceImport")
             elif namespace != route_ns and not is_permitted(
-                    Reference(GATEWAY_GROUP, "HTTPRoute", route_ns, ref.group, ref.kind, namespace, ref.name), grants):
+                    Reference(GATEWAY_GROUP, "HTTPRoute", route_ns, group, kind, namespace, ref.name), grants):
                 problem = (c.REASON_REF_NOT_PERMITTED,
-                           f"{ref.kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
+                           f"{kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
                            f"{namespace} allows HTTPRoutes from {route_ns}")
             elif (namespace, ref.name) not in known:
-                problem = (c.REASON_BACKEND_NOT_FOUND, f"{ref.kind} {namespace}/{ref.name} does not exist")
-            resolved.append(ResolvedBackend(ref, namespace, problem))
+                problem = (c.REASON_BACKEND_NOT_FOUND, f"{kind} {namespace}/{ref.name} does not exist")
+            resolved.append(_new(ResolvedBackend, (ref, namespace, problem)))  # skips the slow named-tuple __new__
         rules.append(tuple(resolved))
     return tuple(rules)
 

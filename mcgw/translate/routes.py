@@ -1,9 +1,8 @@
 """Route IR → Envoy routes, virtual hosts and route tables.
 
 Routes are built as the plain data a protobuf constructor takes (fields as Python values, durations
-and wrappers as their message fields): thousands of them go into one constructor call, far faster
-than JSON parsing or one constructor per message. :func:`route_message` builds a single route, for
-the incremental translator, which keeps each route's serialised bytes.
+and wrappers as their message fields), far faster than JSON parsing. :func:`route_message` builds a
+single route, for the incremental translator, which keeps each route's serialised bytes.
 """
 
 from __future__ import annotations
@@ -161,13 +160,18 @@ def domains(hostname: str) -> list[str]:
 
 
 def route_configuration(port: ir.PortIR) -> route_pb2.RouteConfiguration:
-    """The route table of one Gateway port, one virtual host per hostname."""
-    virtual_hosts = [{"name": vhost.name, "domains": domains(vhost.hostname),
-                      "routes": [route_dict(r) for r in vhost.routes]} for vhost in port.virtual_hosts]
+    """The route table of one Gateway port, one virtual host per hostname.
+
+    Each route is added as soon as its data is built, so only one route's dicts are alive at a time:
+    building them all first would have the garbage collector scan thousands of them, repeatedly."""
     # Backends that do not resolve have no cluster on purpose (their share answers 500), so Envoy must
     # not refuse the table for naming them; explicit, since inline route configs default to checking.
-    return route_pb2.RouteConfiguration(name=port.name, virtual_hosts=virtual_hosts,
-                                        validate_clusters=_NO_VALIDATION)
+    table = route_pb2.RouteConfiguration(name=port.name, validate_clusters=_NO_VALIDATION)
+    for vhost in port.virtual_hosts:
+        add = table.virtual_hosts.add(name=vhost.name, domains=domains(vhost.hostname)).routes.add
+        for route in vhost.routes:
+            add(**route_dict(route))
+    return table
 
 
 def route_clusters(route: ir.RouteIR) -> tuple[ir.BackendIR, ...]:
