@@ -93,12 +93,15 @@ def _gateway_manifests(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     import json
+    import time
 
     import yaml
     from google.protobuf import json_format
 
     from .config import ConfigError
+    from .incremental import McsInput
     from .manifests import read_clusterset_dir
+    from .mcs.exports import compute_mcs
     from .model import Gateway, ManifestError
     from .pipeline import translate_cluster
 
@@ -113,12 +116,14 @@ def _translate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     output: dict[str, object] = {}
+    view = compute_mcs(objects, {}, time.time()).view  # every cluster's exports, as the controller sees them
+    mcs = McsInput(view.services, {c.name: c for c in properties.clusters})
     for name in names:
         if args.cluster and name != args.cluster:
             continue
         addresses = {(o.metadata.namespace, o.metadata.name): [a.value for a in o.spec.addresses]
                      for o in objects[name] if isinstance(o, Gateway)}
-        result = translate_cluster(name, objects[name], addresses)
+        result = translate_cluster(name, objects[name], addresses, mcs=mcs)
         kinds = {"Listener": "listeners", "RouteConfiguration": "routes", "Cluster": "clusters",
                  "ClusterLoadAssignment": "endpoints"}
         gateways: dict[str, dict[str, list[object]]] = {}

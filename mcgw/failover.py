@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
+from mcgw import ir
 from mcgw.config import ClusterProperties
 from mcgw.gateway import conditions as c
+from mcgw.mcs.view import ImportedService
 from mcgw.model import FailoverPolicy, HealthCheckPolicy, OutlierDetectionPolicy, RetryPolicy
 
 # Envoy's overprovisioning factor is in percent: 140 (1.4) is its default; a huge one keeps all traffic
@@ -25,39 +27,14 @@ ALL_OR_NOTHING_OVERPROVISIONING = 100_000
 SPILLOVER_OVERPROVISIONING = 140
 
 
-class HealthCheckSettings(NamedTuple):
-    path: str = "/healthz"
-    interval_ms: int = 500
-    timeout_ms: int = 250
-    no_traffic_interval_ms: int = 500  # Envoy's default is 60 s: idle backup priorities would go unchecked
-    unhealthy_threshold: int = 1
-    healthy_threshold: int = 1
+HealthCheckSettings = ir.HealthCheckIR
+OutlierSettings = ir.OutlierIR
+RetrySettings = ir.RetryIR
+FailoverSettings = ir.FailoverIR
 
 
-class OutlierSettings(NamedTuple):
-    consecutive_failures: int = 1
-    interval_ms: int = 1000
-    base_ejection_time_ms: int = 5000
-
-
-class RetrySettings(NamedTuple):
-    attempts: int = 3
-    per_try_timeout_ms: int = 500  # a blackholed host costs one try of this, then the next priority answers
-    retry_on: tuple[str, ...] = ("connect-failure", "refused-stream", "reset", "5xx")
-
-
-class FailoverSettings(NamedTuple):
-    """Everything one ServiceImport backend's failover needs. ``None`` turns a mechanism off."""
-
-    preference: tuple[str, ...] | None = None  # None: the gateway cluster's failoverOrder
-    all_or_nothing: bool = True
-    health_check: HealthCheckSettings | None = HealthCheckSettings()
-    outlier: OutlierSettings | None = OutlierSettings()
-    retry: RetrySettings | None = RetrySettings()
-
-    @property
-    def overprovisioning_factor(self) -> int:
-        return ALL_OR_NOTHING_OVERPROVISIONING if self.all_or_nothing else SPILLOVER_OVERPROVISIONING
+def overprovisioning_factor(settings: ir.FailoverIR) -> int:
+    return ALL_OR_NOTHING_OVERPROVISIONING if settings.all_or_nothing else SPILLOVER_OVERPROVISIONING
 
 
 DEFAULTS = FailoverSettings()
@@ -185,10 +162,13 @@ def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple
                      routes: Iterable[tuple[str, str]], cluster_names: Iterable[str]) -> PolicyResolution:
     """Attach policies to their targets in the same namespace. Two policies on one target: the older
     (creationTimestamp, then name) wins and the other is Accepted False ``Conflicted``."""
-    known = {("ServiceImport", *key) for key in imports} | {("HTTPRoute", *key) for key in routes}
-    names = set(cluster_names)
     by_target: dict[PolicyKey, FailoverPolicy] = {}
     conditions: dict[tuple[str, str], c.Condition] = {}
+    policies = list(policies)
+    if not policies:  # the common case, on every translation: skip building the target sets
+        return PolicyResolution(by_target, conditions)
+    known = {("ServiceImport", *key) for key in imports} | {("HTTPRoute", *key) for key in routes}
+    names = set(cluster_names)
     ordered = sorted(policies, key=lambda p: (p.metadata.creation_timestamp, p.metadata.namespace, p.metadata.name))
     for policy in ordered:
         meta = policy.metadata
@@ -225,3 +205,45 @@ def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple
 
 def _describe(targets: Sequence[PolicyKey]) -> str:
     return ", ".join(f"{kind} {name}" for kind, _, name in targets)
+
+
+class FailoverContext:
+    """What one member cluster's ServiceImport backends are built from: the ClusterSet's imports seen from
+    this cluster, every cluster's properties, and this cluster's FailoverPolicies."""
+
+    def __init__(self, cluster: str, imports: Mapping[tuple[str, str], ImportedService],
+                 clusters: Mapping[str, ClusterProperties], resolution: PolicyResolution) -> None:
+        self.cluster = cluster
+        self.imports = imports
+        self.clusters = clusters
+        self.resolution = resolution
+
+    def settings(self, namespace: str, name: str, route: tuple[str, str] | None = None) -> ir.FailoverIR:
+        """Defaults, then the ServiceImport's policy, then the route's policy on top."""
+        settings = apply_policy(DEFAULTS, self.resolution.for_import(namespace, name))
+        if route is not None:
+            settings = apply_policy(settings, self.resolution.for_route(*route))
+        return settings
+
+    def localities(self, namespace: str, name: str, port: int,
+                   settings: ir.FailoverIR) -> tuple[ir.LocalityIR, ...]:
+        """One locality per source cluster with endpoints, its priority from :func:`priority_levels`."""
+        service = self.imports.get((namespace, name))
+        if service is None:
+            return ()
+        sources = [s for s in service.endpoints_for(port) if s.endpoints]
+        levels = priority_levels(self.cluster, [s.cluster for s in sources], self.clusters, settings.preference)
+        rank = {cluster: priority for priority, level in enumerate(levels) for cluster in level}
+        ordered = sorted(sources, key=lambda s: (rank[s.cluster], s.cluster))
+        return tuple(ir.LocalityIR(s.cluster, rank[s.cluster], s.endpoints,
+                                   self.clusters[s.cluster].region if s.cluster in self.clusters else "",
+                                   self.clusters[s.cluster].zone if s.cluster in self.clusters else "")
+                     for s in ordered)
+
+
+def build_context(cluster: str, imports: Mapping[tuple[str, str], ImportedService],
+                  clusters: Mapping[str, ClusterProperties], policies: Iterable[FailoverPolicy],
+                  routes: Iterable[tuple[str, str]], import_objects: Iterable[tuple[str, str]] = ()) -> FailoverContext:
+    """Resolve this cluster's policies against the imports it sees and its routes."""
+    resolution = resolve_policies(policies, set(imports) | set(import_objects), routes, clusters)
+    return FailoverContext(cluster, imports, clusters, resolution)

@@ -26,16 +26,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import compress
 from operator import is_not, itemgetter
+from typing import NamedTuple
 
 from mcgw import ir
+from mcgw.config import ClusterProperties
 from mcgw.endpoints import service_endpoints
+from mcgw.failover import FailoverContext, build_context
 from mcgw.gateway import routes as ir_build
 from mcgw.gateway.listeners import GatewayResult
 from mcgw.gateway.routes import Backends, GatewayShape, RankedRoute
 from mcgw.gateway.semantics import Evaluation, GatewayKey, GatewayLayer, RouteResult, evaluate_gateways, evaluate_route
+from mcgw.mcs.view import ImportedService
 from mcgw.model import (
     AnyObject,
     EndpointSlice,
+    FailoverPolicy,
     Gateway,
     GatewayClass,
     HTTPRoute,
@@ -165,6 +170,25 @@ class Translated:
     evaluation: Evaluation
     gateways: tuple[ir.GatewayIR, ...]
     resources: dict[GatewayKey, tuple[Built, ...]]
+    failover: FailoverContext
+
+
+class McsInput(NamedTuple):
+    """What a cluster's translation reads from the rest of the ClusterSet."""
+
+    imports: Mapping[NamespacedName, ImportedService]  # the ClusterSet's imported services (every namespace)
+    clusters: Mapping[str, ClusterProperties]  # every member cluster's properties
+
+
+def failover_context(cluster: str, by_kind: Mapping[str, Mapping[NamespacedName, AnyObject]],
+                     mcs: McsInput | None) -> FailoverContext:
+    """ServiceImports this cluster sees (namespace sameness: only where the namespace exists here), and its
+    FailoverPolicies resolved against them and its routes."""
+    namespaces = {name for _, name in by_kind.get("Namespace", {})}
+    imports = {k: v for k, v in mcs.imports.items() if k[0] in namespaces} if mcs else {}
+    policies = [o for o in by_kind.get("FailoverPolicy", {}).values() if isinstance(o, FailoverPolicy)]
+    return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, by_kind.get("HTTPRoute", {}),
+                         by_kind.get("ServiceImport", {}))
 
 
 class IncrementalTranslation:
@@ -190,7 +214,8 @@ class IncrementalTranslation:
         self._irs: dict[GatewayKey, ir.GatewayIR] = {}
         self._envoy: dict[GatewayKey, GatewayResources] = {}
         self._resources: dict[GatewayKey, tuple[Built, ...]] = {}
-        self._backends = Backends(cluster, self._endpoints)
+        self._failover = failover_context(cluster, {}, None)
+        self._backends = Backends(cluster, self._endpoints, self._failover)
 
     def _of(self, kind: str) -> dict[NamespacedName, AnyObject]:
         return self._by_kind.setdefault(kind, {})
@@ -201,7 +226,8 @@ class IncrementalTranslation:
         return service_endpoints(service, self._slices.get((namespace, name), {}).values(), port)
 
     def update(self, objects: Iterable[AnyObject], addresses: Mapping[tuple[str, str], list[str]] | None = None,
-               bind_addresses: Mapping[tuple[str, str], str] | None = None) -> Translated:
+               bind_addresses: Mapping[tuple[str, str], str] | None = None,
+               mcs: McsInput | None = None) -> Translated:
         objects = tuple(objects)
         removed, added = changed_objects(self._objects, objects)
         self._objects = objects
@@ -234,6 +260,20 @@ class IncrementalTranslation:
                 endpoints.add(service)
         # Services and ServiceImports that appeared or disappeared: backend resolution may change.
         membership = {key for (kind, key), before in presence.items() if before != (key in self._of(kind))}
+        # The ClusterSet's imports and this cluster's FailoverPolicies: ServiceImport backends they change.
+        old_failover, failover = self._failover, failover_context(self.cluster, self._by_kind, mcs)
+        self._failover = self._backends.failover = failover
+        old_imports, new_imports = old_failover.imports, failover.imports
+        membership |= {key for key in old_imports.keys() ^ new_imports.keys()}
+        if (old_failover.resolution.by_target != failover.resolution.by_target
+                or old_failover.clusters != failover.clusters):
+            endpoints |= old_imports.keys() | new_imports.keys() | set(self._of("ServiceImport"))
+            changed_routes |= {(ns, name) for kind, ns, name in
+                               old_failover.resolution.by_target.keys() | failover.resolution.by_target.keys()
+                               if kind == "HTTPRoute"}
+        else:
+            endpoints |= {key for key in old_imports.keys() | new_imports.keys()
+                          if old_imports.get(key) != new_imports.get(key)}
         addresses = dict(addresses or {})
         binds = dict(bind_addresses or {})
         layer_changed = layer_changed or addresses != self._addresses
@@ -314,7 +354,7 @@ class IncrementalTranslation:
         result = None
         if isinstance(route, HTTPRoute):
             services = self._of("Service").keys()
-            imports = self._of("ServiceImport").keys()
+            imports = self._of("ServiceImport").keys() | self._failover.imports.keys()
             result = evaluate_route(route, self._layer, services, imports)
             if not named:
                 named = _named(route)
@@ -378,7 +418,7 @@ class IncrementalTranslation:
         self._counted = counted
         # Copies: these dicts change with the next call, and this output must not.
         evaluation = Evaluation(dict(self._layer.classes), dict(counted), dict(self._results))
-        return Translated(evaluation, tuple(gateways), resources)
+        return Translated(evaluation, tuple(gateways), resources, self._failover)
 
 
 def _placeholder(route: HTTPRoute) -> RouteResult:

@@ -67,14 +67,48 @@ class LocalityIR(NamedTuple):
     zone: str = ""
 
 
+class HealthCheckIR(NamedTuple):
+    path: str = "/healthz"
+    interval_ms: int = 500
+    timeout_ms: int = 250
+    no_traffic_interval_ms: int = 500  # Envoy's default is 60 s: idle backup priorities would go unchecked
+    unhealthy_threshold: int = 1
+    healthy_threshold: int = 1
+
+
+class OutlierIR(NamedTuple):
+    consecutive_failures: int = 1
+    interval_ms: int = 1000
+    base_ejection_time_ms: int = 5000
+
+
+class RetryIR(NamedTuple):
+    attempts: int = 3
+    per_try_timeout_ms: int = 500  # a blackholed host costs one try of this, then the next priority answers
+    retry_on: tuple[str, ...] = ("connect-failure", "refused-stream", "reset", "5xx")
+
+
+class FailoverIR(NamedTuple):
+    """How one ServiceImport backend fails over between clusters. ``None`` turns a mechanism off."""
+
+    preference: tuple[str, ...] | None = None  # None: the gateway cluster's failoverOrder
+    all_or_nothing: bool = True
+    health_check: HealthCheckIR | None = HealthCheckIR()
+    outlier: OutlierIR | None = OutlierIR()
+    retry: RetryIR | None = RetryIR()
+
+
 class BackendIR(NamedTuple):
-    """One backendRef. ``name`` is the Envoy cluster; ``valid`` False means its share answers 500."""
+    """One backendRef. ``name`` is the Envoy cluster; ``valid`` False means its share answers 500.
+
+    ``failover`` is set for ServiceImport backends (their localities carry one priority per level)."""
 
     name: str
     weight: int
     valid: bool
     kind: Literal["Service", "ServiceImport", "Invalid"]
     localities: tuple[LocalityIR, ...] = ()
+    failover: FailoverIR | None = None
 
 
 class RouteIR(NamedTuple):
@@ -94,6 +128,7 @@ class RouteIR(NamedTuple):
     retry_codes: tuple[int, ...] = ()
     retry_attempts: int | None = None
     retry_backoff: str | None = None
+    failover_retry: RetryIR | None = None  # retries across priorities and hosts (ServiceImport backends)
 
 
 class VirtualHostIR(NamedTuple):

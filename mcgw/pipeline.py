@@ -15,11 +15,12 @@ from google.protobuf.message import Message
 
 from mcgw import ir
 from mcgw.endpoints import endpoint_lookup
+from mcgw.gateway.conditions import Condition
 from mcgw.gateway.routes import build_gateways
 from mcgw.gateway.semantics import ClusterObjects, Evaluation, evaluate
 from mcgw.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
-from mcgw.incremental import IncrementalTranslation
-from mcgw.model import AnyObject, EndpointSlice, Secret, Service, ServiceImport
+from mcgw.incremental import IncrementalTranslation, McsInput, failover_context
+from mcgw.model import AnyObject, EndpointSlice, Secret, Service
 from mcgw.translate import translate
 from mcgw.translate.cache import Built
 from xdsserver import Snapshot
@@ -56,6 +57,7 @@ class ClusterOutput:
     resources: Mapping[tuple[str, str], tuple[Message, ...]]  # (namespace, gateway) -> Envoy resources
     # The same resources already serialised (from ClusterTranslator), for snapshot().
     built: Mapping[tuple[str, str], tuple[Built, ...]] | None = field(default=None, compare=False, repr=False)
+    policies: Mapping[tuple[str, str], Condition] = field(default_factory=dict)  # FailoverPolicy -> Accepted
 
     def statuses(self) -> dict[str, Any]:
         """Every status mcgw owns in this cluster, keyed by kind and namespace/name."""
@@ -66,6 +68,8 @@ class ClusterOutput:
                         for (ns, name), result in sorted(self.evaluation.gateways.items())},
             "HTTPRoute": {f"{ns}/{name}": route_status_dict(result)
                           for (ns, name), result in sorted(self.evaluation.routes.items())},
+            "FailoverPolicy": {f"{ns}/{name}": {"conditions": conditions_dict([condition])}
+                               for (ns, name), condition in sorted(self.policies.items())},
         }
 
     def snapshot(self, gateway: tuple[str, str], previous: Snapshot | None = None) -> Snapshot:
@@ -79,19 +83,24 @@ class ClusterOutput:
 
 def translate_cluster(cluster: str, objects: Iterable[AnyObject],
                       addresses: Mapping[tuple[str, str], list[str]] | None = None,
-                      bind_addresses: Mapping[tuple[str, str], str] | None = None) -> ClusterOutput:
-    """Translate one cluster from scratch."""
+                      bind_addresses: Mapping[tuple[str, str], str] | None = None,
+                      mcs: McsInput | None = None) -> ClusterOutput:
+    """Translate one cluster from scratch. ``mcs`` carries the ClusterSet's imports and cluster properties
+    (ServiceImport backends get their endpoints and failover priorities from it)."""
     items = list(objects)
+    by_kind: dict[str, dict[tuple[str, str], AnyObject]] = {}
+    for item in items:
+        by_kind.setdefault(item.kind, {})[(item.metadata.namespace, item.metadata.name)] = item
+    failover = failover_context(cluster, by_kind, mcs)
     services = [o for o in items if isinstance(o, Service)]
-    imports = [o for o in items if isinstance(o, ServiceImport)]
     secrets = {(o.metadata.namespace, o.metadata.name): o for o in items if isinstance(o, Secret)}
     evaluation = evaluate(ClusterObjects.of(
         items, {(s.metadata.namespace, s.metadata.name) for s in services},
-        {(s.metadata.namespace, s.metadata.name) for s in imports}), addresses)
+        set(by_kind.get("ServiceImport", {})) | set(failover.imports)), addresses)
     lookup = endpoint_lookup(services, (o for o in items if isinstance(o, EndpointSlice)))
-    gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses))
+    gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover))
     resources = {(g.namespace, g.name): tuple(translate(g)) for g in gateways}
-    return ClusterOutput(cluster, evaluation, gateways, resources)
+    return ClusterOutput(cluster, evaluation, gateways, resources, policies=failover.resolution.conditions)
 
 
 class ClusterTranslator:
@@ -108,7 +117,9 @@ class ClusterTranslator:
 
     def translate(self, objects: Iterable[AnyObject],
                   addresses: Mapping[tuple[str, str], list[str]] | None = None,
-                  bind_addresses: Mapping[tuple[str, str], str] | None = None) -> ClusterOutput:
-        translated = self._state.update(objects, addresses, bind_addresses)
+                  bind_addresses: Mapping[tuple[str, str], str] | None = None,
+                  mcs: McsInput | None = None) -> ClusterOutput:
+        translated = self._state.update(objects, addresses, bind_addresses, mcs)
         return ClusterOutput(self.cluster, translated.evaluation, translated.gateways,
-                             _LazyResources(translated.resources), translated.resources)
+                             _LazyResources(translated.resources), translated.resources,
+                             policies=translated.failover.resolution.conditions)

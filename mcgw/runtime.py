@@ -17,8 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from google.protobuf.message import Message
-
+from mcgw.config import ClusterProperties
+from mcgw.incremental import McsInput
+from mcgw.mcs.exports import DEFAULT_LOST_CLUSTER_TTL, compute_mcs
+from mcgw.mcs.view import EMPTY_VIEW, ClusterSetView
 from mcgw.model import AnyObject
 from mcgw.pipeline import ClusterOutput, ClusterTranslator
 from mcgw.store import Store
@@ -60,7 +62,9 @@ class Reconciler:
     def __init__(self, store: Store, cache: SnapshotCache, options: ReconcileOptions | None = None, *,
                  addresses: AddressesFor | None = None, bind_addresses: BindAddressesFor | None = None,
                  sinks: list[OutputSink] | None = None,
-                 on_report: Callable[[str, ClusterReport], None] | None = None) -> None:
+                 on_report: Callable[[str, ClusterReport], None] | None = None,
+                 clusters: Mapping[str, ClusterProperties] | None = None,
+                 lost_cluster_ttl: float = DEFAULT_LOST_CLUSTER_TTL) -> None:
         self.store = store
         self.cache = cache
         self.options = options or ReconcileOptions()
@@ -68,6 +72,13 @@ class Reconciler:
         self.bind_addresses = bind_addresses
         self.sinks = list(sinks or [])
         self.on_report = on_report
+        # The ClusterSet's imports, computed from every cluster's exports on each pass: ServiceImport
+        # backends of every cluster's gateways read them, so a change re-translates every cluster.
+        self.clusters = dict(clusters) if clusters is not None else {name: ClusterProperties(name=name)
+                                                                       for name in store.clusters}
+        self.lost_cluster_ttl = lost_cluster_ttl
+        self.view: ClusterSetView = EMPTY_VIEW
+        self._deadline: asyncio.TimerHandle | None = None
         self.ready = asyncio.Event()
         self.outputs: dict[str, ClusterOutput] = {}
         self.reports: dict[str, ClusterReport] = {name: ClusterReport() for name in store.clusters}
@@ -109,6 +120,8 @@ class Reconciler:
             waiting = sorted(c.name for c in self.store.clusters.values() if c.available and not c.synced)
             log.info("waiting for the initial list of %s before publishing anything", ", ".join(waiting))
             return
+        self._update_view()
+        mcs = McsInput(self.view.services, self.clusters)
         for cluster in sorted(self._dirty):
             member = self.store[cluster]
             if not member.synced:
@@ -120,7 +133,7 @@ class Reconciler:
             started = time.perf_counter()
             try:
                 output, snapshots = await asyncio.to_thread(
-                    self._translate, cluster, objects, addresses, binds)
+                    self._translate, cluster, objects, addresses, binds, mcs)
             except Exception as error:  # a translator bug must not stop the controller
                 log.exception("translating cluster %s failed; its gateways keep their last configuration",
                               cluster, extra={"cluster": cluster})
@@ -138,16 +151,31 @@ class Reconciler:
             log.info("initial sync complete; serving configuration")
             self.ready.set()
 
+    def _update_view(self) -> None:
+        """Recompute the ClusterSet's imports; if they changed, every cluster is translated again."""
+        members = self.store.clusters.values()
+        result = compute_mcs({c.name: c.objects() for c in members}, {c.name: c.health() for c in members},
+                             time.time(), self.lost_cluster_ttl)
+        if result.view != self.view:
+            self.view = result.view
+            self._dirty |= set(self.store.clusters)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if result.next_deadline is not None:  # a lost cluster's endpoints expire then: look again
+            delay = max(0.0, result.next_deadline - time.time())
+            self._deadline = asyncio.get_running_loop().call_later(delay, self._wake.set)
+
     def _translate(self, cluster: str, objects: tuple[AnyObject, ...],
                    addresses: Mapping[GatewayKey, list[str]] | None, binds: Mapping[GatewayKey, str] | None,
-                   ) -> tuple[ClusterOutput, dict[GatewayKey, Snapshot]]:
+                   mcs: McsInput) -> tuple[ClusterOutput, dict[GatewayKey, Snapshot]]:
         """Worker-thread half: pure translation and serialisation, no shared state written."""
-        output = self._translators[cluster].translate(objects, addresses, binds)
+        output = self._translators[cluster].translate(objects, addresses, binds, mcs)
         snapshots: dict[GatewayKey, Snapshot] = {}
-        for gateway, messages in output.resources.items():
+        for gateway in output.resources:
             previous = self.cache.get(node_group(cluster, gateway))
-            try:
-                snapshots[gateway] = _snapshot(messages, previous)
+            try:  # from the bytes serialised during translation; unchanged resources reuse previous ones
+                snapshots[gateway] = output.snapshot(gateway, previous)
             except InconsistentSnapshotError:
                 log.exception("inconsistent snapshot for gateway %s/%s in cluster %s; not published",
                               *gateway, cluster, extra={"cluster": cluster, "kind": "Gateway",
@@ -192,6 +220,3 @@ class Reconciler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-
-def _snapshot(messages: tuple[Message, ...], previous: Snapshot | None) -> Snapshot:
-    return Snapshot.from_messages(messages, previous)

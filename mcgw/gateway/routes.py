@@ -19,6 +19,7 @@ from operator import itemgetter
 from typing import Literal, NamedTuple
 
 from mcgw import ir
+from mcgw.failover import FailoverContext
 from mcgw.model import HeaderModifier, PathModifier, Secret
 
 from .listeners import GatewayResult, ListenerResult
@@ -77,14 +78,16 @@ class Backends:
 
     Thousands of rules name the same few Services; sharing makes them cheap to build and to compare.
     The incremental translator keeps one of these and calls :meth:`forget` when a Service's endpoints
-    may have changed."""
+    may have changed. ServiceImport backends come from ``failover`` (the ClusterSet's imports, cluster
+    properties and FailoverPolicies); a route with a FailoverPolicy of its own gets clusters of its own."""
 
-    def __init__(self, cluster: str, endpoints: EndpointLookup) -> None:
+    def __init__(self, cluster: str, endpoints: EndpointLookup, failover: FailoverContext | None = None) -> None:
         self.cluster = cluster
         self.endpoints = endpoints
-        self._backends: dict[tuple[str, str, str, int | None, int], ir.BackendIR] = {}
+        self.failover = failover
+        self._backends: dict[tuple[str, str, str, int | None, int, str | None], ir.BackendIR] = {}
         self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
-        self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int]]] = {}
+        self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
@@ -92,21 +95,32 @@ class Backends:
             self._backends.pop(key, None)
             self._localities.pop((namespace, name, key[3] or 0), None)
 
-    def get(self, kind: str, namespace: str, name: str, port: int | None, weight: int) -> ir.BackendIR:
-        """``kind`` is ``Service`` or ``ServiceImport``."""
-        key = (namespace, name, kind, port, weight)
+    def get(self, kind: str, namespace: str, name: str, port: int | None, weight: int,
+            route: GatewayKey | None = None) -> ir.BackendIR:
+        """``kind`` is ``Service`` or ``ServiceImport``; ``route`` is the HTTPRoute asking (for its policy)."""
+        policy = None
+        if kind != "Service" and route is not None and self.failover is not None:
+            route_policy = self.failover.resolution.for_route(*route)
+            policy = route_policy.metadata.name if route_policy is not None else None
+        key = (namespace, name, kind, port, weight, policy)
         backend = self._backends.get(key)
         if backend is None:
-            backend = self._backends[key] = self._build(key)
+            backend = self._backends[key] = self._build(key, route if policy else None)
             self._keys.setdefault((namespace, name), []).append(key)
         return backend
 
-    def _build(self, key: tuple[str, str, str, int | None, int]) -> ir.BackendIR:
-        namespace, name, kind, port, weight = key
+    def _build(self, key: tuple[str, str, str, int | None, int, str | None],
+               route: GatewayKey | None) -> ir.BackendIR:
+        namespace, name, kind, port, weight, policy = key
         cluster_name = backend_cluster_name(kind, namespace, name, port)
         if kind != "Service":
-            # ServiceImport endpoints across the ClusterSet come from the MCS controller.
-            return ir.BackendIR(cluster_name, weight, True, "ServiceImport")
+            if self.failover is None:
+                return ir.BackendIR(cluster_name, weight, True, "ServiceImport")
+            settings = self.failover.settings(namespace, name, route)
+            if policy is not None:
+                cluster_name += f"/policy/{policy}"
+            return ir.BackendIR(cluster_name, weight, True, "ServiceImport",
+                                self.failover.localities(namespace, name, port or 0, settings), settings)
         localities = self._localities.get((namespace, name, port or 0))
         if localities is None:
             localities = (ir.LocalityIR(self.cluster, 0, self.endpoints(namespace, name, port or 0)),)
@@ -131,8 +145,11 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
             ir.BackendIR(f"{prefix}/invalid-backend/{j}", resolved.ref.weight, False, "Invalid")
             if resolved.problem is not None else
             backends.get("Service" if resolved.ref.kind == "Service" else "ServiceImport", resolved.namespace,
-                         resolved.ref.name, resolved.ref.port, resolved.ref.weight)
+                         resolved.ref.name, resolved.ref.port, resolved.ref.weight, (ns, name))
             for j, resolved in enumerate(result.backends[index])])
+        # Retries across priorities and hosts: those of the first ServiceImport backend that has them.
+        failover_retry = next((b.failover.retry for b in backend_irs if b.failover is not None and b.failover.retry),
+                              None)
         request_headers = response_headers = ir.NO_HEADER_OPS
         redirect = rewrite_path = None
         rewrite_hostname = None
@@ -174,7 +191,7 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
             route_ir = _new(ir.RouteIR, (
                 f"{prefix}/match/{m}", match_ir, backend_irs, request_headers, response_headers, redirect,
                 rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes, retry_attempts,
-                retry_backoff,
+                retry_backoff, failover_retry,
             ))
             key = (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers), -len(query), created,
                    ns, name, index, m)
@@ -226,7 +243,8 @@ def gateway_ir(cluster: str, shape: GatewayShape,
 
 def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLookup,
                    secrets: Mapping[tuple[str, str], Secret],
-                   bind_addresses: Mapping[tuple[str, str], str] | None = None) -> list[ir.GatewayIR]:
+                   bind_addresses: Mapping[tuple[str, str], str] | None = None,
+                   failover: FailoverContext | None = None) -> list[ir.GatewayIR]:
     """The IR of every Gateway of one member cluster that has a usable listener.
 
     ``bind_addresses`` says where each Gateway's Envoy listens (default ``0.0.0.0``).
@@ -245,7 +263,7 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
                     per_port = members[binding.gateway].setdefault(binding.port, {})
                     for hostname in binding.hostnames:
                         per_port.setdefault(hostname, {})[route_key] = None
-    backends = Backends(cluster, endpoints)
+    backends = Backends(cluster, endpoints, failover)
     entries: dict[GatewayKey, tuple[RankedRoute, ...]] = {}
 
     def of(route_key: GatewayKey) -> tuple[RankedRoute, ...]:

@@ -60,13 +60,33 @@ class Built:
         return self._resource
 
 
+def _backend_refs(backends: tuple[ir.BackendIR, ...]) -> tuple[tuple[str, int, bool], ...]:
+    return tuple([(b.name, b.weight, b.valid) for b in backends])
+
+
+def _same_route(a: ir.RouteIR, b: ir.RouteIR) -> bool:
+    """Whether two route IRs make the same Envoy route: everything but their backends' endpoints, which
+    only the clusters' load assignments carry (:func:`mcgw.translate.routes.route_dict` reads a backend's
+    name, weight and validity, nothing else). An endpoint change rebuilds the IR of every route that uses
+    the Service; this keeps their serialised routes, and so the route table, as they were."""
+    return (a[:2] == b[:2] and a[3:8] == b[3:8] and a[9:] == b[9:]
+            and _backend_refs(a.backends) == _backend_refs(b.backends) and _backend_refs(a.mirrors) ==
+            _backend_refs(b.mirrors))
+
+
 class _Route:
     __slots__ = ("clusters", "encoded", "route")
 
-    def __init__(self, route: ir.RouteIR) -> None:
+    def __init__(self, route: ir.RouteIR, previous: _Route | None = None) -> None:
         self.route = route
-        self.encoded = field(3, route_message(route).SerializeToString(deterministic=True))  # VirtualHost.routes
-        self.clusters = route_clusters(route)
+        self.encoded: bytes
+        if previous is not None and _same_route(previous.route, route):
+            self.encoded = previous.encoded
+        else:
+            self.encoded = field(3, route_message(route).SerializeToString(deterministic=True))  # VirtualHost.routes
+        # Clusters by name: their resources do not depend on a route's weight, so which route's backend
+        # object stands for a cluster does not matter (the order of first use does, and dict updates keep it).
+        self.clusters = {backend.name: backend for backend in route_clusters(route)}
 
 
 class _VirtualHost:
@@ -74,6 +94,7 @@ class _VirtualHost:
 
     def __init__(self, vhost: ir.VirtualHostIR, previous: _VirtualHost | None, memo: dict[int, _Route]) -> None:
         self.vhost = vhost
+        self.encoded: bytes
         known = previous.routes if previous is not None else {}
         self.routes: dict[str, _Route] = {}
         parts = [field(1, vhost.name.encode()), *(field(2, d.encode()) for d in domains(vhost.hostname))]
@@ -81,23 +102,26 @@ class _VirtualHost:
         for route in vhost.routes:
             entry = known.get(route.name)
             if entry is None or entry.route is not route:
-                entry = memo.get(id(route))
-                if entry is None or entry.route is not route:
-                    entry = memo[id(route)] = _Route(route)
+                shared = memo.get(id(route))
+                entry = shared if shared is not None and shared.route is route else _Route(route, entry)
+                memo[id(route)] = entry
             self.routes[route.name] = entry
             parts.append(entry.encoded)
-            for backend in entry.clusters:
-                clusters.setdefault(backend.name, backend)
-        self.encoded = field(2, b"".join(parts))  # RouteConfiguration.virtual_hosts
-        self.clusters = tuple(clusters.values())  # in the order its routes first name them
+            clusters.update(entry.clusters)
+        encoded = field(2, b"".join(parts))  # RouteConfiguration.virtual_hosts
+        # The same bytes object when nothing Envoy sees changed, so the route table is kept as it was.
+        self.encoded = previous.encoded if previous is not None and previous.encoded == encoded else encoded
+        self.clusters = clusters  # in the order its routes first name them
 
 
 class _Cluster:
-    __slots__ = ("cluster", "endpoints", "localities")
+    __slots__ = ("cluster", "endpoints", "failover", "localities")
 
     def __init__(self, backend: ir.BackendIR, previous: _Cluster | None) -> None:
         self.localities = backend.localities
-        self.cluster: Built = previous.cluster if previous is not None else Built(backend.name, cluster(backend))
+        self.failover = backend.failover
+        self.cluster: Built = previous.cluster if previous is not None and previous.failover == backend.failover \
+            else Built(backend.name, cluster(backend))
         self.endpoints = Built(backend.name, load_assignment(backend))
 
 
@@ -107,14 +131,14 @@ class GatewayResources:
 
     def __init__(self) -> None:
         self._vhosts: dict[str, _VirtualHost] = {}
-        self._tables: dict[str, tuple[tuple[_VirtualHost, ...], Built]] = {}
+        self._tables: dict[str, tuple[tuple[bytes, ...], Built]] = {}
         self._listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
         self._clusters: dict[str, _Cluster] = {}
 
     def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
         memo: dict[int, _Route] = {}
         vhosts: dict[str, _VirtualHost] = {}
-        tables: dict[str, tuple[tuple[_VirtualHost, ...], Built]] = {}
+        tables: dict[str, tuple[tuple[bytes, ...], Built]] = {}
         listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
         backends: dict[str, ir.BackendIR] = {}
         for port in gateway.ports:
@@ -125,12 +149,11 @@ class GatewayResources:
                     known_vhost = _VirtualHost(vhost, known_vhost, memo)
                 vhosts[vhost.name] = known_vhost
                 built_vhosts.append(known_vhost)
-                for backend in known_vhost.clusters:
-                    backends.setdefault(backend.name, backend)
-            key = tuple(built_vhosts)
+                backends.update(known_vhost.clusters)
+            key = tuple([v.encoded for v in built_vhosts])
             table = self._tables.get(port.name)
             if table is None or table[0] != key:
-                payload = b"".join((field(1, port.name.encode()), *(v.encoded for v in key), _TABLE_TAIL))
+                payload = b"".join((field(1, port.name.encode()), *key, _TABLE_TAIL))
                 table = (key, Built(port.name, payload=payload))
             tables[port.name] = table
             shape = (gateway.address, port.port, port.protocol, port.tls)
@@ -140,8 +163,9 @@ class GatewayResources:
         clusters: dict[str, _Cluster] = {}
         for name, backend in backends.items():
             known_cluster = self._clusters.get(name)
-            if known_cluster is None or (known_cluster.localities is not backend.localities
-                                         and known_cluster.localities != backend.localities):
+            if known_cluster is None or known_cluster.failover != backend.failover or (
+                    known_cluster.localities is not backend.localities
+                    and known_cluster.localities != backend.localities):
                 known_cluster = _Cluster(backend, known_cluster)
             clusters[name] = known_cluster
         self._vhosts, self._tables, self._listeners, self._clusters = vhosts, tables, listeners, clusters

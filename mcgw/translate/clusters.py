@@ -2,9 +2,16 @@
 
 A locality per source cluster, with its failover ``priority``; localities without endpoints are
 left out. A cluster with no endpoints at all is valid and answers 503.
+
+A ServiceImport backend's cluster carries its failover settings (docs/failover.md): active HTTP
+health checks that also probe idle priorities, outlier detection allowed to eject every host, no
+panic routing (a dead priority is never used), a retry budget instead of the circuit breaker's
+3 concurrent retries, and an overprovisioning factor that makes each priority all-or-nothing.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -14,9 +21,53 @@ from mcgw import ir
 from .listeners import ADS
 
 _CONNECT_TIMEOUT = {"seconds": 5}
+_FAILOVER_CONNECT_TIMEOUT = {"nanos": 250_000_000}  # a refused or unroutable host is known within a quarter second
+_ALL_OR_NOTHING = 100_000  # percent: one healthy host keeps a priority's whole share
+_SPILLOVER = 140  # Envoy's default (1.4)
+# Retries are what carries requests across a failover; never let the default 3 concurrent retries cap them.
+_RETRY_BUDGET = {"thresholds": [{"retry_budget": {"budget_percent": {"value": 100.0},
+                                                  "min_retry_concurrency": {"value": 1000}}}]}
+
+
+def _ms(value: int) -> dict[str, int]:
+    return {"seconds": value // 1000, "nanos": value % 1000 * 1_000_000}
+
+
+def _failover_fields(failover: ir.FailoverIR) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "connect_timeout": _FAILOVER_CONNECT_TIMEOUT,
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        "circuit_breakers": _RETRY_BUDGET,
+    }
+    check = failover.health_check
+    if check is not None:
+        fields["health_checks"] = [{
+            "timeout": _ms(check.timeout_ms), "interval": _ms(check.interval_ms),
+            "no_traffic_interval": _ms(check.no_traffic_interval_ms),
+            "unhealthy_threshold": {"value": check.unhealthy_threshold},
+            "healthy_threshold": {"value": check.healthy_threshold},
+            "http_health_check": {"path": check.path},
+        }]
+    outlier = failover.outlier
+    if outlier is not None:
+        fields["outlier_detection"] = {
+            "consecutive_5xx": {"value": outlier.consecutive_failures},
+            "consecutive_gateway_failure": {"value": outlier.consecutive_failures},
+            "enforcing_consecutive_gateway_failure": {"value": 100},
+            "consecutive_local_origin_failure": {"value": outlier.consecutive_failures},
+            "enforcing_consecutive_local_origin_failure": {"value": 100},
+            "split_external_local_origin_errors": True,
+            "interval": _ms(outlier.interval_ms),
+            "base_ejection_time": _ms(outlier.base_ejection_time_ms),
+            "max_ejection_percent": {"value": 100},
+        }
+    return fields
 
 
 def cluster(backend: ir.BackendIR) -> cluster_pb2.Cluster:
+    if backend.failover is not None:
+        return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS,
+                                   eds_cluster_config={"eds_config": ADS}, **_failover_fields(backend.failover))
     return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS, connect_timeout=_CONNECT_TIMEOUT,
                                eds_cluster_config={"eds_config": ADS})
 
@@ -28,4 +79,8 @@ def load_assignment(backend: ir.BackendIR) -> endpoint_pb2.ClusterLoadAssignment
         "lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": e.address, "port_value": e.port}}},
                           "health_status": e.health} for e in loc.endpoints],
     } for loc in backend.localities if loc.endpoints]
-    return endpoint_pb2.ClusterLoadAssignment(cluster_name=backend.name, endpoints=localities)
+    if backend.failover is None:
+        return endpoint_pb2.ClusterLoadAssignment(cluster_name=backend.name, endpoints=localities)
+    factor = _ALL_OR_NOTHING if backend.failover.all_or_nothing else _SPILLOVER
+    return endpoint_pb2.ClusterLoadAssignment(cluster_name=backend.name, endpoints=localities,
+                                              policy={"overprovisioning_factor": {"value": factor}})

@@ -19,7 +19,7 @@ from mcgw import ir
 ADS = {"ads": {}, "resource_api_version": "V3"}
 
 
-def _any(message: Message) -> any_pb2.Any:
+def pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -29,9 +29,9 @@ def _hcm(port_name: str) -> dict[str, object]:
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=port_name.replace("/", "_"),
         rds={"route_config_name": port_name, "config_source": ADS},
-        http_filters=[{"name": "envoy.filters.http.router", "typed_config": _any(router_pb2.Router())}],
+        http_filters=[{"name": "envoy.filters.http.router", "typed_config": pack(router_pb2.Router())}],
     )
-    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": _any(manager)}
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": pack(manager)}
 
 
 def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object]) -> dict[str, object]:
@@ -40,7 +40,7 @@ def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object]) -> dict[str, object
         "tls_certificates": [{"certificate_chain": {"inline_string": crt}, "private_key": {"inline_string": key}}
                              for crt, key in chain.certificates],
     })
-    socket = {"name": "envoy.transport_sockets.tls", "typed_config": _any(context)}
+    socket = {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
     out: dict[str, object] = {"filters": [hcm], "transport_socket": socket}
     if chain.server_names:
         out["filter_chain_match"] = {"server_names": list(chain.server_names)}
@@ -57,7 +57,7 @@ def listener(address: str, port: ir.PortIR) -> listener_pb2.Listener:
     if port.protocol == "HTTPS":
         fields["filter_chains"] = [_tls_chain(chain, hcm) for chain in port.tls]
         fields["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector",
-                                       "typed_config": _any(tls_inspector_pb2.TlsInspector())}]
+                                       "typed_config": pack(tls_inspector_pb2.TlsInspector())}]
     else:
         fields["filter_chains"] = [{"filters": [hcm]}]
     return listener_pb2.Listener(**fields)

@@ -12,8 +12,12 @@ from functools import lru_cache
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 
 from mcgw import ir
+
+from .listeners import pack
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _REDIRECT_CODES = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER", 307: "TEMPORARY_REDIRECT",
@@ -123,11 +127,35 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> dict
         retry["num_retries"] = {"value": route.retry_attempts if route.retry_attempts is not None else 1}
         if route.retry_backoff:
             retry["retry_back_off"] = {"base_interval": duration(route.retry_backoff)}
+    if route.failover_retry is not None:
+        _failover_retry(route.failover_retry, retry)
     if retry:
         action["retry_policy"] = retry
     if route.mirrors:
         action["request_mirror_policies"] = [{"cluster": m.name} for m in route.mirrors]
     return action
+
+
+_PREVIOUS_PRIORITIES = {
+    "name": "envoy.retry_priorities.previous_priorities",
+    "typed_config": pack(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1))}
+_PREVIOUS_HOSTS = [{"name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": pack(previous_hosts_pb2.PreviousHostsPredicate())}]
+
+
+def _failover_retry(failover: ir.RetryIR, retry: dict[str, Any]) -> None:
+    """Retries that move on: to another host, and to the next priority once one has been tried, within a
+    per-try timeout so that a blackholed host costs one try. Merged with the rule's own Gateway API retry."""
+    tokens = list(failover.retry_on)
+    if retry.get("retry_on"):
+        tokens += [t for t in retry["retry_on"].split(",") if t not in tokens]
+    retry["retry_on"] = ",".join(tokens)
+    retry["num_retries"] = {"value": max(failover.attempts, retry.get("num_retries", {}).get("value", 0))}
+    retry.setdefault("per_try_timeout", {"seconds": failover.per_try_timeout_ms // 1000,
+                                         "nanos": failover.per_try_timeout_ms % 1000 * 1_000_000})
+    retry["retry_priority"] = _PREVIOUS_PRIORITIES
+    retry["retry_host_predicate"] = _PREVIOUS_HOSTS
+    retry["host_selection_retry_max_attempts"] = 3
 
 
 def route_dict(route: ir.RouteIR) -> dict[str, Any]:

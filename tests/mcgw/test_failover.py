@@ -14,6 +14,7 @@ from mcgw.failover import (
     HealthCheckSettings,
     apply_policy,
     duration_ms,
+    overprovisioning_factor,
     priority_levels,
     resolve_policies,
 )
@@ -65,7 +66,7 @@ def test_durations() -> None:
 
 
 def test_defaults_are_the_measured_lossless_combination() -> None:
-    assert DEFAULTS.overprovisioning_factor == ALL_OR_NOTHING_OVERPROVISIONING
+    assert overprovisioning_factor(DEFAULTS) == ALL_OR_NOTHING_OVERPROVISIONING
     assert DEFAULTS.health_check == HealthCheckSettings("/healthz", 500, 250, 500, 1, 1)
     assert DEFAULTS.outlier is not None
     assert DEFAULTS.outlier.consecutive_failures == 1
@@ -77,7 +78,7 @@ def test_a_policy_overrides_only_what_it_sets() -> None:
     policy = _policy("p", {"targetRefs": _to_import(), "mode": "WeightedSpillover", "preference": ["west"],
                            "healthCheck": {"path": "/ready", "interval": "2s"}, "outlierDetection": {"enabled": False}})
     settings = apply_policy(DEFAULTS, policy)
-    assert settings.overprovisioning_factor == SPILLOVER_OVERPROVISIONING
+    assert overprovisioning_factor(settings) == SPILLOVER_OVERPROVISIONING
     assert settings.preference == ("west",)
     assert settings.health_check == HealthCheckSettings("/ready", 2000, 250, 500, 1, 1)
     assert settings.outlier is None

@@ -17,7 +17,7 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from mcgw.logs import object_fields
-from mcgw.model import GATEWAY_GROUP
+from mcgw.model import GATEWAY_GROUP, POLICY_GROUP
 from mcgw.pipeline import ClusterOutput
 from mcgw.status_merge import (
     merge_conditions,
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     from mcgw.admin.metrics import ControllerMetrics
 
 log = logging.getLogger(__name__)
-_PLURALS = {"GatewayClass": "gatewayclasses", "Gateway": "gateways", "HTTPRoute": "httproutes"}
+# kind -> (group, version, plural) of every kind whose status mcgw writes
+_RESOURCES = {"GatewayClass": (GATEWAY_GROUP, "v1", "gatewayclasses"), "Gateway": (GATEWAY_GROUP, "v1", "gateways"),
+              "HTTPRoute": (GATEWAY_GROUP, "v1", "httproutes"),
+              "FailoverPolicy": (POLICY_GROUP, "v1alpha1", "failoverpolicies")}
 _MAX_ATTEMPTS = 5
 
 
@@ -55,13 +58,13 @@ def _merge_for(kind: str) -> Callable[[dict[str, Any], dict[str, Any], str], dic
 async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str, ours: dict[str, Any],
                      generation: int, *, cluster: str = "", on_conflict: Callable[[], None] | None = None) -> bool:
     """True if the status was written, False if it was already up to date (or newer)."""
-    plural = _PLURALS[kind]
+    group, version, plural = _RESOURCES[kind]
     for _ in range(_MAX_ATTEMPTS):
         if namespace:
-            fetched = await with_retries(partial(custom.get_namespaced_custom_object_status, GATEWAY_GROUP, "v1",
+            fetched = await with_retries(partial(custom.get_namespaced_custom_object_status, group, version,
                                                  namespace, plural, name), f"read {kind} {namespace}/{name}")
         else:
-            fetched = await with_retries(partial(custom.get_cluster_custom_object_status, GATEWAY_GROUP, "v1",
+            fetched = await with_retries(partial(custom.get_cluster_custom_object_status, group, version,
                                                  plural, name), f"read {kind} {name}")
         stored_object = cast(dict[str, Any], fetched)
         stored = stored_object.get("status") or {}
@@ -73,10 +76,10 @@ async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str,
         body = {**stored_object, "status": merged}
         try:
             if namespace:
-                await with_retries(partial(custom.replace_namespaced_custom_object_status, GATEWAY_GROUP, "v1",
+                await with_retries(partial(custom.replace_namespaced_custom_object_status, group, version,
                                            namespace, plural, name, body), f"write {kind} {namespace}/{name}")
             else:
-                await with_retries(partial(custom.replace_cluster_custom_object_status, GATEWAY_GROUP, "v1",
+                await with_retries(partial(custom.replace_cluster_custom_object_status, group, version,
                                            plural, name, body), f"write {kind} {name}")
             return True
         except ApiException as error:

@@ -1,0 +1,172 @@
+"""Failover translation: a ServiceImport backend becomes one EDS cluster with a priority per source cluster,
+the measured lossless defaults, FailoverPolicy overrides, and incremental translation equal to a full one."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from mcgw.incremental import McsInput
+from mcgw.manifests import read_clusterset_dir
+from mcgw.mcs.exports import compute_mcs
+from mcgw.model import AnyObject, EndpointSlice, parse_object
+from mcgw.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from tests.envoy_validate import validate
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "failover"
+CART = "serviceimport/shop/cart/80"
+
+
+def _load() -> tuple[dict[str, Any], dict[str, list[AnyObject]]]:
+    properties, objects = read_clusterset_dir(EXAMPLE)
+    return {c.name: c for c in properties.clusters}, objects
+
+
+def _mcs(clusters: dict[str, Any], objects: dict[str, list[AnyObject]]) -> McsInput:
+    return McsInput(compute_mcs(objects, {}, time.time()).view.services, clusters)
+
+
+def _json(message: Message) -> dict[str, Any]:
+    result: dict[str, Any] = json_format.MessageToDict(message)
+    return result
+
+
+def _of(output: ClusterOutput, kind: str, name: str) -> dict[str, Any]:
+    for messages in output.resources.values():
+        for message in messages:
+            data = _json(message)
+            if message.DESCRIPTOR.name == kind and data.get("name", data.get("clusterName")) == name:
+                return data
+    raise AssertionError(f"no {kind} {name}")
+
+
+def _priorities(output: ClusterOutput, name: str = CART) -> dict[str, int]:
+    assignment = _of(output, "ClusterLoadAssignment", name)
+    return {loc["locality"]["subZone"]: loc.get("priority", 0) for loc in assignment["endpoints"]}
+
+
+def _policy(spec: dict[str, Any], name: str = "cart-failover") -> AnyObject:
+    return parse_object({"apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
+                         "metadata": {"name": name, "namespace": "shop", "generation": 1}, "spec": spec}, name)
+
+
+def test_the_gateway_cluster_comes_first_then_its_failover_order_then_the_rest() -> None:
+    clusters, objects = _load()
+    output = translate_cluster("east", objects["east"], mcs=_mcs(clusters, objects))
+    assert _priorities(output) == {"east": 0, "west": 1, "central": 2}
+    assignment = _of(output, "ClusterLoadAssignment", CART)
+    assert assignment["policy"]["overprovisioningFactor"] == 100000
+    health = {e["endpoint"]["address"]["socketAddress"]["address"]: e["healthStatus"]
+              for loc in assignment["endpoints"] for e in loc["lbEndpoints"]}
+    assert health["198.18.1.10"] == "HEALTHY"
+    assert health["198.18.1.11"] == "DRAINING"  # serving and terminating
+    route_status = output.statuses()["HTTPRoute"]["shop/cart"]["parents"][0]["conditions"]
+    assert {c["type"]: c["status"] for c in route_status} == {"Accepted": "True", "ResolvedRefs": "True"}
+
+
+def test_the_defaults_are_the_lossless_combination_and_envoy_accepts_them() -> None:
+    clusters, objects = _load()
+    output = translate_cluster("east", objects["east"], mcs=_mcs(clusters, objects))
+    cluster = _of(output, "Cluster", CART)
+    assert cluster["healthChecks"][0]["httpHealthCheck"]["path"] == "/healthz"
+    assert cluster["healthChecks"][0]["noTrafficInterval"] == "0.500s"
+    assert cluster["outlierDetection"]["maxEjectionPercent"] == 100
+    assert cluster["commonLbConfig"]["healthyPanicThreshold"] == {}  # explicitly 0 %: a dead priority is never used
+    assert cluster["circuitBreakers"]["thresholds"][0]["retryBudget"]["minRetryConcurrency"] == 1000
+    route = next(r for m in output.resources.values() for msg in m if msg.DESCRIPTOR.name == "RouteConfiguration"
+                 for vh in _json(msg)["virtualHosts"] for r in vh["routes"])
+    retry = route["route"]["retryPolicy"]
+    assert retry["retryOn"] == "connect-failure,refused-stream,reset,5xx"
+    assert retry["retryPriority"]["name"] == "envoy.retry_priorities.previous_priorities"
+    assert retry["retryHostPredicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
+    for messages in output.resources.values():
+        checked = validate(list(messages))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_without_a_preference_same_region_first_and_the_rest_share_a_level() -> None:
+    clusters, objects = _load()
+    gateway_docs = [o for o in objects["east"] if o.kind in ("GatewayClass", "Gateway", "HTTPRoute")
+                    or (o.kind == "Namespace" and o.metadata.name == "infra")]
+    output = translate_cluster("central", objects["central"] + gateway_docs, mcs=_mcs(clusters, objects))
+    assert _priorities(output) == {"central": 0, "east": 1, "west": 1}
+
+
+def test_a_policy_on_the_service_import_overrides_the_defaults_it_sets() -> None:
+    clusters, objects = _load()
+    policy = _policy({"targetRefs": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "cart"}],
+                      "preference": ["central"], "mode": "WeightedSpillover", "healthCheck": {"enabled": False}})
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    assert _priorities(output) == {"east": 0, "central": 1, "west": 2}
+    assert _of(output, "ClusterLoadAssignment", CART)["policy"]["overprovisioningFactor"] == 140
+    cluster = _of(output, "Cluster", CART)
+    assert "healthChecks" not in cluster
+    assert "outlierDetection" in cluster
+    status = output.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"][0]
+    assert (status["type"], status["status"], status["reason"]) == ("Accepted", "True", "Accepted")
+
+
+def test_a_policy_on_a_route_gives_that_route_clusters_of_its_own() -> None:
+    clusters, objects = _load()
+    policy = _policy({"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "cart"}],
+                      "retry": {"enabled": False}, "healthCheck": {"path": "/ready"}}, "route-policy")
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    name = f"{CART}/policy/route-policy"
+    assert _of(output, "Cluster", name)["healthChecks"][0]["httpHealthCheck"]["path"] == "/ready"
+    route = next(r for m in output.resources.values() for msg in m if msg.DESCRIPTOR.name == "RouteConfiguration"
+                 for vh in _json(msg)["virtualHosts"] for r in vh["routes"])
+    assert route["route"]["cluster"] == name
+    assert "retryPolicy" not in route["route"]
+
+
+def test_a_policy_naming_a_missing_target_says_so() -> None:
+    clusters, objects = _load()
+    policy = _policy({"targetRefs": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "nope"}]})
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    status = output.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"][0]
+    assert (status["status"], status["reason"]) == ("False", "TargetNotFound")
+    assert _of(output, "ClusterLoadAssignment", CART)["policy"]["overprovisioningFactor"] == 100000
+
+
+def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:
+    return {key: [m.SerializeToString(deterministic=True) for m in messages]
+            for key, messages in sorted(output.resources.items())}
+
+
+def _without_ready_endpoints(objects: list[AnyObject]) -> list[AnyObject]:
+    changed: list[AnyObject] = []
+    for obj in objects:
+        if isinstance(obj, EndpointSlice):
+            endpoints = tuple(e.model_copy(update={"conditions": e.conditions.model_copy(update={"ready": False})})
+                              for e in obj.endpoints)
+            obj = obj.model_copy(update={"endpoints": endpoints})
+        changed.append(obj)
+    return changed
+
+
+def test_incremental_translation_equals_a_full_one_as_imports_and_policies_change() -> None:
+    clusters, objects = _load()
+    translator = ClusterTranslator("east")
+    policy = _policy({"targetRefs": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "cart"}],
+                      "preference": ["central"]})
+    route_policy = _policy({"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                            "name": "cart"}], "mode": "WeightedSpillover"}, "route-policy")
+    scenarios: list[tuple[list[AnyObject], dict[str, list[AnyObject]]]] = [
+        (objects["east"], objects),
+        (objects["east"], {**objects, "west": _without_ready_endpoints(objects["west"])}),  # west's backends down
+        ([*objects["east"], policy], objects),
+        ([*objects["east"], policy, route_policy], objects),
+        ([*objects["east"], route_policy], {**objects, "central": []}),  # central stopped exporting
+        (objects["east"], objects),
+    ]
+    for east, everyone in scenarios * 2:
+        east_sorted = tuple(sorted(east, key=lambda o: o.key))
+        mcs = _mcs(clusters, everyone)
+        incremental = translator.translate(east_sorted, mcs=mcs)
+        full = translate_cluster("east", east_sorted, mcs=mcs)
+        assert _serialised(incremental) == _serialised(full)
+        assert incremental.statuses() == full.statuses()
