@@ -276,7 +276,7 @@ class Informer:
         except ManifestError as error:
             self.stats.invalid_objects += 1
             log.warning("cluster %s: %s %s is left out, it is not valid: %s", self.cluster, self.kind, name,
-                        error, extra=self._extra(name))
+                        str(error).removeprefix(f"{error.source}: "), extra=self._extra(name))
             return None
 
     # -- watch ---------------------------------------------------------------------------------------
@@ -293,7 +293,8 @@ class Informer:
                                         sock_connect=settings.request_timeout)
         self._watch_started, self._watch_lines = 0.0, 0
         try:
-            response = await api_get(self.api, self.spec.path, query, timeout)
+            async with asyncio.timeout(settings.request_timeout):  # until the response headers arrive
+                response = await api_get(self.api, self.spec.path, query, timeout)
         except ApiException as error:
             if error.status == 410:
                 raise WatchExpired(describe(error)) from None
