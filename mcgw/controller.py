@@ -17,10 +17,14 @@ from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.config import RunConfig
+from mcgw.mcs import DEFAULT_LOST_CLUSTER_TTL
+from mcgw.mcs.controller import McsController
+from mcgw.mcs.metrics import McsMetrics
 from mcgw.model import SUPPORTED_KINDS, Gateway, Service
 from mcgw.pipeline import ClusterOutput
 from mcgw.providers.kubernetes.cluster import MemberCluster
 from mcgw.providers.kubernetes.leader import LeaderElector
+from mcgw.providers.kubernetes.mcs_writer import McsWriter
 from mcgw.providers.kubernetes.status_writer import StatusWriter
 from mcgw.runtime import GatewayKey, ReconcileOptions, Reconciler
 from mcgw.store import Store
@@ -54,7 +58,7 @@ def gateway_addresses(store: Store, cluster: str) -> dict[GatewayKey, list[str]]
 class Controller:
     """Everything ``mcgw run`` runs, as an async context manager (the e2e tests start it in-process)."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, *, lost_cluster_ttl: float = DEFAULT_LOST_CLUSTER_TTL) -> None:
         self.config = config
         self.store = Store([c.name for c in config.clusters], SUPPORTED_KINDS)
         self.cache = SnapshotCache()
@@ -70,6 +74,9 @@ class Controller:
             ReconcileOptions(config.reconcile.debounce, config.reconcile.debounce_cap),
             addresses=lambda cluster: gateway_addresses(self.store, cluster), sinks=[self._write_status],
             on_report=self.metrics.observe_reconcile)
+        # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
+        self.mcs = McsController(self.store, lost_cluster_ttl=lost_cluster_ttl, debounce=config.reconcile.debounce,
+                                 debounce_cap=config.reconcile.debounce_cap, metrics=McsMetrics(self.registry))
         self.admin = AdminServer(ready=self.reconciler.ready.is_set, status=self.status, registry=self.registry,
                                  not_ready_reason=lambda: not_ready_reason(self.store, self.reconciler),
                                  before_scrape=lambda: self.metrics.refresh(self.store, self.reconciler))
@@ -111,8 +118,11 @@ class Controller:
                 self._stack.push_async_callback(elector.release)
                 is_leader = elector.is_leader_now
             self.writers[cluster.name] = StatusWriter(member.api, cluster.name, is_leader, metrics=self.metrics)
+            self.mcs.writers[cluster.name] = McsWriter(member.api, cluster.name, is_leader, metrics=self.mcs.metrics)
             await member.start()
         self._spawn(self.reconciler.run(), "reconcile loop")
+        self._stack.push_async_callback(self.mcs.aclose)
+        self._spawn(self.mcs.run(), "MCS controller")
         self.admin_port = await self.admin.start(config.admin.host, config.admin.port)
         self._stack.push_async_callback(self.admin.stop)
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", config.admin.host,
@@ -140,7 +150,7 @@ class Controller:
             "informers": {name: [vars(i) for i in member.health.informers]
                           for name, member in sorted(self.members.items())},
         }
-        return status_document(self.store, self.reconciler, self.xds.status, extra)
+        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
 
 
 async def run_controller(config: RunConfig) -> None:

@@ -22,6 +22,8 @@ from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_
 from mcgw.config import split_listen
 from mcgw.envoy.bootstrap import XdsTarget
 from mcgw.envoy.fleet import EnvoyFleet
+from mcgw.mcs.controller import McsController
+from mcgw.mcs.metrics import McsMetrics
 from mcgw.model import SUPPORTED_KINDS
 from mcgw.providers.files import FileProvider
 from mcgw.runtime import OutputSink, ReconcileOptions, Reconciler
@@ -55,6 +57,9 @@ class Standalone:
         self.xds = XdsServer(self.cache, registry=self.registry)
         self.fleet: EnvoyFleet | None = None
         self.reconciler: Reconciler | None = None
+        # MCS with no writers: there is no API server to write to; the result is served on /api/status.
+        self.mcs = McsController(self.store, debounce=options.reconcile.debounce,
+                                 debounce_cap=options.reconcile.debounce_cap, metrics=McsMetrics(self.registry))
         self.admin: AdminServer | None = None
         self.xds_port = 0
         self.admin_port = 0
@@ -96,6 +101,8 @@ class Standalone:
         self._stack.push_async_callback(self.reconciler.aclose)
         self.provider.fill(self.store)
         self._spawn(self.reconciler.run(), "reconcile loop")
+        self._stack.push_async_callback(self.mcs.aclose)
+        self._spawn(self.mcs.run(), "MCS controller")
         self._spawn(self.provider.run(self.store), "file watcher")
         if self.fleet is not None:
             self._spawn(self.fleet.supervise(), "Envoy supervisor")
@@ -126,7 +133,7 @@ class Standalone:
                                  "fileErrors": dict(sorted(self.provider.errors.items()))}
         if self.fleet is not None:
             extra["envoys"] = self.fleet.describe()
-        return status_document(self.store, self.reconciler, self.xds.status, extra)
+        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
 
     async def wait_ready(self, within: float = 60.0) -> None:
         """Until the first configuration is published and (with Envoy) every Envoy has its listeners."""

@@ -12,13 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcgw.logs import rfc3339
+from mcgw.mcs import ClusterMcs, McsResult
+from mcgw.mcs.names import IMPORT_MANAGED_BY, MANAGER
 from mcgw.runtime import ClusterReport, Reconciler
 from mcgw.store import ClusterStore, Store
 from xdsserver import NodeStatus, Rejection, StatusRegistry
 from xdsserver.metrics import short_type
 
-# The kinds listed per cluster. Only the first three have a status mcgw computes today; the others
-# are listed with ``"status": null`` until the MCS controller reports on them.
+# The kinds listed per cluster, each object with the status mcgw computed for it (``null`` for a
+# ReferenceGrant, which has no status, and for a ServiceImport that mcgw does not manage).
 LISTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "ServiceExport", "ServiceImport")
 
 
@@ -27,15 +29,24 @@ def object_name(namespace: str, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def _objects(member: ClusterStore, statuses: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def _objects(member: ClusterStore, statuses: Mapping[str, Mapping[str, Any]],
+             mcs: ClusterMcs | None) -> dict[str, dict[str, Any]]:
     listed: dict[str, dict[str, Any]] = {kind: {} for kind in LISTED_KINDS}
     for obj in member.objects():
         kind, namespace, name = obj.key
         if kind not in listed:
             continue
         key = object_name(namespace, name)
-        listed[kind][key] = {"generation": obj.metadata.generation,
-                             "status": statuses.get(kind, {}).get(key)}
+        status = statuses.get(kind, {}).get(key)
+        if mcs is not None and kind == "ServiceExport":
+            status = mcs.exports.get((namespace, name))
+        elif mcs is not None and kind == "ServiceImport" and obj.metadata.labels.get(IMPORT_MANAGED_BY) == MANAGER:
+            status = (mcs.imports.get((namespace, name)) or {}).get("status")
+        listed[kind][key] = {"generation": obj.metadata.generation, "status": status}
+    if mcs is not None:  # imports not (yet) in the cluster: standalone mode has no API server to write them to
+        for (namespace, name), wanted in mcs.imports.items():
+            listed["ServiceImport"].setdefault(object_name(namespace, name),
+                                               {"generation": None, "status": wanted.get("status")})
     return {kind: dict(sorted(by_name.items())) for kind, by_name in listed.items()}
 
 
@@ -51,7 +62,7 @@ def _translation(report: ClusterReport) -> dict[str, Any] | None:
     }
 
 
-def _cluster(member: ClusterStore, reconciler: Reconciler) -> dict[str, Any]:
+def _cluster(member: ClusterStore, reconciler: Reconciler, mcs: McsResult | None) -> dict[str, Any]:
     health = member.health()
     output = reconciler.outputs.get(member.name)
     return {
@@ -61,7 +72,8 @@ def _cluster(member: ClusterStore, reconciler: Reconciler) -> dict[str, Any]:
         "since": rfc3339(health.since),
         "revision": member.revision,
         "lastTranslation": _translation(reconciler.reports.get(member.name, ClusterReport())),
-        "objects": _objects(member, output.statuses() if output is not None else {}),
+        "objects": _objects(member, output.statuses() if output is not None else {},
+                            mcs.clusters.get(member.name) if mcs is not None else None),
     }
 
 
@@ -99,14 +111,36 @@ def _rejection(rejection: Rejection) -> dict[str, Any]:
     }
 
 
+def _mcs(result: McsResult | None) -> dict[str, Any]:
+    """The ClusterSet-wide part of the MCS result: imported services and the clusters that are lost."""
+    if result is None:
+        return {"computed": False, "importedServices": [], "lostClusters": [], "nextDeadline": None}
+    return {
+        "computed": True,
+        "importedServices": [
+            {"service": object_name(service.namespace, service.name), "type": service.type,
+             "clusters": list(service.clusters),
+             "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in service.ports]}
+            for _, service in sorted(result.view.services.items())],
+        "lostClusters": [
+            {"cluster": lost.cluster, "since": rfc3339(lost.since), "reason": lost.reason,
+             "endpoints": "withdrawn" if lost.withdrawn else "kept", "until": rfc3339(lost.deadline),
+             "exports": [object_name(ns, name) for ns, name in lost.exports]}
+            for lost in result.lost],
+        "nextDeadline": rfc3339(result.next_deadline) if result.next_deadline is not None else None,
+    }
+
+
 def status_document(store: Store, reconciler: Reconciler, xds_status: StatusRegistry | None,
-                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON served on ``/api/status``; ``extra`` adds top-level keys (a mode's own facts)."""
+                    extra: Mapping[str, Any] | None = None, mcs: McsResult | None = None) -> dict[str, Any]:
+    """The JSON served on ``/api/status``; ``extra`` adds top-level keys (a mode's own facts); ``mcs`` is the MCS
+    controller's last result (export and import statuses, lost clusters)."""
     nodes = sorted(xds_status.nodes() if xds_status else [],
                    key=lambda n: (n.cluster, n.node_id, n.connected_at, n.peer))
     document: dict[str, Any] = {
         "ready": reconciler.ready.is_set(),
-        "clusters": {name: _cluster(store[name], reconciler) for name in sorted(store.clusters)},
+        "clusters": {name: _cluster(store[name], reconciler, mcs) for name in sorted(store.clusters)},
+        "multiClusterServices": _mcs(mcs),
         "nodes": [_node(n) for n in nodes],
         "rejections": [_rejection(r) for r in (xds_status.rejections() if xds_status else [])],
     }

@@ -28,11 +28,15 @@ from .view import EMPTY_VIEW, ClusterSetView
 log = logging.getLogger(__name__)
 
 RETRY_MIN, RETRY_MAX = 1.0, 30.0
+LEADER_POLL = 1.0  # how often a replica that does not lead a cluster looks again
 
 
 class WriteOutcome(Protocol):
     @property
     def failed(self) -> int: ...
+
+    @property
+    def deferred(self) -> bool: ...  # not the leader of that cluster (yet): nothing was written
 
 
 class ClusterWriter(Protocol):
@@ -149,28 +153,32 @@ class McsController:
                         continue
                     try:
                         outcome = await writer.write(latest, member.objects())
-                        failed = outcome.failed
+                        failed, deferred = outcome.failed, outcome.deferred
                     except Exception:
                         log.exception("MCS writer failed for cluster %s", cluster, extra={"cluster": cluster})
-                        failed = 1
-                    self._schedule_retry(cluster, failed)
+                        failed, deferred = 1, False
+                    self._schedule_retry(cluster, failed, deferred)
             finally:
                 del self._tasks[cluster]
 
         self._tasks[cluster] = asyncio.get_running_loop().create_task(drain(), name=f"mcs write {cluster}")
 
-    def _schedule_retry(self, cluster: str, failed: int) -> None:
-        if not failed:
+    def _schedule_retry(self, cluster: str, failed: int, deferred: bool) -> None:
+        """Failed writes: again after a backoff. Not the leader: ask again soon, since winning the Lease
+        later is no store event and would otherwise leave the cluster unwritten until something changes."""
+        if (timer := self._retry_timers.pop(cluster, None)) is not None:
+            timer.cancel()
+        if failed:
+            delay = min(self._retry_delay.get(cluster, RETRY_MIN / 2) * 2, RETRY_MAX)
+            self._retry_delay[cluster] = delay
+            log.info("MCS: %d write(s) into cluster %s failed; trying again in %.0fs", failed, cluster, delay,
+                     extra={"cluster": cluster})
+        elif deferred:
+            delay = LEADER_POLL
+        else:
             self._retry_delay.pop(cluster, None)
             return
-        delay = self._retry_delay.get(cluster, RETRY_MIN / 2) * 2
-        self._retry_delay[cluster] = min(delay, RETRY_MAX)
-        if (timer := self._retry_timers.get(cluster)) is not None:
-            timer.cancel()
-        self._retry_timers[cluster] = asyncio.get_running_loop().call_later(
-            self._retry_delay[cluster], self._retry, cluster)
-        log.info("MCS: %d write(s) into cluster %s failed; trying again in %.0fs", failed, cluster,
-                 self._retry_delay[cluster], extra={"cluster": cluster})
+        self._retry_timers[cluster] = asyncio.get_running_loop().call_later(delay, self._retry, cluster)
 
     def _retry(self, cluster: str) -> None:
         """Write the latest result into ``cluster`` again (a newer one may already be on its way)."""

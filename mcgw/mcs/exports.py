@@ -207,8 +207,11 @@ def _conflicts(ordered: Sequence[_Export], union: _Union) -> list[tuple[str, str
           lambda e: dict(sorted(e.export.spec.exported_annotations.items())))
     check("InternalTrafficPolicyConflict", "internalTrafficPolicy", lambda e: _traffic_policy(e.service))
     check("TrafficDistributionConflict", "trafficDistribution", lambda e: e.service.spec.traffic_distribution)
+    # IP families pick the families of a cluster IP; a headless Service has none (and the API server gives a
+    # selector-less one both families), so only two ClusterSetIP exports can disagree on them.
     check("IPFamilyConflict", "ipFamilies", lambda e: list(e.service.spec.ip_families),
-          lambda a, b: bool(a.service.spec.ip_families) and bool(b.service.spec.ip_families)
+          lambda a, b: not a.service.spec.headless and not b.service.spec.headless
+          and bool(a.service.spec.ip_families) and bool(b.service.spec.ip_families)
           and set(a.service.spec.ip_families) != set(b.service.spec.ip_families))
     return found
 

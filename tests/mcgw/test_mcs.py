@@ -318,6 +318,12 @@ def test_exported_labels_and_annotations_must_agree(field: str, reason: str) -> 
     assert (metadata["labels"] if field == "exportedLabels" else metadata["annotations"])["team"] == "a"
 
 
+def test_a_headless_services_ip_families_are_not_compared() -> None:
+    result = compute(two_exports(service(clusterIP="None", ipFamilies=["IPv4", "IPv6"]),
+                                 service(ipFamilies=["IPv4"])))
+    assert conditions(result, "west")["Conflict"] == ("True", "TypeConflict")
+
+
 def test_equivalent_defaults_are_not_conflicts() -> None:
     result = compute(two_exports(service(internalTrafficPolicy="Cluster", ipFamilies=["IPv4"]),
                                  service(sessionAffinity="None")))

@@ -21,12 +21,15 @@ from tests.mcgw.test_mcs import endpoint_slice, exported_by_east_and_west, parse
 
 
 class RecordingWriter:
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, leading: bool = True) -> None:
         self.writes: list[ClusterMcs] = []
         self.forgotten = 0
         self.failures = failures
+        self.leading = leading
 
     async def write(self, desired: ClusterMcs, observed: Iterable[AnyObject] = ()) -> WriteReport:
+        if not self.leading:
+            return WriteReport(deferred=True)
         self.writes.append(desired)
         if self.failures:
             self.failures -= 1
@@ -132,6 +135,19 @@ async def test_a_failed_write_is_retried_without_a_store_event() -> None:
     async with running(controller):
         await until(lambda: len(writers["east"].writes) >= 2, "the failed write to be retried")
     assert len(writers["west"].writes) == 1
+
+
+async def test_a_cluster_is_written_once_this_replica_leads_it_without_a_store_event() -> None:
+    store = filled_store()
+    writers = {name: RecordingWriter(leading=name != "west") for name in store.clusters}
+    controller = McsController(store, writers, debounce=0.01, debounce_cap=0.05)
+    async with running(controller):
+        await until(lambda: len(writers["east"].writes) == 1, "the first write into east")
+        assert writers["west"].writes == []
+        revision = store["west"].revision
+        writers["west"].leading = True  # the Lease is won: no object changed
+        await until(lambda: len(writers["west"].writes) == 1, "the write into west once leading")
+        assert store["west"].revision == revision
 
 
 async def test_subscribers_hear_of_view_changes_only() -> None:

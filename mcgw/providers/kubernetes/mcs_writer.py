@@ -181,6 +181,7 @@ def merged_status(stored: Mapping[str, Any], ours: Mapping[str, Any], generation
 class WriteReport:
     written: int = 0  # objects created, changed or deleted
     failed: int = 0  # objects that could not be written; the caller tries again later
+    deferred: bool = False  # not the leader: nothing written; the caller asks again later (it may lead by then)
 
 
 class McsWriter:
@@ -222,6 +223,7 @@ class McsWriter:
         """Bring the cluster to ``desired``; ``observed`` is the cluster's objects as the informers last saw them."""
         report = WriteReport()
         if not self._leading():
+            report.deferred = True
             return report
         if not self._listed:
             try:
@@ -248,11 +250,13 @@ class McsWriter:
                 if self._written.get(key) == obj and observed_matches(kind, obj, seen.get(key)):
                     continue
                 if not self._leading():
+                    report.deferred = True
                     return report
                 await self._guard(kind, (key[1], key[2]), report, self._ensure(key, obj))
         for kind in ("EndpointSlice", "ServiceImport"):  # slices go before their import
             for key in sorted(k for k in {*self._written, *self._found} if k[0] == kind and k not in wanted):
                 if not self._leading():
+                    report.deferred = True
                     return report
                 await self._guard(kind, (key[1], key[2]), report, self._delete(key))
         for key in [k for k in self._foreign if k not in wanted]:

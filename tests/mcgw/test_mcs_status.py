@@ -1,0 +1,60 @@
+"""/api/status shows the MCS controller's computation: export conditions, our imports' status (also those
+not written anywhere, as in standalone mode), and which clusters are lost and until when."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcgw.admin import status_document
+from mcgw.mcs.controller import McsController
+from mcgw.model import parse_object
+from mcgw.runtime import Reconciler
+from mcgw.store import Store
+from tests.mcgw.test_mcs_controller import filled_store
+from xdsserver import SnapshotCache
+
+
+async def _document(store: Store) -> dict[str, Any]:
+    controller = McsController(store)
+    await controller.reconcile()
+    return status_document(store, Reconciler(store, SnapshotCache()), None, None, controller.result)
+
+
+async def test_export_and_import_statuses_are_filled_in() -> None:
+    store = filled_store()
+    store.upsert("west", parse_object({
+        "apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+        "metadata": {"name": "cart", "namespace": "shop", "labels": {"app.kubernetes.io/managed-by":
+                                                                    "mcs-controller.mcgw.io"}}}, "test"))
+    store.upsert("central", parse_object({
+        "apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+        "metadata": {"name": "cart", "namespace": "shop"}}, "test"))
+    document = await _document(store)
+    east = document["clusters"]["east"]["objects"]
+    assert [c["reason"] for c in east["ServiceExport"]["shop/cart"]["status"]["conditions"]] == [
+        "Valid", "Exported", "NoConflicts"]
+    assert east["ServiceImport"]["shop/cart"]["generation"] is None  # computed, not in the cluster (yet)
+    assert east["ServiceImport"]["shop/cart"]["status"]["clusters"] == [{"cluster": "east"}, {"cluster": "west"}]
+    west = document["clusters"]["west"]["objects"]
+    assert west["ServiceImport"]["shop/cart"]["status"]["conditions"][0]["reason"] == "Ready"
+    # Someone else's ServiceImport: mcgw computes nothing for it.
+    assert document["clusters"]["central"]["objects"]["ServiceImport"]["shop/cart"]["status"] is None
+    assert document["multiClusterServices"]["importedServices"] == [
+        {"service": "shop/cart", "type": "ClusterSetIP", "clusters": ["east", "west"],
+         "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}]
+
+
+async def test_a_lost_cluster_is_listed_with_its_deadline() -> None:
+    store = filled_store()
+    store.set_available("west", False, "connection refused")
+    mcs = (await _document(store))["multiClusterServices"]
+    assert [(lost["cluster"], lost["endpoints"], lost["reason"], lost["exports"]) for lost in mcs["lostClusters"]] == [
+        ("west", "kept", "connection refused", ["shop/cart"])]
+    assert mcs["nextDeadline"] == mcs["lostClusters"][0]["until"]
+
+
+async def test_without_a_result_nothing_is_claimed() -> None:
+    store = filled_store()
+    document = status_document(store, Reconciler(store, SnapshotCache()), None)
+    assert document["clusters"]["east"]["objects"]["ServiceExport"]["shop/cart"]["status"] is None
+    assert document["multiClusterServices"]["computed"] is False
