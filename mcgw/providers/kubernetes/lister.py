@@ -4,6 +4,10 @@ Every kind is read through its collection path as plain JSON (no generated clien
 path for core, discovery and custom resources, and the dicts go straight to ``parse_object``.
 ``list_cluster`` is a one-shot list of everything; the informers (``informer.py``) list and then watch.
 Objects that do not parse are reported, not dropped silently: the caller decides whether to go on.
+
+Secrets are read with the field selector ``type=kubernetes.io/tls``: only TLS secrets can be a
+Gateway's certificateRefs, and leaving service-account tokens, Helm releases and other large secrets
+on the server keeps them out of mcgw's memory and off the wire.
 """
 
 from __future__ import annotations
@@ -41,10 +45,8 @@ class KindSpec:
         return f"{prefix}/{self.api_version}/{self.plural}"
 
 
-# Secrets: only TLS secrets (certificateRefs) matter to mcgw. The server-side field selector keeps
-# service-account tokens, Helm releases and other large secrets out of the informer's memory and
-# off the wire; a Gateway that points at another type sees no Secret, which is InvalidCertificateRef
-# either way.
+# Secrets: TLS only (see the module docstring). A Gateway that points at a Secret of another type
+# sees no Secret, which is InvalidCertificateRef either way.
 WATCHED_KINDS: tuple[KindSpec, ...] = (
     KindSpec("GatewayClass", f"{GATEWAY_GROUP}/v1", "gatewayclasses", namespaced=False),
     KindSpec("Gateway", f"{GATEWAY_GROUP}/v1", "gateways"),
