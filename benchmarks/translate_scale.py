@@ -1,10 +1,21 @@
 """Translation at scale: N HTTPRoutes (5 rules each, mixed matches and filters) across 3 clusters.
 
-Measures the full translation (semantics + IR + Envoy resources + snapshot serialisation) per
-cluster, the time to re-translate after one route changes, and peak RSS. Run from the repository
-root after ``make test``::
+For each N, in a fresh process (so peak RSS is that of one size):
 
-    .venv/bin/python -m benchmarks.translate_scale [--routes 10 100 1000 5000]
+- full translation: ``translate_cluster`` from scratch plus the xDS snapshot of its output (semantics,
+  IR, Envoy resources, serialisation), median per cluster;
+- the first call of a ``ClusterTranslator`` (what the runtime pays once at start-up), same measure;
+- one change through the incremental ``ClusterTranslator`` and its snapshot (``ClusterOutput.snapshot``
+  with the previous snapshot), median over several changes of each kind: a route's match, a route's
+  backend, and a Service's endpoints;
+- peak RSS.
+
+Python's garbage collector scans every live object in a full collection, and the three clusters' parsed
+objects are several hundred thousand; so every figure is taken twice, with the collector as it comes and
+after ``gc.freeze()`` (what a long-running process does once its objects are loaded). Run from the
+repository root after ``make test``::
+
+    .venv/bin/python -m benchmarks.translate_scale [--routes 10 100 1000 5000] [--repeats 5]
 
 Prints the figures and writes ``benchmarks/results/translate_scale.json``.
 """
@@ -15,28 +26,34 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks._machine import machine
 from mcgw.model import AnyObject, parse_object
-from mcgw.pipeline import translate_cluster
+from mcgw.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from xdsserver import Snapshot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLUSTERS = ("east", "west", "central")
 NAMESPACES = 10
+GATEWAY = ("infra", "public")
+ADDRESSES = {GATEWAY: ["198.18.0.1"]}
 
 
-def _route(i: int, variant: str = "a") -> dict[str, Any]:
+def _route(i: int, variant: str = "a", path: str = "api", service: int | None = None) -> dict[str, Any]:
     ns = f"team-{i % NAMESPACES}"
+    target = i % 50 if service is None else service
     rules = [
-        {"matches": [{"path": {"type": "PathPrefix", "value": f"/svc-{i}/api"}}],
-         "backendRefs": [{"name": f"svc-{i % 50}", "port": 80, "weight": 90},
-                         {"name": f"svc-{(i + 1) % 50}", "port": 80, "weight": 10}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": f"/svc-{i}/{path}"}}],
+         "backendRefs": [{"name": f"svc-{target}", "port": 80, "weight": 90},
+                         {"name": f"svc-{(target + 1) % 50}", "port": 80, "weight": 10}]},
         {"matches": [{"path": {"type": "Exact", "value": f"/svc-{i}/health"}, "method": "GET"}],
          "filters": [{"type": "ResponseHeaderModifier",
                       "responseHeaderModifier": {"set": [{"name": "x-variant", "value": variant}]}}],
@@ -62,7 +79,16 @@ def _route(i: int, variant: str = "a") -> dict[str, Any]:
                      "hostnames": [f"app-{i % 20}.example.com"], "rules": rules}}
 
 
+def _slice(ns: int, s: int, cluster_index: int, endpoints: int = 3) -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"svc-{s}-1", "namespace": f"team-{ns}",
+                         "labels": {"kubernetes.io/service-name": f"svc-{s}"}},
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [f"198.18.{cluster_index}.{e + 1}"]} for e in range(endpoints)]}
+
+
 def cluster_objects(routes: int, cluster_index: int) -> list[AnyObject]:
+    """One cluster's objects, sorted by (kind, namespace, name) as the store hands them over."""
     documents: list[dict[str, Any]] = [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
          "spec": {"controllerName": "mcgw.io/gateway-controller"}},
@@ -76,65 +102,128 @@ def cluster_objects(routes: int, cluster_index: int) -> list[AnyObject]:
             documents.append({"apiVersion": "v1", "kind": "Service",
                               "metadata": {"name": f"svc-{s}", "namespace": f"team-{ns}"},
                               "spec": {"ports": [{"name": "http", "port": 80}]}})
-            documents.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                              "metadata": {"name": f"svc-{s}-1", "namespace": f"team-{ns}",
-                                           "labels": {"kubernetes.io/service-name": f"svc-{s}"}},
-                              "ports": [{"name": "http", "port": 8080}],
-                              "endpoints": [{"addresses": [f"198.18.{cluster_index}.{e + 1}"]} for e in range(3)]})
+            documents.append(_slice(ns, s, cluster_index))
     documents += [_route(i) for i in range(routes)]
-    return [parse_object(doc, "benchmark") for doc in documents]
+    return sorted((parse_object(doc, "benchmark") for doc in documents), key=lambda o: o.key)
 
 
-def _translate(cluster: str, objects: list[AnyObject], previous: Snapshot | None) -> Snapshot:
-    result = translate_cluster(cluster, objects, {("infra", "public"): ["198.18.0.1"]})
-    (messages,) = result.resources.values()
-    return Snapshot.from_messages(messages, previous=previous)
+def _full(cluster: str, objects: list[AnyObject]) -> Snapshot:
+    return translate_cluster(cluster, objects, ADDRESSES).snapshot(GATEWAY)
+
+
+def _changes(routes: int, objects: list[AnyObject], k: int) -> tuple[str, AnyObject]:
+    """The k-th change: a route's match, a route's backend, or a Service's endpoints, in turn."""
+    i = (k * 7919) % routes
+    kind = ("route match", "route backend", "endpoints")[k % 3]
+    if kind == "route match":
+        return kind, parse_object(_route(i, path=f"api-v{k}"), "benchmark")
+    if kind == "route backend":
+        return kind, parse_object(_route(i, service=(i + 1 + k) % 50), "benchmark")
+    return kind, parse_object(_slice(i % NAMESPACES, i % 50, 0, endpoints=2 + k % 3), "benchmark")
+
+
+def _ms(seconds: list[float]) -> float:
+    return round(statistics.median(seconds) * 1000, 2)
+
+
+def _measure(per_cluster: dict[str, list[AnyObject]], routes: int, repeats: int) -> dict[str, Any]:
+    full: list[float] = []
+    for _ in range(repeats):
+        for name, objects in per_cluster.items():
+            started = time.perf_counter()
+            _full(name, objects)
+            full.append(time.perf_counter() - started)
+    first: list[float] = []
+    translators: dict[str, tuple[ClusterTranslator, ClusterOutput, Snapshot]] = {}
+    for name, objects in per_cluster.items():
+        started = time.perf_counter()
+        translator = ClusterTranslator(name)
+        output = translator.translate(tuple(objects), ADDRESSES)
+        snapshot = output.snapshot(GATEWAY)
+        first.append(time.perf_counter() - started)
+        translators[name] = (translator, output, snapshot)
+    translator, output, snapshot = translators["east"]
+    objects = list(per_cluster["east"])
+    index = {obj.key: i for i, obj in enumerate(objects)}
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for k in range(max(3 * repeats, 9)):
+        kind, changed = _changes(routes, objects, k)
+        objects[index[changed.key]] = changed
+        started = time.perf_counter()
+        output = translator.translate(tuple(objects), ADDRESSES)
+        translated = time.perf_counter()
+        snapshot = output.snapshot(GATEWAY, snapshot)
+        by_kind.setdefault(kind, []).append((translated - started, time.perf_counter() - started))
+    check = translate_cluster("east", objects, ADDRESSES).snapshot(GATEWAY)
+    if check.versions != snapshot.versions:
+        raise AssertionError("incremental translation differs from a full translation")
+    all_changes = [t for times in by_kind.values() for t in times]
+    return {
+        "full_translation_ms": _ms(full),
+        "first_translator_call_ms": _ms(first),
+        "one_change_ms": _ms([t for _, t in all_changes]),
+        "one_change_translate_only_ms": _ms([t for t, _ in all_changes]),
+        "one_change_by_kind_ms": {kind: _ms([t for _, t in times]) for kind, times in by_kind.items()},
+        "one_change_max_ms": round(max(t for _, t in all_changes) * 1000, 2),
+        "envoy_resources_per_cluster": sum(len(r) for r in snapshot.resources.values()),
+    }
 
 
 def measure(routes: int, repeats: int) -> dict[str, Any]:
+    """One size, in this process: with the garbage collector as it comes, then frozen."""
     per_cluster = {name: cluster_objects(routes, i) for i, name in enumerate(CLUSTERS)}
-    full_times = []
-    snapshots: dict[str, Snapshot] = {}
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for name, objects in per_cluster.items():
-            snapshots[name] = _translate(name, objects, None)
-        full_times.append((time.perf_counter() - started) / len(CLUSTERS))
-    change_times = []
-    for k in range(repeats):
-        objects = list(per_cluster["east"])
-        changed = routes // 2
-        objects[-routes + changed] = parse_object(_route(changed, variant=f"b{k}"), "benchmark")
-        started = time.perf_counter()
-        snapshots["east"] = _translate("east", objects, snapshots["east"])
-        change_times.append(time.perf_counter() - started)
     gc.collect()
-    resources = sum(len(r) for r in snapshots["east"].resources.values())
-    return {
-        "routes": routes, "rules_per_route": 5, "clusters": len(CLUSTERS), "envoy_resources_per_cluster": resources,
-        "full_translation_ms": round(statistics.median(full_times) * 1000, 1),
-        "one_route_change_ms": round(statistics.median(change_times) * 1000, 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    default = _measure(per_cluster, routes, repeats)
+    gc.collect()
+    gc.freeze()
+    frozen = _measure(per_cluster, routes, repeats)
+    return {"routes": routes, "rules_per_route": 5, "clusters": len(CLUSTERS),
+            "envoy_resources_per_cluster": default.pop("envoy_resources_per_cluster"),
+            "gc_default": default, "gc_frozen": {k: v for k, v in frozen.items() if k != "envoy_resources_per_cluster"},
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _in_child(routes: int, repeats: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.translate_scale", "--child", str(routes),
+                           "--repeats", str(repeats)], check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _line(run: dict[str, Any], mode: str) -> str:
+    figures = run[mode]
+    return (f"{run['routes']:5} routes, GC {mode.removeprefix('gc_'):7}: "
+            f"full {figures['full_translation_ms']:8.1f} ms, "
+            f"first translator call {figures['first_translator_call_ms']:8.1f} ms, one change "
+            f"{figures['one_change_ms']:6.2f} ms (translation alone {figures['one_change_translate_only_ms']:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--routes", type=int, nargs="+", default=[10, 100, 1000, 5000])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(measure(args.child, args.repeats)))
+        return
     runs = []
     for routes in args.routes:
-        result = measure(routes, args.repeats)
-        runs.append(result)
-        print(f"{routes:5} routes: full translation {result['full_translation_ms']:8.1f} ms per cluster, "
-              f"one route change {result['one_route_change_ms']:8.1f} ms, peak RSS {result['peak_rss_mib']} MiB "
-              f"({result['envoy_resources_per_cluster']} Envoy resources)", flush=True)
+        load_before = os.getloadavg()[0]
+        run = _in_child(routes, args.repeats)
+        run["load_average_1m"] = round(max(load_before, os.getloadavg()[0]), 2)
+        runs.append(run)
+        for mode in ("gc_default", "gc_frozen"):
+            print(_line(run, mode), flush=True)
+        print(f"{routes:5} routes: peak RSS {run['peak_rss_mib']} MiB, {run['envoy_resources_per_cluster']} Envoy "
+              f"resources per cluster, load average {run['load_average_1m']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     report = {"benchmark": "translate_scale", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": machine(), "runs": runs,
-              "note": "full = semantics + IR + Envoy resources + snapshot build, median per cluster; "
-                      "the change re-runs the same pipeline (no incremental translation yet)"}
+              "note": "full = translate_cluster + xDS snapshot (semantics, IR, Envoy resources, serialisation), "
+                      "median per cluster; one change = ClusterTranslator.translate + ClusterOutput.snapshot with "
+                      "the previous snapshot, median over changes to a route's match, a route's backend and a "
+                      "Service's endpoints; gc_frozen = after gc.freeze(); each size in its own process"}
     (RESULTS / "translate_scale.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS / 'translate_scale.json'}")
 

@@ -33,8 +33,8 @@ class Snapshot:
     def from_messages(cls, messages: Iterable[Message], previous: Snapshot | None = None) -> Snapshot:
         """Serialise and check ``messages``. With ``previous`` (the group's current snapshot), unchanged
         resources are reused instead of hashed and encoded again."""
-        return cls._checked(Resource.from_message(message, previous.of_type(_type_url(message)) if previous else None)
-                            for message in messages)
+        return cls._checked((Resource.from_message(message, previous.of_type(_type_url(message)) if previous else None)
+                             for message in messages), previous)
 
     @classmethod
     def from_resources(cls, resources: Iterable[Resource], previous: Snapshot | None = None) -> Snapshot:
@@ -49,10 +49,12 @@ class Snapshot:
                 return known
             return resource
 
-        return cls._checked(reused(resource) for resource in resources)
+        return cls._checked((reused(resource) for resource in resources), previous)
 
     @classmethod
-    def _checked(cls, resources: Iterable[Resource]) -> Snapshot:
+    def _checked(cls, resources: Iterable[Resource], previous: Snapshot | None = None) -> Snapshot:
+        """Check consistency; a type whose resources are all those of ``previous`` keeps its mapping and
+        version (no sorting or hashing: after a route change, clusters, endpoints and listeners are as they were)."""
         by_type: dict[str, dict[str, Resource]] = {}
         eds_refs: set[str] = set()
         rds_refs: set[str] = set()
@@ -77,8 +79,17 @@ class Snapshot:
                 problems.append(f"{kind} not referenced by any {parent}: {', '.join(orphans)}")
         if problems:
             raise InconsistentSnapshotError("; ".join(problems))
-        frozen = {t: MappingProxyType(dict(sorted(r.items()))) for t, r in by_type.items()}
-        versions = {t: content_version(r.values()) for t, r in frozen.items()}
+        frozen: dict[str, Mapping[str, Resource]] = {}
+        versions: dict[str, str] = {}
+        prior, prior_versions = (previous.resources, previous.versions) if previous is not None else ({}, {})
+        for type_url, of_type in by_type.items():
+            known = prior.get(type_url)
+            if known is not None and len(known) == len(of_type) and all(
+                    known.get(name) is resource for name, resource in of_type.items()):
+                frozen[type_url], versions[type_url] = known, prior_versions[type_url]
+            else:
+                frozen[type_url] = MappingProxyType(dict(sorted(of_type.items())))
+                versions[type_url] = content_version(frozen[type_url].values())
         return cls(MappingProxyType(frozen), MappingProxyType(versions))
 
     def of_type(self, type_url: str) -> Mapping[str, Resource]:
