@@ -169,8 +169,9 @@ async def test_initial_list_then_changes_are_seen(member: BedCluster, admin: cli
         assert isinstance(view.get(("Secret", ns, "cert")), Secret)
     finally:
         await cluster.stop()
-        # Other tests list this cluster and expect only valid objects.
+        # Other tests list this cluster: no invalid Gateway, and no export for the MCS controller to import.
         await custom.delete_namespaced_custom_object(GW, "v1", ns, "gateways", "bad")
+        await custom.delete_namespaced_custom_object(MCS, "v1beta1", ns, "serviceexports", "svc-0")
 
 
 async def _json_patch(custom: client.CustomObjectsApi, ns: str, name: str, patch: list[dict[str, Any]]) -> None:
