@@ -203,6 +203,9 @@ class RunConfig(_Config):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    # Seconds a lost member cluster's exported endpoints stay in use (while Envoy's health checks judge
+    # them) before they are withdrawn.
+    lost_cluster_ttl: float = Field(300.0, ge=0)
 
     @field_validator("clusters")
     @classmethod

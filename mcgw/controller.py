@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.config import RunConfig
-from mcgw.mcs import DEFAULT_LOST_CLUSTER_TTL
 from mcgw.mcs.controller import McsController
 from mcgw.mcs.metrics import McsMetrics
 from mcgw.model import SUPPORTED_KINDS, Gateway, Service
@@ -58,7 +57,9 @@ def gateway_addresses(store: Store, cluster: str) -> dict[GatewayKey, list[str]]
 class Controller:
     """Everything ``mcgw run`` runs, as an async context manager (the e2e tests start it in-process)."""
 
-    def __init__(self, config: RunConfig, *, lost_cluster_ttl: float = DEFAULT_LOST_CLUSTER_TTL) -> None:
+    def __init__(self, config: RunConfig, *, lost_cluster_ttl: float | None = None) -> None:
+        if lost_cluster_ttl is None:
+            lost_cluster_ttl = config.lost_cluster_ttl
         self.config = config
         self.store = Store([c.name for c in config.clusters], SUPPORTED_KINDS)
         self.cache = SnapshotCache()
@@ -73,7 +74,8 @@ class Controller:
             self.store, self.cache,
             ReconcileOptions(config.reconcile.debounce, config.reconcile.debounce_cap),
             addresses=lambda cluster: gateway_addresses(self.store, cluster), sinks=[self._write_status],
-            on_report=self.metrics.observe_reconcile)
+            on_report=self.metrics.observe_reconcile, clusters={c.name: c.properties() for c in config.clusters},
+            lost_cluster_ttl=lost_cluster_ttl)
         # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
         self.mcs = McsController(self.store, lost_cluster_ttl=lost_cluster_ttl, debounce=config.reconcile.debounce,
                                  debounce_cap=config.reconcile.debounce_cap, metrics=McsMetrics(self.registry))

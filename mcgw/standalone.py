@@ -97,7 +97,8 @@ class Standalone:
             self.store, self.cache, options.reconcile,
             addresses=self.fleet.addresses if self.fleet else None,
             bind_addresses=self.fleet.bind_addresses if self.fleet else None,
-            sinks=sinks, on_report=self.metrics.observe_reconcile)
+            sinks=sinks, on_report=self.metrics.observe_reconcile,
+            clusters={c.name: c for c in self.provider.properties.clusters})
         self._stack.push_async_callback(self.reconciler.aclose)
         self.provider.fill(self.store)
         self._spawn(self.reconciler.run(), "reconcile loop")
