@@ -249,8 +249,8 @@ def _import_ready(clusters: Sequence[str], lost: Mapping[str, LostCluster], expo
     for entry in gone:
         fate = (f"its endpoints were withdrawn at {_clock(entry.deadline)}" if entry.withdrawn
                 else f"its endpoints are kept until {_clock(entry.deadline)}")
-        notes.append(f"source cluster {entry.cluster} unavailable since {_clock(entry.since)}"
-                     f"{f' ({entry.reason})' if entry.reason else ''}; {fate}")
+        # Not the reason: it follows the informers' last error, and the status must not churn with it.
+        notes.append(f"source cluster {entry.cluster} unavailable since {_clock(entry.since)}; {fate}")
     message = "; ".join(notes) + f"; imported from {_names(clusters)}"
     return _condition("Ready", bool(clusters), "SourceClusterLost", message, None)
 

@@ -38,11 +38,11 @@ SOURCE_CLUSTER = "multicluster.kubernetes.io/source-cluster"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 
 
-def _write_config(directory: Path, clusterset: ClusterSet) -> Path:
+def _write_config(directory: Path, clusterset: ClusterSet, kubeconfigs: dict[str, Path] | None = None) -> Path:
     path = directory / "mcgw.yaml"
+    kubeconfigs = {name: clusterset.clusters[name].kubeconfig for name in CLUSTERS} | (kubeconfigs or {})
     path.write_text(yaml.safe_dump({
-        "clusters": [{"name": name, "kubeconfig": str(clusterset.clusters[name].kubeconfig), "context": name}
-                     for name in CLUSTERS],
+        "clusters": [{"name": name, "kubeconfig": str(kubeconfigs[name]), "context": name} for name in CLUSTERS],
         "xds": {"listen": f"127.0.0.1:{free_port()}"},
         "admin": {"listen": "127.0.0.1:0"},
         "reconcile": {"debounce": 0.05, "debounceCap": 0.5},
@@ -52,8 +52,9 @@ def _write_config(directory: Path, clusterset: ClusterSet) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def _controller(clusterset: ClusterSet, tmp_path: Path) -> AsyncIterator[Controller]:
-    async with Controller(load_run_config(_write_config(tmp_path, clusterset))) as controller:
+async def _controller(clusterset: ClusterSet, tmp_path: Path, kubeconfigs: dict[str, Path] | None = None,
+                      **options: Any) -> AsyncIterator[Controller]:
+    async with Controller(load_run_config(_write_config(tmp_path, clusterset, kubeconfigs)), **options) as controller:
         await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
         yield controller
 
@@ -336,3 +337,80 @@ async def test_unexport_and_deleting_the_last_export_clean_up_everywhere(cluster
         for name in ("east", "west"):
             assert await apis[name].get(f"{SLICES}/namespaces/{namespace}/endpointslices/cart-{name}") is not None
     print(f"\nMCS: last export deleted → ServiceImport and slices gone from all 3 clusters in {cleaned:.2f}s")
+
+
+async def test_a_lost_cluster_is_kept_for_the_ttl_then_withdrawn_and_comes_back(clusterset: ClusterSet,
+                                                                                tmp_path: Path) -> None:
+    namespace = "mcs-lost"
+    ttl = 6.0
+    apis = {name: Api(clusterset, name) for name in CLUSTERS}
+    await _setup_namespace(apis, namespace)
+    for name, address in (("east", "10.40.1.1"), ("west", "10.40.2.1")):
+        await _service(apis[name], namespace, [{"name": "http", "port": 80, "targetPort": 8080}])
+        await _slice(apis[name], namespace, f"cart-{name}", [{"name": "http", "port": 8080}],
+                     [_endpoint(address, True, True, False)])
+        await _export(apis[name], namespace)
+    west_apiserver = clusterset.clusters["west"].add_apiserver("mcs-lost")  # the shared one stays up for others
+    survivors = {name: apis[name] for name in ("east", "central")}
+
+    async def west_imported(present: bool) -> bool:
+        for api in survivors.values():
+            if ("west" in await api.imported_slices(namespace)) != present:
+                return False
+        return True
+
+    def lost_state(controller: Controller) -> str | None:
+        result = controller.mcs.result
+        lost = {entry.cluster: entry for entry in (result.lost if result else ())}
+        return None if "west" not in lost else ("withdrawn" if lost["west"].withdrawn else "kept")
+
+    async with _controller(clusterset, tmp_path, {"west": west_apiserver.kubeconfig},
+                           lost_cluster_ttl=ttl) as controller:
+        await _until(lambda: west_imported(True), 30, "west's endpoints imported into east and central")
+        await asyncio.to_thread(west_apiserver.stop)
+        stopped = time.monotonic()
+
+        async def kept_and_visible() -> bool:
+            """West is lost but still imported; read between two looks at the state, so the slices read belong
+            to the kept period even if the TTL ends meanwhile."""
+            if lost_state(controller) != "kept":
+                return False
+            present = await west_imported(True)
+            service_import = await apis["central"].service_import(namespace)
+            if lost_state(controller) != "kept":
+                return False
+            assert present, "west's slices went away within the TTL"
+            ready = {c["type"]: c for c in (service_import or {}).get("status", {}).get("conditions", [])}["Ready"]
+            return bool(ready["reason"] == "SourceClusterLost" and ready["status"] == "True"
+                        and _clusters(service_import) == ["east", "west"])
+
+        await _until(kept_and_visible, 30, "west to be lost, its endpoints kept, the ServiceImport saying so")
+        noticed = time.monotonic() - stopped
+        metrics = controller.registry.get_sample_value("mcgw_mcs_lost_clusters", {"state": "kept"})
+        assert metrics == 1
+        status = await asyncio.to_thread(controller.status)
+        lost = status["multiClusterServices"]["lostClusters"]
+        assert [entry["cluster"] for entry in lost] == ["west"]
+        assert f"{namespace}/cart" in lost[0]["exports"]  # other tests' exports may be listed too
+
+        await _until(lambda: west_imported(False), ttl + 30, "west's endpoints to be withdrawn after the TTL")
+        withdrawn = time.monotonic() - stopped
+        assert lost_state(controller) == "withdrawn"
+        await _until(lambda: _import_lists(survivors, namespace, ["east"]), 10, "west to leave status.clusters")
+        assert controller.registry.get_sample_value("mcgw_mcs_lost_clusters", {"state": "withdrawn"}) == 1
+
+        await asyncio.to_thread(west_apiserver.start)
+        await _until(lambda: _available(controller, "west"), 60, "west to be available again")
+        available = time.monotonic()
+        await _until(lambda: west_imported(True), 30, "west's endpoints back once west is")
+        back = time.monotonic() - available
+        await _until(lambda: _import_lists(apis, namespace, ["east", "west"]), 30, "west back in every import")
+        ready = {c["type"]: c for c in (await apis["east"].service_import(namespace) or {})["status"]["conditions"]}
+        assert ready["Ready"]["reason"] == "Ready"
+    print(f"\nMCS lost cluster: west's API server stopped → lost with endpoints kept after {noticed:.1f}s, "
+          f"withdrawn after {withdrawn:.1f}s (TTL {ttl:.0f}s from the moment it was lost); "
+          f"imported again {back:.2f}s after west was available again")
+
+
+async def _available(controller: Controller, cluster: str) -> bool:
+    return controller.store[cluster].available

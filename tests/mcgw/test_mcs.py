@@ -424,7 +424,6 @@ def test_a_lost_cluster_keeps_its_endpoints_within_the_ttl_and_says_so() -> None
     ready_condition = result.clusters["central"].imports[("shop", "cart")]["status"]["conditions"][0]
     assert (ready_condition["status"], ready_condition["reason"]) == ("True", "SourceClusterLost")
     assert "west" in ready_condition["message"]
-    assert "connection refused" in ready_condition["message"]
     assert result.next_deadline == since + 300
     assert [(lost.cluster, lost.withdrawn, lost.exports) for lost in result.lost] == [
         ("west", False, (("shop", "cart"),))]

@@ -1,16 +1,22 @@
 """/api/status shows the MCS controller's computation: export conditions, our imports' status (also those
-not written anywhere, as in standalone mode), and which clusters are lost and until when."""
+not written anywhere, as in standalone mode, where MCS runs without writers), and which clusters are lost
+and until when."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mcgw.admin import status_document
 from mcgw.mcs.controller import McsController
 from mcgw.model import parse_object
 from mcgw.runtime import Reconciler
+from mcgw.standalone import Standalone, StandaloneOptions
 from mcgw.store import Store
-from tests.mcgw.test_mcs_controller import filled_store
+from tests.mcgw.test_mcs import exported_by_east_and_west
+from tests.mcgw.test_mcs_controller import filled_store, until
 from xdsserver import SnapshotCache
 
 
@@ -58,3 +64,20 @@ async def test_without_a_result_nothing_is_claimed() -> None:
     document = status_document(store, Reconciler(store, SnapshotCache()), None)
     assert document["clusters"]["east"]["objects"]["ServiceExport"]["shop/cart"]["status"] is None
     assert document["multiClusterServices"]["computed"] is False
+
+
+async def test_standalone_mode_computes_imports_and_shows_them(tmp_path: Path) -> None:
+    (tmp_path / "clusterset.yaml").write_text("clusters: [{name: east}, {name: west}]\n")
+    for cluster, items in exported_by_east_and_west().items():
+        if cluster == "central":
+            continue
+        (tmp_path / cluster).mkdir()
+        (tmp_path / cluster / "objects.yaml").write_text(yaml.safe_dump_all(items))
+    options = StandaloneOptions(tmp_path, xds_listen="127.0.0.1:0", admin_listen="127.0.0.1:0", with_envoy=False)
+    async with Standalone(options) as standalone:
+        await until(lambda: standalone.mcs.result is not None, "the first MCS result")
+        document = standalone.status()
+    west = document["clusters"]["west"]["objects"]
+    assert west["ServiceImport"]["shop/cart"]["status"]["clusters"] == [{"cluster": "east"}, {"cluster": "west"}]
+    assert [c["reason"] for c in west["ServiceExport"]["shop/cart"]["status"]["conditions"]] == [
+        "Valid", "Exported", "NoConflicts"]
