@@ -42,15 +42,18 @@ SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "Request
 
 def rule_problem(rule: RouteRule) -> str | None:
     """The first reason this rule cannot be programmed, or None."""
-    if rule.filters:
-        for route_filter in rule.filters:
-            if route_filter.type not in SUPPORTED_FILTERS:
-                return f"filter type {route_filter.type} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        kinds = {f.type for f in rule.filters}
-        if "RequestRedirect" in kinds and "URLRewrite" in kinds:
-            return "RequestRedirect and URLRewrite cannot be used in the same rule"
+    redirect = rewrite = False
+    for route_filter in rule.filters:
+        kind = route_filter.type
+        if kind not in SUPPORTED_FILTERS:
+            return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
+        redirect = redirect or kind == "RequestRedirect"
+        rewrite = rewrite or kind == "URLRewrite"
+    if redirect and rewrite:
+        return "RequestRedirect and URLRewrite cannot be used in the same rule"
     for match in rule.matches:
-        if match.path.type == "RegularExpression" and (problem := regex_problem(match.path.value)):
+        path = match.path
+        if path.type == "RegularExpression" and (problem := regex_problem(path.value)):
             return problem
         if not match.headers and not match.query_params:
             continue
