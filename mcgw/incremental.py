@@ -379,7 +379,7 @@ class IncrementalTranslation:
         state = self._routes.get(key)
         if state is None or not state.places:
             return
-        state.entries = ir_build.route_entries(state.result, self._backends)
+        state.entries = ir_build.refresh_backends(state.result, state.entries, self._backends)
         for place in state.places:
             self._vhost(place).replace(state.entries)
 
