@@ -129,14 +129,17 @@ class Backends:
 
 
 def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
+    resolved_refs = result.backends[index]
+    if not resolved_refs:
+        return ()
     meta = result.route.metadata
+    route = (meta.namespace, meta.name)
     return tuple([
-        ir.BackendIR(f"{meta.namespace}/{meta.name}/rule/{index}/invalid-backend/{j}", resolved.ref.weight, False,
-                     "Invalid")
+        ir.BackendIR(f"{route[0]}/{route[1]}/rule/{index}/invalid-backend/{j}", resolved.ref.weight, False, "Invalid")
         if resolved.problem is not None else
         backends.get("Service" if resolved.ref.kind == "Service" else "ServiceImport", resolved.namespace,
-                     resolved.ref.name, resolved.ref.port, resolved.ref.weight, (meta.namespace, meta.name))
-        for j, resolved in enumerate(result.backends[index])])
+                     resolved.ref.name, resolved.ref.port, resolved.ref.weight, route)
+        for j, resolved in enumerate(resolved_refs)])
 
 
 def _rule_mirrors(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
@@ -148,7 +151,10 @@ def _rule_mirrors(result: RouteResult, index: int, backends: Backends) -> tuple[
 
 def _failover_retry(backend_irs: tuple[ir.BackendIR, ...]) -> ir.RetryIR | None:
     """Retries across priorities and hosts: those of the first ServiceImport backend that has them."""
-    return next((b.failover.retry for b in backend_irs if b.failover is not None and b.failover.retry), None)
+    for backend in backend_irs:
+        if backend.failover is not None and backend.failover.retry:
+            return backend.failover.retry
+    return None
 
 
 def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
