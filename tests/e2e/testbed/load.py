@@ -4,10 +4,10 @@ Open loop: request ``i`` is sent at ``i / rate`` seconds whatever happened to th
 stalled backend shows up as failed or slow requests instead of silently lowering the rate (a closed
 loop would wait, and hide exactly the failures a failover measurement is after).
 
-The generator runs on its own thread and event loop, so it keeps its pace while the caller blocks
-(injecting a fault, waiting for an API server) or runs a controller on its own loop. Every request is
-recorded as a ``Sample``: when it was sent, which cluster answered (the echo backend's JSON), its
-status and latency. A request with no answer within ``timeout`` is a failure with status 0.
+The generator runs in a process of its own, so it keeps its pace while the caller blocks (injecting a
+fault, waiting for an API server) or runs a controller in-process. Every request is recorded as a
+``Sample``: when it was sent, which cluster answered (the echo backend's JSON), its status and latency.
+A request with no answer within ``timeout`` is a failure with status 0.
 """
 
 from __future__ import annotations
@@ -16,13 +16,21 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
+from typing import IO, Any
 
 import aiohttp
+
+_REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,13 @@ class Mark:
 
 
 class OpenLoopLoad:
-    """``rate`` requests per second to ``url`` from a background thread until ``stop``.
+    """``rate`` requests per second to ``url`` from a child process until ``stop``.
 
-    Use as a context manager, or ``start``/``stop``. ``now()`` and ``mark()`` put the caller's events
-    on the same clock as the samples.
+    The requests are made by a process of their own (``python -m tests.e2e.testbed.load``), so neither
+    the GIL nor a busy event loop of the caller (a controller running in-process, a blocking fault)
+    delays a send or a measured latency. Its samples stream back as JSON lines to a reader thread.
+    ``now()`` and ``mark()`` put the caller's events on the same clock as the samples (CLOCK_MONOTONIC
+    is shared by every process).
     """
 
     def __init__(self, url: str, rate: float = 200.0, timeout: float = 5.0) -> None:
@@ -74,28 +85,48 @@ class OpenLoopLoad:
         self.marks: list[Mark] = []
         self.max_send_lag = 0.0  # how far behind schedule a send ever was: the generator's own health
         self._t0 = 0.0
-        self._stopping = threading.Event()
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
         self._started = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._reader: threading.Thread | None = None
+        self._error = ""
 
     def start(self) -> OpenLoopLoad:
-        if self._thread is not None:
+        if self._process is not None:
             raise RuntimeError("the load was already started")
-        self._thread = threading.Thread(target=self._main, name=f"open-loop-load {self.url}", daemon=True)
-        self._thread.start()
+        # A file, not a pipe: a chatty child can never block on it. Closed by stop().
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__, self.url, str(self.rate), str(self.timeout)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=_REPO,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))},
+        )
+        self._reader = threading.Thread(target=self._read, args=(self._process,), name="open-loop-load reader",
+                                        daemon=True)
+        self._reader.start()
         self._started.wait()
-        if self._error is not None:
-            raise self._error
+        if self._error:
+            self.stop()
         return self
 
     def stop(self) -> list[Sample]:
         """Stop sending, wait for the requests in flight (at most ``timeout``), return every sample by send time."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise RuntimeError("the load generator failed") from self._error
+        process = self._process
+        if process is not None and process.poll() is None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # end of input: the child stops sending
+        if self._reader is not None:
+            self._reader.join()
+        if process is not None:
+            try:
+                process.wait(self.timeout + 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+        if self._error:
+            raise RuntimeError(f"the load generator failed: {self._error}")
         self.samples.sort(key=lambda s: s.sent)
         return self.samples
 
@@ -119,39 +150,42 @@ class OpenLoopLoad:
         """Samples sent at or after ``since`` that have an answer already (safe while running)."""
         return [s for s in list(self.samples) if s.sent >= since]
 
-    def _main(self) -> None:
+    def _read(self, process: subprocess.Popen[str]) -> None:
         try:
-            asyncio.run(self._run())
-        except BaseException as error:
-            self._error = error
+            for line in process.stdout or ():
+                message = json.loads(line)
+                if "start" in message:
+                    self._t0 = message["start"]
+                    self._started.set()
+                elif "samples" in message:
+                    self.samples.extend(Sample(sent - self._t0, *rest) for sent, *rest in message["samples"])
+                elif "done" in message:
+                    self.max_send_lag = message["done"]
+                    return
+            code = process.wait()
+            stderr = ""
+            if self._stderr is not None:
+                self._stderr.seek(0)
+                stderr = self._stderr.read().strip()[-2000:]
+            self._error = f"exited with {code}: {stderr}"
+        finally:
             self._started.set()
 
-    async def _run(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        pending: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self._t0 = time.monotonic()
-            self._started.set()
-            index = 0
-            while not self._stopping.is_set():
-                due = self._t0 + index / self.rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                else:
-                    self.max_send_lag = max(self.max_send_lag, -delay)
-                task = asyncio.create_task(self._one(session))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                index += 1
-            await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, session: aiohttp.ClientSession) -> None:
+async def _generate(url: str, rate: float, limit: float, stopping: threading.Event) -> None:
+    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error]."""
+    batch: list[tuple[float, float, int, str, str]] = []
+    lag = 0.0
+
+    def emit(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    async def one(session: aiohttp.ClientSession) -> None:
         started = time.monotonic()
         status, cluster, error = 0, "", ""
         try:
-            async with session.get(self.url) as response:
+            async with session.get(url) as response:
                 body = await response.read()
                 status = response.status
             cluster = _cluster(body)
@@ -159,7 +193,52 @@ class OpenLoopLoad:
             error = "timeout"
         except aiohttp.ClientError as failure:
             error = f"{type(failure).__name__}: {failure}"
-        self.samples.append(Sample(started - self._t0, time.monotonic() - started, status, cluster, error))
+        latency = time.monotonic() - started
+        if status and latency > limit:  # answered, but later than the client would have waited
+            status, error = 0, "timeout"
+        batch.append((started, latency, status, cluster, error))
+
+    async def flush() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            if batch:
+                emit({"samples": batch[:]})
+                batch.clear()
+
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+    pending: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=limit)) as session:
+        flusher = asyncio.create_task(flush())
+        t0 = time.monotonic()
+        emit({"start": t0})
+        index = 0
+        while not stopping.is_set():
+            delay = t0 + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                lag = max(lag, -delay)
+            task = asyncio.create_task(one(session))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            index += 1
+        await asyncio.gather(*pending, return_exceptions=True)
+        flusher.cancel()
+    if batch:
+        emit({"samples": batch})
+    emit({"done": lag})
+
+
+def _child_main(argv: list[str]) -> None:
+    url, rate, limit = argv[0], float(argv[1]), float(argv[2])
+    stopping = threading.Event()
+
+    def wait_for_stop() -> None:
+        sys.stdin.read()  # returns at end of input: the parent closed our stdin
+        stopping.set()
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
+    asyncio.run(_generate(url, rate, limit, stopping))
 
 
 def _cluster(body: bytes) -> str:
@@ -259,3 +338,7 @@ def per_second(samples: Sequence[Sample], width: float = 0.25, clusters: Sequenc
         else:
             buckets.failed[index] += 1 / width
     return buckets
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])
