@@ -21,7 +21,7 @@ from typing import Protocol
 from mcgw.model import AnyObject
 from mcgw.store import Store
 
-from .exports import DEFAULT_LOST_CLUSTER_TTL, ClusterMcs, McsResult, compute_mcs
+from .exports import DEFAULT_LOST_CLUSTER_TTL, ClusterMcs, McsCache, McsResult, compute_mcs
 from .metrics import McsMetrics
 from .view import EMPTY_VIEW, ClusterSetView
 
@@ -61,6 +61,7 @@ class McsController:
         self.clock = clock
         self.result: McsResult | None = None
         self.computes = 0
+        self._cache = McsCache()  # only touched by the compute thread, one computation at a time
         self._listeners: list[Callable[[McsResult], None]] = []
         self._wake = asyncio.Event()
         self._pending: dict[str, ClusterMcs] = {}
@@ -107,7 +108,7 @@ class McsController:
         health = {h.name: h for h in self.store.health()}
         now = self.clock()
         started = time.perf_counter()
-        result = await asyncio.to_thread(compute_mcs, objects, health, now, self.lost_cluster_ttl)
+        result = await asyncio.to_thread(compute_mcs, objects, health, now, self.lost_cluster_ttl, self._cache)
         seconds = time.perf_counter() - started
         previous, self.result = self.result, result
         self.computes += 1

@@ -295,9 +295,103 @@ def _export_status(valid: Condition, ready: Condition, conflict: Condition) -> d
     return {"conditions": [valid, ready, conflict]}
 
 
+class _GroupOutput(NamedTuple):
+    statuses: dict[str, dict[str, Any]]  # cluster -> ServiceExport status
+    service: ImportedService
+    service_import: dict[str, Any]
+    slices: dict[NamespacedName, dict[str, Any]]
+
+
+class _Cached(NamedTuple):
+    fingerprint: tuple[Any, ...]
+    inputs: Any  # keeps the fingerprinted objects alive, so that their ids cannot be reused meanwhile
+    output: _GroupOutput
+
+
+class McsCache:
+    """Each service's part of the last result, reused while its inputs are the very same objects.
+
+    The store hands out the same immutable objects until they change, so an endpoint change in one
+    service recomputes that service only. A result computed with a cache equals one computed without.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[NamespacedName, _Cached] = {}
+
+
+def _group(key: NamespacedName, items: Sequence[_Export], sources: Mapping[str, Sequence[EndpointSlice]],
+           lost: Mapping[str, LostCluster]) -> _GroupOutput:
+    """One service's exports → their statuses, the imported service, its ServiceImport and slices."""
+    namespace, service_name = key
+    participating = sorted((e for e in items if e.state != "withdrawn"), key=lambda e: e.order)
+    basis = participating or sorted(items, key=lambda e: e.order)
+    oldest = basis[0]
+    union = _merge_ports(basis)
+    conflicts = _conflicts(basis, union)
+    member_clusters = tuple(sorted(e.cluster for e in participating))
+    statuses: dict[str, dict[str, Any]] = {}
+    for item in items:
+        generation = item.export.metadata.generation
+        valid = _condition("Valid", True, "Valid", "the Service can be exported", generation)
+        if item.state == "withdrawn" and participating:
+            ready = _condition("Ready", False, "Pending", "the cluster is unavailable for longer than the "
+                               "lost-cluster TTL; its endpoints are withdrawn until it returns", generation)
+            conflict = _condition("Conflict", False, "NoConflicts", "not compared while the cluster is lost",
+                                  generation)
+        else:
+            ready = _condition("Ready", True, "Exported",
+                               f"exported to the ClusterSet; imported from {_names(member_clusters)}", generation)
+            if conflicts:
+                conflict = _condition("Conflict", True, ",".join(r for r, _ in conflicts),
+                                      "; ".join(f"{r}: {m}" for r, m in conflicts), generation)
+            else:
+                conflict = _condition("Conflict", False, "NoConflicts",
+                                      f"{len(basis)} export(s) agree", generation)
+        statuses[item.cluster] = _export_status(valid, ready, conflict)
+
+    # The view: per import port number, the clusters exposing it with their endpoints.
+    by_number: dict[int, int] = {}
+    for i, port in enumerate(union.ports):
+        if port.port not in by_number or (port.protocol == "TCP"
+                                          and union.ports[by_number[port.port]].protocol != "TCP"):
+            by_number[port.port] = i
+    endpoints: list[tuple[int, tuple[SourceEndpoints, ...]]] = []
+    for number, i in sorted(by_number.items()):
+        serving = []
+        for item in participating:
+            own = union.exposes.get(item.cluster, {}).get(i)
+            if own is not None:
+                serving.append(SourceEndpoints(item.cluster, source_endpoints(sources[item.cluster], own.name),
+                                               item.lost_since if item.state == "kept" else None))
+        endpoints.append((number, tuple(sorted(serving, key=lambda s: s.cluster))))
+    service = ImportedService(namespace, service_name, _service_type(oldest.service), tuple(union.ports),
+                              member_clusters, tuple(endpoints))
+
+    # The ServiceImport and slices that every cluster with the namespace receives.
+    labels = {**oldest.export.spec.exported_labels, IMPORT_MANAGED_BY: MANAGER}
+    metadata: dict[str, Any] = {"name": service_name, "namespace": namespace, "labels": labels}
+    if oldest.export.spec.exported_annotations:
+        metadata["annotations"] = dict(oldest.export.spec.exported_annotations)
+    service_import = {
+        "apiVersion": MCS_API_VERSION, "kind": "ServiceImport", "metadata": metadata,
+        "spec": _import_spec(oldest, union),
+        "status": {"clusters": [{"cluster": c} for c in member_clusters],
+                   "conditions": [_import_ready(member_clusters, lost, (e.cluster for e in items))]},
+    }
+    slices: dict[NamespacedName, dict[str, Any]] = {}
+    for item in participating:
+        exposed = {union.ports[i]: own for i, own in union.exposes.get(item.cluster, {}).items()}
+        for slice_object in source_slices(namespace, service_name, item.cluster, sources[item.cluster], exposed):
+            slices[(namespace, slice_object["metadata"]["name"])] = slice_object
+    return _GroupOutput(statuses, service, service_import, slices)
+
+
 def compute_mcs(objects: Mapping[str, Sequence[AnyObject]], health: Mapping[str, ClusterHealth], now: float,
-                lost_cluster_ttl: float = DEFAULT_LOST_CLUSTER_TTL) -> McsResult:
-    """Every member cluster's objects and health → export statuses, desired imports and slices, and the view."""
+                lost_cluster_ttl: float = DEFAULT_LOST_CLUSTER_TTL, cache: McsCache | None = None) -> McsResult:
+    """Every member cluster's objects and health → export statuses, desired imports and slices, and the view.
+
+    ``cache`` (kept by the caller between calls) only saves work: the result is the same without it.
+    """
     clusters = {name: _index(items) for name, items in sorted(objects.items())}
     export_status: dict[str, dict[NamespacedName, dict[str, Any]]] = {name: {} for name in clusters}
     groups: dict[NamespacedName, list[_Export]] = {}
@@ -336,73 +430,26 @@ def compute_mcs(objects: Mapping[str, Sequence[AnyObject]], health: Mapping[str,
     services: dict[NamespacedName, ImportedService] = {}
     desired: dict[str, tuple[dict[NamespacedName, dict[str, Any]], dict[NamespacedName, dict[str, Any]]]] = {
         name: ({}, {}) for name in clusters}
+    reused: dict[NamespacedName, _Cached] = {}
     for key, items in sorted(groups.items()):
-        namespace, service_name = key
-        participating = sorted((e for e in items if e.state != "withdrawn"), key=lambda e: e.order)
-        basis = participating or sorted(items, key=lambda e: e.order)
-        oldest = basis[0]
-        union = _merge_ports(basis)
-        conflicts = _conflicts(basis, union)
-        member_clusters = tuple(sorted(e.cluster for e in participating))
-        for item in items:
-            generation = item.export.metadata.generation
-            valid = _condition("Valid", True, "Valid", "the Service can be exported", generation)
-            if item.state == "withdrawn" and participating:
-                ready = _condition("Ready", False, "Pending", "the cluster is unavailable for longer than the "
-                                   "lost-cluster TTL; its endpoints are withdrawn until it returns", generation)
-                conflict = _condition("Conflict", False, "NoConflicts", "not compared while the cluster is lost",
-                                      generation)
-            else:
-                ready = _condition("Ready", True, "Exported",
-                                   f"exported to the ClusterSet; imported from {_names(member_clusters)}", generation)
-                if conflicts:
-                    conflict = _condition("Conflict", True, ",".join(r for r, _ in conflicts),
-                                          "; ".join(f"{r}: {m}" for r, m in conflicts), generation)
-                else:
-                    conflict = _condition("Conflict", False, "NoConflicts",
-                                          f"{len(basis)} export(s) agree", generation)
-            export_status[item.cluster][key] = _export_status(valid, ready, conflict)
-
-        # The view: per import port number, the clusters exposing it with their endpoints.
-        by_number: dict[int, int] = {}
-        for i, port in enumerate(union.ports):
-            if port.port not in by_number or (port.protocol == "TCP"
-                                              and union.ports[by_number[port.port]].protocol != "TCP"):
-                by_number[port.port] = i
-        endpoints: list[tuple[int, tuple[SourceEndpoints, ...]]] = []
-        for number, i in sorted(by_number.items()):
-            sources = []
-            for item in participating:
-                own = union.exposes.get(item.cluster, {}).get(i)
-                if own is not None:
-                    found = clusters[item.cluster].slices.get(key, [])
-                    sources.append(SourceEndpoints(item.cluster, source_endpoints(found, own.name),
-                                                   item.lost_since if item.state == "kept" else None))
-            endpoints.append((number, tuple(sorted(sources, key=lambda s: s.cluster))))
-        services[key] = ImportedService(namespace, service_name, _service_type(oldest.service),
-                                        tuple(union.ports), member_clusters, tuple(endpoints))
-
-        # Desired objects in every cluster where the namespace exists.
-        labels = {**oldest.export.spec.exported_labels, IMPORT_MANAGED_BY: MANAGER}
-        metadata: dict[str, Any] = {"name": service_name, "namespace": namespace, "labels": labels}
-        if oldest.export.spec.exported_annotations:
-            metadata["annotations"] = dict(oldest.export.spec.exported_annotations)
-        service_import = {
-            "apiVersion": MCS_API_VERSION, "kind": "ServiceImport", "metadata": metadata,
-            "spec": _import_spec(oldest, union),
-            "status": {"clusters": [{"cluster": c} for c in member_clusters],
-                       "conditions": [_import_ready(member_clusters, lost, (e.cluster for e in items))]},
-        }
-        slices: dict[NamespacedName, dict[str, Any]] = {}
-        for item in participating:
-            exposed = {union.ports[i]: own for i, own in union.exposes.get(item.cluster, {}).items()}
-            for slice_object in source_slices(namespace, service_name, item.cluster,
-                                              clusters[item.cluster].slices.get(key, []), exposed):
-                slices[(namespace, slice_object["metadata"]["name"])] = slice_object
+        sources = {e.cluster: tuple(clusters[e.cluster].slices.get(key, ())) for e in items}
+        fingerprint = (tuple((e.cluster, id(e.export), id(e.service), tuple(map(id, sources[e.cluster])), e.state,
+                              e.lost_since) for e in items),
+                       tuple(lost[e.cluster] for e in items if e.cluster in lost))
+        cached = cache.groups.get(key) if cache is not None else None
+        if cached is None or cached.fingerprint != fingerprint:
+            cached = _Cached(fingerprint, (items, sources), _group(key, items, sources, lost))
+        reused[key] = cached
+        output = cached.output
+        for cluster, status in output.statuses.items():
+            export_status[cluster][key] = status
+        services[key] = output.service
         for name, index in clusters.items():
-            if namespace in index.namespaces:
-                desired[name][0][key] = service_import
-                desired[name][1].update(slices)
+            if key[0] in index.namespaces:
+                desired[name][0][key] = output.service_import
+                desired[name][1].update(output.slices)
+    if cache is not None:
+        cache.groups = reused
 
     deadlines = [entry.deadline for entry in lost.values() if not entry.withdrawn and entry.exports]
     return McsResult(

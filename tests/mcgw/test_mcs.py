@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mcgw.ir import EndpointIR
-from mcgw.mcs import ImportPort, McsResult, SourceEndpoints, compute_mcs
+from mcgw.mcs import ImportPort, McsCache, McsResult, SourceEndpoints, compute_mcs
 from mcgw.mcs.names import slice_name
 from mcgw.model import AnyObject, parse_object
 from mcgw.store import ClusterHealth
@@ -514,3 +514,47 @@ def test_ipv6_endpoints_get_a_slice_of_their_own() -> None:
     slices = result.clusters["east"].slices
     assert [(name, s["addressType"]) for (_, name), s in sorted(slices.items())] == [
         ("cart.east", "IPv4"), ("cart.east.1", "IPv6")]
+
+
+# -- the cache ------------------------------------------------------------------------------------------------
+
+def test_a_cached_computation_equals_a_fresh_one_through_a_series_of_changes() -> None:
+    states = [exported_by_east_and_west()]
+    changed = exported_by_east_and_west()
+    changed["west"][3] = endpoint_slice("cart-xyz", endpoints=[ready("10.1.0.9")])
+    states.append(changed)
+    more = copy_clusters(changed)
+    more["east"] += [service("shop2"), export("shop2"), endpoint_slice("shop2-1", "shop2", [ready("10.0.9.1")])]
+    states.append(more)
+    fewer = copy_clusters(more)
+    fewer["central"] = []
+    states.append(fewer)
+    cache = McsCache()
+    known: dict[str, AnyObject] = {}  # an unchanged manifest is the very same object, as in the store
+
+    def shared(item: dict[str, Any]) -> AnyObject:
+        return known.setdefault(repr(item), parse_object(item, "test"))
+
+    objects = [{name: [shared(item) for item in items] for name, items in state.items()} for state in states]
+    health = [healthy("east", "west", "central"), lost_west(NOW - 10), lost_west(NOW - 1000), healthy("east", "west",
+                                                                                                        "central")]
+    for items in objects:
+        for entry in health:
+            assert compute_mcs(items, entry, NOW, 300, cache) == compute_mcs(items, entry, NOW, 300)
+
+
+def test_an_endpoint_change_recomputes_only_its_service() -> None:
+    clusters = exported_by_east_and_west()
+    clusters["east"] += [service("other"), export("other"), endpoint_slice("other-1", "other", [ready("10.0.8.1")])]
+    objects = parsed(clusters)
+    cache = McsCache()
+    first = compute_mcs(objects, healthy(*objects), NOW, cache=cache)
+    west = list(objects["west"])
+    west[3] = parse_object(endpoint_slice("cart-xyz", endpoints=[ready("10.1.0.7")]), "test")
+    second = compute_mcs({**objects, "west": west}, healthy(*objects), NOW, cache=cache)
+    assert second.clusters["east"].imports[("shop", "other")] is first.clusters["east"].imports[("shop", "other")]
+    assert second.view.services[("shop", "cart")] != first.view.services[("shop", "cart")]
+
+
+def copy_clusters(clusters: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {name: list(items) for name, items in clusters.items()}

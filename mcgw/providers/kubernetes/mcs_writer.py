@@ -147,13 +147,16 @@ def is_ours(kind: str, obj: Mapping[str, Any]) -> bool:
     return bool(((obj.get("metadata") or {}).get("labels") or {}).get(label) == MANAGER)
 
 
-def observed_matches(kind: str, desired: Mapping[str, Any], observed: AnyObject | None) -> bool:
-    """Whether the informers' copy already shows ``desired`` (compared as parsed models)."""
-    if observed is None:
-        return False
+def desired_model(desired: Mapping[str, Any]) -> AnyObject | None:
     try:
-        wanted = parse_object(dict(desired), "desired")
+        return parse_object(dict(desired), "desired")
     except ManifestError:
+        return None
+
+
+def observed_matches(wanted: AnyObject | None, observed: AnyObject | None) -> bool:
+    """Whether the informers' copy already shows the desired object (both as parsed models)."""
+    if wanted is None or observed is None:
         return False
     if isinstance(wanted, ServiceImport) and isinstance(observed, ServiceImport):
         return (wanted.metadata.labels, wanted.spec, wanted.status.clusters) == (
@@ -194,6 +197,9 @@ class McsWriter:
         self.is_leader = is_leader
         self.metrics = metrics
         self._written: dict[ObjectKey, dict[str, Any]] = {}  # desired objects known to be in place
+        # The last (desired, observed) pair found in step, so an unchanged object costs two identity checks:
+        # the MCS cache hands out the same desired dicts and the store the same observed objects.
+        self._verified: dict[ObjectKey, tuple[dict[str, Any], AnyObject]] = {}
         self._found: dict[ObjectKey, dict[str, Any]] = {}  # ours, listed at the start of the term, not yet handled
         self._foreign: dict[ObjectKey, dict[str, Any]] = {}  # someone else's object where we want one
         self._exports: dict[tuple[str, str], dict[str, Any]] = {}
@@ -202,6 +208,7 @@ class McsWriter:
     def forget(self) -> None:
         """Check everything against the API server on the next write (new term, or the cluster came back)."""
         self._written.clear()
+        self._verified.clear()
         self._found.clear()
         self._foreign.clear()
         self._exports.clear()
@@ -247,7 +254,7 @@ class McsWriter:
             for key, obj in sorted((k, v) for k, v in wanted.items() if k[0] == kind):
                 if self._foreign.get(key) == obj and key in seen:
                     continue
-                if self._written.get(key) == obj and observed_matches(kind, obj, seen.get(key)):
+                if self._in_place(key, obj, seen.get(key)):
                     continue
                 if not self._leading():
                     report.deferred = True
@@ -262,6 +269,19 @@ class McsWriter:
         for key in [k for k in self._foreign if k not in wanted]:
             del self._foreign[key]
         return report
+
+    def _in_place(self, key: ObjectKey, desired: dict[str, Any], observed: AnyObject | None) -> bool:
+        """Written by us, and the informers show it as we wrote it (else: someone changed or deleted it)."""
+        verified = self._verified.get(key)
+        if verified is not None and verified[0] is desired and verified[1] is observed:
+            return True
+        written = self._written.get(key)
+        if observed is None or (written is not desired and written != desired):
+            return False
+        if not observed_matches(desired_model(desired), observed):
+            return False
+        self._verified[key] = (desired, observed)
+        return True
 
     async def _guard(self, kind: str, key: tuple[str, str], report: WriteReport, work: Any) -> None:
         try:
@@ -330,6 +350,7 @@ class McsWriter:
         """Create or repair one object of ours (and a ServiceImport's status); someone else's is left alone."""
         kind, namespace, name = key
         self._written.pop(key, None)  # until it is confirmed in place
+        self._verified.pop(key, None)
         path = object_path(kind, namespace, name)
         body = {k: v for k, v in desired.items() if k != "status"}
         changed = False
@@ -387,6 +408,7 @@ class McsWriter:
         kind, namespace, name = key
         gone = await self.api.delete(object_path(kind, namespace, name))
         self._written.pop(key, None)
+        self._verified.pop(key, None)
         self._found.pop(key, None)
         if gone:
             self._count(kind, "delete")
