@@ -128,11 +128,13 @@ def _ms(seconds: list[float]) -> float:
 
 def _measure(per_cluster: dict[str, list[AnyObject]], routes: int, repeats: int) -> dict[str, Any]:
     full: list[float] = []
+    full_cpu: list[float] = []
     for _ in range(repeats):
         for name, objects in per_cluster.items():
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             _full(name, objects)
             full.append(time.perf_counter() - started)
+            full_cpu.append(time.process_time() - started_cpu)
     first: list[float] = []
     translators: dict[str, tuple[ClusterTranslator, ClusterOutput, Snapshot]] = {}
     for name, objects in per_cluster.items():
@@ -146,22 +148,27 @@ def _measure(per_cluster: dict[str, list[AnyObject]], routes: int, repeats: int)
     objects = list(per_cluster["east"])
     index = {obj.key: i for i, obj in enumerate(objects)}
     by_kind: dict[str, list[tuple[float, float]]] = {}
+    route_cpu: list[float] = []
     for k in range(max(6 * repeats, 18)):
         kind, changed = _changes(routes, objects, k)
         objects[index[changed.key]] = changed
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         output = translator.translate(tuple(objects), ADDRESSES)
         translated = time.perf_counter()
         snapshot = output.snapshot(GATEWAY, snapshot)
         by_kind.setdefault(kind, []).append((translated - started, time.perf_counter() - started))
+        if kind != "endpoints":
+            route_cpu.append(time.process_time() - started_cpu)
     check = translate_cluster("east", objects, ADDRESSES).snapshot(GATEWAY)
     if check.versions != snapshot.versions:
         raise AssertionError("incremental translation differs from a full translation")
     route_changes = by_kind["route match"] + by_kind["route backend"]
     return {
         "full_translation_ms": _ms(full),
+        "full_translation_cpu_ms": _ms(full_cpu),
         "first_translator_call_ms": _ms(first),
         "one_route_change_ms": _ms([t for _, t in route_changes]),
+        "one_route_change_cpu_ms": _ms(route_cpu),
         "one_route_change_translate_only_ms": _ms([t for t, _ in route_changes]),
         "one_route_change_max_ms": round(max(t for _, t in route_changes) * 1000, 2),
         "one_change_by_kind_ms": {kind: _ms([t for _, t in times]) for kind, times in by_kind.items()},
@@ -193,7 +200,7 @@ def _in_child(routes: int, repeats: int) -> dict[str, Any]:
 def _line(run: dict[str, Any], mode: str) -> str:
     figures = run[mode]
     return (f"{run['routes']:5} routes, GC {mode.removeprefix('gc_'):7}: "
-            f"full {figures['full_translation_ms']:8.1f} ms, "
+            f"full {figures['full_translation_ms']:8.1f} ms (CPU {figures['full_translation_cpu_ms']:.1f}), "
             f"first translator call {figures['first_translator_call_ms']:8.1f} ms, one route change "
             f"{figures['one_route_change_ms']:6.2f} ms (translation alone "
             f"{figures['one_route_change_translate_only_ms']:.2f}), one endpoint change "
@@ -226,7 +233,8 @@ def main() -> None:
                       "median per cluster; one change = ClusterTranslator.translate + ClusterOutput.snapshot with "
                       "the previous snapshot; one_route_change = median over changes to a route's match and to a "
                       "route's backend; endpoints = an EndpointSlice change; gc_frozen = after gc.freeze(); each "
-                      "size in its own process; load_average_1m = other work on the machine during the run"}
+                      "size in its own process; *_cpu_ms = process CPU time, less disturbed than wall time when "
+                      "other work shares the machine (load_average_1m)"}
     (RESULTS / "translate_scale.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS / 'translate_scale.json'}")
 
