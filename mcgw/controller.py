@@ -114,7 +114,8 @@ class Controller:
             if election.enabled:
                 elector = LeaderElector(member.api, cluster.name, namespace=election.namespace,
                                         name=election.lease_name, lease_duration=election.lease_duration,
-                                        renew_deadline=election.renew_deadline, retry_period=election.retry_period)
+                                        renew_deadline=election.renew_deadline, retry_period=election.retry_period,
+                                        on_change=self._leadership_changed)
                 self.electors[cluster.name] = elector
                 self._spawn(elector.run(), f"leader election {cluster.name}")
                 self._stack.push_async_callback(elector.release)
@@ -139,6 +140,11 @@ class Controller:
                 await task
 
         self._stack.push_async_callback(cancel)
+
+    def _leadership_changed(self, cluster: str, leading: bool) -> None:
+        """A new term: write the latest computed statuses now (winning a Lease is no store event)."""
+        if leading:
+            self.reconciler.resend(cluster)
 
     async def _write_status(self, cluster: str, output: ClusterOutput) -> None:
         writer = self.writers.get(cluster)

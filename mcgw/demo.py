@@ -56,6 +56,7 @@ class Check:
     expected: str
     observed: str
     ok: bool
+    steady: bool = True  # holds while nothing is broken, so it is worth trying by hand afterwards
 
 
 def demo_backends(root: Path) -> list[Backend]:
@@ -121,17 +122,70 @@ async def example_checks(gateways: dict[str, str]) -> list[Check]:
     return checks
 
 
+FAILOVER_SAMPLES = 40
+
+
+async def _serve(backend: Backend) -> web.AppRunner:
+    runner = web.AppRunner(make_app(backend.cluster, backend.namespace, backend.pod), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, backend.address, backend.port).start()
+    return runner
+
+
+async def _answers(url: str, count: int) -> collections.Counter[str]:
+    """Which cluster answered each of ``count`` requests (a failed request counts under its status)."""
+    seen: collections.Counter[str] = collections.Counter()
+    for _ in range(count):
+        answer = await asyncio.to_thread(_request, url)
+        seen[answer.cluster if answer.status == 200 else f"HTTP {answer.status}"] += 1
+    return seen
+
+
+async def failover_checks(gateway: str, local: str, next_cluster: str, runners: list[web.AppRunner],
+                          backends: list[Backend]) -> tuple[list[Check], list[web.AppRunner]]:
+    """Stop ``local``'s store backends, show that the ServiceImport route answers from the next cluster without
+    a failed request, then start them again and show traffic come back."""
+    url = f"http://{gateway}:8080/failover"
+    before = await _answers(url, 10)
+    checks = [Check(f"{local}: /failover is served locally while {local}'s store is up", f"curl -s {url}",
+                    f"200 from cluster {local}", ", ".join(f"{k} {v}" for k, v in sorted(before.items())),
+                    set(before) == {local})]
+    for runner in runners:
+        await runner.cleanup()
+    during = await _answers(url, FAILOVER_SAMPLES)
+    checks.append(Check(
+        f"{local}'s store backends stopped: the next priority answers, no request fails",
+        f"curl -s {url}", f"200 from cluster {next_cluster} (east's failoverOrder), 0 failed",
+        ", ".join(f"{k} {v}" for k, v in sorted(during.items())), set(during) == {next_cluster}, steady=False))
+    restarted = [await _serve(backend) for backend in backends]
+    deadline = asyncio.get_running_loop().time() + 30
+    after: collections.Counter[str] = collections.Counter()
+    while asyncio.get_running_loop().time() < deadline:
+        after = await _answers(url, 5)
+        if set(after) == {local}:
+            break
+        await asyncio.sleep(0.5)
+    checks.append(Check(f"{local}'s store is back: traffic returns to it", f"curl -s {url}",
+                        f"200 from cluster {local}", ", ".join(f"{k} {v}" for k, v in sorted(after.items())),
+                        set(after) == {local}))
+    return checks, restarted
+
+
 async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", admin_listen: str = "127.0.0.1:19000",
                    once: bool = False, say: Callable[[str], None] | None = None) -> list[Check]:
     tell = say or (lambda message: print(message, flush=True))
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.callback(tell, "stopped every Envoy, the backends, the xDS and admin servers")
         backends = demo_backends(root)
+        runners: dict[Backend, web.AppRunner] = {}
         for backend in backends:
-            runner = web.AppRunner(make_app(backend.cluster, backend.namespace, backend.pod), access_log=None)
-            await runner.setup()
-            cleanup.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, backend.address, backend.port).start()
+            runners[backend] = await _serve(backend)
+
+        async def stop_backends() -> None:
+            for runner in runners.values():
+                await runner.cleanup()
+
+        cleanup.push_async_callback(stop_backends)
         tell(f"1. {len(backends)} sample backends on loopback, from the EndpointSlices in {root}")
 
         standalone = await cleanup.enter_async_context(Standalone(StandaloneOptions(
@@ -148,18 +202,31 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
         _check_gateway_addresses(standalone, gateways)
         checks = await example_checks(gateways)
         tell("4. example requests (sent by the demo just now):")
-        for check in checks:
-            tell(f"   [{'ok' if check.ok else 'UNEXPECTED'}] {check.description}\n"
-                 f"        {check.curl}\n        expected: {check.expected}\n        observed: {check.observed}")
+        _report(tell, checks)
+        if "east" in gateways and root == QUICKSTART:
+            local = [b for b in backends if b.cluster == "east" and b.pod.startswith("store-") and
+                     not b.pod.startswith("store-v2")]
+            stopped = [runners.pop(b) for b in local]
+            failover, restarted = await failover_checks(gateways["east"], "east", "central", stopped, local)
+            runners.update(zip(local, restarted, strict=True))
+            tell("5. failover through the ServiceImport (east prefers central, then west):")
+            _report(tell, failover)
+            checks += failover
         if not once:
             tell("\nTry them yourself (each gateway answers on its own loopback address):")
-            for check in checks:
-                tell(f"  {check.curl}    # {check.expected}")
+            for curl, expected in dict.fromkeys((c.curl, c.expected) for c in checks if c.steady):
+                tell(f"  {curl}    # {expected}")
             tell(f"  curl -s http://127.0.0.1:{standalone.admin_port}/api/status    "
                  "# every object's computed status, and the connected Envoys with their ACK/NACK state")
             tell(f"Edit the files under {root} and the change is applied within a second. Ctrl-C stops it all.")
             await asyncio.Event().wait()
     return checks
+
+
+def _report(tell: Callable[[str], None], checks: list[Check]) -> None:
+    for check in checks:
+        tell(f"   [{'ok' if check.ok else 'UNEXPECTED'}] {check.description}\n"
+             f"        {check.curl}\n        expected: {check.expected}\n        observed: {check.observed}")
 
 
 def _check_gateway_addresses(standalone: Standalone, gateways: dict[str, str]) -> None:

@@ -194,6 +194,13 @@ class Reconciler:
                      extra={"cluster": cluster, "kind": "Gateway", "object": f"{gone[0]}/{gone[1]}"})
         self._published[cluster] = set(output.resources)
 
+    def resend(self, cluster: str) -> None:
+        """Hand the latest output of ``cluster`` to every sink again (e.g. this replica just became leader)."""
+        output = self.outputs.get(cluster)
+        if output is not None:
+            for sink in self.sinks:
+                self._start_sink(sink, cluster, output)
+
     def _start_sink(self, sink: OutputSink, cluster: str, output: ClusterOutput) -> None:
         """Hand ``output`` to ``sink``: one call at a time per cluster, and only the latest output waits."""
         key = (id(sink), cluster)
