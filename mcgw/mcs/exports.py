@@ -11,10 +11,14 @@ Decisions, and why:
   cluster); False ``Failed`` for an ExternalName Service (nothing happens until the user changes it).
 - **Conflicts.** The oldest export (creationTimestamp, then cluster name) decides the type, session
   affinity, traffic policies, IP families and exported labels/annotations. Ports are merged into a union,
-  by name first, then by protocol and port: a port whose name is taken with another port or protocol, or
-  whose number another cluster uses with another protocol, or whose appProtocol differs, is a PortConflict
-  and is served only by the clusters that expose the winning definition. Every reason found is joined with
+  by name first, then by protocol and port (the same number and protocol under another name is the same
+  port, with the older name): a port whose name is taken with another port or protocol, or whose number
+  another cluster uses with another protocol, or whose appProtocol differs, is a PortConflict and is
+  served only by the clusters that expose the winning definition. IP families are compared between
+  ClusterSetIP exports only (a headless Service has no cluster IP). Every reason found is joined with
   commas on the ``Conflict`` condition of *every* export of the service; ``NoConflicts`` otherwise.
+- **ServiceImport Ready.** True ``Ready`` while every exporter is reachable; reason ``SourceClusterLost``
+  (see below) otherwise. It has no ``ips``: mcgw allocates no ClusterSet IP, gateways route to endpoints.
 - **Lost clusters.** A member cluster whose API server is unavailable keeps its exports and endpoints for
   ``lost_cluster_ttl`` seconds after it was lost (its sources carry ``lost_since``, so Envoy health checks,
   not the control plane, decide meanwhile). Then its endpoints are withdrawn and it leaves

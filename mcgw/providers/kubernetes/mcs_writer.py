@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -283,7 +283,7 @@ class McsWriter:
         self._verified[key] = (desired, observed)
         return True
 
-    async def _guard(self, kind: str, key: tuple[str, str], report: WriteReport, work: Any) -> None:
+    async def _guard(self, kind: str, key: tuple[str, str], report: WriteReport, work: Awaitable[bool]) -> None:
         try:
             if await work:
                 report.written += 1
