@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from mcgw.config import ClusterProperties
 from mcgw.incremental import McsInput
-from mcgw.mcs.exports import DEFAULT_LOST_CLUSTER_TTL, compute_mcs
+from mcgw.mcs.exports import DEFAULT_LOST_CLUSTER_TTL, McsCache, compute_mcs
 from mcgw.mcs.view import EMPTY_VIEW, ClusterSetView
 from mcgw.model import AnyObject
 from mcgw.pipeline import ClusterOutput, ClusterTranslator
@@ -78,6 +78,7 @@ class Reconciler:
                                                                        for name in store.clusters}
         self.lost_cluster_ttl = lost_cluster_ttl
         self.view: ClusterSetView = EMPTY_VIEW
+        self._mcs_cache = McsCache()  # only used by one computation at a time (reconcile passes are serial)
         self._deadline: asyncio.TimerHandle | None = None
         self.ready = asyncio.Event()
         self.outputs: dict[str, ClusterOutput] = {}
@@ -120,7 +121,7 @@ class Reconciler:
             waiting = sorted(c.name for c in self.store.clusters.values() if c.available and not c.synced)
             log.info("waiting for the initial list of %s before publishing anything", ", ".join(waiting))
             return
-        self._update_view()
+        await self._update_view()
         mcs = McsInput(self.view.services, self.clusters)
         for cluster in sorted(self._dirty):
             member = self.store[cluster]
@@ -151,11 +152,13 @@ class Reconciler:
             log.info("initial sync complete; serving configuration")
             self.ready.set()
 
-    def _update_view(self) -> None:
-        """Recompute the ClusterSet's imports; if they changed, every cluster is translated again."""
+    async def _update_view(self) -> None:
+        """Recompute the ClusterSet's imports (in the worker thread, reusing every service whose objects did
+        not change); if they changed, every cluster is translated again."""
         members = self.store.clusters.values()
-        result = compute_mcs({c.name: c.objects() for c in members}, {c.name: c.health() for c in members},
-                             time.time(), self.lost_cluster_ttl)
+        result = await asyncio.to_thread(
+            compute_mcs, {c.name: c.objects() for c in members}, {c.name: c.health() for c in members},
+            time.time(), self.lost_cluster_ttl, self._mcs_cache)
         if result.view != self.view:
             self.view = result.view
             self._dirty |= set(self.store.clusters)
