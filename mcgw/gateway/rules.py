@@ -6,12 +6,13 @@ program is larger than Envoy's default limit (100), would make Envoy NACK the wh
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import re2
 
-from mcgw.model import HeaderMatch, HTTPRoute, QueryParamMatch, RouteRule
+from mcgw.model import HeaderMatch, HeaderModifier, HTTPRoute, QueryParamMatch, RouteRule
 
 from . import conditions as c
 
@@ -40,6 +41,25 @@ SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "Request
                      "RequestMirror")
 
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")  # an RFC 9110 token, as the CRD requires
+
+
+def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
+    """Header names Envoy would refuse and values over the Gateway API limit (files are not validated by an
+    API server, so the limits the CRD enforces are checked here too)."""
+    if modifier is None:
+        return None
+    for header in (*modifier.set, *modifier.add):
+        if not _HEADER_NAME.match(header.name):
+            return f"header name {header.name!r} is not a valid HTTP header name"
+        if len(header.value) * 4 > MAX_HEADER_VALUE_BYTES and len(header.value.encode()) > MAX_HEADER_VALUE_BYTES:
+            return f"value of header {header.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
+    for name in modifier.remove:
+        if not _HEADER_NAME.match(name):
+            return f"header name {name!r} is not a valid HTTP header name"
+    return None
+
+
 def rule_problem(rule: RouteRule) -> str | None:
     """The first reason this rule cannot be programmed, or None."""
     redirect = rewrite = False
@@ -47,6 +67,9 @@ def rule_problem(rule: RouteRule) -> str | None:
         kind = route_filter.type
         if kind not in SUPPORTED_FILTERS:
             return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
+        if problem := (_modifier_problem(route_filter.request_header_modifier)
+                       or _modifier_problem(route_filter.response_header_modifier)):
+            return problem
         redirect = redirect or kind == "RequestRedirect"
         rewrite = rewrite or kind == "URLRewrite"
     if redirect and rewrite:

@@ -1,4 +1,4 @@
-"""Hostname intersection and ReferenceGrant checks, as the Gateway API spec defines them."""
+"""Hostname intersection, ReferenceGrant checks and rules Envoy would refuse, as the Gateway API spec defines them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 from mcgw.gateway.hostnames import intersection, route_hostnames_for_listener
 from mcgw.gateway.refs import Reference, is_permitted
-from mcgw.model import ReferenceGrant, parse_object
+from mcgw.gateway.rules import check_rules
+from mcgw.model import HTTPRoute, ReferenceGrant, parse_object
 
 
 @pytest.mark.parametrize(("listener", "route", "expected"), [
@@ -66,3 +67,21 @@ def test_grant_limited_to_a_name_or_kind() -> None:
     assert is_permitted(_ref(to_name="cart"), [_grant("backends", "shop", to_name="cart")])
     assert not is_permitted(_ref(to_name="payments"), [_grant("backends", "shop", to_name="cart")])
     assert not is_permitted(_ref(), [_grant("backends", "shop", to_kind="Secret")])
+
+
+@pytest.mark.parametrize(("modifier", "message"), [
+    ({"set": [{"name": "x bad", "value": "v"}]}, "header name 'x bad' is not a valid HTTP header name"),
+    ({"add": [{"name": "x-big", "value": "v" * 5000}]}, "value of header 'x-big' is longer than 4096 bytes"),
+    ({"remove": ["x:colon"]}, "header name 'x:colon' is not a valid HTTP header name"),
+])
+def test_a_header_modifier_envoy_would_refuse_drops_only_its_rule(modifier: dict[str, object], message: str) -> None:
+    route = parse_object({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                          "metadata": {"name": "r", "namespace": "a", "generation": 3}, "spec": {"rules": [
+                              {"filters": [{"type": "ResponseHeaderModifier", "responseHeaderModifier": modifier}]},
+                              {"matches": [{"path": {"type": "PathPrefix", "value": "/ok"}}]}]}}, "r")
+    assert isinstance(route, HTTPRoute)
+    checked = check_rules(route)
+    assert checked.kept == (1,)
+    assert checked.partially_invalid is not None
+    assert checked.partially_invalid.reason == "UnsupportedValue"
+    assert checked.partially_invalid.message == f"Dropped Rule 0: {message}"
