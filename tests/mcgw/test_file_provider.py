@@ -43,7 +43,7 @@ def test_an_edit_is_applied_on_the_next_poll(root: Path) -> None:
     assert provider.poll(store) == ["east"]
     route = store["east"].get(("HTTPRoute", "shop", "store"))
     assert route is not None
-    assert route.spec.rules[1].backend_refs[0].weight == 70
+    assert route.spec.rules[2].backend_refs[0].weight == 70
     assert store["east"].revision > revision
     assert store["west"].revision == west_revision
     assert provider.poll(store) == []  # nothing changed since
