@@ -1,0 +1,9 @@
+"""Failover benchmark: how mcgw's priority failover behaves under steady load when the gateway's own
+cluster fails, per fault and per failover policy, against a flat single-priority peer.
+
+Run as root from the repository root: ``.venv/bin/python -m benchmarks.failover`` (``--help`` for the
+options). It starts three real member clusters (east, west, central) with echo backends in their
+network namespaces, ``mcgw run`` in-process with the MCS controller, and an Envoy for east's gateway,
+then for each policy row and fault kind sends 200 requests/s through that Envoy and records every
+request. Writes ``benchmarks/results/failover.json`` and ``failover.png``; see benchmarks/README.md.
+"""

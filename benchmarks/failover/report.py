@@ -1,0 +1,141 @@
+"""The benchmark's outputs: the summary table, the JSON (with every request's timeline) and the PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.testbed.load import per_second
+
+from .scenario import FAULT_TITLES, POLICIES, RunResult
+
+POLICY_TITLES = {p.key: p.title for p in POLICIES}
+COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+
+
+def goals(results: Sequence[RunResult], health_check_interval_s: float) -> dict[str, Any]:
+    """Issue 6's goals, checked against the mcgw-defaults runs."""
+    by_fault = {r.fault: r.metrics for r in results if r.policy == "defaults"}
+    checks: dict[str, Any] = {}
+
+    def check(name: str, fault: str, ok: bool | None, measured: Any) -> None:
+        if fault in by_fault:
+            checks[name] = {"met": ok, "measured": measured}
+
+    for fault in ("backend-kill", "backend-503"):
+        m = by_fault.get(fault)
+        if m is None:
+            continue
+        check(f"{fault}: 0 failed requests", fault, m["failed"] == 0, m["failed"])
+        check(f"{fault}: full shift within 1 s", fault, m["shift_s"] is not None and m["shift_s"] <= 1.0,
+              m["shift_s"])
+    if (m := by_fault.get("blackhole")) is not None:
+        check("blackhole: full shift within 2 s with 0 failed", "blackhole",
+              m["failed"] == 0 and m["shift_s"] is not None and m["shift_s"] <= 2.0,
+              {"failed": m["failed"], "shift_s": m["shift_s"]})
+    limit = health_check_interval_s + 1.0
+    for fault, m in by_fault.items():
+        check(f"{fault}: failback within {limit:g} s", fault, m["failback_s"] is not None and m["failback_s"] <= limit,
+              m["failback_s"])
+    return checks
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f}"
+
+
+def table(results: Sequence[RunResult]) -> str:
+    header = ("policy", "fault", "requests", "failed", "shift s", "failback s", "after Ready s", "p99 shift ms")
+    rows = [header] + [(POLICY_TITLES.get(r.policy, r.policy), FAULT_TITLES.get(r.fault, r.fault),
+                        str(r.metrics["requests"]), str(r.metrics["failed"]), _seconds(r.metrics["shift_s"]),
+                        _seconds(r.metrics["failback_s"]), _seconds(r.metrics["failback_after_ready_s"]),
+                        "-" if r.metrics["p99_shift_ms"] is None else f"{r.metrics['p99_shift_ms']:.0f}")
+                       for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells))
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def comparison(results: Sequence[RunResult]) -> list[str]:
+    """mcgw's defaults against the flat peer row of the same run, fault by fault."""
+    lines = []
+    runs = {(r.policy, r.fault): r.metrics for r in results}
+    for fault in FAULT_TITLES:
+        ours, flat = runs.get(("defaults", fault)), runs.get(("flat", fault))
+        if ours is None or flat is None:
+            continue
+        lines.append(f"{FAULT_TITLES[fault]}: failed requests mcgw {ours['failed']} vs flat {flat['failed']}; "
+                     f"p99 during the shift {ours['p99_shift_ms']} ms vs {flat['p99_shift_ms']} ms")
+    return lines
+
+
+def timeline(result: RunResult, clusters: Sequence[str]) -> dict[str, Any]:
+    """Every request of a run as columns (compact JSON): send time, latency, status, answering cluster."""
+    index = {name: i for i, name in enumerate(clusters)}
+    return {
+        "clusters": list(clusters),
+        "sent_ms": [round(s.sent * 1000) for s in result.samples],
+        "latency_ms": [round(s.latency * 1000, 1) for s in result.samples],
+        "status": [s.status for s in result.samples],
+        "cluster": [index.get(s.cluster, -1) for s in result.samples],
+    }
+
+
+def plot(results: Sequence[RunResult], clusters: Sequence[str], path: Path, title: str) -> None:
+    """One panel per run: successful answers per second by answering cluster, failures in red, the
+    fault and the restore as vertical lines; rows are policies, columns are faults."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = list(dict.fromkeys(r.policy for r in results))
+    faults = list(dict.fromkeys(r.fault for r in results))
+    figure, axes = plt.subplots(len(policies), len(faults), figsize=(4.2 * len(faults), 2.3 * len(policies)),
+                                sharex=True, sharey=True, squeeze=False)
+    colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(clusters)}
+    for result in results:
+        ax = axes[policies.index(result.policy)][faults.index(result.fault)]
+        buckets = per_second(result.samples, 0.25, clusters)
+        for name, rates in buckets.by_cluster.items():
+            ax.plot(buckets.starts, rates, drawstyle="steps-post", color=colours.get(name, "grey"), label=name,
+                    linewidth=1.2)
+        if any(buckets.failed):
+            ax.fill_between(buckets.starts, buckets.failed, step="post", color="red", alpha=0.35, label="failed")
+        failed_at = [s.sent for s in result.samples if not s.ok]
+        if failed_at:
+            ax.scatter(failed_at, [0] * len(failed_at), marker="|", color="red", s=30, linewidths=0.8)
+        for key, style in (("fault", "-"), ("restored", "--"), ("apiserver_lost", ":"),
+                           ("kubelet_not_ready", "-."), ("kubelet_ready", "-.")):
+            if key in result.marks:
+                ax.axvline(result.marks[key], color="black", linestyle=style, linewidth=0.8, alpha=0.7)
+        metrics = result.metrics
+        ax.set_title(f"{POLICY_TITLES.get(result.policy, result.policy)}\n{FAULT_TITLES[result.fault]}: "
+                     f"{metrics['failed']} failed, shift {_seconds(metrics['shift_s'])} s", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("seconds", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("answers/s", fontsize=8)
+    from matplotlib.artist import Artist
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Artist] = [Line2D([], [], color=colours[name], label=f"answered by {name}") for name in clusters]
+    handles += [Patch(color="red", alpha=0.35, label="failed requests/s (| each failure)"),
+                Line2D([], [], color="black", label="fault"),
+                Line2D([], [], color="black", linestyle="--", label="restored (backends answer)"),
+                Line2D([], [], color="black", linestyle="-.", label="kubelet: not ready / ready"),
+                Line2D([], [], color="black", linestyle=":", label="API server lost")]
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout(rect=(0, 0.03, 1, 0.98))
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

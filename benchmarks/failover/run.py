@@ -1,0 +1,169 @@
+"""Set up the test bed, run every policy against every fault, write the JSON and the PNG, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks._machine import machine
+from mcgw.envoy.process import envoy_binary
+from mcgw.logs import configure_logging
+from tests.e2e.testbed import Artifacts, ClusterSet, can_create_namespaces, ensure_artifacts, start_clusterset
+from tests.e2e.testbed.clusterset import EchoBackend
+
+from . import __doc__ as package_doc
+from . import report
+from .scenario import FAULTS, POLICIES, PolicyMode, Progress, RunResult, Stack, Timing, run_one
+from .stacks import EmulatedStack, settings_for
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+LOCAL, ORDER = "east", ["east", "west", "central"]
+BACKENDS_PER_CLUSTER = 2
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.failover", description=package_doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policies", nargs="+", default=[p.key for p in POLICIES],
+                        choices=[p.key for p in POLICIES])
+    parser.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS)
+    parser.add_argument("--rate", type=float, default=Timing.rate, help="requests per second (open loop)")
+    parser.add_argument("--hold", type=float, default=Timing.hold, help="seconds between the fault and the restore")
+    parser.add_argument("--emulate", action="store_true",
+                        help="serve every policy row from the benchmark's own translation instead of mcgw")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for failover.json and failover.png")
+    return parser.parse_args(argv)
+
+
+def _envoy_version() -> str:
+    result = subprocess.run([str(envoy_binary()), "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"/(\d+\.\d+\.\d+)/", result.stdout)
+    return found.group(1) if found else result.stdout.strip()[-120:]
+
+
+def _plain(value: Any) -> Any:
+    """Named tuples (mcgw's failover settings) as mappings, all the way down."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@contextlib.asynccontextmanager
+async def _emulated(clusterset: ClusterSet, backends: dict[str, list[EchoBackend]]) -> AsyncIterator[EmulatedStack]:
+    stack = EmulatedStack(clusterset, backends, LOCAL, ORDER)
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await stack.stop()
+
+
+@contextlib.asynccontextmanager
+async def _mcgw(clusterset: ClusterSet, backends: dict[str, list[EchoBackend]]) -> AsyncIterator[Stack]:
+    from .mcgw_stack import McgwStack
+
+    async with McgwStack.running(clusterset, backends, LOCAL, ORDER) as stack:
+        yield stack
+
+
+async def _run(args: argparse.Namespace, clusterset: ClusterSet) -> tuple[list[RunResult], dict[str, Any]]:
+    timing = Timing(rate=args.rate, hold=args.hold)
+    backends = {name: [clusterset.start_echo(name, namespace="bench-failover", pod=f"cart-{name}-{i}")
+                       for i in range(BACKENDS_PER_CLUSTER)] for name in ORDER}
+    policies = [p for p in POLICIES if p.key in args.policies]
+    progress = Progress(len(policies) * len(args.faults))
+    results: list[RunResult] = []
+    async with contextlib.AsyncExitStack() as stacks:
+        emulated = await stacks.enter_async_context(_emulated(clusterset, backends))
+        ours: Stack = emulated if args.emulate else await stacks.enter_async_context(_mcgw(clusterset, backends))
+        for policy in policies:
+            stack: Stack = emulated if policy.flat else ours
+            for fault in args.faults:
+                results.append(await run_one(stack, clusterset, backends[LOCAL], policy, fault, timing, progress))
+    settings = {"rate_per_s": timing.rate, "warm_s": timing.warm, "hold_s": timing.hold, "tail_s": timing.tail,
+                "apiserver_lost_lead_s": timing.lost_lead, "kubelet_not_ready_after_s": timing.not_ready_after,
+                "kubelet_ready_after_s": timing.ready_after, "request_timeout_s": timing.timeout,
+                "backends_per_cluster": BACKENDS_PER_CLUSTER, "local": LOCAL, "priority_order": ORDER,
+                "stack": "emulated" if args.emulate else "mcgw"}
+    return results, settings
+
+
+def _cluster_config(results: list[RunResult], policy: str) -> Any:
+    """The backend cluster as Envoy reported it in the policy's first run (config_dump)."""
+    return next((r.envoy["cluster"] for r in results if r.policy == policy and r.envoy.get("cluster")), None)
+
+
+def _policy_description(policy: PolicyMode) -> dict[str, Any]:
+    if policy.flat:
+        return {"title": policy.title, "emulated_peer": True,
+                "envoy": "all endpoints at priority 0; no health checks, outlier detection or retries"}
+    return {"title": policy.title, "failover_policy_spec": policy.spec, "settings": _plain(settings_for(policy))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
+    if importlib.util.find_spec("matplotlib") is None:
+        sys.exit("the failover benchmark plots with matplotlib: pip install -e '.[bench]'")
+    ok, why = can_create_namespaces()
+    if not ok:
+        sys.exit(f"the failover benchmark runs the real test bed: {why}")
+    artifacts = ensure_artifacts()
+    log_path = Path(tempfile.gettempdir()) / "mcgw-failover-benchmark.log"
+    with log_path.open("w") as log:
+        configure_logging("info", "text", stream=log)
+        print(f"controller log: {log_path}", flush=True)
+        _measure(args, artifacts)
+
+
+def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
+    with start_clusterset(names=ORDER, artifacts=artifacts) as clusterset:
+        results, settings = asyncio.run(_run(args, clusterset))
+    health_check_interval = settings_for(next(p for p in POLICIES if p.key == "defaults")).health_check
+    interval_s = (health_check_interval.interval_ms if health_check_interval else 0) / 1000
+    goals = report.goals(results, interval_s)
+    document = {
+        "benchmark": "failover",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "envoy": _envoy_version(),
+        "settings": settings,
+        "policies": {p.key: {**_policy_description(p), "envoy_cluster": _cluster_config(results, p.key)}
+                     for p in POLICIES if p.key in args.policies},
+        "goals": goals,
+        "runs": [{"policy": r.policy, "fault": r.fault, "metrics": r.metrics,
+                  "marks": {k: round(v, 3) for k, v in r.marks.items()},
+                  "envoy_counters": {k: v for k, v in r.envoy.items() if k != "cluster"}}
+                 for r in results],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    timelines = {f"{r.policy}/{r.fault}": report.timeline(r, ORDER) for r in results}
+    text = json.dumps(document, indent=2)
+    # Timelines are long columns: one line each keeps the file readable and small.
+    body = ",\n".join(f'    "{key}": {json.dumps(value, separators=(",", ":"))}' for key, value in timelines.items())
+    (args.out / "failover.json").write_text(text[:-2] + ',\n  "timelines": {\n' + body + "\n  }\n}\n")
+    title = (f"mcgw failover: {settings['rate_per_s']:g} req/s open loop, gateway in {LOCAL}, "
+             f"priorities {' > '.join(ORDER)} ({settings['stack']})")
+    report.plot(results, ORDER, args.out / "failover.png", title)
+    print()
+    print(report.table(results))
+    for line in report.comparison(results):
+        print(line)
+    if goals:
+        print("\ngoals (mcgw defaults):")
+        for name, goal in goals.items():
+            print(f"  {'met' if goal['met'] else 'NOT met':<8} {name}: {goal['measured']}")
+    print(f"\nwrote {args.out / 'failover.json'} and {args.out / 'failover.png'}")
+

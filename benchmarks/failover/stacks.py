@@ -1,0 +1,140 @@
+"""The control planes a run can measure: mcgw itself (``McgwStack``) or the benchmark's own
+translation (``EmulatedStack``, which also provides the flat peer row)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
+from mcgw.envoy.process import EnvoyProcess
+from mcgw.failover import DEFAULTS, FailoverSettings, apply_policy
+from mcgw.model import FailoverPolicy
+from mcgw.netutil import free_port
+from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
+
+from .emulation import EmulatedControlPlane, Endpoint, Source
+from .scenario import PolicyMode
+
+SERVICE_IMPORT_REF = {"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "cart"}
+
+
+def settings_for(policy: PolicyMode) -> FailoverSettings:
+    """mcgw's failover settings for a policy row, from the same FailoverPolicy spec the real run applies."""
+    if policy.spec is None:
+        return DEFAULTS
+    return apply_policy(DEFAULTS, FailoverPolicy.model_validate({
+        "apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
+        "metadata": {"name": "bench", "namespace": "bench"},
+        "spec": {"targetRefs": [SERVICE_IMPORT_REF], **policy.spec}}))
+
+
+def answered_by(url: str) -> str:
+    """The cluster that answered one request, or "" when it failed."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(json.loads(response.read()).get("cluster", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+async def wait_serving(url: str, clusters: set[str], within: float = 60.0, streak: int = 20) -> None:
+    """Wait until ``streak`` requests in a row are answered by ``clusters``."""
+    deadline = time.monotonic() + within
+    run = 0
+    last = ""
+    while run < streak:
+        last = await asyncio.to_thread(answered_by, url)
+        run = run + 1 if last in clusters else 0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not served by {sorted(clusters)} within {within:.0f}s (last answer: {last!r})")
+        if run == 0:
+            await asyncio.sleep(0.1)
+
+
+def envoy_counters(envoy: EnvoyProcess, cluster_name: str) -> dict[str, Any]:
+    """Health-check attempts, retries and ejections Envoy counted for the backend cluster."""
+    try:
+        stats = envoy.stats(f"cluster.{cluster_name}.")
+    except (OSError, urllib.error.URLError):
+        return {}
+    prefix = f"cluster.{cluster_name}."
+
+    def value(name: str) -> int:
+        raw = stats.get(prefix + name, "0")
+        return int(raw) if raw.isdigit() else 0
+
+    return {"health_check_attempts": value("health_check.attempt"),
+            "health_check_failures": value("health_check.failure"),
+            "retries": value("upstream_rq_retry"),
+            "retries_overflow": value("upstream_rq_retry_overflow"),
+            "ejections": value("outlier_detection.ejections_enforced_total"),
+            "endpoints": value("membership_total")}
+
+
+def backend_cluster(dump: dict[str, Any]) -> dict[str, Any] | None:
+    """The ServiceImport's (or the emulation's) cluster in an Envoy config dump."""
+    for config in dump.get("configs", []):
+        for entry in config.get("dynamic_active_clusters", []):
+            cluster = entry.get("cluster", {})
+            if cluster.get("name", "").startswith(("serviceimport/", "bench/")):
+                return dict(cluster)
+    return None
+
+
+class EmulatedStack:
+    """The benchmark's own xDS server and translation; readiness reports go straight to EDS."""
+
+    def __init__(self, clusterset: ClusterSet, backends: dict[str, list[EchoBackend]], local: str,
+                 order: list[str]) -> None:
+        self.clusterset = clusterset
+        self.local = local
+        self.order = order
+        self.node = NodeIdentity(local, "bench", "gw")
+        self.listen_port = free_port()
+        self.sources = {c: Source(c, [Endpoint(b.address, b.port) for b in bs]) for c, bs in backends.items()}
+        self.control_plane = EmulatedControlPlane(self.node, self.listen_port, self.sources)
+        self.xds_port = 0
+        self.envoy: EnvoyProcess | None = None
+        self.cluster_name = "bench/cart"
+
+    async def start(self) -> None:
+        self.xds_port = await self.control_plane.start()
+
+    async def stop(self) -> None:
+        await self.control_plane.stop()
+
+    async def prepare(self, policy: PolicyMode) -> str:
+        for source in self.sources.values():
+            for endpoint in source.endpoints:
+                endpoint.ready = True
+        self.control_plane.frozen = False
+        self.control_plane.configure(None if policy.flat else self.order,
+                                     None if policy.flat else settings_for(policy))
+        self.envoy = await asyncio.to_thread(self.clusterset.start_envoy, self.local, self.node,
+                                             XdsTarget("127.0.0.1", self.xds_port))
+        url = f"http://127.0.0.1:{self.listen_port}/cart"
+        await wait_serving(url, set(self.order) if policy.flat else {self.local})
+        return url
+
+    async def set_ready(self, cluster: str, ready: bool) -> None:
+        self.control_plane.set_ready(cluster, ready)
+
+    async def lose_apiserver(self) -> None:
+        self.control_plane.freeze()
+
+    async def restore_apiserver(self) -> None:
+        self.control_plane.thaw()
+
+    async def finish(self) -> dict[str, Any]:
+        if self.envoy is None:
+            return {}
+        counters = await asyncio.to_thread(envoy_counters, self.envoy, self.cluster_name)
+        counters["cluster"] = backend_cluster(await asyncio.to_thread(self.envoy.config_dump))
+        await asyncio.to_thread(self.envoy.stop)
+        self.envoy = None
+        return counters
