@@ -36,7 +36,9 @@ def _ms(value: int) -> dict[str, int]:
 def _failover_fields(failover: ir.FailoverIR) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "connect_timeout": _FAILOVER_CONNECT_TIMEOUT,
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        # Panic 0: a dead priority is never used. Merge window 0: a health change (check, ejection) reaches
+        # the load balancer at once instead of up to 1 s later, which made failback 1 s slower.
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}, "update_merge_window": {}},
         "circuit_breakers": _RETRY_BUDGET,
     }
     check = failover.health_check

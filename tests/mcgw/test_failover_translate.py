@@ -76,6 +76,7 @@ def test_the_defaults_are_the_lossless_combination_and_envoy_accepts_them() -> N
     assert cluster["healthChecks"][0]["noTrafficInterval"] == "0.500s"
     assert cluster["outlierDetection"]["maxEjectionPercent"] == 100
     assert cluster["commonLbConfig"]["healthyPanicThreshold"] == {}  # explicitly 0 %: a dead priority is never used
+    assert cluster["commonLbConfig"]["updateMergeWindow"] == "0s"  # health changes apply at once
     assert cluster["circuitBreakers"]["thresholds"][0]["retryBudget"]["minRetryConcurrency"] == 1000
     route = next(r for m in output.resources.values() for msg in m if msg.DESCRIPTOR.name == "RouteConfiguration"
                  for vh in _json(msg)["virtualHosts"] for r in vh["routes"])
