@@ -8,9 +8,9 @@ Two uses:
   controller, to check the harness or try a setting before the translation has it.
 
 The resources follow the combination measured in ``shared/reference/failover.md``, plus
-``update_merge_window: 0s``: Envoy's default merges host health changes for 1 s, which delays both a
-health-checked shift and the failback by up to that much. What mcgw itself sends is what the
-controller translates, not this.
+``update_merge_window: 0s`` (Envoy's default merges host health changes for 1 s, which delays both a
+health-checked shift and the failback by up to that much; this emulation found it, and mcgw's
+translation sets it too). What mcgw itself sends is what the controller translates, not this.
 """
 
 from __future__ import annotations
