@@ -145,7 +145,9 @@ async def test_routes_served_by_envoy_and_status_written(clusterset: ClusterSet,
         assert (await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/nowhere"))[0] == 404  # no match
         status, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/pay")
         assert (status, json.loads(body)["namespace"]) == (200, "payments")  # granted cross-namespace backend
-        assert await write_statuses(east_api, output) == 3  # GatewayClass, Gateway, HTTPRoute
+        # Gateway and HTTPRoute at least; the shared cluster may also hold other tests' objects (and the
+        # GatewayClass status an earlier test's controller wrote), so the exact count is not this test's.
+        assert await write_statuses(east_api, output) >= 2
         assert await write_statuses(east_api, output) == 0  # nothing changed: nothing written
 
         # Deleting the ReferenceGrant revokes the cross-namespace backend: its share now answers 500.
