@@ -8,15 +8,15 @@ this process holds that cluster's Lease. The admin server reports health, readin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.config import RunConfig
+from mcgw.lifecycle import Lifecycle
 from mcgw.mcs.controller import McsController
 from mcgw.mcs.metrics import McsMetrics
 from mcgw.model import SUPPORTED_KINDS, Gateway, Service
@@ -54,10 +54,11 @@ def gateway_addresses(store: Store, cluster: str) -> dict[GatewayKey, list[str]]
     return result
 
 
-class Controller:
+class Controller(Lifecycle):
     """Everything ``mcgw run`` runs, as an async context manager (the e2e tests start it in-process)."""
 
     def __init__(self, config: RunConfig, *, lost_cluster_ttl: float | None = None) -> None:
+        super().__init__()
         if lost_cluster_ttl is None:
             lost_cluster_ttl = config.lost_cluster_ttl
         self.config = config
@@ -84,18 +85,6 @@ class Controller:
                                  before_scrape=lambda: self.metrics.refresh(self.store, self.reconciler))
         self.xds_port = 0
         self.admin_port = 0
-        self._stack = contextlib.AsyncExitStack()
-
-    async def __aenter__(self) -> Controller:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
 
     async def _start(self) -> None:
         config = self.config
@@ -131,15 +120,6 @@ class Controller:
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", config.admin.host,
                  self.admin_port)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine, name=what)
-
-        async def cancel() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self._stack.push_async_callback(cancel)
 
     def _leadership_changed(self, cluster: str, leading: bool) -> None:
         """A new term: write the latest computed statuses now (winning a Lease is no store event)."""

@@ -8,7 +8,6 @@ are computed and served on ``/api/status``; there is no API server to write them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_
 from mcgw.config import split_listen
 from mcgw.envoy.bootstrap import XdsTarget
 from mcgw.envoy.fleet import EnvoyFleet
+from mcgw.lifecycle import Lifecycle
 from mcgw.mcs.controller import McsController
 from mcgw.mcs.metrics import McsMetrics
 from mcgw.model import SUPPORTED_KINDS
@@ -44,10 +44,11 @@ class StandaloneOptions:
     poll_interval: float = 0.25
 
 
-class Standalone:
+class Standalone(Lifecycle):
     """Everything ``mcgw standalone`` runs, as an async context manager (also used by the demo and tests)."""
 
     def __init__(self, options: StandaloneOptions) -> None:
+        super().__init__()
         self.options = options
         self.provider = FileProvider(options.root, options.poll_interval)  # raises on a bad directory
         self.store = Store(self.provider.clusters, SUPPORTED_KINDS)
@@ -63,20 +64,7 @@ class Standalone:
         self.admin: AdminServer | None = None
         self.xds_port = 0
         self.admin_port = 0
-        self._tasks: list[asyncio.Task[None]] = []
         self._workdir: Path | None = None
-        self._stack = contextlib.AsyncExitStack()
-
-    async def __aenter__(self) -> Standalone:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
 
     async def _start(self) -> None:
         options = self.options
@@ -116,16 +104,6 @@ class Standalone:
         self._stack.push_async_callback(self.admin.stop)
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", host, self.admin_port)
 
-    def _spawn(self, coroutine: Any, what: str) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine, name=what)
-        self._tasks.append(task)
-
-        async def cancel() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self._stack.push_async_callback(cancel)
 
     def status(self) -> dict[str, Any]:
         """The /api/status document, plus standalone's own facts (file errors, Envoys)."""
