@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Coroutine
 from typing import Any, Self
 
 
-class Lifecycle:
+class Lifecycle(ABC):
     """Base of the compositions: ``async with`` calls :meth:`_start`; whatever it registered is undone."""
 
     def __init__(self) -> None:
@@ -29,8 +30,9 @@ class Lifecycle:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
+    @abstractmethod
     async def _start(self) -> None:
-        raise NotImplementedError
+        """Start everything, registering how to stop each part on ``self._stack`` as it starts."""
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``coroutine`` in the background until the composition stops."""
