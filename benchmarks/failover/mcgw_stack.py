@@ -27,7 +27,7 @@ from tests.e2e.testbed.cluster import ApiServer, MemberCluster
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
 
 from .scenario import PolicyMode
-from .stacks import SERVICE_IMPORT_REF, backend_cluster, envoy_counters, wait_serving
+from .stacks import SERVICE_IMPORT_REF, backend_cluster, stop_envoy, wait_serving
 
 NAMESPACE, INFRA, GATEWAY, SERVICE = "bench-failover", "bench-infra", "gw", "cart"
 GW = "gateway.networking.k8s.io"
@@ -219,10 +219,5 @@ class McgwStack:
         await asyncio.to_thread(self.local_apiserver.start)
 
     async def finish(self) -> dict[str, Any]:
-        if self.envoy is None:
-            return {}
-        counters = await asyncio.to_thread(envoy_counters, self.envoy, self.cluster_name)
-        counters["cluster"] = backend_cluster(await asyncio.to_thread(self.envoy.config_dump))
-        await asyncio.to_thread(self.envoy.stop)
-        self.envoy = None
-        return counters
+        envoy, self.envoy = self.envoy, None
+        return await stop_envoy(envoy, self.cluster_name)

@@ -86,6 +86,16 @@ def backend_cluster(dump: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+async def stop_envoy(envoy: EnvoyProcess | None, cluster_name: str) -> dict[str, Any]:
+    """Read a run's Envoy counters and its backend cluster as Envoy holds it, then stop that Envoy."""
+    if envoy is None:
+        return {}
+    counters = await asyncio.to_thread(envoy_counters, envoy, cluster_name)
+    counters["cluster"] = backend_cluster(await asyncio.to_thread(envoy.config_dump))
+    await asyncio.to_thread(envoy.stop)
+    return counters
+
+
 class EmulatedStack:
     """The benchmark's own xDS server and translation; readiness reports go straight to EDS."""
 
@@ -131,10 +141,5 @@ class EmulatedStack:
         self.control_plane.thaw()
 
     async def finish(self) -> dict[str, Any]:
-        if self.envoy is None:
-            return {}
-        counters = await asyncio.to_thread(envoy_counters, self.envoy, self.cluster_name)
-        counters["cluster"] = backend_cluster(await asyncio.to_thread(self.envoy.config_dump))
-        await asyncio.to_thread(self.envoy.stop)
-        self.envoy = None
-        return counters
+        envoy, self.envoy = self.envoy, None
+        return await stop_envoy(envoy, self.cluster_name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from mcgw.providers.kubernetes.cluster import MemberCluster, api_client_from_kub
 from mcgw.providers.kubernetes.informer import Informer, InformerSettings
 from mcgw.providers.kubernetes.lister import KINDS_BY_NAME
 from mcgw.store import Store
+from tests.e2e.eventually import eventually
 from tests.e2e.testbed import ClusterSet
 from tests.e2e.testbed.cluster import ApiServer
 from tests.e2e.testbed.cluster import MemberCluster as BedCluster
@@ -38,18 +39,6 @@ GW = "gateway.networking.k8s.io"
 MCS = "multicluster.x-k8s.io"
 # Short backoff cap and grace period: the tests wait for reconnections, not for production timings.
 FAST = InformerSettings(backoff_cap=1.0)
-# Generous: these only bound how long a broken informer makes a test wait before it fails.
-DEADLINE = 60.0
-
-
-async def eventually(check: Callable[[], bool], what: str, within: float = DEADLINE) -> float:
-    """Poll ``check`` until it holds; returns how long that took."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not check():
-        assert loop.time() - start < within, f"timed out after {within:.0f}s waiting for {what}"
-        await asyncio.sleep(0.05)
-    return loop.time() - start
 
 
 def _service(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ fresh name so tests never see each other's.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -17,20 +18,17 @@ from kubernetes.aio import client
 
 from mcgw.providers.kubernetes.cluster import api_client_from_kubeconfig
 from mcgw.providers.kubernetes.leader import ClusterLeadership, LeaderElector
+from tests.e2e.eventually import DEADLINE
+from tests.e2e.eventually import eventually as poll
 from tests.e2e.testbed import ClusterSet
 from tests.e2e.testbed.cluster import ApiServer
 
 TIMINGS: dict[str, Any] = {"lease_duration": 4.0, "renew_deadline": 3.0, "retry_period": 0.5}
-DEADLINE = 60.0
 
 
 async def eventually(check: Callable[[], bool], what: str, within: float = DEADLINE) -> float:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not check():
-        assert loop.time() - start < within, f"timed out after {within:.0f}s waiting for {what}"
-        await asyncio.sleep(0.02)
-    return loop.time() - start
+    """Leadership flips are short-lived: poll more often than the default."""
+    return await poll(check, what, within, interval=0.02)
 
 
 @pytest.fixture
@@ -176,7 +174,9 @@ async def test_a_leader_that_cannot_renew_steps_down_before_another_takes_over(
 
 async def test_leadership_is_per_member_cluster(apis: dict[str, client.ApiClient], lease_name: str,
                                                 running: Running) -> None:
-    if len(apis) < 2:
+    if len(apis) < 2:  # CI runs 3 clusters; only a developer's MCGW_CLUSTERS=1 gets here
+        if os.environ.get("CI"):
+            pytest.fail("needs two member clusters (MCGW_CLUSTERS >= 2)", pytrace=False)
         pytest.skip("needs two member clusters (MCGW_CLUSTERS >= 2)")
     x, y = list(apis)[:2]
     members = {x: apis[x], y: apis[y]}
