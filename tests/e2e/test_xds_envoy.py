@@ -264,9 +264,11 @@ async def test_envoy_over_mtls_gets_its_own_config_and_not_another_clusters(tmp_
             text = generate_latest(server.metrics.registry).decode()
             return 'xds_denied_streams_total{reason="identity"}' in text
         await _eventually(denied)
-        assert west.stats()["control_plane.connected_state"] == "0"
-        assert "cluster_manager.cds.update_success" not in west.stats() or \
-            west.stats()["cluster_manager.cds.update_success"] == "0"
+        # West's Envoy keeps retrying, so its stream is briefly "connected" before each denial; what matters
+        # is that it never receives anything.
+        stats = west.stats()
+        assert stats.get("cluster_manager.cds.update_success", "0") == "0"
+        assert stats.get("listener_manager.lds.update_success", "0") == "0"
         assert len(server.status.nodes()) == 1
     finally:
         for envoy in envoys:
