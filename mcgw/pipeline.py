@@ -21,8 +21,7 @@ from mcgw.gateway.semantics import ClusterObjects, Evaluation, evaluate
 from mcgw.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
 from mcgw.incremental import IncrementalTranslation, McsInput, failover_context
 from mcgw.model import AnyObject, EndpointSlice, Secret, Service
-from mcgw.translate import translate
-from mcgw.translate.cache import Built
+from mcgw.translate import Built, translate
 from xdsserver import Snapshot
 
 GatewayKey = tuple[str, str]  # (namespace, name)
@@ -55,8 +54,8 @@ class ClusterOutput:
     evaluation: Evaluation
     gateways: tuple[ir.GatewayIR, ...]
     resources: Mapping[tuple[str, str], tuple[Message, ...]]  # (namespace, gateway) -> Envoy resources
-    # The same resources already serialised (from ClusterTranslator), for snapshot().
-    built: Mapping[tuple[str, str], tuple[Built, ...]] | None = field(default=None, compare=False, repr=False)
+    # The same resources already serialised, for snapshot().
+    built: Mapping[tuple[str, str], tuple[Built, ...]] = field(compare=False, repr=False)
     policies: Mapping[tuple[str, str], Condition] = field(default_factory=dict)  # FailoverPolicy -> Accepted
 
     def statuses(self) -> dict[str, Any]:
@@ -74,10 +73,8 @@ class ClusterOutput:
 
     def snapshot(self, gateway: tuple[str, str], previous: Snapshot | None = None) -> Snapshot:
         """The xDS snapshot of one gateway. Equal to ``Snapshot.from_messages(self.resources[gateway],
-        previous)``, but from a :class:`ClusterTranslator` it reuses the bytes serialised during
-        translation (and, for unchanged resources, the previous output's), so nothing is serialised twice."""
-        if self.built is None:
-            return Snapshot.from_messages(self.resources[gateway], previous)
+        previous)``, but it reuses the bytes serialised during translation (and, from a
+        :class:`ClusterTranslator`, the previous output's for unchanged resources), so nothing is serialised twice."""
         return Snapshot.from_resources((b.resource for b in self.built[gateway]), previous)
 
 
@@ -99,8 +96,9 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
         set(by_kind.get("ServiceImport", {})) | set(failover.imports)), addresses)
     lookup = endpoint_lookup(services, (o for o in items if isinstance(o, EndpointSlice)))
     gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover))
-    resources = {(g.namespace, g.name): tuple(translate(g)) for g in gateways}
-    return ClusterOutput(cluster, evaluation, gateways, resources, policies=failover.resolution.conditions)
+    built = {(g.namespace, g.name): translate(g) for g in gateways}
+    return ClusterOutput(cluster, evaluation, gateways, _LazyResources(built), built,
+                         policies=failover.resolution.conditions)
 
 
 class ClusterTranslator:

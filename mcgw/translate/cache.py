@@ -4,13 +4,12 @@ The IR arrives with unchanged parts as the very same objects (the incremental tr
 them), so reuse is decided by identity: a route's bytes are kept while its ``RouteIR`` is the same
 object, a virtual host's while its ``VirtualHostIR`` is, and so on.
 
-Route tables are the bulk of the output (a 1,000-route table is about half a megabyte), and building
-or serialising one as a protobuf message costs several milliseconds. So a route table is assembled
-as bytes: each route is serialised once when it changes, and the table is the concatenation of its
-virtual hosts' encoded fields. That is exactly protobuf's deterministic encoding (fields in number
-order, a length-delimited field per repeated message), which the tests check against
-``SerializeToString(deterministic=True)``. The message itself is parsed from those bytes only if
-someone asks for it (``mcgw translate`` output, tests); publishing uses the bytes.
+Route tables are the bulk of the output (a 1,000-route table is about half a megabyte), so a route
+table is assembled as bytes: each route is encoded once when it changes (:mod:`.routes`), and the table
+is the concatenation of its virtual hosts' encoded fields, which is exactly protobuf's deterministic
+encoding. The message itself is parsed from those bytes only if someone asks for it (``mcgw translate``
+output, tests); publishing uses the bytes. A translation from scratch is an update of an empty
+:class:`GatewayResources`.
 """
 
 from __future__ import annotations
@@ -24,13 +23,10 @@ from google.protobuf.message import Message
 
 from mcgw import ir
 from xdsserver import ROUTE, Resource
-from xdsserver.wire import field
 
 from .clusters import cluster, load_assignment
 from .listeners import listener
-from .routes import domains, route_clusters, route_message
-
-_TABLE_TAIL = route_pb2.RouteConfiguration(validate_clusters={"value": False}).SerializeToString(deterministic=True)
+from .routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
 
 
 class Built:
@@ -87,7 +83,7 @@ class _Route:
         if previous is not None and _same_route(previous.route, route):
             self.encoded = previous.encoded
         else:
-            self.encoded = field(3, route_message(route).SerializeToString(deterministic=True))  # VirtualHost.routes
+            self.encoded = route_field(route)
         # Clusters by name: their resources do not depend on a route's weight, so which route's backend
         # object stands for a cluster does not matter (the order of first use does, and dict updates keep it).
         self.clusters = {backend.name: backend for backend in route_clusters(route)}
@@ -105,7 +101,7 @@ class _VirtualHost:
         self.clusters: dict[str, ir.BackendIR]  # in the order its routes first name them
         if previous is None or len(previous.entries) != len(vhost.routes) or not self._patch(previous, memo):
             self._build(previous, memo)
-        encoded = field(2, b"".join(self.parts))  # RouteConfiguration.virtual_hosts
+        encoded = virtual_host_field(self.parts)
         # The same bytes object when nothing Envoy sees changed, so the route table is kept as it was.
         self.encoded = previous.encoded if previous is not None and previous.encoded == encoded else encoded
 
@@ -120,7 +116,7 @@ class _VirtualHost:
     def _build(self, previous: _VirtualHost | None, memo: dict[int, _Route]) -> None:
         known = previous.routes if previous is not None else {}
         vhost = self.vhost
-        self.parts = [field(1, vhost.name.encode()), *(field(2, d.encode()) for d in domains(vhost.hostname))]
+        self.parts = virtual_host_fields(vhost)
         self.entries = [self._entry(route, known, memo) for route in vhost.routes]
         self.routes = {entry.route.name: entry for entry in self.entries}
         self.parts += [entry.encoded for entry in self.entries]
@@ -194,8 +190,7 @@ class GatewayResources:
             key = tuple([v.encoded for v in built_vhosts])
             table = self._tables.get(port.name)
             if table is None or table[0] != key:
-                payload = b"".join((field(1, port.name.encode()), *key, _TABLE_TAIL))
-                table = (key, Built(port.name, payload=payload))
+                table = (key, Built(port.name, payload=route_table(port.name, key)))
             tables[port.name] = table
             shape = (gateway.address, port.port, port.protocol, port.tls)
             known_listener = self._listeners.get(port.name)

@@ -1,0 +1,181 @@
+"""The reference for :mod:`mcgw.translate.routes`: each Envoy ``Route`` built with protobuf constructors.
+
+mcgw encodes routes straight to bytes for speed; this builds the same routes the slow, obvious way,
+as the plain data a protobuf constructor takes, and the tests check that both give the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
+
+from mcgw import ir
+from mcgw.translate.listeners import pack
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_REDIRECT_CODES = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER", 307: "TEMPORARY_REDIRECT",
+                   308: "PERMANENT_REDIRECT"}
+_SET = "OVERWRITE_IF_EXISTS_OR_ADD"
+_ADD = "APPEND_IF_EXISTS_OR_ADD"
+_ANY_PATH = {"regex": "^.*$"}
+_DIRECT_500 = {"status": 500}
+
+
+@lru_cache(maxsize=1024)
+def _duration_fields(value: str) -> tuple[int, int]:
+    match = _DURATION.match(value)
+    if not match or not value:
+        raise ValueError(f"invalid duration {value!r}")
+    hours, minutes, seconds, millis = (int(part or 0) for part in match.groups())
+    total_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
+    return total_ms // 1000, (total_ms % 1000) * 1_000_000
+
+
+def duration(value: str) -> dict[str, int]:
+    """A Gateway API duration (``1h2m3s400ms``) as the fields of a ``google.protobuf.Duration``."""
+    seconds, nanos = _duration_fields(value)
+    return {"seconds": seconds, "nanos": nanos}
+
+
+def _string_match(value: str, regex: bool) -> dict[str, Any]:
+    return {"safe_regex": {"regex": value}} if regex else {"exact": value}
+
+
+def _match(match: ir.MatchIR) -> dict[str, Any]:
+    path_type = match.path_type
+    if path_type == "PathPrefix":
+        trimmed = match.path.rstrip("/")
+        # Gateway API prefixes match whole path segments: /foo matches /foo and /foo/bar, not /foobar.
+        out: dict[str, Any] = {"path_separated_prefix": trimmed} if trimmed else {"prefix": "/"}
+    elif path_type == "Exact":
+        out = {"path": match.path}
+    else:
+        out = {"safe_regex": {"regex": match.path}}
+    if match.headers or match.method:
+        headers = [{"name": h.name, "string_match": _string_match(h.value, h.regex)} for h in match.headers]
+        if match.method:
+            headers.append({"name": ":method", "string_match": {"exact": match.method}})
+        out["headers"] = headers
+    if match.query_params:
+        out["query_parameters"] = [{"name": q.name, "string_match": _string_match(q.value, q.regex)}
+                                   for q in match.query_params]
+    return out
+
+
+def _literal(value: str) -> str:
+    """Envoy reads ``%`` in added header values as a formatter command; Gateway API values are literal."""
+    return value.replace("%", "%%")
+
+
+def _header_ops(ops: ir.HeaderOpsIR, out: dict[str, Any], prefix: str) -> None:
+    added = [{"header": {"key": k, "value": _literal(v)}, "append_action": _SET} for k, v in ops.set]
+    added += [{"header": {"key": k, "value": _literal(v)}, "append_action": _ADD} for k, v in ops.add]
+    if added:
+        out[f"{prefix}_headers_to_add"] = added
+    if ops.remove:
+        out[f"{prefix}_headers_to_remove"] = list(ops.remove)
+
+
+def _redirect(redirect: ir.RedirectIR) -> dict[str, Any]:
+    out: dict[str, Any] = {"response_code": _REDIRECT_CODES.get(redirect.status_code, "FOUND")}
+    if redirect.scheme:
+        out["scheme_redirect"] = redirect.scheme
+    if redirect.hostname:
+        out["host_redirect"] = redirect.hostname
+    if redirect.port:
+        out["port_redirect"] = redirect.port
+    if redirect.path and redirect.path.full_path is not None:
+        out["path_redirect"] = redirect.path.full_path
+    elif redirect.path and redirect.path.prefix is not None:
+        out["prefix_rewrite"] = redirect.path.prefix
+    return out
+
+
+def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> dict[str, Any]:
+    action: dict[str, Any] = {}
+    if len(weighted) == 1:
+        action["cluster"] = weighted[0].name
+    else:
+        action["weighted_clusters"] = {"clusters": [{"name": b.name, "weight": {"value": b.weight}}
+                                                    for b in weighted]}
+    if valid < len(weighted):
+        # Invalid backends have no Envoy cluster, so their weighted share finds none: answer 500 for it.
+        action["cluster_not_found_response_code"] = "INTERNAL_SERVER_ERROR"
+    if route.rewrite_hostname:
+        action["host_rewrite_literal"] = route.rewrite_hostname
+    rewrite = route.rewrite_path
+    if rewrite is not None and rewrite.full_path is not None:
+        action["regex_rewrite"] = {"pattern": _ANY_PATH, "substitution": rewrite.full_path}
+    elif rewrite is not None and rewrite.prefix is not None:
+        action["prefix_rewrite"] = rewrite.prefix
+    if route.timeout:
+        action["timeout"] = duration(route.timeout)
+    retry: dict[str, Any] = {}
+    if route.backend_timeout:
+        retry["per_try_timeout"] = duration(route.backend_timeout)
+    if route.retry_codes or route.retry_attempts is not None:
+        retry["retry_on"] = "retriable-status-codes" if route.retry_codes else "5xx"
+        retry["retriable_status_codes"] = list(route.retry_codes)
+        retry["num_retries"] = {"value": route.retry_attempts if route.retry_attempts is not None else 1}
+        if route.retry_backoff:
+            retry["retry_back_off"] = {"base_interval": duration(route.retry_backoff)}
+    if route.failover_retry is not None:
+        _failover_retry(route.failover_retry, retry)
+    if retry:
+        action["retry_policy"] = retry
+    if route.mirrors:
+        action["request_mirror_policies"] = [{"cluster": m.name} for m in route.mirrors]
+    return action
+
+
+_PREVIOUS_PRIORITIES = {
+    "name": "envoy.retry_priorities.previous_priorities",
+    "typed_config": pack(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1))}
+_PREVIOUS_HOSTS = [{"name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": pack(previous_hosts_pb2.PreviousHostsPredicate())}]
+
+
+def _failover_retry(failover: ir.RetryIR, retry: dict[str, Any]) -> None:
+    """Retries that move on: to another host, and to the next priority once one has been tried, within a
+    per-try timeout so that a blackholed host costs one try. Merged with the rule's own Gateway API retry."""
+    tokens = list(failover.retry_on)
+    if retry.get("retry_on"):
+        tokens += [t for t in retry["retry_on"].split(",") if t not in tokens]
+    retry["retry_on"] = ",".join(tokens)
+    retry["num_retries"] = {"value": max(failover.attempts, retry.get("num_retries", {}).get("value", 0))}
+    retry.setdefault("per_try_timeout", {"seconds": failover.per_try_timeout_ms // 1000,
+                                         "nanos": failover.per_try_timeout_ms % 1000 * 1_000_000})
+    retry["retry_priority"] = _PREVIOUS_PRIORITIES
+    retry["retry_host_predicate"] = _PREVIOUS_HOSTS
+    retry["host_selection_retry_max_attempts"] = 3
+
+
+def route_dict(route: ir.RouteIR) -> dict[str, Any]:
+    """One Envoy ``Route`` as constructor data."""
+    out: dict[str, Any] = {"name": route.name, "match": _match(route.match)}
+    if route.request_headers is not ir.NO_HEADER_OPS:
+        _header_ops(route.request_headers, out, "request")
+    if route.response_headers is not ir.NO_HEADER_OPS:
+        _header_ops(route.response_headers, out, "response")
+    if route.redirect is not None:
+        out["redirect"] = _redirect(route.redirect)
+        return out
+    weighted = [b for b in route.backends if b.weight > 0]
+    valid = sum(1 for b in weighted if b.valid)
+    if not valid:
+        # No backend at all, or only invalid ones: the spec's answer is 500.
+        out["direct_response"] = _DIRECT_500
+    else:
+        out["route"] = _action(route, weighted, valid)
+    return out
+
+
+def route_message(route: ir.RouteIR) -> route_components_pb2.Route:
+    return route_components_pb2.Route(**route_dict(route))
+
+
