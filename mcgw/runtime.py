@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from mcgw import collector
 from mcgw.config import ClusterProperties
 from mcgw.incremental import McsInput
 from mcgw.mcs.exports import DEFAULT_LOST_CLUSTER_TTL, McsCache, compute_mcs
@@ -178,17 +179,18 @@ class Reconciler:
                    addresses: Mapping[GatewayKey, list[str]] | None, binds: Mapping[GatewayKey, str] | None,
                    mcs: McsInput) -> tuple[ClusterOutput, dict[GatewayKey, Snapshot]]:
         """Worker-thread half: pure translation and serialisation, no shared state written."""
-        output = self._translators[cluster].translate(objects, addresses, binds, mcs)
-        snapshots: dict[GatewayKey, Snapshot] = {}
-        for gateway in output.resources:
-            previous = self.cache.get(node_group(cluster, gateway))
-            try:  # from the bytes serialised during translation; unchanged resources reuse previous ones
-                snapshots[gateway] = output.snapshot(gateway, previous)
-            except InconsistentSnapshotError:
-                log.exception("inconsistent snapshot for gateway %s/%s in cluster %s; not published",
-                              *gateway, cluster, extra={"cluster": cluster, "kind": "Gateway",
-                                                        "object": f"{gateway[0]}/{gateway[1]}"})
-        return output, snapshots
+        with collector.paused():  # the pass allocates only what it returns: nothing to collect
+            output = self._translators[cluster].translate(objects, addresses, binds, mcs)
+            snapshots: dict[GatewayKey, Snapshot] = {}
+            for gateway in output.resources:
+                previous = self.cache.get(node_group(cluster, gateway))
+                try:  # from the bytes serialised during translation; unchanged resources reuse previous ones
+                    snapshots[gateway] = output.snapshot(gateway, previous)
+                except InconsistentSnapshotError:
+                    log.exception("inconsistent snapshot for gateway %s/%s in cluster %s; not published",
+                                  *gateway, cluster, extra={"cluster": cluster, "kind": "Gateway",
+                                                            "object": f"{gateway[0]}/{gateway[1]}"})
+            return output, snapshots
 
     def _publish(self, cluster: str, output: ClusterOutput, snapshots: Mapping[GatewayKey, Snapshot]) -> None:
         self.outputs[cluster] = output

@@ -22,6 +22,7 @@ from mcgw import ir
 from mcgw.failover import FailoverContext
 from mcgw.model import HeaderModifier, PathModifier, Secret
 
+from .backends import ResolvedBackend
 from .listeners import GatewayResult, ListenerResult
 from .semantics import Evaluation, GatewayKey, RouteResult
 
@@ -105,8 +106,30 @@ class Backends:
         key = (namespace, name, kind, port, weight, policy)
         backend = self._backends.get(key)
         if backend is None:
-            backend = self._backends[key] = self._build(key, route if policy else None)
-            self._keys.setdefault((namespace, name), []).append(key)
+            backend = self._add(key, route if policy else None)
+        return backend
+
+    def of_rule(self, resolved_refs: tuple[ResolvedBackend, ...], route: GatewayKey,
+                index: int) -> tuple[ir.BackendIR, ...]:
+        """One rule's backendRefs as backend IR, in order; an unresolved one keeps its weight (its share answers
+        500). Called once per rule of every route, so Service backends, the common case, take a short path."""
+        out = []
+        known = self._backends
+        for j, resolved in enumerate(resolved_refs):
+            ref = resolved.ref
+            if resolved.problem is not None:
+                out.append(_new(ir.BackendIR, (f"{route[0]}/{route[1]}/rule/{index}/invalid-backend/{j}", ref.weight,
+                                               False, "Invalid", (), None)))
+            elif ref.kind == "Service":
+                key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
+                out.append(known.get(key) or self._add(key, None))
+            else:
+                out.append(self.get("ServiceImport", resolved.namespace, ref.name, ref.port, ref.weight, route))
+        return tuple(out)
+
+    def _add(self, key: tuple[str, str, str, int | None, int, str | None], route: GatewayKey | None) -> ir.BackendIR:
+        backend = self._backends[key] = self._build(key, route)
+        self._keys.setdefault((key[0], key[1]), []).append(key)
         return backend
 
     def _build(self, key: tuple[str, str, str, int | None, int, str | None],
@@ -133,13 +156,7 @@ def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple
     if not resolved_refs:
         return ()
     meta = result.route.metadata
-    route = (meta.namespace, meta.name)
-    return tuple([
-        ir.BackendIR(f"{route[0]}/{route[1]}/rule/{index}/invalid-backend/{j}", resolved.ref.weight, False, "Invalid")
-        if resolved.problem is not None else
-        backends.get("Service" if resolved.ref.kind == "Service" else "ServiceImport", resolved.namespace,
-                     resolved.ref.name, resolved.ref.port, resolved.ref.weight, route)
-        for j, resolved in enumerate(resolved_refs)])
+    return backends.of_rule(resolved_refs, (meta.namespace, meta.name), index)
 
 
 def _rule_mirrors(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mcgw.manifests import read_clusterset_dir
 from mcgw.model import SUPPORTED_KINDS, AnyObject, Gateway
-from mcgw.pipeline import ClusterOutput
+from mcgw.pipeline import ClusterOutput, ClusterTranslator
 from mcgw.runtime import ReconcileOptions, Reconciler, node_group
 from mcgw.store import Store
 from xdsserver import LISTENER, SnapshotCache
@@ -122,6 +124,33 @@ async def test_changes_are_debounced_into_one_translation() -> None:
         snapshot = cache.get(node_group("east", _gateway_key(objects["east"])))
         assert snapshot is not None
         assert [name for name in snapshot.of_type(LISTENER)] == ["infra/public/9009"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await reconciler.aclose()
+
+
+async def test_translation_passes_run_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = _objects()
+    store, cache = Store(objects, SUPPORTED_KINDS), SnapshotCache()
+    collector_enabled_while_translating: list[bool] = []
+    translate = ClusterTranslator.translate
+
+    def recording(self: ClusterTranslator, *args: Any, **kwargs: Any) -> ClusterOutput:
+        collector_enabled_while_translating.append(gc.isenabled())
+        return translate(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClusterTranslator, "translate", recording)
+    reconciler = Reconciler(store, cache, ReconcileOptions(debounce=0.01))
+    for cluster, items in objects.items():
+        _fill(store, cluster, items)
+    gc.enable()
+    task = asyncio.create_task(reconciler.run())
+    try:
+        await asyncio.wait_for(reconciler.ready.wait(), 10)
+        assert collector_enabled_while_translating == [False] * len(objects)
+        assert gc.isenabled()
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
