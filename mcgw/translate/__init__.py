@@ -6,7 +6,8 @@ ClusterLoadAssignment per backend Service port (shared by every route that uses 
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
 are built with protobuf constructors. :func:`translate` builds a Gateway's resources from scratch;
-:class:`GatewayResources` builds the same resources reusing the unchanged parts of its previous result.
+:class:`GatewayResources` builds the same resources, in the same order, keeping the encoded pieces so
+that the next call reuses whatever did not change.
 """
 
 from __future__ import annotations
@@ -14,11 +15,38 @@ from __future__ import annotations
 from mcgw import ir
 
 from .cache import Built, GatewayResources
+from .clusters import cluster, load_assignment
+from .listeners import listener
+from .routes import route_field, route_table, virtual_host_field, virtual_host_fields
 
 __all__ = ["Built", "GatewayResources", "translate"]
 
 
 def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     """Every Envoy resource one Gateway's Envoys receive: route tables, listeners, then clusters with
-    their endpoints."""
-    return GatewayResources().update(gateway)
+    their endpoints (in the order routes first name them)."""
+    tables: list[Built] = []
+    backends: dict[str, ir.BackendIR] = {}
+    encoded: dict[int, bytes] = {}  # a route bound under several hostnames is encoded once
+    for port in gateway.ports:
+        vhosts = []
+        for vhost in port.virtual_hosts:
+            parts = virtual_host_fields(vhost)
+            for route in vhost.routes:
+                field = encoded.get(id(route))
+                if field is None:
+                    field = encoded[id(route)] = route_field(route)
+                    if route.redirect is None:
+                        for backend in route.backends:
+                            if backend.valid and backend.name not in backends:
+                                backends[backend.name] = backend
+                        for backend in route.mirrors:
+                            if backend.valid and backend.name not in backends:
+                                backends[backend.name] = backend
+                parts.append(field)
+            vhosts.append(virtual_host_field(parts))
+        tables.append(Built(port.name, payload=route_table(port.name, tuple(vhosts))))
+    out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.ports]
+    for name, backend in backends.items():
+        out += (Built(name, cluster(backend)), Built(name, load_assignment(backend)))
+    return tuple(out)

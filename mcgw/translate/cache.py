@@ -86,7 +86,7 @@ class _Route:
             self.encoded = route_field(route)
         # Clusters by name: their resources do not depend on a route's weight, so which route's backend
         # object stands for a cluster does not matter (the order of first use does, and dict updates keep it).
-        self.clusters = {backend.name: backend for backend in route_clusters(route)}
+        self.clusters = tuple([(backend.name, backend) for backend in route_clusters(route)])
 
 
 class _VirtualHost:
@@ -120,9 +120,11 @@ class _VirtualHost:
         self.entries = [self._entry(route, known, memo) for route in vhost.routes]
         self.routes = {entry.route.name: entry for entry in self.entries}
         self.parts += [entry.encoded for entry in self.entries]
-        self.clusters = {}
+        clusters: dict[str, ir.BackendIR] = {}
+        self.clusters = clusters
         for entry in self.entries:
-            self.clusters.update(entry.clusters)
+            if entry.clusters:
+                clusters.update(entry.clusters)
 
     def _patch(self, previous: _VirtualHost, memo: dict[int, _Route]) -> bool:
         """The common case, as many routes as before and most of them the very same objects: touch only the
@@ -137,7 +139,7 @@ class _VirtualHost:
         updated = []
         for i in changed:
             entry = self._entry(routes[i], previous.routes, memo)
-            if list(entry.clusters) != list(self.entries[i].clusters):
+            if [name for name, _ in entry.clusters] != [name for name, _ in self.entries[i].clusters]:
                 return False
             del self.routes[self.entries[i].route.name]
             self.entries[i] = entry

@@ -65,6 +65,7 @@ _MATCH = rc.RouteMatch.DESCRIPTOR
 _M_PREFIX, _M_PATH, _M_HEADERS = _tag(_MATCH, "prefix"), _tag(_MATCH, "path"), _tag(_MATCH, "headers")
 _M_QUERY, _M_REGEX = _tag(_MATCH, "query_parameters"), _tag(_MATCH, "safe_regex")
 _M_SEPARATED_PREFIX = _tag(_MATCH, "path_separated_prefix")
+_PREFIX_ROOT = _ld(_M_PREFIX, b"/")
 _HEADER_NAME, _HEADER_STRING = _tag(rc.HeaderMatcher.DESCRIPTOR, "name"), _tag(rc.HeaderMatcher.DESCRIPTOR,
                                                                                "string_match")
 _QUERY_NAME = _tag(rc.QueryParameterMatcher.DESCRIPTOR, "name")
@@ -165,28 +166,35 @@ def _string_matcher(tag: bytes, name: str, value: str, regex: bool) -> bytes:
 
 
 def _match(match: ir.MatchIR) -> bytes:
-    path_type = match.path_type
+    """A RouteMatch, as a ``Route.match`` field. Run once per route: the length prefixes are inlined."""
+    path_type, path = match.path_type, match.path
     head = tail = b""
     if path_type == "PathPrefix":
-        trimmed = match.path.rstrip("/")
+        trimmed = path.rstrip("/").encode()
         # Gateway API prefixes match whole path segments: /foo matches /foo and /foo/bar, not /foobar.
         if trimmed:
-            tail = _ld(_M_SEPARATED_PREFIX, trimmed.encode())
+            size = len(trimmed)
+            tail = _M_SEPARATED_PREFIX + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + trimmed
         else:
-            head = _ld(_M_PREFIX, b"/")
+            head = _PREFIX_ROOT
     elif path_type == "Exact":
-        head = _ld(_M_PATH, match.path.encode())
+        encoded = path.encode()
+        size = len(encoded)
+        head = _M_PATH + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + encoded
     else:
-        tail = _ld(_M_REGEX, _text(_REGEX, match.path))
-    if not (match.headers or match.method or match.query_params):
-        return head + tail
-    parts = [head]
-    parts += [_string_matcher(_M_HEADERS, h.name, h.value, h.regex) for h in match.headers]
-    if match.method:
-        parts.append(_string_matcher(_M_HEADERS, ":method", match.method, False))
-    parts += [_string_matcher(_M_QUERY, q.name, q.value, q.regex) for q in match.query_params]
-    parts.append(tail)
-    return b"".join(parts)
+        tail = _ld(_M_REGEX, _text(_REGEX, path))
+    if match.headers or match.method or match.query_params:
+        parts = [head]
+        parts += [_string_matcher(_M_HEADERS, h.name, h.value, h.regex) for h in match.headers]
+        if match.method:
+            parts.append(_string_matcher(_M_HEADERS, ":method", match.method, False))
+        parts += [_string_matcher(_M_QUERY, q.name, q.value, q.regex) for q in match.query_params]
+        parts.append(tail)
+        body = b"".join(parts)
+    else:
+        body = head + tail
+    size = len(body)
+    return _R_MATCH + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + body
 
 
 @lru_cache(maxsize=65536)
@@ -288,12 +296,17 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> byte
 
 def encode_route(route: ir.RouteIR) -> bytes:
     """One Envoy ``Route``, serialised."""
-    parts = [_ld(_R_MATCH, _match(route.match))]
+    parts = [_match(route.match)]
     if route.redirect is not None:
         parts.append(_ld(_R_REDIRECT, _redirect(route.redirect)))
     else:
-        weighted = [b for b in route.backends if b.weight > 0]
-        valid = sum(1 for b in weighted if b.valid)
+        backends = route.backends
+        if len(backends) == 1:  # the common case
+            weighted = [backends[0]] if backends[0].weight > 0 else []
+            valid = 1 if weighted and backends[0].valid else 0
+        else:
+            weighted = [b for b in backends if b.weight > 0]
+            valid = sum(1 for b in weighted if b.valid)
         # No backend at all, or only invalid ones: the spec's answer is 500.
         parts.append(_ld(_R_ACTION, _action(route, weighted, valid)) if valid else _DIRECT_500)
     request, response = route.request_headers, route.response_headers
@@ -304,13 +317,18 @@ def encode_route(route: ir.RouteIR) -> bytes:
         parts += [_text(_R_RESPONSE_REMOVE, name) for name in response.remove]
     if request is not ir.NO_HEADER_OPS:
         parts += [_text(_R_REQUEST_REMOVE, name) for name in request.remove]
-    parts.append(_text(_R_NAME, route.name))
+    name = route.name.encode()
+    size = len(name)
+    if size:
+        parts.append(_R_NAME + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + name)
     return b"".join(parts)
 
 
 def route_field(route: ir.RouteIR) -> bytes:
     """One route as an entry of ``VirtualHost.routes``."""
-    return _ld(_V_ROUTES, encode_route(route))
+    encoded = encode_route(route)
+    size = len(encoded)
+    return _V_ROUTES + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + encoded
 
 
 def domains(hostname: str) -> list[str]:
@@ -333,8 +351,11 @@ def route_table(name: str, encoded_virtual_hosts: tuple[bytes, ...]) -> bytes:
     return b"".join((_text(_T_NAME, name), *encoded_virtual_hosts, _T_NO_VALIDATION))
 
 
-def route_clusters(route: ir.RouteIR) -> tuple[ir.BackendIR, ...]:
+def route_clusters(route: ir.RouteIR) -> list[ir.BackendIR]:
     """The backends of a route that get an Envoy cluster: valid ones, unless the route redirects."""
     if route.redirect is not None:
-        return ()
-    return tuple(b for b in (*route.backends, *route.mirrors) if b.valid)
+        return []
+    clusters = [b for b in route.backends if b.valid]
+    if route.mirrors:
+        clusters += [b for b in route.mirrors if b.valid]
+    return clusters
