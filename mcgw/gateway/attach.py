@@ -8,7 +8,6 @@ listeners (NoMatchingParent if none), ``allowedRoutes`` filters them by namespac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from mcgw.model import GATEWAY_GROUP, HTTPRoute, Namespace, ParentReference
@@ -16,6 +15,8 @@ from mcgw.model import GATEWAY_GROUP, HTTPRoute, Namespace, ParentReference
 from . import conditions as c
 from .hostnames import route_hostnames_for_listener
 from .listeners import HTTP_ROUTE_KIND, GatewayResult, ListenerResult
+
+_new = tuple.__new__  # skips a named tuple's Python-level constructor
 
 
 class Binding(NamedTuple):
@@ -31,9 +32,8 @@ class Binding(NamedTuple):
     hostnames: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ParentResult:
-    """One ``status.parents[]`` entry of a route."""
+class ParentResult(NamedTuple):
+    """One ``status.parents[]`` entry of a route (a named tuple: built once per parent of every route)."""
 
     ref: ParentReference
     gateway_namespace: str
@@ -95,8 +95,8 @@ def attach(route: HTTPRoute, gateways: Mapping[tuple[str, str], GatewayResult],
         for listener in allowed:
             hostnames = route_hostnames_for_listener(listener.listener.hostname, route.spec.hostnames)
             if hostnames is not None:
-                bindings.append(Binding(key, listener.listener.name, listener.listener.port, listener.usable,
-                                        tuple(hostnames)))
+                bindings.append(_new(Binding, (key, listener.listener.name, listener.listener.port, listener.usable,
+                                               tuple(hostnames))))
         if not bindings:
             results.append(ParentResult(ref, gateway_ns, c.Condition(
                 c.ACCEPTED, "False", c.REASON_NO_MATCHING_LISTENER_HOSTNAME,

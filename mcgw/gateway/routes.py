@@ -113,8 +113,13 @@ class Backends:
                 index: int) -> tuple[ir.BackendIR, ...]:
         """One rule's backendRefs as backend IR, in order; an unresolved one keeps its weight (its share answers
         500). Called once per rule of every route, so Service backends, the common case, take a short path."""
-        out = []
         known = self._backends
+        if len(resolved_refs) == 1 and resolved_refs[0].problem is None and resolved_refs[0].ref.kind == "Service":
+            resolved = resolved_refs[0]
+            ref = resolved.ref
+            key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
+            return (known.get(key) or self._add(key, None),)
+        out = []
         for j, resolved in enumerate(resolved_refs):
             ref = resolved.ref
             if resolved.problem is not None:

@@ -44,18 +44,24 @@ SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "Request
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")  # an RFC 9110 token, as the CRD requires
 
 
+@lru_cache(maxsize=65536)
+def _bad_header_name(name: str) -> bool:
+    return not _HEADER_NAME.match(name)
+
+
 def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
     """Header names Envoy would refuse and values over the Gateway API limit (files are not validated by an
     API server, so the limits the CRD enforces are checked here too)."""
     if modifier is None:
         return None
-    for header in (*modifier.set, *modifier.add):
-        if not _HEADER_NAME.match(header.name):
-            return f"header name {header.name!r} is not a valid HTTP header name"
-        if len(header.value) * 4 > MAX_HEADER_VALUE_BYTES and len(header.value.encode()) > MAX_HEADER_VALUE_BYTES:
-            return f"value of header {header.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
+    for headers in (modifier.set, modifier.add):
+        for header in headers:
+            if _bad_header_name(header.name):
+                return f"header name {header.name!r} is not a valid HTTP header name"
+            if len(header.value) * 4 > MAX_HEADER_VALUE_BYTES and len(header.value.encode()) > MAX_HEADER_VALUE_BYTES:
+                return f"value of header {header.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
     for name in modifier.remove:
-        if not _HEADER_NAME.match(name):
+        if _bad_header_name(name):
             return f"header name {name!r} is not a valid HTTP header name"
     return None
 
@@ -67,8 +73,11 @@ def rule_problem(rule: RouteRule) -> str | None:
         kind = route_filter.type
         if kind not in SUPPORTED_FILTERS:
             return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        if problem := (_modifier_problem(route_filter.request_header_modifier)
-                       or _modifier_problem(route_filter.response_header_modifier)):
+        # Only the modifier of the filter's own type is ever translated, so only that one is checked.
+        if kind == "RequestHeaderModifier" and (problem := _modifier_problem(route_filter.request_header_modifier)):
+            return problem
+        if kind == "ResponseHeaderModifier" and (
+                problem := _modifier_problem(route_filter.response_header_modifier)):
             return problem
         redirect = redirect or kind == "RequestRedirect"
         rewrite = rewrite or kind == "URLRewrite"

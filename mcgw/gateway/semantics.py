@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mcgw.model import Gateway, GatewayClass, HTTPRoute, Namespace, ReferenceGrant, Secret
 
@@ -54,8 +55,7 @@ class ClusterObjects:
         )
 
 
-@dataclass(frozen=True)
-class RouteResult:
+class RouteResult(NamedTuple):
     """One HTTPRoute's outcome. Immutable: the incremental translator reuses it while its inputs stay."""
 
     route: HTTPRoute
