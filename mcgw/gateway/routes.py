@@ -206,11 +206,13 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
     meta = route.metadata
     ns, name, created = meta.namespace, meta.name, meta.creation_timestamp
     rules = route.spec.rules
+    resolved = result.backends
+    route_key = (ns, name)
+    of_rule = backends.of_rule
     entries: list[RankedRoute] = []
     for index in result.kept_rules:
         rule = rules[index]
-        prefix = f"{ns}/{name}/rule/{index}"
-        backend_irs = _rule_backends(result, index, backends)
+        backend_irs = of_rule(resolved[index], route_key, index) if resolved[index] else ()
         failover_retry = _failover_retry(backend_irs)
         request_headers = response_headers = ir.NO_HEADER_OPS
         redirect = rewrite_path = None
@@ -250,9 +252,9 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
                 method,
             ))
             route_ir = _new(ir.RouteIR, (
-                f"{prefix}/match/{m}", match_ir, backend_irs, request_headers, response_headers, redirect,
-                rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes, retry_attempts,
-                retry_backoff, failover_retry,
+                f"{ns}/{name}/rule/{index}/match/{m}", match_ir, backend_irs, request_headers, response_headers,
+                redirect, rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes,
+                retry_attempts, retry_backoff, failover_retry,
             ))
             key = (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers), -len(query), created,
                    ns, name, index, m)

@@ -7,8 +7,8 @@ program is larger than Envoy's default limit (100), would make Envoy NACK the wh
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import re2
 
@@ -99,8 +99,7 @@ def rule_problem(rule: RouteRule) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class RuleCheck:
+class RuleCheck(NamedTuple):
     kept: tuple[int, ...]  # indexes of rules that can be programmed
     partially_invalid: c.Condition | None
     all_dropped: str | None  # the message when no rule is left
