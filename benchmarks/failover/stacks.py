@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
 from mcgw.envoy.process import EnvoyProcess
 from mcgw.failover import DEFAULTS, FailoverSettings, apply_policy
@@ -27,7 +29,7 @@ def settings_for(policy: PolicyMode) -> FailoverSettings:
     """mcgw's failover settings for a policy row, from the same FailoverPolicy spec the real run applies."""
     if policy.spec is None:
         return DEFAULTS
-    return apply_policy(DEFAULTS, FailoverPolicy.model_validate({
+    return apply_policy(DEFAULTS, TypeAdapter(FailoverPolicy).validate_python({
         "apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
         "metadata": {"name": "bench", "namespace": "bench"},
         "spec": {"targetRefs": [SERVICE_IMPORT_REF], **policy.spec}}))

@@ -4,6 +4,7 @@ the measured lossless defaults, FailoverPolicy overrides, and incremental transl
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,8 @@ def _without_ready_endpoints(objects: list[AnyObject]) -> list[AnyObject]:
     changed: list[AnyObject] = []
     for obj in objects:
         if isinstance(obj, EndpointSlice):
-            endpoints = tuple(e.model_copy(update={"conditions": e.conditions.model_copy(update={"ready": False})})
-                              for e in obj.endpoints)
-            obj = obj.model_copy(update={"endpoints": endpoints})
+            endpoints = tuple(replace(e, conditions=replace(e.conditions, ready=False)) for e in obj.endpoints)
+            obj = replace(obj, endpoints=endpoints)
         changed.append(obj)
     return changed
 

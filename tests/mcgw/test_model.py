@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
 
 from mcgw.model import Gateway, HTTPRoute, LabelSelector, ManifestError, ReferenceGrant, parse_object
 
@@ -122,4 +123,4 @@ def test_unknown_kind_and_non_objects_are_refused_clearly() -> None:
     ({}, {"anything": "x"}, True),
 ])
 def test_label_selector(selector: dict[str, object], labels: dict[str, str], expected: bool) -> None:
-    assert LabelSelector.model_validate(selector).matches(labels) is expected
+    assert TypeAdapter(LabelSelector).validate_python(selector).matches(labels) is expected

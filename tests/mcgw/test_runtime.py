@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +112,8 @@ async def test_changes_are_debounced_into_one_translation() -> None:
         passes = reconciler.reconciles
         gateway = next(o for o in objects["east"] if isinstance(o, Gateway))
         for port in range(9000, 9010):  # ten quick edits of one listener port
-            listener = gateway.spec.listeners[0].model_copy(update={"port": port})
-            store.upsert("east", gateway.model_copy(update={"spec": gateway.spec.model_copy(
-                update={"listeners": (listener,)})}))
+            listener = replace(gateway.spec.listeners[0], port=port)
+            store.upsert("east", replace(gateway, spec=replace(gateway.spec, listeners=(listener,))))
             await asyncio.sleep(0.01)
         for _ in range(100):
             if reconciler.reconciles > passes:
