@@ -25,16 +25,18 @@ class ManifestError(ValueError):
         self.source = source
 
 
-# Kubernetes field names (camelCase), immutable, unknown fields ignored. Pydantic dataclasses rather than
-# BaseModels: they validate the same way, but their attributes are plain ones, which the interpreter reads
-# about three times faster (a BaseModel's __getattr__ hook defeats CPython's attribute caches), and the
-# translator reads tens of attributes per route rule.
-_spec = dataclass(frozen=True, kw_only=True,
+# Kubernetes field names (camelCase), immutable, unknown fields ignored. Pydantic dataclasses with slots
+# rather than BaseModels: they validate the same way, but their attributes are plain slots, which the
+# interpreter reads about four times faster (a BaseModel's __getattr__ hook defeats CPython's attribute
+# caches), and the translator reads tens of attributes per route rule.
+_spec = dataclass(frozen=True, kw_only=True, slots=True,
                   config=ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore"))
 
 
 class _Spec:
     """Base of every parsed Kubernetes view (each is also decorated with ``@_spec``)."""
+
+    __slots__ = ()
 
 
 @_spec
