@@ -22,6 +22,12 @@ after ``make test``::
     .venv/bin/python -m benchmarks.translate_scale [--routes 10 100 1000 5000] [--repeats 5]
 
 Prints the figures and writes ``benchmarks/results/translate_scale.json``.
+
+The peer: when ``go`` is on the PATH (and unless ``--no-peer``), Envoy Gateway's own translator
+(``peers/envoy-gateway``, built from the Go module proxy) translates the same workload for each size,
+with its default cluster shape (one cluster per rule) and with ``mergeBackends`` (one per Service, as
+mcgw), half of its passes just before mcgw's and half just after, so that both see the same machine.
+Its like-for-like figure adds the serialisation of its output, which mcgw's full translation includes.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ import gc
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -48,6 +56,7 @@ from mcgw.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from xdsserver import Snapshot
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PEER = Path(__file__).resolve().parent / "peers" / "envoy-gateway"
 CLUSTERS = ("east", "west", "central")
 NAMESPACES = 10
 GATEWAY = ("infra", "public")
@@ -226,25 +235,90 @@ def _line(run: dict[str, Any], mode: str) -> str:
             f"{figures['one_change_by_kind_ms']['endpoints']:6.2f} ms")
 
 
+def _peer_binary() -> Path | None:
+    """Envoy Gateway's harness, built once into a cache outside the repository; None without Go."""
+    if shutil.which("go") is None:
+        return None
+    built = subprocess.run([str(PEER / "build.sh")], check=True, capture_output=True, text=True)
+    return Path(built.stdout.strip())
+
+
+def _peer_passes(harness: Path, workload: Path, passes: int, merge: bool) -> dict[str, Any]:
+    argv = [str(harness), "-f", str(workload), "-n", str(passes)] + (["-merge-backends"] if merge else [])
+    result: dict[str, Any] = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    return result
+
+
+class _Peer:
+    """Envoy Gateway's translator on one size's workload, in two halves around mcgw's measurement."""
+
+    def __init__(self, harness: Path, routes: int, passes: int, workdir: Path) -> None:
+        self.harness, self.passes = harness, passes
+        self.workload = workdir / f"envoy-gateway-{routes}.yaml"
+        subprocess.run([sys.executable, str(PEER / "workload.py"), "--routes", str(routes), "-o", str(self.workload)],
+                       check=True, capture_output=True)
+        self.runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+
+    def half(self) -> None:
+        for merge in (False, True):
+            self.runs[merge].append(_peer_passes(self.harness, self.workload, max(1, self.passes // 2), merge))
+
+    def summary(self, mcgw_ms: float) -> dict[str, Any]:
+        out: dict[str, Any] = {"peer": "envoy-gateway"}
+        for merge, runs in self.runs.items():
+            translate = statistics.median(t for run in runs for t in run["iterations_ms"])
+            marshal = statistics.median(run["marshal_median_ms"] for run in runs)
+            last = runs[-1]
+            out["version"] = last["version"]
+            out["merge_backends" if merge else "defaults"] = {
+                "translation_median_ms": round(translate, 1),
+                "translation_min_ms": round(min(run["min_ms"] for run in runs), 1),
+                "serialisation_median_ms": round(marshal, 1),
+                "envoy_clusters": last["xds_clusters"], "envoy_routes": last["xds_routes"],
+                "routes_accepted": last["routes_accepted"],
+                "mcgw_ratio": round(mcgw_ms / (translate + marshal), 3),
+            }
+        return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--routes", type=int, nargs="+", default=[10, 100, 1000, 5000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--no-peer", action="store_true", help="skip Envoy Gateway's translator")
+    parser.add_argument("--peer-passes", type=int, default=10)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(measure(args.child, args.repeats)))
         return
+    harness = None if args.no_peer else _peer_binary()
+    if harness is None and not args.no_peer:
+        print("no Go toolchain: Envoy Gateway's translator is not measured", flush=True)
     runs = []
-    for routes in args.routes:
-        load_before = os.getloadavg()[0]
-        run = _in_child(routes, args.repeats)
-        run["load_average_1m"] = round(max(load_before, os.getloadavg()[0]), 2)
-        runs.append(run)
-        for mode in ("runtime", "gc_default"):
-            print(_line(run, mode), flush=True)
-        print(f"{routes:5} routes: peak RSS {run['peak_rss_mib']} MiB, {run['envoy_resources_per_cluster']} Envoy "
-              f"resources per cluster, load average {run['load_average_1m']}", flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        for routes in args.routes:
+            peer = _Peer(harness, routes, args.peer_passes, Path(workdir)) if harness else None
+            load_before = os.getloadavg()[0]
+            if peer:
+                peer.half()
+            run = _in_child(routes, args.repeats)
+            if peer:
+                peer.half()
+                run["peer"] = peer.summary(run["runtime"]["full_translation_ms"])
+            run["load_average_1m"] = round(max(load_before, os.getloadavg()[0]), 2)
+            runs.append(run)
+            for mode in ("runtime", "gc_default"):
+                print(_line(run, mode), flush=True)
+            print(f"{routes:5} routes: peak RSS {run['peak_rss_mib']} MiB, {run['envoy_resources_per_cluster']} "
+                  f"Envoy resources per cluster, load average {run['load_average_1m']}", flush=True)
+            if "peer" in run:
+                for shape in ("defaults", "merge_backends"):
+                    figures = run["peer"][shape]
+                    print(f"{routes:5} routes: Envoy Gateway {run['peer']['version']} ({shape}, "
+                          f"{figures['envoy_clusters']} clusters): translation {figures['translation_median_ms']} ms "
+                          f"+ serialisation {figures['serialisation_median_ms']} ms; mcgw / Envoy Gateway = "
+                          f"{figures['mcgw_ratio']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     report = {"benchmark": "translate_scale", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": machine(), "runs": runs,
@@ -253,8 +327,10 @@ def main() -> None:
                       "the previous snapshot; one_route_change = median over changes to a route's match and to a "
                       "route's backend; endpoints = an EndpointSlice change; runtime = each pass with the garbage "
                       "collector paused, as mcgw's runtime runs it; gc_default = the bare call; each size in its own "
-                      "process; *_cpu_ms = process CPU time, less disturbed than wall time when "
-                      "other work shares the machine (load_average_1m)"}
+                      "process; peer = Envoy Gateway's gatewayapi + xDS translation of the same workload in the "
+                      "same run (peers/envoy-gateway), its mcgw_ratio = mcgw's runtime full-translation median / "
+                      "(its translation median + its serialisation median); *_cpu_ms = process CPU time, less "
+                      "disturbed than wall time when other work shares the machine (load_average_1m)"}
     (RESULTS / "translate_scale.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS / 'translate_scale.json'}")
 
