@@ -6,8 +6,6 @@ as the plain data a protobuf constructor takes, and the tests check that both gi
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2
@@ -16,8 +14,8 @@ from envoy.extensions.retry.priority.previous_priorities.v3 import previous_prio
 
 from mcgw import ir
 from mcgw.translate.listeners import pack
+from mcgw.translate.routes import duration_fields
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _REDIRECT_CODES = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER", 307: "TEMPORARY_REDIRECT",
                    308: "PERMANENT_REDIRECT"}
 _SET = "OVERWRITE_IF_EXISTS_OR_ADD"
@@ -26,19 +24,10 @@ _ANY_PATH = {"regex": "^.*$"}
 _DIRECT_500 = {"status": 500}
 
 
-@lru_cache(maxsize=1024)
-def _duration_fields(value: str) -> tuple[int, int]:
-    match = _DURATION.match(value)
-    if not match or not value:
-        raise ValueError(f"invalid duration {value!r}")
-    hours, minutes, seconds, millis = (int(part or 0) for part in match.groups())
-    total_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
-    return total_ms // 1000, (total_ms % 1000) * 1_000_000
-
-
 def duration(value: str) -> dict[str, int]:
-    """A Gateway API duration (``1h2m3s400ms``) as the fields of a ``google.protobuf.Duration``."""
-    seconds, nanos = _duration_fields(value)
+    """A Gateway API duration (``1h2m3s400ms``) as the fields of a ``google.protobuf.Duration`` (the parsing
+    is the translator's own: what is checked here is the encoding)."""
+    seconds, nanos = duration_fields(value)
     return {"seconds": seconds, "nanos": nanos}
 
 
