@@ -98,6 +98,7 @@ def _translate(args: argparse.Namespace) -> int:
     import yaml
     from google.protobuf import json_format
 
+    from . import collector
     from .config import ConfigError
     from .incremental import McsInput
     from .manifests import read_clusterset_dir
@@ -123,7 +124,8 @@ def _translate(args: argparse.Namespace) -> int:
             continue
         addresses = {(o.metadata.namespace, o.metadata.name): [a.value for a in o.spec.addresses]
                      for o in objects[name] if isinstance(o, Gateway)}
-        result = translate_cluster(name, objects[name], addresses, mcs=mcs)
+        with collector.paused():  # as the runtime translates: collections during a pass free nothing
+            result = translate_cluster(name, objects[name], addresses, mcs=mcs)
         kinds = {"Listener": "listeners", "RouteConfiguration": "routes", "Cluster": "clusters",
                  "ClusterLoadAssignment": "endpoints"}
         gateways: dict[str, dict[str, list[object]]] = {}
