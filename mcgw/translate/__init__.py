@@ -36,6 +36,7 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
                 field = encoded.get(id(route))
                 if field is None:
                     field = encoded[id(route)] = route_field(route)
+                    # route_clusters(route), unrolled: this runs once per route of a full translation.
                     if route.redirect is None:
                         for backend in route.backends:
                             if backend.valid and backend.name not in backends:

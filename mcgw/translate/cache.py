@@ -8,8 +8,8 @@ Route tables are the bulk of the output (a 1,000-route table is about half a meg
 table is assembled as bytes: each route is encoded once when it changes (:mod:`.routes`), and the table
 is the concatenation of its virtual hosts' encoded fields, which is exactly protobuf's deterministic
 encoding. The message itself is parsed from those bytes only if someone asks for it (``mcgw translate``
-output, tests); publishing uses the bytes. A translation from scratch is an update of an empty
-:class:`GatewayResources`.
+output, tests); publishing uses the bytes. :func:`mcgw.translate.translate` builds the same resources
+from scratch with the same encoder, keeping nothing.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class _Route:
             self.encoded = route_field(route)
         # Clusters by name: their resources do not depend on a route's weight, so which route's backend
         # object stands for a cluster does not matter (the order of first use does, and dict updates keep it).
-        self.clusters = tuple([(backend.name, backend) for backend in route_clusters(route)])
+        self.clusters = {backend.name: backend for backend in route_clusters(route)}
 
 
 class _VirtualHost:
@@ -120,11 +120,9 @@ class _VirtualHost:
         self.entries = [self._entry(route, known, memo) for route in vhost.routes]
         self.routes = {entry.route.name: entry for entry in self.entries}
         self.parts += [entry.encoded for entry in self.entries]
-        clusters: dict[str, ir.BackendIR] = {}
-        self.clusters = clusters
+        self.clusters = {}
         for entry in self.entries:
-            if entry.clusters:
-                clusters.update(entry.clusters)
+            self.clusters.update(entry.clusters)
 
     def _patch(self, previous: _VirtualHost, memo: dict[int, _Route]) -> bool:
         """The common case, as many routes as before and most of them the very same objects: touch only the
@@ -139,7 +137,7 @@ class _VirtualHost:
         updated = []
         for i in changed:
             entry = self._entry(routes[i], previous.routes, memo)
-            if [name for name, _ in entry.clusters] != [name for name, _ in self.entries[i].clusters]:
+            if list(entry.clusters) != list(self.entries[i].clusters):
                 return False
             del self.routes[self.entries[i].route.name]
             self.entries[i] = entry
