@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._machine import machine
-from mcgw import collector
-from mcgw.model import AnyObject, parse_object
-from mcgw.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from mcgw.objects.model import AnyObject, parse_object
+from mcgw.runtime import collector
+from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from xdsserver import Snapshot
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -38,9 +38,9 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from benchmarks._machine import machine
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
-from mcgw.envoy.process import EnvoyProcess
-from mcgw.netutil import free_port
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
+from mcgw.dataplane.process import EnvoyProcess
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed.build import REPO, build_go_binary, required_version
 from xdsserver import message_from_dict
 

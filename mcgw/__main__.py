@@ -1,3 +1,3 @@
-from .cli import main
+from mcgw.app.cli import main
 
 main()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mcgw.model import AnyObject
+from mcgw.objects.model import AnyObject
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
 

@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from mcgw.envoy.process import envoy_binary
+from mcgw.dataplane.process import envoy_binary
 
 
 def _as_dict(message: Message) -> dict[str, Any]:

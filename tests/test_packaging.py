@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mcgw.envoy.process import envoy_binary
+from mcgw.dataplane.process import envoy_binary
 
 
 def test_envoy_namespace_serves_both_protos_and_binary() -> None:

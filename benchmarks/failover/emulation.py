@@ -22,8 +22,8 @@ from typing import Any
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # noqa: F401
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2  # noqa: F401
 
-from mcgw.envoy.bootstrap import NodeIdentity
-from mcgw.failover import ALL_OR_NOTHING_OVERPROVISIONING, SPILLOVER_OVERPROVISIONING, FailoverSettings
+from mcgw.dataplane.bootstrap import NodeIdentity
+from mcgw.semantics.policy.failover import ALL_OR_NOTHING_OVERPROVISIONING, SPILLOVER_OVERPROVISIONING, FailoverSettings
 from xdsserver import Snapshot, SnapshotCache, XdsServer, message_from_dict
 
 _T = "type.googleapis.com/"

@@ -18,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from mcgw.config import load_run_config
-from mcgw.controller import Controller
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
-from mcgw.envoy.process import EnvoyProcess
-from mcgw.netutil import free_port
+from mcgw.app.config import load_run_config
+from mcgw.app.run import Controller
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
+from mcgw.dataplane.process import EnvoyProcess
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed.cluster import ApiServer, MemberCluster
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
 

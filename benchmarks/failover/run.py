@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._machine import machine
-from mcgw.envoy.process import envoy_binary
-from mcgw.logs import configure_logging
+from mcgw.dataplane.process import envoy_binary
+from mcgw.support.logs import configure_logging
 from tests.e2e.testbed import Artifacts, ClusterSet, can_create_namespaces, ensure_artifacts, start_clusterset
 from tests.e2e.testbed.clusterset import EchoBackend
 

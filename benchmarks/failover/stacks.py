@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
-from mcgw.envoy.process import EnvoyProcess
-from mcgw.failover import DEFAULTS, FailoverSettings, apply_policy
-from mcgw.model import FailoverPolicy
-from mcgw.netutil import free_port
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
+from mcgw.dataplane.process import EnvoyProcess
+from mcgw.objects.model import FailoverPolicy
+from mcgw.semantics.policy.failover import DEFAULTS, FailoverSettings, apply_policy
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
 
 from .emulation import EmulatedControlPlane, Endpoint, Source

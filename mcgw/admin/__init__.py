@@ -1,7 +1,7 @@
 """The admin HTTP server (health, readiness, metrics, ``/api/status``) and what it serves."""
 
-from .metrics import ControllerMetrics
-from .server import AdminServer
-from .status_view import LISTED_KINDS, not_ready_reason, status_document
+from mcgw.admin.metrics import ControllerMetrics
+from mcgw.admin.server import AdminServer
+from mcgw.admin.status_view import LISTED_KINDS, not_ready_reason, status_document
 
 __all__ = ["LISTED_KINDS", "AdminServer", "ControllerMetrics", "not_ready_reason", "status_document"]

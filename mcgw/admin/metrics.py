@@ -12,7 +12,7 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from mcgw.runtime import ClusterReport, Reconciler
+from mcgw.runtime.reconciler import ClusterReport, Reconciler
 from mcgw.store import Store
 
 # A cluster's translation takes milliseconds for a few routes and seconds for thousands.

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcgw.logs import rfc3339
-from mcgw.mcs import ClusterMcs, McsResult
-from mcgw.mcs.names import IMPORT_MANAGED_BY, MANAGER
-from mcgw.runtime import ClusterReport, Reconciler
+from mcgw.runtime.reconciler import ClusterReport, Reconciler
+from mcgw.semantics.mcs import ClusterMcs, McsResult
+from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER
 from mcgw.store import ClusterStore, Store
+from mcgw.support.logs import rfc3339
 from xdsserver import NodeStatus, Rejection, StatusRegistry
 from xdsserver.metrics import short_type
 

@@ -13,11 +13,10 @@ that the next call reuses whatever did not change.
 from __future__ import annotations
 
 from mcgw import ir
-
-from .cache import Built, GatewayResources
-from .clusters import cluster, load_assignment
-from .listeners import listener
-from .routes import route_field, route_table, virtual_host_field, virtual_host_fields
+from mcgw.translate.cache import Built, GatewayResources
+from mcgw.translate.clusters import cluster, load_assignment
+from mcgw.translate.listeners import listener
+from mcgw.translate.routes import route_field, route_table, virtual_host_field, virtual_host_fields
 
 __all__ = ["Built", "GatewayResources", "translate"]
 

@@ -22,11 +22,10 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from mcgw import ir
+from mcgw.translate.clusters import cluster, load_assignment
+from mcgw.translate.listeners import listener
+from mcgw.translate.routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
 from xdsserver import ROUTE, Resource
-
-from .clusters import cluster, load_assignment
-from .listeners import listener
-from .routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
 
 
 class Built:

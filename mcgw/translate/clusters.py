@@ -17,8 +17,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from mcgw import ir
-
-from .listeners import ADS
+from mcgw.translate.listeners import ADS
 
 _CONNECT_TIMEOUT = {"seconds": 5}
 _FAILOVER_CONNECT_TIMEOUT = {"nanos": 250_000_000}  # a refused or unroutable host is known within a quarter second

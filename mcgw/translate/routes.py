@@ -25,9 +25,8 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf.descriptor import Descriptor
 
 from mcgw import ir
+from mcgw.translate.listeners import pack
 from xdsserver.wire import varint
-
-from .listeners import pack
 
 _LENGTH_DELIMITED, _VARINT = 2, 0
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]

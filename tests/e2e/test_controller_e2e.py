@@ -23,11 +23,11 @@ from typing import Any
 import yaml
 from kubernetes.aio import client, config
 
-from mcgw.config import load_run_config
-from mcgw.controller import Controller
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
-from mcgw.envoy.process import EnvoyProcess
-from mcgw.netutil import free_port
+from mcgw.app.config import load_run_config
+from mcgw.app.run import Controller
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
+from mcgw.dataplane.process import EnvoyProcess
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet
 
 GW = "gateway.networking.k8s.io"

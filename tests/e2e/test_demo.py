@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mcgw.demo import _request, _service
+from mcgw.app.demo import _request, _service
 
 REPO = Path(__file__).resolve().parents[2]
 CURL = re.compile(r"^\s+curl -s(?:i)? (?:-H '(?P<header>[^:]+): (?P<value>[^']+)' )?(?P<url>http://\S+)"

@@ -27,11 +27,11 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from mcgw.config import load_run_config
-from mcgw.controller import Controller
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
-from mcgw.envoy.process import EnvoyProcess
-from mcgw.netutil import free_port
+from mcgw.app.config import load_run_config
+from mcgw.app.run import Controller
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
+from mcgw.dataplane.process import EnvoyProcess
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from kubernetes.aio import client, config
 
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget
-from mcgw.netutil import free_port
-from mcgw.pipeline import ClusterOutput, translate_cluster
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.providers.kubernetes.lister import list_cluster
 from mcgw.providers.kubernetes.status_writer import write_statuses
+from mcgw.runtime.pipeline import ClusterOutput, translate_cluster
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet
 from xdsserver import Snapshot, SnapshotCache, XdsServer
 

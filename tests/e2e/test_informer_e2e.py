@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from kubernetes.aio import client
 
-from mcgw.model import SUPPORTED_KINDS, Secret, Service
+from mcgw.objects.model import SUPPORTED_KINDS, Secret, Service
 from mcgw.providers.kubernetes.cluster import MemberCluster, api_client_from_kubeconfig
 from mcgw.providers.kubernetes.informer import Informer, InformerSettings
 from mcgw.providers.kubernetes.lister import KINDS_BY_NAME

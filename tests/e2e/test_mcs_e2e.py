@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from mcgw.config import load_run_config
-from mcgw.controller import Controller
-from mcgw.netutil import free_port
+from mcgw.app.config import load_run_config
+from mcgw.app.run import Controller
+from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet
 
 MCS = "/apis/multicluster.x-k8s.io/v1beta1"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mcgw.demo import QUICKSTART, Answer, _request, demo_backends
-from mcgw.echo import make_app
-from mcgw.standalone import Standalone, StandaloneOptions
+from mcgw.app.demo import QUICKSTART, Answer, _request, demo_backends
+from mcgw.app.echo import make_app
+from mcgw.app.standalone import Standalone, StandaloneOptions
 
 
 @pytest.fixture

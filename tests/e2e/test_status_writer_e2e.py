@@ -18,9 +18,9 @@ from kubernetes.aio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin.metrics import ControllerMetrics
-from mcgw.model import AnyObject, parse_object
-from mcgw.pipeline import ClusterOutput, translate_cluster
+from mcgw.objects.model import AnyObject, parse_object
 from mcgw.providers.kubernetes.status_writer import StatusWriter
+from mcgw.runtime.pipeline import ClusterOutput, translate_cluster
 from tests.e2e.testbed import ClusterSet
 
 GW = "gateway.networking.k8s.io"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mcgw.netutil import free_port
-from mcgw.xds_demo import run_demo
+from mcgw.app.xds_demo import run_demo
+from mcgw.support.netutil import free_port
 
 
 @pytest.mark.parametrize("api_type", ["DELTA_GRPC", "GRPC"])

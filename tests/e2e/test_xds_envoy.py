@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mcgw.echo import make_app
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
-from mcgw.envoy.process import EnvoyProcess
-from mcgw.netutil import free_port
+from mcgw.app.echo import make_app
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
+from mcgw.dataplane.process import EnvoyProcess
+from mcgw.support.netutil import free_port
 from tests.xdsserver.resources_fixture import gateway_resources
 from xdsserver import CLUSTER, Snapshot, SnapshotCache, XdsServer, message_from_dict
 
@@ -236,7 +236,7 @@ async def test_restarted_envoy_reconnects_and_converges(gateway: Gateway) -> Non
 async def test_envoy_over_mtls_gets_its_own_config_and_not_another_clusters(tmp_path: Path) -> None:
     from prometheus_client import generate_latest
 
-    from mcgw.envoy.bootstrap import XdsClientTls
+    from mcgw.dataplane.bootstrap import XdsClientTls
     from tests.e2e.testbed.pki import CertificateAuthority
     from xdsserver import TlsConfig, spiffe_id
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
 from tests.envoy_validate import validate_bootstrap
 
 NODE = NodeIdentity(cluster="east", namespace="infra", gateway="public")
@@ -53,7 +53,7 @@ def test_node_identity_rejects_ambiguous_names(bad: dict[str, str]) -> None:
 
 
 def test_mtls_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
-    from mcgw.envoy.bootstrap import XdsClientTls
+    from mcgw.dataplane.bootstrap import XdsClientTls
     from tests.e2e.testbed.pki import CertificateAuthority
 
     ca = CertificateAuthority(tmp_path / "pki", "ca")

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
-from mcgw.manifests import read_clusterset_dir
-from mcgw.model import SUPPORTED_KINDS, AnyObject, parse_object
-from mcgw.runtime import Reconciler
+from mcgw.objects.model import SUPPORTED_KINDS, AnyObject, parse_object
+from mcgw.providers.files.manifests import read_clusterset_dir
+from mcgw.runtime.reconciler import Reconciler
 from mcgw.store import Store
 from xdsserver import LISTENER, NodeStatus, Rejection, SnapshotCache, StatusRegistry
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcgw import collector
+from mcgw.runtime import collector
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from mcgw.config import ClusterProperties
-from mcgw.failover import (
+from mcgw.app.config import ClusterProperties
+from mcgw.objects.model import FailoverPolicy, parse_object
+from mcgw.semantics.policy.failover import (
     ALL_OR_NOTHING_OVERPROVISIONING,
     DEFAULTS,
     SPILLOVER_OVERPROVISIONING,
@@ -18,7 +19,6 @@ from mcgw.failover import (
     priority_levels,
     resolve_policies,
 )
-from mcgw.model import FailoverPolicy, parse_object
 
 CLUSTERS = {c.name: c for c in (
     ClusterProperties(name="east", region="us", failover_order=("central", "west")),

@@ -11,11 +11,11 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from mcgw.incremental import McsInput
-from mcgw.manifests import read_clusterset_dir
-from mcgw.mcs.exports import compute_mcs
-from mcgw.model import AnyObject, EndpointSlice, parse_object
-from mcgw.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from mcgw.objects.model import AnyObject, EndpointSlice, parse_object
+from mcgw.providers.files.manifests import read_clusterset_dir
+from mcgw.runtime.incremental import McsInput
+from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from mcgw.semantics.mcs.exports import compute_mcs
 from tests.envoy_validate import validate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "failover"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mcgw.config import ConfigError
-from mcgw.model import SUPPORTED_KINDS, ManifestError
-from mcgw.providers.files import FileProvider
+from mcgw.app.config import ConfigError
+from mcgw.objects.model import SUPPORTED_KINDS, ManifestError
+from mcgw.providers.files.provider import FileProvider
 from mcgw.store import Store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mcgw.gateway.hostnames import intersection, route_hostnames_for_listener
-from mcgw.gateway.refs import Reference, is_permitted
-from mcgw.gateway.rules import check_rules
-from mcgw.model import HTTPRoute, ReferenceGrant, parse_object
+from mcgw.objects.model import HTTPRoute, ReferenceGrant, parse_object
+from mcgw.semantics.gateway.hostnames import intersection, route_hostnames_for_listener
+from mcgw.semantics.gateway.refs import Reference, is_permitted
+from mcgw.semantics.gateway.rules import check_rules
 
 
 @pytest.mark.parametrize(("listener", "route", "expected"), [

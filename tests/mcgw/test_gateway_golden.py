@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from mcgw.gateway.semantics import ClusterObjects, evaluate
-from mcgw.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
-from mcgw.model import Service, ServiceImport, parse_object
+from mcgw.objects.model import Service, ServiceImport, parse_object
+from mcgw.semantics.gateway.evaluate import ClusterObjects, evaluate
+from mcgw.semantics.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
 from tests.mcgw import golden
 
 TESTDATA = Path(__file__).parent / "testdata"

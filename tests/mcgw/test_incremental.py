@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcgw.model import AnyObject, parse_object
-from mcgw.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from mcgw.objects.model import AnyObject, parse_object
+from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from xdsserver import Snapshot
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcgw.logs import add_logging_arguments, configure_logging, object_fields
+from mcgw.support.logs import add_logging_arguments, configure_logging, object_fields
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from mcgw.ir import EndpointIR
-from mcgw.mcs import ImportPort, McsCache, McsResult, SourceEndpoints, compute_mcs
-from mcgw.mcs.names import slice_name
-from mcgw.model import AnyObject, parse_object
+from mcgw.ir.types import EndpointIR
+from mcgw.objects.model import AnyObject, parse_object
+from mcgw.semantics.mcs import ImportPort, McsCache, McsResult, SourceEndpoints, compute_mcs
+from mcgw.semantics.mcs.names import slice_name
 from mcgw.store import ClusterHealth
 
 MCS = "multicluster.x-k8s.io/v1beta1"

@@ -11,11 +11,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from mcgw.mcs import ClusterMcs, McsResult
-from mcgw.mcs.controller import McsController
-from mcgw.mcs.metrics import McsMetrics
-from mcgw.model import SUPPORTED_KINDS, AnyObject
+from mcgw.objects.model import SUPPORTED_KINDS, AnyObject
 from mcgw.providers.kubernetes.mcs_writer import WriteReport
+from mcgw.runtime.mcs_loop import McsController
+from mcgw.runtime.mcs_metrics import McsMetrics
+from mcgw.semantics.mcs import ClusterMcs, McsResult
 from mcgw.store import Store
 from tests.mcgw.test_mcs import endpoint_slice, exported_by_east_and_west, parsed, ready
 

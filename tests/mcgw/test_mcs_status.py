@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from mcgw.admin import status_document
-from mcgw.mcs.controller import McsController
-from mcgw.model import parse_object
-from mcgw.runtime import Reconciler
-from mcgw.standalone import Standalone, StandaloneOptions
+from mcgw.app.standalone import Standalone, StandaloneOptions
+from mcgw.objects.model import parse_object
+from mcgw.runtime.mcs_loop import McsController
+from mcgw.runtime.reconciler import Reconciler
 from mcgw.store import Store
 from tests.mcgw.test_mcs import exported_by_east_and_west
 from tests.mcgw.test_mcs_controller import filled_store, until

@@ -10,9 +10,9 @@ from typing import Any, cast
 import pytest
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.mcs import ClusterMcs, compute_mcs
-from mcgw.model import AnyObject, parse_object
+from mcgw.objects.model import AnyObject, parse_object
 from mcgw.providers.kubernetes.mcs_writer import McsWriter, ObjectApi, object_path
+from mcgw.semantics.mcs import ClusterMcs, compute_mcs
 from tests.mcgw.test_mcs import exported_by_east_and_west, healthy, parsed
 
 _KINDS = {"serviceexports": "ServiceExport", "serviceimports": "ServiceImport", "endpointslices": "EndpointSlice"}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter
 
-from mcgw.model import Gateway, HTTPRoute, LabelSelector, ManifestError, ReferenceGrant, parse_object
+from mcgw.objects.model import Gateway, HTTPRoute, LabelSelector, ManifestError, ReferenceGrant, parse_object
 
 GATEWAY = yaml.safe_load("""
 apiVersion: gateway.networking.k8s.io/v1

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from mcgw.config import (
+from mcgw.app.config import (
     ClusterProperties,
     ConfigError,
     LeaderElectionSettings,

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from mcgw.manifests import read_clusterset_dir
-from mcgw.model import SUPPORTED_KINDS, AnyObject, Gateway
-from mcgw.pipeline import ClusterOutput, ClusterTranslator
-from mcgw.runtime import ReconcileOptions, Reconciler, node_group
+from mcgw.objects.model import SUPPORTED_KINDS, AnyObject, Gateway
+from mcgw.providers.files.manifests import read_clusterset_dir
+from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator
+from mcgw.runtime.reconciler import ReconcileOptions, Reconciler, node_group
 from mcgw.store import Store
 from xdsserver import LISTENER, SnapshotCache
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcgw.status_merge import merge_conditions, merge_route_status, stored_generation_is_newer
+from mcgw.providers.kubernetes.status_merge import merge_conditions, merge_route_status, stored_generation_is_newer
 
 
 def _cond(kind: str, status: str, reason: str = "R", generation: int = 1) -> dict[str, object]:

@@ -11,8 +11,8 @@ import yaml
 from google.protobuf import json_format
 
 from mcgw import ir
-from mcgw.model import Gateway, parse_object
-from mcgw.pipeline import translate_cluster
+from mcgw.objects.model import Gateway, parse_object
+from mcgw.runtime.pipeline import translate_cluster
 from tests.envoy_validate import validate
 from tests.mcgw import golden
 

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcgw.model import parse_object
-from mcgw.pipeline import translate_cluster
+from mcgw.objects.model import parse_object
+from mcgw.runtime.pipeline import translate_cluster
 from tests.envoy_validate import validate
 
 _PATH_ALPHABET = "-abcXYZ019/._~!$&'()*+,;=:@"

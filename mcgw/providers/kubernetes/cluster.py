@@ -25,10 +25,9 @@ from pathlib import Path
 
 from kubernetes.aio import client, config
 
+from mcgw.providers.kubernetes.informer import Informer, InformerHealth, InformerSettings, InformerState
+from mcgw.providers.kubernetes.lister import WATCHED_KINDS, KindSpec
 from mcgw.store import Store
-
-from .informer import Informer, InformerHealth, InformerSettings, InformerState
-from .lister import WATCHED_KINDS, KindSpec
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,10 @@ import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.model import AnyObject, ManifestError, parse_object
+from mcgw.objects.model import AnyObject, ManifestError, parse_object
+from mcgw.providers.kubernetes.lister import KindSpec, api_get, list_pages, object_name
+from mcgw.providers.kubernetes.retry import TRANSIENT
 from mcgw.store import Store
-
-from .lister import KindSpec, api_get, list_pages, object_name
-from .retry import TRANSIENT
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from typing import Any
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from .informer import describe
-from .lister import api_json
+from mcgw.providers.kubernetes.informer import describe
+from mcgw.providers.kubernetes.lister import api_json
 
 log = logging.getLogger(__name__)
 

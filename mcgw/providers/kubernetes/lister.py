@@ -21,9 +21,8 @@ import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.model import GATEWAY_GROUP, MCS_GROUP, POLICY_GROUP, AnyObject, ManifestError, parse_object
-
-from .retry import with_retries
+from mcgw.objects.model import GATEWAY_GROUP, MCS_GROUP, POLICY_GROUP, AnyObject, ManifestError, parse_object
+from mcgw.providers.kubernetes.retry import with_retries
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 

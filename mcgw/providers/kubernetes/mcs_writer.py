@@ -28,17 +28,16 @@ import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.logs import object_fields
-from mcgw.mcs.exports import ClusterMcs
-from mcgw.mcs.names import IMPORT_MANAGED_BY, MANAGER, MCS_API_VERSION, SLICE_MANAGED_BY
-from mcgw.model import AnyObject, EndpointSlice, ManifestError, ServiceImport, parse_object
-from mcgw.status_merge import merge_conditions, stored_generation_is_newer
-
-from .lister import api_json, api_request
-from .retry import with_retries
+from mcgw.objects.model import AnyObject, EndpointSlice, ManifestError, ServiceImport, parse_object
+from mcgw.providers.kubernetes.lister import api_json, api_request
+from mcgw.providers.kubernetes.retry import with_retries
+from mcgw.providers.kubernetes.status_merge import merge_conditions, stored_generation_is_newer
+from mcgw.semantics.mcs.exports import ClusterMcs
+from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER, MCS_API_VERSION, SLICE_MANAGED_BY
+from mcgw.support.logs import object_fields
 
 if TYPE_CHECKING:
-    from mcgw.mcs.metrics import McsMetrics
+    from mcgw.runtime.mcs_metrics import McsMetrics
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,16 @@ from typing import TYPE_CHECKING, Any, cast
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.logs import object_fields
-from mcgw.model import GATEWAY_GROUP, POLICY_GROUP
-from mcgw.pipeline import ClusterOutput
-from mcgw.status_merge import (
+from mcgw.objects.model import GATEWAY_GROUP, POLICY_GROUP
+from mcgw.providers.kubernetes.retry import with_retries
+from mcgw.providers.kubernetes.status_merge import (
     merge_conditions,
     merge_gateway_status,
     merge_route_status,
     stored_generation_is_newer,
 )
-
-from .retry import with_retries
+from mcgw.runtime.pipeline import ClusterOutput
+from mcgw.support.logs import object_fields
 
 if TYPE_CHECKING:
     from mcgw.admin.metrics import ControllerMetrics

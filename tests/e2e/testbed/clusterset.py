@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcgw.envoy.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
-from mcgw.envoy.process import EnvoyProcess
+from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
+from mcgw.dataplane.process import EnvoyProcess
 
 from .build import REPO, Artifacts, ensure_artifacts
 from .cluster import MemberCluster, start_member_cluster
@@ -71,7 +71,7 @@ class ClusterSet:
         address = net.add_pod_address()
         pod_name = pod or f"echo-{cluster}-{len(net.pods)}"
         argv = net.exec_argv([
-            sys.executable, "-m", "mcgw.echo", "--host", address, "--port", str(port),
+            sys.executable, "-m", "mcgw.app.echo", "--host", address, "--port", str(port),
             "--cluster", cluster, "--namespace", namespace, "--pod", pod_name,
         ])
         backend = EchoBackend(cluster, namespace, pod_name, address, port, self._spawn_echo(cluster, pod_name, argv),

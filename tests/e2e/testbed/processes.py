@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mcgw.netutil import free_port
-from mcgw.processes import stop_process_group
+from mcgw.support.netutil import free_port
+from mcgw.support.processes import stop_process_group
 
 __all__ = ["ManagedProcess", "free_port", "wait_until"]
 

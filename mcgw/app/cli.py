@@ -1,0 +1,202 @@
+"""The ``mcgw`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+
+from mcgw.dataplane.manifests import DEFAULT_IMAGE
+from mcgw.support.logs import add_logging_arguments, configure_logging
+
+
+def _xds_demo(args: argparse.Namespace) -> int:
+    from mcgw.app.xds_demo import run_demo
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(listen_port=args.port, api_type="GRPC" if args.sotw else "DELTA_GRPC", once=args.once))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcgw.app.config import ConfigError
+    from mcgw.app.demo import run_demo
+    from mcgw.objects.model import ManifestError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            checks = asyncio.run(run_demo(Path(args.f), admin_listen=args.admin_listen, once=args.once))
+            return 0 if all(c.ok for c in checks) else 1
+    except (ConfigError, ManifestError, OSError) as error:
+        print(f"mcgw demo: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _standalone(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcgw.app.config import ConfigError
+    from mcgw.app.standalone import StandaloneOptions, run_standalone
+    from mcgw.objects.model import ManifestError
+
+    try:
+        options = StandaloneOptions(Path(args.f), xds_listen=args.xds_listen, admin_listen=args.admin_listen,
+                                    with_envoy=not args.no_envoy)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_standalone(options))
+    except (ConfigError, ManifestError, OSError, ValueError) as error:
+        print(f"mcgw standalone: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcgw.app.config import ConfigError, load_run_config
+    from mcgw.app.run import run_controller
+
+    try:
+        config = load_run_config(Path(args.config))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_controller(config))
+    except (ConfigError, OSError) as error:
+        print(f"mcgw run: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _gateway_manifests(args: argparse.Namespace) -> int:
+    from mcgw.app.config import split_listen
+    from mcgw.dataplane.bootstrap import XdsTarget
+    from mcgw.dataplane.manifests import gateway_manifests, to_yaml
+
+    namespace, _, gateway = args.gateway.partition("/")
+    if not namespace or not gateway or "/" in gateway:
+        print(f"mcgw gateway-manifests: --gateway must be <namespace>/<name>, not {args.gateway!r}", file=sys.stderr)
+        return 2
+    try:
+        host, port = split_listen(args.xds)
+    except ValueError as error:
+        print(f"mcgw gateway-manifests: --xds {error}", file=sys.stderr)
+        return 2
+    documents = gateway_manifests(args.cluster, namespace, gateway, XdsTarget(host, port), args.port,
+                                  image=args.image, replicas=args.replicas, service_type=args.service_type)
+    print(to_yaml(documents), end="")
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    import yaml
+    from google.protobuf import json_format
+
+    from mcgw.app.config import ConfigError
+    from mcgw.objects.model import Gateway, ManifestError
+    from mcgw.providers.files.manifests import read_clusterset_dir
+    from mcgw.runtime import collector
+    from mcgw.runtime.incremental import McsInput
+    from mcgw.runtime.pipeline import translate_cluster
+    from mcgw.semantics.mcs.exports import compute_mcs
+
+    try:
+        properties, objects = read_clusterset_dir(Path(args.f))
+    except (ManifestError, ConfigError) as error:
+        print(f"mcgw translate: {error}", file=sys.stderr)
+        return 2
+    names = [c.name for c in properties.clusters]
+    if args.cluster and args.cluster not in names:
+        print(f"mcgw translate: no cluster {args.cluster!r} in {args.f} (clusters: {', '.join(names)})",
+              file=sys.stderr)
+        return 2
+    output: dict[str, object] = {}
+    view = compute_mcs(objects, {}, time.time()).view  # every cluster's exports, as the controller sees them
+    mcs = McsInput(view.services, {c.name: c for c in properties.clusters})
+    for name in names:
+        if args.cluster and name != args.cluster:
+            continue
+        addresses = {(o.metadata.namespace, o.metadata.name): [a.value for a in o.spec.addresses]
+                     for o in objects[name] if isinstance(o, Gateway)}
+        with collector.paused():  # as the runtime translates: collections during a pass free nothing
+            result = translate_cluster(name, objects[name], addresses, mcs=mcs)
+        kinds = {"Listener": "listeners", "RouteConfiguration": "routes", "Cluster": "clusters",
+                 "ClusterLoadAssignment": "endpoints"}
+        gateways: dict[str, dict[str, list[object]]] = {}
+        for (ns, gateway), messages in sorted(result.resources.items()):
+            grouped: dict[str, list[object]] = {kind: [] for kind in kinds.values()}
+            for message in messages:
+                grouped[kinds[message.DESCRIPTOR.name]].append(json.loads(json_format.MessageToJson(message)))
+            gateways[f"{ns}/{gateway}"] = grouped
+        output[name] = {"status": result.statuses(), "xds": gateways}
+    if args.o == "json":
+        print(json.dumps(output, indent=2))
+    else:
+        print(yaml.safe_dump(output, sort_keys=False, width=120), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcgw", description="Multi-cluster Gateway API controller and xDS server")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the controller and xDS server against the member clusters' API servers")
+    run.add_argument("--config", required=True, metavar="FILE", help="ClusterSet config (see examples/run-config.yaml)")
+    run.set_defaults(handler=_run)
+
+    standalone = commands.add_parser(
+        "standalone", help="the controller on files, with one real Envoy per Gateway per cluster on loopback")
+    standalone.add_argument("-f", required=True, metavar="DIR",
+                            help="DIR/<cluster>/*.yaml per member cluster, and optionally DIR/clusterset.yaml")
+    standalone.add_argument("--xds-listen", default="127.0.0.1:18000", metavar="HOST:PORT")
+    standalone.add_argument("--admin-listen", default="127.0.0.1:19000", metavar="HOST:PORT")
+    standalone.add_argument("--no-envoy", action="store_true", help="serve xDS only; start no Envoy")
+    standalone.set_defaults(handler=_standalone)
+
+    demo = commands.add_parser("demo", help="standalone mode on examples/quickstart: 3 clusters, 3 Envoys, backends")
+    demo.add_argument("-f", default=str(Path(__file__).resolve().parents[2] / "examples" / "quickstart"),
+                      metavar="DIR", help="the example to run (default: examples/quickstart)")
+    demo.add_argument("--admin-listen", default="127.0.0.1:19000", metavar="HOST:PORT")
+    demo.add_argument("--once", action="store_true", help="exit after the example requests instead of serving")
+    demo.set_defaults(handler=_demo)
+
+    xds_demo = commands.add_parser("xds-demo", help="the xDS server alone: an example snapshot and one real Envoy")
+    xds_demo.add_argument("--port", type=int, default=10080, help="the Envoy listener port on 127.0.0.1")
+    xds_demo.add_argument("--sotw", action="store_true", help="use state-of-the-world ADS instead of delta")
+    xds_demo.add_argument("--once", action="store_true", help="exit after showing the update instead of serving")
+    xds_demo.set_defaults(handler=_xds_demo)
+
+    manifests = commands.add_parser(
+        "gateway-manifests", help="Kubernetes manifests (ConfigMap, Deployment, Service) for one Gateway's Envoys")
+    manifests.add_argument("--cluster", required=True, help="the member cluster ID the Envoys run in")
+    manifests.add_argument("--gateway", required=True, metavar="NAMESPACE/NAME")
+    manifests.add_argument("--xds", required=True, metavar="HOST:PORT", help="where the mcgw xDS server listens")
+    manifests.add_argument("--port", type=int, action="append", default=[], help="a listener port (repeatable)")
+    manifests.add_argument("--image", default=DEFAULT_IMAGE)
+    manifests.add_argument("--replicas", type=int, default=2)
+    manifests.add_argument("--service-type", default="LoadBalancer", choices=["LoadBalancer", "NodePort", "ClusterIP"])
+    manifests.set_defaults(handler=_gateway_manifests)
+
+    translate = commands.add_parser(
+        "translate", help="offline: manifests of every member cluster in, statuses and Envoy resources out")
+    translate.add_argument("-f", required=True, metavar="DIR",
+                           help="DIR/<cluster>/*.yaml per member cluster, and optionally DIR/clusterset.yaml")
+    translate.add_argument("-o", choices=["yaml", "json"], default="yaml")
+    translate.add_argument("--cluster", help="only this member cluster")
+    translate.set_defaults(handler=_translate)
+    for command in (run, standalone, demo, xds_demo, manifests, translate):
+        add_logging_arguments(command)
+    demo.set_defaults(log_level="warning")  # the demo's own printout is the story; logs only when asked
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    sys.exit(args.handler(args))

@@ -1,0 +1,147 @@
+"""``mcgw run``: the controller and xDS server against the member clusters' API servers.
+
+Kubernetes informers (one per kind per member) → store → reconcile loop → snapshot cache → xDS
+server; computed statuses go back through each cluster's status writer, which only writes while
+this process holds that cluster's Lease. The admin server reports health, readiness and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
+from mcgw.app.config import RunConfig
+from mcgw.app.lifecycle import Lifecycle
+from mcgw.objects.model import SUPPORTED_KINDS, Gateway, Service
+from mcgw.providers.kubernetes.cluster import MemberCluster
+from mcgw.providers.kubernetes.leader import LeaderElector
+from mcgw.providers.kubernetes.mcs_writer import McsWriter
+from mcgw.providers.kubernetes.status_writer import StatusWriter
+from mcgw.runtime.mcs_loop import McsController
+from mcgw.runtime.mcs_metrics import McsMetrics
+from mcgw.runtime.pipeline import ClusterOutput
+from mcgw.runtime.reconciler import GatewayKey, ReconcileOptions, Reconciler
+from mcgw.store import Store
+from xdsserver import SnapshotCache, XdsServer
+
+log = logging.getLogger(__name__)
+
+# The label Gateway API implementations put on the resources they generate for a Gateway; an Envoy
+# Service carrying it gives the Gateway its address when the Gateway does not ask for one.
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+
+def gateway_addresses(store: Store, cluster: str) -> dict[GatewayKey, list[str]]:
+    """Each Gateway's addresses: the ones its spec asks for, else the ClusterIP of its Envoy Service."""
+    objects = store[cluster].objects()
+    services: dict[GatewayKey, list[str]] = {}
+    for obj in objects:
+        if isinstance(obj, Service) and (gateway := obj.metadata.labels.get(GATEWAY_NAME_LABEL)):
+            ip = obj.spec.cluster_ip
+            if ip and ip != "None":
+                services.setdefault((obj.metadata.namespace, gateway), []).append(ip)
+    result = {}
+    for obj in objects:
+        if isinstance(obj, Gateway):
+            key = (obj.metadata.namespace, obj.metadata.name)
+            requested = [a.value for a in obj.spec.addresses]
+            result[key] = requested or sorted(services.get(key, []))
+    return result
+
+
+class Controller(Lifecycle):
+    """Everything ``mcgw run`` runs, as an async context manager (the e2e tests start it in-process)."""
+
+    def __init__(self, config: RunConfig, *, lost_cluster_ttl: float | None = None) -> None:
+        super().__init__()
+        if lost_cluster_ttl is None:
+            lost_cluster_ttl = config.lost_cluster_ttl
+        self.config = config
+        self.store = Store([c.name for c in config.clusters], SUPPORTED_KINDS)
+        self.cache = SnapshotCache()
+        tls = config.xds.tls.tls_config() if config.xds.tls else None
+        self.registry = CollectorRegistry()  # one per controller: tests run several in one process
+        self.metrics = ControllerMetrics(self.registry)
+        self.xds = XdsServer(self.cache, registry=self.registry, tls=tls)
+        self.members: dict[str, MemberCluster] = {}
+        self.electors: dict[str, LeaderElector] = {}
+        self.writers: dict[str, StatusWriter] = {}
+        self.reconciler = Reconciler(
+            self.store, self.cache,
+            ReconcileOptions(config.reconcile.debounce, config.reconcile.debounce_cap),
+            addresses=lambda cluster: gateway_addresses(self.store, cluster), sinks=[self._write_status],
+            on_report=self.metrics.observe_reconcile, clusters={c.name: c.properties() for c in config.clusters},
+            lost_cluster_ttl=lost_cluster_ttl)
+        # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
+        self.mcs = McsController(self.store, lost_cluster_ttl=lost_cluster_ttl, debounce=config.reconcile.debounce,
+                                 debounce_cap=config.reconcile.debounce_cap, metrics=McsMetrics(self.registry))
+        self.admin = AdminServer(ready=self.reconciler.ready.is_set, status=self.status, registry=self.registry,
+                                 not_ready_reason=lambda: not_ready_reason(self.store, self.reconciler),
+                                 before_scrape=lambda: self.metrics.refresh(self.store, self.reconciler))
+        self.xds_port = 0
+        self.admin_port = 0
+
+    async def _start(self) -> None:
+        config = self.config
+        self.xds_port = await self.xds.start(config.xds.listen)
+        self._stack.push_async_callback(self.xds.stop)
+        log.info("xDS server (ADS, SotW and delta%s) listening on %s:%d", ", mTLS" if config.xds.tls else "",
+                 config.xds.host, self.xds_port)
+        self._stack.push_async_callback(self.reconciler.aclose)
+        election = config.leader_election
+        for cluster in config.clusters:
+            member = await MemberCluster.from_kubeconfig(cluster.name, self.store, cluster.kubeconfig,
+                                                         cluster.context)
+            self.members[cluster.name] = member
+            self._stack.push_async_callback(member.stop)
+            is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - election disabled: one writer by config
+            if election.enabled:
+                elector = LeaderElector(member.api, cluster.name, namespace=election.namespace,
+                                        name=election.lease_name, lease_duration=election.lease_duration,
+                                        renew_deadline=election.renew_deadline, retry_period=election.retry_period,
+                                        on_change=self._leadership_changed)
+                self.electors[cluster.name] = elector
+                self._spawn(elector.run(), f"leader election {cluster.name}")
+                self._stack.push_async_callback(elector.release)
+                is_leader = elector.is_leader_now
+            self.writers[cluster.name] = StatusWriter(member.api, cluster.name, is_leader, metrics=self.metrics)
+            self.mcs.writers[cluster.name] = McsWriter(member.api, cluster.name, is_leader, metrics=self.mcs.metrics)
+            await member.start()
+        self._spawn(self.reconciler.run(), "reconcile loop")
+        self._stack.push_async_callback(self.mcs.aclose)
+        self._spawn(self.mcs.run(), "MCS controller")
+        self.admin_port = await self.admin.start(config.admin.host, config.admin.port)
+        self._stack.push_async_callback(self.admin.stop)
+        log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", config.admin.host,
+                 self.admin_port)
+
+
+    def _leadership_changed(self, cluster: str, leading: bool) -> None:
+        """A new term: write the latest computed statuses now (winning a Lease is no store event)."""
+        if leading:
+            self.reconciler.resend(cluster)
+
+    async def _write_status(self, cluster: str, output: ClusterOutput) -> None:
+        writer = self.writers.get(cluster)
+        if writer is not None and self.store[cluster].available:
+            await writer(cluster, output)
+
+    def status(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "mode": "run",
+            "leader": {name: elector.is_leader_now() for name, elector in sorted(self.electors.items())},
+            "informers": {name: [vars(i) for i in member.health.informers]
+                          for name, member in sorted(self.members.items())},
+        }
+        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
+
+
+async def run_controller(config: RunConfig) -> None:
+    """Run until cancelled (Ctrl-C)."""
+    async with Controller(config):
+        await asyncio.Event().wait()

@@ -1,0 +1,73 @@
+"""HTTPRoute backendRefs: which resolve, which do not, and the route's ResolvedRefs condition.
+
+Supported kinds are core Services (endpoints of the same cluster only, GEP-1748) and MCS
+ServiceImports (endpoints across the ClusterSet). A backend that does not resolve keeps its weight,
+so the translator can answer 500 for its share of the traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence, Set
+from typing import NamedTuple
+
+from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, HTTPRoute, ReferenceGrant
+from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.refs import Reference, is_permitted
+
+_new = tuple.__new__
+SERVICE = (CORE_GROUP, "Service")
+SERVICE_IMPORT = (MCS_GROUP, "ServiceImport")
+
+
+class ResolvedBackend(NamedTuple):
+    """One backendRef: where it points and, if it does not resolve, the reason."""
+
+    ref: BackendRef
+    namespace: str
+    problem: tuple[str, str] | None  # (reason, message)
+
+    @property
+    def kind(self) -> tuple[str, str]:
+        return self.ref.group, self.ref.kind
+
+
+def resolve(route: HTTPRoute, services: Set[tuple[str, str]], service_imports: Set[tuple[str, str]],
+            grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedBackend, ...], ...]:
+    """Per rule, per backendRef, the resolution of the reference."""
+    grants = tuple(grants)
+    route_ns = route.metadata.namespace
+    rules = []
+    for rule in route.spec.rules:
+        resolved = []
+        for ref in rule.backend_refs:
+            namespace = ref.namespace or route_ns
+            group, kind = ref.group, ref.kind
+            problem: tuple[str, str] | None = None
+            known = services if (kind == "Service" and group == CORE_GROUP) else \
+                service_imports if (kind == "ServiceImport" and group == MCS_GROUP) else None
+            if known is None:
+                problem = (c.REASON_INVALID_KIND,
+                           f"backendRef {group or 'core'}/{kind} {ref.name} is not supported; "
+                           "use a Service or a multicluster.x-k8s.io ServiceImport")
+            elif namespace != route_ns and not is_permitted(
+                    Reference(GATEWAY_GROUP, "HTTPRoute", route_ns, group, kind, namespace, ref.name), grants):
+                problem = (c.REASON_REF_NOT_PERMITTED,
+                           f"{kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
+                           f"{namespace} allows HTTPRoutes from {route_ns}")
+            elif (namespace, ref.name) not in known:
+                problem = (c.REASON_BACKEND_NOT_FOUND, f"{kind} {namespace}/{ref.name} does not exist")
+            resolved.append(_new(ResolvedBackend, (ref, namespace, problem)))  # skips the slow named-tuple __new__
+        rules.append(tuple(resolved))
+    return tuple(rules)
+
+
+def resolved_refs_condition(route: HTTPRoute, rules: Sequence[Sequence[ResolvedBackend]]) -> c.Condition:
+    """True when every backendRef resolves; otherwise the first problem, by the spec's reasons."""
+    problems = [backend.problem for rule in rules for backend in rule if backend.problem]
+    generation = route.metadata.generation
+    if not problems:
+        return c.shared(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "all backend references resolved",
+                        generation)
+    reason, message = problems[0]
+    extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return c.Condition(c.RESOLVED_REFS, "False", reason, message + extra, generation)

@@ -1,0 +1,151 @@
+"""One member cluster's Gateway API objects in, every status mcgw owns out: a pure function.
+
+Evaluation has two layers, so that the incremental translator can redo only what a change affects:
+the Gateway layer (:func:`evaluate_gateways`: classes, Gateways, listeners, from GatewayClasses,
+Gateways, Secrets, ReferenceGrants and Namespaces) and one route at a time (:func:`evaluate_route`),
+which depends on that layer, on the route, on ReferenceGrants and on which Services and
+ServiceImports exist, but never on other routes. ``attachedRoutes`` is counted last
+(:func:`count_attached`). Routes are listed oldest first (creationTimestamp, then namespace/name),
+the order in which the spec breaks ties, so the outcome never depends on the order objects were listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from mcgw.objects.model import Gateway, GatewayClass, HTTPRoute, Namespace, ReferenceGrant, Secret
+from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.attach import ParentResult, attach
+from mcgw.semantics.gateway.backends import ResolvedBackend, resolve, resolved_refs_condition
+from mcgw.semantics.gateway.listeners import GatewayResult, class_status, gateway_status
+from mcgw.semantics.gateway.rules import check_rules
+
+GatewayKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class ClusterObjects:
+    """What the semantics read from one member cluster (the store's view of it)."""
+
+    gateway_classes: tuple[GatewayClass, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    routes: tuple[HTTPRoute, ...] = ()
+    grants: tuple[ReferenceGrant, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    services: frozenset[tuple[str, str]] = frozenset()
+    service_imports: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def of(cls, objects: Iterable[object], services: Iterable[tuple[str, str]] = (),
+           service_imports: Iterable[tuple[str, str]] = ()) -> ClusterObjects:
+        items = list(objects)
+        return cls(
+            tuple(o for o in items if isinstance(o, GatewayClass)),
+            tuple(o for o in items if isinstance(o, Gateway)),
+            tuple(o for o in items if isinstance(o, HTTPRoute)),
+            tuple(o for o in items if isinstance(o, ReferenceGrant)),
+            tuple(o for o in items if isinstance(o, Namespace)),
+            tuple(o for o in items if isinstance(o, Secret)),
+            frozenset(services),
+            frozenset(service_imports),
+        )
+
+
+class RouteResult(NamedTuple):
+    """One HTTPRoute's outcome. Immutable: the incremental translator reuses it while its inputs stay."""
+
+    route: HTTPRoute
+    parents: tuple[ParentResult, ...]
+    parent_conditions: tuple[tuple[c.Condition, ...], ...]
+    backends: tuple[tuple[ResolvedBackend, ...], ...]
+    kept_rules: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GatewayLayer:
+    """What route evaluation reads besides the route: our classes' and Gateways' results (with
+    ``attachedRoutes`` still 0), the Namespaces (for allowedRoutes selectors) and the ReferenceGrants."""
+
+    classes: dict[str, list[c.Condition]]
+    gateways: dict[GatewayKey, GatewayResult]
+    namespaces: dict[str, Namespace]
+    grants: tuple[ReferenceGrant, ...]
+
+
+@dataclass
+class Evaluation:
+    classes: dict[str, list[c.Condition]] = field(default_factory=dict)
+    gateways: dict[tuple[str, str], GatewayResult] = field(default_factory=dict)
+    routes: dict[tuple[str, str], RouteResult] = field(default_factory=dict)
+
+
+def age_order(route: HTTPRoute) -> tuple[str, str, str]:
+    return route.metadata.creation_timestamp, route.metadata.namespace, route.metadata.name
+
+
+def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterable[Gateway],
+                      secrets: Iterable[Secret], grants: Iterable[ReferenceGrant], namespaces: Iterable[Namespace],
+                      addresses: Mapping[tuple[str, str], list[str]] | None = None) -> GatewayLayer:
+    """Statuses of our GatewayClasses and their Gateways, before routes are counted."""
+    classes = {gc.metadata.name: gc for gc in gateway_classes}
+    class_results = {}
+    for name, gateway_class in classes.items():
+        status = class_status(gateway_class)
+        if status is not None:
+            class_results[name] = status
+    by_key = {(s.metadata.namespace, s.metadata.name): s for s in secrets}
+    grants = tuple(grants)
+    results = {}
+    for gateway in gateways:
+        key = (gateway.metadata.namespace, gateway.metadata.name)
+        result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()))
+        if result is not None:
+            results[key] = result
+    return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
+
+
+def evaluate_route(route: HTTPRoute, layer: GatewayLayer, services: Set[tuple[str, str]],
+                   service_imports: Set[tuple[str, str]]) -> RouteResult | None:
+    """The route's status and resolved backends; ``None`` if none of its parents is one of our Gateways."""
+    parents = attach(route, layer.gateways, layer.namespaces)
+    if not parents:
+        return None
+    backends = resolve(route, services, service_imports, layer.grants)
+    resolved = resolved_refs_condition(route, backends)
+    rules = check_rules(route)
+    extra = (rules.partially_invalid,) if rules.partially_invalid else ()
+    parent_conditions = []
+    for i, parent in enumerate(parents):
+        if parent.accepted.status == "True" and rules.all_dropped:
+            parent = ParentResult(parent.ref, parent.gateway_namespace, c.Condition(
+                c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE, rules.all_dropped, route.metadata.generation))
+            parents[i] = parent
+        parent_conditions.append((parent.accepted, resolved, *extra))
+    return RouteResult(route, tuple(parents), tuple(parent_conditions), backends, rules.kept)
+
+
+def count_attached(gateways: Mapping[GatewayKey, GatewayResult],
+                   routes: Iterable[RouteResult]) -> dict[GatewayKey, GatewayResult]:
+    """The Gateway results with each listener's ``attachedRoutes`` counted over ``routes``."""
+    counts: dict[GatewayKey, dict[str, int]] = {}
+    for result in routes:
+        for parent in result.parents:
+            for binding in parent.bindings:
+                per_listener = counts.setdefault(binding.gateway, {})
+                per_listener[binding.listener] = per_listener.get(binding.listener, 0) + 1
+    return {key: result.with_attached(counts.get(key, {})) for key, result in gateways.items()}
+
+
+def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[str]] | None = None) -> Evaluation:
+    """Statuses for our GatewayClasses, their Gateways, and the HTTPRoutes that name those Gateways."""
+    layer = evaluate_gateways(objects.gateway_classes, objects.gateways, objects.secrets, objects.grants,
+                              objects.namespaces, addresses)
+    routes = {}
+    for route in sorted(objects.routes, key=age_order):
+        result = evaluate_route(route, layer, objects.services, objects.service_imports)
+        if result is not None:
+            routes[(route.metadata.namespace, route.metadata.name)] = result
+    return Evaluation(layer.classes, count_attached(layer.gateways, routes.values()), routes)
