@@ -23,7 +23,8 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # 
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2  # noqa: F401
 
 from mcgw.dataplane.bootstrap import NodeIdentity
-from mcgw.semantics.policy.failover import ALL_OR_NOTHING_OVERPROVISIONING, SPILLOVER_OVERPROVISIONING, FailoverSettings
+from mcgw.semantics.policy.failover import FailoverSettings
+from mcgw.translate.clusters import ALL_OR_NOTHING_OVERPROVISIONING, SPILLOVER_OVERPROVISIONING
 from xdsserver import Snapshot, SnapshotCache, XdsServer, message_from_dict
 
 _T = "type.googleapis.com/"

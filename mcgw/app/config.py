@@ -9,66 +9,31 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from mcgw.objects.clusterset import (
+    ClusterProperties,
+    ClusterSetProperties,
+    ConfigError,
+    ConfigModel,
+    check_cluster_names,
+    validation_problems,
+)
+from mcgw.providers.files.manifests import load_clusterset, read_config_yaml
 from xdsserver import TlsConfig
 
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file and the field."""
-
-
-class _Config(BaseModel):
-    """camelCase keys in files, snake_case in Python; immutable; unknown keys are errors (typos are caught)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
-
-
-class ClusterProperties(_Config):
-    """One member cluster: its ID (``name``), where it runs, and which clusters it prefers to fail over to."""
-
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    region: str = ""
-    zone: str = ""
-    failover_order: tuple[str, ...] = ()
-
-
-def check_cluster_names(clusters: Iterable[ClusterProperties]) -> None:
-    """Cluster names are unique and every failoverOrder entry names one of them (ValueError if not)."""
-    items = list(clusters)
-    names = [c.name for c in items]
-    if duplicates := sorted({n for n in names if names.count(n) > 1}):
-        raise ValueError(f"cluster names must be unique: {', '.join(duplicates)}")
-    for cluster in items:
-        if unknown := [n for n in cluster.failover_order if n not in names]:
-            raise ValueError(f"cluster {cluster.name}: failoverOrder names unknown clusters {', '.join(unknown)}")
-
-
-class ClusterSetProperties(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    clusters: tuple[ClusterProperties, ...]
-
-    @field_validator("clusters")
-    @classmethod
-    def _names_are_unique_and_known(cls, clusters: tuple[ClusterProperties, ...]) -> tuple[ClusterProperties, ...]:
-        check_cluster_names(clusters)
-        return clusters
+__all__ = ["ClusterProperties", "ClusterSetProperties", "ConfigError", "RunConfig", "load_clusterset",
+           "load_run_config", "split_listen"]
 
 
 # -- the run config ---------------------------------------------------------------------------------
@@ -130,7 +95,7 @@ class MemberCluster(ClusterProperties):
                                  failover_order=self.failover_order)
 
 
-class XdsTls(_Config):
+class XdsTls(ConfigModel):
     """The xDS port's certificate; with ``clientCa`` every Envoy must present a client certificate (mTLS)."""
 
     cert: ConfigFile
@@ -141,7 +106,7 @@ class XdsTls(_Config):
         return TlsConfig(self.cert, self.key, self.client_ca)
 
 
-class _Listener(_Config):
+class _Listener(ConfigModel):
     listen: ListenAddress
 
     @property
@@ -162,7 +127,7 @@ class AdminSettings(_Listener):
     listen: ListenAddress = "127.0.0.1:19000"
 
 
-class ReconcileSettings(_Config):
+class ReconcileSettings(ConfigModel):
     """Debounce (seconds): quiet time before reconciling, and the longest an event may wait."""
 
     debounce: float = Field(0.1, gt=0)
@@ -175,7 +140,7 @@ class ReconcileSettings(_Config):
         return self
 
 
-class LeaderElectionSettings(_Config):
+class LeaderElectionSettings(ConfigModel):
     """One Lease per member cluster; only the holder writes status. Durations in seconds."""
 
     enabled: bool = True
@@ -195,7 +160,7 @@ class LeaderElectionSettings(_Config):
         return self
 
 
-class RunConfig(_Config):
+class RunConfig(ConfigModel):
     """``mcgw run --config FILE``."""
 
     clusters: tuple[MemberCluster, ...] = Field(min_length=1)
@@ -220,34 +185,10 @@ class RunConfig(_Config):
 
 # -- loading ----------------------------------------------------------------------------------------
 
-def _problems(error: ValidationError) -> str:
-    def message(issue: Any) -> str:
-        text = str(issue["msg"])
-        return text.removeprefix("Value error, ")
-
-    return "; ".join(f"{'.'.join(str(p) for p in issue['loc']) or '<file>'}: {message(issue)}"
-                     for issue in error.errors())
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: {error}") from None
-
-
-def load_clusterset(path: Path) -> ClusterSetProperties:
-    data = _read_yaml(path)
-    try:
-        return ClusterSetProperties.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"{path}: {_problems(error)}") from None
-
-
 def load_run_config(path: Path, *, check_files: bool = True) -> RunConfig:
     """Read and validate a run config. Relative file paths are taken from the config file's directory;
     with ``check_files`` (the default) each named file must exist."""
-    data = _read_yaml(path)
+    data = read_config_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with at least 'clusters', got "
                           f"{'an empty file' if data is None else type(data).__name__}")
@@ -255,4 +196,4 @@ def load_run_config(path: Path, *, check_files: bool = True) -> RunConfig:
         return RunConfig.model_validate(data, context={"base_dir": path.resolve().parent,
                                                        "check_files": check_files})
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_problems(error)}") from None
+        raise ConfigError(f"{path}: {validation_problems(error)}") from None

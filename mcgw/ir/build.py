@@ -14,19 +14,18 @@ host's routes. :func:`build_gateways` composes them for a whole cluster.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
 from mcgw import ir
+from mcgw.ir.failover import FailoverContext
 from mcgw.objects.model import HeaderModifier, PathModifier, Secret
+from mcgw.semantics.endpoints import EndpointLookup
 from mcgw.semantics.gateway.backends import ResolvedBackend
 from mcgw.semantics.gateway.evaluate import Evaluation, GatewayKey, RouteResult
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
-from mcgw.semantics.policy.failover import FailoverContext
 
-# (namespace, service, port) -> endpoints of that Service port in this cluster
-EndpointLookup = Callable[[str, str, int], tuple[ir.EndpointIR, ...]]
 _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 _by_key = itemgetter(0)
 _new = tuple.__new__

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
+from mcgw.semantics.endpoints import Endpoint
+from mcgw.semantics.policy.failover import FailoverSettings, HealthCheckSettings, OutlierSettings, RetrySettings
+
 PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
 
 
@@ -51,10 +54,8 @@ class RedirectIR(NamedTuple):
     status_code: int
 
 
-class EndpointIR(NamedTuple):
-    address: str
-    port: int
-    health: Literal["HEALTHY", "DRAINING"]
+# Endpoints pass from the semantics into the IR unchanged (the same objects, shared).
+EndpointIR = Endpoint
 
 
 class LocalityIR(NamedTuple):
@@ -67,35 +68,11 @@ class LocalityIR(NamedTuple):
     zone: str = ""
 
 
-class HealthCheckIR(NamedTuple):
-    path: str = "/healthz"
-    interval_ms: int = 500
-    timeout_ms: int = 250
-    no_traffic_interval_ms: int = 500  # Envoy's default is 60 s: idle backup priorities would go unchecked
-    unhealthy_threshold: int = 1
-    healthy_threshold: int = 1
-
-
-class OutlierIR(NamedTuple):
-    consecutive_failures: int = 1
-    interval_ms: int = 1000
-    base_ejection_time_ms: int = 5000
-
-
-class RetryIR(NamedTuple):
-    attempts: int = 3
-    per_try_timeout_ms: int = 500  # a blackholed host costs one try of this, then the next priority answers
-    retry_on: tuple[str, ...] = ("connect-failure", "refused-stream", "reset", "5xx")
-
-
-class FailoverIR(NamedTuple):
-    """How one ServiceImport backend fails over between clusters. ``None`` turns a mechanism off."""
-
-    preference: tuple[str, ...] | None = None  # None: the gateway cluster's failoverOrder
-    all_or_nothing: bool = True
-    health_check: HealthCheckIR | None = HealthCheckIR()
-    outlier: OutlierIR | None = OutlierIR()
-    retry: RetryIR | None = RetryIR()
+# A ServiceImport backend's failover settings pass from the policy semantics into the IR unchanged.
+HealthCheckIR = HealthCheckSettings
+OutlierIR = OutlierSettings
+RetryIR = RetrySettings
+FailoverIR = FailoverSettings
 
 
 class BackendIR(NamedTuple):

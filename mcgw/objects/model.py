@@ -6,7 +6,7 @@ breaks parsing. A malformed object raises :class:`ManifestError` naming the obje
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
@@ -543,8 +543,7 @@ class FailoverPolicy(_Object):
 AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
              | ServiceExport | EndpointSlice | FailoverPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
-SUPPORTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "Secret", "Service",
-                   "ServiceImport", "ServiceExport", "EndpointSlice", "FailoverPolicy")
+SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 
 
 _OBJECT: TypeAdapter[AnyObject] = TypeAdapter(KubeObject)

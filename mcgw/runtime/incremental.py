@@ -29,9 +29,10 @@ from operator import is_not, itemgetter
 from typing import NamedTuple
 
 from mcgw import ir
-from mcgw.app.config import ClusterProperties
 from mcgw.ir import build as ir_build
 from mcgw.ir.build import Backends, GatewayShape, RankedRoute
+from mcgw.ir.failover import FailoverContext, build_context
+from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import (
     AnyObject,
     EndpointSlice,
@@ -55,7 +56,6 @@ from mcgw.semantics.gateway.evaluate import (
 )
 from mcgw.semantics.gateway.listeners import GatewayResult
 from mcgw.semantics.mcs.view import ImportedService
-from mcgw.semantics.policy.failover import FailoverContext, build_context
 from mcgw.translate.cache import Built, GatewayResources
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from mcgw.app.config import ClusterProperties
+from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import AnyObject
 from mcgw.runtime import collector
 from mcgw.runtime.incremental import McsInput

@@ -1,43 +1,73 @@
-"""A Service port's endpoints in its own cluster, from its EndpointSlices.
+"""Endpoints from EndpointSlices: which addresses serve a Service port, and in what health.
 
-The backendRef names the Service port; the Service port's name picks the EndpointSlice port, whose
-number is the target port. Ready endpoints are HEALTHY, serving-but-terminating ones DRAINING, and
-the rest are left out.
+One reading of EndpointSlices for both uses: a Service's endpoints in its own cluster (the backendRef
+names the Service port, whose name picks the EndpointSlice port; that port's number is the target
+port) and a source cluster's endpoints of an exported Service. Ready endpoints are HEALTHY,
+serving-but-terminating ones DRAINING, and the rest are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
+from typing import Literal, NamedTuple
 
-from mcgw import ir
-from mcgw.ir.build import EndpointLookup
+from mcgw.objects.model import Endpoint as SliceEndpoint
 from mcgw.objects.model import EndpointSlice, Service
 
+Health = Literal["HEALTHY", "DRAINING"]
 
-def service_endpoints(service: Service | None, slices: Iterable[EndpointSlice], port: int) -> tuple[ir.EndpointIR, ...]:
+
+class Endpoint(NamedTuple):
+    address: str
+    port: int
+    health: Health
+
+
+# (namespace, service, port) -> endpoints of that Service port in this cluster
+EndpointLookup = Callable[[str, str, int], tuple[Endpoint, ...]]
+
+
+def endpoint_health(endpoint: SliceEndpoint) -> Health | None:
+    """HEALTHY when ready (unset counts as ready), DRAINING when serving while terminating, else None."""
+    conditions = endpoint.conditions
+    if conditions.ready is not False and not conditions.terminating:
+        return "HEALTHY"
+    if conditions.serving and conditions.terminating:
+        return "DRAINING"
+    return None
+
+
+def target_port(endpoint_slice: EndpointSlice, port_name: str) -> int | None:
+    """The slice's port number for the Service port named ``port_name``."""
+    return next((p.port for p in endpoint_slice.ports if p.name == port_name and p.port), None)
+
+
+def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[Endpoint, ...]:
+    """The endpoints of the Service port named ``port_name``, at their target ports, sorted; an address
+    listed in two slices (the slice controller moving it) counts once, as the first slice by name says."""
+    found: dict[tuple[str, int], Endpoint] = {}
+    for endpoint_slice in sorted(slices, key=lambda s: s.metadata.name):
+        target = target_port(endpoint_slice, port_name)
+        if target is None:
+            continue
+        for endpoint in endpoint_slice.endpoints:
+            health = endpoint_health(endpoint)
+            if health is None:
+                continue
+            for address in endpoint.addresses:
+                found.setdefault((address, target), Endpoint(address, target, health))
+    return tuple(found[key] for key in sorted(found))
+
+
+def service_endpoints(service: Service | None, slices: Iterable[EndpointSlice], port: int) -> tuple[Endpoint, ...]:
     """The endpoints of ``port`` of ``service`` from the EndpointSlices labelled with its name."""
     if service is None:
         return ()
     port_name = next((p.name for p in service.spec.ports if p.port == port), None)
     if port_name is None:
         return ()
-    found: dict[tuple[str, int], ir.EndpointIR] = {}
-    for endpoint_slice in sorted(slices, key=lambda s: s.metadata.name):
-        target = next((p.port for p in endpoint_slice.ports if p.name == port_name and p.port), None)
-        if target is None:
-            continue
-        for endpoint in endpoint_slice.endpoints:
-            conditions = endpoint.conditions
-            if conditions.ready is not False and not conditions.terminating:
-                health = "HEALTHY"
-            elif conditions.serving and conditions.terminating:
-                health = "DRAINING"
-            else:
-                continue
-            for address in endpoint.addresses:
-                found.setdefault((address, target), ir.EndpointIR(address, target, health))  # type: ignore[arg-type]
-    return tuple(found[key] for key in sorted(found))
+    return slice_endpoints(slices, port_name)
 
 
 def endpoint_lookup(services: Iterable[Service], slices: Iterable[EndpointSlice]) -> EndpointLookup:
@@ -49,7 +79,7 @@ def endpoint_lookup(services: Iterable[Service], slices: Iterable[EndpointSlice]
                 endpoint_slice)
 
     @cache
-    def lookup(namespace: str, name: str, port: int) -> tuple[ir.EndpointIR, ...]:
+    def lookup(namespace: str, name: str, port: int) -> tuple[Endpoint, ...]:
         return service_endpoints(by_service.get((namespace, name)), slices_of.get((namespace, name), ()), port)
 
     return lookup

@@ -21,11 +21,17 @@ from mcgw.translate.listeners import ADS
 
 _CONNECT_TIMEOUT = {"seconds": 5}
 _FAILOVER_CONNECT_TIMEOUT = {"nanos": 250_000_000}  # a refused or unroutable host is known within a quarter second
-_ALL_OR_NOTHING = 100_000  # percent: one healthy host keeps a priority's whole share
-_SPILLOVER = 140  # Envoy's default (1.4)
+# Envoy's overprovisioning factor is in percent: 140 (1.4) is its default; a huge one keeps all traffic
+# on a priority while it has a single healthy host, so failover is all-or-nothing.
+ALL_OR_NOTHING_OVERPROVISIONING = 100_000
+SPILLOVER_OVERPROVISIONING = 140
 # Retries are what carries requests across a failover; never let the default 3 concurrent retries cap them.
 _RETRY_BUDGET = {"thresholds": [{"retry_budget": {"budget_percent": {"value": 100.0},
                                                   "min_retry_concurrency": {"value": 1000}}}]}
+
+
+def overprovisioning_factor(settings: ir.FailoverIR) -> int:
+    return ALL_OR_NOTHING_OVERPROVISIONING if settings.all_or_nothing else SPILLOVER_OVERPROVISIONING
 
 
 def _ms(value: int) -> dict[str, int]:
@@ -82,6 +88,6 @@ def load_assignment(backend: ir.BackendIR) -> endpoint_pb2.ClusterLoadAssignment
     } for loc in backend.localities if loc.endpoints]
     if backend.failover is None:
         return endpoint_pb2.ClusterLoadAssignment(cluster_name=backend.name, endpoints=localities)
-    factor = _ALL_OR_NOTHING if backend.failover.all_or_nothing else _SPILLOVER
+    factor = overprovisioning_factor(backend.failover)
     return endpoint_pb2.ClusterLoadAssignment(cluster_name=backend.name, endpoints=localities,
                                               policy={"overprovisioning_factor": {"value": factor}})

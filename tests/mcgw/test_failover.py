@@ -9,16 +9,14 @@ import pytest
 from mcgw.app.config import ClusterProperties
 from mcgw.objects.model import FailoverPolicy, parse_object
 from mcgw.semantics.policy.failover import (
-    ALL_OR_NOTHING_OVERPROVISIONING,
     DEFAULTS,
-    SPILLOVER_OVERPROVISIONING,
     HealthCheckSettings,
     apply_policy,
     duration_ms,
-    overprovisioning_factor,
     priority_levels,
     resolve_policies,
 )
+from mcgw.translate.clusters import ALL_OR_NOTHING_OVERPROVISIONING, SPILLOVER_OVERPROVISIONING, overprovisioning_factor
 
 CLUSTERS = {c.name: c for c in (
     ClusterProperties(name="east", region="us", failover_order=("central", "west")),

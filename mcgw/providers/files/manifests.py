@@ -6,10 +6,12 @@ Every document must parse; an error names the file and the document number. Noth
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from mcgw.app.config import ClusterProperties, ClusterSetProperties, ConfigError, load_clusterset
+from mcgw.objects.clusterset import ClusterProperties, ClusterSetProperties, ConfigError, validation_problems
 from mcgw.objects.model import AnyObject, ManifestError, parse_object
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -63,3 +65,19 @@ def read_clusterset_dir(root: Path) -> tuple[ClusterSetProperties, dict[str, lis
     if not properties.clusters:
         raise ConfigError(f"{root}: no cluster directories found (expected {root}/<cluster>/*.yaml)")
     return properties, {c.name: read_cluster_dir(root / c.name) for c in properties.clusters}
+
+
+def read_config_yaml(path: Path) -> Any:
+    """A small YAML configuration file; ConfigError naming the file if it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def load_clusterset(path: Path) -> ClusterSetProperties:
+    data = read_config_yaml(path)
+    try:
+        return ClusterSetProperties.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {validation_problems(error)}") from None

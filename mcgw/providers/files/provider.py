@@ -13,7 +13,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from mcgw.app.config import ClusterSetProperties
+from mcgw.objects.clusterset import ClusterSetProperties
 from mcgw.objects.model import SUPPORTED_KINDS, AnyObject, ManifestError
 from mcgw.providers.files.manifests import MANIFEST_SUFFIXES, read_cluster_dir, read_clusterset_dir
 from mcgw.store import Store

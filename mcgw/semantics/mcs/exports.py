@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from mcgw.objects.model import AnyObject, EndpointSlice, Namespace, Service, ServiceExport, ServicePort
+from mcgw.semantics.endpoints import slice_endpoints
 from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, LOCAL_SERVICE_NAME, MANAGER, MCS_API_VERSION
-from mcgw.semantics.mcs.slices import is_imported, source_endpoints, source_slices
+from mcgw.semantics.mcs.slices import is_imported, source_slices
 from mcgw.semantics.mcs.view import ClusterSetView, ImportedService, ImportPort, SourceEndpoints
 from mcgw.store import ClusterHealth
 
@@ -364,7 +365,7 @@ def _group(key: NamespacedName, items: Sequence[_Export], sources: Mapping[str, 
         for item in participating:
             own = union.exposes.get(item.cluster, {}).get(i)
             if own is not None:
-                serving.append(SourceEndpoints(item.cluster, source_endpoints(sources[item.cluster], own.name),
+                serving.append(SourceEndpoints(item.cluster, slice_endpoints(sources[item.cluster], own.name),
                                                item.lost_since if item.state == "kept" else None))
         endpoints.append((number, tuple(sorted(serving, key=lambda s: s.cluster))))
     service = ImportedService(namespace, service_name, _service_type(oldest.service), tuple(union.ports),

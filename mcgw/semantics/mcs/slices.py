@@ -8,11 +8,11 @@ and a local object of the same name (every cluster has a ``node-1``) would be ta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcgw import ir
 from mcgw.objects.model import Endpoint, EndpointSlice, ServicePort
+from mcgw.semantics.endpoints import target_port
 from mcgw.semantics.mcs.names import MANAGER, SERVICE_NAME, SLICE_MANAGED_BY, SOURCE_CLUSTER, slice_name
 from mcgw.semantics.mcs.view import ImportPort
 
@@ -24,36 +24,6 @@ def is_imported(endpoint_slice: EndpointSlice) -> bool:
     """A slice an MCS controller (mcgw or another) imported: never a source of endpoints."""
     labels = endpoint_slice.metadata.labels
     return labels.get(SLICE_MANAGED_BY) == MANAGER or SOURCE_CLUSTER in labels or SERVICE_NAME in labels
-
-
-def health(endpoint: Endpoint) -> str | None:
-    """HEALTHY when ready (unset counts as ready), DRAINING when serving while terminating, else None."""
-    conditions = endpoint.conditions
-    if conditions.ready is not False and not conditions.terminating:
-        return "HEALTHY"
-    if conditions.serving and conditions.terminating:
-        return "DRAINING"
-    return None
-
-
-def _target(endpoint_slice: EndpointSlice, port_name: str) -> int | None:
-    return next((p.port for p in endpoint_slice.ports if p.name == port_name and p.port), None)
-
-
-def source_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[ir.EndpointIR, ...]:
-    """The endpoints of the Service port named ``port_name``, at their target ports, sorted."""
-    found: dict[tuple[str, int], ir.EndpointIR] = {}
-    for endpoint_slice in sorted(slices, key=lambda s: s.metadata.name):
-        target = _target(endpoint_slice, port_name)
-        if target is None:
-            continue
-        for endpoint in endpoint_slice.endpoints:
-            state = health(endpoint)
-            if state is None:
-                continue
-            for address in endpoint.addresses:
-                found.setdefault((address, target), ir.EndpointIR(address, target, state))  # type: ignore[arg-type]
-    return tuple(found[key] for key in sorted(found))
 
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
@@ -82,7 +52,7 @@ def source_slices(namespace: str, service: str, cluster: str, slices: Sequence[E
     for endpoint_slice in sorted(slices, key=lambda s: s.metadata.name):
         targets = []
         for port, own in sorted(exposed.items(), key=lambda item: (item[0].port, item[0].protocol)):
-            target = _target(endpoint_slice, own.name)
+            target = target_port(endpoint_slice, own.name)
             if target is not None:
                 targets.append((port.name, target, port.protocol, port.app_protocol))
         if not targets or not endpoint_slice.endpoints:

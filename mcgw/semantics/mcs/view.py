@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Literal, NamedTuple
 
-from mcgw import ir
+from mcgw.semantics.endpoints import Endpoint
 
 
 class ImportPort(NamedTuple):
@@ -24,7 +24,7 @@ class SourceEndpoints(NamedTuple):
     """One source cluster's endpoints for one import port."""
 
     cluster: str
-    endpoints: tuple[ir.EndpointIR, ...]  # ready -> HEALTHY, serving+terminating -> DRAINING, others omitted; sorted
+    endpoints: tuple[Endpoint, ...]  # ready -> HEALTHY, serving+terminating -> DRAINING, others omitted; sorted
     lost_since: float | None = None  # wall-clock time the source cluster became unavailable (kept within TTL)
 
 

@@ -1,7 +1,8 @@
 """Failover semantics: which clusters come in which priority, and the settings that make a shift lossless.
 
-Pure functions of the ClusterSet properties and the FailoverPolicies of one member cluster. The
-translator turns the result into Envoy cluster and route settings; nothing here knows protobuf.
+Pure functions of the ClusterSet properties and the FailoverPolicies of one member cluster: the
+settings types, priority levels, policy attachment (``Accepted`` reasons) and merging. The IR
+(:mod:`mcgw.ir.failover`) applies them to a ServiceImport's endpoints; nothing here knows protobuf.
 
 The defaults are the combination measured on this project's machines to fail over with zero failed
 requests for a killed backend, a backend answering 503 and a blackholed network (docs/failover.md):
@@ -15,26 +16,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from mcgw import ir
-from mcgw.app.config import ClusterProperties
+from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import FailoverPolicy, HealthCheckPolicy, OutlierDetectionPolicy, RetryPolicy
 from mcgw.semantics.gateway import conditions as c
-from mcgw.semantics.mcs.view import ImportedService
-
-# Envoy's overprovisioning factor is in percent: 140 (1.4) is its default; a huge one keeps all traffic
-# on a priority while it has a single healthy host, so failover is all-or-nothing.
-ALL_OR_NOTHING_OVERPROVISIONING = 100_000
-SPILLOVER_OVERPROVISIONING = 140
 
 
-HealthCheckSettings = ir.HealthCheckIR
-OutlierSettings = ir.OutlierIR
-RetrySettings = ir.RetryIR
-FailoverSettings = ir.FailoverIR
+class HealthCheckSettings(NamedTuple):
+    path: str = "/healthz"
+    interval_ms: int = 500
+    timeout_ms: int = 250
+    no_traffic_interval_ms: int = 500  # Envoy's default is 60 s: idle backup priorities would go unchecked
+    unhealthy_threshold: int = 1
+    healthy_threshold: int = 1
 
 
-def overprovisioning_factor(settings: ir.FailoverIR) -> int:
-    return ALL_OR_NOTHING_OVERPROVISIONING if settings.all_or_nothing else SPILLOVER_OVERPROVISIONING
+class OutlierSettings(NamedTuple):
+    consecutive_failures: int = 1
+    interval_ms: int = 1000
+    base_ejection_time_ms: int = 5000
+
+
+class RetrySettings(NamedTuple):
+    attempts: int = 3
+    per_try_timeout_ms: int = 500  # a blackholed host costs one try of this, then the next priority answers
+    retry_on: tuple[str, ...] = ("connect-failure", "refused-stream", "reset", "5xx")
+
+
+class FailoverSettings(NamedTuple):
+    """How one ServiceImport backend fails over between clusters. ``None`` turns a mechanism off."""
+
+    preference: tuple[str, ...] | None = None  # None: the gateway cluster's failoverOrder
+    all_or_nothing: bool = True
+    health_check: HealthCheckSettings | None = HealthCheckSettings()
+    outlier: OutlierSettings | None = OutlierSettings()
+    retry: RetrySettings | None = RetrySettings()
 
 
 DEFAULTS = FailoverSettings()
@@ -205,45 +220,3 @@ def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple
 
 def _describe(targets: Sequence[PolicyKey]) -> str:
     return ", ".join(f"{kind} {name}" for kind, _, name in targets)
-
-
-class FailoverContext:
-    """What one member cluster's ServiceImport backends are built from: the ClusterSet's imports seen from
-    this cluster, every cluster's properties, and this cluster's FailoverPolicies."""
-
-    def __init__(self, cluster: str, imports: Mapping[tuple[str, str], ImportedService],
-                 clusters: Mapping[str, ClusterProperties], resolution: PolicyResolution) -> None:
-        self.cluster = cluster
-        self.imports = imports
-        self.clusters = clusters
-        self.resolution = resolution
-
-    def settings(self, namespace: str, name: str, route: tuple[str, str] | None = None) -> ir.FailoverIR:
-        """Defaults, then the ServiceImport's policy, then the route's policy on top."""
-        settings = apply_policy(DEFAULTS, self.resolution.for_import(namespace, name))
-        if route is not None:
-            settings = apply_policy(settings, self.resolution.for_route(*route))
-        return settings
-
-    def localities(self, namespace: str, name: str, port: int,
-                   settings: ir.FailoverIR) -> tuple[ir.LocalityIR, ...]:
-        """One locality per source cluster with endpoints, its priority from :func:`priority_levels`."""
-        service = self.imports.get((namespace, name))
-        if service is None:
-            return ()
-        sources = [s for s in service.endpoints_for(port) if s.endpoints]
-        levels = priority_levels(self.cluster, [s.cluster for s in sources], self.clusters, settings.preference)
-        rank = {cluster: priority for priority, level in enumerate(levels) for cluster in level}
-        ordered = sorted(sources, key=lambda s: (rank[s.cluster], s.cluster))
-        return tuple(ir.LocalityIR(s.cluster, rank[s.cluster], s.endpoints,
-                                   self.clusters[s.cluster].region if s.cluster in self.clusters else "",
-                                   self.clusters[s.cluster].zone if s.cluster in self.clusters else "")
-                     for s in ordered)
-
-
-def build_context(cluster: str, imports: Mapping[tuple[str, str], ImportedService],
-                  clusters: Mapping[str, ClusterProperties], policies: Iterable[FailoverPolicy],
-                  routes: Iterable[tuple[str, str]], import_objects: Iterable[tuple[str, str]] = ()) -> FailoverContext:
-    """Resolve this cluster's policies against the imports it sees and its routes."""
-    resolution = resolve_policies(policies, set(imports) | set(import_objects), routes, clusters)
-    return FailoverContext(cluster, imports, clusters, resolution)
