@@ -29,9 +29,10 @@ from operator import is_not, itemgetter
 from typing import NamedTuple
 
 from mcgw import ir
-from mcgw.ir import build as ir_build
-from mcgw.ir.build import Backends, GatewayShape, RankedRoute
+from mcgw.ir.backends import Backends
 from mcgw.ir.failover import FailoverContext, build_context
+from mcgw.ir.gateway import GatewayShape, gateway_ir, gateway_shape
+from mcgw.ir.httproute import RankedRoute, refresh_backends, route_entries
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import (
     AnyObject,
@@ -321,7 +322,7 @@ class IncrementalTranslation:
         secrets = {k: o for k, o in self._of("Secret").items() if isinstance(o, Secret)}
         shapes = {}
         for key, result in sorted(self._layer.gateways.items()):
-            shape = ir_build.gateway_shape(key, result, secrets, self._binds)
+            shape = gateway_shape(key, result, secrets, self._binds)
             if shape is not None:
                 shapes[key] = shape
         for key in set(self._irs):
@@ -374,7 +375,7 @@ class IncrementalTranslation:
         places = tuple({(binding.gateway, binding.port, hostname): None
                         for parent in result.parents for binding in parent.bindings if binding.usable
                         for hostname in binding.hostnames})
-        state = _Route(result, named, places, ir_build.route_entries(result, self._backends) if places else ())
+        state = _Route(result, named, places, route_entries(result, self._backends) if places else ())
         self._routes[key] = state
         self._results[key] = result
         self._count(result, 1)
@@ -386,7 +387,7 @@ class IncrementalTranslation:
         state = self._routes.get(key)
         if state is None or not state.places:
             return
-        state.entries = ir_build.refresh_backends(state.result, state.entries, self._backends)
+        state.entries = refresh_backends(state.result, state.entries, self._backends)
         for place in state.places:
             self._vhost(place).replace(state.entries)
 
@@ -406,7 +407,7 @@ class IncrementalTranslation:
                         del by_hostname[hostname]
                         del self._vhosts[(key, port.port, hostname)]
                     vhosts[port.port] = tuple(by_hostname[h].rebuild(port_name, h) for h in sorted(by_hostname))
-                gateway = self._irs[key] = ir_build.gateway_ir(self.cluster, shape, vhosts)
+                gateway = self._irs[key] = gateway_ir(self.cluster, shape, vhosts)
                 envoy = self._envoy.get(key)
                 if envoy is None:
                     envoy = self._envoy[key] = GatewayResources()

@@ -1,0 +1,99 @@
+"""Backend IR: one Envoy cluster per backend Service or ServiceImport port, built once and shared."""
+
+from __future__ import annotations
+
+from mcgw import ir
+from mcgw.ir.failover import FailoverContext
+from mcgw.semantics.endpoints import EndpointLookup
+from mcgw.semantics.gateway.backends import ResolvedBackend
+
+_new = tuple.__new__
+RouteKey = tuple[str, str]  # (namespace, name) of the route asking for a backend
+
+
+def backend_cluster_name(kind: str, namespace: str, name: str, port: int | None) -> str:
+    """One Envoy cluster per backend Service (or ServiceImport) port, shared by every route that uses it,
+    so an endpoint change touches one ClusterLoadAssignment whatever the number of routes."""
+    return f"{kind.lower()}/{namespace}/{name}/{port or 0}"
+
+
+class Backends:
+    """Backend IR, shared: one BackendIR per (cluster, weight) and one locality tuple per Service port.
+
+    Thousands of rules name the same few Services; sharing makes them cheap to build and to compare.
+    The incremental translator keeps one of these and calls :meth:`forget` when a Service's endpoints
+    may have changed. ServiceImport backends come from ``failover`` (the ClusterSet's imports, cluster
+    properties and FailoverPolicies); a route with a FailoverPolicy of its own gets clusters of its own."""
+
+    def __init__(self, cluster: str, endpoints: EndpointLookup, failover: FailoverContext | None = None) -> None:
+        self.cluster = cluster
+        self.endpoints = endpoints
+        self.failover = failover
+        self._backends: dict[tuple[str, str, str, int | None, int, str | None], ir.BackendIR] = {}
+        self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
+        self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
+        for key in self._keys.pop((namespace, name), ()):
+            self._backends.pop(key, None)
+            self._localities.pop((namespace, name, key[3] or 0), None)
+
+    def get(self, kind: str, namespace: str, name: str, port: int | None, weight: int,
+            route: RouteKey | None = None) -> ir.BackendIR:
+        """``kind`` is ``Service`` or ``ServiceImport``; ``route`` is the HTTPRoute asking (for its policy)."""
+        policy = None
+        if kind != "Service" and route is not None and self.failover is not None:
+            route_policy = self.failover.resolution.for_route(*route)
+            policy = route_policy.metadata.name if route_policy is not None else None
+        key = (namespace, name, kind, port, weight, policy)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._add(key, route if policy else None)
+        return backend
+
+    def of_rule(self, resolved_refs: tuple[ResolvedBackend, ...], route: RouteKey,
+                index: int) -> tuple[ir.BackendIR, ...]:
+        """One rule's backendRefs as backend IR, in order; an unresolved one keeps its weight (its share answers
+        500). Called once per rule of every route, so Service backends, the common case, take a short path."""
+        known = self._backends
+        if len(resolved_refs) == 1 and resolved_refs[0].problem is None and resolved_refs[0].ref.kind == "Service":
+            resolved = resolved_refs[0]
+            ref = resolved.ref
+            key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
+            return (known.get(key) or self._add(key, None),)
+        out = []
+        for j, resolved in enumerate(resolved_refs):
+            ref = resolved.ref
+            if resolved.problem is not None:
+                out.append(_new(ir.BackendIR, (f"{route[0]}/{route[1]}/rule/{index}/invalid-backend/{j}", ref.weight,
+                                               False, "Invalid", (), None)))
+            elif ref.kind == "Service":
+                key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
+                out.append(known.get(key) or self._add(key, None))
+            else:
+                out.append(self.get("ServiceImport", resolved.namespace, ref.name, ref.port, ref.weight, route))
+        return tuple(out)
+
+    def _add(self, key: tuple[str, str, str, int | None, int, str | None], route: RouteKey | None) -> ir.BackendIR:
+        backend = self._backends[key] = self._build(key, route)
+        self._keys.setdefault((key[0], key[1]), []).append(key)
+        return backend
+
+    def _build(self, key: tuple[str, str, str, int | None, int, str | None],
+               route: RouteKey | None) -> ir.BackendIR:
+        namespace, name, kind, port, weight, policy = key
+        cluster_name = backend_cluster_name(kind, namespace, name, port)
+        if kind != "Service":
+            if self.failover is None:
+                return ir.BackendIR(cluster_name, weight, True, "ServiceImport")
+            settings = self.failover.settings(namespace, name, route)
+            if policy is not None:
+                cluster_name += f"/policy/{policy}"
+            return ir.BackendIR(cluster_name, weight, True, "ServiceImport",
+                                self.failover.localities(namespace, name, port or 0, settings), settings)
+        localities = self._localities.get((namespace, name, port or 0))
+        if localities is None:
+            localities = (ir.LocalityIR(self.cluster, 0, self.endpoints(namespace, name, port or 0)),)
+            self._localities[(namespace, name, port or 0)] = localities
+        return ir.BackendIR(cluster_name, weight, True, "Service", localities)

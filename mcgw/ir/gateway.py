@@ -1,0 +1,62 @@
+"""A Gateway's shape in the IR: where it binds, its usable ports and their TLS chains."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Literal, NamedTuple
+
+from mcgw import ir
+from mcgw.objects.model import Secret
+from mcgw.semantics.gateway.evaluate import GatewayKey
+from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
+
+
+class PortShape(NamedTuple):
+    port: int
+    protocol: Literal["HTTP", "HTTPS"]
+    tls: tuple[ir.TlsChainIR, ...]
+
+
+class GatewayShape(NamedTuple):
+    """What a Gateway's IR needs besides its routes: where it binds and its usable ports."""
+
+    key: GatewayKey
+    address: str
+    ports: tuple[PortShape, ...]
+
+
+def _tls_chain(listener: ListenerResult, secrets: Mapping[tuple[str, str], Secret]) -> ir.TlsChainIR:
+    certificates = []
+    for key in listener.certificate_secrets:
+        data = secrets[key].data
+        certificates.append((base64.b64decode(data["tls.crt"]).decode(), base64.b64decode(data["tls.key"]).decode()))
+    hostname = listener.listener.hostname
+    return ir.TlsChainIR((hostname,) if hostname else (), tuple(certificates))
+
+
+def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple[str, str], Secret],
+                  bind_addresses: Mapping[tuple[str, str], str] | None) -> GatewayShape | None:
+    """Ports of the usable listeners (the first one on a port decides its protocol); ``None`` if none."""
+    protocols: dict[int, str] = {}
+    chains: dict[int, list[ir.TlsChainIR]] = {}
+    for listener in result.listeners:
+        if listener.usable:
+            port = listener.listener.port
+            protocols.setdefault(port, listener.listener.protocol)
+            chains.setdefault(port, [])
+            if listener.listener.protocol == "HTTPS":
+                chains[port].append(_tls_chain(listener, secrets))
+    if not protocols:
+        return None
+    ports = tuple(PortShape(port, protocols[port], tuple(chains[port]))  # type: ignore[arg-type]
+                  for port in sorted(protocols))
+    return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports)
+
+
+def gateway_ir(cluster: str, shape: GatewayShape,
+               virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]]) -> ir.GatewayIR:
+    ns, name = shape.key
+    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
+        ir.PortIR(f"{ns}/{name}/{p.port}", p.port, p.protocol, virtual_hosts.get(p.port, ()), p.tls)
+        for p in shape.ports))
