@@ -27,6 +27,7 @@ testbed: deps sysdeps
 lint: deps
 	$(PY) -m ruff check mcgw xdsserver tests benchmarks
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collects nothing; say so instead of failing CI on an empty selection.
 pytest: deps

@@ -6,9 +6,9 @@ from mcgw import ir
 from mcgw.ir.failover import FailoverContext
 from mcgw.semantics.endpoints import EndpointLookup
 from mcgw.semantics.gateway.backends import ResolvedBackend
+from mcgw.semantics.gateway.routes import RouteKey
 
 _new = tuple.__new__
-RouteKey = tuple[str, str]  # (namespace, name) of the route asking for a backend
 
 
 def backend_cluster_name(kind: str, namespace: str, name: str, port: int | None) -> str:
@@ -41,10 +41,10 @@ class Backends:
 
     def get(self, kind: str, namespace: str, name: str, port: int | None, weight: int,
             route: RouteKey | None = None) -> ir.BackendIR:
-        """``kind`` is ``Service`` or ``ServiceImport``; ``route`` is the HTTPRoute asking (for its policy)."""
+        """``kind`` is ``Service`` or ``ServiceImport``; ``route`` is the route asking (for its policy)."""
         policy = None
         if kind != "Service" and route is not None and self.failover is not None:
-            route_policy = self.failover.resolution.for_route(*route)
+            route_policy = self.failover.resolution.for_target(route)
             policy = route_policy.metadata.name if route_policy is not None else None
         key = (namespace, name, kind, port, weight, policy)
         backend = self._backends.get(key)
@@ -66,7 +66,7 @@ class Backends:
         for j, resolved in enumerate(resolved_refs):
             ref = resolved.ref
             if resolved.problem is not None:
-                out.append(_new(ir.BackendIR, (f"{route[0]}/{route[1]}/rule/{index}/invalid-backend/{j}", ref.weight,
+                out.append(_new(ir.BackendIR, (f"{route[1]}/{route[2]}/rule/{index}/invalid-backend/{j}", ref.weight,
                                                False, "Invalid", (), None)))
             elif ref.kind == "Service":
                 key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)

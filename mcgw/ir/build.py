@@ -14,10 +14,12 @@ from mcgw import ir
 from mcgw.ir.backends import Backends
 from mcgw.ir.failover import FailoverContext
 from mcgw.ir.gateway import gateway_ir, gateway_shape
-from mcgw.ir.httproute import RankedRoute, route_entries, virtual_host
+from mcgw.ir.httproute import RankedRoute, virtual_host
+from mcgw.ir.routekinds import ROUTE_BUILDERS
 from mcgw.objects.model import Secret
 from mcgw.semantics.endpoints import EndpointLookup
 from mcgw.semantics.gateway.evaluate import Evaluation, GatewayKey
+from mcgw.semantics.gateway.routes import RouteKey
 
 
 def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLookup,
@@ -34,7 +36,7 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
         if shape is not None:
             shapes[key] = shape
     # gateway -> port -> hostname -> routes bound there (a route bound through two listeners counts once)
-    members: dict[GatewayKey, dict[int, dict[str, dict[GatewayKey, None]]]] = {key: {} for key in shapes}
+    members: dict[GatewayKey, dict[int, dict[str, dict[RouteKey, None]]]] = {key: {} for key in shapes}
     for route_key, result in evaluation.routes.items():
         for parent in result.parents:
             for binding in parent.bindings:
@@ -43,12 +45,12 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
                     for hostname in binding.hostnames:
                         per_port.setdefault(hostname, {})[route_key] = None
     backends = Backends(cluster, endpoints, failover)
-    entries: dict[GatewayKey, tuple[RankedRoute, ...]] = {}
+    entries: dict[RouteKey, tuple[RankedRoute, ...]] = {}
 
-    def of(route_key: GatewayKey) -> tuple[RankedRoute, ...]:
+    def of(route_key: RouteKey) -> tuple[RankedRoute, ...]:
         found = entries.get(route_key)
         if found is None:
-            found = entries[route_key] = route_entries(evaluation.routes[route_key], backends)
+            found = entries[route_key] = ROUTE_BUILDERS[route_key[0]].entries(evaluation.routes[route_key], backends)
         return found
 
     gateways = []

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from mcgw import ir
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import FailoverPolicy
+from mcgw.semantics.gateway.routes import RouteKey
 from mcgw.semantics.mcs.view import ImportedService
 from mcgw.semantics.policy.failover import DEFAULTS, PolicyResolution, apply_policy, priority_levels, resolve_policies
 
@@ -22,11 +23,11 @@ class FailoverContext:
         self.clusters = clusters
         self.resolution = resolution
 
-    def settings(self, namespace: str, name: str, route: tuple[str, str] | None = None) -> ir.FailoverIR:
+    def settings(self, namespace: str, name: str, route: RouteKey | None = None) -> ir.FailoverIR:
         """Defaults, then the ServiceImport's policy, then the route's policy on top."""
         settings = apply_policy(DEFAULTS, self.resolution.for_import(namespace, name))
         if route is not None:
-            settings = apply_policy(settings, self.resolution.for_route(*route))
+            settings = apply_policy(settings, self.resolution.for_target(route))
         return settings
 
     def localities(self, namespace: str, name: str, port: int,
@@ -47,7 +48,7 @@ class FailoverContext:
 
 def build_context(cluster: str, imports: Mapping[tuple[str, str], ImportedService],
                   clusters: Mapping[str, ClusterProperties], policies: Iterable[FailoverPolicy],
-                  routes: Iterable[tuple[str, str]], import_objects: Iterable[tuple[str, str]] = ()) -> FailoverContext:
+                  routes: Iterable[RouteKey], import_objects: Iterable[tuple[str, str]] = ()) -> FailoverContext:
     """Resolve this cluster's policies against the imports it sees and its routes."""
     resolution = resolve_policies(policies, set(imports) | set(import_objects), routes, clusters)
     return FailoverContext(cluster, imports, clusters, resolution)

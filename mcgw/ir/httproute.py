@@ -52,8 +52,9 @@ def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple
     resolved_refs = result.backends[index]
     if not resolved_refs:
         return ()
-    meta = result.route.metadata
-    return backends.of_rule(resolved_refs, (meta.namespace, meta.name), index)
+    route = result.route
+    meta = route.metadata
+    return backends.of_rule(resolved_refs, (route.kind, meta.namespace, meta.name), index)
 
 
 def _rule_mirrors(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
@@ -99,7 +100,7 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
     ns, name, created = meta.namespace, meta.name, meta.creation_timestamp
     rules = route.spec.rules
     resolved = result.backends
-    route_key = (ns, name)
+    route_key = (route.kind, ns, name)
     of_rule = backends.of_rule
     entries: list[RankedRoute] = []
     for index in result.kept_rules:

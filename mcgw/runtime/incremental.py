@@ -3,7 +3,7 @@
 :class:`IncrementalTranslation` keeps the previous objects and every intermediate result, and on each
 call works out what changed and what that touches:
 
-- a changed HTTPRoute is evaluated again (its status, bindings and backends); a route never depends
+- a changed route (of any kind) is evaluated again (its status, bindings and backends); a route never depends
   on another route, so no other route is looked at;
 - a Service or ServiceImport that appears or disappears re-evaluates the routes that name it, and a
   Service or EndpointSlice change rebuilds the IR of the routes that name that Service (their
@@ -32,15 +32,16 @@ from mcgw import ir
 from mcgw.ir.backends import Backends
 from mcgw.ir.failover import FailoverContext, build_context
 from mcgw.ir.gateway import GatewayShape, gateway_ir, gateway_shape
-from mcgw.ir.httproute import RankedRoute, refresh_backends, route_entries
+from mcgw.ir.httproute import RankedRoute
+from mcgw.ir.routekinds import ROUTE_BUILDERS
 from mcgw.objects.clusterset import ClusterProperties
+from mcgw.objects.kinds import GATEWAY_LAYER_KINDS
 from mcgw.objects.model import (
     AnyObject,
     EndpointSlice,
     FailoverPolicy,
     Gateway,
     GatewayClass,
-    HTTPRoute,
     Namespace,
     ReferenceGrant,
     Secret,
@@ -56,13 +57,14 @@ from mcgw.semantics.gateway.evaluate import (
     evaluate_route,
 )
 from mcgw.semantics.gateway.listeners import GatewayResult
+from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
+from mcgw.semantics.gateway.routes import RouteKey
 from mcgw.semantics.mcs.view import ImportedService
 from mcgw.translate.cache import Built, GatewayResources
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
 NamespacedName = tuple[str, str]
 VirtualHostKey = tuple[GatewayKey, int, str]  # (gateway, port, hostname)
-_LAYER_KINDS = frozenset({"GatewayClass", "Gateway", "Secret", "ReferenceGrant", "Namespace"})
 _precedence = itemgetter(0)
 _route_of = itemgetter(1)
 _BULK = 16  # more additions than this to one virtual host: append and sort once instead of inserting each
@@ -88,20 +90,6 @@ def changed_objects(old: tuple[AnyObject, ...], new: tuple[AnyObject, ...]) -> t
     return removed, added
 
 
-def _named(route: HTTPRoute) -> frozenset[NamespacedName]:
-    """Every Service or ServiceImport a route names (backendRefs and mirrors, dropped rules included)."""
-    ns = route.metadata.namespace
-    named = set()
-    for rule in route.spec.rules:
-        for ref in rule.backend_refs:
-            named.add((ref.namespace or ns, ref.name))
-        for route_filter in rule.filters:
-            if route_filter.request_mirror is not None:
-                mirror = route_filter.request_mirror.backend_ref
-                named.add((mirror.namespace or ns, mirror.name))
-    return frozenset(named)
-
-
 def _attach_view(layer: GatewayLayer) -> dict[GatewayKey, tuple[object, ...]]:
     """What route evaluation reads from the Gateway layer (besides Namespaces and ReferenceGrants)."""
     return {key: (result.gateway.metadata.namespace,
@@ -124,20 +112,20 @@ class _VirtualHost:
     __slots__ = ("dirty", "entries", "members", "pending", "value")
 
     def __init__(self) -> None:
-        self.members: dict[NamespacedName, int] = {}  # route -> bindings that place it here
+        self.members: dict[RouteKey, int] = {}  # route -> bindings that place it here
         self.entries: list[RankedRoute] = []  # sorted by precedence key (the keys are unique)
         self.pending: list[RankedRoute] = []  # added since the last rebuild, not yet sorted in
         self.value: ir.VirtualHostIR | None = None
         self.dirty = True
 
-    def add(self, route: NamespacedName, entries: tuple[RankedRoute, ...]) -> None:
+    def add(self, route: RouteKey, entries: tuple[RankedRoute, ...]) -> None:
         count = self.members.get(route, 0)
         self.members[route] = count + 1
         if not count:
             self.pending.extend(entries)
             self.dirty = True
 
-    def remove(self, route: NamespacedName, entries: tuple[RankedRoute, ...]) -> None:
+    def remove(self, route: RouteKey, entries: tuple[RankedRoute, ...]) -> None:
         count = self.members[route] - 1
         if count:
             self.members[route] = count
@@ -195,7 +183,8 @@ def failover_context(cluster: str, by_kind: Mapping[str, Mapping[NamespacedName,
     namespaces = {name for _, name in by_kind.get("Namespace", {})}
     imports = {k: v for k, v in mcs.imports.items() if k[0] in namespaces} if mcs else {}
     policies = [o for o in by_kind.get("FailoverPolicy", {}).values() if isinstance(o, FailoverPolicy)]
-    return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, by_kind.get("HTTPRoute", {}),
+    routes = [(kind, ns, name) for kind in ROUTE_KINDS for ns, name in by_kind.get(kind, {})]
+    return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, routes,
                          by_kind.get("ServiceImport", {}))
 
 
@@ -212,9 +201,9 @@ class IncrementalTranslation:
         self._layer: GatewayLayer | None = None
         self._view: dict[GatewayKey, tuple[object, ...]] = {}
         self._shapes: dict[GatewayKey, GatewayShape] = {}
-        self._routes: dict[NamespacedName, _Route] = {}
-        self._results: dict[NamespacedName, RouteResult] = {}
-        self._referrers: dict[NamespacedName, set[NamespacedName]] = {}
+        self._routes: dict[RouteKey, _Route] = {}
+        self._results: dict[RouteKey, RouteResult] = {}
+        self._referrers: dict[NamespacedName, set[RouteKey]] = {}  # Service or ServiceImport -> routes naming it
         self._vhosts: dict[VirtualHostKey, _VirtualHost] = {}
         self._hostnames: dict[tuple[GatewayKey, int], dict[str, _VirtualHost]] = {}
         self._counts: dict[GatewayKey, dict[str, int]] = {}
@@ -239,7 +228,7 @@ class IncrementalTranslation:
         objects = tuple(objects)
         removed, added = changed_objects(self._objects, objects)
         self._objects = objects
-        changed_routes: set[NamespacedName] = set()
+        changed_routes: set[RouteKey] = set()
         endpoints: set[NamespacedName] = set()  # Services whose endpoints may have changed
         presence: dict[tuple[str, NamespacedName], bool] = {}  # Services/ServiceImports touched: present before?
         layer_changed = self._layer is None
@@ -252,9 +241,9 @@ class IncrementalTranslation:
                 store[key] = obj
             elif store.get(key) is obj:
                 del store[key]
-            if kind == "HTTPRoute":
-                changed_routes.add(key)
-            elif kind in _LAYER_KINDS:
+            if kind in ROUTE_KINDS:
+                changed_routes.add((kind, *key))
+            elif kind in GATEWAY_LAYER_KINDS:
                 layer_changed = True
             elif kind == "Service":
                 endpoints.add(key)
@@ -276,9 +265,9 @@ class IncrementalTranslation:
         if (old_failover.resolution.by_target != failover.resolution.by_target
                 or old_failover.clusters != failover.clusters):
             endpoints |= old_imports.keys() | new_imports.keys() | set(self._of("ServiceImport"))
-            changed_routes |= {(ns, name) for kind, ns, name in
+            changed_routes |= {target for target in
                                old_failover.resolution.by_target.keys() | failover.resolution.by_target.keys()
-                               if kind == "HTTPRoute"}
+                               if target[0] in ROUTE_KINDS}
         else:
             endpoints |= {key for key in old_imports.keys() | new_imports.keys()
                           if old_imports.get(key) != new_imports.get(key)}
@@ -306,14 +295,14 @@ class IncrementalTranslation:
         for service in endpoints:
             self._backends.forget(*service)
         if all_routes:
-            evaluate = set(self._routes) | set(self._of("HTTPRoute"))
+            evaluate = set(self._routes).union(*({(kind, *key) for key in self._of(kind)} for kind in ROUTE_KINDS))
         else:
             evaluate = changed_routes.union(*(self._referrers.get(key, ()) for key in membership))
         rebuild = set().union(*(self._referrers.get(key, ()) for key in endpoints)) - evaluate
-        for key in evaluate:
-            self._evaluate(key)
-        for key in rebuild:
-            self._rebuild(key)
+        for route_key in evaluate:
+            self._evaluate(route_key)
+        for route_key in rebuild:
+            self._rebuild(route_key)
         return self._assemble()
 
     def _reshape(self) -> None:
@@ -345,7 +334,7 @@ class IncrementalTranslation:
         self._irs.pop(place[0], None)
         return vhost
 
-    def _evaluate(self, key: NamespacedName) -> None:
+    def _evaluate(self, key: RouteKey) -> None:
         """Evaluate one route again (or forget it, if it is gone)."""
         assert self._layer is not None
         old = self._routes.pop(key, None)
@@ -354,40 +343,40 @@ class IncrementalTranslation:
             self._count(old.result, -1)
             for place in old.places:
                 self._vhost(place).remove(key, old.entries)
-        route = self._of("HTTPRoute").get(key)
+        route = self._of(key[0]).get(key[1:])
         named = old.named if old is not None and old.result.route is route else frozenset()
         if old is not None and old.result.route is not route:
             for service in old.named:
                 self._referrers[service].discard(key)
         result = None
-        if isinstance(route, HTTPRoute):
+        if is_route(route):
             services = self._of("Service").keys()
             imports = self._of("ServiceImport").keys() | self._failover.imports.keys()
             result = evaluate_route(route, self._layer, services, imports)
             if not named:
-                named = _named(route)
+                named = ROUTE_KINDS[route.kind].named_backends(route)
                 for service in named:
                     self._referrers.setdefault(service, set()).add(key)
         if result is None:
-            if isinstance(route, HTTPRoute):
+            if is_route(route):
                 self._routes[key] = _Route(_placeholder(route), named, ())
             return
         places = tuple({(binding.gateway, binding.port, hostname): None
                         for parent in result.parents for binding in parent.bindings if binding.usable
                         for hostname in binding.hostnames})
-        state = _Route(result, named, places, route_entries(result, self._backends) if places else ())
+        state = _Route(result, named, places, ROUTE_BUILDERS[key[0]].entries(result, self._backends) if places else ())
         self._routes[key] = state
         self._results[key] = result
         self._count(result, 1)
         for place in places:
             self._vhost(place).add(key, state.entries)
 
-    def _rebuild(self, key: NamespacedName) -> None:
+    def _rebuild(self, key: RouteKey) -> None:
         """New IR for a route whose backends' endpoints changed."""
         state = self._routes.get(key)
         if state is None or not state.places:
             return
-        state.entries = refresh_backends(state.result, state.entries, self._backends)
+        state.entries = ROUTE_BUILDERS[key[0]].refresh_backends(state.result, state.entries, self._backends)
         for place in state.places:
             self._vhost(place).replace(state.entries)
 
@@ -429,7 +418,7 @@ class IncrementalTranslation:
         return Translated(evaluation, tuple(gateways), resources, self._failover)
 
 
-def _placeholder(route: HTTPRoute) -> RouteResult:
+def _placeholder(route: AnyRoute) -> RouteResult:
     """The state of a route that names none of our Gateways (it has no result, only dependencies)."""
     return RouteResult(route, (), (), (), ())
 

@@ -20,6 +20,7 @@ from mcgw.runtime.incremental import IncrementalTranslation, McsInput, failover_
 from mcgw.semantics.endpoints import endpoint_lookup
 from mcgw.semantics.gateway.conditions import Condition
 from mcgw.semantics.gateway.evaluate import ClusterObjects, Evaluation, evaluate
+from mcgw.semantics.gateway.routekinds import ROUTE_KINDS
 from mcgw.semantics.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
 from mcgw.translate import Built, translate
 from xdsserver import Snapshot
@@ -60,16 +61,19 @@ class ClusterOutput:
 
     def statuses(self) -> dict[str, Any]:
         """Every status mcgw owns in this cluster, keyed by kind and namespace/name."""
-        return {
+        statuses: dict[str, Any] = {
             "GatewayClass": {name: {"conditions": conditions_dict(conds)}
                              for name, conds in sorted(self.evaluation.classes.items())},
             "Gateway": {f"{ns}/{name}": gateway_status_dict(result)
                         for (ns, name), result in sorted(self.evaluation.gateways.items())},
-            "HTTPRoute": {f"{ns}/{name}": route_status_dict(result)
-                          for (ns, name), result in sorted(self.evaluation.routes.items())},
-            "FailoverPolicy": {f"{ns}/{name}": {"conditions": conditions_dict([condition])}
-                               for (ns, name), condition in sorted(self.policies.items())},
         }
+        for kind in ROUTE_KINDS:
+            statuses[kind] = {}
+        for (kind, ns, name), result in sorted(self.evaluation.routes.items()):
+            statuses[kind][f"{ns}/{name}"] = route_status_dict(result)
+        statuses["FailoverPolicy"] = {f"{ns}/{name}": {"conditions": conditions_dict([condition])}
+                                      for (ns, name), condition in sorted(self.policies.items())}
+        return statuses
 
     def snapshot(self, gateway: tuple[str, str], previous: Snapshot | None = None) -> Snapshot:
         """The xDS snapshot of one gateway. Equal to ``Snapshot.from_messages(self.resources[gateway],

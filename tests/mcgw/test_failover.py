@@ -96,7 +96,8 @@ def test_policies_attach_to_existing_targets_and_the_older_wins() -> None:
     route = _policy("route", {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
                                               "name": "store"}]})
     stranger = _policy("stranger", {"targetRefs": _to_import(), "preference": ["mars"]})
-    resolution = resolve_policies([newer, missing, older, route, stranger], [("shop", "cart")], [("shop", "store")],
+    resolution = resolve_policies([newer, missing, older, route, stranger], [("shop", "cart")],
+                                  [("HTTPRoute", "shop", "store")],
                                   CLUSTERS)
     assert resolution.for_import("shop", "cart") is older
     assert resolution.for_route("shop", "store") is route

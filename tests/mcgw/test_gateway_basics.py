@@ -6,8 +6,8 @@ import pytest
 
 from mcgw.objects.model import HTTPRoute, ReferenceGrant, parse_object
 from mcgw.semantics.gateway.hostnames import intersection, route_hostnames_for_listener
+from mcgw.semantics.gateway.httproute import check_rules
 from mcgw.semantics.gateway.refs import Reference, is_permitted
-from mcgw.semantics.gateway.rules import check_rules
 
 
 @pytest.mark.parametrize(("listener", "route", "expected"), [

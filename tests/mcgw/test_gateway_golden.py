@@ -31,7 +31,7 @@ def _statuses(documents: list[Any]) -> dict[str, Any]:
         "gateways": {f"{ns}/{name}": gateway_status_dict(result)
                      for (ns, name), result in sorted(evaluation.gateways.items())},
         "httpRoutes": {f"{ns}/{name}": route_status_dict(result)
-                       for (ns, name), result in sorted(evaluation.routes.items())},
+                       for (_, ns, name), result in sorted(evaluation.routes.items())},
     }
 
 

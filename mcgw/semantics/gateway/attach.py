@@ -1,4 +1,4 @@
-"""HTTPRoute attachment: which listeners of which Gateways a route binds to, and why not.
+"""Route attachment (every route kind): which listeners of which Gateways a route binds to, and why not.
 
 For each parentRef that names one of our Gateways: ``sectionName`` and ``port`` pick candidate
 listeners (NoMatchingParent if none), ``allowedRoutes`` filters them by namespace and kind
@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from mcgw.objects.model import GATEWAY_GROUP, HTTPRoute, Namespace, ParentReference
+from mcgw.objects.model import GATEWAY_GROUP, Namespace, ParentReference
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.hostnames import route_hostnames_for_listener
-from mcgw.semantics.gateway.listeners import HTTP_ROUTE_KIND, GatewayResult, ListenerResult
+from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
+from mcgw.semantics.gateway.routes import RouteView
 
 _new = tuple.__new__  # skips a named tuple's Python-level constructor
 
@@ -40,9 +41,9 @@ class ParentResult(NamedTuple):
     bindings: tuple[Binding, ...] = ()
 
 
-def _allowed(route: HTTPRoute, gateway: GatewayResult, listener: ListenerResult,
+def _allowed(route: RouteView, gateway: GatewayResult, listener: ListenerResult,
              namespaces: Mapping[str, Namespace]) -> bool:
-    if HTTP_ROUTE_KIND not in listener.supported_kinds:
+    if (GATEWAY_GROUP, route.kind) not in listener.supported_kinds:
         return False
     route_ns = route.metadata.namespace
     policy = listener.listener.allowed_routes.namespaces
@@ -56,7 +57,7 @@ def _allowed(route: HTTPRoute, gateway: GatewayResult, listener: ListenerResult,
     return policy.selector is not None and policy.selector.matches(labels)
 
 
-def attach(route: HTTPRoute, gateways: Mapping[tuple[str, str], GatewayResult],
+def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],
            namespaces: Mapping[str, Namespace]) -> list[ParentResult]:
     """A result for every parentRef that names one of our Gateways (others are not ours to report)."""
     results = []
@@ -87,7 +88,7 @@ def attach(route: HTTPRoute, gateways: Mapping[tuple[str, str], GatewayResult],
         if not allowed:
             results.append(ParentResult(ref, gateway_ns, c.Condition(
                 c.ACCEPTED, "False", c.REASON_NOT_ALLOWED_BY_LISTENERS,
-                f"no listener of {target} allows HTTPRoutes from namespace {route.metadata.namespace}", generation)))
+                f"no listener of {target} allows {route.kind}s from namespace {route.metadata.namespace}", generation)))
             continue
         bindings = []
         key = (gateway_ns, ref.name)

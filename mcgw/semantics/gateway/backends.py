@@ -1,4 +1,4 @@
-"""HTTPRoute backendRefs: which resolve, which do not, and the route's ResolvedRefs condition.
+"""Route backendRefs (every route kind): which resolve, which do not, and the route's ResolvedRefs condition.
 
 Supported kinds are core Services (endpoints of the same cluster only, GEP-1748) and MCS
 ServiceImports (endpoints across the ClusterSet). A backend that does not resolve keeps its weight,
@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence, Set
 from typing import NamedTuple
 
-from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, HTTPRoute, ReferenceGrant
+from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, ReferenceGrant
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
+from mcgw.semantics.gateway.routes import RouteView
 
 _new = tuple.__new__
 SERVICE = (CORE_GROUP, "Service")
@@ -31,7 +32,7 @@ class ResolvedBackend(NamedTuple):
         return self.ref.group, self.ref.kind
 
 
-def resolve(route: HTTPRoute, services: Set[tuple[str, str]], service_imports: Set[tuple[str, str]],
+def resolve(route: RouteView, services: Set[tuple[str, str]], service_imports: Set[tuple[str, str]],
             grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedBackend, ...], ...]:
     """Per rule, per backendRef, the resolution of the reference."""
     grants = tuple(grants)
@@ -50,10 +51,10 @@ def resolve(route: HTTPRoute, services: Set[tuple[str, str]], service_imports: S
                            f"backendRef {group or 'core'}/{kind} {ref.name} is not supported; "
                            "use a Service or a multicluster.x-k8s.io ServiceImport")
             elif namespace != route_ns and not is_permitted(
-                    Reference(GATEWAY_GROUP, "HTTPRoute", route_ns, group, kind, namespace, ref.name), grants):
+                    Reference(GATEWAY_GROUP, route.kind, route_ns, group, kind, namespace, ref.name), grants):
                 problem = (c.REASON_REF_NOT_PERMITTED,
                            f"{kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
-                           f"{namespace} allows HTTPRoutes from {route_ns}")
+                           f"{namespace} allows {route.kind}s from {route_ns}")
             elif (namespace, ref.name) not in known:
                 problem = (c.REASON_BACKEND_NOT_FOUND, f"{kind} {namespace}/{ref.name} does not exist")
             resolved.append(_new(ResolvedBackend, (ref, namespace, problem)))  # skips the slow named-tuple __new__
@@ -61,7 +62,7 @@ def resolve(route: HTTPRoute, services: Set[tuple[str, str]], service_imports: S
     return tuple(rules)
 
 
-def resolved_refs_condition(route: HTTPRoute, rules: Sequence[Sequence[ResolvedBackend]]) -> c.Condition:
+def resolved_refs_condition(route: RouteView, rules: Sequence[Sequence[ResolvedBackend]]) -> c.Condition:
     """True when every backendRef resolves; otherwise the first problem, by the spec's reasons."""
     problems = [backend.problem for rule in rules for backend in rule if backend.problem]
     generation = route.metadata.generation

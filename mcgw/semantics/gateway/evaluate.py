@@ -15,12 +15,13 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from mcgw.objects.model import Gateway, GatewayClass, HTTPRoute, Namespace, ReferenceGrant, Secret
+from mcgw.objects.model import Gateway, GatewayClass, Namespace, ReferenceGrant, Secret
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.attach import ParentResult, attach
 from mcgw.semantics.gateway.backends import ResolvedBackend, resolve, resolved_refs_condition
 from mcgw.semantics.gateway.listeners import GatewayResult, class_status, gateway_status
-from mcgw.semantics.gateway.rules import check_rules
+from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
+from mcgw.semantics.gateway.routes import RouteKey, route_key
 
 GatewayKey = tuple[str, str]  # (namespace, name)
 
@@ -31,7 +32,7 @@ class ClusterObjects:
 
     gateway_classes: tuple[GatewayClass, ...] = ()
     gateways: tuple[Gateway, ...] = ()
-    routes: tuple[HTTPRoute, ...] = ()
+    routes: tuple[AnyRoute, ...] = ()  # every route kind
     grants: tuple[ReferenceGrant, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
     secrets: tuple[Secret, ...] = ()
@@ -45,7 +46,7 @@ class ClusterObjects:
         return cls(
             tuple(o for o in items if isinstance(o, GatewayClass)),
             tuple(o for o in items if isinstance(o, Gateway)),
-            tuple(o for o in items if isinstance(o, HTTPRoute)),
+            tuple(o for o in items if is_route(o)),
             tuple(o for o in items if isinstance(o, ReferenceGrant)),
             tuple(o for o in items if isinstance(o, Namespace)),
             tuple(o for o in items if isinstance(o, Secret)),
@@ -55,9 +56,9 @@ class ClusterObjects:
 
 
 class RouteResult(NamedTuple):
-    """One HTTPRoute's outcome. Immutable: the incremental translator reuses it while its inputs stay."""
+    """One route's outcome. Immutable: the incremental translator reuses it while its inputs stay."""
 
-    route: HTTPRoute
+    route: AnyRoute
     parents: tuple[ParentResult, ...]
     parent_conditions: tuple[tuple[c.Condition, ...], ...]
     backends: tuple[tuple[ResolvedBackend, ...], ...]
@@ -79,10 +80,10 @@ class GatewayLayer:
 class Evaluation:
     classes: dict[str, list[c.Condition]] = field(default_factory=dict)
     gateways: dict[tuple[str, str], GatewayResult] = field(default_factory=dict)
-    routes: dict[tuple[str, str], RouteResult] = field(default_factory=dict)
+    routes: dict[RouteKey, RouteResult] = field(default_factory=dict)
 
 
-def age_order(route: HTTPRoute) -> tuple[str, str, str]:
+def age_order(route: AnyRoute) -> tuple[str, str, str]:
     return route.metadata.creation_timestamp, route.metadata.namespace, route.metadata.name
 
 
@@ -107,7 +108,7 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
     return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
 
 
-def evaluate_route(route: HTTPRoute, layer: GatewayLayer, services: Set[tuple[str, str]],
+def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Set[tuple[str, str]],
                    service_imports: Set[tuple[str, str]]) -> RouteResult | None:
     """The route's status and resolved backends; ``None`` if none of its parents is one of our Gateways."""
     parents = attach(route, layer.gateways, layer.namespaces)
@@ -115,7 +116,7 @@ def evaluate_route(route: HTTPRoute, layer: GatewayLayer, services: Set[tuple[st
         return None
     backends = resolve(route, services, service_imports, layer.grants)
     resolved = resolved_refs_condition(route, backends)
-    rules = check_rules(route)
+    rules = ROUTE_KINDS[route.kind].check_rules(route)
     extra = (rules.partially_invalid,) if rules.partially_invalid else ()
     parent_conditions = []
     for i, parent in enumerate(parents):
@@ -140,12 +141,12 @@ def count_attached(gateways: Mapping[GatewayKey, GatewayResult],
 
 
 def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[str]] | None = None) -> Evaluation:
-    """Statuses for our GatewayClasses, their Gateways, and the HTTPRoutes that name those Gateways."""
+    """Statuses for our GatewayClasses, their Gateways, and the routes that name those Gateways."""
     layer = evaluate_gateways(objects.gateway_classes, objects.gateways, objects.secrets, objects.grants,
                               objects.namespaces, addresses)
     routes = {}
     for route in sorted(objects.routes, key=age_order):
         result = evaluate_route(route, layer, objects.services, objects.service_imports)
         if result is not None:
-            routes[(route.metadata.namespace, route.metadata.name)] = result
+            routes[route_key(route)] = result
     return Evaluation(layer.classes, count_attached(layer.gateways, routes.values()), routes)

@@ -6,6 +6,8 @@ missing hostname matches everything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def _matches_wildcard(wildcard: str, hostname: str) -> bool:
     suffix = wildcard[1:]  # ".example.com"
@@ -34,7 +36,7 @@ def intersection(listener: str | None, route: str) -> str | None:
     return None
 
 
-def route_hostnames_for_listener(listener: str | None, route_hostnames: tuple[str, ...]) -> list[str] | None:
+def route_hostnames_for_listener(listener: str | None, route_hostnames: Sequence[str]) -> list[str] | None:
     """The hostnames a route serves on a listener: ``None`` if they do not intersect at all.
 
     A route without hostnames takes the listener's (or ``*`` when the listener has none).

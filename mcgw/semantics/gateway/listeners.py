@@ -19,9 +19,9 @@ from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, Gateway, GatewayClass,
 from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
+from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
-HTTP_ROUTE_KIND = (GATEWAY_GROUP, "HTTPRoute")
 
 
 @dataclass(frozen=True)
@@ -148,9 +148,10 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
         accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_PROTOCOL,
                         f"protocol {listener.protocol} is not supported; use {' or '.join(SUPPORTED_PROTOCOLS)}")
     else:
-        requested = [(k.group, k.kind) for k in listener.allowed_routes.kinds] or [HTTP_ROUTE_KIND]
-        supported = [k for k in requested if k == HTTP_ROUTE_KIND]
-        if unsupported := [f"{g}/{k}" for g, k in requested if (g, k) != HTTP_ROUTE_KIND]:
+        accepted_kinds = kinds_for_protocol(listener.protocol)
+        requested = [(k.group, k.kind) for k in listener.allowed_routes.kinds] or accepted_kinds
+        supported = [k for k in requested if k in accepted_kinds]
+        if unsupported := [f"{g}/{k}" for g, k in requested if (g, k) not in accepted_kinds]:
             resolved = cond(c.RESOLVED_REFS, "False", c.REASON_INVALID_ROUTE_KINDS,
                             f"route kinds {', '.join(unsupported)} are not supported on {listener.protocol}")
         if listener.protocol == "HTTPS":

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import FailoverPolicy, HealthCheckPolicy, OutlierDetectionPolicy, RetryPolicy
 from mcgw.semantics.gateway import conditions as c
+from mcgw.support.durations import duration_ms
 
 
 class HealthCheckSettings(NamedTuple):
@@ -53,25 +54,6 @@ class FailoverSettings(NamedTuple):
 
 
 DEFAULTS = FailoverSettings()
-
-_UNITS_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
-
-
-def duration_ms(value: str) -> int:
-    """A Gateway API duration (``1h2m3s500ms``) in milliseconds."""
-    total, number = 0, ""
-    index = 0
-    while index < len(value):
-        char = value[index]
-        if char.isdigit():
-            number += char
-            index += 1
-            continue
-        unit = "ms" if value.startswith("ms", index) else char
-        total += int(number) * _UNITS_MS[unit]
-        number = ""
-        index += len(unit)
-    return total
 
 
 def priority_levels(local: str, sources: Iterable[str], clusters: Mapping[str, ClusterProperties],
@@ -164,8 +146,11 @@ class PolicyResolution(NamedTuple):
     def for_import(self, namespace: str, name: str) -> FailoverPolicy | None:
         return self.by_target.get(("ServiceImport", namespace, name))
 
-    def for_route(self, namespace: str, name: str) -> FailoverPolicy | None:
-        return self.by_target.get(("HTTPRoute", namespace, name))
+    def for_route(self, namespace: str, name: str, kind: str = "HTTPRoute") -> FailoverPolicy | None:
+        return self.by_target.get((kind, namespace, name))
+
+    def for_target(self, target: PolicyKey) -> FailoverPolicy | None:
+        return self.by_target.get(target)
 
 
 REASON_TARGET_NOT_FOUND = "TargetNotFound"
@@ -174,15 +159,16 @@ REASON_UNKNOWN_CLUSTER = "UnknownCluster"
 
 
 def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple[str, str]],
-                     routes: Iterable[tuple[str, str]], cluster_names: Iterable[str]) -> PolicyResolution:
+                     routes: Iterable[PolicyKey], cluster_names: Iterable[str]) -> PolicyResolution:
     """Attach policies to their targets in the same namespace. Two policies on one target: the older
-    (creationTimestamp, then name) wins and the other is Accepted False ``Conflicted``."""
+    (creationTimestamp, then name) wins and the other is Accepted False ``Conflicted``. ``routes`` are
+    (kind, namespace, name) of every route in the cluster."""
     by_target: dict[PolicyKey, FailoverPolicy] = {}
     conditions: dict[tuple[str, str], c.Condition] = {}
     policies = list(policies)
     if not policies:  # the common case, on every translation: skip building the target sets
         return PolicyResolution(by_target, conditions)
-    known = {("ServiceImport", *key) for key in imports} | {("HTTPRoute", *key) for key in routes}
+    known = {("ServiceImport", *key) for key in imports} | set(routes)
     names = set(cluster_names)
     ordered = sorted(policies, key=lambda p: (p.metadata.creation_timestamp, p.metadata.namespace, p.metadata.name))
     for policy in ordered:

@@ -1,4 +1,4 @@
-"""Route rules that Envoy would refuse are dropped, with a reason, before they reach translation.
+"""HTTPRoute rules that Envoy would refuse are dropped, with a reason, before they reach translation.
 
 Regular expressions are compiled with RE2 exactly as Envoy will: a pattern RE2 rejects, or whose
 program is larger than Envoy's default limit (100), would make Envoy NACK the whole route table.
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
 
 import re2
 
 from mcgw.objects.model import HeaderMatch, HeaderModifier, HTTPRoute, QueryParamMatch, RouteRule
-from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.routes import RuleCheck, rule_check
 
 ENVOY_MAX_REGEX_PROGRAM_SIZE = 100
 MAX_HEADER_VALUE_BYTES = 4096
@@ -98,25 +97,19 @@ def rule_problem(rule: RouteRule) -> str | None:
     return None
 
 
-class RuleCheck(NamedTuple):
-    kept: tuple[int, ...]  # indexes of rules that can be programmed
-    partially_invalid: c.Condition | None
-    all_dropped: str | None  # the message when no rule is left
-
-
 def check_rules(route: HTTPRoute) -> RuleCheck:
-    dropped = []
-    kept = []
-    for index, rule in enumerate(route.spec.rules):
-        problem = rule_problem(rule)
-        if problem:
-            dropped.append(f"Dropped Rule {index}: {problem}")
-        else:
-            kept.append(index)
-    if not dropped:
-        return RuleCheck(tuple(kept), None, None)
-    message = "; ".join(dropped)
-    if not kept:
-        return RuleCheck((), None, message)
-    return RuleCheck(tuple(kept), c.Condition(c.PARTIALLY_INVALID, "True", c.REASON_UNSUPPORTED_VALUE, message,
-                                       route.metadata.generation), None)
+    return rule_check(route, [rule_problem(rule) for rule in route.spec.rules])
+
+
+def named_backends(route: HTTPRoute) -> frozenset[tuple[str, str]]:
+    """Every (namespace, name) a route names as a backend: backendRefs and mirrors, dropped rules included."""
+    ns = route.metadata.namespace
+    named = set()
+    for rule in route.spec.rules:
+        for ref in rule.backend_refs:
+            named.add((ref.namespace or ns, ref.name))
+        for route_filter in rule.filters:
+            if route_filter.request_mirror is not None:
+                mirror = route_filter.request_mirror.backend_ref
+                named.add((mirror.namespace or ns, mirror.name))
+    return frozenset(named)
