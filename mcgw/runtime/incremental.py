@@ -49,10 +49,12 @@ from mcgw.objects.model import (
 )
 from mcgw.semantics.endpoints import service_endpoints
 from mcgw.semantics.gateway.evaluate import (
+    AttachedCounts,
     Evaluation,
     GatewayKey,
     GatewayLayer,
     RouteResult,
+    count_bindings,
     evaluate_gateways,
     evaluate_route,
 )
@@ -206,7 +208,7 @@ class IncrementalTranslation:
         self._referrers: dict[NamespacedName, set[RouteKey]] = {}  # Service or ServiceImport -> routes naming it
         self._vhosts: dict[VirtualHostKey, _VirtualHost] = {}
         self._hostnames: dict[tuple[GatewayKey, int], dict[str, _VirtualHost]] = {}
-        self._counts: dict[GatewayKey, dict[str, int]] = {}
+        self._counts: AttachedCounts = {}
         self._counted: dict[GatewayKey, GatewayResult] = {}
         self._irs: dict[GatewayKey, ir.GatewayIR] = {}
         self._envoy: dict[GatewayKey, GatewayResources] = {}
@@ -320,11 +322,8 @@ class IncrementalTranslation:
         self._shapes = shapes
 
     def _count(self, result: RouteResult, step: int) -> None:
-        for parent in result.parents:
-            for binding in parent.bindings:
-                per_listener = self._counts.setdefault(binding.gateway, {})
-                per_listener[binding.listener] = per_listener.get(binding.listener, 0) + step
-                self._counted.pop(binding.gateway, None)
+        for gateway in count_bindings(self._counts, result, step):
+            self._counted.pop(gateway, None)
 
     def _vhost(self, place: VirtualHostKey) -> _VirtualHost:
         vhost = self._vhosts.get(place)

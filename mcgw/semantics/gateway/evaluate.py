@@ -128,15 +128,27 @@ def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Set[tuple[str
     return RouteResult(route, tuple(parents), tuple(parent_conditions), backends, rules.kept)
 
 
+AttachedCounts = dict[GatewayKey, dict[str, int]]  # gateway -> listener name -> attached routes
+
+
+def count_bindings(counts: AttachedCounts, result: RouteResult, step: int = 1) -> set[GatewayKey]:
+    """Add ``step`` to ``attachedRoutes`` of every listener the route binds to; returns those Gateways.
+    ``step`` -1 takes a route back out, which is how the incremental translator keeps counts current."""
+    touched = set()
+    for parent in result.parents:
+        for binding in parent.bindings:
+            per_listener = counts.setdefault(binding.gateway, {})
+            per_listener[binding.listener] = per_listener.get(binding.listener, 0) + step
+            touched.add(binding.gateway)
+    return touched
+
+
 def count_attached(gateways: Mapping[GatewayKey, GatewayResult],
                    routes: Iterable[RouteResult]) -> dict[GatewayKey, GatewayResult]:
     """The Gateway results with each listener's ``attachedRoutes`` counted over ``routes``."""
-    counts: dict[GatewayKey, dict[str, int]] = {}
+    counts: AttachedCounts = {}
     for result in routes:
-        for parent in result.parents:
-            for binding in parent.bindings:
-                per_listener = counts.setdefault(binding.gateway, {})
-                per_listener[binding.listener] = per_listener.get(binding.listener, 0) + 1
+        count_bindings(counts, result)
     return {key: result.with_attached(counts.get(key, {})) for key, result in gateways.items()}
 
 
