@@ -9,11 +9,12 @@ find every line about one object.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import sys
 from typing import IO, Any
+
+from mcgw.support.timestamps import rfc3339
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
@@ -23,14 +24,6 @@ OBJECT_FIELDS = ("cluster", "kind", "object")
 # response bodies at debug level, Secrets included, so it stays at warning whatever --log-level says.
 _QUIET = {"kubernetes": logging.WARNING, "client": logging.WARNING, "urllib3": logging.WARNING,
           "grpc": logging.WARNING, "leaderelection": logging.WARNING}
-
-
-def rfc3339(seconds: float, *, millis: bool = False) -> str:
-    """Wall-clock seconds as RFC 3339 UTC (``2026-01-02T03:04:05Z``), as Kubernetes writes times."""
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    if millis:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def object_fields(cluster: str, kind: str, namespace: str, name: str) -> dict[str, str]:
@@ -47,7 +40,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": rfc3339(record.created, millis=True),
+            "time": rfc3339(record.created, fraction=3),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -70,7 +63,7 @@ class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message key=value...``, with any traceback on the following lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{rfc3339(record.created, millis=True)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = f"{rfc3339(record.created, fraction=3)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         if fields := _fields(record):
             line += " " + " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
         if record.exc_info:

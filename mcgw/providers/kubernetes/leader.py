@@ -41,6 +41,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from mcgw.providers.kubernetes.informer import describe
 from mcgw.providers.kubernetes.lister import api_json
+from mcgw.support.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def default_identity() -> str:
 
 def _micro_time(moment: dt.datetime) -> str:
     """Kubernetes MicroTime: RFC 3339 with exactly six fractional digits, in UTC."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(moment.timestamp(), fraction=6)
 
 
 class LeaderElector:
