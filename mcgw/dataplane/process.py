@@ -9,14 +9,13 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mcgw.support.processes import stop_process_group
+from mcgw.support.processes import LoggedProcess
 
 
 class EnvoyError(RuntimeError):
@@ -44,18 +43,16 @@ def envoy_binary() -> Path:
     return Path(found)
 
 
-class EnvoyProcess:
+class EnvoyProcess(LoggedProcess):
     """One Envoy process with its bootstrap and log in ``workdir``."""
 
     def __init__(self, name: str, bootstrap: dict[str, Any], admin_port: int, workdir: Path,
                  log_level: str = "warn", wrap_argv: list[str] | None = None) -> None:
-        self.name = name
         self.admin_port = admin_port
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.bootstrap_path = workdir / f"{name}.bootstrap.json"
         self.bootstrap_path.write_text(json.dumps(bootstrap, indent=2))
-        self.log_path = workdir / f"{name}.log"
         argv = [
             str(envoy_binary()),
             "--config-path", str(self.bootstrap_path),
@@ -64,11 +61,7 @@ class EnvoyProcess:
             "--log-level", log_level,
             "--drain-time-s", "1",
         ]
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            [*(wrap_argv or []), *argv], stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        super().__init__(name, [*(wrap_argv or []), *argv], workdir / f"{name}.log")
 
     def admin(self, path: str, method: str = "GET") -> bytes:
         request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)
@@ -88,15 +81,6 @@ class EnvoyProcess:
         result: dict[str, Any] = json.loads(self.admin("/config_dump"))
         return result
 
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
     def wait_live(self, timeout: float = 30.0) -> None:
         """Wait until the admin ``/ready`` says LIVE (listeners initialised), or raise with the log tail."""
         deadline = time.monotonic() + timeout
@@ -108,7 +92,3 @@ class EnvoyProcess:
                     return
             time.sleep(0.1)
         raise EnvoyError(f"envoy {self.name} not LIVE after {timeout:.0f}s:\n{self.log_tail()}")
-
-    def stop(self, grace: float = 5.0) -> None:
-        stop_process_group(self.popen, grace)
-        self._log.close()

@@ -13,14 +13,13 @@ answer again. Each may be injected and restored any number of times.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import urllib.request
 from collections.abc import Sequence
 from typing import Protocol
+
+from mcgw.support.processes import kill_process_group
 
 from .cluster import ApiServer
 from .clusterset import ClusterSet, EchoBackend
@@ -58,8 +57,7 @@ class BackendKill:
 
     def inject(self) -> None:
         for backend in self.backends:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(backend.process.pid, signal.SIGKILL)
+            kill_process_group(backend.process.popen, wait=None)
         for backend in self.backends:
             backend.process.popen.wait(10)
 

@@ -7,49 +7,25 @@ and never looks processes up by name.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mcgw.support.netutil import free_port
-from mcgw.support.processes import stop_process_group
+from mcgw.support.processes import LoggedProcess
 
 __all__ = ["ManagedProcess", "free_port", "wait_until"]
 
 
-class ManagedProcess:
+class ManagedProcess(LoggedProcess):
     """A child process whose output goes to a log file, and which dies with the test bed."""
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
+        super().__init__(name, argv, log_path, env={**os.environ, **(env or {})}, cwd=cwd)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
-        stop_process_group(self.popen, grace)
-        self._log.close()
+        return super().log_tail(lines)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str,
