@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.app.config import RunConfig
 from mcgw.app.lifecycle import Lifecycle
-from mcgw.objects.model import SUPPORTED_KINDS, Gateway, Service
+from mcgw.objects.kinds import KINDS
+from mcgw.objects.model import Gateway, Service
 from mcgw.providers.kubernetes.cluster import MemberCluster
 from mcgw.providers.kubernetes.leader import LeaderElector
 from mcgw.providers.kubernetes.mcs_writer import McsWriter
@@ -62,7 +63,7 @@ class Controller(Lifecycle):
         if lost_cluster_ttl is None:
             lost_cluster_ttl = config.lost_cluster_ttl
         self.config = config
-        self.store = Store([c.name for c in config.clusters], SUPPORTED_KINDS)
+        self.store = Store([c.name for c in config.clusters], [kind.name for kind in KINDS])
         self.cache = SnapshotCache()
         tls = config.xds.tls.tls_config() if config.xds.tls else None
         self.registry = CollectorRegistry()  # one per controller: tests run several in one process
@@ -129,7 +130,7 @@ class Controller(Lifecycle):
     async def _write_status(self, cluster: str, output: ClusterOutput) -> None:
         writer = self.writers.get(cluster)
         if writer is not None and self.store[cluster].available:
-            await writer(cluster, output)
+            await writer(cluster, output.statuses())
 
     def status(self) -> dict[str, Any]:
         extra: dict[str, Any] = {

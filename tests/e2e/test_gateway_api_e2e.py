@@ -147,8 +147,8 @@ async def test_routes_served_by_envoy_and_status_written(clusterset: ClusterSet,
         assert (status, json.loads(body)["namespace"]) == (200, "payments")  # granted cross-namespace backend
         # Gateway and HTTPRoute at least; the shared cluster may also hold other tests' objects (and the
         # GatewayClass status an earlier test's controller wrote), so the exact count is not this test's.
-        assert await write_statuses(east_api, output) >= 2
-        assert await write_statuses(east_api, output) == 0  # nothing changed: nothing written
+        assert await write_statuses(east_api, output.statuses()) >= 2
+        assert await write_statuses(east_api, output.statuses()) == 0  # nothing changed: nothing written
 
         # Deleting the ReferenceGrant revokes the cross-namespace backend: its share now answers 500.
         await client.CustomObjectsApi(east_api).delete_namespaced_custom_object(
@@ -156,7 +156,7 @@ async def test_routes_served_by_envoy_and_status_written(clusterset: ClusterSet,
         revoked = await _publish(east_api, cache)
         await _eventually_status(f"http://127.0.0.1:{port}/pay", 500)
         assert (await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/cart"))[0] == 200
-        assert await write_statuses(east_api, revoked) == 1  # only the HTTPRoute's ResolvedRefs changed
+        assert await write_statuses(east_api, revoked.statuses()) == 1  # only the HTTPRoute's ResolvedRefs changed
     finally:
         await server.stop(0)
 

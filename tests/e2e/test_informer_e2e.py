@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from kubernetes.aio import client
 
+from mcgw.objects.kinds import BY_NAME
 from mcgw.objects.model import SUPPORTED_KINDS, Secret, Service
 from mcgw.providers.kubernetes.cluster import MemberCluster, api_client_from_kubeconfig
 from mcgw.providers.kubernetes.informer import Informer, InformerSettings
-from mcgw.providers.kubernetes.lister import KINDS_BY_NAME
 from mcgw.store import Store
 from tests.e2e.eventually import eventually
 from tests.e2e.testbed import ClusterSet
@@ -85,7 +85,7 @@ def etcd_served(clusterset: ClusterSet) -> Iterator[ApiServer]:
 async def _service_informer(server: ApiServer, cluster: str, store: Store) -> tuple[Informer, asyncio.Task[None],
                                                                                        client.ApiClient]:
     api = await api_client_from_kubeconfig(server.kubeconfig, cluster)
-    informer = Informer(api, cluster, KINDS_BY_NAME["Service"], store, FAST)
+    informer = Informer(api, cluster, BY_NAME["Service"], store, FAST)
     return informer, asyncio.create_task(informer.run()), api
 
 

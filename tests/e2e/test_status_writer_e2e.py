@@ -18,9 +18,10 @@ from kubernetes.aio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin.metrics import ControllerMetrics
+from mcgw.objects.kinds import Statuses
 from mcgw.objects.model import AnyObject, parse_object
 from mcgw.providers.kubernetes.status_writer import StatusWriter
-from mcgw.runtime.pipeline import ClusterOutput, translate_cluster
+from mcgw.runtime.pipeline import translate_cluster
 from tests.e2e.testbed import ClusterSet
 
 GW = "gateway.networking.k8s.io"
@@ -58,9 +59,9 @@ class Scene:
     async def objects(self, kinds: tuple[str, ...] = ("GatewayClass", "Gateway", "HTTPRoute")) -> list[AnyObject]:
         return [parse_object({**await self.fetch(kind), "kind": kind}, f"east {kind}") for kind in kinds]
 
-    async def output(self, kinds: tuple[str, ...] = ("GatewayClass", "Gateway", "HTTPRoute")) -> ClusterOutput:
-        """What the controller computes from this scene's objects as the API server has them now."""
-        return translate_cluster("east", await self.objects(kinds))
+    async def output(self, kinds: tuple[str, ...] = ("GatewayClass", "Gateway", "HTTPRoute")) -> Statuses:
+        """The statuses the controller computes from this scene's objects as the API server has them now."""
+        return translate_cluster("east", await self.objects(kinds)).statuses()
 
     async def resource_versions(self) -> dict[str, str]:
         return {kind: (await self.fetch(kind))["metadata"]["resourceVersion"]

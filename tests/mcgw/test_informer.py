@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from kubernetes.aio import client
 
+from mcgw.objects.kinds import BY_NAME
 from mcgw.providers.kubernetes.cluster import MemberCluster
 from mcgw.providers.kubernetes.informer import Backoff, Informer, InformerSettings
-from mcgw.providers.kubernetes.lister import KINDS_BY_NAME
 from mcgw.store import Store
 
 SERVICES = "/api/v1/services"
@@ -141,7 +141,7 @@ async def test_a_silent_watch_is_resumed_from_the_last_resource_version(
     server.watches = [stream({"type": "ADDED", "object": _service("b", "11")})]  # then silence
     store = Store(["c"], ["Service"])
     settings = InformerSettings(backoff_base=0.01, backoff_cap=0.05, inactivity_timeout=0.3)
-    informer = Informer(api, "c", KINDS_BY_NAME["Service"], store, settings)
+    informer = Informer(api, "c", BY_NAME["Service"], store, settings)
     task = await _run(informer)
     try:
         await eventually(lambda: len(server.watch_queries()) >= 2, "a second watch")
@@ -162,7 +162,7 @@ async def test_http_410_on_the_watch_request_relists(fake: tuple[FakeApiServer, 
     server.lists = [("10", [_service("a", "9"), _service("gone", "8")]), ("20", [_service("a", "9")])]
     server.watches = [status(410, "too old resource version: 10 (15)")]
     store = Store(["c"], ["Service"])
-    informer = Informer(api, "c", KINDS_BY_NAME["Service"], store, FAST)
+    informer = Informer(api, "c", BY_NAME["Service"], store, FAST)
     task = await _run(informer)
     try:
         await eventually(lambda: informer.stats.relists == 1, "a relist")
@@ -184,7 +184,7 @@ async def test_other_watch_errors_resume_from_the_last_bookmark(fake: tuple[Fake
         raw(b'{"type": "ADDED", "object": {not json\n'),
     ]
     store = Store(["c"], ["Service"])
-    informer = Informer(api, "c", KINDS_BY_NAME["Service"], store, FAST)
+    informer = Informer(api, "c", BY_NAME["Service"], store, FAST)
     task = await _run(informer)
     try:
         await eventually(lambda: len(server.watch_queries()) >= 3, "two resumed watches")
@@ -205,7 +205,7 @@ async def test_a_cluster_is_unavailable_only_after_the_grace_period(
     flips: list[tuple[float, bool]] = []
     store = Store(["c"], ["Service"])
     store.subscribe(lambda _c: flips.append((time.monotonic(), store["c"].available)))
-    member = MemberCluster("c", api, store, kinds=[KINDS_BY_NAME["Service"]], settings=FAST, unavailable_after=0.5)
+    member = MemberCluster("c", api, store, kinds=[BY_NAME["Service"]], settings=FAST, unavailable_after=0.5)
     informer = member.informers["Service"]
     await member.start()
     try:

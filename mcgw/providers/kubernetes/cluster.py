@@ -25,8 +25,8 @@ from pathlib import Path
 
 from kubernetes.aio import client, config
 
+from mcgw.objects.kinds import KINDS, Kind
 from mcgw.providers.kubernetes.informer import Informer, InformerHealth, InformerSettings, InformerState
-from mcgw.providers.kubernetes.lister import WATCHED_KINDS, KindSpec
 from mcgw.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,12 @@ class MemberCluster:
     """Runs one Informer per kind for cluster ``name``, writing into ``store``; owns (and closes) ``api``."""
 
     def __init__(self, name: str, api: client.ApiClient, store: Store, *,
-                 kinds: Iterable[KindSpec] = WATCHED_KINDS, settings: InformerSettings | None = None,
+                 kinds: Iterable[Kind] = KINDS, settings: InformerSettings | None = None,
                  unavailable_after: float = 5.0) -> None:
         self.name, self.api, self.store = name, api, store
         self.unavailable_after = unavailable_after
-        self.informers = {spec.kind: Informer(api, name, spec, store, settings, on_state=self._on_state)
-                          for spec in kinds}
+        self.informers = {kind.name: Informer(api, name, kind, store, settings, on_state=self._on_state)
+                          for kind in kinds}
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._available: bool | None = None  # None: not decided yet (starting)
@@ -67,7 +67,7 @@ class MemberCluster:
 
     @classmethod
     async def from_kubeconfig(cls, name: str, store: Store, kubeconfig: str | Path, context: str | None = None, *,
-                              kinds: Iterable[KindSpec] = WATCHED_KINDS, settings: InformerSettings | None = None,
+                              kinds: Iterable[Kind] = KINDS, settings: InformerSettings | None = None,
                               unavailable_after: float = 5.0) -> MemberCluster:
         api = await api_client_from_kubeconfig(kubeconfig, context)
         return cls(name, api, store, kinds=kinds, settings=settings, unavailable_after=unavailable_after)

@@ -39,9 +39,10 @@ import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
+from mcgw.objects.kinds import Kind
 from mcgw.objects.model import AnyObject, ManifestError, parse_object
-from mcgw.providers.kubernetes.lister import KindSpec, api_get, list_pages, object_name
-from mcgw.providers.kubernetes.retry import TRANSIENT
+from mcgw.providers.kubernetes.lister import api_get, list_kind_pages, object_name
+from mcgw.providers.kubernetes.retry import TRANSIENT, retry_after
 from mcgw.store import Store
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def describe(error: BaseException) -> str:
 class Informer:
     """List + watch of one kind in one member cluster, written into ``store``; ``run()`` until cancelled."""
 
-    def __init__(self, api: client.ApiClient, cluster: str, spec: KindSpec, store: Store,
+    def __init__(self, api: client.ApiClient, cluster: str, spec: Kind, store: Store,
                  settings: InformerSettings | None = None,
                  on_state: Callable[[Informer], None] | None = None) -> None:
         self.api, self.cluster, self.spec, self.store = api, cluster, spec, store
@@ -158,7 +159,7 @@ class Informer:
 
     @property
     def kind(self) -> str:
-        return self.spec.kind
+        return self.spec.name
 
     def _extra(self, obj: str = "") -> dict[str, str]:
         return {"cluster": self.cluster, "kind": self.kind, "object": obj}
@@ -222,7 +223,7 @@ class Informer:
         self._watch_started, self._watch_lines = 0.0, 0
         delay = self._backoff.next()
         if isinstance(error, ApiException) and error.status in TRANSIENT:
-            delay = max(delay, min(_retry_after(error), self.settings.backoff_cap))
+            delay = max(delay, min(retry_after(error) or 0.0, self.settings.backoff_cap))
         what = "list" if listing else f"watch from resourceVersion {self.resource_version}"
         log.log(logging.WARNING if first_in_streak else logging.DEBUG,
                 "cluster %s: %s %s failed: %s; retrying in %.1fs", self.cluster, self.kind, what,
@@ -245,7 +246,7 @@ class Informer:
             items: list[dict[str, Any]] = []
             resource_version = ""
             try:
-                async for page in list_pages(self.api, self.spec, self.settings.page_size, timeout):
+                async for page in list_kind_pages(self.api, self.spec, self.settings.page_size, timeout):
                     items.extend(page.items)
                     resource_version = page.resource_version
                 break
@@ -371,14 +372,6 @@ class Informer:
             self.store.delete(self.cluster, key)
         else:
             self.store.upsert(self.cluster, obj)
-
-
-def _retry_after(error: ApiException) -> float:
-    headers: Any = error.headers or {}
-    try:
-        return float(headers.get("Retry-After") or 0)
-    except (TypeError, ValueError, AttributeError):
-        return 0.0
 
 
 @dataclass

@@ -1,13 +1,11 @@
-"""The kinds mcgw reads from a member cluster, and paginated lists of them as typed model objects.
+"""Paginated lists of the kinds mcgw reads from a member cluster, as typed model objects.
 
 Every kind is read through its collection path as plain JSON (no generated client models): one code
 path for core, discovery and custom resources, and the dicts go straight to ``parse_object``.
 ``list_cluster`` is a one-shot list of everything; the informers (``informer.py``) list and then watch.
-Objects that do not parse are reported, not dropped silently: the caller decides whether to go on.
-
-Secrets are read with the field selector ``type=kubernetes.io/tls``: only TLS secrets can be a
-Gateway's certificateRefs, and leaving service-account tokens, Helm releases and other large secrets
-on the server keeps them out of mcgw's memory and off the wire.
+Which kinds, where they live and which of their objects are wanted (Secrets: TLS only) is the registry's
+(``mcgw.objects.kinds``). Objects that do not parse are reported, not dropped silently: the caller
+decides whether to go on.
 """
 
 from __future__ import annotations
@@ -21,45 +19,9 @@ import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.objects.model import GATEWAY_GROUP, MCS_GROUP, POLICY_GROUP, AnyObject, ManifestError, parse_object
+from mcgw.objects.kinds import KINDS, Kind
+from mcgw.objects.model import AnyObject, ManifestError, parse_object
 from mcgw.providers.kubernetes.retry import with_retries
-
-TLS_SECRET_TYPE = "kubernetes.io/tls"
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    """Where one kind lives in the API, and which of its objects mcgw wants."""
-
-    kind: str
-    api_version: str  # "v1" for core, else "group/version"
-    plural: str
-    namespaced: bool = True
-    field_selector: str = ""
-
-    @property
-    def path(self) -> str:
-        """The all-namespaces collection path, for lists and watches alike."""
-        prefix = "/api" if "/" not in self.api_version else "/apis"
-        return f"{prefix}/{self.api_version}/{self.plural}"
-
-
-# Secrets: TLS only (see the module docstring). A Gateway that points at a Secret of another type
-# sees no Secret, which is InvalidCertificateRef either way.
-WATCHED_KINDS: tuple[KindSpec, ...] = (
-    KindSpec("GatewayClass", f"{GATEWAY_GROUP}/v1", "gatewayclasses", namespaced=False),
-    KindSpec("Gateway", f"{GATEWAY_GROUP}/v1", "gateways"),
-    KindSpec("HTTPRoute", f"{GATEWAY_GROUP}/v1", "httproutes"),
-    KindSpec("ReferenceGrant", f"{GATEWAY_GROUP}/v1beta1", "referencegrants"),
-    KindSpec("Namespace", "v1", "namespaces", namespaced=False),
-    KindSpec("Secret", "v1", "secrets", field_selector=f"type={TLS_SECRET_TYPE}"),
-    KindSpec("Service", "v1", "services"),
-    KindSpec("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
-    KindSpec("ServiceExport", f"{MCS_GROUP}/v1beta1", "serviceexports"),
-    KindSpec("ServiceImport", f"{MCS_GROUP}/v1beta1", "serviceimports"),
-    KindSpec("FailoverPolicy", f"{POLICY_GROUP}/v1alpha1", "failoverpolicies"),
-)
-KINDS_BY_NAME = {spec.kind: spec for spec in WATCHED_KINDS}
 
 
 def object_name(data: dict[str, Any]) -> str:
@@ -114,32 +76,46 @@ class Page:
     continue_token: str
 
 
-async def list_pages(api: client.ApiClient, spec: KindSpec, page_size: int = 500,
-                     client_timeout: aiohttp.ClientTimeout | None = None) -> AsyncIterator[Page]:
-    """Every object of ``spec``, ``page_size`` at a time (``limit``/``continue``), with kind and apiVersion set.
+async def list_pages(api: client.ApiClient, path: str, selectors: Sequence[tuple[str, str]] = (),
+                     page_size: int = 500, client_timeout: aiohttp.ClientTimeout | None = None, *,
+                     retry_as: str = "") -> AsyncIterator[Page]:
+    """Every object at the collection ``path`` matching ``selectors``, ``page_size`` at a time (``limit``/``continue``).
 
-    List responses omit ``kind``/``apiVersion`` on their items; they are filled in here so that each
-    item parses on its own. A continue token that expired meanwhile raises ``ApiException`` 410.
+    With ``retry_as``, each page is fetched through ``with_retries`` (``retry_as`` names it in the logs), so
+    a throttled page is asked for again rather than the whole list. A continue token that expired
+    meanwhile raises ``ApiException`` 410.
     """
     client_timeout = client_timeout or aiohttp.ClientTimeout(total=60)
     token = ""
     while True:
-        query = [("limit", str(page_size))]
-        if token:
-            query.append(("continue", token))
-        if spec.field_selector:
-            query.append(("fieldSelector", spec.field_selector))
-        response = await api_get(api, spec.path, query, client_timeout)
-        try:
-            document = json.loads(await response.read())
-        finally:
-            response.release()
+        query = [("limit", str(page_size)), *([("continue", token)] if token else []), *selectors]
+
+        async def fetch(query: list[tuple[str, str]] = query) -> Any:
+            response = await api_get(api, path, query, client_timeout)
+            try:
+                return json.loads(await response.read())
+            finally:
+                response.release()
+
+        document = await (with_retries(fetch, retry_as) if retry_as else fetch())
         metadata = document.get("metadata") or {}
-        items = [{**item, "kind": spec.kind, "apiVersion": spec.api_version} for item in document.get("items") or []]
         token = metadata.get("continue") or ""
-        yield Page(items, str(metadata.get("resourceVersion") or ""), token)
+        yield Page(list(document.get("items") or []), str(metadata.get("resourceVersion") or ""), token)
         if not token:
             return
+
+
+async def list_kind_pages(api: client.ApiClient, kind: Kind, page_size: int = 500,
+                          client_timeout: aiohttp.ClientTimeout | None = None) -> AsyncIterator[Page]:
+    """Every object of ``kind`` that mcgw wants (its field selector), a page at a time, with kind and apiVersion set.
+
+    List responses omit ``kind``/``apiVersion`` on their items; they are filled in here so that each
+    item parses on its own.
+    """
+    selectors = [("fieldSelector", kind.field_selector)] if kind.field_selector else []
+    async for page in list_pages(api, kind.path, selectors, page_size, client_timeout):
+        items = [{**item, "kind": kind.name, "apiVersion": kind.api_version} for item in page.items]
+        yield Page(items, page.resource_version, page.continue_token)
 
 
 @dataclass
@@ -157,11 +133,11 @@ class Listing:
 async def list_cluster(api: client.ApiClient, cluster: str) -> Listing:
     """Every object of every watched kind in ``cluster``, once (429/5xx answers are retried)."""
     listing = Listing()
-    for spec in WATCHED_KINDS:
-        async def pages(spec: KindSpec = spec) -> list[Page]:
-            return [page async for page in list_pages(api, spec)]
+    for kind in KINDS:
+        async def pages(kind: Kind = kind) -> list[Page]:
+            return [page async for page in list_kind_pages(api, kind)]
 
-        for page in await with_retries(pages, f"list {spec.plural}"):
+        for page in await with_retries(pages, f"list {kind.plural}"):
             for item in page.items:
-                listing.add(item, f"cluster {cluster} {spec.kind} {object_name(item)}")
+                listing.add(item, f"cluster {cluster} {kind.name} {object_name(item)}")
     return listing

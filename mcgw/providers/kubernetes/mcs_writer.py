@@ -16,50 +16,47 @@ imported EndpointSlices.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
-import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
+from mcgw.objects.kinds import BY_NAME
 from mcgw.objects.model import AnyObject, EndpointSlice, ManifestError, ServiceImport, parse_object
-from mcgw.providers.kubernetes.lister import api_json, api_request
+from mcgw.providers.kubernetes.conflicts import retry_conflicts, update_status
+from mcgw.providers.kubernetes.lister import api_json, list_pages
 from mcgw.providers.kubernetes.retry import with_retries
-from mcgw.providers.kubernetes.status_merge import merge_conditions, stored_generation_is_newer
-from mcgw.semantics.mcs.exports import ClusterMcs
-from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER, MCS_API_VERSION, SLICE_MANAGED_BY
+from mcgw.providers.kubernetes.status_merge import merge_conditions
+from mcgw.semantics.mcs import ClusterMcs
+from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER, SLICE_MANAGED_BY
 from mcgw.support.logs import object_fields
-
-if TYPE_CHECKING:
-    from mcgw.runtime.mcs_metrics import McsMetrics
+from mcgw.support.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
-_MAX_ATTEMPTS = 5
-_COLLECTIONS = {
-    "ServiceExport": f"/apis/{MCS_API_VERSION}/namespaces/{{namespace}}/serviceexports",
-    "ServiceImport": f"/apis/{MCS_API_VERSION}/namespaces/{{namespace}}/serviceimports",
-    "EndpointSlice": "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-}
-_OWNED = {  # kind -> (all-namespaces collection, label that marks ours)
-    "ServiceImport": (f"/apis/{MCS_API_VERSION}/serviceimports", IMPORT_MANAGED_BY),
-    "EndpointSlice": ("/apis/discovery.k8s.io/v1/endpointslices", SLICE_MANAGED_BY),
+_OWNED = {  # kind -> label that marks ours
+    "ServiceImport": IMPORT_MANAGED_BY,
+    "EndpointSlice": SLICE_MANAGED_BY,
 }
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class McsWriteMetrics(Protocol):
+    """What the writer counts (``McsMetrics`` of the MCS loop implements it)."""
+
+    def written(self, cluster: str, kind: str, op: str) -> None: ...
+
+    def conflict(self, cluster: str, kind: str) -> None: ...
+
+    def failed(self, cluster: str, kind: str) -> None: ...
 
 
 def collection_path(kind: str, namespace: str) -> str:
-    return _COLLECTIONS[kind].format(namespace=namespace)
+    return BY_NAME[kind].namespaced_path(namespace)
 
 
 def object_path(kind: str, namespace: str, name: str) -> str:
@@ -99,24 +96,9 @@ class ObjectApi:
             raise
 
     async def list(self, collection: str, label_selector: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            query = [("labelSelector", label_selector), ("limit", "500")] + ([("continue", token)] if token else [])
-
-            async def page(query: list[tuple[str, str]] = query) -> Any:
-                response = await api_request(self.api, "GET", collection, query,
-                                             client_timeout=aiohttp.ClientTimeout(total=60))
-                try:
-                    return json.loads(await response.read())
-                finally:
-                    response.release()
-
-            document = await with_retries(page, f"list {collection}")
-            items += document.get("items") or []
-            token = (document.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return items
+        return [item async for page in list_pages(self.api, collection, [("labelSelector", label_selector)],
+                                                  retry_as=f"list {collection}")
+                for item in page.items]
 
 
 # -- comparing what is stored with what we want (pure) ---------------------------------------------------
@@ -190,7 +172,7 @@ class McsWriter:
     """One member cluster's MCS objects; calls must not overlap (the MCS controller runs one at a time)."""
 
     def __init__(self, api: client.ApiClient | ObjectApi, cluster: str, is_leader: Callable[[], bool] = lambda: True,
-                 *, metrics: McsMetrics | None = None) -> None:
+                 *, metrics: McsWriteMetrics | None = None) -> None:
         self.api = api if isinstance(api, ObjectApi) else ObjectApi(api)
         self.cluster = cluster
         self.is_leader = is_leader
@@ -303,8 +285,8 @@ class McsWriter:
 
     async def _list_owned(self) -> None:
         found: dict[ObjectKey, dict[str, Any]] = {}
-        for kind, (collection, label) in _OWNED.items():
-            for item in await self.api.list(collection, f"{label}={MANAGER}"):
+        for kind, label in _OWNED.items():
+            for item in await self.api.list(BY_NAME[kind].path, f"{label}={MANAGER}"):
                 metadata = item.get("metadata") or {}
                 found[(kind, metadata.get("namespace", ""), metadata.get("name", ""))] = item
         self._found = found
@@ -314,30 +296,21 @@ class McsWriter:
 
     async def _write_export_status(self, key: tuple[str, str], status: dict[str, Any]) -> bool:
         namespace, name = key
-        path = object_path("ServiceExport", namespace, name)
+        path = f"{object_path('ServiceExport', namespace, name)}/status"
         generation = max((c.get("observedGeneration", 0) for c in status.get("conditions", [])), default=0)
-        for _ in range(_MAX_ATTEMPTS):
-            stored_object = await self.api.get(f"{path}/status")
-            if stored_object is None:  # deleted meanwhile: nothing to report on
-                return False
-            stored = stored_object.get("status") or {}
-            if stored_generation_is_newer(stored, generation):
-                return False
-            merged = merged_status(stored, status, None, _now())
-            if merged == stored:
-                self._exports[key] = status
-                return False
-            try:
-                await self.api.replace(f"{path}/status", {**stored_object, "status": merged})
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                self._conflict("ServiceExport")
-                continue
+
+        async def replace(body: dict[str, Any]) -> None:
+            await self.api.replace(path, body)
+
+        outcome = await update_status(partial(self.api.get, path), replace,
+                                      lambda stored, now: merged_status(stored, status, None, now), generation,
+                                      f"ServiceExport {namespace}/{name}",
+                                      on_conflict=lambda: self._conflict("ServiceExport"))
+        if outcome in ("written", "unchanged"):
             self._exports[key] = status
+        if outcome == "written":
             self._count("ServiceExport", "status")
-            return True
-        raise RuntimeError(f"gave up after {_MAX_ATTEMPTS} conflicts")
+        return outcome == "written"
 
     def _conflict(self, kind: str) -> None:
         if self.metrics is not None:
@@ -353,49 +326,45 @@ class McsWriter:
         path = object_path(kind, namespace, name)
         body = {k: v for k, v in desired.items() if k != "status"}
         changed = False
-        current = self._found.pop(key, None)
-        for attempt in range(_MAX_ATTEMPTS):
-            if current is None or attempt:
-                current = await self.api.get(path)
-            try:
-                if current is None:
+        found = self._found.pop(key, None)
+
+        async def attempt(number: int) -> bool:
+            nonlocal changed
+            current = found if found is not None and number == 0 else await self.api.get(path)
+            if current is None:
+                current = await self.api.create(collection_path(kind, namespace), body)
+                self._count(kind, "create")
+                changed = True
+            elif not is_ours(kind, current):
+                if key not in self._foreign:
+                    log.warning("%s %s/%s exists and is not managed by mcgw; leaving it alone", kind, namespace,
+                                name, extra=object_fields(self.cluster, kind, namespace, name))
+                self._foreign[key] = desired
+                self._written.pop(key, None)
+                return False
+            elif projection(kind, current) != projection(kind, body):
+                if kind == "EndpointSlice" and current.get("addressType") != body.get("addressType"):
+                    await self.api.delete(path)  # addressType is immutable
                     current = await self.api.create(collection_path(kind, namespace), body)
                     self._count(kind, "create")
-                    changed = True
-                elif not is_ours(kind, current):
-                    if key not in self._foreign:
-                        log.warning("%s %s/%s exists and is not managed by mcgw; leaving it alone", kind, namespace,
-                                    name, extra=object_fields(self.cluster, kind, namespace, name))
-                    self._foreign[key] = desired
-                    self._written.pop(key, None)
-                    return False
-                elif projection(kind, current) != projection(kind, body):
-                    if kind == "EndpointSlice" and current.get("addressType") != body.get("addressType"):
-                        await self.api.delete(path)  # addressType is immutable
-                        current = await self.api.create(collection_path(kind, namespace), body)
-                        self._count(kind, "create")
-                    else:
-                        current = await self.api.replace(path, {**body, "metadata": {
-                            **current["metadata"], "labels": body["metadata"].get("labels", {}),
-                            "annotations": body["metadata"].get("annotations", {})}})
-                        self._count(kind, "update")
-                    changed = True
-                if "status" in desired:
-                    changed = await self._write_import_status(path, current, desired["status"]) or changed
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                self._conflict(kind)
-                continue
+                else:
+                    current = await self.api.replace(path, {**body, "metadata": {
+                        **current["metadata"], "labels": body["metadata"].get("labels", {}),
+                        "annotations": body["metadata"].get("annotations", {})}})
+                    self._count(kind, "update")
+                changed = True
+            if "status" in desired:
+                changed = await self._write_import_status(path, current, desired["status"]) or changed
             self._foreign.pop(key, None)
             self._written[key] = desired
             return changed
-        raise RuntimeError(f"gave up after {_MAX_ATTEMPTS} conflicts")
+
+        return await retry_conflicts(attempt, f"writing {kind} {namespace}/{name}", lambda: self._conflict(kind))
 
     async def _write_import_status(self, path: str, current: dict[str, Any], status: dict[str, Any]) -> bool:
         stored = current.get("status") or {}
         generation = (current.get("metadata") or {}).get("generation")
-        merged = merged_status(stored, status, generation, _now())
+        merged = merged_status(stored, status, generation, rfc3339())
         if _pruned(merged) == _pruned(stored):
             return False
         await self.api.replace(f"{path}/status", {**current, "status": merged})

@@ -20,12 +20,13 @@ T = TypeVar("T")
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
 
-def _retry_after(error: ApiException) -> float | None:
+def retry_after(error: ApiException) -> float | None:
+    """The seconds the server's ``Retry-After`` header asks for; None when it sent none (or nonsense)."""
     headers = error.headers or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
     try:
         return float(value) if value is not None else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -38,7 +39,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], what: str, attempts: in
         except ApiException as error:
             if error.status not in TRANSIENT or attempt == attempts:
                 raise
-            delay = _retry_after(error) or min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            delay = retry_after(error) or min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             log.info("%s: API answered %s, retrying in %.1fs (attempt %d/%d)", what, error.status, delay, attempt,
                      attempts)
             await asyncio.sleep(delay)

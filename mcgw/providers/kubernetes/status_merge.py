@@ -9,9 +9,14 @@ Pure functions: the status writer reads, merges, and writes only when something 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from mcgw.objects.kinds import StatusMerge
 from mcgw.semantics.gateway import CONTROLLER_NAME
+
+# (stored status, our status, now) -> the status to store
+Merge = Callable[[dict[str, Any], dict[str, Any], str], dict[str, Any]]
 
 
 def merge_conditions(stored: list[dict[str, Any]], ours: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
@@ -25,6 +30,11 @@ def merge_conditions(stored: list[dict[str, Any]], ours: list[dict[str, Any]], n
     ours_types = {c["type"] for c in ours}
     merged += [c for c in stored if c.get("type") not in ours_types]
     return merged
+
+
+def merge_condition_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:
+    """A status that is only conditions (GatewayClass, FailoverPolicy): other fields stored are kept."""
+    return {**stored, "conditions": merge_conditions(stored.get("conditions", []), ours["conditions"], now)}
 
 
 def merge_gateway_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:
@@ -56,6 +66,11 @@ def merge_route_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -
                                                                  now)})
     merged["parents"] = parents[:32]  # the API allows at most 32 parents
     return merged
+
+
+# How each ``Kind.status`` merges.
+MERGES: Mapping[StatusMerge, Merge] = {"conditions": merge_condition_status, "gateway": merge_gateway_status,
+                                       "route": merge_route_status}
 
 
 def stored_generation_is_newer(stored: dict[str, Any], ours_generation: int) -> bool:

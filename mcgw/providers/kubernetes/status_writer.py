@@ -7,87 +7,68 @@ reconcile that changes one route touches one object, not every object of the clu
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.objects.model import GATEWAY_GROUP, POLICY_GROUP
+from mcgw.objects.kinds import RECONCILER_STATUS_KINDS, Statuses
+from mcgw.providers.kubernetes.conflicts import update_status
 from mcgw.providers.kubernetes.retry import with_retries
-from mcgw.providers.kubernetes.status_merge import (
-    merge_conditions,
-    merge_gateway_status,
-    merge_route_status,
-    stored_generation_is_newer,
-)
-from mcgw.runtime.pipeline import ClusterOutput
+from mcgw.providers.kubernetes.status_merge import MERGES
 from mcgw.support.logs import object_fields
 
-if TYPE_CHECKING:
-    from mcgw.admin.metrics import ControllerMetrics
-
 log = logging.getLogger(__name__)
-# kind -> (group, version, plural) of every kind whose status mcgw writes
-_RESOURCES = {"GatewayClass": (GATEWAY_GROUP, "v1", "gatewayclasses"), "Gateway": (GATEWAY_GROUP, "v1", "gateways"),
-              "HTTPRoute": (GATEWAY_GROUP, "v1", "httproutes"),
-              "FailoverPolicy": (POLICY_GROUP, "v1alpha1", "failoverpolicies")}
-_MAX_ATTEMPTS = 5
+# Every kind whose status the reconcile loop computes: its registry entry and how its status merges.
+_WRITTEN = {kind.name: (kind, MERGES[kind.status]) for kind in RECONCILER_STATUS_KINDS if kind.status}
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class StatusMetrics(Protocol):
+    """What the writer counts (``ControllerMetrics`` in the admin server implements it)."""
+
+    def status_written(self, cluster: str, kind: str) -> None: ...
+
+    def status_conflict(self, cluster: str, kind: str) -> None: ...
+
+    def status_failed(self, cluster: str, kind: str) -> None: ...
 
 
-def _merge_for(kind: str) -> Callable[[dict[str, Any], dict[str, Any], str], dict[str, Any]]:
-    if kind == "Gateway":
-        return merge_gateway_status
-    if kind == "HTTPRoute":
-        return merge_route_status
-
-    def merge_class(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:
-        return {**stored, "conditions": merge_conditions(stored.get("conditions", []), ours["conditions"], now)}
-
-    return merge_class
-
-
-async def _write_one(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str, ours: dict[str, Any],
+async def _write_one(custom: client.CustomObjectsApi, kind_name: str, namespace: str, name: str, ours: dict[str, Any],
                      generation: int, *, cluster: str = "", on_conflict: Callable[[], None] | None = None) -> bool:
     """True if the status was written, False if it was already up to date (or newer)."""
-    group, version, plural = _RESOURCES[kind]
-    for _ in range(_MAX_ATTEMPTS):
+    kind, merge = _WRITTEN[kind_name]
+    group, version, plural = kind.group, kind.version, kind.plural
+    what = f"{kind_name} {namespace}/{name}"
+
+    async def read() -> dict[str, Any]:
         if namespace:
             fetched = await with_retries(partial(custom.get_namespaced_custom_object_status, group, version,
-                                                 namespace, plural, name), f"read {kind} {namespace}/{name}")
+                                                 namespace, plural, name), f"read {kind_name} {namespace}/{name}")
         else:
             fetched = await with_retries(partial(custom.get_cluster_custom_object_status, group, version,
-                                                 plural, name), f"read {kind} {name}")
-        stored_object = cast(dict[str, Any], fetched)
-        stored = stored_object.get("status") or {}
-        if stored_generation_is_newer(stored, generation):
-            return False
-        merged = _merge_for(kind)(stored, ours, _now())
-        if merged == stored:
-            return False
-        body = {**stored_object, "status": merged}
-        try:
-            if namespace:
-                await with_retries(partial(custom.replace_namespaced_custom_object_status, group, version,
-                                           namespace, plural, name, body), f"write {kind} {namespace}/{name}")
-            else:
-                await with_retries(partial(custom.replace_cluster_custom_object_status, group, version,
-                                           plural, name, body), f"write {kind} {name}")
-            return True
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            if on_conflict is not None:
-                on_conflict()
-            log.info("status conflict, retrying with a fresh read", extra=object_fields(cluster, kind, namespace, name))
-    raise RuntimeError(f"gave up writing status of {kind} {namespace}/{name} after {_MAX_ATTEMPTS} conflicts")
+                                                 plural, name), f"read {kind_name} {name}")
+        return cast(dict[str, Any], fetched)
+
+    async def replace(body: dict[str, Any]) -> None:
+        if namespace:
+            await with_retries(partial(custom.replace_namespaced_custom_object_status, group, version,
+                                       namespace, plural, name, body), f"write {kind_name} {namespace}/{name}")
+        else:
+            await with_retries(partial(custom.replace_cluster_custom_object_status, group, version,
+                                       plural, name, body), f"write {kind_name} {name}")
+
+    def conflicted() -> None:
+        if on_conflict is not None:
+            on_conflict()
+        log.info("status conflict, retrying with a fresh read",
+                 extra=object_fields(cluster, kind_name, namespace, name))
+
+    outcome = await update_status(read, replace, lambda stored, now: merge(stored, ours, now), generation, what,
+                                  on_conflict=conflicted)
+    return outcome == "written"
 
 
 def _generation(status: dict[str, Any]) -> int:
@@ -101,14 +82,17 @@ def _split(key: str) -> tuple[str, str]:
     return namespace, name
 
 
-async def write_statuses(api: client.ApiClient, output: ClusterOutput) -> int:
-    """Write every status in ``output`` (read, merge, write if different); returns how many objects changed."""
+async def write_statuses(api: client.ApiClient, statuses: Statuses, cluster: str = "") -> int:
+    """Write every status in ``statuses`` (read, merge, write if different); returns how many objects changed.
+
+    ``cluster`` only names the cluster in log lines.
+    """
     custom = client.CustomObjectsApi(api)
     written = 0
-    for kind, by_name in output.statuses().items():
+    for kind, by_name in statuses.items():
         for key, status in by_name.items():
             namespace, name = _split(key)
-            if await _write_one(custom, kind, namespace, name, status, _generation(status), cluster=output.cluster):
+            if await _write_one(custom, kind, namespace, name, status, _generation(status), cluster=cluster):
                 written += 1
     return written
 
@@ -125,12 +109,12 @@ class StatusWriter:
     nothing is written and the memory is dropped, so a new term checks every object again (another
     replica may have written meanwhile). An object deleted before its write (404) is skipped.
 
-    It is also a reconciler sink: the runtime calls it with every cluster's output, and it acts only
-    on its own cluster's. Calls must not overlap (the runtime runs one at a time per sink and cluster).
+    It can be called like a reconciler sink, with every cluster's statuses, and it acts only on its own
+    cluster's. Calls must not overlap (the runtime runs one at a time per sink and cluster).
     """
 
     def __init__(self, api: client.ApiClient, cluster: str, is_leader: Callable[[], bool] = lambda: True, *,
-                 metrics: ControllerMetrics | None = None) -> None:
+                 metrics: StatusMetrics | None = None) -> None:
         self.api = api
         self.cluster = cluster
         self.is_leader = is_leader
@@ -138,9 +122,9 @@ class StatusWriter:
         self._custom = client.CustomObjectsApi(api)
         self._written: dict[StatusKey, dict[str, Any]] = {}
 
-    async def __call__(self, cluster: str, output: ClusterOutput) -> None:
+    async def __call__(self, cluster: str, statuses: Statuses) -> None:
         if cluster == self.cluster:
-            await self.write(output)
+            await self.write(statuses)
 
     def forget(self) -> None:
         """Check every object against the API server on the next write (for example after a resync)."""
@@ -155,11 +139,10 @@ class StatusWriter:
             self._written.clear()
         return True
 
-    async def write(self, output: ClusterOutput) -> int:
-        """Write the statuses in ``output`` that changed; returns how many objects were written."""
+    async def write(self, statuses: Statuses) -> int:
+        """Write the statuses (kind -> "namespace/name" -> status) that changed; returns how many were written."""
         if self._lost_leadership():
             return 0
-        statuses = output.statuses()
         current = {(kind, *_split(key)) for kind, by_name in statuses.items() for key in by_name}
         for gone in set(self._written) - current:
             del self._written[gone]  # deleted or no longer ours; if it comes back, it is checked afresh
