@@ -19,9 +19,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from mcgw.objects.model import AnyObject
+from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.mcs_metrics import McsMetrics
-from mcgw.semantics.mcs.exports import DEFAULT_LOST_CLUSTER_TTL, ClusterMcs, McsCache, McsResult, compute_mcs
-from mcgw.semantics.mcs.view import EMPTY_VIEW, ClusterSetView
+from mcgw.semantics.mcs import (
+    DEFAULT_LOST_CLUSTER_TTL,
+    EMPTY_VIEW,
+    ClusterMcs,
+    ClusterSetView,
+    McsCache,
+    McsResult,
+    compute_mcs,
+)
 from mcgw.store import Store
 
 log = logging.getLogger(__name__)
@@ -63,8 +71,8 @@ class McsController:
         self._cache = McsCache()  # only touched by the compute thread, one computation at a time
         self._listeners: list[Callable[[McsResult], None]] = []
         self._wake = asyncio.Event()
-        self._pending: dict[str, ClusterMcs] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Per cluster: one write at a time, and only the latest result waits.
+        self._writes: LatestWins[str, ClusterMcs] = LatestWins(self._write, task_name=lambda c: f"mcs write {c}")
         self._retry_delay: dict[str, float] = {}
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         store.subscribe(lambda _cluster: self._wake.set())
@@ -136,32 +144,22 @@ class McsController:
                             extra={"cluster": lost.cluster})
 
     def _start_write(self, cluster: str, desired: ClusterMcs) -> None:
-        """One write at a time per cluster; only the latest result waits."""
-        writer = self.writers.get(cluster)
-        if writer is None:
-            return
-        self._pending[cluster] = desired
-        if cluster in self._tasks:
-            return
+        if cluster in self.writers:
+            self._writes.submit(cluster, desired)
 
-        async def drain() -> None:
-            try:
-                while (latest := self._pending.pop(cluster, None)) is not None:
-                    member = self.store[cluster]
-                    if not member.available:  # nothing can be written; check everything again once it is back
-                        writer.forget()
-                        continue
-                    try:
-                        outcome = await writer.write(latest, member.objects())
-                        failed, deferred = outcome.failed, outcome.deferred
-                    except Exception:
-                        log.exception("MCS writer failed for cluster %s", cluster, extra={"cluster": cluster})
-                        failed, deferred = 1, False
-                    self._schedule_retry(cluster, failed, deferred)
-            finally:
-                del self._tasks[cluster]
-
-        self._tasks[cluster] = asyncio.get_running_loop().create_task(drain(), name=f"mcs write {cluster}")
+    async def _write(self, cluster: str, desired: ClusterMcs) -> None:
+        writer = self.writers[cluster]
+        member = self.store[cluster]
+        if not member.available:  # nothing can be written; check everything again once it is back
+            writer.forget()
+            return
+        try:
+            outcome = await writer.write(desired, member.objects())
+            failed, deferred = outcome.failed, outcome.deferred
+        except Exception:
+            log.exception("MCS writer failed for cluster %s", cluster, extra={"cluster": cluster})
+            failed, deferred = 1, False
+        self._schedule_retry(cluster, failed, deferred)
 
     def _schedule_retry(self, cluster: str, failed: int, deferred: bool) -> None:
         """Failed writes: again after a backoff. Not the leader: ask again soon, since winning the Lease
@@ -183,18 +181,14 @@ class McsController:
     def _retry(self, cluster: str) -> None:
         """Write the latest result into ``cluster`` again (a newer one may already be on its way)."""
         self._retry_timers.pop(cluster, None)
-        if self.result is not None and cluster not in self._pending and cluster in self.result.clusters:
+        if self.result is not None and not self._writes.waiting(cluster) and cluster in self.result.clusters:
             self._start_write(cluster, self.result.clusters[cluster])
 
     async def idle(self) -> None:
         """Until the writes started so far are done (tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._writes.idle()
 
     async def aclose(self) -> None:
         for timer in self._retry_timers.values():
             timer.cancel()
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._writes.aclose()

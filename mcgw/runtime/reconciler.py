@@ -22,9 +22,9 @@ from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import AnyObject
 from mcgw.runtime import collector
 from mcgw.runtime.incremental import McsInput
+from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator
-from mcgw.semantics.mcs.exports import DEFAULT_LOST_CLUSTER_TTL, McsCache, compute_mcs
-from mcgw.semantics.mcs.view import EMPTY_VIEW, ClusterSetView
+from mcgw.semantics.mcs import DEFAULT_LOST_CLUSTER_TTL, EMPTY_VIEW, ClusterSetView, McsCache, compute_mcs
 from mcgw.store import Store
 from xdsserver import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
 
@@ -90,8 +90,8 @@ class Reconciler:
         self._published: dict[str, set[GatewayKey]] = {name: set() for name in store.clusters}
         self._dirty: set[str] = set(store.clusters)
         self._wake = asyncio.Event()
-        self._sink_pending: dict[tuple[int, str], ClusterOutput] = {}
-        self._sink_tasks: dict[tuple[int, str], asyncio.Task[None]] = {}
+        # Per sink and cluster: one call at a time, and only the latest output waits.
+        self._to_sinks: LatestWins[tuple[OutputSink, str], ClusterOutput] = LatestWins(self._hand_to_sink)
         store.subscribe(self.mark_dirty)
 
     def mark_dirty(self, cluster: str) -> None:
@@ -148,7 +148,7 @@ class Reconciler:
             if self.on_report is not None:
                 self.on_report(cluster, self.reports[cluster])
             for sink in self.sinks:
-                self._start_sink(sink, cluster, output)
+                self._to_sinks.submit((sink, cluster), output)
         self.reconciles += 1
         if not self.ready.is_set():
             log.info("initial sync complete; serving configuration")
@@ -209,31 +209,16 @@ class Reconciler:
         output = self.outputs.get(cluster)
         if output is not None:
             for sink in self.sinks:
-                self._start_sink(sink, cluster, output)
+                self._to_sinks.submit((sink, cluster), output)
 
-    def _start_sink(self, sink: OutputSink, cluster: str, output: ClusterOutput) -> None:
-        """Hand ``output`` to ``sink``: one call at a time per cluster, and only the latest output waits."""
-        key = (id(sink), cluster)
-        self._sink_pending[key] = output
-        if key in self._sink_tasks:
-            return
-
-        async def drain() -> None:
-            try:
-                while (latest := self._sink_pending.pop(key, None)) is not None:
-                    try:
-                        await sink(cluster, latest)
-                    except Exception:
-                        log.exception("status sink failed for cluster %s", cluster, extra={"cluster": cluster})
-            finally:
-                del self._sink_tasks[key]
-
-        self._sink_tasks[key] = asyncio.get_running_loop().create_task(drain())
+    @staticmethod
+    async def _hand_to_sink(key: tuple[OutputSink, str], output: ClusterOutput) -> None:
+        sink, cluster = key
+        try:
+            await sink(cluster, output)
+        except Exception:
+            log.exception("status sink failed for cluster %s", cluster, extra={"cluster": cluster})
 
     async def aclose(self) -> None:
         """Cancel status writes still in flight."""
-        tasks = list(self._sink_tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
+        await self._to_sinks.aclose()
