@@ -10,7 +10,7 @@ from . import wire
 from .auth import TlsConfig, spiffe_authorizer, spiffe_id
 from .cache import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
 from .loader import message_from_dict
-from .metrics import XdsMetrics
+from .metrics import XdsMetrics, short_type
 from .resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
 from .server import AggregatedDiscoveryService, XdsServer, default_node_group
 from .status import NodeStatus, Rejection, StatusRegistry, TypeStatus
@@ -37,6 +37,7 @@ __all__ = [
     "XdsServer",
     "default_node_group",
     "message_from_dict",
+    "short_type",
     "spiffe_authorizer",
     "spiffe_id",
     "wire",

@@ -11,17 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mcgw.objects.kinds import LISTED_KINDS
 from mcgw.runtime.reconciler import ClusterReport, Reconciler
 from mcgw.semantics.mcs import ClusterMcs, McsResult
 from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER
 from mcgw.store import ClusterStore, Store
-from mcgw.support.logs import rfc3339
-from xdsserver import NodeStatus, Rejection, StatusRegistry
-from xdsserver.metrics import short_type
-
-# The kinds listed per cluster, each object with the status mcgw computed for it (``null`` for a
-# ReferenceGrant, which has no status, and for a ServiceImport that mcgw does not manage).
-LISTED_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "ServiceExport", "ServiceImport")
+from mcgw.support.timestamps import rfc3339
+from xdsserver import NodeStatus, Rejection, StatusRegistry, short_type
 
 
 def object_name(namespace: str, name: str) -> str:
@@ -31,6 +27,8 @@ def object_name(namespace: str, name: str) -> str:
 
 def _objects(member: ClusterStore, statuses: Mapping[str, Mapping[str, Any]],
              mcs: ClusterMcs | None) -> dict[str, dict[str, Any]]:
+    # The registry's listed kinds, each object with the status mcgw computed for it (``None`` for a
+    # ReferenceGrant, which has no status, and for a ServiceImport that mcgw does not manage).
     listed: dict[str, dict[str, Any]] = {kind: {} for kind in LISTED_KINDS}
     for obj in member.objects():
         kind, namespace, name = obj.key
