@@ -22,7 +22,7 @@ from mcgw.app.config import split_listen
 from mcgw.app.lifecycle import Lifecycle
 from mcgw.dataplane.bootstrap import XdsTarget
 from mcgw.dataplane.fleet import EnvoyFleet
-from mcgw.objects.model import SUPPORTED_KINDS
+from mcgw.objects.kinds import KINDS
 from mcgw.providers.files.provider import FileProvider
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
@@ -51,7 +51,7 @@ class Standalone(Lifecycle):
         super().__init__()
         self.options = options
         self.provider = FileProvider(options.root, options.poll_interval)  # raises on a bad directory
-        self.store = Store(self.provider.clusters, SUPPORTED_KINDS)
+        self.store = Store(self.provider.clusters, [kind.name for kind in KINDS])
         self.cache = SnapshotCache()
         self.registry = CollectorRegistry()  # one per instance: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)

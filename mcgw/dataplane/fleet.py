@@ -15,11 +15,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
 from mcgw.dataplane.process import EnvoyError, EnvoyProcess
 from mcgw.objects.model import Gateway
-from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.store import Store
 from mcgw.support.netutil import free_port
 
@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 
 GatewayKey = tuple[str, str]
 DEFAULT_POOL = ipaddress.IPv4Network("127.1.0.0/16")
+
+
+class ServedGateways(Protocol):
+    """What the fleet reads of a cluster's translation: which gateways it serves (``ClusterOutput`` has it)."""
+
+    @property
+    def resources(self) -> Mapping[GatewayKey, object]: ...
 
 
 @dataclass
@@ -76,7 +83,7 @@ class EnvoyFleet:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    async def __call__(self, cluster: str, output: ClusterOutput) -> None:
+    async def __call__(self, cluster: str, output: ServedGateways) -> None:
         """Match the running Envoys of ``cluster`` to the gateways the controller now serves."""
         async with self._lock:
             wanted = set(output.resources)

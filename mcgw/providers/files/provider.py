@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 
 from mcgw.objects.clusterset import ClusterSetProperties
-from mcgw.objects.model import SUPPORTED_KINDS, AnyObject, ManifestError
+from mcgw.objects.kinds import KINDS
+from mcgw.objects.model import AnyObject, ManifestError
 from mcgw.providers.files.manifests import MANIFEST_SUFFIXES, read_cluster_dir, read_clusterset_dir
 from mcgw.store import Store
 
@@ -62,8 +63,8 @@ class FileProvider:
             self._apply(store, cluster, initial.get(cluster, []))
 
     def _apply(self, store: Store, cluster: str, objects: list[AnyObject]) -> None:
-        for kind in SUPPORTED_KINDS:
-            store.replace_kind(cluster, kind, [o for o in objects if o.kind == kind])
+        for kind in KINDS:
+            store.replace_kind(cluster, kind.name, [o for o in objects if o.kind == kind.name])
         self.loads += 1
 
     def poll(self, store: Store) -> list[str]:
