@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from mcgw.objects.model import AnyObject
+from mcgw.runtime.debounce import settle
 from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.semantics.mcs import (
@@ -87,23 +88,13 @@ class McsController:
 
     async def run(self) -> None:
         """Compute and write forever: on store changes, at lost-cluster deadlines, and to retry failed writes."""
-        loop = asyncio.get_running_loop()
         self._wake.set()
         while True:
             deadline = self.result.next_deadline if self.result is not None else None
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             with contextlib.suppress(TimeoutError):  # a timeout: a lost cluster's TTL ran out
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            first = loop.time()
-            while True:
-                self._wake.clear()
-                left = first + self.debounce_cap - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(self._wake.wait(), min(self.debounce, left))
-                except TimeoutError:
-                    break
+            await settle(self._wake, self.debounce, self.debounce_cap)
             await self.reconcile()
 
     async def reconcile(self) -> McsResult | None:

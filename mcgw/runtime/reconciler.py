@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import AnyObject
 from mcgw.runtime import collector
+from mcgw.runtime.debounce import settle
 from mcgw.runtime.incremental import McsInput
 from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator
@@ -101,20 +102,10 @@ class Reconciler:
 
     async def run(self) -> None:
         """Reconcile forever: wait for a change, debounce, translate, publish."""
-        loop = asyncio.get_running_loop()
         self._wake.set()  # the first pass runs as soon as the gate allows
         while True:
             await self._wake.wait()
-            first = loop.time()
-            while True:
-                self._wake.clear()
-                left = first + self.options.debounce_cap - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(self._wake.wait(), min(self.options.debounce, left))
-                except TimeoutError:
-                    break
+            await settle(self._wake, self.options.debounce, self.options.debounce_cap)
             await self.reconcile()
 
     async def reconcile(self) -> None:
