@@ -12,6 +12,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass
 
+from mcgw.support.durations import GATEWAY_DURATION_PATTERN
+
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 MCS_GROUP = "multicluster.x-k8s.io"
 CORE_GROUP = ""
@@ -484,7 +486,7 @@ class ServiceExport(_Object):
 # -- mcgw.io ----------------------------------------------------------------------------------------
 
 POLICY_GROUP = "mcgw.io"
-Duration = Annotated[str, Field(pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
+Duration = Annotated[str, Field(pattern=GATEWAY_DURATION_PATTERN)]
 
 
 @_spec
