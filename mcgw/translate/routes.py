@@ -13,7 +13,6 @@ Field numbers and enum values come from the message descriptors at import, never
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from envoy.config.core.v3 import base_pb2
@@ -25,11 +24,23 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf.descriptor import Descriptor
 
 from mcgw import ir
+from mcgw.support.durations import seconds_and_nanos
 from mcgw.translate.listeners import pack
-from xdsserver.wire import varint
 
 _LENGTH_DELIMITED, _VARINT = 2, 0
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint (non-negative values: every field written here is unsigned)."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _tag(descriptor: Descriptor, name: str, wire_type: int = _LENGTH_DELIMITED) -> bytes:
@@ -132,18 +143,10 @@ _T_NAME, _T_VHOSTS = _tag(_TABLE, "name"), _tag(_TABLE, "virtual_hosts")
 # refuse the table for naming them; explicit, since inline route configs default to checking.
 _T_NO_VALIDATION = _ld(_tag(_TABLE, "validate_clusters"), b"")  # a BoolValue holding false
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-
-
 @lru_cache(maxsize=1024)
 def duration_fields(value: str) -> tuple[int, int]:
     """A Gateway API duration (``1h2m3s400ms``) as a ``google.protobuf.Duration``'s seconds and nanos."""
-    match = _DURATION.match(value)
-    if not match or not value:
-        raise ValueError(f"invalid duration {value!r}")
-    hours, minutes, seconds, millis = (int(part or 0) for part in match.groups())
-    total_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
-    return total_ms // 1000, (total_ms % 1000) * 1_000_000
+    return seconds_and_nanos(value)
 
 
 def _duration(seconds: int, nanos: int) -> bytes:
