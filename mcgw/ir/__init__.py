@@ -1,7 +1,7 @@
 """The IR: what the Gateway API and MCS semantics decided, in the shape the Envoy translator reads.
 
-``types`` holds the IR itself; ``build`` turns evaluated Gateways and routes into it.
-``from mcgw import ir`` gives the types.
+``types`` holds the IR itself, its plain-data form and its invariants (:func:`validate`); the modules
+beside it build it from evaluated Gateways and routes. ``from mcgw import ir`` gives the types.
 """
 
 from .types import (
@@ -12,19 +12,26 @@ from .types import (
     GatewayIR,
     HeaderOpsIR,
     HealthCheckIR,
+    HTTPListenerIR,
+    InvalidIRError,
     LocalityIR,
     MatchIR,
     OutlierIR,
     PathRewriteIR,
     PathType,
-    PortIR,
     RedirectIR,
     RetryIR,
     RouteIR,
     StringMatchIR,
+    TCPListenerIR,
     TlsChainIR,
+    TLSPassthroughListenerIR,
+    TLSRouteIR,
+    UDPListenerIR,
     VirtualHostIR,
+    from_data,
     to_data,
+    validate,
 )
 
 __all__ = [
@@ -33,19 +40,26 @@ __all__ = [
     "EndpointIR",
     "FailoverIR",
     "GatewayIR",
+    "HTTPListenerIR",
     "HeaderOpsIR",
     "HealthCheckIR",
+    "InvalidIRError",
     "LocalityIR",
     "MatchIR",
     "OutlierIR",
     "PathRewriteIR",
     "PathType",
-    "PortIR",
     "RedirectIR",
     "RetryIR",
     "RouteIR",
     "StringMatchIR",
+    "TCPListenerIR",
+    "TLSPassthroughListenerIR",
+    "TLSRouteIR",
     "TlsChainIR",
+    "UDPListenerIR",
     "VirtualHostIR",
+    "from_data",
     "to_data",
+    "validate",
 ]

@@ -56,7 +56,8 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
 
 def gateway_ir(cluster: str, shape: GatewayShape,
                virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]]) -> ir.GatewayIR:
+    """A Gateway's IR: one HTTP listener per port, with the virtual hosts bound there (by port)."""
     ns, name = shape.key
     return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
-        ir.PortIR(f"{ns}/{name}/{p.port}", p.port, p.protocol, virtual_hosts.get(p.port, ()), p.tls)
+        ir.HTTPListenerIR(f"{ns}/{name}/{p.port}", p.port, p.protocol, virtual_hosts.get(p.port, ()), p.tls)
         for p in shape.ports))

@@ -5,12 +5,16 @@ The translator reads only this, never Kubernetes objects.
 
 The types are named tuples: immutable (outputs are shared between translations, so nothing may
 change them), and about four times cheaper to build than frozen dataclasses, which matters at
-thousands of routes. :func:`to_data` renders any of them as plain data.
+thousands of routes. :func:`to_data` renders any of them as plain data and :func:`from_data` reads it
+back. :func:`validate` states what the translator may take for granted; the builders guarantee it, the
+tests check it, and the translation does not spend time on it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+import types
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from mcgw.semantics.endpoints import Endpoint
 from mcgw.semantics.policy.failover import FailoverSettings, HealthCheckSettings, OutlierSettings, RetrySettings
@@ -121,8 +125,9 @@ class TlsChainIR(NamedTuple):
     certificates: tuple[tuple[str, str], ...]  # (certificate chain, private key)
 
 
-class PortIR(NamedTuple):
-    """All Gateway listeners on one port share one Envoy listener (and, for HTTPS, one chain each)."""
+class HTTPListenerIR(NamedTuple):
+    """The Gateway listeners on one port that speak HTTP: plain, or HTTPS with TLS terminated here (one
+    chain per Gateway listener, chosen by SNI). They share one Envoy listener and one route table."""
 
     name: str
     port: int
@@ -131,12 +136,49 @@ class PortIR(NamedTuple):
     tls: tuple[TlsChainIR, ...] = ()
 
 
+class TLSRouteIR(NamedTuple):
+    """TLS passed through untouched: connections whose SNI is one of ``server_names`` (empty: any) go to
+    ``backends``, weighted."""
+
+    name: str
+    server_names: tuple[str, ...]
+    backends: tuple[BackendIR, ...]
+
+
+class TLSPassthroughListenerIR(NamedTuple):
+    name: str
+    port: int
+    routes: tuple[TLSRouteIR, ...]
+
+
+class TCPListenerIR(NamedTuple):
+    """Every connection on the port goes to ``backends``, weighted."""
+
+    name: str
+    port: int
+    backends: tuple[BackendIR, ...]
+
+
+class UDPListenerIR(NamedTuple):
+    """Every datagram session on the port goes to ``backends``, weighted."""
+
+    name: str
+    port: int
+    backends: tuple[BackendIR, ...]
+
+
 class GatewayIR(NamedTuple):
+    """One Gateway's listeners by kind, as Envoy needs them apart: HTTP ones carry route tables, the
+    others forward connections (TLS passthrough by SNI) or datagrams."""
+
     cluster: str
     namespace: str
     name: str
     address: str
-    ports: tuple[PortIR, ...]
+    http: tuple[HTTPListenerIR, ...]
+    tls_passthrough: tuple[TLSPassthroughListenerIR, ...] = ()
+    tcp: tuple[TCPListenerIR, ...] = ()
+    udp: tuple[UDPListenerIR, ...] = ()
 
 
 def to_data(value: Any) -> Any:
@@ -146,3 +188,191 @@ def to_data(value: Any) -> Any:
             return {name: to_data(item) for name, item in zip(value._fields, value, strict=True)}
         return [to_data(item) for item in value]
     return value
+
+
+_T = TypeVar("_T")
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(kind: type) -> dict[str, Any]:
+    found = _hints.get(kind)
+    if found is None:
+        found = _hints[kind] = get_type_hints(kind)
+    return found
+
+
+def _read(kind: Any, data: Any, where: str) -> Any:
+    origin = get_origin(kind)
+    if origin is Literal:
+        if data not in get_args(kind):
+            raise ValueError(f"{where}: {data!r} is not one of {', '.join(map(repr, get_args(kind)))}")
+        return data
+    if origin is Union or origin is types.UnionType:
+        options = get_args(kind)
+        if data is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _read(option, data, where)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError("; ".join(errors))
+    if origin is tuple:
+        args = get_args(kind)
+        if not isinstance(data, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {data!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_read(args[0], item, f"{where}[{i}]") for i, item in enumerate(data))
+        if len(data) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} items, got {len(data)}")
+        return tuple(_read(arg, item, f"{where}[{i}]") for i, (arg, item) in enumerate(zip(args, data, strict=True)))
+    if isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields"):
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping for {kind.__name__}, got {data!r}")
+        unknown = set(data) - set(kind._fields)
+        if unknown:
+            raise ValueError(f"{where}: {kind.__name__} has no field {', '.join(sorted(unknown))}")
+        defaults: dict[str, Any] = getattr(kind, "_field_defaults", {})
+        values = {}
+        for name, field_type in _field_types(kind).items():
+            if name in data:
+                values[name] = _read(field_type, data[name], f"{where}.{name}")
+            elif name not in defaults:
+                raise ValueError(f"{where}: {kind.__name__} needs {name}")
+        value = kind(**values)
+        return NO_HEADER_OPS if value == NO_HEADER_OPS and kind is HeaderOpsIR else value
+    if kind is int and (not isinstance(data, int) or isinstance(data, bool)):
+        raise ValueError(f"{where}: expected an integer, got {data!r}")
+    if kind in (str, bool) and not isinstance(data, kind):
+        raise ValueError(f"{where}: expected {kind.__name__}, got {data!r}")
+    return data
+
+
+def from_data(kind: type[_T], data: Any) -> _T:
+    """The inverse of :func:`to_data`: IR of type ``kind`` from plain data (fields with a default may be
+    left out). Empty header operations come back as :data:`NO_HEADER_OPS`, as the builders make them."""
+    result: _T = _read(kind, data, kind.__name__)
+    return result
+
+
+class InvalidIRError(ValueError):
+    """The IR breaks an invariant that the translator relies on."""
+
+
+Listener = HTTPListenerIR | TLSPassthroughListenerIR | TCPListenerIR | UDPListenerIR
+
+
+def _duplicates(values: Iterable[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    repeated: dict[Any, None] = {}
+    for value in values:
+        if value in seen:
+            repeated[value] = None
+        seen.add(value)
+    return list(repeated)
+
+
+def _backend_problems(backend: BackendIR, where: str) -> list[str]:
+    problems = []
+    if backend.weight < 0:
+        problems.append(f"{where}: backend {backend.name!r} has a negative weight")
+    if backend.valid:
+        if not backend.name or backend.kind == "Invalid":
+            problems.append(f"{where}: a valid backend needs a cluster name and kind Service or ServiceImport, "
+                            f"got {backend.name!r} of kind {backend.kind}")
+        if backend.failover is not None and backend.kind != "ServiceImport":
+            problems.append(f"{where}: backend {backend.name!r}: only ServiceImport backends fail over")
+    elif backend.kind != "Invalid" or backend.localities or backend.failover is not None:
+        problems.append(f"{where}: invalid backend {backend.name!r} must be of kind Invalid, without endpoints")
+    priorities = sorted({locality.priority for locality in backend.localities})
+    if priorities != list(range(len(priorities))):
+        problems.append(f"{where}: backend {backend.name!r} has priorities {priorities}, not contiguous from 0")
+    return problems
+
+
+def _cluster_contents(backend: BackendIR) -> tuple[object, ...]:
+    """What a backend's Envoy cluster is made of (its weight belongs to the route)."""
+    return backend.kind, backend.localities, backend.failover
+
+
+def _listener_routes(listener: Listener) -> Iterable[tuple[str, tuple[BackendIR, ...]]]:
+    """(where, backends) of every backend list that a listener's traffic may reach."""
+    if isinstance(listener, HTTPListenerIR):
+        for vhost in listener.virtual_hosts:
+            for route in vhost.routes:
+                where = f"route {route.name} of {vhost.name}"
+                yield where, route.backends
+                yield where, route.mirrors
+    elif isinstance(listener, TLSPassthroughListenerIR):
+        for tls_route in listener.routes:
+            yield f"route {tls_route.name} of {listener.name}", tls_route.backends
+    else:
+        yield f"listener {listener.name}", listener.backends
+
+
+def _http_problems(listener: HTTPListenerIR) -> list[str]:
+    problems = []
+    if listener.protocol == "HTTP" and listener.tls:
+        problems.append(f"listener {listener.name}: HTTP, yet it has TLS chains")
+    if listener.protocol == "HTTPS":
+        if not listener.tls:
+            problems.append(f"listener {listener.name}: HTTPS without a TLS chain")
+        problems += [f"listener {listener.name}: a TLS chain without certificates"
+                     for chain in listener.tls if not chain.certificates]
+        names = [name for chain in listener.tls for name in (chain.server_names or ("*any*",))]
+        problems += [f"listener {listener.name}: SNI {name} chooses more than one TLS chain"
+                     for name in _duplicates(names)]
+    problems += [f"listener {listener.name}: virtual host name {name} repeated"
+                 for name in _duplicates(v.name for v in listener.virtual_hosts)]
+    problems += [f"listener {listener.name}: hostname {hostname} in more than one virtual host"
+                 for hostname in _duplicates(v.hostname for v in listener.virtual_hosts)]
+    for vhost in listener.virtual_hosts:
+        problems += [f"virtual host {vhost.name}: route name {name} repeated"
+                     for name in _duplicates(r.name for r in vhost.routes)]
+    return problems
+
+
+def _passthrough_problems(listener: TLSPassthroughListenerIR) -> list[str]:
+    problems = [f"listener {listener.name}: route name {name} repeated"
+                for name in _duplicates(r.name for r in listener.routes)]
+    names = [name for route in listener.routes for name in (route.server_names or ("*any*",))]
+    problems += [f"listener {listener.name}: SNI {name} chooses more than one route" for name in _duplicates(names)]
+    return problems
+
+
+def validate(gateway: GatewayIR) -> None:
+    """Check the invariants the translator relies on; :class:`InvalidIRError` lists every one broken.
+
+    Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
+    (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
+    each with certificates and no SNI name choosing two of them; virtual host names and hostnames are
+    unique per listener, route names per virtual host (TLS routes: per listener, SNI names too). Every
+    backend a route reaches is usable (a cluster name, kind Service or ServiceImport; only ServiceImport
+    fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
+    run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.
+    """
+    listeners: list[Listener] = [*gateway.http, *gateway.tls_passthrough, *gateway.tcp, *gateway.udp]
+    problems = [f"listener name {name} repeated" for name in _duplicates(item.name for item in listeners)]
+    problems += [f"listener {item.name}: port {item.port} out of range" for item in listeners
+                 if not 0 < item.port < 65536]
+    stream_ports = [item.port for item in listeners if not isinstance(item, UDPListenerIR)]
+    problems += [f"port {port} has more than one TCP listener" for port in _duplicates(stream_ports)]
+    problems += [f"port {port} has more than one UDP listener" for port in _duplicates(u.port for u in gateway.udp)]
+    for listener in gateway.http:
+        problems += _http_problems(listener)
+    for passthrough in gateway.tls_passthrough:
+        problems += _passthrough_problems(passthrough)
+    clusters: dict[str, BackendIR] = {}
+    for item in listeners:
+        for where, backends in _listener_routes(item):
+            for backend in backends:
+                problems += _backend_problems(backend, where)
+                if not backend.valid:
+                    continue
+                known = clusters.setdefault(backend.name, backend)
+                if known is not backend and _cluster_contents(known) != _cluster_contents(backend):
+                    problems.append(f"{where}: backend {backend.name!r} differs from another backend of that "
+                                    "cluster in kind, endpoints or failover")
+    if problems:
+        raise InvalidIRError(f"gateway {gateway.namespace}/{gateway.name}: " + "; ".join(problems))

@@ -1,8 +1,11 @@
 """IR → Envoy resources. Pure, and the only place that knows Envoy's API.
 
-Per Gateway port: one Listener and one RouteConfiguration (named ``<ns>/<gateway>/<port>``), a virtual
-host per hostname (the Host header's port is ignored), and one EDS cluster with its
-ClusterLoadAssignment per backend Service port (shared by every route that uses it).
+HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listeners is refused
+(:func:`mcgw.translate.listeners.refuse_unsupported`) rather than half translated.
+
+Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
+``<ns>/<gateway>/<port>``), a virtual host per hostname (the Host header's port is ignored), and one
+EDS cluster with its ClusterLoadAssignment per backend Service port (shared by every route that uses it).
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
 are built with protobuf constructors. :func:`translate` builds a Gateway's resources from scratch;
@@ -15,19 +18,20 @@ from __future__ import annotations
 from mcgw import ir
 from mcgw.translate.cache import Built, GatewayResources
 from mcgw.translate.clusters import cluster, load_assignment
-from mcgw.translate.listeners import listener
+from mcgw.translate.listeners import UnsupportedListenerError, listener, refuse_unsupported
 from mcgw.translate.routes import route_field, route_table, virtual_host_field, virtual_host_fields
 
-__all__ = ["Built", "GatewayResources", "translate"]
+__all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "translate"]
 
 
 def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     """Every Envoy resource one Gateway's Envoys receive: route tables, listeners, then clusters with
     their endpoints (in the order routes first name them)."""
+    refuse_unsupported(gateway)
     tables: list[Built] = []
     backends: dict[str, ir.BackendIR] = {}
     encoded: dict[int, bytes] = {}  # a route bound under several hostnames is encoded once
-    for port in gateway.ports:
+    for port in gateway.http:
         vhosts = []
         for vhost in port.virtual_hosts:
             parts = virtual_host_fields(vhost)
@@ -46,7 +50,7 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
                 parts.append(field)
             vhosts.append(virtual_host_field(parts))
         tables.append(Built(port.name, payload=route_table(port.name, tuple(vhosts))))
-    out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.ports]
+    out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
     for name, backend in backends.items():
         out += (Built(name, cluster(backend)), Built(name, load_assignment(backend)))
     return tuple(out)

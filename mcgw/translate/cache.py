@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import compress
-from operator import is_not
+from operator import is_not, itemgetter
 
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from mcgw import ir
 from mcgw.translate.clusters import cluster, load_assignment
-from mcgw.translate.listeners import listener
+from mcgw.translate.listeners import listener, refuse_unsupported
 from mcgw.translate.routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
 from xdsserver import ROUTE, Resource
 
@@ -63,12 +63,26 @@ def _backend_refs(backends: tuple[ir.BackendIR, ...]) -> tuple[tuple[str, int, b
     return tuple([(b.name, b.weight, b.valid) for b in backends])
 
 
+def _fields_except(kind: type[tuple[object, ...]], *left_out: str) -> itemgetter[tuple[object, ...]]:
+    """A getter of every field but ``left_out``, by name: a field added to the IR is compared by default."""
+    fields: tuple[str, ...] = kind._fields  # type: ignore[attr-defined]
+    unknown = set(left_out) - set(fields)
+    assert not unknown, f"{kind.__name__} has no field {unknown}"
+    return itemgetter(*[i for i, name in enumerate(fields) if name not in left_out])
+
+
+# A route's fields that reach its Envoy route as they are; its backend lists are compared by reference.
+_route_as_is = _fields_except(ir.RouteIR, "backends", "mirrors")
+# An HTTP listener's fields that its Envoy listener is made of (its virtual hosts go to the route table).
+_listener_shape = _fields_except(ir.HTTPListenerIR, "virtual_hosts")
+
+
 def _same_route(a: ir.RouteIR, b: ir.RouteIR) -> bool:
     """Whether two route IRs make the same Envoy route: everything but their backends' endpoints, which
-    only the clusters' load assignments carry (:func:`mcgw.translate.routes.route_dict` reads a backend's
-    name, weight and validity, nothing else). An endpoint change rebuilds the IR of every route that uses
-    the Service; this keeps their serialised routes, and so the route table, as they were."""
-    return (a[:2] == b[:2] and a[3:8] == b[3:8] and a[9:] == b[9:]
+    only the clusters' load assignments carry (the encoder reads a backend's name, weight and validity,
+    nothing else). An endpoint change rebuilds the IR of every route that uses the Service; this keeps
+    their serialised routes, and so the route table, as they were."""
+    return (_route_as_is(a) == _route_as_is(b)
             and _backend_refs(a.backends) == _backend_refs(b.backends) and _backend_refs(a.mirrors) ==
             _backend_refs(b.mirrors))
 
@@ -172,12 +186,13 @@ class GatewayResources:
         self._clusters: dict[str, _Cluster] = {}
 
     def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
+        refuse_unsupported(gateway)
         memo: dict[int, _Route] = {}
         vhosts: dict[str, _VirtualHost] = {}
         tables: dict[str, tuple[tuple[bytes, ...], Built]] = {}
         listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
         backends: dict[str, ir.BackendIR] = {}
-        for port in gateway.ports:
+        for port in gateway.http:
             built_vhosts = []
             for vhost in port.virtual_hosts:
                 known_vhost = self._vhosts.get(vhost.name)
@@ -191,7 +206,7 @@ class GatewayResources:
             if table is None or table[0] != key:
                 table = (key, Built(port.name, payload=route_table(port.name, key)))
             tables[port.name] = table
-            shape = (gateway.address, port.port, port.protocol, port.tls)
+            shape = (gateway.address, _listener_shape(port))
             known_listener = self._listeners.get(port.name)
             listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (
                 shape, Built(port.name, listener(gateway.address, port)))

@@ -1,4 +1,4 @@
-"""Port IR → Envoy ``Listener``: one per Gateway port, its routes from RDS under the port's name.
+"""HTTP listener IR → Envoy ``Listener``: one per Gateway port, its routes from RDS under the port's name.
 
 An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, chosen by SNI
 (``server_names`` empty means any), each terminating TLS with that listener's certificates.
@@ -47,7 +47,21 @@ def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object]) -> dict[str, object
     return out
 
 
-def listener(address: str, port: ir.PortIR) -> listener_pb2.Listener:
+class UnsupportedListenerError(ValueError):
+    """The IR has listeners of a kind the Envoy translator does not translate yet."""
+
+
+def refuse_unsupported(gateway: ir.GatewayIR) -> None:
+    """Refuse TLS passthrough, TCP and UDP listeners: leaving them out would drop traffic silently."""
+    if gateway.tls_passthrough or gateway.tcp or gateway.udp:
+        kinds = [(label, listeners) for label, listeners in (
+            ("TLS passthrough", gateway.tls_passthrough), ("TCP", gateway.tcp), ("UDP", gateway.udp)) if listeners]
+        found = "; ".join(f"{label} {', '.join(item.name for item in listeners)}" for label, listeners in kinds)
+        raise UnsupportedListenerError(f"gateway {gateway.namespace}/{gateway.name}: only HTTP and HTTPS "
+                                       f"listeners are translated to Envoy, not {found}")
+
+
+def listener(address: str, port: ir.HTTPListenerIR) -> listener_pb2.Listener:
     """The Envoy listener of one Gateway port (``port.virtual_hosts`` is not read)."""
     hcm = _hcm(port.name)
     fields: dict[str, object] = {

@@ -24,7 +24,10 @@ ALL_CASES = XDS_CASES + golden.cases(TESTDATA / "routes") + golden.cases(TESTDAT
 def _translate(documents: list[Any]) -> Any:
     objects = [parse_object(doc, f"document {i}") for i, doc in enumerate(documents)]
     addresses = {(o.metadata.namespace, o.metadata.name): ["198.18.0.10"] for o in objects if isinstance(o, Gateway)}
-    return translate_cluster("east", objects, addresses)
+    result = translate_cluster("east", objects, addresses)
+    for gateway in result.gateways:
+        ir.validate(gateway)
+    return result
 
 
 def _render(documents: list[Any]) -> dict[str, Any]:

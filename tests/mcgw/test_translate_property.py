@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mcgw import ir
 from mcgw.objects.model import parse_object
 from mcgw.runtime.pipeline import translate_cluster
 from tests.envoy_validate import validate
@@ -118,6 +119,8 @@ def test_envoy_accepts_whatever_routes_translate_to(routes: list[list[dict[str, 
     ]
     objects = [parse_object(doc, f"generated {i}") for i, doc in enumerate(documents)]
     result = translate_cluster("east", objects, {("apps", "gw"): ["198.18.0.10"]})
+    for gateway in result.gateways:
+        ir.validate(gateway)
     for messages in result.resources.values():
         checked = validate(list(messages))
         assert checked.returncode == 0, checked.stdout + checked.stderr
