@@ -13,8 +13,7 @@ from typing import Any
 
 from mcgw.objects.kinds import LISTED_KINDS
 from mcgw.runtime.reconciler import ClusterReport, Reconciler
-from mcgw.semantics.mcs import ClusterMcs, McsResult
-from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER
+from mcgw.semantics.mcs import IMPORT_MANAGED_BY, MANAGER, ClusterMcs, McsResult
 from mcgw.store import ClusterStore, Store
 from mcgw.support.timestamps import rfc3339
 from xdsserver import NodeStatus, Rejection, StatusRegistry, short_type

@@ -104,7 +104,7 @@ def _translate(args: argparse.Namespace) -> int:
     from mcgw.runtime import collector
     from mcgw.runtime.incremental import McsInput
     from mcgw.runtime.pipeline import translate_cluster
-    from mcgw.semantics.mcs.exports import compute_mcs
+    from mcgw.semantics.mcs import compute_mcs
 
     try:
         properties, objects = read_clusterset_dir(Path(args.f))

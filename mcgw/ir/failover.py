@@ -8,7 +8,7 @@ from mcgw import ir
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import FailoverPolicy
 from mcgw.semantics.gateway.routes import RouteKey
-from mcgw.semantics.mcs.view import ImportedService
+from mcgw.semantics.mcs import ImportedService
 from mcgw.semantics.policy.failover import DEFAULTS, PolicyResolution, apply_policy, priority_levels, resolve_policies
 
 

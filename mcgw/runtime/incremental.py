@@ -61,7 +61,7 @@ from mcgw.semantics.gateway.evaluate import (
 from mcgw.semantics.gateway.listeners import GatewayResult
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
 from mcgw.semantics.gateway.routes import RouteKey
-from mcgw.semantics.mcs.view import ImportedService
+from mcgw.semantics.mcs import ImportedService
 from mcgw.translate.cache import Built, GatewayResources
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)

@@ -31,8 +31,7 @@ from mcgw.providers.kubernetes.conflicts import retry_conflicts, update_status
 from mcgw.providers.kubernetes.lister import api_json, list_pages
 from mcgw.providers.kubernetes.retry import with_retries
 from mcgw.providers.kubernetes.status_merge import merge_conditions
-from mcgw.semantics.mcs import ClusterMcs
-from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, MANAGER, SLICE_MANAGED_BY
+from mcgw.semantics.mcs import IMPORT_MANAGED_BY, MANAGER, SLICE_MANAGED_BY, ClusterMcs
 from mcgw.support.logs import object_fields
 from mcgw.support.timestamps import rfc3339
 

@@ -41,6 +41,7 @@ from mcgw.semantics.mcs.names import IMPORT_MANAGED_BY, LOCAL_SERVICE_NAME, MANA
 from mcgw.semantics.mcs.slices import is_imported, source_slices
 from mcgw.semantics.mcs.view import ClusterSetView, ImportedService, ImportPort, SourceEndpoints
 from mcgw.store import ClusterHealth
+from mcgw.support.timestamps import rfc3339
 
 DEFAULT_LOST_CLUSTER_TTL = 300.0
 
@@ -105,10 +106,6 @@ def _condition(kind: str, status: bool, reason: str, message: str, generation: i
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition
-
-
-def _clock(moment: float) -> str:
-    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _names(clusters: Iterable[str]) -> str:
@@ -251,10 +248,10 @@ def _import_ready(clusters: Sequence[str], lost: Mapping[str, LostCluster], expo
         return _condition("Ready", True, "Ready", f"imported from {_names(clusters)}", None)
     notes = []
     for entry in gone:
-        fate = (f"its endpoints were withdrawn at {_clock(entry.deadline)}" if entry.withdrawn
-                else f"its endpoints are kept until {_clock(entry.deadline)}")
+        fate = (f"its endpoints were withdrawn at {rfc3339(entry.deadline)}" if entry.withdrawn
+                else f"its endpoints are kept until {rfc3339(entry.deadline)}")
         # Not the reason: it follows the informers' last error, and the status must not churn with it.
-        notes.append(f"source cluster {entry.cluster} unavailable since {_clock(entry.since)}; {fate}")
+        notes.append(f"source cluster {entry.cluster} unavailable since {rfc3339(entry.since)}; {fate}")
     message = "; ".join(notes) + f"; imported from {_names(clusters)}"
     return _condition("Ready", bool(clusters), "SourceClusterLost", message, None)
 
