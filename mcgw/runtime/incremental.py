@@ -185,7 +185,8 @@ def failover_context(cluster: str, by_kind: Mapping[str, Mapping[NamespacedName,
     namespaces = {name for _, name in by_kind.get("Namespace", {})}
     imports = {k: v for k, v in mcs.imports.items() if k[0] in namespaces} if mcs else {}
     policies = [o for o in by_kind.get("FailoverPolicy", {}).values() if isinstance(o, FailoverPolicy)]
-    routes = [(kind, ns, name) for kind in ROUTE_KINDS for ns, name in by_kind.get(kind, {})]
+    # A generator: policies are rare, and without one the route keys are never read.
+    routes = ((kind, ns, name) for kind in ROUTE_KINDS for ns, name in by_kind.get(kind, {}))
     return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, routes,
                          by_kind.get("ServiceImport", {}))
 
