@@ -4,7 +4,7 @@ Two uses:
 - the peer row, "flat": every ServiceImport endpoint at priority 0 with Envoy's defaults (no health
   checks, outlier detection or retries), as Envoy Gateway configures a ServiceImport backend. Its
   endpoints follow the EndpointSlices (the emulated kubelet's reports), as Envoy Gateway's would.
-- ``--emulate``: every policy row from mcgw's failover settings (``mcgw.failover``) without the
+- ``--emulate``: every policy row from mcgw's failover settings (``mcgw.semantics.policy.failover``) without the
   controller, to check the harness or try a setting before the translation has it.
 
 The resources follow the combination measured in ``shared/reference/failover.md``, plus
