@@ -36,8 +36,9 @@ class Backends:
     def forget(self, namespace: str, name: str) -> None:
         """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
         for key in self._keys.pop((namespace, name), ()):
+            _, _, _, port, _, _ = key
             self._backends.pop(key, None)
-            self._localities.pop((namespace, name, key[3] or 0), None)
+            self._localities.pop((namespace, name, port or 0), None)
 
     def get(self, kind: str, namespace: str, name: str, port: int | None, weight: int,
             route: RouteKey | None = None) -> ir.BackendIR:
@@ -77,7 +78,8 @@ class Backends:
 
     def _add(self, key: tuple[str, str, str, int | None, int, str | None], route: RouteKey | None) -> ir.BackendIR:
         backend = self._backends[key] = self._build(key, route)
-        self._keys.setdefault((key[0], key[1]), []).append(key)
+        namespace, name, *_ = key
+        self._keys.setdefault((namespace, name), []).append(key)
         return backend
 
     def _build(self, key: tuple[str, str, str, int | None, int, str | None],

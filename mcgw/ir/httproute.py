@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from operator import itemgetter
+from typing import NamedTuple
 
 from mcgw import ir
 from mcgw.ir.backends import Backends
@@ -27,9 +28,21 @@ _by_key = itemgetter(0)
 _new = tuple.__new__
 
 
-# Precedence (lower sorts first): path kind, path length, method, headers, query params, age, namespace, name,
-# rule, match.
-PrecedenceKey = tuple[int, int, int, int, int, str, str, str, int, int]
+class PrecedenceKey(NamedTuple):
+    """Where a route match sorts within its virtual host (lower first); unique per match."""
+
+    path_kind: int  # Exact, then RegularExpression, then PathPrefix
+    path_length: int  # negated: the longer path first
+    method: int  # 0 with a method match
+    headers: int  # negated count of header matches
+    query_params: int  # negated count of query matches
+    created: str  # the older route first
+    namespace: str
+    name: str
+    rule: int
+    match: int
+
+
 RankedRoute = tuple[PrecedenceKey, ir.RouteIR]
 
 
@@ -81,8 +94,8 @@ def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
     backend_irs: tuple[ir.BackendIR, ...] = ()
     mirrors: tuple[ir.BackendIR, ...] = ()
     for key, route_ir in entries:
-        if key[8] != rule_index:
-            rule_index = key[8]
+        if key.rule != rule_index:
+            rule_index = key.rule
             backend_irs = _rule_backends(result, rule_index, backends)
             mirrors = _rule_mirrors(result, rule_index, backends)
         refreshed.append((key, route_ir._replace(backends=backend_irs, mirrors=mirrors,
@@ -149,8 +162,8 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
                 redirect, rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes,
                 retry_attempts, retry_backoff, failover_retry,
             ))
-            key = (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers), -len(query), created,
-                   ns, name, index, m)
+            key = _new(PrecedenceKey, (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers),
+                                       -len(query), created, ns, name, index, m))
             entries.append((key, route_ir))
     return tuple(entries)
 
