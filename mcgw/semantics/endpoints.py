@@ -14,6 +14,7 @@ from typing import Literal, NamedTuple
 
 from mcgw.objects.model import Endpoint as SliceEndpoint
 from mcgw.objects.model import EndpointSlice, Service
+from mcgw.semantics.gateway.limits import MAX_PORT, MIN_PORT, endpoint_address_ok
 
 Health = Literal["HEALTHY", "DRAINING"]
 
@@ -39,8 +40,12 @@ def endpoint_health(endpoint: SliceEndpoint) -> Health | None:
 
 
 def target_port(endpoint_slice: EndpointSlice, port_name: str) -> int | None:
-    """The slice's port number for the Service port named ``port_name``."""
-    return next((p.port for p in endpoint_slice.ports if p.name == port_name and p.port), None)
+    """The slice's port number for the Service port named ``port_name``; a number outside 1..65535 counts as
+    none, since Envoy would refuse the whole endpoint set over it."""
+    for port in endpoint_slice.ports:
+        if port.name == port_name and port.port:
+            return port.port if MIN_PORT <= port.port <= MAX_PORT else None
+    return None
 
 
 def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[Endpoint, ...]:
@@ -56,6 +61,8 @@ def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[En
             if health is None:
                 continue
             for address in endpoint.addresses:
+                if not endpoint_address_ok(address):  # Envoy would refuse the whole endpoint set
+                    continue
                 found.setdefault((address, target), Endpoint(address, target, health))
     return tuple(found[key] for key in sorted(found))
 

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from mcgw.objects.model import GATEWAY_GROUP, Namespace, ParentReference
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.hostnames import route_hostnames_for_listener
+from mcgw.semantics.gateway.limits import route_hostnames_problem
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
 from mcgw.semantics.gateway.routes import RouteView
 
@@ -62,6 +63,8 @@ def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],
     """A result for every parentRef that names one of our Gateways (others are not ours to report)."""
     results = []
     generation = route.metadata.generation
+    # A bad hostname refuses the whole route: serving it without that hostname would widen what it matches.
+    hostnames_problem = route_hostnames_problem(tuple(route.spec.hostnames)) if route.spec.hostnames else None
     for ref in route.spec.parent_refs:
         if ref.kind != "Gateway" or ref.group != GATEWAY_GROUP:
             continue
@@ -76,6 +79,10 @@ def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],
             and (port is None or listener.listener.port == port)
         ]
         target = f"Gateway {gateway_ns}/{ref.name}"
+        if hostnames_problem:
+            results.append(ParentResult(ref, gateway_ns, c.Condition(
+                c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE, hostnames_problem, generation)))
+            continue
         if not candidates:
             wanted = " and ".join(part for part in (
                 f"sectionName {section}" if section else "",

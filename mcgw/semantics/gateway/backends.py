@@ -7,10 +7,10 @@ so the translator can answer 500 for its share of the traffic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, ReferenceGrant
+from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, ReferenceGrant, Service
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routes import RouteView
@@ -32,10 +32,27 @@ class ResolvedBackend(NamedTuple):
         return self.ref.group, self.ref.kind
 
 
-def resolve(route: RouteView, services: Set[tuple[str, str]], service_imports: Set[tuple[str, str]],
+def _port_problem(service: object, namespace: str, ref: BackendRef) -> tuple[str, str] | None:
+    """A Service backendRef needs a port the Service has: any other gets no endpoints (503 for every request)."""
+    if not isinstance(service, Service):
+        return None
+    if ref.port is None:
+        return c.REASON_BACKEND_NOT_FOUND, f"backendRef to Service {namespace}/{ref.name} has no port; set port"
+    ports = service.spec.ports
+    for service_port in ports:
+        if service_port.port == ref.port:
+            return None
+    have = ", ".join(str(p.port) for p in ports) or "none"
+    return (c.REASON_BACKEND_NOT_FOUND,
+            f"Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
+
+
+def resolve(route: RouteView, services: Collection[tuple[str, str]], service_imports: Collection[tuple[str, str]],
             grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedBackend, ...], ...]:
-    """Per rule, per backendRef, the resolution of the reference."""
+    """Per rule, per backendRef, the resolution of the reference. ``services`` as a mapping to the Service
+    objects also checks that each Service backendRef names a port the Service has."""
     grants = tuple(grants)
+    service_objects = services if isinstance(services, Mapping) else None
     route_ns = route.metadata.namespace
     rules = []
     for rule in route.spec.rules:
@@ -57,6 +74,8 @@ def resolve(route: RouteView, services: Set[tuple[str, str]], service_imports: S
                            f"{namespace} allows {route.kind}s from {route_ns}")
             elif (namespace, ref.name) not in known:
                 problem = (c.REASON_BACKEND_NOT_FOUND, f"{kind} {namespace}/{ref.name} does not exist")
+            elif known is services and service_objects is not None:
+                problem = _port_problem(service_objects.get((namespace, ref.name)), namespace, ref)
             resolved.append(_new(ResolvedBackend, (ref, namespace, problem)))  # skips the slow named-tuple __new__
         rules.append(tuple(resolved))
     return tuple(rules)

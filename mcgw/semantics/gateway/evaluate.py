@@ -11,7 +11,7 @@ the order in which the spec breaks ties, so the outcome never depends on the ord
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -108,9 +108,12 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
     return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
 
 
-def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Set[tuple[str, str]],
-                   service_imports: Set[tuple[str, str]]) -> RouteResult | None:
-    """The route's status and resolved backends; ``None`` if none of its parents is one of our Gateways."""
+def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Collection[tuple[str, str]],
+                   service_imports: Collection[tuple[str, str]]) -> RouteResult | None:
+    """The route's status and resolved backends; ``None`` if none of its parents is one of our Gateways.
+
+    ``services`` as a mapping to the Service objects also checks each backendRef's port against the
+    Service's ports; a caller that passes one must evaluate a route again when a Service it names changes."""
     parents = attach(route, layer.gateways, layer.namespaces)
     if not parents:
         return None

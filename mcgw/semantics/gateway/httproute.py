@@ -6,12 +6,31 @@ program is larger than Envoy's default limit (100), would make Envoy NACK the wh
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import re2
 
-from mcgw.objects.model import HeaderMatch, HeaderModifier, HTTPRoute, QueryParamMatch, RouteRule
+from mcgw.objects.model import (
+    HeaderMatch,
+    HeaderModifier,
+    HTTPRoute,
+    PathModifier,
+    QueryParamMatch,
+    RouteFilter,
+    RouteRule,
+)
+from mcgw.semantics.gateway.limits import (
+    MAX_BACKEND_REFS,
+    MAX_MATCHERS,
+    MAX_PATH_LENGTH,
+    header_name_problem,
+    header_value_problem,
+    hostname_problem,
+    modifiable_header_problem,
+    path_problem,
+    port_problem,
+    weights_problem,
+)
 from mcgw.semantics.gateway.routes import RuleCheck, rule_check
 
 ENVOY_MAX_REGEX_PROGRAM_SIZE = 100
@@ -35,33 +54,77 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
                      "RequestMirror")
 
 
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")  # an RFC 9110 token, as the CRD requires
-
-
-@lru_cache(maxsize=65536)
-def _bad_header_name(name: str) -> bool:
-    return not _HEADER_NAME.match(name)
-
-
 def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
-    """Header names Envoy would refuse and values over the Gateway API limit (files are not validated by an
-    API server, so the limits the CRD enforces are checked here too)."""
+    """Header names and values Envoy would refuse, and the CRD's limits on them."""
     if modifier is None:
         return None
+    if max(len(modifier.set), len(modifier.add), len(modifier.remove)) > MAX_MATCHERS:
+        return f"a header modifier may set, add or remove at most {MAX_MATCHERS} headers each"
     for headers in (modifier.set, modifier.add):
         for header in headers:
-            if _bad_header_name(header.name):
-                return f"header name {header.name!r} is not a valid HTTP header name"
+            if problem := modifiable_header_problem(header.name) or header_value_problem(header.name, header.value):
+                return problem
             if len(header.value) * 4 > MAX_HEADER_VALUE_BYTES and len(header.value.encode()) > MAX_HEADER_VALUE_BYTES:
                 return f"value of header {header.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
     for name in modifier.remove:
-        if _bad_header_name(name):
-            return f"header name {name!r} is not a valid HTTP header name"
+        if problem := modifiable_header_problem(name):
+            return problem
     return None
+
+
+def _path_modifier_problem(modifier: PathModifier | None) -> str | None:
+    if modifier is None:
+        return None
+    value = modifier.replace_full_path if modifier.type == "ReplaceFullPath" else modifier.replace_prefix_match
+    if value is None:
+        return None
+    if len(value) > MAX_PATH_LENGTH:
+        return f"rewritten path {value[:40]!r}... is longer than {MAX_PATH_LENGTH} characters"
+    return header_value_problem(":path", value)
+
+
+def _hostname_filter_problem(hostname: str | None) -> str | None:
+    return None if hostname is None else hostname_problem(hostname)
+
+
+def _filter_problem(route_filter: RouteFilter) -> str | None:
+    """Only the part of the filter's own type is ever translated, so only that part is checked."""
+    kind = route_filter.type
+    if kind == "RequestHeaderModifier":
+        return _modifier_problem(route_filter.request_header_modifier)
+    if kind == "ResponseHeaderModifier":
+        return _modifier_problem(route_filter.response_header_modifier)
+    if kind == "RequestRedirect" and (redirect := route_filter.request_redirect) is not None:
+        if redirect.port is not None and (problem := port_problem(redirect.port, "redirect port")):
+            return problem
+        if redirect.status_code not in REDIRECT_CODES:
+            return f"redirect statusCode {redirect.status_code} is not supported; use 301, 302, 303, 307 or 308"
+        if redirect.scheme is not None and redirect.scheme not in ("http", "https"):
+            return f"redirect scheme {redirect.scheme!r} is not supported; use http or https"
+        return _hostname_filter_problem(redirect.hostname) or _path_modifier_problem(redirect.path)
+    if kind == "URLRewrite" and (rewrite := route_filter.url_rewrite) is not None:
+        return _hostname_filter_problem(rewrite.hostname) or _path_modifier_problem(rewrite.path)
+    if kind == "RequestMirror" and (mirror := route_filter.request_mirror) is not None:
+        port = mirror.backend_ref.port
+        return None if port is None else port_problem(port, f"mirror backendRef {mirror.backend_ref.name} port")
+    return None
+
+
+def _matcher_problem(matcher: HeaderMatch | QueryParamMatch, what: str) -> str | None:
+    if problem := header_name_problem(matcher.name):
+        return f"{what} name: {problem}"
+    if matcher.type == "RegularExpression":
+        return regex_problem(matcher.value)
+    # Only a value of more than a quarter of the limit in characters can exceed it in UTF-8 bytes.
+    if len(matcher.value) * 4 > MAX_HEADER_VALUE_BYTES and len(matcher.value.encode()) > MAX_HEADER_VALUE_BYTES:
+        return f"match value for {matcher.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
+    return header_value_problem(matcher.name, matcher.value)
 
 
 def rule_problem(rule: RouteRule) -> str | None:
@@ -71,29 +134,43 @@ def rule_problem(rule: RouteRule) -> str | None:
         kind = route_filter.type
         if kind not in SUPPORTED_FILTERS:
             return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        # Only the modifier of the filter's own type is ever translated, so only that one is checked.
-        if kind == "RequestHeaderModifier" and (problem := _modifier_problem(route_filter.request_header_modifier)):
-            return problem
-        if kind == "ResponseHeaderModifier" and (
-                problem := _modifier_problem(route_filter.response_header_modifier)):
+        if problem := _filter_problem(route_filter):
             return problem
         redirect = redirect or kind == "RequestRedirect"
         rewrite = rewrite or kind == "URLRewrite"
     if redirect and rewrite:
         return "RequestRedirect and URLRewrite cannot be used in the same rule"
+    refs = rule.backend_refs
+    if refs:
+        if len(refs) > MAX_BACKEND_REFS:
+            return f"the rule has {len(refs)} backendRefs; use at most {MAX_BACKEND_REFS}"
+        if (problem := weights_problem([ref.weight for ref in refs])) or (problem := _ports_problem(rule)):
+            return problem
     for match in rule.matches:
         path = match.path
+        if problem := path_problem(path.type, path.value):
+            return problem
         if path.type == "RegularExpression" and (problem := regex_problem(path.value)):
             return problem
+        if match.method is not None and match.method not in METHODS:
+            return f"method {match.method!r} is not supported; use one of {', '.join(sorted(METHODS))}"
         if not match.headers and not match.query_params:
             continue
-        matchers: list[HeaderMatch | QueryParamMatch] = [*match.headers, *match.query_params]
-        for matcher in matchers:
-            if matcher.type == "RegularExpression" and (problem := regex_problem(matcher.value)):
+        if len(match.headers) > MAX_MATCHERS or len(match.query_params) > MAX_MATCHERS:
+            return f"a match may have at most {MAX_MATCHERS} header matches and {MAX_MATCHERS} query matches"
+        for header in match.headers:
+            if problem := _matcher_problem(header, "header match"):
                 return problem
-            # Only a value of more than a quarter of the limit in characters can exceed it in UTF-8 bytes.
-            if len(matcher.value) * 4 > MAX_HEADER_VALUE_BYTES and len(matcher.value.encode()) > MAX_HEADER_VALUE_BYTES:
-                return f"match value for {matcher.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
+        for query in match.query_params:
+            if problem := _matcher_problem(query, "query match"):
+                return problem
+    return None
+
+
+def _ports_problem(rule: RouteRule) -> str | None:
+    for ref in rule.backend_refs:
+        if ref.port is not None and (problem := port_problem(ref.port, f"backendRef {ref.name} port")):
+            return problem
     return None
 
 

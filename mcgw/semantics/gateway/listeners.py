@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, Gateway, GatewayClass, Listener, ReferenceGrant, Secret
 from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, port_problem, section_name_problem
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
@@ -133,6 +134,12 @@ def _conflicts(listeners: tuple[Listener, ...]) -> dict[str, tuple[str, str]]:
     return conflicts
 
 
+def listener_value_problem(listener: Listener) -> str | None:
+    """Why a listener's name, port or hostname is outside the CRD's limits (Envoy would refuse the port)."""
+    return (section_name_problem(listener.name) or port_problem(listener.port, "port")
+            or (hostname_problem(listener.hostname) if listener.hostname is not None else None))
+
+
 def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, str] | None,
                      secrets: Mapping[tuple[str, str], Secret], grants: Iterable[ReferenceGrant]) -> ListenerResult:
     generation = gateway.metadata.generation
@@ -144,7 +151,10 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
     resolved = cond(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "all references resolved")
     supported: list[tuple[str, str]] = []
     certificates: list[tuple[str, str]] = []
-    if listener.protocol not in SUPPORTED_PROTOCOLS:
+    if value_problem := listener_value_problem(listener):
+        reason = c.REASON_PORT_UNAVAILABLE if value_problem.startswith("port") else c.REASON_UNSUPPORTED_VALUE
+        accepted = cond(c.ACCEPTED, "False", reason, value_problem)
+    elif listener.protocol not in SUPPORTED_PROTOCOLS:
         accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_PROTOCOL,
                         f"protocol {listener.protocol} is not supported; use {' or '.join(SUPPORTED_PROTOCOLS)}")
     else:
@@ -189,8 +199,16 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
         reason = f"GatewayClass {gateway_class.metadata.name} is not accepted: {class_conditions[0].message}"
         return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID, reason, generation),
                                        c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [])
+    if len(gateway.spec.listeners) > MAX_LISTENERS:
+        generation = gateway.metadata.generation
+        reason = (f"the Gateway has {len(gateway.spec.listeners)} listeners; the Gateway API allows at most "
+                  f"{MAX_LISTENERS}: split them across Gateways")
+        return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID, reason, generation),
+                                       c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [])
     grants = list(grants)
-    conflicts = _conflicts(gateway.spec.listeners)
+    # An invalid listener claims no port or hostname, so it cannot make a valid one Conflicted.
+    conflicts = _conflicts(tuple(listener for listener in gateway.spec.listeners
+                                 if not listener_value_problem(listener)))
     listeners = [_listener_result(gateway, listener, conflicts.get(listener.name), secrets, grants)
                  for listener in gateway.spec.listeners]
     generation = gateway.metadata.generation
