@@ -144,10 +144,12 @@ class EnvoyFleet:
         """Wait until every Envoy has its listeners (admin /ready says LIVE)."""
         await asyncio.gather(*(asyncio.to_thread(m.process.wait_live, within) for m in self.envoys.values()))
 
-    async def stop_all(self) -> None:
+    async def stop_all(self) -> int:
+        """Stop every Envoy at once (each gets SIGTERM, then SIGKILL after a grace); returns how many ran."""
         async with self._lock:
-            for key in list(self.envoys):
-                await self._stop(key)
+            keys = list(self.envoys)
+            await asyncio.gather(*(self._stop(key) for key in keys))
+            return len(keys)
 
     def describe(self) -> Mapping[str, Mapping[str, object]]:
         """Per gateway: address, admin port, pid, restarts (for /api/status)."""

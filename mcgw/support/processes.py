@@ -13,6 +13,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+# Every LoggedProcess not yet stopped, so that an immediate exit (a second stop signal) can kill them all:
+# each lives in a process group of its own and would otherwise outlive this process.
+_running: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def stop_process_group(popen: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM the child's process group, then SIGKILL it if it has not exited after ``grace`` seconds.
@@ -41,6 +45,14 @@ def kill_process_group(popen: subprocess.Popen[bytes], wait: float | None = 10.0
         popen.wait(wait)
 
 
+def kill_every_child() -> None:
+    """SIGKILL the process group of every LoggedProcess still running, without waiting (an immediate exit)."""
+    for popen in list(_running.values()):
+        if popen.poll() is None:
+            kill_process_group(popen, wait=None)
+    _running.clear()
+
+
 class LoggedProcess:
     """A child in its own process group whose stdout and stderr are appended to ``log_path``."""
 
@@ -55,6 +67,7 @@ class LoggedProcess:
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
         )
+        _running[self.popen.pid] = self.popen
 
     @property
     def pid(self) -> int:
@@ -73,4 +86,5 @@ class LoggedProcess:
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after ``grace`` seconds."""
         stop_process_group(self.popen, grace)
+        _running.pop(self.popen.pid, None)
         self._log.close()
