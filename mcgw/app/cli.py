@@ -25,33 +25,38 @@ def _demo(args: argparse.Namespace) -> int:
 
     from mcgw.app.config import ConfigError
     from mcgw.app.demo import run_demo
+    from mcgw.app.lifecycle import BackgroundTaskFailed, run_until_signalled
     from mcgw.objects.model import ManifestError
 
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            checks = asyncio.run(run_demo(Path(args.f), admin_listen=args.admin_listen, once=args.once))
-            return 0 if all(c.ok for c in checks) else 1
+        checks = run_until_signalled(lambda: run_demo(Path(args.f), admin_listen=args.admin_listen, once=args.once),
+                                     "mcgw demo")
     except (ConfigError, ManifestError, OSError) as error:
         print(f"mcgw demo: {error}", file=sys.stderr)
         return 2
-    return 0
+    except BackgroundTaskFailed as error:
+        print(f"mcgw demo: {error}", file=sys.stderr)
+        return 1
+    return 0 if checks is None or all(c.ok for c in checks) else 1
 
 
 def _standalone(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mcgw.app.config import ConfigError
+    from mcgw.app.lifecycle import BackgroundTaskFailed, run_until_signalled
     from mcgw.app.standalone import StandaloneOptions, run_standalone
     from mcgw.objects.model import ManifestError
 
     try:
         options = StandaloneOptions(Path(args.f), xds_listen=args.xds_listen, admin_listen=args.admin_listen,
-                                    with_envoy=not args.no_envoy)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_standalone(options))
+                                    with_envoy=not args.no_envoy, drain_grace=args.drain_grace)
+        run_until_signalled(lambda: run_standalone(options), "mcgw standalone")
     except (ConfigError, ManifestError, OSError, ValueError) as error:
         print(f"mcgw standalone: {error}", file=sys.stderr)
         return 2
+    except BackgroundTaskFailed:
+        return 1  # logged, with the traceback, when it happened; the shutdown ran
     return 0
 
 
@@ -59,15 +64,17 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mcgw.app.config import ConfigError, load_run_config
+    from mcgw.app.lifecycle import BackgroundTaskFailed, run_until_signalled
     from mcgw.app.run import run_controller
 
     try:
         config = load_run_config(Path(args.config))
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_controller(config))
+        run_until_signalled(lambda: run_controller(config, drain_grace=args.drain_grace), "mcgw run")
     except (ConfigError, OSError) as error:
         print(f"mcgw run: {error}", file=sys.stderr)
         return 2
+    except BackgroundTaskFailed:
+        return 1  # logged, with the traceback, when it happened; the shutdown ran
     return 0
 
 
@@ -158,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     standalone.add_argument("--admin-listen", default="127.0.0.1:19000", metavar="HOST:PORT")
     standalone.add_argument("--no-envoy", action="store_true", help="serve xDS only; start no Envoy")
     standalone.set_defaults(handler=_standalone)
+    for command in (run, standalone):
+        command.add_argument("--drain-grace", type=float, default=1.0, metavar="SECONDS",
+                             help="on SIGTERM/SIGINT, how long open xDS streams may last before they are closed")
 
     demo = commands.add_parser("demo", help="standalone mode on examples/quickstart: 3 clusters, 3 Envoys, backends")
     demo.add_argument("-f", default=str(Path(__file__).resolve().parents[2] / "examples" / "quickstart"),

@@ -192,7 +192,7 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
             root, xds_listen=xds_listen, admin_listen=admin_listen)))
         tell(f"2. mcgw standalone: xDS on 127.0.0.1:{standalone.xds_port}, "
              f"admin on http://127.0.0.1:{standalone.admin_port}")
-        await standalone.wait_ready()
+        await standalone.guard(standalone.wait_ready())
         assert standalone.fleet is not None
         gateways = {}
         for (cluster, (namespace, name)), envoy in sorted(standalone.fleet.envoys.items()):
@@ -219,7 +219,7 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
             tell(f"  curl -s http://127.0.0.1:{standalone.admin_port}/api/status    "
                  "# every object's computed status, and the connected Envoys with their ACK/NACK state")
             tell(f"Edit the files under {root} and the change is applied within a second. Ctrl-C stops it all.")
-            await asyncio.Event().wait()
+            await standalone.serve()
     return checks
 
 

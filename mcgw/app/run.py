@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.app.config import RunConfig
-from mcgw.app.lifecycle import Lifecycle
+from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
 from mcgw.objects.kinds import KINDS
 from mcgw.objects.model import Gateway, Service
 from mcgw.providers.kubernetes.cluster import MemberCluster
@@ -58,8 +58,10 @@ def gateway_addresses(store: Store, cluster: str) -> dict[GatewayKey, list[str]]
 class Controller(Lifecycle):
     """Everything ``mcgw run`` runs, as an async context manager (the e2e tests start it in-process)."""
 
-    def __init__(self, config: RunConfig, *, lost_cluster_ttl: float | None = None) -> None:
+    def __init__(self, config: RunConfig, *, lost_cluster_ttl: float | None = None,
+                 drain_grace: float = DEFAULT_DRAIN_GRACE) -> None:
         super().__init__()
+        self.drain_grace = drain_grace
         if lost_cluster_ttl is None:
             lost_cluster_ttl = config.lost_cluster_ttl
         self.config = config
@@ -86,11 +88,14 @@ class Controller(Lifecycle):
                                  before_scrape=lambda: self.metrics.refresh(self.store, self.reconciler))
         self.xds_port = 0
         self.admin_port = 0
+        self._released = ""
 
     async def _start(self) -> None:
         config = self.config
+        # Registered in the reverse of the shutdown order: stop accepting, release the Leases, stop the
+        # loops and informers, drain xDS.
         self.xds_port = await self.xds.start(config.xds.listen)
-        self._stack.push_async_callback(self.xds.stop)
+        self._stop_xds_gracefully(self.xds, self.drain_grace)
         log.info("xDS server (ADS, SotW and delta%s) listening on %s:%d", ", mTLS" if config.xds.tls else "",
                  config.xds.host, self.xds_port)
         self._stack.push_async_callback(self.reconciler.aclose)
@@ -99,7 +104,7 @@ class Controller(Lifecycle):
             member = await MemberCluster.from_kubeconfig(cluster.name, self.store, cluster.kubeconfig,
                                                          cluster.context)
             self.members[cluster.name] = member
-            self._stack.push_async_callback(member.stop)
+            self._on_stop(member.stop, f"closed the connection to cluster {cluster.name}'s API server")
             is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - election disabled: one writer by config
             if election.enabled:
                 elector = LeaderElector(member.api, cluster.name, namespace=election.namespace,
@@ -108,7 +113,6 @@ class Controller(Lifecycle):
                                         on_change=self._leadership_changed)
                 self.electors[cluster.name] = elector
                 self._spawn(elector.run(), f"leader election {cluster.name}")
-                self._stack.push_async_callback(elector.release)
                 is_leader = elector.is_leader_now
             self.writers[cluster.name] = StatusWriter(member.api, cluster.name, is_leader, metrics=self.metrics)
             self.mcs.writers[cluster.name] = McsWriter(member.api, cluster.name, is_leader, metrics=self.mcs.metrics)
@@ -116,11 +120,19 @@ class Controller(Lifecycle):
         self._spawn(self.reconciler.run(), "reconcile loop")
         self._stack.push_async_callback(self.mcs.aclose)
         self._spawn(self.mcs.run(), "MCS controller")
+        if self.electors:
+            self._on_stop(self._release_leases, lambda: self._released)
         self.admin_port = await self.admin.start(config.admin.host, config.admin.port)
-        self._stack.push_async_callback(self.admin.stop)
+        self._stop_accepting(self.admin)
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", config.admin.host,
                  self.admin_port)
 
+    async def _release_leases(self) -> None:
+        """Free the Leases held, so that another replica takes over within its retry period, not the lease duration."""
+        held = sorted(name for name, elector in self.electors.items() if elector.is_leader)
+        await asyncio.gather(*(elector.release() for elector in self.electors.values()))
+        self._released = (f"released the Lease in cluster(s) {', '.join(held)}" if held
+                          else "held no Lease: nothing to release")
 
     def _leadership_changed(self, cluster: str, leading: bool) -> None:
         """A new term: write the latest computed statuses now (winning a Lease is no store event)."""
@@ -142,7 +154,7 @@ class Controller(Lifecycle):
         return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
 
 
-async def run_controller(config: RunConfig) -> None:
-    """Run until cancelled (Ctrl-C)."""
-    async with Controller(config):
-        await asyncio.Event().wait()
+async def run_controller(config: RunConfig, drain_grace: float = DEFAULT_DRAIN_GRACE) -> None:
+    """Run until cancelled (the stop signal) or a background task fails; everything is stopped on the way out."""
+    async with Controller(config, drain_grace=drain_grace) as controller:
+        await controller.serve()

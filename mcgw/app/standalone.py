@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.app.config import split_listen
-from mcgw.app.lifecycle import Lifecycle
+from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
 from mcgw.dataplane.bootstrap import XdsTarget
 from mcgw.dataplane.fleet import EnvoyFleet
 from mcgw.objects.kinds import KINDS
@@ -42,6 +42,7 @@ class StandaloneOptions:
     envoy_log_level: str = "warn"
     reconcile: ReconcileOptions = field(default_factory=ReconcileOptions)
     poll_interval: float = 0.25
+    drain_grace: float = DEFAULT_DRAIN_GRACE
 
 
 class Standalone(Lifecycle):
@@ -65,21 +66,26 @@ class Standalone(Lifecycle):
         self.xds_port = 0
         self.admin_port = 0
         self._workdir: Path | None = None
+        self._envoys_stopped = 0
 
     async def _start(self) -> None:
+        # Registered in the reverse of the shutdown order: stop accepting, drain xDS, stop the Envoys,
+        # remove the working directory.
         options = self.options
+        if options.with_envoy:
+            workdir = self._workdir = Path(tempfile.mkdtemp(prefix="mcgw-standalone-"))
+            self._on_stop(lambda: asyncio.to_thread(shutil.rmtree, workdir, True),
+                          f"removed the working directory {workdir}")
+            self._on_stop(self._stop_envoys, lambda: f"stopped {self._envoys_stopped} Envoy(s)")
         self.xds_port = await self.xds.start(options.xds_listen)
-        self._stack.push_async_callback(self.xds.stop)
+        self._stop_xds_gracefully(self.xds, options.drain_grace)
         xds_host, _ = split_listen(options.xds_listen)
         log.info("xDS server (ADS, SotW and delta) listening on %s:%d", xds_host, self.xds_port)
         sinks: list[OutputSink] = []
-        if options.with_envoy:
-            self._workdir = Path(tempfile.mkdtemp(prefix="mcgw-standalone-"))
-            self._stack.callback(shutil.rmtree, self._workdir, True)
+        if self._workdir is not None:
             connect_host = "127.0.0.1" if xds_host in ("0.0.0.0", "", "::") else xds_host
             self.fleet = EnvoyFleet(self.store, XdsTarget(connect_host, self.xds_port), self._workdir,
                                     log_level=options.envoy_log_level)
-            self._stack.push_async_callback(self.fleet.stop_all)
             sinks.append(self.fleet)
         self.reconciler = Reconciler(
             self.store, self.cache, options.reconcile,
@@ -101,9 +107,11 @@ class Standalone(Lifecycle):
                                  before_scrape=lambda: self.metrics.refresh(self.store, reconciler))
         host, port = split_listen(options.admin_listen)
         self.admin_port = await self.admin.start(host, port)
-        self._stack.push_async_callback(self.admin.stop)
+        self._stop_accepting(self.admin)
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", host, self.admin_port)
 
+    async def _stop_envoys(self) -> None:
+        self._envoys_stopped = await self.fleet.stop_all() if self.fleet is not None else 0
 
     def status(self) -> dict[str, Any]:
         """The /api/status document, plus standalone's own facts (file errors, Envoys)."""
@@ -129,8 +137,8 @@ class Standalone(Lifecycle):
 
 
 async def run_standalone(options: StandaloneOptions) -> None:
-    """Run until cancelled (Ctrl-C); every Envoy is stopped on the way out."""
+    """Run until cancelled (the stop signal) or a background task fails; everything is stopped on the way out."""
     async with Standalone(options) as standalone:
-        await standalone.wait_ready()
+        await standalone.guard(standalone.wait_ready())
         log.info("ready: serving %d gateway(s)", len(standalone.cache.groups()))
-        await asyncio.Event().wait()
+        await standalone.serve()
