@@ -67,8 +67,13 @@ def test_a_broken_file_keeps_the_last_good_state_and_is_reported(root: Path) -> 
 
 
 def test_a_file_deleted_removes_its_objects(root: Path) -> None:
-    provider, store = _provider(root)
+    now = [0.0]
+    provider = FileProvider(root, clock=lambda: now[0])
+    store = Store(provider.clusters, SUPPORTED_KINDS)
+    provider.fill(store)
     (root / "central" / "shop.yaml").unlink()
+    provider.poll(store)  # gone for the first time: kept until it has stayed gone for deletion_delay
+    now[0] += provider.deletion_delay
     provider.poll(store)
     assert store["central"].get(("HTTPRoute", "shop", "store")) is None
     assert store["central"].get(("Gateway", "infra", "public")) is not None

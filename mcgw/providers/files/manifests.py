@@ -1,10 +1,19 @@
 """Reading manifests from disk: ``DIR/<cluster>/*.yaml`` plus an optional ``DIR/clusterset.yaml``.
 
-Every document must parse; an error names the file and the document number. Nothing is skipped.
+Every document must parse; an error names the file and the document number. The first read (and
+``mcgw translate``) is strict: an unsupported kind is an error. The watcher reads leniently
+(``strict_kinds=False``): an unsupported kind is skipped and reported, so the file's other objects load.
+
+A file is untrusted input: it is refused past ``FileLimits.max_bytes``, and a document whose aliases
+would expand past ``FileLimits.max_alias_nodes`` is refused after composing and before constructing,
+so a small YAML "billion laughs" never reaches memory. Error messages quote no file content (a YAML
+error's snippet could be a line of a Secret's key): only the file, line, column and the problem.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +21,190 @@ import yaml
 from pydantic import ValidationError
 
 from mcgw.objects.clusterset import ClusterProperties, ClusterSetProperties, ConfigError, validation_problems
-from mcgw.objects.model import AnyObject, ManifestError, parse_object
+from mcgw.objects.model import SUPPORTED_KINDS, AnyObject, ManifestError, parse_object
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
+# libyaml's parser where PyYAML was built with it: about three times faster than the pure-Python one.
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 
-def read_cluster_dir(directory: Path) -> list[AnyObject]:
-    """Every object under ``directory``; the same kind/namespace/name twice is an error naming both places."""
-    objects: list[AnyObject] = []
-    seen: dict[tuple[str, str, str], str] = {}
 
-    def add(item: object, source: str) -> None:
-        parsed = parse_object(item, source)
-        if parsed.key in seen:
-            kind, namespace, name = parsed.key
-            raise ManifestError(source, f"{kind} {namespace + '/' if namespace else ''}{name} is also defined in "
-                                        f"{seen[parsed.key]}")
-        seen[parsed.key] = source
-        objects.append(parsed)
+@dataclass(frozen=True)
+class FileLimits:
+    """What one manifest file may cost to read. The defaults are far above any real Gateway API file."""
 
-    for path in sorted(p for p in directory.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()):
-        try:
-            documents = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError as error:
-            raise ManifestError(str(path), f"not valid YAML: {error}") from None
+    max_bytes: int = 10 * 1024 * 1024
+    # Nodes that aliases add when expanded (a document's size with every alias replaced by what it
+    # names, less its size as written). Real manifests use few aliases; a YAML bomb adds billions.
+    max_alias_nodes: int = 1_000_000
+
+
+DEFAULT_LIMITS = FileLimits()
+
+
+@dataclass(frozen=True)
+class FileContents:
+    """The objects of one file with where each came from, and the documents skipped for their kind."""
+
+    objects: tuple[AnyObject, ...]
+    sources: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+
+
+_QUOTED = re.compile(r"'[^']{17,}'|\"[^\"]{17,}\"")
+
+
+def _problem_text(text: str | None) -> str:
+    """A parser's problem text without any long quoted token, which could be part of a value."""
+    return _QUOTED.sub("'…'", text or "").strip()
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    """Where and what, never the snippet: PyYAML's ``str(error)`` quotes the offending line."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        parts = []
+        if error.context:
+            where = (f" started at line {error.context_mark.line + 1}, column {error.context_mark.column + 1}"
+                     if error.context_mark is not None else "")
+            parts.append(f"{_problem_text(error.context)}{where}")
+        if error.problem:
+            where = (f"line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}: "
+                     if error.problem_mark is not None else "")
+            parts.append(f"{where}{_problem_text(error.problem)}")
+        return "; ".join(parts) or type(error).__name__
+    if isinstance(error, yaml.reader.ReaderError):
+        character = error.character if isinstance(error.character, int) else ord(error.character)
+        return f"unacceptable character #x{character:04x} at character {error.position}"
+    return type(error).__name__
+
+
+SELF_REFERENCE = -1  # an alias inside the node it names: endless when expanded
+
+
+def _expanded_alias_nodes(root: yaml.Node) -> int:
+    """How many nodes aliases add to ``root`` when expanded, or SELF_REFERENCE.
+
+    An alias is the very node object it names, so the expanded size of each distinct node is computed
+    once (iteratively: no recursion limit) and the bomb's exponential size is known without building it.
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children: list[yaml.Node]
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        else:
+            sizes[key] = 1
+            continue
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if key in in_progress:
+            return SELF_REFERENCE
+        in_progress.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in in_progress:
+                return SELF_REFERENCE
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return max(0, sizes[id(root)] - len(sizes))
+
+
+def load_documents(text: str, source: str, limits: FileLimits = DEFAULT_LIMITS) -> list[Any]:
+    """Every YAML document of ``text``, refusing alias expansion past the limit (ManifestError naming ``source``)."""
+    documents: list[Any] = []
+    may_alias = "&" in text and "*" in text  # an alias names an anchor; without both, nothing to count
+    loader = (_FAST_LOADER or yaml.SafeLoader)(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                documents.append(None)
+                continue
+            added = _expanded_alias_nodes(node) if may_alias else 0
+            if added == SELF_REFERENCE:
+                raise ManifestError(source, f"document {len(documents) + 1}: a YAML alias inside the node it "
+                                            "names (endless when expanded); refused")
+            if added > limits.max_alias_nodes:
+                raise ManifestError(source, f"document {len(documents) + 1}: YAML aliases expand to more than "
+                                            f"{limits.max_alias_nodes:,} extra nodes (a YAML bomb?); refused")
+            documents.append(loader.construct_document(node))
+    except yaml.YAMLError as error:
+        raise ManifestError(source, f"not valid YAML: {_yaml_error_message(_precise_error(text, error))}") from None
+    except RecursionError:
+        raise ManifestError(source, "not valid YAML: nested too deeply") from None
+    except MemoryError:
+        raise ManifestError(source, "out of memory while parsing; refused") from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _precise_error(text: str, error: yaml.YAMLError) -> yaml.YAMLError:
+    """libyaml's messages are terser than PyYAML's own; on an error, ask the pure-Python parser where and why."""
+    if _FAST_LOADER is None:
+        return error
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            loader.get_node()
+    except yaml.YAMLError as precise:
+        return precise
+    except (RecursionError, MemoryError):
+        return error
+    finally:
+        loader.dispose()
+    return error
+
+
+def decode_manifest(data: bytes, source: str) -> str:
+    """The file's text; invalid UTF-8 is a ManifestError naming the byte offset and line (not the bytes)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ManifestError(source, f"not valid UTF-8 at byte offset {error.start} (line {line}): "
+                                    f"{error.reason}") from None
+
+
+def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLimits = DEFAULT_LIMITS) -> FileContents:
+    """The objects of one file; ManifestError (naming the file) if the file as a whole cannot be used.
+
+    With ``strict_kinds=False`` an unsupported kind is skipped and listed in ``skipped`` instead.
+    """
+    source = str(path)
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise ManifestError(source, f"{size:,} bytes, more than the {limits.max_bytes:,}-byte limit for a "
+                                    "manifest file; refused")
+    try:
+        with path.open("rb") as file:
+            data = file.read(limits.max_bytes + 1)
+        if len(data) > limits.max_bytes:
+            raise ManifestError(source, f"more than the {limits.max_bytes:,}-byte limit for a manifest file "
+                                        "(it grew while being read); refused")
+        documents = load_documents(decode_manifest(data, source), source, limits)
+        del data
+        objects: list[AnyObject] = []
+        sources: list[str] = []
+        skipped: list[str] = []
+
+        def add(item: object, where: str) -> None:
+            if not strict_kinds and isinstance(item, dict) and item.get("kind") not in SUPPORTED_KINDS:
+                skipped.append(f"{where}: unsupported kind {_problem_text(repr(item.get('kind')))}, skipped")
+                return
+            objects.append(parse_object(item, where))
+            sources.append(where)
+
         for number, document in enumerate(documents, start=1):
             if document is None:
                 continue
@@ -44,11 +213,51 @@ def read_cluster_dir(directory: Path) -> list[AnyObject]:
                     add(item, f"{path} document {number} item {item_number}")
                 continue
             add(document, f"{path} document {number}")
+    except MemoryError:
+        raise ManifestError(source, "out of memory while reading; refused") from None
+    return FileContents(tuple(objects), tuple(sources), tuple(skipped))
+
+
+def manifest_paths(directory: Path) -> list[Path]:
+    """The manifest files under ``directory``, in the order they are read."""
+    return sorted(p for p in directory.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+
+
+def merge_files(files: list[FileContents]) -> list[AnyObject]:
+    """The objects of a cluster's files; the same kind/namespace/name twice is a ManifestError naming both places."""
+    objects: list[AnyObject] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for contents in files:
+        for parsed, source in zip(contents.objects, contents.sources, strict=True):
+            if parsed.key in seen:
+                kind, namespace, name = parsed.key
+                raise ManifestError(source, f"{kind} {namespace + '/' if namespace else ''}{name} is also defined "
+                                            f"in {seen[parsed.key]}")
+            seen[parsed.key] = source
+            objects.append(parsed)
     return objects
 
 
-def read_clusterset_dir(root: Path) -> tuple[ClusterSetProperties, dict[str, list[AnyObject]]]:
+def read_cluster_dir(directory: Path, limits: FileLimits = DEFAULT_LIMITS) -> list[AnyObject]:
+    """Every object under ``directory``, strictly: any unusable file or document is a ManifestError."""
+    files = []
+    for path in manifest_paths(directory):
+        try:
+            files.append(read_manifest_file(path, limits=limits))
+        except OSError as error:
+            raise ManifestError(str(path), f"cannot be read: {error.strerror or error}") from None
+    return merge_files(files)
+
+
+def read_clusterset_dir(root: Path, limits: FileLimits = DEFAULT_LIMITS,
+                        ) -> tuple[ClusterSetProperties, dict[str, list[AnyObject]]]:
     """Cluster properties and each cluster's objects. Without clusterset.yaml every subdirectory is a cluster."""
+    properties = read_clusterset_properties(root)
+    return properties, {c.name: read_cluster_dir(root / c.name, limits) for c in properties.clusters}
+
+
+def read_clusterset_properties(root: Path) -> ClusterSetProperties:
+    """The clusters of ``root`` (clusterset.yaml, or one per subdirectory); ConfigError if they do not match."""
     if not root.is_dir():
         raise ConfigError(f"{root}: not a directory")
     subdirectories = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -64,15 +273,20 @@ def read_clusterset_dir(root: Path) -> tuple[ClusterSetProperties, dict[str, lis
         properties = ClusterSetProperties(clusters=tuple(ClusterProperties(name=name) for name in subdirectories))
     if not properties.clusters:
         raise ConfigError(f"{root}: no cluster directories found (expected {root}/<cluster>/*.yaml)")
-    return properties, {c.name: read_cluster_dir(root / c.name) for c in properties.clusters}
+    return properties
 
 
 def read_config_yaml(path: Path) -> Any:
     """A small YAML configuration file; ConfigError naming the file if it cannot be read or parsed."""
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: {error}") from None
+        documents = load_documents(decode_manifest(path.read_bytes(), str(path)), str(path))
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror or error}") from None
+    except ManifestError as error:
+        raise ConfigError(str(error)) from None
+    if len(documents) > 1:
+        raise ConfigError(f"{path}: expected one YAML document, found {len(documents)}")
+    return documents[0] if documents else None
 
 
 def load_clusterset(path: Path) -> ClusterSetProperties:
