@@ -15,6 +15,10 @@ from google.protobuf.message import Message
 
 from .resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
 
+# Names held by a snapshot's cache of subscription views, oldest views dropped first: streams ask for what
+# they like, and every distinct set of names would otherwise stay until the next publish.
+_VIEW_CACHE_NAMES = 100_000
+
 
 class InconsistentSnapshotError(ValueError):
     """A snapshot names resources it does not carry, or carries resources nothing names."""
@@ -28,6 +32,7 @@ class Snapshot:
     versions: Mapping[str, str] = field(default_factory=dict)
     # Versions of subscription views, shared by every stream that asks for the same names.
     _view_versions: dict[tuple[str, frozenset[str]], str] = field(default_factory=dict, compare=False, repr=False)
+    _view_names: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)  # names in those keys
 
     @classmethod
     def from_messages(cls, messages: Iterable[Message], previous: Snapshot | None = None) -> Snapshot:
@@ -99,12 +104,18 @@ class Snapshot:
         """The version of a type, or of just ``names`` of it (what a non-wildcard subscriber sees)."""
         if names is None:
             return self.versions.get(type_url, content_version([]))
-        key = (type_url, frozenset(names))
+        of_type = self.of_type(type_url)
+        # Keyed by the names that exist: names a client made up change no version and cost no memory.
+        key = (type_url, frozenset(n for n in names if n in of_type))
         version = self._view_versions.get(key)
         if version is None:
-            of_type = self.of_type(type_url)
-            version = content_version(of_type[n] for n in sorted(key[1]) if n in of_type)
+            version = content_version(of_type[n] for n in sorted(key[1]))
             self._view_versions[key] = version
+            self._view_names[0] += len(key[1])
+            while self._view_names[0] > _VIEW_CACHE_NAMES and len(self._view_versions) > 1:
+                evicted = next(iter(self._view_versions))
+                self._view_names[0] -= len(evicted[1])
+                del self._view_versions[evicted]
         return version
 
     def changed_names(self, newer: Snapshot) -> dict[str, frozenset[str]]:
