@@ -9,11 +9,12 @@ Envoy proto imports); a package of ours called ``xds`` would shadow them.
 from . import wire
 from .auth import TlsConfig, spiffe_authorizer, spiffe_id
 from .cache import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
+from .limits import XdsLimits
 from .loader import message_from_dict
-from .metrics import XdsMetrics, short_type
+from .metrics import XdsMetrics, short_type, type_label
 from .resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
 from .server import AggregatedDiscoveryService, XdsServer, default_node_group
-from .status import NodeStatus, Rejection, StatusRegistry, TypeStatus
+from .status import NodeRejections, NodeStatus, Rejection, StatusRegistry, TypeStatus, excerpt
 
 __all__ = [
     "CLUSTER",
@@ -25,6 +26,7 @@ __all__ = [
     "AggregatedDiscoveryService",
     "InconsistentSnapshotError",
     "NodeGroup",
+    "NodeRejections",
     "NodeStatus",
     "Rejection",
     "Resource",
@@ -33,12 +35,15 @@ __all__ = [
     "StatusRegistry",
     "TlsConfig",
     "TypeStatus",
+    "XdsLimits",
     "XdsMetrics",
     "XdsServer",
     "default_node_group",
+    "excerpt",
     "message_from_dict",
     "short_type",
     "spiffe_authorizer",
     "spiffe_id",
+    "type_label",
     "wire",
 ]

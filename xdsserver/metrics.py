@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .resources import PUSH_ORDER
+
 # Push-to-ACK is milliseconds on loopback and seconds across regions or under load.
 _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -22,6 +24,17 @@ class XdsMetrics:
         self.nacks = Counter("xds_nacks", "Responses rejected by Envoy", ["type"], registry=self.registry)
         self.denied = Counter("xds_denied_streams", "Streams refused: bad identity or unknown node group",
                               ["reason"], registry=self.registry)
+        self.limited = Counter("xds_limited_streams", "Streams closed for exceeding a limit (see XdsLimits)",
+                               ["limit"], registry=self.registry)
+
+
+_KNOWN_LABELS = {type_url: type_url.rsplit(".", 1)[-1] for type_url in PUSH_ORDER}
+
+
+def type_label(type_url: str) -> str:
+    """The metric label of a type: its short name for the types the server knows, else ``unknown``, so
+    that no label value (and no series) comes from what a client sent."""
+    return _KNOWN_LABELS.get(type_url, "unknown")
 
 
 def short_type(type_url: str) -> str:

@@ -20,9 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from .auth import Authorizer, TlsConfig, peer_uri_sans, spiffe_authorizer
 from .cache import NodeGroup, SnapshotCache
+from .limits import XdsLimits
 from .metrics import XdsMetrics
 from .status import NodeStatus, StatusRegistry
-from .streams import DeltaStream, SotwStream, StreamObserver
+from .streams import DeltaStream, SotwStream, StreamLimitError, StreamObserver
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class AggregatedDiscoveryService:
 
     def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
                  metrics: XdsMetrics | None = None, authorizer: Authorizer | None = None,
-                 observer: StreamObserver | None = None) -> None:
+                 observer: StreamObserver | None = None, limits: XdsLimits | None = None) -> None:
         self.cache = cache
+        self.limits = limits or XdsLimits()
         self.observer = observer
         self.node_group = node_group
         self.metrics = metrics or XdsMetrics()
@@ -95,20 +97,32 @@ class AggregatedDiscoveryService:
 
     async def _serve(self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext,
                      mode: str) -> AsyncIterator[Any]:
-        first = await anext(aiter(request_iterator), None)
+        limits = self.limits
+        requests_in = aiter(request_iterator)
+        try:
+            first = await asyncio.wait_for(anext(requests_in, None), limits.first_request_timeout)
+        except TimeoutError:
+            self.metrics.limited.labels("first_request_timeout").inc()
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"no first request (with the node identity) within {limits.first_request_timeout:g} s")
         if first is None:
             return
         node = await self._admit(first, context, mode)
         stream_type = SotwStream if mode == "sotw" else DeltaStream
-        stream: SotwStream | DeltaStream = stream_type(node, self.status, self.metrics, self.observer)
+        stream: SotwStream | DeltaStream = stream_type(node, self.status, self.metrics, self.observer, limits)
         stream_id = next(self._stream_ids)
+        # Requests take a slot before they are queued: with none free, reading stops and HTTP/2 flow control
+        # holds the client back. The wake-up and the end take no slot; each is queued at most once.
         requests: asyncio.Queue[Any] = asyncio.Queue()
+        slots = asyncio.Semaphore(limits.max_queued_requests)
         done, changed = object(), object()
         watch = self.cache.watch(node.group, stream.interested, lambda: requests.put_nowait(changed))
 
         async def read() -> None:
             try:
-                async for request in request_iterator:
+                async for request in requests_in:
+                    await slots.acquire()
+                    node.queued_requests += 1
                     requests.put_nowait(request)
             finally:
                 requests.put_nowait(done)
@@ -124,11 +138,19 @@ class AggregatedDiscoveryService:
                 names_changed = watch.take() if event is changed else None
                 snapshot = self.cache.get(node.group)
                 if snapshot is not None:
-                    responses = (stream.on_snapshot(snapshot, names_changed) if names_changed is not None
-                                 else stream.on_request(snapshot, event))
+                    try:
+                        responses = (stream.on_snapshot(snapshot, names_changed) if names_changed is not None
+                                     else stream.on_request(snapshot, event))
+                    except StreamLimitError as error:
+                        self.metrics.limited.labels(error.limit).inc()
+                        log.warning("xds stream refused: node %s group %s/%s: %s", node.node_id, *node.group, error)
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
                     for response in responses:
                         yield response
                 event = await requests.get()
+                if event is not changed and event is not done:
+                    node.queued_requests -= 1
+                    slots.release()
         finally:
             for task in tasks:
                 task.cancel()
@@ -175,18 +197,21 @@ class XdsServer:
     With ``tls.client_ca`` set, every stream must present a client certificate whose SPIFFE URI names
     the node group it asks for (see :mod:`xdsserver.auth`). ``max_connection_age`` closes connections
     after that many seconds (plus ``max_connection_age_grace``) so Envoys rebalance across replicas.
+    ``limits`` bounds what one client can make the server hold (see :class:`XdsLimits`).
     """
 
     def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
                  registry: CollectorRegistry | None = None, tls: TlsConfig | None = None,
                  authorizer: Authorizer | None = None, max_connection_age: float | None = None,
-                 max_connection_age_grace: float = 5.0, observer: StreamObserver | None = None) -> None:
+                 max_connection_age_grace: float = 5.0, observer: StreamObserver | None = None,
+                 limits: XdsLimits | None = None) -> None:
         if tls is not None and tls.client_ca is not None and authorizer is None:
             authorizer = spiffe_authorizer()
         self.metrics = XdsMetrics(registry)
-        self.ads = AggregatedDiscoveryService(cache, node_group, self.metrics, authorizer, observer)
+        self.limits = limits or XdsLimits()
+        self.ads = AggregatedDiscoveryService(cache, node_group, self.metrics, authorizer, observer, self.limits)
         self.tls = tls
-        self.options = list(KEEPALIVE_OPTIONS)
+        self.options = [*KEEPALIVE_OPTIONS, ("grpc.max_receive_message_length", self.limits.max_request_bytes)]
         if max_connection_age is not None:
             self.options += [("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
                              ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace * 1000))]

@@ -7,21 +7,39 @@ server with nothing but transport.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from . import wire
 from .cache import ChangedNames, Snapshot, content_version
-from .metrics import XdsMetrics, short_type
+from .limits import XdsLimits
+from .metrics import XdsMetrics, type_label
 from .resources import CLUSTER, ENDPOINT, FULL_STATE_TYPES, LISTENER, PUSH_ORDER, ROUTE, SECRET, Resource
 from .status import NodeStatus, Rejection, StatusRegistry
+
+log = logging.getLogger(__name__)
 
 # Removals go last, parents first: a listener before the routes it names, a cluster before its endpoints.
 REMOVAL_ORDER = (LISTENER, ROUTE, CLUSTER, ENDPOINT, SECRET)
 _nonces = itertools.count(1)
+_SERVED_TYPES = frozenset(PUSH_ORDER)
+# Pushes remembered for push→ACK latency and for naming what a NACK rejected; a client that never ACKs
+# must not make the list grow.
+_KEEP_PUSHES = 64
+# Rejections logged per stream before only every hundredth is: a client can NACK as fast as it likes.
+_LOG_REJECTIONS = 10
+
+
+class StreamLimitError(Exception):
+    """A client went past one of :class:`XdsLimits`; the server closes the stream with RESOURCE_EXHAUSTED."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit  # a fixed name, used as a metric label
 
 # Called as observer(event, node, type_url, size) with event "push", "ack" or "nack": a hook for tracing
 # and benchmarks that must not slow the stream down.
@@ -37,26 +55,51 @@ class _StreamBase:
     """Status, metrics and nonce bookkeeping shared by both protocol variants."""
 
     def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics,
-                 observer: StreamObserver | None = None) -> None:
+                 observer: StreamObserver | None = None, limits: XdsLimits | None = None) -> None:
         self.status = status
         self.registry = registry
         self.metrics = metrics
         self.observer = observer
-        self._pushed_at: dict[str, tuple[str, float]] = {}  # nonce -> (type, monotonic time)
+        self.limits = limits or XdsLimits()
+        # nonce -> (type, monotonic time, the resources pushed: a reference, never a copy)
+        self._pushed_at: dict[str, tuple[str, float, Collection[Resource]]] = {}
+        self._unknown_types_answered = 0
+        self._rejections = 0
 
     @staticmethod
     def _nonce() -> str:
         return str(next(_nonces))
 
-    def _record_push(self, type_url: str, version: str, nonce: str, size: int) -> None:
+    @staticmethod
+    def _served(snapshot: Snapshot, type_url: str) -> bool:
+        """A type the server keeps state for: one it knows or one the snapshot carries, never one made up."""
+        return type_url in _SERVED_TYPES or type_url in snapshot.resources
+
+    def _check_names(self, count: int) -> None:
+        if count > self.limits.max_resource_names:
+            raise StreamLimitError("resource_names", f"{count} resource names in one request or subscription; "
+                                   f"at most {self.limits.max_resource_names} are accepted")
+
+    def _unknown_type(self, type_url: str) -> None:
+        """Count a first request for a type the server does not serve; past the limit, refuse the stream."""
+        self._unknown_types_answered += 1
+        if self._unknown_types_answered > self.limits.max_unknown_types:
+            raise StreamLimitError("unknown_types", f"more than {self.limits.max_unknown_types} requests for "
+                                   "resource types this server does not serve")
+        self.metrics.pushes.labels("unknown").inc()
+
+    def _record_push(self, type_url: str, version: str, nonce: str, size: int,
+                     resources: Collection[Resource]) -> None:
         status = self.status.of_type(type_url)
         status.sent_version, status.last_push = version, time.time()
         status.pushes += 1
         status.bytes_sent += size
-        label = short_type(type_url)
+        label = type_label(type_url)
         self.metrics.pushes.labels(label).inc()
         self.metrics.bytes_sent.labels(label).inc(size)
-        self._pushed_at[nonce] = (type_url, time.monotonic())
+        self._pushed_at[nonce] = (type_url, time.monotonic(), resources)
+        if len(self._pushed_at) > _KEEP_PUSHES:
+            del self._pushed_at[next(iter(self._pushed_at))]
         if self.observer is not None:
             self.observer("push", self.status, type_url, size)
 
@@ -66,7 +109,7 @@ class _StreamBase:
             self.observer("ack", self.status, type_url, 0)
         if nonce not in self._pushed_at:
             return
-        self.metrics.push_to_ack.labels(short_type(type_url)).observe(time.monotonic() - self._pushed_at[nonce][1])
+        self.metrics.push_to_ack.labels(type_label(type_url)).observe(time.monotonic() - self._pushed_at[nonce][1])
         # Pushes of this type before the ACKed one will never be ACKed on their own (dicts keep push order).
         for pushed in list(self._pushed_at):
             if self._pushed_at[pushed][0] == type_url:
@@ -75,14 +118,25 @@ class _StreamBase:
                 break
 
     def _record_nack(self, type_url: str, version: str, nonce: str, message: str) -> None:
+        """Record and log a rejection as an event: who, which type and version, which resources; of Envoy's
+        message (which echoes the rejected resource, keys included) only a sanitised excerpt."""
+        pushed = self._pushed_at.get(nonce)  # kept: Envoy may NACK the same response again
+        resources: Collection[Resource] = pushed[2] if pushed is not None else ()
+        names = tuple(itertools.islice((r.name for r in resources), self.registry.keep_names))
+        kept = self.registry.reject(Rejection(time.time(), self.status.node_id, self.status.group, type_url,
+                                              version, message, nonce, self.status.cluster, names, len(resources)))
         status = self.status.of_type(type_url)
-        status.nacked_version, status.nack_message = version, message
-        self._pushed_at.pop(nonce, None)
-        self.metrics.nacks.labels(short_type(type_url)).inc()
+        status.nacked_version, status.nack_message = version, kept.message
+        self.metrics.nacks.labels(type_label(type_url)).inc()
         if self.observer is not None:
             self.observer("nack", self.status, type_url, 0)
-        self.registry.reject(Rejection(time.time(), self.status.node_id, self.status.group, type_url, version,
-                                       message))
+        self._rejections += 1
+        if self._rejections <= _LOG_REJECTIONS or self._rejections % 100 == 0:
+            more = f" ({kept.resource_count} in all)" if kept.resource_count > len(kept.resource_names) else ""
+            log.warning("xds rejection %d on this stream: node %s cluster %s rejected %s version %s nonce %s; "
+                        "resources %s%s; reason: %s", self._rejections, kept.node_id, kept.cluster,
+                        type_label(type_url), version, kept.nonce, ", ".join(kept.resource_names) or "none",
+                        more, kept.message)
 
 
 @dataclass
@@ -99,8 +153,8 @@ class SotwStream(_StreamBase):
     """State of the world: every response carries the full view of its type for this subscriber."""
 
     def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics,
-                 observer: StreamObserver | None = None) -> None:
-        super().__init__(status, registry, metrics, observer)
+                 observer: StreamObserver | None = None, limits: XdsLimits | None = None) -> None:
+        super().__init__(status, registry, metrics, observer, limits)
         self.types: dict[str, _SotwType] = {}
 
     def interested(self, changed: ChangedNames) -> bool:
@@ -118,14 +172,21 @@ class SotwStream(_StreamBase):
 
     def _respond(self, type_url: str, state: _SotwType, resources: Mapping[str, Resource], version: str) -> bytes:
         state.nonce, state.sent_version = self._nonce(), version
-        state.pending[state.nonce] = dict(resources)
+        sent = state.pending[state.nonce] = dict(resources)
         response = wire.sotw_response(version, type_url, state.nonce, (r.sotw_field for r in resources.values()))
-        self._record_push(type_url, version, state.nonce, len(response))
+        self._record_push(type_url, version, state.nonce, len(response), sent.values())
         return response
 
     def on_request(self, snapshot: Snapshot,
                    request: discovery_pb2.DiscoveryRequest) -> list[bytes]:
+        """Answer a request; raises :class:`StreamLimitError` past a limit."""
         type_url = request.type_url
+        self._check_names(len(request.resource_names))
+        if not self._served(snapshot, type_url):
+            if request.response_nonce:
+                return []  # an ACK or NACK of the empty answer: nothing is kept to compare it with
+            self._unknown_type(type_url)
+            return [wire.sotw_response(content_version([]), type_url, self._nonce(), ())]
         state = self.types.setdefault(type_url, _SotwType())
         if request.response_nonce and request.response_nonce != state.nonce:
             return []  # stale: it answers a response that a newer one already superseded
@@ -188,8 +249,8 @@ class DeltaStream(_StreamBase):
     """Incremental xDS: only changed resources, and removals by name."""
 
     def __init__(self, status: NodeStatus, registry: StatusRegistry, metrics: XdsMetrics,
-                 observer: StreamObserver | None = None) -> None:
-        super().__init__(status, registry, metrics, observer)
+                 observer: StreamObserver | None = None, limits: XdsLimits | None = None) -> None:
+        super().__init__(status, registry, metrics, observer, limits)
         self.types: dict[str, _DeltaType] = {}
 
     def interested(self, changed: ChangedNames) -> bool:
@@ -202,7 +263,16 @@ class DeltaStream(_StreamBase):
 
     def on_request(self, snapshot: Snapshot,
                    request: discovery_pb2.DeltaDiscoveryRequest) -> list[bytes]:
+        """Answer a request; raises :class:`StreamLimitError` past a limit."""
         type_url = request.type_url
+        self._check_names(len(request.resource_names_subscribe) + len(request.resource_names_unsubscribe)
+                          + len(request.initial_resource_versions))
+        if not self._served(snapshot, type_url):
+            if request.response_nonce:
+                return []
+            self._unknown_type(type_url)
+            absent = sorted(set(request.resource_names_subscribe) - {"*"})
+            return [wire.delta_response(content_version([]), type_url, self._nonce(), (), absent)]
         first_ask = type_url not in self.types
         state = self.types.setdefault(type_url, _DeltaType())
         subscribe = set(request.resource_names_subscribe)
@@ -218,6 +288,7 @@ class DeltaStream(_StreamBase):
             # What only the wildcard covered is the client's to drop; nothing is sent for it.
             state.known = {n: v for n, v in state.known.items() if n in state.names | subscribe}
         state.names |= subscribe - {"*"}
+        self._check_names(len(state.names))
         for name in unsubscribe - {"*"}:
             if name in state.names:
                 state.names.discard(name)
@@ -291,6 +362,6 @@ class DeltaStream(_StreamBase):
         version = snapshot.version(type_url)
         nonce = self._nonce()
         response = wire.delta_response(version, type_url, nonce, (r.delta_field for r in updated), removed)
-        self._record_push(type_url, version, nonce, len(response))
+        self._record_push(type_url, version, nonce, len(response), updated)
         return response
 
