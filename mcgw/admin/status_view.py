@@ -16,7 +16,7 @@ from mcgw.runtime.reconciler import ClusterReport, Reconciler
 from mcgw.semantics.mcs import IMPORT_MANAGED_BY, MANAGER, ClusterMcs, McsResult
 from mcgw.store import ClusterStore, Store
 from mcgw.support.timestamps import rfc3339
-from xdsserver import NodeStatus, Rejection, StatusRegistry, short_type
+from xdsserver import NodeRejections, NodeStatus, Rejection, StatusRegistry, excerpt, short_type
 
 
 def object_name(namespace: str, name: str) -> str:
@@ -87,7 +87,7 @@ def _node(node: NodeStatus) -> dict[str, Any]:
                 "sentVersion": state.sent_version,
                 "ackedVersion": state.acked_version,
                 "nackedVersion": state.nacked_version,
-                "lastNackError": state.nack_message,
+                "lastNackError": excerpt(state.nack_message),
                 "lastPush": rfc3339(state.last_push) if state.last_push else None,
                 "pushes": state.pushes,
                 "bytesSent": state.bytes_sent,
@@ -98,13 +98,29 @@ def _node(node: NodeStatus) -> dict[str, Any]:
 
 
 def _rejection(rejection: Rejection) -> dict[str, Any]:
+    # The registry keeps only excerpts; excerpt() again so that no caller can put key material here.
     return {
         "at": rfc3339(rejection.at),
         "nodeId": rejection.node_id,
+        "cluster": rejection.cluster,
         "group": {"cluster": rejection.group[0], "gateway": rejection.group[1]},
         "type": short_type(rejection.type_url),
         "version": rejection.version,
-        "message": rejection.message,
+        "nonce": rejection.nonce,
+        "message": excerpt(rejection.message),
+        "resources": list(rejection.resource_names),
+        "resourceCount": rejection.resource_count,
+    }
+
+
+def _rejecting_node(node: NodeRejections) -> dict[str, Any]:
+    """A node's rejections in brief: counts per type and the last one, never a resource body."""
+    return {
+        "cluster": node.cluster,
+        "nodeId": node.node_id,
+        "count": node.count,
+        "byType": {short_type(type_url): count for type_url, count in sorted(node.by_type.items())},
+        "last": _rejection(node.last),
     }
 
 
@@ -140,6 +156,7 @@ def status_document(store: Store, reconciler: Reconciler, xds_status: StatusRegi
         "multiClusterServices": _mcs(mcs),
         "nodes": [_node(n) for n in nodes],
         "rejections": [_rejection(r) for r in (xds_status.rejections() if xds_status else [])],
+        "rejectingNodes": [_rejecting_node(n) for n in (xds_status.rejected_nodes() if xds_status else [])],
     }
     for key, value in (extra or {}).items():
         if key in document:

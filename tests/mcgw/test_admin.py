@@ -298,3 +298,30 @@ async def test_metrics_default_to_the_global_registry(http: aiohttp.ClientSessio
     assert status == 200
     assert _sample(text, "python_gc_collections_total", generation="0") is not None
 
+
+
+async def test_status_document_shows_a_bounded_rejection_summary_without_key_material() -> None:
+    store = Store(["east"], SUPPORTED_KINDS)
+    _fill(store, "east", [])
+    reconciler = _reconciler(store)
+    await reconciler.reconcile()
+    registry = StatusRegistry()
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC" + "A" * 3000 + "\n-----END PRIVATE KEY-----"
+    message = f"Error adding listener l1: {{ tls: {{ private_key: {{ inline_string: '{pem}' }} }} }}" + " x" * 50_000
+    for version in ("v2", "v3", "v4"):
+        registry.reject(Rejection(time.time(), "infra/public/pod-1", ("east", "infra/public"), LISTENER, version,
+                                  message, nonce=f"n-{version}", cluster="east", resource_names=("l1",),
+                                  resource_count=1))
+
+    document = status_document(store, reconciler, registry)
+    (node,) = document["rejectingNodes"]
+    assert (node["cluster"], node["nodeId"], node["count"], node["byType"]) == (
+        "east", "infra/public/pod-1", 3, {"Listener": 3})
+    last = node["last"]
+    assert (last["type"], last["version"], last["nonce"], last["resources"]) == ("Listener", "v4", "n-v4", ["l1"])
+    assert last["message"].startswith("Error adding listener l1")
+    text = json.dumps(document)
+    for fragment in ("BEGIN", "MIIE", "AAAA"):
+        assert fragment not in text
+    assert all(len(r["message"]) <= 256 for r in document["rejections"])
+    assert len(text) < 10_000
