@@ -4,10 +4,13 @@ spec's condition, and everything else still translates (and real Envoy accepts i
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import pytest
 from google.protobuf.message import Message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mcgw import ir
 from mcgw.objects.model import HTTPRoute, Service, parse_object
@@ -355,4 +358,61 @@ def test_translation_of_good_input_is_unchanged_by_the_checks() -> None:
     output = _translate(*copy.deepcopy(documents))
     assert _route_names(output) == {"apps/r/rule/0/match/0", "apps/canary/rule/0/match/0"}
     assert c.PARTIALLY_INVALID not in _route_conditions(output, "r")
+    _accepted_by_envoy(output)
+
+
+# -- generated bad values, checked by real Envoy ---------------------------------------------------------
+
+_NASTY = "\r\n\0?# %/.A"
+weights = st.one_of(st.integers(0, 1_000_000), st.integers(-(2**70), 2**70), st.sampled_from([2**32, 2**32 + 1, -1]))
+ports = st.one_of(st.integers(1, 65535), st.sampled_from([0, -1, 65536, 70000, 2**31, 2**40]))
+header_values = st.text(alphabet=st.sampled_from("abc=;" + _NASTY), max_size=12)
+paths = st.text(alphabet=st.sampled_from("ab/" + _NASTY), max_size=12).map(lambda s: s if s[:1] == "x" else "/" + s) \
+    | st.text(alphabet=st.sampled_from("ab/?#"), min_size=1, max_size=6)
+hostnames = st.one_of(st.sampled_from(["shop.example.com", "*.example.org", "x" * 300, "a." * 130 + "com",
+                                       "UPPER.example.com", "198.18.0.1", "*", ""]),
+                      st.text(alphabet=st.sampled_from("ab.-*" + _NASTY), min_size=1, max_size=12))
+addresses = st.sampled_from(["198.18.1.50", "fd00::50", "not-an-ip", "300.1.1.1", "", "198.18.1.50\n"])
+
+
+@st.composite
+def bad_inputs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A Gateway, a route and an EndpointSlice with generated values, next to a canary route."""
+    listener: dict[str, Any] = {"name": "gen", "port": draw(ports), "protocol": "HTTP"}
+    if draw(st.booleans()):
+        listener["hostname"] = draw(hostnames)
+    gateway = _gateway([{"name": "http", "port": 8080, "protocol": "HTTP"}, listener])
+    match: dict[str, Any] = {"path": {"type": draw(st.sampled_from(["PathPrefix", "Exact"])), "value": draw(paths)}}
+    if draw(st.booleans()):
+        match["headers"] = [{"name": "X-Match", "value": draw(header_values)}]
+    rule: dict[str, Any] = {
+        "matches": [match],
+        "backendRefs": [{"name": draw(st.sampled_from(["app", "other"])), "port": draw(st.sampled_from([80, 81])),
+                         "weight": draw(weights)} for _ in range(draw(st.integers(1, 3)))],
+        "filters": [{"type": "RequestHeaderModifier",
+                     "requestHeaderModifier": {"set": [{"name": "X-Set", "value": draw(header_values)}],
+                                               "add": [{"name": "X-Add", "value": draw(header_values)}]}},
+                    {"type": "ResponseHeaderModifier",
+                     "responseHeaderModifier": {"set": [{"name": "X-Out", "value": draw(header_values)}]}}],
+    }
+    route_hostnames = draw(st.lists(hostnames, max_size=2))
+    route = _route("gen", [_rule("/fine"), rule], hostnames=route_hostnames)
+    endpoint_slice = _slice("other", draw(ports), [draw(addresses), "198.18.1.51"], name="other-2")
+    return [gateway, route, endpoint_slice, CANARY]
+
+
+@settings(max_examples=int(os.environ.get("MCGW_PROPERTY_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(documents=bad_inputs())
+def test_envoy_accepts_whatever_bad_values_translate_to(documents: list[dict[str, Any]]) -> None:
+    output = _translate(*documents)
+    assert "apps/canary/rule/0/match/0" in _route_names(output)
+    for config in _of_type(output, "RouteConfiguration"):
+        for host in config.virtual_hosts:
+            for route in host.routes:
+                shares = [w.weight.value for w in route.route.weighted_clusters.clusters]
+                assert all(0 < share <= 1_000_000 for share in shares), shares
+    input_weights = {ref["weight"] for ref in documents[1]["spec"]["rules"][1]["backendRefs"]}
+    if not all(0 <= w <= 1_000_000 for w in input_weights):
+        assert "apps/gen/rule/1/match/0" not in _route_names(output)
     _accepted_by_envoy(output)
