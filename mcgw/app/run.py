@@ -131,8 +131,15 @@ class Controller(Lifecycle):
         """Free the Leases held, so that another replica takes over within its retry period, not the lease duration."""
         held = sorted(name for name, elector in self.electors.items() if elector.is_leader)
         await asyncio.gather(*(elector.release() for elector in self.electors.values()))
-        self._released = (f"released the Lease in cluster(s) {', '.join(held)}" if held
-                          else "held no Lease: nothing to release")
+        released = [name for name in held if self.electors[name].released]
+        kept = [name for name in held if name not in released]
+        if not held:
+            self._released = "held no Lease: nothing to release"
+        else:
+            self._released = f"released the Lease in cluster(s) {', '.join(released) or 'none'}"
+        if kept:
+            self._released += (f"; could not release it in {', '.join(kept)}: it expires after "
+                               f"{self.config.leader_election.lease_duration:g}s")
 
     def _leadership_changed(self, cluster: str, leading: bool) -> None:
         """A new term: write the latest computed statuses now (winning a Lease is no store event)."""

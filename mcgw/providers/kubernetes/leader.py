@@ -78,6 +78,9 @@ class LeaderElector:
         self.following.set()
         self.holder = ""  # the holder we last saw in the Lease ("" when free or unknown)
         self.terms = 0  # how many times this elector became leader
+        self.released = False  # whether the last stop freed the Lease (False: it expires after lease_duration)
+        # A release is worth more patience than a renewal attempt: without it, a standby waits out the lease.
+        self._release_deadline = max(2 * retry_period, renew_deadline / 2)
         self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self._observed_version = ""
         self._observed_at = 0.0
@@ -145,7 +148,7 @@ class LeaderElector:
         self._stop.set()
         if self._running:
             # run() finishes its current request (bounded by its deadline) and then lets go.
-            bound = self.retry_period * 4 + 1
+            bound = self.renew_deadline + self._release_deadline + 1
             try:
                 async with asyncio.timeout(bound):
                     await self._done.wait()
@@ -262,8 +265,9 @@ class LeaderElector:
 
     async def _let_go(self) -> None:
         """Free the Lease if it is still ours: empty holder, so candidates need not wait for it to expire."""
+        self.released = False
         try:
-            async with asyncio.timeout(self.retry_period * 2):
+            async with asyncio.timeout(self._release_deadline):
                 lease = await api_json(self.api, "GET", f"{self._path}/{self.name}")
                 spec = lease.get("spec") or {}
                 if spec.get("holderIdentity") != self.identity:
@@ -273,6 +277,7 @@ class LeaderElector:
                 await api_json(self.api, "PUT", f"{self._path}/{self.name}",
                                {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                                 "metadata": lease["metadata"], "spec": spec})
+                self.released = True
                 log.info("cluster %s: %s released the Lease", self.cluster, self.identity, extra=self._extra())
         except Exception as error:  # best effort: the Lease expires by itself anyway
             log.warning("cluster %s: could not release the Lease %s/%s: %s", self.cluster, self.namespace,
