@@ -104,9 +104,13 @@ class Snapshot:
         """The version of a type, or of just ``names`` of it (what a non-wildcard subscriber sees)."""
         if names is None:
             return self.versions.get(type_url, content_version([]))
+        requested = frozenset(names)
+        version = self._view_versions.get((type_url, requested))
+        if version is not None:
+            return version
+        # Kept under the names that exist: names a client made up change no version and cost no memory.
         of_type = self.of_type(type_url)
-        # Keyed by the names that exist: names a client made up change no version and cost no memory.
-        key = (type_url, frozenset(n for n in names if n in of_type))
+        key = (type_url, frozenset(n for n in requested if n in of_type))
         version = self._view_versions.get(key)
         if version is None:
             version = content_version(of_type[n] for n in sorted(key[1]))
