@@ -14,9 +14,11 @@ which is what lets a laptop demo run on 127/8.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,23 @@ def _stamp(path: Path) -> Stamp | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while parsing, and then only if it was enabled before.
+
+    Parsing a large file allocates millions of short-lived, acyclic nodes; the full collections they
+    trigger scan the whole heap while holding the GIL, which stalled the event loop for over a second
+    (``benchmarks/file_provider.py``). Reference counting frees the nodes anyway.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class FileProvider:
     """Feeds a :class:`Store` from a ClusterSet directory and keeps it in step with the files."""
 
@@ -121,7 +140,8 @@ class FileProvider:
     def scan(self) -> list[_Scan]:
         """Read what changed on disk, for every cluster. No store access: this is what runs in a worker thread."""
         now = self._clock()
-        return [self._scan_cluster(cluster, now) for cluster in self.clusters]
+        with _collector_paused():
+            return [self._scan_cluster(cluster, now) for cluster in self.clusters]
 
     def _scan_cluster(self, cluster: str, now: float) -> _Scan:
         state = self._state[cluster]
