@@ -83,7 +83,8 @@ class Lifecycle(ABC):
             try:
                 await step()
             except Exception as error:
-                log.error("shutdown: %s failed: %s", done if isinstance(done, str) else step, error)
+                what = done if isinstance(done, str) else getattr(step, "__name__", "a step")
+                log.error("shutdown: %s failed: %s", what, error)
                 return
             log.info("shutdown: %s", done if isinstance(done, str) else done())
 
