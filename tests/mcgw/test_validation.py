@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from mcgw.runtime.pipeline import ClusterOutput, translate_cluster
 from mcgw.semantics.endpoints import Endpoint, slice_endpoints
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.evaluate import evaluate_gateways, evaluate_route
+from mcgw.semantics.mcs.view import ImportedService, ImportPort, SourceEndpoints
 from tests.envoy_validate import validate
 
 GATEWAY = ("apps", "gw")
@@ -306,14 +308,15 @@ def test_64_listeners_are_accepted() -> None:
 
 # -- backends and endpoints ----------------------------------------------------------------------------
 
-def _evaluate_with_services(route_doc: dict[str, Any], *services: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_with_services(route_doc: dict[str, Any], *services: dict[str, Any],
+                            imports: Mapping[tuple[str, str], ImportedService] | None = None) -> dict[str, Any]:
     objects = [parse_object(doc, "test") for doc in (_class(), _gateway())]
     layer = evaluate_gateways([objects[0]], [objects[1]], (), (), ())  # type: ignore[list-item]
     route = parse_object(route_doc, "test")
     assert isinstance(route, HTTPRoute)
     parsed = [parse_object(doc, "test") for doc in services]
     by_key = {(s.metadata.namespace, s.metadata.name): s for s in parsed if isinstance(s, Service)}
-    result = evaluate_route(route, layer, by_key, frozenset())
+    result = evaluate_route(route, layer, by_key, imports or frozenset())
     assert result is not None
     return {cond.type: cond for cond in result.parent_conditions[0]}
 
@@ -329,6 +332,43 @@ def test_backend_ref_to_a_port_the_service_has_is_resolved() -> None:
     route = _route("r", [_rule("/a", backendRefs=[{"name": "app", "port": 443}])])
     resolved = _evaluate_with_services(route, _service("app", (80, 443)))[c.RESOLVED_REFS]
     assert (resolved.status, resolved.reason) == ("True", c.REASON_RESOLVED_REFS)
+
+
+def _import(clusters: tuple[str, ...], ports: tuple[int, ...] = (80,)) -> ImportedService:
+    return ImportedService("apps", "ghost", "ClusterSetIP", tuple(ImportPort("http", "TCP", p) for p in ports),
+                           clusters, tuple((p, tuple(SourceEndpoints(cl, ()) for cl in clusters)) for p in ports))
+
+
+_IMPORT_REF = {"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "ghost", "port": 80}
+
+
+def test_service_import_that_no_cluster_exports_is_not_resolved() -> None:
+    route = _route("r", [_rule("/a", backendRefs=[_IMPORT_REF])])
+    resolved = _evaluate_with_services(route, imports={("apps", "ghost"): _import(())})[c.RESOLVED_REFS]
+    assert (resolved.status, resolved.reason) == ("False", c.REASON_BACKEND_NOT_FOUND)
+    assert resolved.message == ("ServiceImport apps/ghost has no exporting cluster; export Service apps/ghost with "
+                                "a ServiceExport")
+
+
+def test_service_import_without_the_port_is_not_resolved() -> None:
+    route = _route("r", [_rule("/a", backendRefs=[{**_IMPORT_REF, "port": 81}])])
+    resolved = _evaluate_with_services(route, imports={("apps", "ghost"): _import(("west",))})[c.RESOLVED_REFS]
+    assert (resolved.status, resolved.reason) == ("False", c.REASON_BACKEND_NOT_FOUND)
+    assert resolved.message == "ServiceImport apps/ghost has no port 81; use one of its ports (80)"
+
+
+def test_exported_service_import_is_resolved() -> None:
+    route = _route("r", [_rule("/a", backendRefs=[_IMPORT_REF])])
+    resolved = _evaluate_with_services(route, imports={("apps", "ghost"): _import(("west",))})[c.RESOLVED_REFS]
+    assert (resolved.status, resolved.reason) == ("True", c.REASON_RESOLVED_REFS)
+
+
+def test_service_import_with_no_exports_translates_without_a_crash() -> None:
+    service_import = {"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+                      "metadata": {"name": "ghost", "namespace": "apps"}, "spec": {"ports": [{"port": 80}]}}
+    output = _translate(service_import, _route("r", [_rule("/ghost", backendRefs=[_IMPORT_REF])]), CANARY)
+    assert {"apps/r/rule/0/match/0", "apps/canary/rule/0/match/0"} <= _route_names(output)
+    _accepted_by_envoy(output)
 
 
 def test_backend_ref_port_outside_1_to_65535_drops_the_rule() -> None:

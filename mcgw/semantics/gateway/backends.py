@@ -14,6 +14,7 @@ from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef,
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routes import RouteView
+from mcgw.semantics.mcs.view import ImportedService
 
 _new = tuple.__new__
 SERVICE = (CORE_GROUP, "Service")
@@ -47,12 +48,29 @@ def _port_problem(service: object, namespace: str, ref: BackendRef) -> tuple[str
             f"Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
 
 
+def _import_problem(imported: object, namespace: str, ref: BackendRef) -> tuple[str, str] | None:
+    """A ServiceImport that no cluster exports, or without the port asked for, has no endpoints to send to."""
+    if not isinstance(imported, ImportedService):
+        return None
+    where = f"{namespace}/{ref.name}"
+    if not imported.clusters:
+        return (c.REASON_BACKEND_NOT_FOUND,
+                f"ServiceImport {where} has no exporting cluster; export Service {where} with a ServiceExport")
+    if ref.port is not None and all(port.port != ref.port for port in imported.ports):
+        have = ", ".join(str(port.port) for port in imported.ports) or "none"
+        return (c.REASON_BACKEND_NOT_FOUND,
+                f"ServiceImport {where} has no port {ref.port}; use one of its ports ({have})")
+    return None
+
+
 def resolve(route: RouteView, services: Collection[tuple[str, str]], service_imports: Collection[tuple[str, str]],
             grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedBackend, ...], ...]:
     """Per rule, per backendRef, the resolution of the reference. ``services`` as a mapping to the Service
-    objects also checks that each Service backendRef names a port the Service has."""
+    objects also checks that each Service backendRef names a port the Service has; ``service_imports`` as a
+    mapping to the ClusterSet's :class:`ImportedService` checks that some cluster exports it, with that port."""
     grants = tuple(grants)
     service_objects = services if isinstance(services, Mapping) else None
+    imported = service_imports if isinstance(service_imports, Mapping) else None
     route_ns = route.metadata.namespace
     rules = []
     for rule in route.spec.rules:
@@ -76,6 +94,8 @@ def resolve(route: RouteView, services: Collection[tuple[str, str]], service_imp
                 problem = (c.REASON_BACKEND_NOT_FOUND, f"{kind} {namespace}/{ref.name} does not exist")
             elif known is services and service_objects is not None:
                 problem = _port_problem(service_objects.get((namespace, ref.name)), namespace, ref)
+            elif known is service_imports and imported is not None:
+                problem = _import_problem(imported.get((namespace, ref.name)), namespace, ref)
             resolved.append(_new(ResolvedBackend, (ref, namespace, problem)))  # skips the slow named-tuple __new__
         rules.append(tuple(resolved))
     return tuple(rules)
