@@ -94,3 +94,56 @@ async def test_standalone_serves_files_applies_edits_and_keeps_state_on_a_broken
         assert (other.cluster, other.served_by) == ("west", "store-v2")
         processes = [m.process.popen for m in envoys.values()]
     assert all(p.poll() is not None for p in processes), "every Envoy stops with standalone mode"
+
+
+async def test_standalone_keeps_serving_through_an_emptied_file_a_missing_directory_and_an_unknown_kind(
+        quickstart: Path) -> None:
+    options = StandaloneOptions(quickstart, xds_listen="127.0.0.1:0", admin_listen="127.0.0.1:0")
+    async with Standalone(options) as standalone:
+        await standalone.wait_ready()
+        assert standalone.fleet is not None
+        envoys = {cluster: m for (cluster, _), m in standalone.fleet.envoys.items()}
+        east = f"http://{envoys['east'].address}:8080/store"
+
+        async def served_from_east() -> None:
+            answer = await asyncio.to_thread(_request, east, {"x-version": "v2"})
+            assert (answer.status, answer.cluster) == (200, "east")
+            assert answer.pod.startswith("store-v2-"), "the header rule still routes to v2"
+
+        # An editor's truncate-then-write: empty for one second, then the same content again.
+        shop = quickstart / "east" / "shop.yaml"
+        good = shop.read_text()
+        shop.write_text("")
+        for _ in range(10):
+            await served_from_east()
+            await asyncio.sleep(0.1)
+        shop.write_text(good)
+
+        # The cluster directory moved away for a while: reported, and nothing stops serving.
+        aside = quickstart.parent / "east-aside"
+        (quickstart / "east").rename(aside)
+        errors: dict[str, str] = {}
+        for _ in range(100):
+            errors = (await asyncio.to_thread(_status, standalone.admin_port)).get("fileErrors", {})
+            if "east" in errors:
+                break
+            await asyncio.sleep(0.05)
+        assert "the cluster directory is missing" in errors["east"]
+        await asyncio.sleep(standalone.provider.deletion_delay + 0.5)
+        await served_from_east()
+        aside.rename(quickstart / "east")
+
+        # A Deployment beside the routes is skipped and reported; the edit in the same file still applies.
+        shop.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: store, namespace: shop}\n---\n"
+                        + good.replace("backendRefs: [{name: store-v2, port: 80}]",
+                                       "backendRefs: [{name: store, port: 80}]"))
+        pod = ""
+        for _ in range(150):
+            pod = (await asyncio.to_thread(_request, east, {"x-version": "v2"})).pod
+            if not pod.startswith("store-v2-"):
+                break
+            await asyncio.sleep(0.1)
+        assert pod.startswith("store-"), pod
+        assert not pod.startswith("store-v2-"), "the edit beside the skipped Deployment never reached the Envoy"
+        errors = (await asyncio.to_thread(_status, standalone.admin_port))["fileErrors"]
+        assert errors["east"] == f"{shop} document 1: unsupported kind 'Deployment', skipped"

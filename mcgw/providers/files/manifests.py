@@ -149,9 +149,13 @@ def load_documents(text: str, source: str, limits: FileLimits = DEFAULT_LIMITS) 
     return documents
 
 
+_PRECISE_ERROR_MAX_CHARS = 1024 * 1024
+
+
 def _precise_error(text: str, error: yaml.YAMLError) -> yaml.YAMLError:
-    """libyaml's messages are terser than PyYAML's own; on an error, ask the pure-Python parser where and why."""
-    if _FAST_LOADER is None:
+    """libyaml's messages are terser than PyYAML's own; on an error in a small file, ask the pure-Python
+    parser where and why (in a large one it would take seconds; libyaml's message is good enough)."""
+    if _FAST_LOADER is None or len(text) > _PRECISE_ERROR_MAX_CHARS:
         return error
     loader = yaml.SafeLoader(text)
     try:
