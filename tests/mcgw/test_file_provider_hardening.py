@@ -252,3 +252,19 @@ def test_the_probe_can_fail() -> None:
         while not probe.latencies:
             pass
     assert probe.failures
+
+
+def test_a_control_character_is_reported_by_position(root: Path) -> None:
+    provider, store, _ = _provider(root)
+    bad = root / "east" / "control.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: \x01x, namespace: shop}\n")
+    provider.poll(store)
+    assert provider.errors["east"] == f"{bad}: not valid YAML: unacceptable character #x0001 at character 46"
+
+
+def test_an_unsupported_kind_that_is_not_a_name_is_shown_by_type_only(root: Path) -> None:
+    provider, store, _ = _provider(root)
+    odd = root / "east" / "odd.yaml"
+    odd.write_text(f"kind: {{tls.key: {KEY_LINE}}}\nmetadata: {{name: x}}\n")
+    provider.poll(store)
+    assert provider.errors["east"] == f"{odd} document 1: unsupported kind (a dict value), skipped"

@@ -59,6 +59,13 @@ def _problem_text(text: str | None) -> str:
     return _QUOTED.sub("'…'", text or "").strip()
 
 
+def _kind_text(kind: object) -> str:
+    """An unsupported ``kind`` as it can be shown: a short name quoted, anything else by its type only."""
+    if isinstance(kind, str) and len(kind) <= 63 and kind.isprintable():
+        return repr(kind)
+    return "(missing)" if kind is None else f"(a {type(kind).__name__} value)"
+
+
 def _yaml_error_message(error: yaml.YAMLError) -> str:
     """Where and what, never the snippet: PyYAML's ``str(error)`` quotes the offending line."""
     if isinstance(error, yaml.MarkedYAMLError):
@@ -123,7 +130,10 @@ def load_documents(text: str, source: str, limits: FileLimits = DEFAULT_LIMITS) 
     """Every YAML document of ``text``, refusing alias expansion past the limit (ManifestError naming ``source``)."""
     documents: list[Any] = []
     may_alias = "&" in text and "*" in text  # an alias names an anchor; without both, nothing to count
-    loader = (_FAST_LOADER or yaml.SafeLoader)(text)
+    try:
+        loader = (_FAST_LOADER or yaml.SafeLoader)(text)
+    except yaml.YAMLError as error:
+        raise ManifestError(source, f"not valid YAML: {_yaml_error_message(error)}") from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -157,16 +167,17 @@ def _precise_error(text: str, error: yaml.YAMLError) -> yaml.YAMLError:
     parser where and why (in a large one it would take seconds; libyaml's message is good enough)."""
     if _FAST_LOADER is None or len(text) > _PRECISE_ERROR_MAX_CHARS:
         return error
-    loader = yaml.SafeLoader(text)
     try:
-        while loader.check_node():
-            loader.get_node()
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
+        try:
+            while loader.check_node():
+                loader.get_node()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as precise:
         return precise
     except (RecursionError, MemoryError):
         return error
-    finally:
-        loader.dispose()
     return error
 
 
@@ -204,7 +215,7 @@ def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLim
 
         def add(item: object, where: str) -> None:
             if not strict_kinds and isinstance(item, dict) and item.get("kind") not in SUPPORTED_KINDS:
-                skipped.append(f"{where}: unsupported kind {_problem_text(repr(item.get('kind')))}, skipped")
+                skipped.append(f"{where}: unsupported kind {_kind_text(item.get('kind'))}, skipped")
                 return
             objects.append(parse_object(item, where))
             sources.append(where)
