@@ -11,6 +11,7 @@ from functools import lru_cache
 import re2
 
 from mcgw.objects.model import (
+    BackendRef,
     HeaderMatch,
     HeaderModifier,
     HTTPRoute,
@@ -23,6 +24,9 @@ from mcgw.semantics.gateway.limits import (
     MAX_BACKEND_REFS,
     MAX_MATCHERS,
     MAX_PATH_LENGTH,
+    MAX_PORT,
+    MAX_WEIGHT,
+    MIN_PORT,
     header_name_problem,
     header_value_problem,
     hostname_problem,
@@ -141,11 +145,8 @@ def rule_problem(rule: RouteRule) -> str | None:
     if redirect and rewrite:
         return "RequestRedirect and URLRewrite cannot be used in the same rule"
     refs = rule.backend_refs
-    if refs:
-        if len(refs) > MAX_BACKEND_REFS:
-            return f"the rule has {len(refs)} backendRefs; use at most {MAX_BACKEND_REFS}"
-        if (problem := weights_problem([ref.weight for ref in refs])) or (problem := _ports_problem(rule)):
-            return problem
+    if refs and (problem := _backend_refs_problem(refs)):
+        return problem
     for match in rule.matches:
         path = match.path
         if problem := path_problem(path.type, path.value):
@@ -167,10 +168,16 @@ def rule_problem(rule: RouteRule) -> str | None:
     return None
 
 
-def _ports_problem(rule: RouteRule) -> str | None:
-    for ref in rule.backend_refs:
-        if ref.port is not None and (problem := port_problem(ref.port, f"backendRef {ref.name} port")):
-            return problem
+def _backend_refs_problem(refs: tuple[BackendRef, ...]) -> str | None:
+    """At most 16 refs, each weight in 0..1,000,000 (so their sum fits Envoy's uint32), ports in 1..65535."""
+    if len(refs) > MAX_BACKEND_REFS:
+        return f"the rule has {len(refs)} backendRefs; use at most {MAX_BACKEND_REFS}"
+    for ref in refs:
+        if not 0 <= ref.weight <= MAX_WEIGHT:
+            return weights_problem([ref.weight])
+        port = ref.port
+        if port is not None and not MIN_PORT <= port <= MAX_PORT:
+            return port_problem(port, f"backendRef {ref.name} port")
     return None
 
 

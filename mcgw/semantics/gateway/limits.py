@@ -107,6 +107,7 @@ def header_name_problem(name: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def modifiable_header_problem(name: str) -> str | None:
     """Names a header modifier may not touch: Envoy refuses the whole route table for Host or ':' names."""
     if problem := header_name_problem(name):
@@ -117,7 +118,10 @@ def modifiable_header_problem(name: str) -> str | None:
 
 
 def header_value_problem(name: str, value: str) -> str | None:
-    """Envoy refuses header values holding CR, LF or NUL (they would split or end the header)."""
+    """Envoy refuses header values holding CR, LF or NUL (they would split or end the header). Most values
+    are printable, which one C-level scan proves; only the others are searched for the three characters."""
+    if value.isprintable():
+        return None
     if "\r" in value or "\n" in value or "\0" in value:
         return f"value of header {name!r} contains CR, LF or NUL; remove those characters"
     return None
