@@ -1,10 +1,11 @@
 """Does ``mcgw standalone`` keep answering while the file provider reads hostile or huge files?
 
 Starts ``mcgw standalone --no-envoy`` on a copy of ``examples/quickstart`` and writes, one at a time,
-a 50 MB file, an HTTPRoute with 1,000 rules x 64 matches and a small YAML anchor bomb into a cluster
-directory, while another thread asks ``/healthz`` every 20 ms. For each case it prints the worst and
-p99 ``/healthz`` latency and how long until ``fileErrors`` (or the store) showed the file, and writes
-``benchmarks/results/file_provider.json``. Run: ``.venv/bin/python -m benchmarks.file_provider``.
+a 50 MB file, an HTTPRoute with 1,000 rules x 64 matches, a small YAML anchor bomb and a 9 MB file of
+millions of tiny nodes into a cluster directory, while another thread asks ``/healthz`` every 20 ms.
+For each case it prints the worst and p99 ``/healthz`` latency and how long until ``fileErrors`` (or
+the store) showed the file, and writes ``benchmarks/results/file_provider.json``.
+Run: ``.venv/bin/python -m benchmarks.file_provider``.
 Not a test: the numbers depend on the machine.
 """
 
@@ -66,6 +67,12 @@ def anchor_bomb(levels: int = 9, width: int = 9) -> str:
     lines.extend(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]"
                  for level in range(1, levels + 1))
     return "\n".join(lines) + "\n"
+
+
+def dense_sequence(path: Path, size: int = 9 * 1024 * 1024) -> None:
+    """Under the size limit, but millions of nodes: ``[a,a,a,…]``, about 2 GB if it were composed."""
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: dense, namespace: shop}\nx: ["
+                    + "a," * (size // 2) + "a]\n")
 
 
 @dataclass
@@ -131,6 +138,7 @@ CASES = (
     Case("HTTPRoute 1,000 rules x 64 matches", "huge-route.yaml", lambda p: p.write_text(route_manifest()),
          _route_loaded),
     Case("YAML anchor bomb", "bomb.yaml", lambda p: p.write_text(anchor_bomb()), _reported),
+    Case("9 MB flow sequence of 4.7 million scalars", "dense.yaml", dense_sequence, _reported),
 )
 
 

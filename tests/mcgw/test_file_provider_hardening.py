@@ -235,7 +235,7 @@ async def test_healthz_keeps_answering_while_each_hostile_file_is_read(root: Pat
     async with Standalone(options) as standalone:
         await standalone.wait_ready()
         admin = f"http://127.0.0.1:{standalone.admin_port}"
-        for case in (CASES[0], smaller_route, CASES[2]):
+        for case in (CASES[0], smaller_route, *CASES[2:]):
             result = await asyncio.to_thread(run_case, case, root / "east", admin, lambda: fetch_status(admin))
             print(f"\n{case.name}: /healthz worst {result['worst_ms']} ms, p99 {result['p99_ms']} ms, "
                   f"{result['probes']} probes, handled after {result['handled_after_s']} s")
@@ -268,3 +268,16 @@ def test_an_unsupported_kind_that_is_not_a_name_is_shown_by_type_only(root: Path
     odd.write_text(f"kind: {{tls.key: {KEY_LINE}}}\nmetadata: {{name: x}}\n")
     provider.poll(store)
     assert provider.errors["east"] == f"{odd} document 1: unsupported kind (a dict value), skipped"
+
+
+def test_a_file_of_too_many_nodes_is_refused_before_they_are_built(root: Path) -> None:
+    provider, store, _ = _provider(root, limits=FileLimits(max_nodes=2000))
+    listed = root / "east" / "many.yaml"
+    listed.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: shop}\nx: ["
+                      + "a," * 3000 + "a]\n")
+    provider.poll(store)
+    assert provider.errors["east"] == f"{listed}: more than 2,000 YAML nodes in one file; refused"
+    listed.write_text(EXTRA_SERVICE + "x: [" + "a," * 100 + "a]\n")
+    provider.poll(store)
+    assert "east" not in provider.errors
+    assert store["east"].get(SERVICE) is not None

@@ -37,6 +37,10 @@ class FileLimits:
     # Nodes that aliases add when expanded (a document's size with every alias replaced by what it
     # names, less its size as written). Real manifests use few aliases; a YAML bomb adds billions.
     max_alias_nodes: int = 1_000_000
+    # Nodes as written (scalars and collections) in one file: each costs a few hundred bytes while the
+    # file is composed, so 10 MB of ``a,a,a,…`` would take about 2 GB. An HTTPRoute of 1,000 rules x 64
+    # matches has about 500,000.
+    max_nodes: int = 1_500_000
 
 
 DEFAULT_LIMITS = FileLimits()
@@ -126,8 +130,36 @@ def _expanded_alias_nodes(root: yaml.Node) -> int:
     return max(0, sizes[id(root)] - len(sizes))
 
 
+_NODE_SEPARATORS = ",:-\n[{"
+
+
+def _node_count_over(text: str, limit: int) -> bool:
+    """Whether ``text`` holds more than ``limit`` YAML nodes as written, without building them.
+
+    Every node but the first follows a separator (``,``, ``:``, ``-``, a newline, ``[`` or ``{``), so twice
+    their count bounds the nodes; only a text whose bound is over the limit has its parse events counted,
+    one at a time (a streaming pass that keeps nothing), up to the limit.
+    """
+    if 2 * sum(text.count(separator) for separator in _NODE_SEPARATORS) + 1 <= limit:
+        return False
+    nodes = 0
+    for event in yaml.parse(text, Loader=_FAST_LOADER or yaml.SafeLoader):  # disposed when dropped
+        if isinstance(event, yaml.NodeEvent):  # scalars, aliases, collection starts
+            nodes += 1
+            if nodes > limit:
+                return True
+    return False
+
+
 def load_documents(text: str, source: str, limits: FileLimits = DEFAULT_LIMITS) -> list[Any]:
-    """Every YAML document of ``text``, refusing alias expansion past the limit (ManifestError naming ``source``)."""
+    """Every YAML document of ``text``, refusing more nodes or alias expansion than the limits allow
+    (ManifestError naming ``source``)."""
+    try:
+        too_many = _node_count_over(text, limits.max_nodes)
+    except yaml.YAMLError:
+        too_many = False  # the parse below reports the error with its position
+    if too_many:
+        raise ManifestError(source, f"more than {limits.max_nodes:,} YAML nodes in one file; refused")
     documents: list[Any] = []
     may_alias = "&" in text and "*" in text  # an alias names an anchor; without both, nothing to count
     try:
