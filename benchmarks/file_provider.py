@@ -149,8 +149,12 @@ def fetch_status(admin: str) -> dict[str, Any]:
 
 
 def run_case(case: Case, directory: Path, admin: str, status: Callable[[], dict[str, Any]],
-             within: float = 120.0) -> dict[str, Any]:
-    """Write the case's file, wait until the server has dealt with it, remove it; the probe's figures."""
+             within: float = 120.0, settle: float = 0.0) -> dict[str, Any]:
+    """Write the case's file, wait until the server has dealt with it, remove it; the probe's figures.
+
+    ``settle``: seconds to wait after removing the file, so that its deletion (after the provider's
+    debounce) and the collection of its objects are not counted in the next case's figures.
+    """
     path = directory / case.file
     with HealthzProbe(f"{admin}/healthz") as probe:
         time.sleep(0.2)
@@ -165,6 +169,7 @@ def run_case(case: Case, directory: Path, admin: str, status: Callable[[], dict[
             time.sleep(0.1)
         time.sleep(0.3)
     path.unlink()
+    time.sleep(settle)
     return {"case": case.name, "bytes": size, "handled_after_s": None if handled is None else round(handled, 2),
             "file_errors": status().get("fileErrors", {}).get("east", ""), **probe.summary(),
             "failure_examples": probe.failures[:3]}
@@ -207,7 +212,7 @@ def main() -> None:
         shutil.copytree(QUICKSTART, root)
         with standalone_process(root) as admin:
             for case in CASES:
-                result = run_case(case, root / "east", admin, lambda: fetch_status(admin))
+                result = run_case(case, root / "east", admin, lambda: fetch_status(admin), settle=4.0)
                 runs.append(result)
                 print(f"{case.name}: /healthz worst {result['worst_ms']} ms, p99 {result['p99_ms']} ms over "
                       f"{result['probes']} probes ({result['failures']} failed); handled after "
