@@ -19,14 +19,17 @@ Timing follows client-go: the holder renews every ``retry_period``; if it cannot
 ``renew_deadline < lease_duration``, a holder that lost contact stops writing before anyone else may
 start. Writes carry the ``resourceVersion`` they read, so two candidates racing for an expired Lease
 cannot both win: the loser gets 409 Conflict and tries again later. On a clean stop the holder
-releases the Lease (empty holder), so a standby takes over within one ``retry_period`` instead of
-waiting out ``lease_duration``.
+releases the Lease (empty holder), so a standby takes over at once instead of waiting out
+``lease_duration``: between attempts a standby watches the Lease, and a freed Lease wakes it (without
+watch permission it polls, and takes over within one ``retry_period``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import random
@@ -36,11 +39,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from mcgw.providers.kubernetes.informer import describe
-from mcgw.providers.kubernetes.lister import api_json
+from mcgw.providers.kubernetes.lister import api_get, api_json
 from mcgw.support.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
@@ -118,7 +122,7 @@ class LeaderElector:
                     if await self._attempt(deadline=self.retry_period * 2):
                         self._set_leader(True)
                     else:
-                        await self._pause(self.retry_period * random.uniform(1.0, 1.2))
+                        await self._pause_until_released(self.retry_period * random.uniform(1.0, 1.2))
                     continue
                 await self._pause(self.retry_period)
                 if self._stop.is_set():
@@ -166,6 +170,53 @@ class LeaderElector:
                 await self._stop.wait()
         except TimeoutError:
             pass
+
+    async def _pause_until_released(self, seconds: float) -> None:
+        """A standby's sleep until its next attempt, cut short when the watched Lease is freed.
+
+        A holder that stops cleanly empties the Lease; watching it lets a standby take over within a
+        round trip instead of within a retry period. Without watch permission, or on any error, this
+        is a plain sleep.
+        """
+        if not self._observed_version or self.holder == "":
+            await self._pause(seconds)
+            return
+        started = time.monotonic()
+        waiters = [asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._watch_until_free(seconds))]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            results = await asyncio.gather(*waiters, return_exceptions=True)
+        watch_result = results[1]
+        if isinstance(watch_result, BaseException) and not isinstance(watch_result, asyncio.CancelledError):
+            log.debug("cluster %s: cannot watch the Lease %s/%s (%s); polling it", self.cluster, self.namespace,
+                      self.name, describe(watch_result), extra=self._extra())
+            await self._pause(seconds - (time.monotonic() - started))  # a failed watch still waits out the pause
+
+    async def _watch_until_free(self, seconds: float) -> None:
+        """Return when a watch event shows the Lease without a holder; every event counts as observing it."""
+        query = [("watch", "true"), ("fieldSelector", f"metadata.name={self.name}"),
+                 ("resourceVersion", self._observed_version), ("timeoutSeconds", str(max(1, round(seconds))))]
+        timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=seconds)
+        response = await api_get(self.api, self._path, query, timeout)
+        try:
+            buffer = b""
+            while chunk := await response.content.readany():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in filter(bytes.strip, lines):
+                    event = json.loads(line)
+                    if event.get("type") not in ("ADDED", "MODIFIED"):
+                        continue
+                    self._observe(event.get("object") or {})
+                    if self.holder == "":
+                        return
+            await asyncio.Event().wait()  # the server ended the watch early: the pause's timeout ends it
+        finally:
+            with contextlib.suppress(Exception):
+                response.close()
 
     def _set_leader(self, leader: bool, why: str = "") -> None:
         if leader == self.is_leader:
