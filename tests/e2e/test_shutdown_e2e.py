@@ -240,12 +240,13 @@ def test_sigterm_on_standalone_leaves_nothing_behind(processes: Processes, tmp_p
 
 def test_a_second_signal_during_a_slow_shutdown_exits_at_once(processes: Processes, tmp_path: Path) -> None:
     # The Envoys keep their xDS streams open, so a 120 s drain grace makes the shutdown last 120 s.
-    process, _, status, _ = _start_standalone(processes, tmp_path, "--drain-grace", "120")
+    process, _, status, ports = _start_standalone(processes, tmp_path, "--drain-grace", "120")
     pids = [envoy["pid"] for envoy in status["envoys"].values()]
     process.popen.send_signal(signal.SIGTERM)
     wait_until(lambda: "stopped accepting connections" in _log(process), 30, "the shutdown to begin", process)
     time.sleep(0.5)
     assert process.alive(), "still draining"
+    assert [port for port in ports if _listening("127.0.0.1", port)] == [], "xDS and admin refuse new connections"
     second = time.monotonic()
     process.popen.send_signal(signal.SIGTERM)
     assert _exit_code(process, 10) == 128 + signal.SIGTERM
