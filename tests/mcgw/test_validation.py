@@ -18,7 +18,7 @@ from mcgw.objects.model import HTTPRoute, Service, parse_object
 from mcgw.runtime.pipeline import ClusterOutput, translate_cluster
 from mcgw.semantics.endpoints import Endpoint, slice_endpoints
 from mcgw.semantics.gateway import conditions as c
-from mcgw.semantics.gateway.evaluate import evaluate_gateways, evaluate_route
+from mcgw.semantics.gateway.evaluate import ClusterObjects, evaluate, evaluate_gateways, evaluate_route
 from mcgw.semantics.mcs.view import ImportedService, ImportPort, SourceEndpoints
 from tests.envoy_validate import validate
 
@@ -332,6 +332,20 @@ def test_backend_ref_to_a_port_the_service_has_is_resolved() -> None:
     route = _route("r", [_rule("/a", backendRefs=[{"name": "app", "port": 443}])])
     resolved = _evaluate_with_services(route, _service("app", (80, 443)))[c.RESOLVED_REFS]
     assert (resolved.status, resolved.reason) == ("True", c.REASON_RESOLVED_REFS)
+
+
+def test_evaluate_checks_backend_ports_when_given_the_services() -> None:
+    documents = [_class(), _gateway(), _service("app", (80,)),
+                 _route("r", [_rule("/ok"), _rule("/gone", backendRefs=[{"name": "app", "port": 8443}])])]
+    objects = [parse_object(doc, "test") for doc in documents]
+    services = {(o.metadata.namespace, o.metadata.name): o for o in objects if isinstance(o, Service)}
+    evaluation = evaluate(ClusterObjects.of(objects, services), {GATEWAY: ["198.18.0.10"]})
+    result = evaluation.routes[("HTTPRoute", "apps", "r")]
+    resolved = next(cond for cond in result.parent_conditions[0] if cond.type == c.RESOLVED_REFS)
+    assert (resolved.status, resolved.reason) == ("False", c.REASON_BACKEND_NOT_FOUND)
+    assert resolved.message == "Service apps/app has no port 8443; use one of its ports (80)"
+    assert [backend.problem for backend in result.backends[0]] == [None]  # rule 0's backend still resolves
+    assert result.kept_rules == (0, 1)  # rule 1 stays, its share answers 500 as for other unresolved refs
 
 
 def _import(clusters: tuple[str, ...], ports: tuple[int, ...] = (80,)) -> ImportedService:

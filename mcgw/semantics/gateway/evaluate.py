@@ -36,8 +36,10 @@ class ClusterObjects:
     grants: tuple[ReferenceGrant, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
     secrets: tuple[Secret, ...] = ()
-    services: frozenset[tuple[str, str]] = frozenset()
-    service_imports: frozenset[tuple[str, str]] = frozenset()
+    # Keys only, or mappings to the Services and the ClusterSet's imports, which also check backendRef ports
+    # and exports (see :func:`evaluate_route`).
+    services: Collection[tuple[str, str]] = frozenset()
+    service_imports: Collection[tuple[str, str]] = frozenset()
 
     @classmethod
     def of(cls, objects: Iterable[object], services: Iterable[tuple[str, str]] = (),
@@ -50,9 +52,13 @@ class ClusterObjects:
             tuple(o for o in items if isinstance(o, ReferenceGrant)),
             tuple(o for o in items if isinstance(o, Namespace)),
             tuple(o for o in items if isinstance(o, Secret)),
-            frozenset(services),
-            frozenset(service_imports),
+            _keys_or_mapping(services),
+            _keys_or_mapping(service_imports),
         )
+
+
+def _keys_or_mapping(named: Iterable[tuple[str, str]]) -> Collection[tuple[str, str]]:
+    return dict(named) if isinstance(named, Mapping) else frozenset(named)
 
 
 class RouteResult(NamedTuple):
