@@ -277,6 +277,8 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
     problems = []
     if backend.weight < 0:
         problems.append(f"{where}: backend {backend.name!r} has a negative weight")
+    elif backend.weight > MAX_WEIGHT:
+        problems.append(f"{where}: backend {backend.name!r} has weight {backend.weight}, over {MAX_WEIGHT}")
     if backend.valid:
         if not backend.name or backend.kind == "Invalid":
             problems.append(f"{where}: a valid backend needs a cluster name and kind Service or ServiceImport, "
@@ -339,6 +341,10 @@ def _passthrough_problems(listener: TLSPassthroughListenerIR) -> list[str]:
     names = [name for route in listener.routes for name in (route.server_names or ("*any*",))]
     problems += [f"listener {listener.name}: SNI {name} chooses more than one route" for name in _duplicates(names)]
     return problems
+
+
+# The Gateway API's bound on a backendRef weight; at most 16 backends per rule keep the sum within uint32.
+MAX_WEIGHT = 1_000_000
 
 
 def validate(gateway: GatewayIR) -> None:

@@ -215,6 +215,9 @@ class IncrementalTranslation:
         self._envoy: dict[GatewayKey, GatewayResources] = {}
         self._resources: dict[GatewayKey, tuple[Built, ...]] = {}
         self._failover = failover_context(cluster, {}, None)
+        # What ServiceImport backends resolve against: the cluster's ServiceImport objects and the ClusterSet's
+        # imports seen from here (those win: they say which clusters export it, with which ports).
+        self._imports: dict[NamespacedName, object] = {}
         self._backends = Backends(cluster, self._endpoints, self._failover)
 
     def _of(self, kind: str) -> dict[NamespacedName, AnyObject]:
@@ -234,6 +237,7 @@ class IncrementalTranslation:
         changed_routes: set[RouteKey] = set()
         endpoints: set[NamespacedName] = set()  # Services whose endpoints may have changed
         presence: dict[tuple[str, NamespacedName], bool] = {}  # Services/ServiceImports touched: present before?
+        ports_before: dict[NamespacedName, object] = {}  # modified Services: their ports before
         layer_changed = self._layer is None
         for obj, present in [*((o, False) for o in removed), *((o, True) for o in added)]:
             kind, key = obj.kind, (obj.metadata.namespace, obj.metadata.name)
@@ -244,6 +248,8 @@ class IncrementalTranslation:
                 store[key] = obj
             elif store.get(key) is obj:
                 del store[key]
+                if isinstance(obj, Service):
+                    ports_before.setdefault(key, obj.spec.ports)
             if kind in ROUTE_KINDS:
                 changed_routes.add((kind, *key))
             elif kind in GATEWAY_LAYER_KINDS:
@@ -260,11 +266,20 @@ class IncrementalTranslation:
                 endpoints.add(service)
         # Services and ServiceImports that appeared or disappeared: backend resolution may change.
         membership = {key for (kind, key), before in presence.items() if before != (key in self._of(kind))}
+        # Services whose ports changed: a backendRef's port may now resolve, or no longer.
+        services = self._of("Service")
+        membership |= {key for key, ports in ports_before.items()
+                       if isinstance(current := services.get(key), Service) and current.spec.ports != ports}
         # The ClusterSet's imports and this cluster's FailoverPolicies: ServiceImport backends they change.
         old_failover, failover = self._failover, failover_context(self.cluster, self._by_kind, mcs)
         self._failover = self._backends.failover = failover
         old_imports, new_imports = old_failover.imports, failover.imports
         membership |= {key for key in old_imports.keys() ^ new_imports.keys()}
+        # Imports whose exporting clusters or ports changed: a ServiceImport backend may now resolve, or no longer.
+        membership |= {key for key in old_imports.keys() & new_imports.keys()
+                       if (old_imports[key].clusters, old_imports[key].ports)
+                       != (new_imports[key].clusters, new_imports[key].ports)}
+        self._imports = {**self._of("ServiceImport"), **new_imports}
         if (old_failover.resolution.by_target != failover.resolution.by_target
                 or old_failover.clusters != failover.clusters):
             endpoints |= old_imports.keys() | new_imports.keys() | set(self._of("ServiceImport"))
@@ -350,9 +365,7 @@ class IncrementalTranslation:
                 self._referrers[service].discard(key)
         result = None
         if is_route(route):
-            services = self._of("Service").keys()
-            imports = self._of("ServiceImport").keys() | self._failover.imports.keys()
-            result = evaluate_route(route, self._layer, services, imports)
+            result = evaluate_route(route, self._layer, self._of("Service"), self._imports)
             if not named:
                 named = ROUTE_KINDS[route.kind].named_backends(route)
                 for service in named:

@@ -95,9 +95,11 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
     failover = failover_context(cluster, by_kind, mcs)
     services = [o for o in items if isinstance(o, Service)]
     secrets = {(o.metadata.namespace, o.metadata.name): o for o in items if isinstance(o, Secret)}
+    # Mappings, not key sets: backendRef ports are checked against the Services, and ServiceImport
+    # backends against the ClusterSet's imports (which win over a cluster's ServiceImport objects).
     evaluation = evaluate(ClusterObjects.of(
-        items, {(s.metadata.namespace, s.metadata.name) for s in services},
-        set(by_kind.get("ServiceImport", {})) | set(failover.imports)), addresses)
+        items, {(s.metadata.namespace, s.metadata.name): s for s in services},
+        {**by_kind.get("ServiceImport", {}), **failover.imports}), addresses)
     lookup = endpoint_lookup(services, (o for o in items if isinstance(o, EndpointSlice)))
     gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover))
     built = {(g.namespace, g.name): translate(g) for g in gateways}
