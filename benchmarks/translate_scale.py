@@ -12,7 +12,7 @@ For each N, in a fresh process (so peak RSS is that of one size):
 
 Python's garbage collector scans every live object in a full collection, and the three clusters' parsed
 objects are several hundred thousand, so its pauses land on whichever translation triggers them. The
-runtime pauses the collector during each translation pass (``mcgw.runtime.collector.paused``: a pass allocates
+runtime pauses the collector during each translation pass (``mcgw.support.collector.paused``: a pass allocates
 only what it returns, so collecting during it frees nothing). Every figure is taken twice: ``runtime``,
 each timed pass run as the runtime runs it, with the collector paused; and ``gc_default``, the bare call
 with the collector as it comes. Wall-clock figures are medians; ``full_translation_min_ms`` is the
@@ -51,8 +51,8 @@ from typing import Any
 
 from benchmarks._machine import machine
 from mcgw.objects.model import AnyObject, parse_object
-from mcgw.runtime import collector
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from mcgw.support import collector
 from xdsserver import Snapshot
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -108,10 +108,10 @@ def _translate(args: argparse.Namespace) -> int:
     from mcgw.app.config import ConfigError
     from mcgw.objects.model import Gateway, ManifestError
     from mcgw.providers.files.manifests import read_clusterset_dir
-    from mcgw.runtime import collector
     from mcgw.runtime.incremental import McsInput
     from mcgw.runtime.pipeline import translate_cluster
     from mcgw.semantics.mcs import compute_mcs
+    from mcgw.support import collector
 
     try:
         properties, objects = read_clusterset_dir(Path(args.f))

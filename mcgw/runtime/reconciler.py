@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import AnyObject
-from mcgw.runtime import collector
 from mcgw.runtime.debounce import settle
 from mcgw.runtime.incremental import McsInput
 from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator
 from mcgw.semantics.mcs import DEFAULT_LOST_CLUSTER_TTL, EMPTY_VIEW, ClusterSetView, McsCache, compute_mcs
 from mcgw.store import Store
+from mcgw.support import collector
 from xdsserver import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
 
 log = logging.getLogger(__name__)

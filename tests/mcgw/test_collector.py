@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcgw.runtime import collector
+from mcgw.support import collector
 
 
 @pytest.fixture(autouse=True)

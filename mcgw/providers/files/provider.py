@@ -14,11 +14,9 @@ which is what lets a laptop demo run on 127/8.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from mcgw.providers.files.manifests import (
     read_manifest_file,
 )
 from mcgw.store import Store
+from mcgw.support import collector
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +74,6 @@ def _stamp(path: Path) -> Stamp | None:
     except OSError:
         return None  # removed while we looked; treated as gone
     return stat.st_mtime_ns, stat.st_size
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while parsing, and then only if it was enabled before.
-
-    Parsing a large file allocates millions of short-lived, acyclic nodes; the full collections they
-    trigger scan the whole heap while holding the GIL, which stalled the event loop for over a second
-    (``benchmarks/file_provider.py``). Reference counting frees the nodes anyway.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class FileProvider:
@@ -140,7 +122,7 @@ class FileProvider:
     def scan(self) -> list[_Scan]:
         """Read what changed on disk, for every cluster. No store access: this is what runs in a worker thread."""
         now = self._clock()
-        with _collector_paused():
+        with collector.paused():
             return [self._scan_cluster(cluster, now) for cluster in self.clusters]
 
     def _scan_cluster(self, cluster: str, now: float) -> _Scan:
