@@ -124,3 +124,30 @@ def test_unknown_kind_and_non_objects_are_refused_clearly() -> None:
 ])
 def test_label_selector(selector: dict[str, object], labels: dict[str, str], expected: bool) -> None:
     assert TypeAdapter(LabelSelector).validate_python(selector).matches(labels) is expected
+
+
+def _many_rules(count: int) -> dict[str, object]:
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": f"/r{i}/m{m}"}} for m in range(3)],
+              "backendRefs": [{"name": "web", "port": 80, "weight": i}]} for i in range(count)]
+    return {**ROUTE, "spec": {**ROUTE["spec"], "rules": rules}}
+
+
+def test_a_route_with_many_rules_parses_as_one_with_few_does() -> None:
+    # Past the CRD's 16 rules, rules are validated one per call (so no single call holds the GIL for long);
+    # the parsed route must be the very same as from a single validation.
+    data = _many_rules(40)
+    route = parse_object(data, "many.yaml")
+    assert isinstance(route, HTTPRoute)
+    assert route == TypeAdapter(HTTPRoute).validate_python(data)
+    assert [r.backend_refs[0].weight for r in route.spec.rules] == list(range(40))
+
+
+def test_a_bad_rule_of_a_long_route_is_named_with_its_path_and_other_errors() -> None:
+    data = _many_rules(40)
+    data["spec"]["rules"][25]["matches"][1]["path"]["type"] = "Glob"  # type: ignore[index]
+    data = {**data, "metadata": {"name": "shop", "namespace": 7}}
+    with pytest.raises(ManifestError) as raised:
+        parse_object(data, "many.yaml")
+    assert str(raised.value) == (
+        "many.yaml: HTTPRoute 'shop': metadata.namespace: Input should be a valid string; "
+        "spec.rules.25.matches.1.path.type: Input should be 'Exact', 'PathPrefix' or 'RegularExpression'")
