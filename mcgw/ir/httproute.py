@@ -54,11 +54,12 @@ def _header_ops(modifier: HeaderModifier | None) -> ir.HeaderOpsIR:
 
 
 def _path(modifier: PathModifier | None) -> ir.PathRewriteIR | None:
+    """The semantics keep only rules whose modifier sets the value of its type (and only that one)."""
     if modifier is None:
         return None
     if modifier.type == "ReplaceFullPath":
-        return _new(ir.PathRewriteIR, (modifier.replace_full_path or "/", None))
-    return _new(ir.PathRewriteIR, (None, modifier.replace_prefix_match or "/"))
+        return _new(ir.PathRewriteIR, (modifier.replace_full_path, None))
+    return _new(ir.PathRewriteIR, (None, modifier.replace_prefix_match))
 
 
 def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
@@ -71,10 +72,15 @@ def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple
 
 
 def _rule_mirrors(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
-    ns = result.route.metadata.namespace
-    refs = [f.request_mirror.backend_ref for f in result.route.spec.rules[index].filters
-            if f.type == "RequestMirror" and f.request_mirror is not None]
-    return tuple([backends.get("Service", ref.namespace or ns, ref.name, ref.port, 1) for ref in refs])
+    """The rule's mirrors that resolved: one that names a Service in another namespace without a
+    ReferenceGrant, or a backend that does not exist or lacks the port, is never configured."""
+    mirrors = result.mirrors
+    if not mirrors or not mirrors[index]:
+        return ()
+    route = result.route
+    key = (route.kind, route.metadata.namespace, route.metadata.name)
+    return tuple([backends.get(m.ref.kind, m.namespace, m.ref.name, m.ref.port, 1, key)
+                  for m in mirrors[index] if m.problem is None])
 
 
 def _failover_retry(backend_irs: tuple[ir.BackendIR, ...]) -> ir.RetryIR | None:
@@ -123,8 +129,8 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
         request_headers = response_headers = ir.NO_HEADER_OPS
         redirect = rewrite_path = None
         rewrite_hostname = None
-        mirrors: tuple[ir.BackendIR, ...] = ()
-        # The last filter of each type wins, except mirrors, which all apply.
+        mirrors = _rule_mirrors(result, index, backends) if result.mirrors else ()
+        # The last filter of each type wins; mirrors (every resolved one applies) come from the route's result.
         for route_filter in rule.filters:
             kind = route_filter.type
             if kind == "RequestHeaderModifier":
@@ -139,8 +145,6 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
                 rewrite = route_filter.url_rewrite
                 rewrite_hostname = rewrite.hostname if rewrite else None
                 rewrite_path = _path(rewrite.path) if rewrite else None
-            elif kind == "RequestMirror" and route_filter.request_mirror is not None:
-                mirrors = _rule_mirrors(result, index, backends)
         timeouts, retry = rule.timeouts, rule.retry
         timeout, backend_timeout = (timeouts.request, timeouts.backend_request) if timeouts else (None, None)
         retry_codes, retry_attempts, retry_backoff = (retry.codes, retry.attempts, retry.backoff) if retry \

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, MCS_GROUP, BackendRef, ReferenceGrant, Service
+from mcgw.objects.model import (
+    CORE_GROUP,
+    GATEWAY_GROUP,
+    MCS_GROUP,
+    BackendObjectReference,
+    BackendRef,
+    ReferenceGrant,
+    Service,
+)
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routes import RouteView
@@ -19,6 +27,14 @@ from mcgw.semantics.mcs.view import ImportedService
 _new = tuple.__new__
 SERVICE = (CORE_GROUP, "Service")
 SERVICE_IMPORT = (MCS_GROUP, "ServiceImport")
+
+
+class ResolvedMirror(NamedTuple):
+    """One ``RequestMirror`` filter's backendRef: where it points and, if it does not resolve, the reason."""
+
+    ref: BackendObjectReference
+    namespace: str
+    problem: tuple[str, str] | None  # (reason, message)
 
 
 class ResolvedBackend(NamedTuple):
@@ -33,33 +49,86 @@ class ResolvedBackend(NamedTuple):
         return self.ref.group, self.ref.kind
 
 
-def _port_problem(service: object, namespace: str, ref: BackendRef) -> tuple[str, str] | None:
-    """A Service backendRef needs a port the Service has: any other gets no endpoints (503 for every request)."""
+def _port_problem(service: object, namespace: str, ref: BackendObjectReference,
+                  what: str = "backendRef") -> tuple[str, str] | None:
+    """A Service reference needs a port the Service has: any other gets no endpoints (503 for every request)."""
     if not isinstance(service, Service):
         return None
-    if ref.port is None:
-        return c.REASON_BACKEND_NOT_FOUND, f"backendRef to Service {namespace}/{ref.name} has no port; set port"
     ports = service.spec.ports
     for service_port in ports:
         if service_port.port == ref.port:
             return None
     have = ", ".join(str(p.port) for p in ports) or "none"
     return (c.REASON_BACKEND_NOT_FOUND,
-            f"Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
+            f"{_prefix(what)}Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
 
 
-def _import_problem(imported: object, namespace: str, ref: BackendRef) -> tuple[str, str] | None:
+def _import_problem(imported: object, namespace: str, ref: BackendObjectReference,
+                    what: str = "backendRef") -> tuple[str, str] | None:
     """A ServiceImport that no cluster exports, or without the port asked for, has no endpoints to send to."""
     if not isinstance(imported, ImportedService):
         return None
     where = f"{namespace}/{ref.name}"
     if not imported.clusters:
         return (c.REASON_BACKEND_NOT_FOUND,
-                f"ServiceImport {where} has no exporting cluster; export Service {where} with a ServiceExport")
+                f"{_prefix(what)}ServiceImport {where} has no exporting cluster; "
+                f"export Service {where} with a ServiceExport")
     if ref.port is not None and all(port.port != ref.port for port in imported.ports):
         have = ", ".join(str(port.port) for port in imported.ports) or "none"
         return (c.REASON_BACKEND_NOT_FOUND,
-                f"ServiceImport {where} has no port {ref.port}; use one of its ports ({have})")
+                f"{_prefix(what)}ServiceImport {where} has no port {ref.port}; use one of its ports ({have})")
+    return None
+
+
+def _prefix(what: str) -> str:
+    """Messages about a mirror say so; a backendRef's are the ones backendRefs always had."""
+    return "" if what == "backendRef" else f"{what}: "
+
+
+class _Known(NamedTuple):
+    """What a route's references resolve against, read once per route."""
+
+    services: Collection[tuple[str, str]]
+    service_imports: Collection[tuple[str, str]]
+    service_objects: Mapping[tuple[str, str], object] | None
+    imported: Mapping[tuple[str, str], object] | None
+    grants: tuple[ReferenceGrant, ...]
+
+
+def _known(services: Collection[tuple[str, str]], service_imports: Collection[tuple[str, str]],
+           grants: Iterable[ReferenceGrant]) -> _Known:
+    return _Known(services, service_imports, services if isinstance(services, Mapping) else None,
+                  service_imports if isinstance(service_imports, Mapping) else None, tuple(grants))
+
+
+def _problem(route: RouteView, ref: BackendObjectReference, namespace: str, known: _Known,
+             what: str) -> tuple[str, str] | None:
+    """Why one reference (a backendRef or a mirror's) does not resolve, or ``None``: the kind, then the
+    ReferenceGrant (every cross-namespace reference goes through :func:`is_permitted`), then existence, port
+    and exports."""
+    route_ns = route.metadata.namespace
+    group, kind = ref.group, ref.kind
+    names = known.services if (kind == "Service" and group == CORE_GROUP) else \
+        known.service_imports if (kind == "ServiceImport" and group == MCS_GROUP) else None
+    if names is None:
+        return (c.REASON_INVALID_KIND,
+                f"{what} {group or 'core'}/{kind} {ref.name} is not supported; "
+                "use a Service or a multicluster.x-k8s.io ServiceImport")
+    if namespace != route_ns and not is_permitted(
+            Reference(GATEWAY_GROUP, route.kind, route_ns, group, kind, namespace, ref.name), known.grants):
+        return (c.REASON_REF_NOT_PERMITTED,
+                f"{_prefix(what)}{kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
+                f"{namespace} allows {route.kind}s from {route_ns}")
+    if (namespace, ref.name) not in names:
+        return (c.REASON_BACKEND_NOT_FOUND,
+                f"{_prefix(what)}{kind} {namespace}/{ref.name} does not exist")
+    if names is known.services:
+        if ref.port is None:  # whether or not the Service objects are known: a Service has no default port
+            return c.REASON_BACKEND_NOT_FOUND, f"{what} to Service {namespace}/{ref.name} has no port; set port"
+        if known.service_objects is not None:
+            return _port_problem(known.service_objects.get((namespace, ref.name)), namespace, ref, what)
+    elif known.imported is not None:
+        return _import_problem(known.imported.get((namespace, ref.name)), namespace, ref, what)
     return None
 
 
@@ -68,42 +137,60 @@ def resolve(route: RouteView, services: Collection[tuple[str, str]], service_imp
     """Per rule, per backendRef, the resolution of the reference. ``services`` as a mapping to the Service
     objects also checks that each Service backendRef names a port the Service has; ``service_imports`` as a
     mapping to the ClusterSet's :class:`ImportedService` checks that some cluster exports it, with that port."""
-    grants = tuple(grants)
-    service_objects = services if isinstance(services, Mapping) else None
-    imported = service_imports if isinstance(service_imports, Mapping) else None
+    known = _known(services, service_imports, grants)
     route_ns = route.metadata.namespace
     rules = []
     for rule in route.spec.rules:
         resolved = []
         for ref in rule.backend_refs:
             namespace = ref.namespace or route_ns
-            group, kind = ref.group, ref.kind
-            problem: tuple[str, str] | None = None
-            known = services if (kind == "Service" and group == CORE_GROUP) else \
-                service_imports if (kind == "ServiceImport" and group == MCS_GROUP) else None
-            if known is None:
-                problem = (c.REASON_INVALID_KIND,
-                           f"backendRef {group or 'core'}/{kind} {ref.name} is not supported; "
-                           "use a Service or a multicluster.x-k8s.io ServiceImport")
-            elif namespace != route_ns and not is_permitted(
-                    Reference(GATEWAY_GROUP, route.kind, route_ns, group, kind, namespace, ref.name), grants):
-                problem = (c.REASON_REF_NOT_PERMITTED,
-                           f"{kind} {namespace}/{ref.name} is in another namespace and no ReferenceGrant in "
-                           f"{namespace} allows {route.kind}s from {route_ns}")
-            elif (namespace, ref.name) not in known:
-                problem = (c.REASON_BACKEND_NOT_FOUND, f"{kind} {namespace}/{ref.name} does not exist")
-            elif known is services and service_objects is not None:
-                problem = _port_problem(service_objects.get((namespace, ref.name)), namespace, ref)
-            elif known is service_imports and imported is not None:
-                problem = _import_problem(imported.get((namespace, ref.name)), namespace, ref)
+            problem = _problem(route, ref, namespace, known, "backendRef")
             resolved.append(_new(ResolvedBackend, (ref, namespace, problem)))  # skips the slow named-tuple __new__
         rules.append(tuple(resolved))
     return tuple(rules)
 
 
-def resolved_refs_condition(route: RouteView, rules: Sequence[Sequence[ResolvedBackend]]) -> c.Condition:
-    """True when every backendRef resolves; otherwise the first problem, by the spec's reasons."""
+def resolve_mirrors(route: RouteView, services: Collection[tuple[str, str]],
+                    service_imports: Collection[tuple[str, str]],
+                    grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedMirror, ...], ...]:
+    """Per rule, the rule's ``RequestMirror`` filters, resolved as backendRefs are (the same kinds, grants,
+    existence and ports), so that a mirror nobody permitted or that has no endpoints is never configured.
+    ``()`` for a route without mirrors, the common case, which then costs one pass over its filters."""
+    route_ns = route.metadata.namespace
+    known: _Known | None = None
+    rules: list[tuple[ResolvedMirror, ...]] = []
+    for index, rule in enumerate(route.spec.rules):
+        resolved = []
+        for route_filter in getattr(rule, "filters", ()):
+            mirror = route_filter.request_mirror
+            if route_filter.type != "RequestMirror" or mirror is None:
+                continue
+            if known is None:
+                known = _known(services, service_imports, grants)
+            ref = mirror.backend_ref
+            namespace = ref.namespace or route_ns
+            resolved.append(_new(ResolvedMirror, (ref, namespace, _problem(route, ref, namespace, known,
+                                                                           "RequestMirror backendRef"))))
+        if resolved:
+            rules.extend([()] * (index - len(rules)))
+            rules.append(tuple(resolved))
+    if not rules:
+        return ()
+    rules.extend([()] * (len(route.spec.rules) - len(rules)))
+    return tuple(rules)
+
+
+def resolved_refs_condition(route: RouteView, rules: Sequence[Sequence[ResolvedBackend]],
+                            mirrors: Sequence[Sequence[ResolvedMirror]] = ()) -> c.Condition:
+    """True when every backendRef and every mirror's backendRef resolves; otherwise the first problem (rule by
+    rule, backendRefs before mirrors), by the spec's reasons."""
     problems = [backend.problem for rule in rules for backend in rule if backend.problem]
+    if mirrors:
+        problems = []
+        for index, rule in enumerate(rules):
+            problems += [backend.problem for backend in rule if backend.problem]
+            if index < len(mirrors):
+                problems += [mirror.problem for mirror in mirrors[index] if mirror.problem]
     generation = route.metadata.generation
     if not problems:
         return c.shared(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "all backend references resolved",

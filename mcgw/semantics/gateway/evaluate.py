@@ -18,7 +18,13 @@ from typing import NamedTuple
 from mcgw.objects.model import Gateway, GatewayClass, Namespace, ReferenceGrant, Secret
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.attach import ParentResult, attach
-from mcgw.semantics.gateway.backends import ResolvedBackend, resolve, resolved_refs_condition
+from mcgw.semantics.gateway.backends import (
+    ResolvedBackend,
+    ResolvedMirror,
+    resolve,
+    resolve_mirrors,
+    resolved_refs_condition,
+)
 from mcgw.semantics.gateway.listeners import GatewayResult, class_status, gateway_status
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
 from mcgw.semantics.gateway.routes import RouteKey, route_key
@@ -69,6 +75,8 @@ class RouteResult(NamedTuple):
     parent_conditions: tuple[tuple[c.Condition, ...], ...]
     backends: tuple[tuple[ResolvedBackend, ...], ...]
     kept_rules: tuple[int, ...]
+    # Per rule, its RequestMirror filters' resolution; () when the route mirrors nothing.
+    mirrors: tuple[tuple[ResolvedMirror, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
 
 def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Collection[tuple[str, str]],
                    service_imports: Collection[tuple[str, str]]) -> RouteResult | None:
-    """The route's status and resolved backends; ``None`` if none of its parents is one of our Gateways.
+    """The route's status and resolved backends and mirrors; ``None`` if none of its parents is one of ours.
 
     ``services`` as a mapping to the Service objects also checks each backendRef's port against the
     Service's ports; a caller that passes one must evaluate a route again when a Service it names changes."""
@@ -124,7 +132,8 @@ def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Collection[tu
     if not parents:
         return None
     backends = resolve(route, services, service_imports, layer.grants)
-    resolved = resolved_refs_condition(route, backends)
+    mirrors = resolve_mirrors(route, services, service_imports, layer.grants)
+    resolved = resolved_refs_condition(route, backends, mirrors)
     rules = ROUTE_KINDS[route.kind].check_rules(route)
     extra = (rules.partially_invalid,) if rules.partially_invalid else ()
     parent_conditions = []
@@ -134,7 +143,7 @@ def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Collection[tu
                 c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE, rules.all_dropped, route.metadata.generation))
             parents[i] = parent
         parent_conditions.append((parent.accepted, resolved, *extra))
-    return RouteResult(route, tuple(parents), tuple(parent_conditions), backends, rules.kept)
+    return RouteResult(route, tuple(parents), tuple(parent_conditions), backends, rules.kept, mirrors)
 
 
 AttachedCounts = dict[GatewayKey, dict[str, int]]  # gateway -> listener name -> attached routes
