@@ -29,10 +29,10 @@ from mcgw.semantics.gateway.limits import (
     MIN_PORT,
     header_name_problem,
     header_value_problem,
-    hostname_problem,
     modifiable_header_problem,
     path_problem,
     port_problem,
+    precise_hostname_problem,
     weights_problem,
 )
 from mcgw.semantics.gateway.routes import RuleCheck, rule_check
@@ -62,6 +62,12 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
                      "RequestMirror")
+# The CRD's rule: every filter type but RequestMirror may appear at most once in a rule.
+_ONCE_PER_RULE = frozenset(SUPPORTED_FILTERS) - {"RequestMirror"}
+# Each filter type's configuration field (as its spec names it), which must be set for that type and
+# only for it: a filter without it would mean nothing, and one set for another type would be ignored.
+_CONFIG_FIELDS = {"RequestHeaderModifier": "requestHeaderModifier", "ResponseHeaderModifier": "responseHeaderModifier",
+                  "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite", "RequestMirror": "requestMirror"}
 
 
 def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
@@ -74,6 +80,8 @@ def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
         for header in headers:
             if problem := modifiable_header_problem(header.name) or header_value_problem(header.name, header.value):
                 return problem
+            if not header.value:
+                return f"value of header {header.name!r} is empty; set a value, or remove the header instead"
             if len(header.value) * 4 > MAX_HEADER_VALUE_BYTES and len(header.value.encode()) > MAX_HEADER_VALUE_BYTES:
                 return f"value of header {header.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
     for name in modifier.remove:
@@ -83,22 +91,48 @@ def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
 
 
 def _path_modifier_problem(modifier: PathModifier | None) -> str | None:
+    """The value of the modifier's own type must be set, and only that one: either other case is ambiguous."""
     if modifier is None:
         return None
-    value = modifier.replace_full_path if modifier.type == "ReplaceFullPath" else modifier.replace_prefix_match
+    if modifier.type == "ReplaceFullPath":
+        value, other = modifier.replace_full_path, modifier.replace_prefix_match
+        field, other_field = "replaceFullPath", "replacePrefixMatch"
+    else:
+        value, other = modifier.replace_prefix_match, modifier.replace_full_path
+        field, other_field = "replacePrefixMatch", "replaceFullPath"
     if value is None:
-        return None
+        return f"path modifier of type {modifier.type} has no {field}; set {field}"
+    if other is not None:
+        return f"path modifier of type {modifier.type} also sets {other_field}; remove it, or change the type"
     if len(value) > MAX_PATH_LENGTH:
         return f"rewritten path {value[:40]!r}... is longer than {MAX_PATH_LENGTH} characters"
     return header_value_problem(":path", value)
 
 
 def _hostname_filter_problem(hostname: str | None) -> str | None:
-    return None if hostname is None else hostname_problem(hostname)
+    return None if hostname is None else precise_hostname_problem(hostname)
+
+
+def _config_problem(route_filter: RouteFilter) -> str | None:
+    """The configuration of the filter's own type is set, and no other's."""
+    kind = route_filter.type
+    configs = (("requestHeaderModifier", route_filter.request_header_modifier),
+               ("responseHeaderModifier", route_filter.response_header_modifier),
+               ("requestRedirect", route_filter.request_redirect), ("urlRewrite", route_filter.url_rewrite),
+               ("requestMirror", route_filter.request_mirror))
+    own = _CONFIG_FIELDS[kind]
+    for field, config in configs:
+        if field == own and config is None:
+            return f"filter of type {kind} has no {own}; set {own}"
+        if field != own and config is not None:
+            return f"filter of type {kind} also sets {field}; remove it, or change the filter's type"
+    return None
 
 
 def _filter_problem(route_filter: RouteFilter) -> str | None:
     """Only the part of the filter's own type is ever translated, so only that part is checked."""
+    if problem := _config_problem(route_filter):
+        return problem
     kind = route_filter.type
     if kind == "RequestHeaderModifier":
         return _modifier_problem(route_filter.request_header_modifier)
@@ -126,6 +160,8 @@ def _matcher_problem(matcher: HeaderMatch | QueryParamMatch, what: str) -> str |
     if matcher.type == "RegularExpression":
         return regex_problem(matcher.value)
     # Only a value of more than a quarter of the limit in characters can exceed it in UTF-8 bytes.
+    if not matcher.value:
+        return f"{what} for {matcher.name!r} has an empty value; set a value"
     if len(matcher.value) * 4 > MAX_HEADER_VALUE_BYTES and len(matcher.value.encode()) > MAX_HEADER_VALUE_BYTES:
         return f"match value for {matcher.name!r} is longer than {MAX_HEADER_VALUE_BYTES} bytes"
     return header_value_problem(matcher.name, matcher.value)
@@ -133,17 +169,8 @@ def _matcher_problem(matcher: HeaderMatch | QueryParamMatch, what: str) -> str |
 
 def rule_problem(rule: RouteRule) -> str | None:
     """The first reason this rule cannot be programmed, or None."""
-    redirect = rewrite = False
-    for route_filter in rule.filters:
-        kind = route_filter.type
-        if kind not in SUPPORTED_FILTERS:
-            return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        if problem := _filter_problem(route_filter):
-            return problem
-        redirect = redirect or kind == "RequestRedirect"
-        rewrite = rewrite or kind == "URLRewrite"
-    if redirect and rewrite:
-        return "RequestRedirect and URLRewrite cannot be used in the same rule"
+    if rule.filters and (problem := _filters_problem(rule)):
+        return problem
     refs = rule.backend_refs
     if refs and (problem := _backend_refs_problem(refs)):
         return problem
@@ -165,6 +192,34 @@ def rule_problem(rule: RouteRule) -> str | None:
         for query in match.query_params:
             if problem := _matcher_problem(query, "query match"):
                 return problem
+    return None
+
+
+def _filters_problem(rule: RouteRule) -> str | None:
+    """Each filter, and the CRD's rules for a rule's filters together: a type that may appear once appears
+    once; RequestRedirect goes with neither URLRewrite nor backendRefs; ReplacePrefixMatch needs exactly one
+    PathPrefix match (the prefix it replaces)."""
+    seen: set[str] = set()
+    prefix_replaced = False
+    for route_filter in rule.filters:
+        kind = route_filter.type
+        if kind not in SUPPORTED_FILTERS:
+            return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
+        if problem := _filter_problem(route_filter):
+            return problem
+        if kind in seen and kind in _ONCE_PER_RULE:
+            return f"the rule has more than one {kind} filter; use at most one"
+        seen.add(kind)
+        config = route_filter.request_redirect or route_filter.url_rewrite
+        if config is not None and config.path is not None and config.path.type == "ReplacePrefixMatch":
+            prefix_replaced = True
+    if "RequestRedirect" in seen and "URLRewrite" in seen:
+        return "RequestRedirect and URLRewrite cannot be used in the same rule; use one of them"
+    if "RequestRedirect" in seen and rule.backend_refs:
+        return "a rule with a RequestRedirect filter cannot have backendRefs; remove them, or the redirect"
+    if prefix_replaced and (len(rule.matches) != 1 or rule.matches[0].path.type != "PathPrefix"):
+        return ("a path modifier of type ReplacePrefixMatch needs exactly one match, of type PathPrefix; "
+                "split the rule, or use ReplaceFullPath")
     return None
 
 

@@ -46,6 +46,15 @@ def hostname_problem(hostname: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def precise_hostname_problem(hostname: str) -> str | None:
+    """Why a redirect or rewrite hostname is refused: the CRD's PreciseHostname, a hostname without a
+    wildcard (a request cannot be sent to ``*.example.com``)."""
+    if hostname.startswith("*"):
+        return f"hostname {hostname!r} has a wildcard; a redirect or rewrite needs a precise hostname"
+    return hostname_problem(hostname)
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
