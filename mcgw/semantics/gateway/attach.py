@@ -52,10 +52,12 @@ def _allowed(route: RouteView, gateway: GatewayResult, listener: ListenerResult,
         return True
     if policy.from_ == "Same":
         return route_ns == gateway.gateway.metadata.namespace
+    if policy.selector is None or not listener.selector_valid:
+        return False  # no valid selector selects no namespace (the listener says why)
     namespace = namespaces.get(route_ns)
     labels = dict(namespace.metadata.labels) if namespace else {}
     labels.setdefault("kubernetes.io/metadata.name", route_ns)
-    return policy.selector is not None and policy.selector.matches(labels)
+    return policy.selector.matches(labels)
 
 
 def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],

@@ -15,6 +15,7 @@ PROGRAMMED = "Programmed"
 RESOLVED_REFS = "ResolvedRefs"
 CONFLICTED = "Conflicted"
 PARTIALLY_INVALID = "PartiallyInvalid"
+OVERLAPPING_TLS_CONFIG = "OverlappingTLSConfig"
 
 # GatewayClass reasons.
 REASON_ACCEPTED = "Accepted"
@@ -30,6 +31,7 @@ REASON_UNSUPPORTED_ADDRESS = "UnsupportedAddress"
 REASON_PROGRAMMED = "Programmed"
 REASON_NO_RESOURCES = "NoResources"
 REASON_ADDRESS_NOT_ASSIGNED = "AddressNotAssigned"
+REASON_ADDRESS_NOT_USABLE = "AddressNotUsable"
 
 # Listener reasons.
 REASON_PORT_UNAVAILABLE = "PortUnavailable"
@@ -42,6 +44,7 @@ REASON_RESOLVED_REFS = "ResolvedRefs"
 REASON_HOSTNAME_CONFLICT = "HostnameConflict"
 REASON_PROTOCOL_CONFLICT = "ProtocolConflict"
 REASON_NO_CONFLICTS = "NoConflicts"
+REASON_OVERLAPPING_HOSTNAMES = "OverlappingHostnames"
 
 # Route reasons.
 REASON_NOT_ALLOWED_BY_LISTENERS = "NotAllowedByListeners"

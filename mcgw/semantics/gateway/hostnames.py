@@ -36,6 +36,14 @@ def intersection(listener: str | None, route: str) -> str | None:
     return None
 
 
+def listener_hostnames_overlap(first: str | None, second: str | None) -> bool:
+    """Whether some request hostname matches both listener hostnames (a missing one matches every name):
+    then a client may reuse one listener's TLS connection for the other's requests."""
+    if first is None or second is None:
+        return True
+    return intersection(first, second) is not None
+
+
 def route_hostnames_for_listener(listener: str | None, route_hostnames: Sequence[str]) -> list[str] | None:
     """The hostnames a route serves on a listener: ``None`` if they do not intersect at all.
 

@@ -1,23 +1,36 @@
 """GatewayClass and Gateway semantics: which listeners are valid, conflicted or resolved, and why.
 
-Pure: typed objects of one member cluster in, status data out. When listeners conflict, the first
-one declared keeps the port or hostname and the later ones are Conflicted, so the rest of the
-Gateway keeps working.
+Pure: typed objects of one member cluster in, status data out. Listeners that are not distinct (one
+port with two protocols, or one port, protocol and hostname twice) are all Conflicted and none is
+accepted: the spec forbids picking a winner. The distinct listeners left keep the Gateway working.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mcgw.objects.model import CORE_GROUP, GATEWAY_GROUP, Gateway, GatewayClass, Listener, ReferenceGrant, Secret
+from mcgw.objects.model import (
+    CORE_GROUP,
+    GATEWAY_GROUP,
+    Gateway,
+    GatewayAddress,
+    GatewayClass,
+    LabelSelector,
+    Listener,
+    ReferenceGrant,
+    Secret,
+)
 from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.hostnames import listener_hostnames_overlap
 from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, port_problem, section_name_problem
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
@@ -35,6 +48,7 @@ class ListenerResult:
     conditions: list[c.Condition]
     certificate_secrets: list[tuple[str, str]] = field(default_factory=list)  # (namespace, name)
     attached_routes: int = 0
+    selector_valid: bool = True  # False: from Selector without a valid selector, so no namespace is admitted
 
     @property
     def name(self) -> str:
@@ -116,22 +130,105 @@ def pem_problem(certificate_b64: str, key_b64: str) -> str | None:
 
 
 def _conflicts(listeners: tuple[Listener, ...]) -> dict[str, tuple[str, str]]:
-    """Listener name → (reason, message) for listeners that lose a port or hostname to an earlier one."""
-    conflicts: dict[str, tuple[str, str]] = {}
-    first_protocol: dict[int, Listener] = {}
-    seen_hostnames: dict[tuple[int, str | None], Listener] = {}
+    """Listener name → (reason, message) for every listener that is not distinct. All of them, not the
+    later ones only: the spec forbids choosing a winner among indistinct listeners."""
+    by_port: dict[int, list[Listener]] = {}
     for listener in listeners:
-        owner = first_protocol.setdefault(listener.port, listener)
-        if owner.protocol != listener.protocol:
-            conflicts[listener.name] = (c.REASON_PROTOCOL_CONFLICT,
-                                        f"port {listener.port} is already {owner.protocol} on listener {owner.name}")
+        by_port.setdefault(listener.port, []).append(listener)
+    conflicts: dict[str, tuple[str, str]] = {}
+    for port, group in by_port.items():
+        if len({listener.protocol for listener in group}) > 1:
+            for listener in group:
+                others = ", ".join(f"{other.name} ({other.protocol})" for other in group
+                                   if other.protocol != listener.protocol)
+                conflicts[listener.name] = (c.REASON_PROTOCOL_CONFLICT,
+                                            f"port {port} is {listener.protocol} here but also used by {others}: "
+                                            "give each protocol its own port")
             continue
-        earlier = seen_hostnames.setdefault((listener.port, listener.hostname), listener)
-        if earlier is not listener:
-            conflicts[listener.name] = (c.REASON_HOSTNAME_CONFLICT,
-                                        f"listener {earlier.name} already serves hostname "
-                                        f"{listener.hostname or '(any)'} on port {listener.port}")
+        by_hostname: dict[str | None, list[Listener]] = {}
+        for listener in group:
+            by_hostname.setdefault(listener.hostname, []).append(listener)
+        for hostname, same in by_hostname.items():
+            if len(same) < 2:
+                continue
+            for listener in same:
+                names = [other.name for other in same if other is not listener]
+                who = f"listener {names[0]} also serves" if len(names) == 1 else \
+                    f"listeners {', '.join(names)} also serve"
+                conflicts[listener.name] = (c.REASON_HOSTNAME_CONFLICT,
+                                            f"{who} hostname {hostname or '(any)'} on "
+                                            f"port {port}: give each listener a distinct hostname or port")
     return conflicts
+
+
+def _overlapping_tls(listeners: tuple[Listener, ...], conflicts: Mapping[str, object]) -> dict[str, list[str]]:
+    """HTTPS listener name → the other HTTPS listeners on its port whose hostnames overlap with its own.
+    Every side of an overlap is reported, as the spec requires; conflicted listeners are left out, since
+    they are not served at all."""
+    https = [listener for listener in listeners if listener.protocol == "HTTPS" and listener.name not in conflicts]
+    overlaps: dict[str, list[str]] = {}
+    for listener in https:
+        for other in https:
+            if other is not listener and other.port == listener.port \
+                    and listener_hostnames_overlap(listener.hostname, other.hostname):
+                overlaps.setdefault(listener.name, []).append(other.name)
+    return overlaps
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _label_key_problem(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return f"label key {key!r} has a prefix that is not a DNS subdomain"
+    if not _LABEL_NAME.fullmatch(name):
+        return f"label key {key!r} is not a valid label name (at most 63 alphanumerics, '-', '_' or '.')"
+    return None
+
+
+def _label_value_problem(value: str) -> str | None:
+    if value and not _LABEL_NAME.fullmatch(value):
+        return f"label value {value!r} is not valid (at most 63 alphanumerics, '-', '_' or '.', or empty)"
+    return None
+
+
+def selector_problem(selector: LabelSelector) -> str | None:
+    """Why Kubernetes would refuse this label selector, or None: an invalid selector selects nothing,
+    rather than the looser selector it might be read as."""
+    for key, value in selector.match_labels.items():
+        if problem := _label_key_problem(key) or _label_value_problem(value):
+            return f"matchLabels: {problem}"
+    for i, requirement in enumerate(selector.match_expressions):
+        where = f"matchExpressions[{i}] (key {requirement.key!r}, operator {requirement.operator})"
+        if problem := _label_key_problem(requirement.key):
+            return f"{where}: {problem}"
+        if requirement.operator in ("In", "NotIn"):
+            if not requirement.values:
+                return f"{where}: {requirement.operator} needs at least one value; add values"
+        elif requirement.operator in ("Exists", "DoesNotExist"):
+            if requirement.values:
+                return f"{where}: {requirement.operator} takes no values; remove them"
+        else:
+            return f"{where}: the operator must be In, NotIn, Exists or DoesNotExist"
+        for value in requirement.values:
+            if problem := _label_value_problem(value):
+                return f"{where}: {problem}"
+    return None
+
+
+def _namespaces_problem(listener: Listener) -> str | None:
+    """Why ``allowedRoutes.namespaces`` cannot be applied, or None."""
+    policy = listener.allowed_routes.namespaces
+    if policy.from_ != "Selector":
+        return None
+    if policy.selector is None:
+        return ("allowedRoutes.namespaces.from is Selector but no selector is set: add "
+                "allowedRoutes.namespaces.selector, or use from Same or All")
+    if problem := selector_problem(policy.selector):
+        return f"allowedRoutes.namespaces.selector is not a valid label selector: {problem}"
+    return None
 
 
 def listener_value_problem(listener: Listener) -> str | None:
@@ -140,7 +237,7 @@ def listener_value_problem(listener: Listener) -> str | None:
             or (hostname_problem(listener.hostname) if listener.hostname is not None else None))
 
 
-def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, str] | None,
+def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, str] | None, overlaps: list[str],
                      secrets: Mapping[tuple[str, str], Secret], grants: Iterable[ReferenceGrant]) -> ListenerResult:
     generation = gateway.metadata.generation
 
@@ -176,6 +273,12 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
             else:
                 certificates = [(r.namespace or gateway.metadata.namespace, r.name)
                                 for r in listener.tls.certificate_refs]
+    namespaces_problem = _namespaces_problem(listener)
+    if namespaces_problem and accepted.status == "True":
+        accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE, namespaces_problem)
+    if conflict and accepted.status == "True":
+        # The spec: no indistinct listener is accepted for processing.
+        accepted = cond(c.ACCEPTED, "False", conflict[0], f"conflicted, so not accepted: {conflict[1]}")
     conflicted = (cond(c.CONFLICTED, "True", *conflict) if conflict
                   else cond(c.CONFLICTED, "False", c.REASON_NO_CONFLICTS, "no conflicts"))
     if accepted.status == "False" or conflict or (resolved.status == "False" and not supported):
@@ -184,7 +287,17 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
         programmed = cond(c.PROGRAMMED, "False", c.REASON_INVALID, f"references not resolved: {resolved.message}")
     else:
         programmed = cond(c.PROGRAMMED, "True", c.REASON_PROGRAMMED, "listener is programmed")
-    return ListenerResult(listener, supported, [accepted, programmed, resolved, conflicted], certificates)
+    conditions = [accepted, programmed, resolved, conflicted]
+    if overlaps:
+        # A warning (negative polarity, so only ever written True): the listener is still served.
+        conditions.append(cond(c.OVERLAPPING_TLS_CONFIG, "True", c.REASON_OVERLAPPING_HOSTNAMES,
+                               f"hostname {listener.hostname or '(any)'} overlaps with HTTPS "
+                               f"{'listener' if len(overlaps) == 1 else 'listeners'} {', '.join(overlaps)} "
+                               f"on port {listener.port}: a client may reuse one "
+                               "listener's TLS connection for the other's hostnames; give them hostnames "
+                               "that do not overlap, or separate ports"))
+    return ListenerResult(listener, supported, conditions, certificates,
+                          selector_valid=namespaces_problem is None)
 
 
 def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secrets: Mapping[tuple[str, str], Secret],
@@ -206,24 +319,43 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
         return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID, reason, generation),
                                        c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [])
     grants = list(grants)
-    # An invalid listener claims no port or hostname, so it cannot make a valid one Conflicted.
-    conflicts = _conflicts(tuple(listener for listener in gateway.spec.listeners
-                                 if not listener_value_problem(listener)))
-    listeners = [_listener_result(gateway, listener, conflicts.get(listener.name), secrets, grants)
+    # A listener that is invalid or of a protocol mcgw does not serve claims no port or hostname, so it
+    # cannot make a valid one Conflicted.
+    claiming = tuple(listener for listener in gateway.spec.listeners
+                     if not listener_value_problem(listener) and listener.protocol in SUPPORTED_PROTOCOLS)
+    conflicts = _conflicts(claiming)
+    overlaps = _overlapping_tls(claiming, conflicts)
+    listeners = [_listener_result(gateway, listener, conflicts.get(listener.name), overlaps.get(listener.name, []),
+                                  secrets, grants)
                  for listener in gateway.spec.listeners]
     generation = gateway.metadata.generation
+    unsupported = [address for address in gateway.spec.addresses if address.type != "IPAddress"]
+    if unsupported:
+        return _unsupported_addresses(gateway, listeners, unsupported)
     usable = [result for result in listeners if result.usable]
     invalid = [result.name for result in listeners if not result.usable]
     if not invalid:
         accepted = c.Condition(c.ACCEPTED, "True", c.REASON_ACCEPTED, "all listeners are valid", generation)
-    elif usable:
-        accepted = c.Condition(c.ACCEPTED, "True", c.REASON_LISTENERS_NOT_VALID,
-                               f"listeners not valid: {', '.join(invalid)}", generation)
     else:
-        accepted = c.Condition(c.ACCEPTED, "False", c.REASON_LISTENERS_NOT_VALID, "no listener is valid", generation)
-    assigned = list(addresses)
+        message = f"listeners not valid: {', '.join(invalid)}"
+        if conflicted := [result.name for result in listeners if result.name in conflicts]:
+            message += (f"; conflicted, so none of them is accepted: {', '.join(conflicted)}"
+                        f"; programmed: {', '.join(result.name for result in usable) or 'none'}")
+        if usable:
+            accepted = c.Condition(c.ACCEPTED, "True", c.REASON_LISTENERS_NOT_VALID, message, generation)
+        else:
+            accepted = c.Condition(c.ACCEPTED, "False", c.REASON_LISTENERS_NOT_VALID,
+                                   "no listener is valid" + (f" ({message})" if conflicted else ""), generation)
+    unusable = [address for address in gateway.spec.addresses if not _is_ip(address.value)]
+    refused = {address.value for address in unusable}
+    assigned = [address for address in addresses if address not in refused]
     if not usable:
         programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, "no listener can be programmed", generation)
+    elif unusable:
+        programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_ADDRESS_NOT_USABLE,
+                                 "spec.addresses: " + "; ".join(f"{address.value!r} is not an IP address"
+                                                               for address in unusable)
+                                 + ": give a valid IPv4 or IPv6 address, or remove the entry", generation)
     elif not assigned:
         programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_ADDRESS_NOT_ASSIGNED,
                                  "no address has been assigned to this Gateway yet", generation)
@@ -231,3 +363,28 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
         programmed = c.Condition(c.PROGRAMMED, "True", c.REASON_PROGRAMMED,
                                  f"programmed at {', '.join(assigned)}", generation)
     return GatewayResult(gateway, [accepted, programmed], listeners, assigned)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _unsupported_addresses(gateway: Gateway, listeners: list[ListenerResult],
+                           unsupported: list[GatewayAddress]) -> GatewayResult:
+    """A Gateway asking for an address type mcgw cannot serve is not accepted; none of its listeners is
+    programmed, so it carries no traffic at an address other than the one it asked for."""
+    generation = gateway.metadata.generation
+    message = ("spec.addresses: " + "; ".join(f"type {address.type} ({address.value!r}) is not supported"
+                                              for address in unsupported)
+               + ": mcgw serves only IPAddress addresses; use one, or remove the entry")
+    not_programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID,
+                                 f"the Gateway is not accepted: {message}", generation)
+    listeners = [replace(result, conditions=[not_programmed if condition.type == c.PROGRAMMED else condition
+                                             for condition in result.conditions])
+                 for result in listeners]
+    return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_ADDRESS, message, generation),
+                                   not_programmed], listeners, [])
