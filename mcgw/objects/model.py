@@ -569,10 +569,45 @@ def _many_rules(data: dict[str, Any]) -> list[Any] | None:
     return rules if isinstance(rules, list) and len(rules) > _RULES_PER_CALL else None
 
 
+def _pruned(value: Any) -> Any:
+    """``value`` without the mapping keys whose value is null, at any depth, as an API server stores it
+    (``field: null`` means "not set"). Copies only the mappings and lists that change, so a manifest without
+    nulls (nearly all) is returned as it is."""
+    if type(value) is dict:
+        out = value
+        for key, item in value.items():
+            if item is None:
+                if out is value:
+                    out = dict(value)
+                del out[key]
+            elif type(item) is dict or type(item) is list:
+                new = _pruned(item)
+                if new is not item:
+                    if out is value:
+                        out = dict(value)
+                    out[key] = new
+        return out
+    if type(value) is list:
+        items = value
+        for index, item in enumerate(value):
+            if type(item) is dict or type(item) is list:
+                new = _pruned(item)
+                if new is not item:
+                    if items is value:
+                        items = list(value)
+                    items[index] = new
+        return items
+    return value
+
+
 def parse_object(data: Any, source: str) -> AnyObject:
     """Parse one manifest. ``source`` (file and document) goes into every error message."""
     if not isinstance(data, dict):
         raise ManifestError(source, f"expected a Kubernetes object (a mapping), got {type(data).__name__}")
+    try:
+        data = _pruned(data)
+    except RecursionError:
+        raise ManifestError(source, "nested too deeply; refused") from None
     kind = data.get("kind")
     if kind not in SUPPORTED_KINDS:
         raise ManifestError(source, f"unsupported kind {kind!r}; mcgw reads {', '.join(SUPPORTED_KINDS)}")

@@ -281,3 +281,65 @@ def test_a_file_of_too_many_nodes_is_refused_before_they_are_built(root: Path) -
     provider.poll(store)
     assert "east" not in provider.errors
     assert store["east"].get(SERVICE) is not None
+
+
+def test_fields_set_to_null_are_pruned_at_start_and_while_running(root: Path) -> None:
+    nulls = root / "east" / "nulls.yaml"
+    nulls.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: shop, labels: null}\n"
+                     "spec: {ports: [{port: 80, name: null}]}\n")
+    provider, store, _ = _provider(root)
+    assert store["east"].get(SERVICE) is not None
+    shop = root / "east" / "shop.yaml"
+    shop.write_text(shop.read_text().replace("parentRefs: [{name: public, namespace: infra}]",
+                                             "parentRefs: [{name: public, namespace: infra, sectionName: null}]\n"
+                                             "  hostnames: null"))
+    provider.poll(store)
+    assert "east" not in provider.errors
+    route = store["east"].get(ROUTE)
+    assert route is not None
+    assert route.spec.parent_refs[0].section_name is None  # type: ignore[union-attr]
+
+
+def test_a_bad_object_is_rejected_alone_while_running(root: Path) -> None:
+    provider, store, _ = _provider(root)
+    mixed = root / "east" / "mixed.yaml"
+    mixed.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+                     "metadata: {name: bad, namespace: shop}\n"
+                     "spec: {rules: [{matches: [{path: {type: Prefix, value: /}}]}]}\n---\n" + EXTRA_SERVICE)
+    provider.poll(store)
+    error = provider.errors["east"]
+    assert f"{mixed} document 1: HTTPRoute 'bad': spec.rules.0.matches.0.path.type" in error
+    assert error.endswith("it is not served until it is fixed")
+    assert store["east"].get(SERVICE) is not None  # the file's other object is served
+    assert store["east"].get(("HTTPRoute", "shop", "bad")) is None
+    assert store["east"].get(ROUTE) is not None
+
+
+def test_a_bad_edit_keeps_the_objects_last_good_version(root: Path) -> None:
+    provider, store, _ = _provider(root)
+    before = store["east"].get(ROUTE)
+    shop = root / "east" / "shop.yaml"
+    text = shop.read_text()
+    # A number where a string belongs, in the route; the Services of the same file change meanwhile.
+    shop.write_text(text.replace("value: store-v2}]}", "value: 2}]}").replace("{name: store-v2, namespace: shop}",
+                                                                              "{name: store-v2, namespace: shop, "
+                                                                              "labels: {edited: 'yes'}}"))
+    provider.poll(store)
+    error = provider.errors["east"]
+    assert f"{shop} document" in error
+    assert "responseHeaderModifier.set.0.value" in error
+    assert error.endswith("its last good version is kept until it is fixed")
+    assert store["east"].get(ROUTE) is before
+    service = store["east"].get(("Service", "shop", "store-v2"))
+    assert service is not None
+    assert service.metadata.labels == {"edited": "yes"}
+    shop.write_text(text)
+    provider.poll(store)
+    assert "east" not in provider.errors
+
+
+def test_a_bad_object_at_start_is_still_an_error(root: Path) -> None:
+    shop = root / "east" / "shop.yaml"
+    shop.write_text(shop.read_text().replace("type: PathPrefix, value: /failover", "type: Prefix, value: /failover"))
+    with pytest.raises(ManifestError, match=r"shop.yaml document \d+: HTTPRoute 'store': spec.rules.1.matches.0"):
+        FileProvider(root)

@@ -1,8 +1,10 @@
 """Reading manifests from disk: ``DIR/<cluster>/*.yaml`` plus an optional ``DIR/clusterset.yaml``.
 
 Every document must parse; an error names the file and the document number. The first read (and
-``mcgw translate``) is strict: an unsupported kind is an error. The watcher reads leniently
-(``strict_kinds=False``): an unsupported kind is skipped and reported, so the file's other objects load.
+``mcgw translate``) is strict: an unsupported kind, or an object the model refuses, is an error. The
+watcher reads leniently (``strict_kinds=False``): an unsupported kind is skipped and an object the model
+refuses (a bad enum value, a number where a string belongs) is rejected, each reported, so the file's other
+objects load, as an API server takes each object of a file on its own. Fields set to null are pruned first.
 
 A file is untrusted input: it is refused past ``FileLimits.max_bytes``, and a document whose aliases
 would expand past ``FileLimits.max_alias_nodes`` is refused after composing and before constructing,
@@ -47,12 +49,34 @@ DEFAULT_LIMITS = FileLimits()
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A document the model refused: why (file, document, field), and which object it meant, if it says."""
+
+    message: str
+    key: tuple[str, str, str] | None
+
+
+@dataclass(frozen=True)
 class FileContents:
-    """The objects of one file with where each came from, and the documents skipped for their kind."""
+    """The objects of one file with where each came from, the documents skipped for their kind, and those
+    rejected (lenient reads only)."""
 
     objects: tuple[AnyObject, ...]
     sources: tuple[str, ...]
     skipped: tuple[str, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+
+
+def _intended_key(item: dict[Any, Any]) -> tuple[str, str, str] | None:
+    """The (kind, namespace, name) a refused document names, when they are strings, so that the object's last
+    good version can stand in for it."""
+    metadata = item.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    kind, namespace, name = item.get("kind"), metadata.get("namespace") or "", metadata.get("name")
+    if isinstance(kind, str) and isinstance(namespace, str) and isinstance(name, str):
+        return kind, namespace, name
+    return None
 
 
 _QUOTED = re.compile(r"'[^']{17,}'|\"[^\"]{17,}\"")
@@ -226,7 +250,8 @@ def decode_manifest(data: bytes, source: str) -> str:
 def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLimits = DEFAULT_LIMITS) -> FileContents:
     """The objects of one file; ManifestError (naming the file) if the file as a whole cannot be used.
 
-    With ``strict_kinds=False`` an unsupported kind is skipped and listed in ``skipped`` instead.
+    With ``strict_kinds=False`` an unsupported kind is skipped and listed in ``skipped``, and a document the
+    model refuses is listed in ``rejected``, instead.
     """
     source = str(path)
     size = path.stat().st_size
@@ -244,12 +269,19 @@ def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLim
         objects: list[AnyObject] = []
         sources: list[str] = []
         skipped: list[str] = []
+        rejected: list[Rejected] = []
 
         def add(item: object, where: str) -> None:
             if not strict_kinds and isinstance(item, dict) and item.get("kind") not in SUPPORTED_KINDS:
                 skipped.append(f"{where}: unsupported kind {_kind_text(item.get('kind'))}, skipped")
                 return
-            objects.append(parse_object(item, where))
+            try:
+                objects.append(parse_object(item, where))
+            except ManifestError as error:
+                if strict_kinds:
+                    raise
+                rejected.append(Rejected(str(error), _intended_key(item) if isinstance(item, dict) else None))
+                return
             sources.append(where)
 
         for number, document in enumerate(documents, start=1):
@@ -262,7 +294,7 @@ def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLim
             add(document, f"{path} document {number}")
     except MemoryError:
         raise ManifestError(source, "out of memory while reading; refused") from None
-    return FileContents(tuple(objects), tuple(sources), tuple(skipped))
+    return FileContents(tuple(objects), tuple(sources), tuple(skipped), tuple(rejected))
 
 
 def manifest_paths(directory: Path) -> list[Path]:

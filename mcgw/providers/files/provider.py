@@ -4,7 +4,9 @@ Directories are polled (mtime and size of every manifest) a few times a second, 
 inotify and works on every filesystem; a change is applied well within a second. Only changed files
 are re-read, in a worker thread, so a slow or hostile file never stalls the event loop (``/healthz``,
 xDS). Each file keeps its last good objects while it is broken (the error is reported in the log,
-``errors`` and /api/status until it is fixed); an unsupported kind is skipped and reported. A missing
+``errors`` and /api/status until it is fixed); an unsupported kind is skipped and reported, and an object
+that cannot be parsed is reported while its last good version (if any) stays and the file's other objects
+load. A missing
 cluster directory never empties the cluster, and a file that is removed or emptied is a deletion only
 once it has stayed so for ``deletion_delay`` (an editor's truncate-and-write, or a checkout, is not).
 Loopback addresses are fine in EndpointSlices here: nothing validates them the way an API server does,
@@ -17,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mcgw.objects.clusterset import ClusterSetProperties
@@ -47,6 +49,7 @@ class _FileState:
     stamp: Stamp
     contents: FileContents
     error: str | None = None
+    rejected: tuple[str, ...] = ()  # documents refused, each saying whether a last good version stands in
     empty_since: float | None = None  # read as empty while its last good contents had objects
     gone_since: float | None = None  # no longer on disk; its objects stay until the delay has passed
 
@@ -74,6 +77,29 @@ def _stamp(path: Path) -> Stamp | None:
     except OSError:
         return None  # removed while we looked; treated as gone
     return stat.st_mtime_ns, stat.st_size
+
+
+def _with_last_good(contents: FileContents, known: _FileState | None) -> tuple[FileContents, tuple[str, ...]]:
+    """``contents`` with the last good version of each object a rejected document names (as an API server
+    refuses a bad update and keeps the object), and the rejections' messages."""
+    if not contents.rejected:
+        return contents, ()
+    present = {parsed.key for parsed in contents.objects}
+    wanted = {r.key for r in contents.rejected if r.key is not None and r.key not in present}
+    kept_objects: list[AnyObject] = []
+    kept_sources: list[str] = []
+    if known is not None and wanted:
+        for parsed, source in zip(known.contents.objects, known.contents.sources, strict=True):
+            if parsed.key in wanted:
+                kept_objects.append(parsed)
+                kept_sources.append(source)
+    kept = {parsed.key for parsed in kept_objects}
+    messages = tuple(f"{r.message}; {'its last good version is kept' if r.key in kept else 'it is not served'} "
+                     "until it is fixed" for r in contents.rejected)
+    if kept_objects:
+        contents = replace(contents, objects=contents.objects + tuple(kept_objects),
+                           sources=contents.sources + tuple(kept_sources))
+    return contents, messages
 
 
 class FileProvider:
@@ -186,14 +212,15 @@ class FileProvider:
             else:
                 known.stamp, known.error, known.gone_since = stamp, message, None
             return False
+        contents, rejected = _with_last_good(contents, known)
         if known is not None and known.contents.objects and not contents.objects:
-            known.stamp, known.error, known.gone_since = stamp, None, None
+            known.stamp, known.error, known.gone_since, known.rejected = stamp, None, None, rejected
             if known.empty_since is None:
                 known.empty_since = now
                 log.info("cluster %s: %s is empty; its objects are kept unless it stays empty for %.1f s",
                          cluster, path, self.deletion_delay, extra={"cluster": cluster})
             return False
-        state.files[path] = _FileState(stamp, contents)
+        state.files[path] = _FileState(stamp, contents, rejected=rejected)
         return True
 
     @staticmethod
@@ -205,6 +232,7 @@ class FileProvider:
                 problems.append(f"{known.error}; its last good objects are kept" if known.contents.objects
                                 else known.error)
             problems.extend(known.contents.skipped)
+            problems.extend(known.rejected)
         if state.conflict:
             problems.append(state.conflict)
         return tuple(problems)
