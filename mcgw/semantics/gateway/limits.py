@@ -52,7 +52,9 @@ def precise_hostname_problem(hostname: str) -> str | None:
     wildcard (a request cannot be sent to ``*.example.com``)."""
     if hostname.startswith("*"):
         return f"hostname {hostname!r} has a wildcard; a redirect or rewrite needs a precise hostname"
-    return hostname_problem(hostname)
+    if (problem := hostname_problem(hostname)) and not _HOSTNAME.fullmatch(hostname):
+        return f"hostname {hostname!r} is not a valid DNS name; use lowercase letters, digits, '-' and '.'"
+    return problem
 
 
 def _is_ip(value: str) -> bool:
