@@ -55,7 +55,8 @@ class ObjectMeta(_Spec):
 @_spec
 class LabelSelectorRequirement(_Spec):
     key: str
-    operator: str  # any string, so the Gateway semantics can report an unknown operator on the listener
+    # An unknown operator fails the object's parse (reported, and the object left out): the CRD takes any string.
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: tuple[str, ...] = ()
 
 
