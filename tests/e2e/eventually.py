@@ -16,3 +16,15 @@ async def eventually(check: Callable[[], bool], what: str, within: float = DEADL
         assert loop.time() - start < within, f"timed out after {within:.0f}s waiting for {what}"
         await asyncio.sleep(interval)
     return loop.time() - start
+
+
+async def eventually_in_thread(check: Callable[[], object], what: str, within: float = DEADLINE,
+                               interval: float = 0.05) -> object:
+    """Like :func:`eventually` for a check that blocks (an HTTP request to a server on this event loop):
+    it runs in a thread, and its last truthy result is returned."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not (result := await asyncio.to_thread(check)):
+        assert loop.time() - start < within, f"timed out after {within:.0f}s waiting for {what} (last: {result!r})"
+        await asyncio.sleep(interval)
+    return result

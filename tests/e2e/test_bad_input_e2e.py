@@ -10,7 +10,6 @@ import datetime
 import functools
 import json
 import logging
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from mcgw.app.echo import make_app
 from mcgw.app.standalone import Standalone, StandaloneOptions
 from mcgw.support.netutil import free_port
+from tests.e2e.eventually import eventually_in_thread
 
 GATEWAY_ADDRESS = "127.31.7.1"
 BACKEND_ADDRESS = "127.31.7.10"
@@ -226,17 +226,6 @@ def _admin(port: int, path: str) -> bytes:
         return bytes(response.read())
 
 
-async def _eventually(check: Callable[[], Any], what: str, within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {within:.0f}s (last: {last!r})")
-
-
 @pytest.fixture
 async def backend() -> AsyncIterator[int]:
     port = free_port(BACKEND_ADDRESS)
@@ -297,15 +286,16 @@ async def test_envoy_accepts_everything_mcgw_sends_for_bad_input(tmp_path: Path,
                              if name.endswith("update_rejected")}
             return counters
 
-        await _eventually(lambda: canary_says("start"), "the canary answering")
+        await eventually_in_thread(lambda: canary_says("start"), "the canary answering")
         assert any("rds." in name for name in rejected()), "the RDS counters are read too"
         assert any(name.startswith("gw: cluster.") for name in rejected()), "the EDS counters are read too"
 
         for step, bad in enumerate(BAD_INPUTS):
             _feed(cluster, step, bad)
-            await _eventually(functools.partial(_holds, bad.expect, east), f"{bad.name}: its status")
+            await eventually_in_thread(functools.partial(_holds, bad.expect, east), f"{bad.name}: its status")
             canary(bad.name)
-            await _eventually(functools.partial(canary_says, bad.name), f"{bad.name}: the canary updating past it")
+            await eventually_in_thread(functools.partial(canary_says, bad.name),
+                                       f"{bad.name}: the canary updating past it")
             nacked = {name: count for name, count in rejected().items() if count}
             assert not nacked, f"{bad.name}: Envoy rejected mcgw's configuration: {nacked}"
             if bad.name == "endpoint-port-70000":

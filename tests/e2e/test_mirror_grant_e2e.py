@@ -12,7 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from aiohttp import web
 from mcgw.app.echo import make_app
 from mcgw.app.standalone import Standalone, StandaloneOptions
 from mcgw.support.netutil import free_port
+from tests.e2e.eventually import eventually_in_thread
 
 GATEWAY_ADDRESS = "127.31.8.1"
 APP_ADDRESS = "127.31.8.10"
@@ -90,17 +91,6 @@ def _admin(port: int, path: str) -> dict[str, Any]:
         return dict(json.loads(response.read()))
 
 
-async def _eventually(check: Callable[[], Any], what: str, within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {within:.0f}s (last: {last!r})")
-
-
 async def _send(count: int) -> None:
     for _ in range(count):
         assert await asyncio.to_thread(_get, f"http://{GATEWAY_ADDRESS}:8080/mirrored") == 200
@@ -143,7 +133,7 @@ async def test_a_mirror_across_namespaces_mirrors_only_while_a_grant_allows_it(
             return None
 
         # No grant: the route serves, the status says why nothing is mirrored, and nothing is.
-        await _eventually(lambda: _get(f"http://{GATEWAY_ADDRESS}:8080/mirrored") == 200, "the route serving")
+        await eventually_in_thread(lambda: _get(f"http://{GATEWAY_ADDRESS}:8080/mirrored") == 200, "the route serving")
         assert await asyncio.to_thread(resolved_refs) == ("False", "RefNotPermitted")
         await _send(REQUESTS)
         await asyncio.sleep(1.0)  # a mirrored request is sent beside the answer, not before it
@@ -151,7 +141,7 @@ async def test_a_mirror_across_namespaces_mirrors_only_while_a_grant_allows_it(
 
         # With the grant, mirroring starts.
         _write(cluster / "grant.yaml", [GRANT])
-        await _eventually(lambda: resolved_refs() == ("True", "ResolvedRefs"), "ResolvedRefs after the grant")
+        await eventually_in_thread(lambda: resolved_refs() == ("True", "ResolvedRefs"), "ResolvedRefs after the grant")
 
         async def mirrored() -> bool:
             await _send(5)
@@ -164,7 +154,7 @@ async def test_a_mirror_across_namespaces_mirrors_only_while_a_grant_allows_it(
 
         # Without it again, mirroring stops.
         (cluster / "grant.yaml").unlink()
-        await _eventually(lambda: resolved_refs() == ("False", "RefNotPermitted"), "RefNotPermitted again",
+        await eventually_in_thread(lambda: resolved_refs() == ("False", "RefNotPermitted"), "RefNotPermitted again",
                           within=30.0)
         await asyncio.sleep(1.0)  # the new route table reaches Envoy
         before = counter.hits

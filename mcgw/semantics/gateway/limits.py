@@ -41,7 +41,7 @@ def hostname_problem(hostname: str) -> str | None:
     if not _HOSTNAME.fullmatch(hostname):
         return (f"hostname {hostname!r} is not a valid DNS name; use lowercase letters, digits, '-' and '.', "
                 "optionally starting with '*.'")
-    if _is_ip(hostname):
+    if is_ip(hostname):
         return f"hostname {hostname!r} is an IP address; hostnames must be DNS names"
     return None
 
@@ -57,7 +57,8 @@ def precise_hostname_problem(hostname: str) -> str | None:
     return problem
 
 
-def _is_ip(value: str) -> bool:
+def is_ip(value: str) -> bool:
+    """Whether ``value`` is an IPv4 or IPv6 address."""
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -151,4 +152,4 @@ def weights_problem(weights: list[int]) -> str | None:
 @lru_cache(maxsize=65536)
 def endpoint_address_ok(address: str) -> bool:
     """An endpoint address Envoy can connect to: an IPv4 or IPv6 address (not a name, not garbage)."""
-    return _is_ip(address)
+    return is_ip(address)

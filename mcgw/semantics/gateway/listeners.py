@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ from mcgw.objects.model import (
 from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.hostnames import listener_hostnames_overlap
-from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, port_problem, section_name_problem
+from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, is_ip, port_problem, section_name_problem
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
@@ -346,7 +345,7 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
         else:
             accepted = c.Condition(c.ACCEPTED, "False", c.REASON_LISTENERS_NOT_VALID,
                                    "no listener is valid" + (f" ({message})" if conflicted else ""), generation)
-    unusable = [address for address in gateway.spec.addresses if not _is_ip(address.value)]
+    unusable = [address for address in gateway.spec.addresses if not is_ip(address.value)]
     refused = {address.value for address in unusable}
     assigned = [address for address in addresses if address not in refused]
     if not usable:
@@ -363,14 +362,6 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
         programmed = c.Condition(c.PROGRAMMED, "True", c.REASON_PROGRAMMED,
                                  f"programmed at {', '.join(assigned)}", generation)
     return GatewayResult(gateway, [accepted, programmed], listeners, assigned)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _unsupported_addresses(gateway: Gateway, listeners: list[ListenerResult],
