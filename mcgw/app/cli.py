@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mcgw.dataplane.manifests import DEFAULT_IMAGE
 from mcgw.support.logs import add_logging_arguments, configure_logging
@@ -40,42 +42,47 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if checks is None or all(c.ok for c in checks) else 1
 
 
+def _serve(name: str, start: Callable[[], Any], user_errors: tuple[type[Exception], ...]) -> int:
+    """Run a serving command until a signal: 2 for an error in what the user gave, 1 after a background
+    failure (logged with its traceback when it happened; the shutdown ran), 0 after a clean stop."""
+    from mcgw.app.lifecycle import BackgroundTaskFailed, run_until_signalled
+
+    try:
+        run_until_signalled(start(), name)
+    except user_errors as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    except BackgroundTaskFailed:
+        return 1
+    return 0
+
+
 def _standalone(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mcgw.app.config import ConfigError
-    from mcgw.app.lifecycle import BackgroundTaskFailed, run_until_signalled
     from mcgw.app.standalone import StandaloneOptions, run_standalone
     from mcgw.objects.model import ManifestError
 
-    try:
+    def start() -> Any:
         options = StandaloneOptions(Path(args.f), xds_listen=args.xds_listen, admin_listen=args.admin_listen,
                                     with_envoy=not args.no_envoy, drain_grace=args.drain_grace)
-        run_until_signalled(lambda: run_standalone(options), "mcgw standalone")
-    except (ConfigError, ManifestError, OSError, ValueError) as error:
-        print(f"mcgw standalone: {error}", file=sys.stderr)
-        return 2
-    except BackgroundTaskFailed:
-        return 1  # logged, with the traceback, when it happened; the shutdown ran
-    return 0
+        return lambda: run_standalone(options)
+
+    return _serve("mcgw standalone", start, (ConfigError, ManifestError, OSError, ValueError))
 
 
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mcgw.app.config import ConfigError, load_run_config
-    from mcgw.app.lifecycle import BackgroundTaskFailed, run_until_signalled
     from mcgw.app.run import run_controller
 
-    try:
+    def start() -> Any:
         config = load_run_config(Path(args.config))
-        run_until_signalled(lambda: run_controller(config, drain_grace=args.drain_grace), "mcgw run")
-    except (ConfigError, OSError) as error:
-        print(f"mcgw run: {error}", file=sys.stderr)
-        return 2
-    except BackgroundTaskFailed:
-        return 1  # logged, with the traceback, when it happened; the shutdown ran
-    return 0
+        return lambda: run_controller(config, drain_grace=args.drain_grace)
+
+    return _serve("mcgw run", start, (ConfigError, OSError))
 
 
 def _gateway_manifests(args: argparse.Namespace) -> int:
