@@ -114,17 +114,23 @@ def _translate(args: argparse.Namespace) -> int:
 
     from mcgw.app.config import ConfigError
     from mcgw.objects.model import Gateway, ManifestError
-    from mcgw.providers.files.manifests import read_clusterset_dir
+    from mcgw.providers.files.manifests import read_clusterset_manifests
     from mcgw.runtime.incremental import McsInput
     from mcgw.runtime.pipeline import translate_cluster
     from mcgw.semantics.mcs import compute_mcs
     from mcgw.support import collector
 
     try:
-        properties, objects = read_clusterset_dir(Path(args.f))
+        properties, manifests = read_clusterset_manifests(Path(args.f))
     except (ManifestError, ConfigError) as error:
         print(f"mcgw translate: {error}", file=sys.stderr)
         return 2
+    # As ``kubectl apply`` does: a refused object is reported and left out, the rest is translated, and
+    # the exit code says that something was left out.
+    rejected = [r.message for m in manifests.values() for r in m.rejected]
+    for message in rejected:
+        print(f"mcgw translate: {message}; left out", file=sys.stderr)
+    objects = {name: m.objects for name, m in manifests.items()}
     names = [c.name for c in properties.clusters]
     if args.cluster and args.cluster not in names:
         print(f"mcgw translate: no cluster {args.cluster!r} in {args.f} (clusters: {', '.join(names)})",
@@ -153,7 +159,7 @@ def _translate(args: argparse.Namespace) -> int:
         print(json.dumps(output, indent=2))
     else:
         print(yaml.safe_dump(output, sort_keys=False, width=120), end="")
-    return 0
+    return 2 if rejected else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     manifests.set_defaults(handler=_gateway_manifests)
 
     translate = commands.add_parser(
-        "translate", help="offline: manifests of every member cluster in, statuses and Envoy resources out")
+        "translate", help="offline: manifests of every member cluster in, statuses and Envoy resources out",
+        epilog="An object the API would refuse is reported on stderr and left out; the rest is translated "
+               "and the exit code is 2, as it is for input that cannot be read at all.")
     translate.add_argument("-f", required=True, metavar="DIR",
                            help="DIR/<cluster>/*.yaml per member cluster, and optionally DIR/clusterset.yaml")
     translate.add_argument("-o", choices=["yaml", "json"], default="yaml")

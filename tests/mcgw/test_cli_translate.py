@@ -52,16 +52,18 @@ def test_cluster_filter_and_yaml_output() -> None:
     assert "east, west" in unknown.stderr
 
 
-def test_bad_document_names_file_and_document(clusterset_dir: Path) -> None:
+def test_a_refused_object_is_left_out_and_the_rest_translated(clusterset_dir: Path) -> None:
     bad = clusterset_dir / "east" / "zz-bad.yaml"
     bad.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: a}\n---\n"
                    "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: broken}\n"
                    "spec: {gatewayClassName: mcgw, listeners: [{name: http, port: eighty, protocol: HTTP}]}\n")
-    result = _run("-f", str(clusterset_dir))
+    result = _run("-f", str(clusterset_dir), "-o", "json")
     assert result.returncode == 2
-    assert f"{bad} document 2" in result.stderr
-    assert "spec.listeners.0.port" in result.stderr
-    assert result.stdout == ""
+    assert f"{bad} document 2: Gateway 'broken': spec.listeners.0.port" in result.stderr
+    assert "left out" in result.stderr
+    output = json.loads(result.stdout)
+    assert "default/broken" not in output["east"]["xds"]  # the refused Gateway is not translated
+    assert output["east"]["xds"]["infra/public"]["listeners"]  # the cluster's other Gateway is
 
 
 def test_unsupported_kind_is_an_error_not_skipped(clusterset_dir: Path) -> None:

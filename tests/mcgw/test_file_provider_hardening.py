@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -338,8 +339,15 @@ def test_a_bad_edit_keeps_the_objects_last_good_version(root: Path) -> None:
     assert "east" not in provider.errors
 
 
-def test_a_bad_object_at_start_is_still_an_error(root: Path) -> None:
+def test_a_bad_object_at_start_is_rejected_alone(root: Path) -> None:
     shop = root / "east" / "shop.yaml"
     shop.write_text(shop.read_text().replace("type: PathPrefix, value: /failover", "type: Prefix, value: /failover"))
+    provider, store, _ = _provider(root)
+    error = provider.errors["east"]
+    assert re.search(r"shop.yaml document \d+: HTTPRoute 'store': spec.rules.1.matches.0.path.type", error)
+    assert error.endswith("it is not served until it is fixed")
+    assert store["east"].get(ROUTE) is None
+    assert store["east"].get(("Service", "shop", "store-v2")) is not None  # the file's other objects are served
+    assert "west" not in provider.errors
     with pytest.raises(ManifestError, match=r"shop.yaml document \d+: HTTPRoute 'store': spec.rules.1.matches.0"):
-        FileProvider(root)
+        read_cluster_dir(root / "east")  # fixtures and the demo read strictly

@@ -1,10 +1,10 @@
 """Reading manifests from disk: ``DIR/<cluster>/*.yaml`` plus an optional ``DIR/clusterset.yaml``.
 
-Every document must parse; an error names the file and the document number. The first read (and
-``mcgw translate``) is strict: an unsupported kind, or an object the model refuses, is an error. The
-watcher reads leniently (``strict_kinds=False``): an unsupported kind is skipped and an object the model
-refuses (a bad enum value, a number where a string belongs) is rejected, each reported, so the file's other
-objects load, as an API server takes each object of a file on its own. Fields set to null are pruned first.
+Every document must parse; an error names the file and the document number. An object the model refuses
+(a bad enum value, a number where a string belongs) is rejected alone, as an API server takes each object
+of a file on its own: it is reported, naming the file, the document and the field, and the others load.
+Fields set to null are pruned first. An unsupported kind is an error on the first read (and in
+``mcgw translate``), where it is most likely a typo; the watcher (``strict_kinds=False``) skips it.
 
 A file is untrusted input: it is refused past ``FileLimits.max_bytes``, and a document whose aliases
 would expand past ``FileLimits.max_alias_nodes`` is refused after composing and before constructing,
@@ -52,14 +52,18 @@ DEFAULT_LIMITS = FileLimits()
 class Rejected:
     """A document the model refused: why (file, document, field), and which object it meant, if it says."""
 
-    message: str
+    error: ManifestError
     key: tuple[str, str, str] | None
+
+    @property
+    def message(self) -> str:
+        return str(self.error)
 
 
 @dataclass(frozen=True)
 class FileContents:
     """The objects of one file with where each came from, the documents skipped for their kind, and those
-    rejected (lenient reads only)."""
+    the model rejected."""
 
     objects: tuple[AnyObject, ...]
     sources: tuple[str, ...]
@@ -250,8 +254,8 @@ def decode_manifest(data: bytes, source: str) -> str:
 def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLimits = DEFAULT_LIMITS) -> FileContents:
     """The objects of one file; ManifestError (naming the file) if the file as a whole cannot be used.
 
-    With ``strict_kinds=False`` an unsupported kind is skipped and listed in ``skipped``, and a document the
-    model refuses is listed in ``rejected``, instead.
+    A document the model refuses is listed in ``rejected``. With ``strict_kinds=False`` an unsupported kind
+    is skipped and listed in ``skipped`` instead of being an error.
     """
     source = str(path)
     size = path.stat().st_size
@@ -278,9 +282,9 @@ def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLim
             try:
                 objects.append(parse_object(item, where))
             except ManifestError as error:
-                if strict_kinds:
+                if strict_kinds and isinstance(item, dict) and item.get("kind") not in SUPPORTED_KINDS:
                     raise
-                rejected.append(Rejected(str(error), _intended_key(item) if isinstance(item, dict) else None))
+                rejected.append(Rejected(error, _intended_key(item) if isinstance(item, dict) else None))
                 return
             sources.append(where)
 
@@ -317,20 +321,45 @@ def merge_files(files: list[FileContents]) -> list[AnyObject]:
     return objects
 
 
-def read_cluster_dir(directory: Path, limits: FileLimits = DEFAULT_LIMITS) -> list[AnyObject]:
-    """Every object under ``directory``, strictly: any unusable file or document is a ManifestError."""
+@dataclass(frozen=True)
+class ClusterManifests:
+    """A cluster directory's objects, and why each rejected document was left out."""
+
+    objects: list[AnyObject]
+    rejected: list[Rejected]
+
+
+def read_cluster_manifests(directory: Path, limits: FileLimits = DEFAULT_LIMITS) -> ClusterManifests:
+    """Every object under ``directory``; an unusable file is a ManifestError, a refused document is listed."""
     files = []
     for path in manifest_paths(directory):
         try:
             files.append(read_manifest_file(path, limits=limits))
         except OSError as error:
             raise ManifestError(str(path), f"cannot be read: {error.strerror or error}") from None
-    return merge_files(files)
+    return ClusterManifests(merge_files(files), [r for f in files for r in f.rejected])
+
+
+def read_cluster_dir(directory: Path, limits: FileLimits = DEFAULT_LIMITS) -> list[AnyObject]:
+    """Every object under ``directory``, strictly: any unusable file or document is a ManifestError."""
+    manifests = read_cluster_manifests(directory, limits)
+    if manifests.rejected:
+        raise manifests.rejected[0].error
+    return manifests.objects
+
+
+def read_clusterset_manifests(root: Path, limits: FileLimits = DEFAULT_LIMITS,
+                              ) -> tuple[ClusterSetProperties, dict[str, ClusterManifests]]:
+    """Cluster properties and each cluster's manifests, refused documents listed rather than raised."""
+    properties = read_clusterset_properties(root)
+    return properties, {c.name: read_cluster_manifests(root / c.name, limits) for c in properties.clusters}
 
 
 def read_clusterset_dir(root: Path, limits: FileLimits = DEFAULT_LIMITS,
                         ) -> tuple[ClusterSetProperties, dict[str, list[AnyObject]]]:
-    """Cluster properties and each cluster's objects. Without clusterset.yaml every subdirectory is a cluster."""
+    """Cluster properties and each cluster's objects, strictly (fixtures and the demo, whose input is ours).
+
+    Without clusterset.yaml every subdirectory is a cluster."""
     properties = read_clusterset_properties(root)
     return properties, {c.name: read_cluster_dir(root / c.name, limits) for c in properties.clusters}
 

@@ -120,14 +120,17 @@ class FileProvider:
             cluster: merge_files([f.contents for f in state.files.values()]) for cluster, state in self._state.items()}
 
     def _read_initial(self, directory: Path) -> _ClusterState:
-        """The first read is strict: there is no last good state yet, so every error goes to the caller."""
+        """The first read is strict about files (there is no last good state yet, so an unusable file or an
+        unsupported kind goes to the caller); an object the model refuses is left out and reported."""
         state = _ClusterState()
         for path in manifest_paths(directory):
             stamp = _stamp(path)
             try:
-                state.files[path] = _FileState(stamp or (0, 0), read_manifest_file(path, limits=self.limits))
+                contents, rejected = _with_last_good(read_manifest_file(path, limits=self.limits), None)
             except OSError as error:
                 raise ManifestError(str(path), f"cannot be read: {error.strerror or error}") from None
+            state.files[path] = _FileState(stamp or (0, 0), contents, rejected=rejected)
+        self._report(directory.name, self._problems(state))
         return state
 
     @property
