@@ -128,8 +128,8 @@ def _translate(args: argparse.Namespace) -> int:
     # As ``kubectl apply`` does: a refused object is reported and left out, the rest is translated, and
     # the exit code says that something was left out.
     rejected = [r.message for m in manifests.values() for r in m.rejected]
-    for message in rejected:
-        print(f"mcgw translate: {message}; left out", file=sys.stderr)
+    for problem in rejected:
+        print(f"mcgw translate: {problem}; left out", file=sys.stderr)
     objects = {name: m.objects for name, m in manifests.items()}
     names = [c.name for c in properties.clusters]
     if args.cluster and args.cluster not in names:
