@@ -1,4 +1,5 @@
-"""Build and cache the real Kubernetes parts of the test bed: kube-apiserver, etcd and the upstream CRDs.
+"""Build and cache the real Kubernetes parts of the test bed: kube-apiserver, kube-controller-manager, etcd
+and the upstream CRDs.
 
 Everything comes through the Go module proxy, pinned by the wrapper modules under ``hack/``.
 Results are cached in ``~/.cache/mcgw/`` keyed by version (and by a hash of the wrapper's go.sum,
@@ -32,6 +33,7 @@ class Artifacts:
     """Paths of the cached test-bed parts."""
 
     kube_apiserver: Path
+    kube_controller_manager: Path
     etcd: Path
     crd_dir: Path
     kube_version: str
@@ -78,10 +80,15 @@ def _go(args: list[str], cwd: Path, progress: str | None = None) -> str:
         return out.read().decode()
 
 
+def cached_binary_path(name: str, module_dir: Path, version: str) -> Path:
+    """Where ``build_go_binary`` puts ``name``: one directory per version and pin hash."""
+    return CACHE / "bin" / f"{name}-{version}-{_pin_hash(module_dir)}" / name
+
+
 def build_go_binary(name: str, module_dir: Path, package: str, version: str, ldflags: str) -> Path:
     """Build ``package`` of the wrapper module in ``module_dir`` once per version and pin hash; reuse the cache."""
-    target_dir = CACHE / "bin" / f"{name}-{version}-{_pin_hash(module_dir)}"
-    binary = target_dir / name
+    binary = cached_binary_path(name, module_dir, version)
+    target_dir = binary.parent
     if binary.exists():
         _log(f"{name} {version}: cached at {binary}")
         return binary
@@ -101,13 +108,11 @@ def build_go_binary(name: str, module_dir: Path, package: str, version: str, ldf
     return binary
 
 
-def build_kube_apiserver() -> tuple[Path, str]:
-    """kube-apiserver from k8s.io/kubernetes, with its staging modules replaced by published releases."""
-    module_dir = HACK / "kube"
-    version = required_version(module_dir / "go.mod", "k8s.io/kubernetes")
+def _kube_ldflags(version: str) -> str:
+    """Stamp the version into a kubernetes binary, as its own release build does (clients and servers check it)."""
     major, minor = version.lstrip("v").split(".")[:2]
     stamp = "k8s.io/component-base/version"
-    ldflags = " ".join(
+    return " ".join(
         [
             "-s -w",
             f"-X {stamp}.gitVersion={version}",
@@ -117,7 +122,17 @@ def build_kube_apiserver() -> tuple[Path, str]:
             f"-X {stamp}.buildDate=1970-01-01T00:00:00Z",
         ]
     )
-    binary = build_go_binary("kube-apiserver", module_dir, "k8s.io/kubernetes/cmd/kube-apiserver", version, ldflags)
+
+
+def build_kube_binary(name: str) -> tuple[Path, str]:
+    """``k8s.io/kubernetes/cmd/<name>``, with the staging modules replaced by published releases in hack/kube.
+
+    kube-apiserver and kube-controller-manager share that one wrapper module, so they are always the same
+    kubernetes version.
+    """
+    module_dir = HACK / "kube"
+    version = required_version(module_dir / "go.mod", "k8s.io/kubernetes")
+    binary = build_go_binary(name, module_dir, f"k8s.io/kubernetes/cmd/{name}", version, _kube_ldflags(version))
     return binary, version
 
 
@@ -171,9 +186,10 @@ def copy_crds() -> Path:
 
 def ensure_artifacts() -> Artifacts:
     """Build whatever is missing from the cache and return the paths of everything."""
-    kube, kube_version = build_kube_apiserver()
+    kube, kube_version = build_kube_binary("kube-apiserver")
+    controller_manager, _ = build_kube_binary("kube-controller-manager")
     etcd, etcd_version = build_etcd()
-    return Artifacts(kube, etcd, copy_crds(), kube_version, etcd_version)
+    return Artifacts(kube, controller_manager, etcd, copy_crds(), kube_version, etcd_version)
 
 
 def cached_artifacts() -> Artifacts | None:
@@ -184,11 +200,12 @@ def cached_artifacts() -> Artifacts | None:
         pins = yaml.safe_load((REPO / "crds" / "upstream.yaml").read_text())
     except (OSError, RuntimeError):
         return None
-    kube = CACHE / "bin" / f"kube-apiserver-{kube_version}-{_pin_hash(HACK / 'kube')}" / "kube-apiserver"
-    etcd = CACHE / "bin" / f"etcd-{etcd_version}-{_pin_hash(HACK / 'etcd')}" / "etcd"
+    kube = cached_binary_path("kube-apiserver", HACK / "kube", kube_version)
+    controller_manager = cached_binary_path("kube-controller-manager", HACK / "kube", kube_version)
+    etcd = cached_binary_path("etcd", HACK / "etcd", etcd_version)
     crds = CACHE / "crds" / "-".join(f"{name}-{pin['version']}" for name, pin in sorted(pins.items()))
-    if kube.exists() and etcd.exists() and (crds / ".complete").exists():
-        return Artifacts(kube, etcd, crds, kube_version, etcd_version)
+    if kube.exists() and controller_manager.exists() and etcd.exists() and (crds / ".complete").exists():
+        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version)
     return None
 
 
@@ -200,8 +217,8 @@ def main() -> int:
         print(f"[testbed-build] FAILED: {error}", file=sys.stderr)
         return 1
     _log(
-        f"ready in {time.monotonic() - started:.1f}s: kube-apiserver {artifacts.kube_version}, "
-        f"etcd {artifacts.etcd_version}, CRDs in {artifacts.crd_dir}"
+        f"ready in {time.monotonic() - started:.1f}s: kube-apiserver and kube-controller-manager "
+        f"{artifacts.kube_version}, etcd {artifacts.etcd_version}, CRDs in {artifacts.crd_dir}"
     )
     return 0
 

@@ -1,7 +1,11 @@
-"""One real member cluster: etcd plus kube-apiserver on loopback, with RBAC, certificates and CRDs.
+"""One real member cluster: etcd, kube-apiserver and kube-controller-manager on loopback, with RBAC,
+certificates and CRDs.
 
-There is no kubelet, scheduler or controller-manager: mcgw only needs the API, and the test bed
-creates Services and EndpointSlices by hand, pointing at backends in the cluster's network namespace.
+The controller-manager runs only the controllers that need no node: Deployments make ReplicaSets and
+Pods, Services with a selector get EndpointSlices, owned objects are garbage-collected, deleted
+namespaces are emptied, and every namespace gets its ``default`` ServiceAccount and ``kube-root-ca.crt``.
+There is no scheduler, and no kubelet here: pods stay Pending unless something else binds and runs them.
+Selectorless Services still get the EndpointSlices the test bed writes by hand.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import ssl
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,21 @@ from .processes import ManagedProcess, free_port, wait_until
 
 # Service ClusterIPs are only allocated, never routed to; keep them inside the benchmarking range too.
 SERVICE_CIDR = "198.19.255.0/24"
+
+# Controllers that work without nodes. Node lifecycle is left out: with no kubelet heartbeats it would
+# taint and evict every pod. root-ca-cert-publisher writes the kube-root-ca.crt ConfigMap that every
+# pod's service-account token volume refers to.
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+)
 
 
 @dataclass
@@ -156,6 +175,16 @@ def _write_kubeconfig(path: Path, name: str, api_url: str, pki: ClusterPKI) -> N
     path.write_text(yaml.safe_dump(config))
 
 
+def _wait_or_stop(process: ManagedProcess, check: Callable[[], bool], timeout: float, what: str,
+                  interval: float = 0.1) -> None:
+    """``wait_until``, stopping ``process`` if it never gets there: a failed start leaves nothing running."""
+    try:
+        wait_until(check, timeout, what, process, interval)
+    except BaseException:
+        process.stop()
+        raise
+
+
 def _start_etcd(artifacts: Artifacts, workdir: Path, name: str) -> tuple[ManagedProcess, str]:
     client_port, peer_port = free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
@@ -180,7 +209,7 @@ def _start_etcd(artifacts: Artifacts, workdir: Path, name: str) -> tuple[Managed
         with urllib.request.urlopen(client_url + "/health", timeout=2) as response:
             return bool(json.loads(response.read()).get("health") == "true")
 
-    wait_until(healthy, 60, f"etcd of {name} to be healthy", etcd)
+    _wait_or_stop(etcd, healthy, 60, f"etcd of {name} to be healthy")
     return etcd, client_url
 
 
@@ -201,7 +230,8 @@ def _apiserver_argv(artifacts: Artifacts, workdir: Path, name: str, pki: Cluster
             "--service-account-key-file", str(pki.sa_public_key),
             "--service-account-signing-key-file", str(pki.sa_private_key),
             "--service-cluster-ip-range", SERVICE_CIDR,
-            # No kubelets or controllers exist, so nothing should try to publish the apiserver's own endpoints.
+            # The API server's only address is loopback, which an Endpoints object may not hold: publishing
+            # the kubernetes Service's endpoints would fail on every attempt.
             "--endpoint-reconciler-type", "none",
             "--profiling=false",
             "--v", "1",
@@ -223,8 +253,39 @@ def _start_apiserver(artifacts: Artifacts, workdir: Path, name: str, pki: Cluste
         with urllib.request.urlopen(api_url + "/readyz", context=context, timeout=5) as response:
             return bool(response.status == 200)
 
-    wait_until(ready, 120, f"kube-apiserver of {name} to be ready", apiserver, interval=0.25)
+    _wait_or_stop(apiserver, ready, 120, f"kube-apiserver of {name} to be ready", interval=0.25)
     return apiserver, api_url
+
+
+def _controller_manager_argv(artifacts: Artifacts, cluster: MemberCluster) -> list[str]:
+    return [
+        str(artifacts.kube_controller_manager),
+        "--kubeconfig", str(cluster.kubeconfig),
+        "--controllers", ",".join(CONTROLLERS),
+        "--service-account-private-key-file", str(cluster.pki.sa_private_key),
+        "--root-ca-file", str(cluster.pki.ca_cert),
+        # Every controller acts as the admin identity of the kubeconfig; no per-controller tokens to mint.
+        "--use-service-account-credentials=false",
+        "--leader-elect=false",
+        # Nothing scrapes its metrics or health, so it serves nothing and opens no port.
+        "--secure-port", "0",
+        "--v", "1",
+    ]
+
+
+def _start_controller_manager(artifacts: Artifacts, cluster: MemberCluster, timeout: float = 60) -> ManagedProcess:
+    """Start kube-controller-manager and wait until its controllers act: the ``default`` namespace has its
+    ``default`` ServiceAccount, which the API server requires before it admits a pod there."""
+    controller_manager = ManagedProcess(f"kube-controller-manager[{cluster.name}]",
+                                        _controller_manager_argv(artifacts, cluster),
+                                        cluster.workdir / "kube-controller-manager.log")
+
+    def default_service_account() -> bool:
+        return cluster.request("GET", "/api/v1/namespaces/default/serviceaccounts/default") is not None
+
+    _wait_or_stop(controller_manager, default_service_account, timeout,
+                  f"the controllers of {cluster.name} to create the default ServiceAccount")
+    return controller_manager
 
 
 def _crd_documents(crd_dir: Path) -> list[dict[str, Any]]:
@@ -263,7 +324,8 @@ def install_crds(cluster: MemberCluster, crd_dirs: list[Path], timeout: float = 
 
 
 def start_member_cluster(artifacts: Artifacts, workdir: Path, name: str, crd_dirs: list[Path]) -> MemberCluster:
-    """Start etcd and kube-apiserver for ``name``, write its kubeconfig and install the CRDs."""
+    """Start etcd and kube-apiserver for ``name``, write its kubeconfig, install the CRDs, then start
+    kube-controller-manager (after the CRDs, so garbage collection knows every resource from the start)."""
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     pki = generate(workdir / "pki", name)
@@ -277,6 +339,7 @@ def start_member_cluster(artifacts: Artifacts, workdir: Path, name: str, crd_dir
                                 artifacts=artifacts)
         _write_kubeconfig(cluster.kubeconfig, name, api_url, pki)
         install_crds(cluster, crd_dirs)
+        processes.append(_start_controller_manager(artifacts, cluster))
     except BaseException:
         for process in reversed(processes):
             process.stop()
