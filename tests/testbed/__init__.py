@@ -1,0 +1,1 @@
+"""Tests of the e2e test bed itself that need neither root nor an API server."""
