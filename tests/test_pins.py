@@ -32,3 +32,12 @@ def test_kube_staging_modules_replaced_at_matching_release() -> None:
     for old, new, version in replaces:
         assert old == new
         assert version == staging, f"{old} is replaced at {version}, kubernetes {kube.group(1)} needs {staging}"
+
+
+def test_conformance_suite_matches_gateway_api_crds() -> None:
+    """The suite checks the installed CRDs' bundle version; it must test the version the test bed installs."""
+    pins = yaml.safe_load((REPO / "crds" / "upstream.yaml").read_text())
+    required = _requires(REPO / "hack" / "conformance" / "go.mod")
+    crds = pins["gateway-api"]["version"]
+    assert required["sigs.k8s.io/gateway-api/conformance"] == crds
+    assert required["sigs.k8s.io/gateway-api"] == crds
