@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     xds_demo.set_defaults(handler=_xds_demo)
 
     manifests = commands.add_parser(
-        "gateway-manifests", help="Kubernetes manifests (ConfigMap, Deployment, Service) for one Gateway's Envoys")
+        "gateway-manifests",
+        help="what provisioning applies for one Gateway's Envoys (ServiceAccount, ConfigMap, Deployment, Service)")
     manifests.add_argument("--cluster", required=True, help="the member cluster ID the Envoys run in")
     manifests.add_argument("--gateway", required=True, metavar="NAMESPACE/NAME")
     manifests.add_argument("--xds", required=True, metavar="HOST:PORT", help="where the mcgw xDS server listens")

@@ -1,105 +1,37 @@
-"""Render the gateway Envoy bootstrap from ``deploy/envoy/bootstrap.yaml``.
+"""Render the gateway Envoy bootstrap from ``deploy/envoy/bootstrap.yaml`` (or ``$MCGW_BOOTSTRAP_TEMPLATE``).
 
-The template is the one operators deploy; rendering it here (for standalone mode, the demo and the
-test bed) keeps one source of truth for node identity, ADS settings and xDS keepalive.
+The rendering itself is pure and lives in :mod:`mcgw.provisioning.bootstrap`, which the provisioned
+Envoys' ConfigMaps use too; this module reads the template for standalone mode, the demo and the test
+bed, so every Envoy mcgw runs or provisions starts from the same file.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import string
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
+from mcgw.provisioning.bootstrap import (
+    XDS_CLUSTER_NAME,
+    AdsApiType,
+    NodeIdentity,
+    XdsClientTls,
+    XdsTarget,
+    render_bootstrap_text,
+)
+
+__all__ = ["XDS_CLUSTER_NAME", "AdsApiType", "NodeIdentity", "XdsClientTls", "XdsTarget", "read_template",
+           "render_bootstrap", "template_path"]
 
 _DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "bootstrap.yaml"
-XDS_CLUSTER_NAME = "mcgw-xds"
-
-AdsApiType = Literal["DELTA_GRPC", "GRPC"]
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    """Who an Envoy is: the gateway it serves in which member cluster.
-
-    ``node.cluster`` is the member cluster ID and ``node.id`` is ``<namespace>/<gateway>/<instance>``;
-    the xDS server derives the node group (cluster, namespace/gateway) from the two.
-    """
-
-    cluster: str
-    namespace: str
-    gateway: str
-    instance: str = "0"
-
-    @property
-    def node_id(self) -> str:
-        return f"{self.namespace}/{self.gateway}/{self.instance}"
-
-    def __post_init__(self) -> None:
-        for field_name in ("cluster", "namespace", "gateway", "instance"):
-            value = getattr(self, field_name)
-            if not value or "/" in value:
-                raise ValueError(f"node identity {field_name} must be non-empty and contain no '/': {value!r}")
-
-
-@dataclass(frozen=True)
-class XdsClientTls:
-    """How Envoy verifies the xDS server (``ca``, ``server_name``) and proves who it is (``cert``, ``key``).
-
-    For mTLS the client certificate carries the URI SAN ``spiffe://mcgw/<cluster>/<namespace>/<gateway>``.
-    """
-
-    ca: Path
-    server_name: str
-    cert: Path | None = None
-    key: Path | None = None
-
-
-@dataclass(frozen=True)
-class XdsTarget:
-    """Where Envoy finds the mcgw xDS server."""
-
-    host: str
-    port: int
-    api_type: AdsApiType = "DELTA_GRPC"
-    tls: XdsClientTls | None = None
-
-
-def _transport_socket(tls: XdsClientTls) -> dict[str, Any]:
-    common: dict[str, Any] = {
-        "alpn_protocols": ["h2"],
-        "validation_context": {
-            "trusted_ca": {"filename": str(tls.ca)},
-            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": tls.server_name}}],
-        },
-    }
-    if tls.cert is not None and tls.key is not None:
-        common["tls_certificates"] = [
-            {"certificate_chain": {"filename": str(tls.cert)}, "private_key": {"filename": str(tls.key)}}
-        ]
-    return {
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": tls.server_name,
-            "common_tls_context": common,
-        },
-    }
 
 
 def template_path() -> Path:
     return Path(os.environ.get("MCGW_BOOTSTRAP_TEMPLATE", _DEFAULT_TEMPLATE))
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+def read_template() -> str:
+    return template_path().read_text()
 
 
 def render_bootstrap(
@@ -110,26 +42,4 @@ def render_bootstrap(
     admin_address: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """The bootstrap as a dict. With ``xds=None`` Envoy runs only ``static_resources`` (no ADS)."""
-    values = {
-        "NODE_ID": node.node_id,
-        "NODE_CLUSTER": node.cluster,
-        "ADMIN_ADDRESS": admin_address,
-        "ADMIN_PORT": str(admin_port),
-        "ADS_API_TYPE": xds.api_type if xds else "DELTA_GRPC",
-        "XDS_HOST": xds.host if xds else "127.0.0.1",
-        "XDS_PORT": str(xds.port if xds else 1),
-        "XDS_DISCOVERY_TYPE": "STATIC" if (xds is None or _is_ip(xds.host)) else "STRICT_DNS",
-    }
-    rendered = string.Template(template_path().read_text()).substitute(values)
-    bootstrap: dict[str, Any] = yaml.safe_load(rendered)
-    if xds is not None and xds.tls is not None:
-        for cluster in bootstrap["static_resources"]["clusters"]:
-            if cluster["name"] == XDS_CLUSTER_NAME:
-                cluster["transport_socket"] = _transport_socket(xds.tls)
-    if xds is None:
-        bootstrap.pop("dynamic_resources", None)
-        clusters = bootstrap["static_resources"]["clusters"]
-        bootstrap["static_resources"]["clusters"] = [c for c in clusters if c["name"] != XDS_CLUSTER_NAME]
-    for key, resources in (static_resources or {}).items():
-        bootstrap["static_resources"].setdefault(key, []).extend(resources)
-    return bootstrap
+    return render_bootstrap_text(read_template(), node, admin_port, xds, static_resources, admin_address)

