@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.testbed.loadbalancer import host
-from tests.e2e.testbed.loadbalancer.launch import pool_for
+from tests.e2e.testbed.loadbalancer.launch import pool_for, spare_pool_for
 from tests.e2e.testbed.loadbalancer.plan import (
     LB_CLASS,
     Allocation,
-    Pool,
     ServicePort,
     ServiceView,
     SlicePort,
@@ -70,12 +69,15 @@ def test_pool_from_cidr_is_its_hosts_and_from_range_both_ends() -> None:
     cidr = parse_pool("10.0.0.0/30")
     assert [str(a) for a in cidr] == ["10.0.0.1", "10.0.0.2"]
     span = parse_pool("198.18.15.250-198.18.15.254")
-    assert len(span) == 5 and "198.18.15.250" in span and "198.18.15.254" in span and "198.18.15.255" not in span
+    assert len(span) == 5
+    assert "198.18.15.250" in span
+    assert "198.18.15.254" in span
+    assert "198.18.15.255" not in span
     assert str(span) == "198.18.15.250-198.18.15.254"
     assert "not an ip" not in span
     with pytest.raises(ValueError, match="empty"):
         parse_pool("198.18.15.9-198.18.15.1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not IPv4"):
         parse_pool("fd00::/64")
 
 
@@ -84,22 +86,24 @@ def test_usable_samples_are_the_top_of_the_pool() -> None:
     assert usable_samples(parse_pool("198.18.15.7-198.18.15.7"), 3) == ["198.18.15.7"]
 
 
-def test_pools_share_the_last_slash24_of_the_block_between_clusters() -> None:
+def test_pools_share_the_last_slash24_of_the_block_and_keep_a_spare_share() -> None:
     block = ipaddress.IPv4Network("198.18.32.0/20")
     names = ["east", "west", "central"]
     pools = [pool_for(block, names, n) for n in names]
     assert [str(p) for p in pools] == ["198.18.47.0-198.18.47.63", "198.18.47.64-198.18.47.127",
                                        "198.18.47.128-198.18.47.191"]
+    # The last share is nobody's, and the block's broadcast address (the bridge's) is in no pool.
+    assert str(spare_pool_for(block, names)) == "198.18.47.192-198.18.47.254"
     pod_subnets = list(block.subnets(new_prefix=24))[1:len(names) + 1]
     for pool in pools:
         assert not any(pool.first in s or pool.last in s for s in pod_subnets)
-    # At the network's limit of 14 clusters each gets 16 addresses; the block's broadcast address is nobody's.
+    # At the network's limit of 14 clusters each gets 16 addresses.
     many = [f"c{i}" for i in range(14)]
-    last = pool_for(block, many, "c13")
     assert str(pool_for(block, many, "c0")) == "198.18.47.0-198.18.47.15"
-    assert str(last) == "198.18.47.208-198.18.47.223"
-    alone = pool_for(block, ["only"], "only")
-    assert str(alone) == "198.18.47.0-198.18.47.254"
+    assert str(pool_for(block, many, "c13")) == "198.18.47.208-198.18.47.223"
+    assert str(spare_pool_for(block, many)) == "198.18.47.240-198.18.47.254"
+    assert str(pool_for(block, ["only"], "only")) == "198.18.47.0-198.18.47.127"
+    assert str(pool_for(block, ["a", "b", "c", "d"], "d")) == "198.18.47.96-198.18.47.127"
     with pytest.raises(ValueError, match="no /24"):
         pool_for(block, [f"c{i}" for i in range(15)], "c0")
 
@@ -112,7 +116,10 @@ def test_only_load_balancers_without_a_class_or_with_ours_are_ours() -> None:
     assert is_ours(service("b", lb_class=LB_CLASS))
     assert not is_ours(service("c", lb_class="example.com/other"))
     assert not is_ours(service("d", type_="ClusterIP"))
+    # A load balancer of another class takes only Services naming it, never the classless ones.
     assert is_ours(service("e", lb_class="mine"), lb_class="mine")
+    assert not is_ours(service("f"), lb_class="mine")
+    assert not is_ours(service("g", lb_class=LB_CLASS), lb_class="mine")
 
 
 def test_dynamic_allocation_takes_the_lowest_free_address_in_creation_order() -> None:
@@ -142,7 +149,8 @@ def test_requested_address_inside_the_pool_is_granted_outside_or_taken_is_refuse
     assert "outside the pool 198.18.15.0-198.18.15.3" in plan[("default", "outside")].failure
     assert plan[("default", "dup")].ip is None
     assert "already used by Service default/static" in plan[("default", "dup")].failure
-    assert plan[("default", "garbage")].ip is None and "not an IPv4" in plan[("default", "garbage")].failure
+    assert plan[("default", "garbage")].ip is None
+    assert "not an IPv4" in plan[("default", "garbage")].failure
     assert plan[("default", "dynamic")].ip == "198.18.15.0"
 
 
@@ -164,7 +172,8 @@ def test_an_exhausted_pool_refuses_the_newest() -> None:
     services = [service(f"s{i}", created=str(i)) for i in range(5)]
     plan = plan_allocations(services, {}, POOL)
     assert [plan[("default", f"s{i}")].ip for i in range(4)] == [str(a) for a in POOL]
-    assert plan[("default", "s4")].ip is None and "no free address" in plan[("default", "s4")].failure
+    assert plan[("default", "s4")].ip is None
+    assert "no free address" in plan[("default", "s4")].failure
 
 
 def test_status_addresses_from_the_pool_are_held_after_a_restart() -> None:
@@ -173,7 +182,8 @@ def test_status_addresses_from_the_pool_are_held_after_a_restart() -> None:
     assert held == {("default", "a"): "198.18.15.2"}
     assert seeded_holdings(services, {("default", "a"): "198.18.15.1"}, POOL) == {("default", "a"): "198.18.15.1"}
     plan = plan_allocations(services, held, POOL)
-    assert plan[("default", "a")].ip == "198.18.15.2" and plan[("default", "b")].ip == "198.18.15.0"
+    assert plan[("default", "a")].ip == "198.18.15.2"
+    assert plan[("default", "b")].ip == "198.18.15.0"
 
 
 def test_status_patch_and_stale_ingress() -> None:

@@ -8,7 +8,7 @@ act; docs/testbed.md says how the pools are laid out.
 """
 
 from .host import sweep_stale_lb
-from .launch import lb_pool, pool_for, sample_addresses, start_loadbalancer
+from .launch import lb_pool, pool_for, sample_addresses, spare_pool, spare_pool_for, start_loadbalancer
 from .plan import LB_CLASS, Pool, parse_pool, usable_samples
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "parse_pool",
     "pool_for",
     "sample_addresses",
+    "spare_pool",
+    "spare_pool_for",
     "start_loadbalancer",
     "sweep_stale_lb",
     "usable_samples",

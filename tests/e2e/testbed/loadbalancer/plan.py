@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Services naming this class, or no class at all, are ours; any other class belongs to another implementation.
+# The test bed's own class: a load balancer of this class also takes Services that name no class.
 LB_CLASS = "testbed.mcgw.dev/loadbalancer"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 FORWARDED_PROTOCOLS = ("TCP", "UDP")
@@ -184,9 +184,14 @@ def parse_slice(obj: Mapping[str, Any]) -> SliceView:
 
 
 def is_ours(service: ServiceView, lb_class: str = LB_CLASS) -> bool:
-    """A LoadBalancer Service without a class, or with ours; a Service naming another class is left
-    alone entirely (its status belongs to that implementation)."""
-    return service.is_load_balancer and service.lb_class in (None, lb_class)
+    """A LoadBalancer Service naming our class, or naming none when ours is the default ``LB_CLASS``.
+
+    A Service naming another class is left alone entirely (its status belongs to that implementation),
+    so a second load balancer with a class of its own can run beside the default one in one cluster.
+    """
+    if not service.is_load_balancer:
+        return False
+    return service.lb_class == lb_class or (service.lb_class is None and lb_class == LB_CLASS)
 
 
 # -- allocation ------------------------------------------------------------------------------------
