@@ -300,6 +300,43 @@ def test_requested_address_inside_the_pool_is_honoured_and_outside_refused(bed: 
         cluster.request("DELETE", f"{SERVICES}/{name}")
 
 
+_UDP_ECHO = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((sys.argv[1], 5353))
+while True:
+    data, peer = sock.recvfrom(2048)
+    sock.sendto(b"udp:" + data, peer)
+"""
+
+
+def test_udp_ports_are_forwarded_too(bed: Bed, clusterset: ClusterSet) -> None:
+    cluster = bed.cluster
+    net = clusterset.net(CLUSTER)
+    backend = net.add_pod_address()
+    echo = ManagedProcess("udp-echo", net.exec_argv([sys.executable, "-c", _UDP_ECHO, backend]),
+                          clusterset.workdir / "backends" / "udp-echo.log")
+    try:
+        slice_ = {**_slice("dns", [], [(backend, True)]), "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]}
+        cluster.request("POST", f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices", slice_)
+        cluster.request("POST", SERVICES, _service("dns", [{"name": "dns", "port": 53, "targetPort": 5353,
+                                                            "protocol": "UDP"}]))
+        address = _wait_ingress(cluster, "dns")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect((address, 53))
+
+            def answered() -> bool:
+                sock.send(b"ping")
+                return sock.recv(64) == b"udp:ping"
+
+            wait_until(answered, 30, "a UDP answer through the load balancer", echo)
+        cluster.request("DELETE", f"{SERVICES}/dns")
+        cluster.request("DELETE", f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/dns-1")
+    finally:
+        echo.stop()
+
+
 def test_deleting_the_service_removes_and_releases_its_address(bed: Bed) -> None:
     cluster = bed.cluster
     address = _wait_ingress(cluster, SERVICE)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import socket
 import subprocess
 import sys
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -33,7 +34,7 @@ from tests.e2e.testbed.loadbalancer.plan import (
     status_patch,
     usable_samples,
 )
-from tests.e2e.testbed.loadbalancer.proxy import Proxy, RoundRobin, TcpForwarder
+from tests.e2e.testbed.loadbalancer.proxy import Proxy, RoundRobin, TcpForwarder, UdpForwarder
 
 POOL = parse_pool("198.18.15.0-198.18.15.3")
 
@@ -74,6 +75,7 @@ def test_pool_from_cidr_is_its_hosts_and_from_range_both_ends() -> None:
     assert "198.18.15.254" in span
     assert "198.18.15.255" not in span
     assert str(span) == "198.18.15.250-198.18.15.254"
+    assert [str(n) for n in span.networks()] == ["198.18.15.250/31", "198.18.15.252/31", "198.18.15.254/32"]
     assert "not an ip" not in span
     with pytest.raises(ValueError, match="empty"):
         parse_pool("198.18.15.9-198.18.15.1")
@@ -388,3 +390,55 @@ async def test_proxy_sync_keeps_ports_that_stay_and_closes_removed_ones() -> Non
     finally:
         proxy.close()
         backend.close()
+
+
+class _UdpEcho(asyncio.DatagramProtocol):
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector loop's datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(self.name + b":" + data, addr)
+
+
+async def test_udp_forwarder_keeps_each_client_on_one_endpoint_and_round_robins_new_ones() -> None:
+    loop = asyncio.get_running_loop()
+    backends = [await loop.create_datagram_endpoint(lambda n=n: _UdpEcho(n), local_addr=("127.0.0.1", 0))  # type: ignore[misc]
+                for n in (b"one", b"two")]
+    targets = [("127.0.0.1", t.get_extra_info("sockname")[1]) for t, _ in backends]
+    forwarder = UdpForwarder("127.0.0.1", 0, targets)
+    clients = []
+    try:
+        await forwarder.listen()
+        assert forwarder._transport is not None
+        port = forwarder._transport.get_extra_info("sockname")[1]
+        for _ in range(2):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect(("127.0.0.1", port))
+            clients.append(sock)
+
+        async def ask(sock: socket.socket, data: bytes) -> bytes:
+            await loop.sock_sendall(sock, data)
+            return await asyncio.wait_for(loop.sock_recv(sock, 512), 5)
+
+        assert await ask(clients[0], b"a") == b"one:a"
+        assert await ask(clients[1], b"b") == b"two:b"
+        assert await ask(clients[0], b"c") == b"one:c"
+        # The endpoint of the first client goes away: its next datagram goes to one that is still there.
+        forwarder.update(targets[1:])
+        assert await ask(clients[0], b"d") == b"two:d"
+        forwarder.stop_listening()
+        assert not forwarder.listening
+        assert forwarder.sessions == {}
+    finally:
+        forwarder.close()
+        for sock in clients:
+            sock.close()
+        for transport, _ in backends:
+            transport.close()

@@ -47,6 +47,10 @@ class Pool:
     def __str__(self) -> str:
         return f"{self.first}-{self.last}"
 
+    def networks(self) -> list[ipaddress.IPv4Network]:
+        """The fewest CIDRs that cover exactly the pool, for configuration that takes networks (mcgw's pools)."""
+        return list(ipaddress.summarize_address_range(self.first, self.last))
+
 
 def parse_ipv4(text: object) -> ipaddress.IPv4Address | None:
     try:

@@ -19,6 +19,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from .plan import ListenerKey, Target
 
@@ -71,8 +72,7 @@ class _Side(asyncio.Protocol):
         self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         self.connection.made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -230,10 +230,10 @@ class _UdpSession(asyncio.DatagramProtocol):
         self.last_used = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # The selector loop's datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         for data in self.queue:
-            transport.sendto(data)
+            self.transport.sendto(data)
         self.queue.clear()
 
     def send(self, data: bytes) -> None:
