@@ -235,6 +235,13 @@ def test_endpoints_of_every_slice_are_merged_once_each_and_non_ipv4_skipped() ->
     assert select_endpoints(HTTP, slices) == (("198.18.1.9", 8080), ("198.18.1.10", 8080), ("198.18.1.20", 8080))
 
 
+def test_endpoints_outside_the_allowed_networks_are_never_targets() -> None:
+    slices = [parse_slice(endpoint_slice("s1", "web", [{"name": "http", "port": 8080}],
+                                         [("198.18.1.10", True), ("192.0.2.7", True), ("10.0.0.1", True)]))]
+    assert select_endpoints(HTTP, slices) == (("198.18.1.10", 8080),)
+    assert select_endpoints(HTTP, slices, [ipaddress.IPv4Network("192.0.2.0/24")]) == (("192.0.2.7", 8080),)
+
+
 def test_listeners_cover_tcp_and_udp_ports_that_have_ready_endpoints() -> None:
     svc = service("web", ports=[{"name": "http", "port": 80, "targetPort": 8080},
                                 {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353},

@@ -20,7 +20,7 @@ from kubernetes.aio import config
 
 from .controller import LoadBalancer
 from .host import AddressLink, bridge_networks, sweep_stale_lb
-from .plan import LB_CLASS, Pool, parse_pool
+from .plan import LB_CLASS, TESTBED_NETWORKS, Pool, parse_pool
 from .proxy import Proxy
 
 log = logging.getLogger("loadbalancer")
@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bridge", default="", help="the test network's bridge; the pool should be on-link there")
     parser.add_argument("--class", dest="lb_class", default=LB_CLASS,
                         help=f"the spec.loadBalancerClass that is ours besides none (default {LB_CLASS})")
+    parser.add_argument("--endpoint-network", dest="endpoint_networks", action="append", type=ipaddress.IPv4Network,
+                        help="forward only to endpoints inside this network (repeatable; default "
+                             f"{', '.join(map(str, TESTBED_NETWORKS))})")
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="written once both watches have listed and the first pass is done")
     parser.add_argument("--log-level", default="INFO")
@@ -62,7 +65,8 @@ async def run(args: argparse.Namespace) -> None:
     try:
         api = await config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(args.kubeconfig), context=args.context, persist_config=False)
-        balancer = LoadBalancer(api, args.cluster, args.pool, link, proxy, args.lb_class)
+        balancer = LoadBalancer(api, args.cluster, args.pool, link, proxy, args.lb_class,
+                                args.endpoint_networks or TESTBED_NETWORKS)
 
         def ready() -> None:
             log.info("cluster %s: ready, pool %s on link %s (%s)", args.cluster, args.pool, link.name, link.kind)

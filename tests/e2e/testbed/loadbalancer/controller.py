@@ -8,6 +8,7 @@ listeners and status are never changed by two passes at once. Each pass recomput
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import random
@@ -23,6 +24,7 @@ from .plan import (
     FORWARDED_PROTOCOLS,
     LB_CLASS,
     SERVICE_NAME_LABEL,
+    TESTBED_NETWORKS,
     Allocation,
     Key,
     Pool,
@@ -165,12 +167,17 @@ class Watch(Generic[T]):
                 raise _Expired() from error
             raise
         delivered = False
+        buffer = bytearray()
         try:
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                delivered = True
-                self._event(json.loads(line))
+            # Chunks, not readline(): one event is one line, and a large object's line has no length limit.
+            while chunk := await response.content.readany():
+                buffer += chunk
+                *lines, rest = buffer.split(b"\n")
+                buffer = bytearray(rest)
+                for line in lines:
+                    if line.strip():
+                        delivered = True
+                        self._event(json.loads(line))
         finally:
             response.close()
         return delivered
@@ -206,9 +213,10 @@ class LoadBalancer:
     """Allocates addresses to the cluster's LoadBalancer Services, binds and forwards them, and reports."""
 
     def __init__(self, api: client.ApiClient, cluster: str, pool: Pool, link: AddressLink, proxy: Proxy,
-                 lb_class: str = LB_CLASS) -> None:
+                 lb_class: str = LB_CLASS,
+                 endpoint_networks: Sequence[ipaddress.IPv4Network] = TESTBED_NETWORKS) -> None:
         self.api, self.cluster, self.pool, self.link, self.proxy = api, cluster, pool, link, proxy
-        self.lb_class = lb_class
+        self.lb_class, self.endpoint_networks = lb_class, tuple(endpoint_networks)
         self._wake = asyncio.Event()
         self.services: Watch[ServiceView] = Watch(api, "Services", "/api/v1/services", [], parse_service,
                                                   self._wake.set)
@@ -275,7 +283,8 @@ class LoadBalancer:
                 log.info("Service %s/%s: %s", *key, allocation.ip)
                 self._report(service, "Normal", "IPAllocated", f"Assigned IP {allocation.ip} from pool {self.pool}")
             ports = {(p.protocol, p.port) for p in service.ports if p.protocol in FORWARDED_PROTOCOLS}
-            errors = await self.proxy.sync(allocation.ip, ports, plan_listeners(service, by_service.get(key, ())))
+            plan = plan_listeners(service, by_service.get(key, ()), self.endpoint_networks)
+            errors = await self.proxy.sync(allocation.ip, ports, plan)
             for problem in errors:
                 log.warning("Service %s/%s: cannot listen on %s", *key, problem)
                 complete = False

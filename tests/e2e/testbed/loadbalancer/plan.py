@@ -8,7 +8,7 @@ server, root, or sockets.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,8 @@ from typing import Any
 LB_CLASS = "testbed.mcgw.dev/loadbalancer"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 FORWARDED_PROTOCOLS = ("TCP", "UDP")
+# Endpoints are forwarded to only inside these: the test bed sends nothing beyond its own network.
+TESTBED_NETWORKS = (ipaddress.IPv4Network("198.18.0.0/15"),)
 
 Key = tuple[str, str]  # (namespace, name)
 Target = tuple[str, int]  # (address, port)
@@ -308,8 +310,9 @@ def slice_port_for(port: ServicePort, slice_ports: Iterable[SlicePort]) -> Slice
     return None
 
 
-def select_endpoints(port: ServicePort, slices: Iterable[SliceView]) -> tuple[Target, ...]:
-    """The ready IPv4 endpoints of ``port``, in a stable order, each address and port once."""
+def select_endpoints(port: ServicePort, slices: Iterable[SliceView],
+                     allowed: Sequence[ipaddress.IPv4Network] = TESTBED_NETWORKS) -> tuple[Target, ...]:
+    """The ready IPv4 endpoints of ``port`` inside ``allowed``, in a stable order, each address and port once."""
     targets: set[Target] = set()
     for endpoint_slice in slices:
         if endpoint_slice.address_type != "IPv4":
@@ -318,12 +321,15 @@ def select_endpoints(port: ServicePort, slices: Iterable[SliceView]) -> tuple[Ta
         if slice_port is None or slice_port.port is None:
             continue
         for endpoint in endpoint_slice.endpoints:
-            if endpoint.ready and parse_ipv4(endpoint.address) is not None:
-                targets.add((endpoint.address, slice_port.port))
+            ip = parse_ipv4(endpoint.address)
+            if endpoint.ready and ip is not None and any(ip in network for network in allowed):
+                targets.add((str(ip), slice_port.port))
     return tuple(sorted(targets, key=lambda t: (int(ipaddress.IPv4Address(t[0])), t[1])))
 
 
-def plan_listeners(service: ServiceView, slices: Iterable[SliceView]) -> dict[ListenerKey, tuple[Target, ...]]:
+def plan_listeners(service: ServiceView, slices: Iterable[SliceView],
+                   allowed: Sequence[ipaddress.IPv4Network] = TESTBED_NETWORKS
+                   ) -> dict[ListenerKey, tuple[Target, ...]]:
     """Every TCP and UDP port of the Service that has at least one ready endpoint, with its targets.
 
     A port that has none is left out: nothing listens on it, so the kernel refuses connections at once,
@@ -334,7 +340,7 @@ def plan_listeners(service: ServiceView, slices: Iterable[SliceView]) -> dict[Li
     for port in service.ports:
         if port.protocol not in FORWARDED_PROTOCOLS or not 0 < port.port < 65536:
             continue
-        targets = select_endpoints(port, slices)
+        targets = select_endpoints(port, slices, allowed)
         if targets:
             plan[(port.protocol, port.port)] = targets
     return plan
