@@ -449,3 +449,34 @@ async def test_udp_forwarder_keeps_each_client_on_one_endpoint_and_round_robins_
             sock.close()
         for transport, _ in backends:
             transport.close()
+
+
+async def test_tcp_forwarder_carries_large_transfers_both_ways_with_half_close() -> None:
+    """Megabytes each way through flow control; the client's half-close reaches the endpoint, whose answer
+    still comes back in full."""
+    payload = bytes(range(256)) * 16384  # 4 MiB
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received = await reader.read()  # until the forwarded EOF
+        writer.write(len(received).to_bytes(8, "big") + received[::-1])
+        await writer.drain()
+        writer.close()
+
+    backend = await asyncio.start_server(handle, "127.0.0.1", 0)
+    forwarder = TcpForwarder("127.0.0.1", 0, [("127.0.0.1", backend.sockets[0].getsockname()[1])])
+    try:
+        await forwarder.listen()
+        assert forwarder._server is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", forwarder._server.sockets[0].getsockname()[1])
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        answer = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        assert int.from_bytes(answer[:8], "big") == len(payload)
+        assert answer[8:] == payload[::-1]
+        await asyncio.sleep(0.05)
+        assert forwarder.connections == set(), "both ends closed: nothing is kept"
+    finally:
+        forwarder.close()
+        backend.close()

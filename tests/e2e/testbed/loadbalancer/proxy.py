@@ -76,7 +76,13 @@ class _Side(asyncio.Protocol):
         self.connection.made(self)
 
     def data_received(self, data: bytes) -> None:
-        peer = self.connection.peer(self)
+        connection = self.connection
+        if self is connection.client:
+            peer = connection.backend
+        elif self is connection.backend:
+            peer = connection.client
+        else:
+            return  # an attempt that was given up
         if peer.transport is not None:
             peer.transport.write(data)
 
@@ -114,7 +120,7 @@ class _Connection:
 
     def made(self, side: _Side) -> None:
         if side is not self.client:
-            return
+            return  # an endpoint connection: _connect resumes the client
         assert side.transport is not None
         # Nothing is read from the client until the endpoint is connected, so nothing needs buffering.
         side.transport.pause_reading()
@@ -126,6 +132,8 @@ class _Connection:
         for host, port in self.forwarder.targets.order():
             if self.closed:
                 return
+            # A fresh protocol per attempt: one cut short by the timeout can report nothing to the next.
+            self.backend = _Side(self)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await loop.create_connection(lambda: self.backend, host, port)
@@ -142,6 +150,8 @@ class _Connection:
         self.abort()
 
     def half_closed(self, side: _Side) -> None:
+        if side is not self.client and side is not self.backend:
+            return
         peer = self.peer(side)
         if peer.transport is not None and not peer.transport.is_closing() and peer.transport.can_write_eof():
             peer.transport.write_eof()
@@ -149,6 +159,8 @@ class _Connection:
             self.close()
 
     def lost(self, side: _Side) -> None:
+        if side is not self.client and side is not self.backend:
+            return  # an attempt that was given up
         peer = self.peer(side)
         if peer.transport is not None:
             peer.transport.close()  # flushes what is still buffered for it first
