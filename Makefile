@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo lint deps sysdeps testbed pytest clean
+.PHONY: test demo lint deps sysdeps testbed pytest clean conformance
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: testbed lint pytest
 
 demo: deps
 	$(PY) -m mcgw demo
+
+# The upstream Gateway API conformance suite against mcgw on a 3-cluster test bed (conformance/README.md).
+# Options come from CONFORMANCE_* variables, e.g. `make conformance CONFORMANCE_RUN_TEST=HTTPRouteSimpleSameNamespace`.
+conformance: deps sysdeps
+	$(PY) -m tests.conformance
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
