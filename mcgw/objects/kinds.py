@@ -17,6 +17,7 @@ from mcgw.objects.model import (
     POLICY_GROUP,
     SUPPORTED_KINDS,
     EndpointSlice,
+    EnvoyProxy,
     FailoverPolicy,
     Gateway,
     GatewayClass,
@@ -94,6 +95,8 @@ KINDS: tuple[Kind, ...] = (
          status_writer="mcs", listed=True),
     Kind("ServiceImport", ServiceImport, f"{MCS_GROUP}/v1beta1", "serviceimports", listed=True),
     Kind("FailoverPolicy", FailoverPolicy, f"{POLICY_GROUP}/v1alpha1", "failoverpolicies", status="conditions"),
+    # Gateway parameters: a change re-evaluates the classes and Gateways naming it (InvalidParameters).
+    Kind("EnvoyProxy", EnvoyProxy, f"{POLICY_GROUP}/v1alpha1", "envoyproxies", gateway_layer=True),
 )
 
 BY_NAME: Mapping[str, Kind] = {kind.name: kind for kind in KINDS}

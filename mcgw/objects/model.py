@@ -563,8 +563,79 @@ class FailoverPolicy(_Object):
     spec: FailoverPolicySpec
 
 
+# A Kubernetes resource quantity ("100m", "128Mi", "1.5", 2), as resources.requests and limits take them.
+Quantity = Annotated[int, Field(ge=0)] | Annotated[
+    str, Field(pattern=r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$", max_length=64)]
+IntOrPercent = Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$")]
+
+
+@_spec
+class EnvoyResources(_Spec):
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+@_spec
+class EnvoyServiceSettings(_Spec):
+    type: Literal["LoadBalancer", "NodePort", "ClusterIP"] | None = None
+    annotations: dict[str, str] | None = None
+    external_traffic_policy: Literal["Cluster", "Local"] | None = None
+
+
+@_spec
+class Toleration(_Spec):
+    key: str | None = Field(None, max_length=316)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+@_spec
+class EnvoyAutoscaling(_Spec):
+    min_replicas: int | None = Field(None, ge=1, le=1000)
+    max_replicas: int = Field(ge=1, le=1000)
+    target_cpu_utilization_percentage: int | None = Field(None, ge=1, le=100,
+                                                          alias="targetCPUUtilizationPercentage")
+
+
+@_spec
+class EnvoyDisruptionBudget(_Spec):
+    min_available: IntOrPercent | None = None
+    max_unavailable: IntOrPercent | None = None
+
+
+@_spec
+class EnvoyProxySpec(_Spec):
+    """How a Gateway's Envoys are run. Every field is optional: what a GatewayClass's EnvoyProxy leaves
+    out keeps mcgw's default, what a Gateway's leaves out keeps its class's."""
+
+    image: str | None = Field(None, min_length=1, max_length=512)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    replicas: int | None = Field(None, ge=1, le=1000)
+    resources: EnvoyResources | None = None
+    service: EnvoyServiceSettings | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: tuple[Toleration, ...] | None = Field(None, max_length=32)
+    log_level: Literal["trace", "debug", "info", "warning", "error", "critical", "off"] | None = None
+    concurrency: int | None = Field(None, ge=1, le=256)
+    drain_seconds: int | None = Field(None, ge=0, le=3600)
+    bootstrap: dict[str, Any] | None = None  # extra top-level fields of Envoy's bootstrap
+    autoscaling: EnvoyAutoscaling | None = None
+    pod_disruption_budget: EnvoyDisruptionBudget | None = None
+
+
+@_spec
+class EnvoyProxy(_Object):
+    """mcgw's Gateway parameters: a GatewayClass's parametersRef gives the defaults, a Gateway's
+    ``spec.infrastructure.parametersRef`` overrides them."""
+
+    kind: Literal["EnvoyProxy"]
+    spec: EnvoyProxySpec = EnvoyProxySpec()
+
+
 AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
-             | ServiceExport | EndpointSlice | FailoverPolicy)
+             | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 

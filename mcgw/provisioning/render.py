@@ -41,14 +41,13 @@ from mcgw.provisioning.names import (
     selector_labels,
 )
 from mcgw.provisioning.settings import ProxySettings
+from mcgw.semantics.gateway.parameters import RESERVED_BOOTSTRAP_FIELDS
 
 ADMIN_PORT = 19901  # on loopback inside the pod
 READY_PORT = 19902  # the readiness listener, on the pod IP
 ENVOY_UID = 101  # the envoy user of the envoyproxy/envoy image
 BOOTSTRAP_KEY = "bootstrap.yaml"
 CONFIG_DIR = "/etc/envoy"
-# Bootstrap fields mcgw sets itself; extra bootstrap settings may not replace them.
-RESERVED_BOOTSTRAP_FIELDS = frozenset({"node", "admin", "dynamic_resources", "static_resources"})
 
 
 @dataclass(frozen=True)

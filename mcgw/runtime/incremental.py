@@ -39,6 +39,7 @@ from mcgw.objects.kinds import GATEWAY_LAYER_KINDS
 from mcgw.objects.model import (
     AnyObject,
     EndpointSlice,
+    EnvoyProxy,
     FailoverPolicy,
     Gateway,
     GatewayClass,
@@ -299,7 +300,8 @@ class IncrementalTranslation:
                 [o for _, o in sorted(self._of("Gateway").items()) if isinstance(o, Gateway)],
                 [o for o in self._of("Secret").values() if isinstance(o, Secret)],
                 [o for _, o in sorted(self._of("ReferenceGrant").items()) if isinstance(o, ReferenceGrant)],
-                [o for o in self._of("Namespace").values() if isinstance(o, Namespace)], addresses)
+                [o for o in self._of("Namespace").values() if isinstance(o, Namespace)], addresses,
+                [o for o in self._of("EnvoyProxy").values() if isinstance(o, EnvoyProxy)])
             view = _attach_view(layer)
             previous = self._layer
             all_routes = (previous is None or view != self._view or layer.namespaces != previous.namespaces

@@ -18,15 +18,14 @@ import yaml
 
 from mcgw.app.config import split_listen
 from mcgw.dataplane.bootstrap import read_template
-from mcgw.objects.model import Gateway, parse_object
+from mcgw.objects.model import EnvoyProxy, Gateway, parse_object
 from mcgw.provisioning import (
-    Autoscaling,
-    DisruptionBudget,
     ProxySettings,
     Target,
     gateway_label_value,
     object_name,
     render_gateway,
+    settings_from,
 )
 from mcgw.provisioning.bootstrap import XdsTarget
 from tests.envoy_validate import validate_bootstrap
@@ -35,15 +34,14 @@ from tests.mcgw import golden
 TESTDATA = Path(__file__).parent / "testdata" / "provisioning"
 
 
-def _settings(data: dict[str, Any]) -> ProxySettings:
-    data = dict(data)
-    if "autoscaling" in data:
-        data["autoscaling"] = Autoscaling(**data["autoscaling"])
-    if "disruption_budget" in data:
-        data["disruption_budget"] = DisruptionBudget(**data["disruption_budget"])
-    if "tolerations" in data:
-        data["tolerations"] = tuple(data["tolerations"])
-    return ProxySettings(**data)
+def _settings(parameters: dict[str, Any] | None) -> ProxySettings:
+    """The settings an EnvoyProxy with this spec gives (``None``: no parameters)."""
+    if parameters is None:
+        return settings_from(None)
+    proxy = parse_object({"apiVersion": "mcgw.io/v1alpha1", "kind": "EnvoyProxy",
+                          "metadata": {"name": "p", "namespace": "infra"}, "spec": parameters}, "case")
+    assert isinstance(proxy, EnvoyProxy)
+    return settings_from(proxy.spec)
 
 
 def _target(case: dict[str, Any]) -> Target:
@@ -64,7 +62,7 @@ def _render(documents: list[Any]) -> Any:
     case = documents[0]["case"]
     (gateway,) = [parse_object(doc, "case") for doc in documents[1:]]
     assert isinstance(gateway, Gateway)
-    return _readable(render_gateway(_target(case), gateway, _settings(case.get("settings", {}))))
+    return _readable(render_gateway(_target(case), gateway, _settings(case.get("parameters"))))
 
 
 @pytest.mark.parametrize("case", golden.cases(TESTDATA), ids=lambda p: p.name.removesuffix(".in.yaml"))
@@ -146,7 +144,7 @@ def test_envoy_accepts_the_bootstrap_with_the_pod_arguments(case: Path, tmp_path
     gateway = parse_object(documents[1], "case")
     assert isinstance(gateway, Gateway)
     objects = _by_kind(render_gateway(_target(documents[0]["case"]), gateway,
-                                      _settings(documents[0]["case"].get("settings", {}))))
+                                      _settings(documents[0]["case"].get("parameters"))))
     bootstrap = yaml.safe_load(objects["ConfigMap"]["data"]["bootstrap.yaml"])
     xds = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "mcgw-xds")
     if xds["type"] == "STRICT_DNS":  # validation resolves nothing, but keep it off the network anyway

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from mcgw.objects.model import Gateway, GatewayClass, Namespace, ReferenceGrant, Secret
+from mcgw.objects.model import EnvoyProxy, Gateway, GatewayClass, Namespace, ReferenceGrant, Secret
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.attach import ParentResult, attach
 from mcgw.semantics.gateway.backends import (
@@ -46,6 +46,7 @@ class ClusterObjects:
     # and exports (see :func:`evaluate_route`).
     services: Collection[tuple[str, str]] = frozenset()
     service_imports: Collection[tuple[str, str]] = frozenset()
+    proxies: tuple[EnvoyProxy, ...] = ()  # Gateway parameters
 
     @classmethod
     def of(cls, objects: Iterable[object], services: Iterable[tuple[str, str]] = (),
@@ -60,6 +61,7 @@ class ClusterObjects:
             tuple(o for o in items if isinstance(o, Secret)),
             _keys_or_mapping(services),
             _keys_or_mapping(service_imports),
+            tuple(o for o in items if isinstance(o, EnvoyProxy)),
         )
 
 
@@ -103,12 +105,14 @@ def age_order(route: AnyRoute) -> tuple[str, str, str]:
 
 def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterable[Gateway],
                       secrets: Iterable[Secret], grants: Iterable[ReferenceGrant], namespaces: Iterable[Namespace],
-                      addresses: Mapping[tuple[str, str], list[str]] | None = None) -> GatewayLayer:
+                      addresses: Mapping[tuple[str, str], list[str]] | None = None,
+                      proxies: Iterable[EnvoyProxy] = ()) -> GatewayLayer:
     """Statuses of our GatewayClasses and their Gateways, before routes are counted."""
     classes = {gc.metadata.name: gc for gc in gateway_classes}
+    by_name = {(p.metadata.namespace, p.metadata.name): p for p in proxies}
     class_results = {}
     for name, gateway_class in classes.items():
-        status = class_status(gateway_class)
+        status = class_status(gateway_class, by_name)
         if status is not None:
             class_results[name] = status
     by_key = {(s.metadata.namespace, s.metadata.name): s for s in secrets}
@@ -116,7 +120,7 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
     results = {}
     for gateway in gateways:
         key = (gateway.metadata.namespace, gateway.metadata.name)
-        result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()))
+        result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()), by_name)
         if result is not None:
             results[key] = result
     return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
@@ -173,7 +177,7 @@ def count_attached(gateways: Mapping[GatewayKey, GatewayResult],
 def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[str]] | None = None) -> Evaluation:
     """Statuses for our GatewayClasses, their Gateways, and the routes that name those Gateways."""
     layer = evaluate_gateways(objects.gateway_classes, objects.gateways, objects.secrets, objects.grants,
-                              objects.namespaces, addresses)
+                              objects.namespaces, addresses, objects.proxies)
     routes = {}
     for route in sorted(objects.routes, key=age_order):
         result = evaluate_route(route, layer, objects.services, objects.service_imports)

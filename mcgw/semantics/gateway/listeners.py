@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from mcgw.objects.model import (
     CORE_GROUP,
     GATEWAY_GROUP,
+    EnvoyProxySpec,
     Gateway,
-    GatewayAddress,
     GatewayClass,
     LabelSelector,
     Listener,
@@ -31,6 +31,7 @@ from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.hostnames import listener_hostnames_overlap
 from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, is_ip, port_problem, section_name_problem
+from mcgw.semantics.gateway.parameters import Proxies, class_parameters, gateway_parameters
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
@@ -65,6 +66,9 @@ class GatewayResult:
     conditions: list[c.Condition]
     listeners: list[ListenerResult]
     addresses: list[str] = field(default_factory=list)
+    # The Gateway's parameters (its class's EnvoyProxy, its own on top); None: mcgw's defaults.
+    parameters: EnvoyProxySpec | None = None
+    parameters_valid: bool = True  # False: its own or its class's parameters cannot be used
 
     def with_attached(self, counts: Mapping[str, int]) -> GatewayResult:
         """A copy whose listeners carry ``attachedRoutes`` from ``counts`` (listener name -> routes)."""
@@ -72,16 +76,15 @@ class GatewayResult:
                                         for listener in self.listeners])
 
 
-def class_status(gateway_class: GatewayClass) -> list[c.Condition] | None:
-    """Our GatewayClass is Accepted; another controller's gets nothing from us (``None``)."""
+def class_status(gateway_class: GatewayClass, proxies: Proxies | None = None) -> list[c.Condition] | None:
+    """Our GatewayClass is Accepted unless its parameters cannot be used; another controller's gets nothing
+    from us (``None``)."""
     if gateway_class.spec.controller_name != CONTROLLER_NAME:
         return None
     generation = gateway_class.metadata.generation
-    if gateway_class.spec.parameters_ref is not None:
-        ref = gateway_class.spec.parameters_ref
-        return [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID_PARAMETERS,
-                            f"{CONTROLLER_NAME} takes no parameters; remove spec.parametersRef "
-                            f"({ref.group}/{ref.kind} {ref.name})", generation)]
+    _, problem = class_parameters(gateway_class, proxies or {})
+    if problem:
+        return [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID_PARAMETERS, problem, generation)]
     return [c.Condition(c.ACCEPTED, "True", c.REASON_ACCEPTED, f"handled by {CONTROLLER_NAME}", generation)]
 
 
@@ -300,23 +303,27 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
 
 
 def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secrets: Mapping[tuple[str, str], Secret],
-                   grants: Iterable[ReferenceGrant], addresses: Iterable[str] = ()) -> GatewayResult | None:
+                   grants: Iterable[ReferenceGrant], addresses: Iterable[str] = (),
+                   proxies: Proxies | None = None) -> GatewayResult | None:
     """The Gateway's conditions and per-listener results; ``None`` if another controller owns its class."""
     gateway_class = classes.get(gateway.spec.gateway_class_name)
     if gateway_class is None or gateway_class.spec.controller_name != CONTROLLER_NAME:
         return None
-    class_conditions = class_status(gateway_class)
-    if class_conditions and class_conditions[0].status != "True":
+    class_spec, class_problem = class_parameters(gateway_class, proxies or {})
+    if class_problem:
         generation = gateway.metadata.generation
-        reason = f"GatewayClass {gateway_class.metadata.name} is not accepted: {class_conditions[0].message}"
+        reason = f"GatewayClass {gateway_class.metadata.name} is not accepted: {class_problem}"
         return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID, reason, generation),
-                                       c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [])
+                                       c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [],
+                             parameters_valid=False)
+    parameters, parameters_problem = gateway_parameters(gateway, class_spec, proxies or {})
     if len(gateway.spec.listeners) > MAX_LISTENERS:
         generation = gateway.metadata.generation
         reason = (f"the Gateway has {len(gateway.spec.listeners)} listeners; the Gateway API allows at most "
                   f"{MAX_LISTENERS}: split them across Gateways")
         return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_INVALID, reason, generation),
-                                       c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [])
+                                       c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, reason, generation)], [],
+                             parameters=parameters, parameters_valid=parameters_problem is None)
     grants = list(grants)
     # A listener that is invalid or of a protocol mcgw does not serve claims no port or hostname, so it
     # cannot make a valid one Conflicted.
@@ -328,9 +335,14 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
                                   secrets, grants)
                  for listener in gateway.spec.listeners]
     generation = gateway.metadata.generation
+    if parameters_problem:
+        return _not_accepted(gateway, listeners, c.REASON_INVALID_PARAMETERS, parameters_problem)
     unsupported = [address for address in gateway.spec.addresses if address.type != "IPAddress"]
     if unsupported:
-        return _unsupported_addresses(gateway, listeners, unsupported)
+        message = ("spec.addresses: " + "; ".join(f"type {address.type} ({address.value!r}) is not supported"
+                                                  for address in unsupported)
+                   + ": mcgw serves only IPAddress addresses; use one, or remove the entry")
+        return _not_accepted(gateway, listeners, c.REASON_UNSUPPORTED_ADDRESS, message, parameters)
     usable = [result for result in listeners if result.usable]
     invalid = [result.name for result in listeners if not result.usable]
     if not invalid:
@@ -361,21 +373,18 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
     else:
         programmed = c.Condition(c.PROGRAMMED, "True", c.REASON_PROGRAMMED,
                                  f"programmed at {', '.join(assigned)}", generation)
-    return GatewayResult(gateway, [accepted, programmed], listeners, assigned)
+    return GatewayResult(gateway, [accepted, programmed], listeners, assigned, parameters)
 
 
-def _unsupported_addresses(gateway: Gateway, listeners: list[ListenerResult],
-                           unsupported: list[GatewayAddress]) -> GatewayResult:
-    """A Gateway asking for an address type mcgw cannot serve is not accepted; none of its listeners is
-    programmed, so it carries no traffic at an address other than the one it asked for."""
+def _not_accepted(gateway: Gateway, listeners: list[ListenerResult], reason: str, message: str,
+                  parameters: EnvoyProxySpec | None = None) -> GatewayResult:
+    """A Gateway asking for an address type mcgw cannot serve, or with parameters it cannot use, is not
+    accepted; none of its listeners is programmed, so it carries no traffic other than what it asked for."""
     generation = gateway.metadata.generation
-    message = ("spec.addresses: " + "; ".join(f"type {address.type} ({address.value!r}) is not supported"
-                                              for address in unsupported)
-               + ": mcgw serves only IPAddress addresses; use one, or remove the entry")
     not_programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID,
                                  f"the Gateway is not accepted: {message}", generation)
     listeners = [replace(result, conditions=[not_programmed if condition.type == c.PROGRAMMED else condition
                                              for condition in result.conditions])
                  for result in listeners]
-    return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_ADDRESS, message, generation),
-                                   not_programmed], listeners, [])
+    return GatewayResult(gateway, [c.Condition(c.ACCEPTED, "False", reason, message, generation), not_programmed],
+                         listeners, [], parameters, parameters_valid=reason != c.REASON_INVALID_PARAMETERS)
