@@ -19,6 +19,8 @@ _TIMEOUT_LINE = re.compile(r"^panic: test timed out after (\S+)")
 # testify's failure block: "        \tError:      \tReceived unexpected error:" then indented continuation lines.
 _LABEL_LINE = re.compile(r"^\s*\t(Error Trace|Error|Test|Messages):\s*\t?(.*)$")
 _CONTINUATION = re.compile(r"^\s*\t\s+\t(.*)$")
+# The suite's own log lines: "    helpers.go:285: 2026-12-01T20:26:23.37Z: infra/gw Gateway not Programmed yet".
+_SUITE_LOG = re.compile(r"^\s+[\w.-]+\.go:\d+: \d{4}-\d\d-\d\dT[\d:.]+Z: (.*)$")
 
 
 @dataclass
@@ -75,7 +77,10 @@ def read_log(text: str, max_errors: int = 12) -> LogResult:
     lines = text.splitlines()
     block: list[str] = []
     label = ""
+    recent: list[str] = []  # the suite's last distinct log messages: what it was waiting for when it failed
     for index, line in enumerate(lines):
+        if (match := _SUITE_LOG.match(line)) and match.group(1) not in recent:
+            recent = [*recent[-1:], match.group(1)]
         if match := _RESULT_LINE.match(line):
             status, name, seconds = match.group(1), match.group(2), float(match.group(3))
             if name == "TestConformance":
@@ -84,6 +89,8 @@ def read_log(text: str, max_errors: int = 12) -> LogResult:
                 result.tests[name.split("/", 1)[1]] = (status, seconds)
         elif match := _TIMEOUT_LINE.match(line):
             result.timed_out_after = match.group(1)
+            if recent:
+                result.errors.append(f"last logged: {' / '.join(m[:200] for m in recent)}")
             for following in lines[index + 1:index + 20]:
                 stripped = following.strip()
                 if not stripped or stripped.startswith("goroutine "):
@@ -95,6 +102,9 @@ def read_log(text: str, max_errors: int = 12) -> LogResult:
                 result.errors.append(" ".join(block))
                 block = []
             label = match.group(1)
+            if label == "Error Trace" and recent:
+                result.errors.append(f"last logged: {' / '.join(m[:200] for m in recent)}")
+                recent = []
             if label in ("Error", "Messages") and match.group(2).strip():
                 block = [f"{label}: {match.group(2).strip()}"]
         elif (match := _CONTINUATION.match(line)) and label in ("Error", "Messages"):
@@ -106,10 +116,12 @@ def read_log(text: str, max_errors: int = 12) -> LogResult:
                 block = []
     if block:
         result.errors.append(" ".join(block))
-    # "Error: ..." and its "Messages: ..." belong together.
+    # "Error: ..." and its "Messages: ..." belong together, followed by what the suite logged last.
     merged: list[str] = []
     for error in result.errors:
-        if error.startswith("Messages:") and merged:
+        if error.startswith("last logged:") and merged and merged[-1].startswith("last logged:"):
+            merged[-1] = error
+        elif error.startswith("Messages:") and merged:
             merged[-1] = f"{merged[-1]} | {error}"
         else:
             merged.append(error)
@@ -140,7 +152,8 @@ def render(parts: list[PartResult] | None, log: LogResult, suite_seconds: float,
             out.append(f"failed: {', '.join(failed)}")
     if log.timed_out_after:
         running = f"; still running: {', '.join(log.running_at_timeout)}" if log.running_at_timeout else ""
-        out.append(f"the suite hit -test.timeout after {log.timed_out_after}{running}")
+        setup = " (in its setup: no conformance test had started)" if not log.tests else ""
+        out.append(f"the suite hit -test.timeout after {log.timed_out_after}{running}{setup}")
     if log.overall and log.overall[0] == "FAIL" and not log.tests:
         out.append("TestConformance failed before any conformance test ran (in its setup)")
     for error in log.errors:

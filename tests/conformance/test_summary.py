@@ -10,6 +10,8 @@ from tests.conformance.summary import claimed_failures, read_log, read_report, r
 # Shapes copied from a real run of the v1.6.3 suite binary (-test.v), names shortened.
 SETUP_FAILURE = """=== RUN   TestConformance
     conformance.go:117: Running conformance tests with:
+    helpers.go:285: 2026-12-01T20:26:23.37553339Z: infra/gw Gateway not Programmed yet
+    helpers.go:285: 2026-12-01T20:26:23.47553339Z: infra/gw Gateway not Programmed yet
     conformance.go:121:
         \tError Trace:\tsigs.k8s.io/gateway-api/conformance@v1.6.3/conformance.go:121
         \t            \t\t\t\t\tsigs.k8s.io/gateway-api/conformance@v1.6.3/conformance_test.go:26
@@ -25,6 +27,7 @@ TIMEOUT = """=== RUN   TestConformance
 === RUN   TestConformance/GatewayClassObservedGenerationBump
 --- PASS: TestConformance/GatewayClassObservedGenerationBump (1.50s)
 === RUN   TestConformance/HTTPRouteSimpleSameNamespace
+    http.go:120: 2026-12-01T20:27:43.19Z: Request failed, not ready yet: connection refused
 panic: test timed out after 2m0s
 \trunning tests:
 \t\tTestConformance (2m0s)
@@ -53,7 +56,8 @@ def test_setup_failure_is_explained_from_the_log(tmp_path: Path) -> None:
     log = read_log(SETUP_FAILURE)
     assert log.overall == ("FAIL", 0.0)
     assert log.tests == {}
-    assert log.errors == ["Error: Received unexpected error: failed to get server groups: connection refused | "
+    assert log.errors == ["last logged: infra/gw Gateway not Programmed yet",
+                          "Error: Received unexpected error: failed to get server groups: connection refused | "
                           "Messages: error initializing conformance suite"]
     text = render(None, log, 1.0, 2.0, tmp_path / "r.yaml", tmp_path / "suite.log", 1)
     assert "before any conformance test ran" in text
@@ -72,6 +76,7 @@ def test_timeout_names_what_was_running(tmp_path: Path) -> None:
     assert log.tests == {"GatewayClassObservedGenerationBump": ("PASS", 1.5)}
     assert log.timed_out_after == "2m0s"
     assert log.running_at_timeout == ["TestConformance (2m0s)", "TestConformance/HTTPRouteSimpleSameNamespace (1m58s)"]
+    assert log.errors == ["last logged: Request failed, not ready yet: connection refused"]
     text = render(None, log, 120.0, 130.0, tmp_path / "r.yaml", tmp_path / "suite.log", 1)
     assert "hit -test.timeout after 2m0s" in text
     assert "HTTPRouteSimpleSameNamespace (1m58s)" in text
