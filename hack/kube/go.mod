@@ -1,4 +1,4 @@
-// Wrapper module: builds kube-apiserver from the published k8s.io/kubernetes module.
+// Wrapper module: builds kube-apiserver and kube-controller-manager from the published k8s.io/kubernetes module.
 // kubernetes requires its staging modules at v0.0.0, so each is replaced by the matching published release.
 module mcgw.io/hack/kube
 
