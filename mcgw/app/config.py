@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import (
     AfterValidator,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -32,8 +33,8 @@ from mcgw.objects.clusterset import (
 from mcgw.providers.files.manifests import load_clusterset, read_config_yaml
 from xdsserver import TlsConfig
 
-__all__ = ["ClusterProperties", "ClusterSetProperties", "ConfigError", "RunConfig", "load_clusterset",
-           "load_run_config", "split_listen"]
+__all__ = ["ClusterProperties", "ClusterSetProperties", "ConfigError", "ProvisioningSettings", "RunConfig",
+           "load_clusterset", "load_run_config", "split_listen"]
 
 
 # -- the run config ---------------------------------------------------------------------------------
@@ -160,6 +161,22 @@ class LeaderElectionSettings(ConfigModel):
         return self
 
 
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+class ProvisioningSettings(ConfigModel):
+    """The Envoys of every Gateway of ours, run in the Gateway's member cluster (on by default).
+
+    ``xdsAddress`` is where those Envoys dial mcgw's xDS server, from inside their cluster (the default is
+    ``xds.listen`` when that is a concrete address); ``addressPools`` limits the static ``spec.addresses``
+    mcgw asks load balancers for (empty: any).
+    """
+
+    enabled: bool = True
+    xds_address: ListenAddress | None = None
+    address_pools: tuple[IPvAnyNetwork, ...] = ()
+
+
 class RunConfig(ConfigModel):
     """``mcgw run --config FILE``."""
 
@@ -168,6 +185,7 @@ class RunConfig(ConfigModel):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     # Seconds a lost member cluster's exported endpoints stay in use (while Envoy's health checks judge
     # them) before they are withdrawn.
     lost_cluster_ttl: float = Field(300.0, ge=0)
@@ -177,6 +195,24 @@ class RunConfig(ConfigModel):
     def _names_are_unique_and_known(cls, clusters: tuple[MemberCluster, ...]) -> tuple[MemberCluster, ...]:
         check_cluster_names(clusters)
         return clusters
+
+    @model_validator(mode="after")
+    def _provisioned_envoys_can_dial(self) -> RunConfig:
+        provisioning = self.provisioning
+        if not provisioning.enabled:
+            return self
+        if self.xds.tls is not None:
+            raise ValueError("provisioning: provisioned Envoys get no xDS TLS credentials yet, and xds.tls is set: "
+                             "set provisioning.enabled: false and run the Envoys yourself, or serve xDS without TLS")
+        if provisioning.xds_address is None and (self.xds.host in _WILDCARDS or self.xds.port == 0):
+            raise ValueError(f"provisioning.xdsAddress is needed: xds.listen is {self.xds.listen!r}, not an address "
+                             "Envoy pods can dial; give the host:port they reach mcgw's xDS server at (or set "
+                             "provisioning.enabled: false)")
+        return self
+
+    def provisioning_xds(self) -> tuple[str, int]:
+        """Where provisioned Envoys dial the xDS server."""
+        return split_listen(self.provisioning.xds_address or self.xds.listen)
 
     def clusterset(self) -> ClusterSetProperties:
         """The ClusterSet properties alone, as ``clusterset.yaml`` would give them."""

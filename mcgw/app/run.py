@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
 from mcgw.app.config import RunConfig
 from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
-from mcgw.objects.kinds import KINDS
+from mcgw.app.provisioning import Provisioning
+from mcgw.dataplane.bootstrap import read_template
+from mcgw.objects.kinds import KINDS, UNPROVISIONED_KINDS
 from mcgw.objects.model import Gateway, Service
 from mcgw.providers.kubernetes.cluster import MemberCluster
 from mcgw.providers.kubernetes.leader import LeaderElector
@@ -26,7 +28,7 @@ from mcgw.providers.kubernetes.status_writer import StatusWriter
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.pipeline import ClusterOutput
-from mcgw.runtime.reconciler import GatewayKey, ReconcileOptions, Reconciler
+from mcgw.runtime.reconciler import GatewayKey, OutputSink, ReconcileOptions, Reconciler
 from mcgw.store import Store
 from xdsserver import SnapshotCache, XdsServer
 
@@ -65,7 +67,9 @@ class Controller(Lifecycle):
         if lost_cluster_ttl is None:
             lost_cluster_ttl = config.lost_cluster_ttl
         self.config = config
-        self.store = Store([c.name for c in config.clusters], [kind.name for kind in KINDS])
+        # Without provisioning, the kinds it generates are neither watched nor needed in RBAC.
+        self.kinds = KINDS if config.provisioning.enabled else UNPROVISIONED_KINDS
+        self.store = Store([c.name for c in config.clusters], [kind.name for kind in self.kinds])
         self.cache = SnapshotCache()
         tls = config.xds.tls.tls_config() if config.xds.tls else None
         self.registry = CollectorRegistry()  # one per controller: tests run several in one process
@@ -74,10 +78,15 @@ class Controller(Lifecycle):
         self.members: dict[str, MemberCluster] = {}
         self.electors: dict[str, LeaderElector] = {}
         self.writers: dict[str, StatusWriter] = {}
+        self.provisioning: Provisioning | None = None
+        if config.provisioning.enabled:
+            self.provisioning = Provisioning(config, self.store, self.registry, read_template(),
+                                             lambda cluster, sink: self.reconciler.resend(cluster, sink))
+        sinks: list[OutputSink] = [self._write_status, *([self.provisioning] if self.provisioning else [])]
         self.reconciler = Reconciler(
             self.store, self.cache,
             ReconcileOptions(config.reconcile.debounce, config.reconcile.debounce_cap),
-            addresses=lambda cluster: gateway_addresses(self.store, cluster), sinks=[self._write_status],
+            addresses=lambda cluster: gateway_addresses(self.store, cluster), sinks=sinks,
             on_report=self.metrics.observe_reconcile, clusters={c.name: c.properties() for c in config.clusters},
             lost_cluster_ttl=lost_cluster_ttl)
         # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
@@ -99,10 +108,12 @@ class Controller(Lifecycle):
         log.info("xDS server (ADS, SotW and delta%s) listening on %s:%d", ", mTLS" if config.xds.tls else "",
                  config.xds.host, self.xds_port)
         self._stack.push_async_callback(self.reconciler.aclose)
+        if self.provisioning is not None:
+            self._stack.callback(self.provisioning.close)
         election = config.leader_election
         for cluster in config.clusters:
             member = await MemberCluster.from_kubeconfig(cluster.name, self.store, cluster.kubeconfig,
-                                                         cluster.context)
+                                                         cluster.context, kinds=self.kinds)
             self.members[cluster.name] = member
             self._on_stop(member.stop, f"closed the connection to cluster {cluster.name}'s API server")
             is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - election disabled: one writer by config
@@ -116,6 +127,8 @@ class Controller(Lifecycle):
                 is_leader = elector.is_leader_now
             self.writers[cluster.name] = StatusWriter(member.api, cluster.name, is_leader, metrics=self.metrics)
             self.mcs.writers[cluster.name] = McsWriter(member.api, cluster.name, is_leader, metrics=self.mcs.metrics)
+            if self.provisioning is not None:
+                self.provisioning.add(cluster.name, member.api, is_leader)
             await member.start()
         self._spawn(self.reconciler.run(), "reconcile loop")
         self._stack.push_async_callback(self.mcs.aclose)
@@ -157,6 +170,7 @@ class Controller(Lifecycle):
             "leader": {name: elector.is_leader_now() for name, elector in sorted(self.electors.items())},
             "informers": {name: [vars(i) for i in member.health.informers]
                           for name, member in sorted(self.members.items())},
+            "provisioning": self.provisioning.status() if self.provisioning else "disabled",
         }
         return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
 

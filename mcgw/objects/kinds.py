@@ -16,21 +16,28 @@ from mcgw.objects.model import (
     MCS_GROUP,
     POLICY_GROUP,
     SUPPORTED_KINDS,
+    ConfigMap,
+    Deployment,
     EndpointSlice,
     EnvoyProxy,
     FailoverPolicy,
     Gateway,
     GatewayClass,
+    HorizontalPodAutoscaler,
     HTTPRoute,
     Namespace,
+    PodDisruptionBudget,
     ReferenceGrant,
     Secret,
     Service,
+    ServiceAccount,
     ServiceExport,
     ServiceImport,
 )
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
+# The label provisioning puts on everything it generates (app.kubernetes.io/managed-by: mcgw).
+GENERATED_SELECTOR = "app.kubernetes.io/managed-by=mcgw"
 
 # How mcgw's computed status merges into the stored one: conditions only, a Gateway's (conditions,
 # listeners, addresses), or a route's (one entry per parentRef of ours, other controllers' entries kept).
@@ -52,6 +59,8 @@ class Kind:
     plural: str
     namespaced: bool = True
     field_selector: str = ""  # only these objects are watched (Secrets: TLS only)
+    label_selector: str = ""  # only these objects are watched (generated kinds: ours only)
+    provisioned: bool = False  # generated for Gateways; watched only while provisioning is enabled
     status: StatusMerge | None = None  # mcgw writes this kind's status, merged this way
     status_writer: StatusWriter = "reconciler"
     listed: bool = False  # /api/status lists every object of this kind with mcgw's status for it
@@ -97,12 +106,28 @@ KINDS: tuple[Kind, ...] = (
     Kind("FailoverPolicy", FailoverPolicy, f"{POLICY_GROUP}/v1alpha1", "failoverpolicies", status="conditions"),
     # Gateway parameters: a change re-evaluates the classes and Gateways naming it (InvalidParameters).
     Kind("EnvoyProxy", EnvoyProxy, f"{POLICY_GROUP}/v1alpha1", "envoyproxies", gateway_layer=True),
+    # What provisioning generates for a Gateway's Envoys (Services are watched whole above): only objects
+    # with our managed-by label, which are the only ones provisioning ever changes or deletes.
+    Kind("ServiceAccount", ServiceAccount, "v1", "serviceaccounts", label_selector=GENERATED_SELECTOR,
+         provisioned=True),
+    Kind("ConfigMap", ConfigMap, "v1", "configmaps", label_selector=GENERATED_SELECTOR, provisioned=True),
+    Kind("Deployment", Deployment, "apps/v1", "deployments", label_selector=GENERATED_SELECTOR, provisioned=True),
+    Kind("HorizontalPodAutoscaler", HorizontalPodAutoscaler, "autoscaling/v2", "horizontalpodautoscalers",
+         label_selector=GENERATED_SELECTOR, provisioned=True),
+    Kind("PodDisruptionBudget", PodDisruptionBudget, "policy/v1", "poddisruptionbudgets",
+         label_selector=GENERATED_SELECTOR, provisioned=True),
 )
 
 BY_NAME: Mapping[str, Kind] = {kind.name: kind for kind in KINDS}
 ROUTE_KINDS = frozenset(kind.name for kind in KINDS if kind.route)
 GATEWAY_LAYER_KINDS = frozenset(kind.name for kind in KINDS if kind.gateway_layer)
 LISTED_KINDS = tuple(kind.name for kind in KINDS if kind.listed)
+# What provisioning generates, in the order it applies them (a Deployment names its ServiceAccount and
+# ConfigMap); deletions go the other way.
+GENERATED_KINDS = ("ServiceAccount", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
+                   "PodDisruptionBudget")
+# The kinds watched without provisioning.
+UNPROVISIONED_KINDS = tuple(kind for kind in KINDS if not kind.provisioned)
 # Kinds whose status the reconcile loop writes, in the order they are written.
 RECONCILER_STATUS_KINDS = tuple(kind for kind in KINDS if kind.status and kind.status_writer == "reconciler")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass
 
@@ -50,6 +50,28 @@ class ObjectMeta(_Spec):
     labels: dict[str, str] = Field(default_factory=dict)
     uid: str = ""
     resource_version: str = ""
+
+
+# The annotation on every object mcgw generates: a hash of what mcgw asked for, so that an object stored
+# can be compared with a desired one without the fields the API server fills in.
+DESIRED_HASH_ANNOTATION = "mcgw.io/desired-hash"
+
+
+@_spec
+class GeneratedMeta(ObjectMeta):
+    """Metadata of the kinds mcgw generates: also its desired-hash annotation (the other annotations, such as
+    a large last-applied-configuration, are not kept)."""
+
+    desired_hash: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _desired_hash(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(annotations := data.get("annotations"), dict):
+            value = annotations.get(DESIRED_HASH_ANNOTATION)
+            if isinstance(value, str):
+                return {**data, "desiredHash": value}
+        return data
 
 
 @_spec
@@ -352,6 +374,10 @@ class ServiceSpec(_Spec):
     ports: tuple[ServicePort, ...] = ()
     session_affinity: str = "None"
     cluster_ip: str | None = Field(None, alias="clusterIP")
+    # Read for the Services mcgw generates: what they select and which addresses they ask for.
+    selector: dict[str, str] = Field(default_factory=dict)
+    load_balancer_ip: str | None = Field(None, alias="loadBalancerIP")
+    external_ips: tuple[str, ...] = Field((), alias="externalIPs")
     # Read by the MCS controller: exports of one service must agree on these (KEP-1645 conflicts).
     session_affinity_config: SessionAffinityConfig | None = None
     internal_traffic_policy: str | None = None
@@ -440,9 +466,77 @@ class Secret(_Object):
 
 
 @_spec
+class LoadBalancerIngress(_Spec):
+    ip: str | None = None
+    hostname: str | None = None
+
+
+@_spec
+class LoadBalancerStatus(_Spec):
+    ingress: tuple[LoadBalancerIngress, ...] = ()
+
+
+@_spec
+class ServiceStatus(_Spec):
+    load_balancer: LoadBalancerStatus = LoadBalancerStatus()
+
+
+@_spec
 class Service(_Object):
     kind: Literal["Service"]
+    metadata: GeneratedMeta
     spec: ServiceSpec = ServiceSpec()
+    status: ServiceStatus = ServiceStatus()
+
+
+# -- generated for a Gateway's Envoys (read back only to compare, delete, and see readiness) -------------
+
+@_spec
+class ServiceAccount(_Object):
+    kind: Literal["ServiceAccount"]
+    metadata: GeneratedMeta
+
+
+@_spec
+class ConfigMap(_Object):
+    """Only the metadata: the bootstrap's content is compared through the desired-hash annotation."""
+
+    kind: Literal["ConfigMap"]
+    metadata: GeneratedMeta
+
+
+@_spec
+class DeploymentSpec(_Spec):
+    replicas: int | None = None
+
+
+@_spec
+class DeploymentStatus(_Spec):
+    observed_generation: int = 0
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+
+
+@_spec
+class Deployment(_Object):
+    kind: Literal["Deployment"]
+    metadata: GeneratedMeta
+    spec: DeploymentSpec = DeploymentSpec()
+    status: DeploymentStatus = DeploymentStatus()
+
+
+@_spec
+class HorizontalPodAutoscaler(_Object):
+    kind: Literal["HorizontalPodAutoscaler"]
+    metadata: GeneratedMeta
+
+
+@_spec
+class PodDisruptionBudget(_Object):
+    kind: Literal["PodDisruptionBudget"]
+    metadata: GeneratedMeta
 
 
 @_spec
@@ -635,7 +729,8 @@ class EnvoyProxy(_Object):
 
 
 AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
-             | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy)
+             | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount | ConfigMap | Deployment
+             | HorizontalPodAutoscaler | PodDisruptionBudget)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 

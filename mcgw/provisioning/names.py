@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import re
 
+from mcgw.objects.model import DESIRED_HASH_ANNOTATION
+
+__all__ = ["APP_NAME", "APP_NAME_LABEL", "BOOTSTRAP_HASH_ANNOTATION", "DESIRED_HASH_ANNOTATION", "GATEWAY_NAME_LABEL",
+           "MANAGED_BY", "MANAGED_BY_LABEL", "gateway_label_value", "object_name", "owned_labels", "selector_labels"]
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "mcgw"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 APP_NAME_LABEL = "app.kubernetes.io/name"
 APP_NAME = "envoy"
-DESIRED_HASH_ANNOTATION = "mcgw.io/desired-hash"
 BOOTSTRAP_HASH_ANNOTATION = "mcgw.io/bootstrap-hash"
 
 MAX_NAME = 63

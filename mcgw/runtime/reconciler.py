@@ -195,12 +195,13 @@ class Reconciler:
                      extra={"cluster": cluster, "kind": "Gateway", "object": f"{gone[0]}/{gone[1]}"})
         self._published[cluster] = set(output.resources)
 
-    def resend(self, cluster: str) -> None:
-        """Hand the latest output of ``cluster`` to every sink again (e.g. this replica just became leader)."""
+    def resend(self, cluster: str, sink: OutputSink | None = None) -> None:
+        """Hand the latest output of ``cluster`` to every sink (or to ``sink`` alone) again: this replica just
+        became leader, or a sink wants to try again what failed."""
         output = self.outputs.get(cluster)
         if output is not None:
-            for sink in self.sinks:
-                self._to_sinks.submit((sink, cluster), output)
+            for each in self.sinks if sink is None else [sink]:
+                self._to_sinks.submit((each, cluster), output)
 
     @staticmethod
     async def _hand_to_sink(key: tuple[OutputSink, str], output: ClusterOutput) -> None:

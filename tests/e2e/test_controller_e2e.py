@@ -115,6 +115,7 @@ def _write_config(directory: Path, kubeconfigs: dict[str, Path], xds_port: int) 
         "xds": {"listen": f"127.0.0.1:{xds_port}"},
         "admin": {"listen": "127.0.0.1:0"},
         "leaderElection": {"leaseDuration": 4, "renewDeadline": 3, "retryPeriod": 0.5},
+        "provisioning": {"enabled": False},  # the Envoys run on the host, started by the test
     }))
     return path
 

@@ -97,6 +97,7 @@ def _run_config(directory: Path, clusterset: ClusterSet, xds_port: int) -> Path:
         "xds": {"listen": f"127.0.0.1:{xds_port}"},
         "admin": {"listen": "127.0.0.1:0"},
         "leaderElection": {"leaseDuration": 4, "renewDeadline": 3, "retryPeriod": 0.5},
+        "provisioning": {"enabled": False},  # the Envoys run on the host, started by the test
     }))
     return path
 

@@ -73,7 +73,8 @@ async def test_applied_manifests_give_the_gateway_its_address(clusterset: Cluste
         path.write_text(yaml.safe_dump({
             "clusters": [{"name": "east", "kubeconfig": str(east.kubeconfig), "context": "east"}],
             "xds": {"listen": f"127.0.0.1:{free_port()}"}, "admin": {"listen": "127.0.0.1:0"},
-            "leaderElection": {"enabled": False}}))
+            "leaderElection": {"enabled": False},
+            "provisioning": {"enabled": False}}))  # the manifests are applied by hand here
         async with Controller(load_run_config(path)) as controller:
             await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
             status: dict[str, Any] = {}

@@ -47,6 +47,7 @@ def _write_config(directory: Path, clusterset: ClusterSet, kubeconfigs: dict[str
         "admin": {"listen": "127.0.0.1:0"},
         "reconcile": {"debounce": 0.05, "debounceCap": 0.5},
         "leaderElection": {"leaseDuration": 4, "renewDeadline": 3, "retryPeriod": 0.5},
+        "provisioning": {"enabled": False},  # about MCS objects; tests/e2e/test_provisioning_e2e.py provisions
     }))
     return path
 

@@ -124,6 +124,7 @@ def _run_config(path: Path, clusterset: ClusterSet, lease_name: str) -> Path:
         "admin": {"listen": "127.0.0.1:0"},
         "leaderElection": {"leaseName": lease_name, "leaseDuration": LEASE_DURATION, "renewDeadline": 10,
                            "retryPeriod": RETRY_PERIOD},
+        "provisioning": {"enabled": False},  # about Leases; tests/e2e/test_provisioning_e2e.py provisions
     }))
     return path
 

@@ -45,7 +45,8 @@ def _error(path: Path, **kwargs: Any) -> str:
 
 def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     _kubeconfigs(tmp_path, "east")
-    config = load_run_config(_write(tmp_path, {"clusters": [{"name": "east", "kubeconfig": "kube/east.yaml"}]}))
+    config = load_run_config(_write(tmp_path, {"clusters": [{"name": "east", "kubeconfig": "kube/east.yaml"}],
+                                               "provisioning": {"xdsAddress": "10.1.2.3:18000"}}))
     (east,) = config.clusters
     assert east.kubeconfig == tmp_path / "kube" / "east.yaml"  # relative to the config file, not the cwd
     assert east.context is None
@@ -56,6 +57,30 @@ def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     election = config.leader_election
     assert (election.enabled, election.namespace, election.lease_name) == (True, "kube-system", "mcgw-controller")
     assert (election.lease_duration, election.renew_deadline, election.retry_period) == (15, 10, 2)
+    assert (config.provisioning.enabled, config.provisioning.address_pools) == (True, ())
+    assert config.provisioning_xds() == ("10.1.2.3", 18000)
+
+
+def test_provisioned_envoys_need_an_address_they_can_dial(tmp_path: Path) -> None:
+    _kubeconfigs(tmp_path, "east")
+    clusters = [{"name": "east", "kubeconfig": "kube/east.yaml"}]
+    # The default listen address is a wildcard: nothing a pod could dial.
+    assert "provisioning.xdsAddress is needed: xds.listen is '0.0.0.0:18000'" in _error(
+        _write(tmp_path, {"clusters": clusters}))
+    assert "provisioning.xdsAddress is needed: xds.listen is '10.1.2.3:0'" in _error(
+        _write(tmp_path, {"clusters": clusters, "xds": {"listen": "10.1.2.3:0"}}))
+    # A concrete listen address is what the Envoys dial, unless xdsAddress says otherwise.
+    concrete = load_run_config(_write(tmp_path, {"clusters": clusters, "xds": {"listen": "10.1.2.3:18000"}}))
+    assert concrete.provisioning_xds() == ("10.1.2.3", 18000)
+    # Without provisioning the Envoys are the operator's, wherever they dial from.
+    off = load_run_config(_write(tmp_path, {"clusters": clusters, "provisioning": {"enabled": False}}))
+    assert off.provisioning.enabled is False
+    # Provisioned Envoys get no xDS client credentials yet: with TLS, provisioning must be turned off.
+    tls = {"listen": "10.1.2.3:18000", "tls": {"cert": "x.crt", "key": "x.key"}}
+    assert "provisioned Envoys get no xDS TLS credentials yet, and xds.tls is set" in _error(
+        _write(tmp_path, {"clusters": clusters, "xds": tls}), check_files=False)
+    assert "provisioning.addressPools.0: value is not a valid IPv4 or IPv6 network" in _error(
+        _write(tmp_path, {"clusters": clusters, "provisioning": {"xdsAddress": "10.1.2.3:1", "addressPools": ["x"]}}))
 
 
 def test_full_config_with_tls_and_cluster_properties(tmp_path: Path) -> None:
@@ -74,6 +99,7 @@ def test_full_config_with_tls_and_cluster_properties(tmp_path: Path) -> None:
         "reconcile": {"debounce": 0.05, "debounceCap": 0.05},
         "leaderElection": {"enabled": False, "namespace": "mcgw-system", "leaseName": "mcgw.leader",
                            "leaseDuration": 30, "renewDeadline": 20, "retryPeriod": 4},
+        "provisioning": {"enabled": False},
     }))
     assert config.clusters[0].context == "admin@east"
     assert config.clusters[1].kubeconfig == absolute
@@ -97,7 +123,8 @@ def test_missing_kubeconfig_field_names_the_cluster_index(tmp_path: Path) -> Non
 
 
 def test_kubeconfig_that_does_not_exist_is_named(tmp_path: Path) -> None:
-    path = _write(tmp_path, {"clusters": [{"name": "east", "kubeconfig": "nowhere.yaml"}]})
+    path = _write(tmp_path, {"clusters": [{"name": "east", "kubeconfig": "nowhere.yaml"}],
+                             "provisioning": {"enabled": False}})
     assert f"clusters.0.kubeconfig: no such file: {tmp_path / 'nowhere.yaml'}" in _error(path)
     # Without the file check (validating a template), the path is still resolved.
     config = load_run_config(path, check_files=False)

@@ -23,7 +23,11 @@ import yaml
 from pydantic import ValidationError
 
 from mcgw.objects.clusterset import ClusterProperties, ClusterSetProperties, ConfigError, validation_problems
-from mcgw.objects.model import SUPPORTED_KINDS, AnyObject, ManifestError, parse_object
+from mcgw.objects.kinds import UNPROVISIONED_KINDS
+from mcgw.objects.model import AnyObject, ManifestError, parse_object
+
+# What manifest files hold: every registered kind but those provisioning generates in member clusters.
+FILE_KINDS = tuple(kind.name for kind in UNPROVISIONED_KINDS)
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -276,14 +280,15 @@ def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLim
         rejected: list[Rejected] = []
 
         def add(item: object, where: str) -> None:
-            if not strict_kinds and isinstance(item, dict) and item.get("kind") not in SUPPORTED_KINDS:
-                skipped.append(f"{where}: unsupported kind {_kind_text(item.get('kind'))}, skipped")
-                return
+            if isinstance(item, dict) and item.get("kind") not in FILE_KINDS:
+                if not strict_kinds:
+                    skipped.append(f"{where}: unsupported kind {_kind_text(item.get('kind'))}, skipped")
+                    return
+                raise ManifestError(where, f"unsupported kind {_kind_text(item.get('kind'))}; mcgw reads "
+                                           f"{', '.join(FILE_KINDS)}")
             try:
                 objects.append(parse_object(item, where))
             except ManifestError as error:
-                if strict_kinds and isinstance(item, dict) and item.get("kind") not in SUPPORTED_KINDS:
-                    raise
                 rejected.append(Rejected(error, _intended_key(item) if isinstance(item, dict) else None))
                 return
             sources.append(where)

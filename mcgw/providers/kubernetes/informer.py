@@ -287,6 +287,8 @@ class Informer:
                  ("timeoutSeconds", str(max(1, round(settings.watch_timeout * random.uniform(0.9, 1.1)))))]
         if self.spec.field_selector:
             query.append(("fieldSelector", self.spec.field_selector))
+        if self.spec.label_selector:
+            query.append(("labelSelector", self.spec.label_selector))
         # No total or read timeout on the request: the stream lives for timeoutSeconds, and silence is
         # the inactivity timeout's business below.
         timeout = aiohttp.ClientTimeout(total=None, connect=settings.request_timeout,

@@ -33,14 +33,16 @@ def object_name(data: dict[str, Any]) -> str:
 
 async def api_request(api: client.ApiClient, method: str, path: str, query: Sequence[tuple[str, str]] = (),
                       body: dict[str, Any] | None = None,
-                      client_timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
+                      client_timeout: aiohttp.ClientTimeout | None = None,
+                      content_type: str | None = None) -> aiohttp.ClientResponse:
     """``method path`` through ``api`` (its host, TLS and credentials), JSON in; the body is left unread.
 
     Anything but 2xx is raised as the client's own ``ApiException`` (status, headers, body), so
     callers handle errors the same way as with the generated API classes.
     """
+    header_params = {"Accept": "application/json", **({"Content-Type": content_type} if content_type else {})}
     method, url, headers, data, _post = await api.param_serialize(
-        method, path, query_params=list(query), header_params={"Accept": "application/json"}, body=body,
+        method, path, query_params=list(query), header_params=header_params, body=body,
         auth_settings=["BearerToken"])
     answer = await api.call_api(method, url, headers, data,
                                 _request_timeout=client_timeout or aiohttp.ClientTimeout(total=30))
@@ -60,9 +62,10 @@ async def api_get(api: client.ApiClient, path: str, query: Sequence[tuple[str, s
     return await api_request(api, "GET", path, query, client_timeout=client_timeout)
 
 
-async def api_json(api: client.ApiClient, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """``method path`` with a JSON body; returns the decoded JSON answer."""
-    response = await api_request(api, method, path, body=body)
+async def api_json(api: client.ApiClient, method: str, path: str, body: dict[str, Any] | None = None,
+                   query: Sequence[tuple[str, str]] = (), content_type: str | None = None) -> Any:
+    """``method path`` with a JSON body (sent as ``content_type``, JSON by default); returns the decoded answer."""
+    response = await api_request(api, method, path, query, body=body, content_type=content_type)
     try:
         return json.loads(await response.read())
     finally:
@@ -107,12 +110,15 @@ async def list_pages(api: client.ApiClient, path: str, selectors: Sequence[tuple
 
 async def list_kind_pages(api: client.ApiClient, kind: Kind, page_size: int = 500,
                           client_timeout: aiohttp.ClientTimeout | None = None) -> AsyncIterator[Page]:
-    """Every object of ``kind`` that mcgw wants (its field selector), a page at a time, with kind and apiVersion set.
+    """Every object of ``kind`` that mcgw wants (its field and label selectors), a page at a time, with kind
+    and apiVersion set.
 
     List responses omit ``kind``/``apiVersion`` on their items; they are filled in here so that each
     item parses on its own.
     """
     selectors = [("fieldSelector", kind.field_selector)] if kind.field_selector else []
+    if kind.label_selector:
+        selectors.append(("labelSelector", kind.label_selector))
     async for page in list_pages(api, kind.path, selectors, page_size, client_timeout):
         items = [{**item, "kind": kind.name, "apiVersion": kind.api_version} for item in page.items]
         yield Page(items, page.resource_version, page.continue_token)
