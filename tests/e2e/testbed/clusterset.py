@@ -2,6 +2,9 @@
 
 ``start_clusterset`` is a context manager; the pytest fixture ``clusterset`` in ``tests/e2e/conftest.py``
 wraps it. On exit it stops exactly the processes it started and removes its namespaces and files.
+
+Each member cluster gets a pod runner (``tests/e2e/testbed/podrunner``, an emulated kubelet) that owns
+Node ``<cluster>-node`` and runs the cluster's pods as local processes in namespaces of their own.
 """
 
 from __future__ import annotations
@@ -25,10 +28,32 @@ from mcgw.dataplane.process import EnvoyProcess
 
 from .build import REPO, Artifacts, ensure_artifacts
 from .cluster import MemberCluster, start_member_cluster
-from .network import ClusterNetwork, TestNetwork
+from .network import ClusterNetwork, TestNetwork, sweep_stale
 from .processes import ManagedProcess, free_port, wait_until
 
 DEFAULT_CLUSTER_NAMES = ["east", "west", "central", "north", "south", "alpha", "beta", "gamma"]
+# Images only the test bed knows, for tests that need a program of their own in a pod.
+TEST_IMAGES: list[dict[str, Any]] = [
+    {"repository": "mcgw-testbed/python", "entrypoint": [sys.executable],
+     "binaries": {"python": sys.executable, "python3": sys.executable}},
+    {"repository": "mcgw-testbed/echo", "entrypoint": [sys.executable, "-m", "mcgw.app.echo"]},
+]
+
+
+def node_name(cluster: str) -> str:
+    """The Node a cluster's pod runner owns."""
+    return f"{cluster}-node"
+
+
+def _echo_basic() -> Path | None:
+    """The conformance suite's echo-basic binary if it is built (never builds it), else ``$MCGW_ECHO_BASIC``."""
+    if os.environ.get("MCGW_ECHO_BASIC"):
+        return Path(os.environ["MCGW_ECHO_BASIC"])
+    try:
+        from .conformance_build import cached_echo_basic
+    except ImportError:
+        return None
+    return cached_echo_basic()
 
 
 @dataclass
@@ -60,9 +85,47 @@ class ClusterSet:
     start_seconds: float
     _processes: list[ManagedProcess] = field(default_factory=list)
     _envoys: list[EnvoyProcess] = field(default_factory=list)
+    podrunners: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def net(self, cluster: str) -> ClusterNetwork:
         return self.network.clusters[cluster]
+
+    def podrunner_argv(self, cluster: str, images: Path) -> list[str]:
+        net, member = self.net(cluster), self.clusters[cluster]
+        first, last = net.pod_pool
+        argv = [sys.executable, "-m", "tests.e2e.testbed.podrunner", "--kubeconfig", str(member.kubeconfig),
+                "--node", node_name(cluster), "--cluster", cluster, "--bridge", net.bridge,
+                "--host-ip", net.host_address, "--prefixlen", str(net.prefixlen), "--pod-pool", f"{first}-{last}",
+                "--pod-cidr", str(net.subnet), "--state-dir", str(member.workdir / "podrunner"),
+                "--owner-pid", str(os.getpid()), "--images", str(images)]
+        echo_basic = _echo_basic()
+        if echo_basic is not None:
+            argv += ["--echo-basic", str(echo_basic)]
+        return argv
+
+    def start_podrunners(self, timeout: float = 60) -> None:
+        """Start one pod runner per member cluster and wait until each one's Node is Ready."""
+        images = self.workdir / "podrunner-images.json"
+        images.write_text(json.dumps(TEST_IMAGES))
+        for cluster, member in self.clusters.items():
+            self.podrunners[cluster] = ManagedProcess(f"podrunner[{cluster}]", self.podrunner_argv(cluster, images),
+                                                      member.workdir / "podrunner.log", cwd=REPO)
+        for cluster, runner in self.podrunners.items():
+            wait_until(lambda cluster=cluster: self._node_ready(cluster), timeout,  # type: ignore[misc]
+                       f"pod runner of {cluster} to register a Ready node", runner)
+
+    def _node_ready(self, cluster: str) -> bool:
+        node = self.clusters[cluster].request("GET", f"/api/v1/nodes/{node_name(cluster)}")
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+
+    def stop_podrunners(self) -> None:
+        """Stop the runners (each stops its pods and removes their namespaces), then sweep what a killed one left."""
+        for runner in self.podrunners.values():
+            runner.popen.terminate()
+        for runner in self.podrunners.values():
+            runner.stop(grace=20)
+        self.podrunners.clear()
+        sweep_stale()
 
     def start_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
                    port: int = 8080) -> EchoBackend:
@@ -111,6 +174,7 @@ class ClusterSet:
             envoy.stop()
         for process in reversed(self._processes):
             process.stop()
+        self.stop_podrunners()
         for cluster in self.clusters.values():
             cluster.stop()
         self.network.close()
@@ -118,8 +182,9 @@ class ClusterSet:
 
 @contextlib.contextmanager
 def start_clusterset(size: int = 3, names: list[str] | None = None,
-                     artifacts: Artifacts | None = None) -> Iterator[ClusterSet]:
-    """Start ``size`` member clusters (in parallel) with CRDs established and a namespace network each."""
+                     artifacts: Artifacts | None = None, podrunners: bool = True) -> Iterator[ClusterSet]:
+    """Start ``size`` member clusters (in parallel) with CRDs established, a namespace network each and,
+    unless ``podrunners`` is false, a pod runner each."""
     names = names or DEFAULT_CLUSTER_NAMES[:size]
     artifacts = artifacts or ensure_artifacts()
     workdir = Path(tempfile.mkdtemp(prefix="mcgw-clusterset-"))
@@ -142,6 +207,9 @@ def start_clusterset(size: int = 3, names: list[str] | None = None,
             if errors:
                 raise RuntimeError("member clusters failed to start:\n" + "\n".join(errors))
         clusterset = ClusterSet(workdir, artifacts, clusters, network, time.monotonic() - started)
+        if podrunners:
+            clusterset.start_podrunners()
+            clusterset.start_seconds = time.monotonic() - started
         per_cluster = ", ".join(f"{n} {c.start_seconds:.1f}s" for n, c in clusters.items())
         print(f"\n[clusterset] {len(clusters)} clusters up in {clusterset.start_seconds:.1f}s ({per_cluster})",
               flush=True)

@@ -4,6 +4,11 @@ The API server refuses loopback EndpointSlice addresses, so "pods" need real add
 a free /20 of the benchmarking range 198.18.0.0/15; the host holds the first address of it on the
 bridge, and cluster ``i`` takes its pod addresses from the ``i+1``-th /24. Names carry the owning
 PID, so a later run can sweep what a killed run left behind without touching a live one.
+
+A pod runner (``tests/e2e/testbed/podrunner``) gives each of its pods a network namespace of its own
+on the same bridge, with addresses from the upper half of the cluster's /24 (``pod_pool``); the lower
+half stays with ``add_pod_address``. Those namespaces carry the runner's PID, so the same sweep removes
+them once the runner is gone.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
+BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 _BLOCK_PREFIX = 20
+# Within a cluster's /24: .10-.127 for add_pod_address, .128-.254 for the pod runner's pods.
+_SHARED_FIRST, _POOL_FIRST, _POOL_LAST = 10, 128, 254
 _NS_PATTERN = re.compile(r"^mcgw-t(\d+)-")
 _BRIDGE_PATTERN = re.compile(r"^mgb([0-9a-f]+)n\d+$")
 _instances = itertools.count()
@@ -64,7 +71,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     for link in json.loads(_ip("-json", "addr", "show") or "[]"):
         for addr in link.get("addr_info", []):
             if addr.get("family") == "inet":
-                used.append(ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False))
+                used.append(ipaddress.IPv4Network(f"{addr['local']}/{addr['prefixlen']}", strict=False))
     return used
 
 
@@ -72,7 +79,7 @@ def _free_block() -> ipaddress.IPv4Network:
     used = _used_networks()
     for block in BENCHMARK_RANGE.subnets(new_prefix=_BLOCK_PREFIX):
         if not any(block.overlaps(net) for net in used):
-            return block  # type: ignore[return-value]
+            return block
     raise RuntimeError("no free /20 left in 198.18.0.0/15 for the test network")
 
 
@@ -85,10 +92,20 @@ class ClusterNetwork:
     subnet: ipaddress.IPv4Network
     prefixlen: int
     pods: list[str] = field(default_factory=list)
+    bridge: str = ""
+    host_address: str = ""
+
+    @property
+    def pod_pool(self) -> tuple[str, str]:
+        """First and last address a pod runner may give its pods; disjoint from ``add_pod_address``."""
+        base = self.subnet.network_address
+        return str(base + _POOL_FIRST), str(base + _POOL_LAST)
 
     def add_pod_address(self) -> str:
         """Give the namespace one more address, as if one more pod were scheduled there."""
-        address = str(self.subnet.network_address + 10 + len(self.pods))
+        if _SHARED_FIRST + len(self.pods) >= _POOL_FIRST:
+            raise RuntimeError(f"cluster {self.cluster}: no pod address left below the pod runner's pool")
+        address = str(self.subnet.network_address + _SHARED_FIRST + len(self.pods))
         _ip("addr", "add", f"{address}/{self.prefixlen}", "dev", "eth0", netns=self.netns)
         self.pods.append(address)
         return address
@@ -110,7 +127,7 @@ class TestNetwork:
         self.owner = os.getpid()
         # Interface names are limited to 15 characters: "mgb" + pid in hex + "n" + instance number.
         self.tag = f"{self.owner:x}n{next(_instances)}"
-        self.block = _free_block()
+        self.block: ipaddress.IPv4Network = _free_block()
         self.host_address = str(self.block.network_address + 1)
         self.bridge = f"mgb{self.tag}"
         self.clusters: dict[str, ClusterNetwork] = {}
@@ -121,7 +138,7 @@ class TestNetwork:
             _ip("link", "set", self.bridge, "up")
             subnets = list(self.block.subnets(new_prefix=24))
             for index, name in enumerate(cluster_names):
-                self.clusters[name] = self._add_cluster(index, name, subnets[index + 1])  # type: ignore[arg-type]
+                self.clusters[name] = self._add_cluster(index, name, subnets[index + 1])
         except BaseException:
             self.close()
             raise
@@ -138,7 +155,7 @@ class TestNetwork:
         _ip("link", "set", "lo", "up", netns=netns)
         _ip("link", "set", ns_end, "name", "eth0", netns=netns)
         _ip("link", "set", "eth0", "up", netns=netns)
-        return ClusterNetwork(name, netns, subnet, _BLOCK_PREFIX)
+        return ClusterNetwork(name, netns, subnet, _BLOCK_PREFIX, bridge=self.bridge, host_address=self.host_address)
 
     def close(self) -> None:
         for netns in self._created_netns:
@@ -146,6 +163,52 @@ class TestNetwork:
         self._created_netns.clear()
         with contextlib.suppress(RuntimeError):
             _ip("link", "delete", self.bridge, check=False)
+
+
+def pod_netns_name(owner: int, cluster: str, namespace: str, pod: str, uid: str) -> str:
+    """A pod's namespace name: the owner's PID first, so ``sweep_stale`` finds it once the owner is gone."""
+    return f"mcgw-t{owner}-{cluster}-{namespace[:30]}-{pod[:60]}-{uid[:8]}"
+
+
+def host_veth_name(address: str) -> str:
+    """The bridge side of a pod's veth: named by the pod address, which is unique on the host while it lives.
+
+    Interface names have 15 characters at most; the offset into 198.18.0.0/15 fits in 5 hex digits.
+    """
+    offset = int(ipaddress.ip_address(address)) - int(BENCHMARK_RANGE.network_address)
+    if not 0 <= offset < BENCHMARK_RANGE.num_addresses:
+        raise ValueError(f"{address} is outside {BENCHMARK_RANGE}")
+    return f"mgv{offset:05x}"
+
+
+def create_pod_netns(netns: str, bridge: str, address: str, prefixlen: int) -> None:
+    """A namespace with loopback up and ``eth0`` holding ``address``, its veth peer on ``bridge``.
+
+    No default route: pods reach the bridge's block (every cluster of the run and the host) and nothing else.
+    """
+    host_end = host_veth_name(address)
+    _ip("netns", "add", netns)
+    try:
+        _ip("link", "delete", host_end, check=False)  # a leftover of a pod whose namespace outlived it
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _ip("link", "set", host_end, "master", bridge, "up")
+        _ip("link", "set", "lo", "up", netns=netns)
+        _ip("addr", "add", f"{address}/{prefixlen}", "dev", "eth0", netns=netns)
+        _ip("link", "set", "eth0", "up", netns=netns)
+    except BaseException:
+        delete_pod_netns(netns, address)
+        raise
+
+
+def delete_pod_netns(netns: str, address: str | None = None) -> None:
+    """Remove a pod's namespace; its veth pair goes with it (also its bridge end, if ``address`` is given)."""
+    _ip("netns", "delete", netns, check=False)
+    if address is not None:
+        _ip("link", "delete", host_veth_name(address), check=False)
+
+
+def netns_exists(netns: str) -> bool:
+    return os.path.exists(f"/run/netns/{netns}")
 
 
 def can_create_namespaces() -> tuple[bool, str]:

@@ -1,0 +1,113 @@
+"""Container images as local executables: a small table from image repository to what its entrypoint runs.
+
+Nothing is pulled. An image is matched by repository (any tag or digest), after the normalisation a
+container runtime applies (``envoyproxy/envoy`` is ``docker.io/envoyproxy/envoy``). ``binaries`` maps
+paths inside the image (``envoy``, ``/usr/local/bin/envoy``) to host executables, so a pod's ``command``
+may name them as it would in the real image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ECHO_BASIC_REPOSITORIES = ("registry.k8s.io/gateway-api/echo-basic", "gcr.io/k8s-staging-gateway-api/echo-basic")
+ENVOY_REPOSITORIES = ("docker.io/envoyproxy/envoy", "docker.io/envoyproxy/envoy-distroless")
+MCGW_REPOSITORIES = ("ghcr.io/mcgw-io/mcgw",)
+
+
+@dataclass(frozen=True)
+class Image:
+    """What a runtime takes from an image: ENTRYPOINT, CMD, ENV and WORKDIR, with host executables."""
+
+    repository: str
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = (("PATH", DEFAULT_PATH),)
+    working_dir: str = "/"
+    binaries: Mapping[str, str] = field(default_factory=dict)
+    # The official Envoy image's entrypoint script runs ``envoy "$@"`` when the first argument is a flag.
+    flags_go_to: str = ""
+
+
+def normalize(reference: str) -> tuple[str, str]:
+    """``(repository, tag-or-digest)`` of an image reference, with Docker Hub's implicit parts made explicit."""
+    name, _, digest = reference.partition("@")
+    tag = ""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    first, _, rest = name.partition("/")
+    if not rest:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    elif first == "index.docker.io":
+        name = f"docker.io/{rest}"
+    return name, digest or tag or "latest"
+
+
+def find_image(table: Iterable[Image], reference: str) -> Image | None:
+    repository, _ = normalize(reference)
+    for image in table:
+        if normalize(image.repository)[0] == repository:
+            return image
+    return None
+
+
+def container_argv(image: Image, command: Sequence[str], args: Sequence[str]) -> list[str]:
+    """The process a runtime starts: ``command`` replaces ENTRYPOINT (and drops CMD), ``args`` replace CMD."""
+    if command:
+        argv = [*command, *args]
+    elif args:
+        argv = [*image.entrypoint, *args]
+    else:
+        argv = [*image.entrypoint, *image.cmd]
+    if image.flags_go_to and (not argv or argv[0].startswith("-")):
+        argv = [image.flags_go_to, *argv]
+    if argv and argv[0] in image.binaries:
+        argv[0] = image.binaries[argv[0]]
+    return argv
+
+
+def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None) -> list[Image]:
+    """The images the test bed can run; one whose executable is unknown is left out (so it fails to pull)."""
+    table = []
+    if echo_basic is not None:
+        for repository in ECHO_BASIC_REPOSITORIES:
+            table.append(Image(repository, entrypoint=("/echo-basic",),
+                               binaries={"/echo-basic": str(echo_basic), "echo-basic": str(echo_basic)}))
+    if envoy is not None:
+        binaries = {"envoy": str(envoy), "/usr/local/bin/envoy": str(envoy)}
+        for repository in ENVOY_REPOSITORIES:
+            table.append(Image(repository, cmd=("envoy", "-c", "/etc/envoy/envoy.yaml"), binaries=binaries,
+                               flags_go_to="envoy"))
+    if mcgw is not None:
+        for repository in MCGW_REPOSITORIES:
+            table.append(Image(repository, entrypoint=("mcgw",),
+                               binaries={"mcgw": str(mcgw), "/usr/local/bin/mcgw": str(mcgw)}))
+    return table
+
+
+def image_from_json(entry: Mapping[str, Any]) -> Image:
+    """One table entry as written in an ``--images`` file (keys as in :class:`Image`, camelCase accepted)."""
+    env = {"PATH": DEFAULT_PATH, **{str(k): str(v) for k, v in entry.get("env", {}).items()}}
+    return Image(
+        repository=str(entry["repository"]),
+        entrypoint=tuple(str(a) for a in entry.get("entrypoint", ())),
+        cmd=tuple(str(a) for a in entry.get("cmd", ())),
+        env=tuple(env.items()),
+        working_dir=str(entry.get("workingDir", entry.get("working_dir", "/"))),
+        binaries={str(k): str(v) for k, v in entry.get("binaries", {}).items()},
+        flags_go_to=str(entry.get("flagsGoTo", entry.get("flags_go_to", ""))),
+    )
+
+
+def load_table(path: Path) -> list[Image]:
+    """Images from a JSON file: a list of entries for :func:`image_from_json`."""
+    return [image_from_json(entry) for entry in json.loads(path.read_text())]
