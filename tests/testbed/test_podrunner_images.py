@@ -1,0 +1,82 @@
+"""Image references to local executables: normalisation, the table, and ENTRYPOINT/CMD semantics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.testbed.podrunner.images import (
+    DEFAULT_PATH,
+    Image,
+    container_argv,
+    default_table,
+    find_image,
+    load_table,
+    normalize,
+)
+
+TABLE = default_table(Path("/venv/envoy"), Path("/venv/mcgw"), Path("/cache/echo-basic"))
+
+
+@pytest.mark.parametrize(("reference", "expected"), [
+    ("envoyproxy/envoy:v1.40.0", ("docker.io/envoyproxy/envoy", "v1.40.0")),
+    ("docker.io/envoyproxy/envoy:v1.40.0", ("docker.io/envoyproxy/envoy", "v1.40.0")),
+    ("index.docker.io/envoyproxy/envoy", ("docker.io/envoyproxy/envoy", "latest")),
+    ("busybox", ("docker.io/library/busybox", "latest")),
+    ("registry.k8s.io/gateway-api/echo-basic:v1.5.1", ("registry.k8s.io/gateway-api/echo-basic", "v1.5.1")),
+    ("localhost:5000/app:1", ("localhost:5000/app", "1")),
+    ("ghcr.io/mcgw-io/mcgw@sha256:abc", ("ghcr.io/mcgw-io/mcgw", "sha256:abc")),
+])
+def test_normalize(reference: str, expected: tuple[str, str]) -> None:
+    assert normalize(reference) == expected
+
+
+@pytest.mark.parametrize(("reference", "executable"), [
+    ("registry.k8s.io/gateway-api/echo-basic:v1.5.1", "/cache/echo-basic"),
+    ("gcr.io/k8s-staging-gateway-api/echo-basic:v20240412-v1.0.0-394-g40c666fd", "/cache/echo-basic"),
+    ("envoyproxy/envoy:v1.40.0", "/venv/envoy"),
+    ("docker.io/envoyproxy/envoy:distroless-v1.40.0", "/venv/envoy"),
+    ("ghcr.io/mcgw-io/mcgw:0.1.0", "/venv/mcgw"),
+])
+def test_known_images_map_to_local_executables(reference: str, executable: str) -> None:
+    image = find_image(TABLE, reference)
+    assert image is not None
+    assert container_argv(image, [], ["--flag"])[0] == executable
+
+
+def test_unknown_images_and_missing_executables_are_not_found() -> None:
+    assert find_image(TABLE, "registry.k8s.io/coredns/coredns:v1.12.2") is None
+    assert find_image(default_table(None, None, None), "envoyproxy/envoy:v1.40.0") is None
+
+
+def test_envoy_entrypoint_semantics() -> None:
+    envoy = find_image(TABLE, "envoyproxy/envoy:v1.40.0")
+    assert envoy is not None
+    assert container_argv(envoy, [], []) == ["/venv/envoy", "-c", "/etc/envoy/envoy.yaml"]
+    assert container_argv(envoy, [], ["--config-path", "/etc/envoy/bootstrap.yaml"]) == [
+        "/venv/envoy", "--config-path", "/etc/envoy/bootstrap.yaml"]
+    assert container_argv(envoy, ["envoy", "--mode", "validate"], []) == ["/venv/envoy", "--mode", "validate"]
+    assert container_argv(envoy, ["/usr/local/bin/envoy"], ["-c", "x"]) == ["/venv/envoy", "-c", "x"]
+    assert container_argv(envoy, ["sh", "-c", "true"], []) == ["sh", "-c", "true"]
+
+
+def test_command_replaces_entrypoint_and_cmd() -> None:
+    image = Image("x/y", entrypoint=("/entry",), cmd=("default",))
+    assert container_argv(image, [], []) == ["/entry", "default"]
+    assert container_argv(image, [], ["a"]) == ["/entry", "a"]
+    assert container_argv(image, ["/other"], []) == ["/other"]
+    assert container_argv(image, ["/other"], ["a"]) == ["/other", "a"]
+
+
+def test_table_file(tmp_path: Path) -> None:
+    path = tmp_path / "images.json"
+    path.write_text(json.dumps([{"repository": "mcgw-testbed/python", "entrypoint": ["/usr/bin/python3"],
+                                 "env": {"LANG": "C.UTF-8"}, "workingDir": "/srv",
+                                 "binaries": {"python": "/usr/bin/python3"}}]))
+    (image,) = load_table(path)
+    assert find_image([image], "mcgw-testbed/python:3") == image
+    assert dict(image.env) == {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
+    assert image.working_dir == "/srv"
+    assert container_argv(image, ["python", "-c", "1"], []) == ["/usr/bin/python3", "-c", "1"]
