@@ -1,17 +1,25 @@
-"""``mcgw run``'s provisioning: every reconcile output of a cluster becomes its Gateways' Envoy objects.
+"""``mcgw run``'s provisioning: every reconcile output of a cluster becomes its Gateways' Envoy objects,
+and what is observed of those Envoys goes back into the Gateways' status.
 
-A reconcile sink: the Gateway results of the pass (which Gateways are ours, with which parameters) are
-rendered by the pure renderer (``mcgw.provisioning``, in a worker thread, each Gateway again only when it
-or its parameters changed) and applied by the cluster's ``Provisioner`` (Lease holder only). A Gateway
-whose parameters cannot be used keeps what it runs. A sync that failed is tried again with backoff,
-one that found someone else's object in the way after ``FOREIGN_RECHECK``.
+- A reconcile sink: the Gateway results of the pass (which Gateways are ours, with which parameters) are
+  rendered by the pure renderer (``mcgw.provisioning``, in a worker thread, each Gateway again only when it
+  or its parameters changed) and applied by the cluster's ``Provisioner`` (Lease holder only). A Gateway
+  whose parameters cannot be used keeps what it runs. A sync that failed is tried again with backoff,
+  one that found someone else's object in the way after ``FOREIGN_RECHECK``.
+- The facts for status (``dataplane``): each Gateway's generated Service and Deployment as the informers
+  show them, and how its Envoys stand with the xDS server. An Envoy is current when it ACKed what it was
+  last sent (LDS and RDS), or a push is younger than ``ACK_GRACE`` and it ACKed before: a route change does
+  not make a Gateway flap to Pending, but an Envoy that does not answer, or rejects, does. The xDS side
+  has no store events, so ``watch_envoys`` looks every ``ENVOY_POLL`` seconds and re-evaluates a cluster
+  whose Envoys' standing changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,18 +27,55 @@ from kubernetes.aio import client
 from prometheus_client import CollectorRegistry, Counter
 
 from mcgw.app.config import RunConfig
-from mcgw.objects.model import EnvoyProxySpec, Gateway
-from mcgw.providers.kubernetes.provisioner import FOREIGN_RECHECK, GatewayLabel, ObjectKey, Provisioner, SyncReport
-from mcgw.provisioning import Target, gateway_label_value, render_gateway, settings_from
+from mcgw.objects.model import Deployment, EnvoyProxySpec, Gateway, Service
+from mcgw.providers.kubernetes.provisioner import (
+    FOREIGN_RECHECK,
+    GatewayLabel,
+    ObjectKey,
+    Provisioner,
+    SyncReport,
+    is_ours,
+)
+from mcgw.provisioning import Target, gateway_label_value, object_name, render_gateway, settings_from
 from mcgw.provisioning.bootstrap import XdsTarget
 from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.runtime.reconciler import GatewayKey
+from mcgw.semantics.gateway.dataplane import Dataplane, EnvoyAcks
 from mcgw.store import Store
+from xdsserver import LISTENER, ROUTE, NodeGroup, NodeStatus
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE = 1.0
 RETRY_CAP = 60.0
+ACK_GRACE = 5.0  # seconds an Envoy may take to ACK a push and still count as current
+ENVOY_POLL = 0.5
+
+
+def envoy_acks(nodes: Iterable[NodeStatus], now: float, grace: float = ACK_GRACE) -> dict[NodeGroup, EnvoyAcks]:
+    """Per node group, how its connected Envoys stand (see the module docstring)."""
+    counts: dict[NodeGroup, list[int]] = {}
+    for node in nodes:
+        connected_current_rejected = counts.setdefault(node.group, [0, 0, 0])
+        connected_current_rejected[0] += 1
+        listeners = node.types.get(LISTENER)
+        if listeners is None or not listeners.acked_version:
+            continue
+        current = True
+        for type_url in (LISTENER, ROUTE):
+            status = node.types.get(type_url)
+            if status is None:
+                continue
+            if status.nacked_version and status.nacked_version == status.sent_version:
+                connected_current_rejected[2] += 1
+                current = False
+                break
+            if status.acked_version != status.sent_version and (not status.acked_version
+                                                                  or now - status.last_push > grace):
+                current = False
+        if current:
+            connected_current_rejected[1] += 1
+    return {group: EnvoyAcks(*values) for group, values in counts.items()}
 
 
 class ProvisioningMetrics:
@@ -58,7 +103,8 @@ class Provisioning:
     """Every member cluster's provisioning; call it like a reconciler sink."""
 
     def __init__(self, config: RunConfig, store: Store, registry: CollectorRegistry, bootstrap_template: str,
-                 resend: Callable[[str, Any], None]) -> None:
+                 resend: Callable[[str, Any], None], mark_dirty: Callable[[str], None],
+                 nodes: Callable[[], Iterable[NodeStatus]]) -> None:
         host, port = config.provisioning_xds()
         pools = tuple(config.provisioning.address_pools)
         self.targets = {c.name: Target(c.name, XdsTarget(host, port), bootstrap_template, pools)
@@ -68,6 +114,10 @@ class Provisioning:
         self.provisioners: dict[str, Provisioner] = {}
         self.reports: dict[str, SyncReport] = {}
         self._resend = resend
+        self._mark_dirty = mark_dirty
+        self._nodes = nodes
+        self.pools = pools
+        self._acks_used: dict[str, dict[GatewayKey, EnvoyAcks]] = {}  # what the last status of a cluster read
         self._rendered: dict[str, dict[GatewayKey, _Rendered]] = {}
         self._delay: dict[str, float] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -80,8 +130,11 @@ class Provisioning:
         if provisioner is None or not self.store[cluster].available:
             return
         desired, held = await asyncio.to_thread(self._desired, cluster, output)
+        foreign_before = set(provisioner.foreign)
         report = await provisioner.sync(desired, held, self.store[cluster].objects())
         self.reports[cluster] = report
+        if set(provisioner.foreign) != foreign_before:  # a Gateway is blocked, or no longer: its status says so
+            self._mark_dirty(cluster)
         if report.failed:
             delay = self._delay[cluster] = min(RETRY_CAP, self._delay.get(cluster, RETRY_BASE / 2) * 2)
             log.info("provisioning in cluster %s: %d object(s) failed; trying again in %.0fs", cluster, report.failed,
@@ -117,6 +170,47 @@ class Provisioning:
         desired = {(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]): obj
                    for known in rendered.values() for obj in known.objects}
         return desired, held
+
+    # -- facts for status ---------------------------------------------------------------------------------
+
+    def _acks(self, cluster: str) -> dict[GatewayKey, EnvoyAcks]:
+        acks = envoy_acks(self._nodes(), time.time())
+        result = {}
+        for (node_cluster, gateway), standing in acks.items():
+            namespace, _, name = gateway.partition("/")
+            if node_cluster == cluster:
+                result[(namespace, name)] = standing
+        return result
+
+    def dataplane(self, cluster: str) -> dict[GatewayKey, Dataplane]:
+        """What the Gateways of ``cluster`` have running: the reconciler's input for their status."""
+        store = self.store[cluster]
+        acks = self._acks_used[cluster] = self._acks(cluster)
+        provisioner = self.provisioners.get(cluster)
+        foreign = provisioner.foreign if provisioner is not None else {}
+        result: dict[GatewayKey, Dataplane] = {}
+        for obj in store.objects():
+            if not isinstance(obj, Gateway):
+                continue
+            namespace, name = obj.metadata.namespace, obj.metadata.name
+            generated = object_name(name)
+            service = store.get(("Service", namespace, generated))
+            deployment = store.get(("Deployment", namespace, generated))
+            blocked = tuple(sorted(f"{kind} {namespace}/{generated}" for kind, ns, n in foreign
+                                   if (ns, n) == (namespace, generated)))
+            result[(namespace, name)] = Dataplane(
+                service if isinstance(service, Service) and is_ours(service.metadata.labels) else None,
+                deployment if isinstance(deployment, Deployment) and is_ours(deployment.metadata.labels) else None,
+                acks.get((namespace, name), EnvoyAcks()), blocked, self.pools, generated)
+        return result
+
+    async def watch_envoys(self) -> None:
+        """Re-evaluate a cluster whenever its Envoys' standing differs from what its status last read."""
+        while True:
+            await asyncio.sleep(ENVOY_POLL)
+            for cluster, used in list(self._acks_used.items()):
+                if self._acks(cluster) != used:
+                    self._mark_dirty(cluster)
 
     def status(self) -> dict[str, Any]:
         """What /api/status shows: per cluster, the last sync and the names someone else's objects hold."""

@@ -81,12 +81,17 @@ class Controller(Lifecycle):
         self.provisioning: Provisioning | None = None
         if config.provisioning.enabled:
             self.provisioning = Provisioning(config, self.store, self.registry, read_template(),
-                                             lambda cluster, sink: self.reconciler.resend(cluster, sink))
+                                             lambda cluster, sink: self.reconciler.resend(cluster, sink),
+                                             lambda cluster: self.reconciler.mark_dirty(cluster),
+                                             lambda: self.xds.status.nodes())
         sinks: list[OutputSink] = [self._write_status, *([self.provisioning] if self.provisioning else [])]
+        # Provisioned Gateways take their addresses and Programmed from what their Envoys are doing; without
+        # provisioning, from spec.addresses or the Service labelled with the Gateway's name.
         self.reconciler = Reconciler(
             self.store, self.cache,
             ReconcileOptions(config.reconcile.debounce, config.reconcile.debounce_cap),
-            addresses=lambda cluster: gateway_addresses(self.store, cluster), sinks=sinks,
+            addresses=None if self.provisioning else lambda cluster: gateway_addresses(self.store, cluster),
+            dataplane=self.provisioning.dataplane if self.provisioning else None, sinks=sinks,
             on_report=self.metrics.observe_reconcile, clusters={c.name: c.properties() for c in config.clusters},
             lost_cluster_ttl=lost_cluster_ttl)
         # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
@@ -131,6 +136,8 @@ class Controller(Lifecycle):
                 self.provisioning.add(cluster.name, member.api, is_leader)
             await member.start()
         self._spawn(self.reconciler.run(), "reconcile loop")
+        if self.provisioning is not None:
+            self._spawn(self.provisioning.watch_envoys(), "provisioned Envoys' xDS standing")
         self._stack.push_async_callback(self.mcs.aclose)
         self._spawn(self.mcs.run(), "MCS controller")
         if self.electors:

@@ -4,7 +4,6 @@ Pure functions of the Gateway, its resolved parameters and where the Envoys dial
 ``mcgw.providers.kubernetes.provisioner`` writes them, and ``mcgw gateway-manifests`` prints them.
 """
 
-from mcgw.provisioning.addresses import AddressPlan, IPNetwork, plan_addresses
 from mcgw.provisioning.names import (
     DESIRED_HASH_ANNOTATION,
     GATEWAY_NAME_LABEL,
@@ -16,6 +15,7 @@ from mcgw.provisioning.names import (
 )
 from mcgw.provisioning.render import READY_PORT, Target, provisioned_bootstrap, render_gateway, service_ports
 from mcgw.provisioning.settings import DEFAULT_IMAGE, Autoscaling, DisruptionBudget, ProxySettings, settings_from
+from mcgw.semantics.gateway.addresses import AddressPlan, IPNetwork, plan_addresses
 
 __all__ = ["DEFAULT_IMAGE", "DESIRED_HASH_ANNOTATION", "GATEWAY_NAME_LABEL", "MANAGED_BY", "MANAGED_BY_LABEL",
            "READY_PORT", "AddressPlan", "Autoscaling", "DisruptionBudget", "IPNetwork", "ProxySettings", "Target",

@@ -31,7 +31,6 @@ from typing import Any
 import yaml
 
 from mcgw.objects.model import GATEWAY_GROUP, Gateway
-from mcgw.provisioning.addresses import AddressPlan, IPNetwork, plan_addresses
 from mcgw.provisioning.bootstrap import NodeIdentity, XdsTarget, render_bootstrap_text
 from mcgw.provisioning.names import (
     BOOTSTRAP_HASH_ANNOTATION,
@@ -41,6 +40,7 @@ from mcgw.provisioning.names import (
     selector_labels,
 )
 from mcgw.provisioning.settings import ProxySettings
+from mcgw.semantics.gateway.addresses import AddressPlan, IPNetwork, plan_addresses
 from mcgw.semantics.gateway.parameters import RESERVED_BOOTSTRAP_FIELDS
 
 ADMIN_PORT = 19901  # on loopback inside the pod

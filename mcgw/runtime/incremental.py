@@ -49,6 +49,7 @@ from mcgw.objects.model import (
     Service,
 )
 from mcgw.semantics.endpoints import service_endpoints
+from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import (
     AttachedCounts,
     Evaluation,
@@ -201,6 +202,7 @@ class IncrementalTranslation:
         self._by_kind: dict[str, dict[NamespacedName, AnyObject]] = {}
         self._slices: dict[NamespacedName, dict[str, EndpointSlice]] = {}  # (namespace, service) -> by slice name
         self._addresses: dict[tuple[str, str], list[str]] = {}
+        self._dataplane: dict[tuple[str, str], Dataplane] = {}
         self._binds: dict[tuple[str, str], str] = {}
         self._layer: GatewayLayer | None = None
         self._view: dict[GatewayKey, tuple[object, ...]] = {}
@@ -231,7 +233,8 @@ class IncrementalTranslation:
 
     def update(self, objects: Iterable[AnyObject], addresses: Mapping[tuple[str, str], list[str]] | None = None,
                bind_addresses: Mapping[tuple[str, str], str] | None = None,
-               mcs: McsInput | None = None) -> Translated:
+               mcs: McsInput | None = None,
+               dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> Translated:
         objects = tuple(objects)
         removed, added = changed_objects(self._objects, objects)
         self._objects = objects
@@ -292,7 +295,8 @@ class IncrementalTranslation:
                           if old_imports.get(key) != new_imports.get(key)}
         addresses = dict(addresses or {})
         binds = dict(bind_addresses or {})
-        layer_changed = layer_changed or addresses != self._addresses
+        observed = dict(dataplane or {})
+        layer_changed = layer_changed or addresses != self._addresses or observed != self._dataplane
         all_routes = False
         if layer_changed:
             layer = evaluate_gateways(
@@ -301,12 +305,12 @@ class IncrementalTranslation:
                 [o for o in self._of("Secret").values() if isinstance(o, Secret)],
                 [o for _, o in sorted(self._of("ReferenceGrant").items()) if isinstance(o, ReferenceGrant)],
                 [o for o in self._of("Namespace").values() if isinstance(o, Namespace)], addresses,
-                [o for o in self._of("EnvoyProxy").values() if isinstance(o, EnvoyProxy)])
+                [o for o in self._of("EnvoyProxy").values() if isinstance(o, EnvoyProxy)], observed)
             view = _attach_view(layer)
             previous = self._layer
             all_routes = (previous is None or view != self._view or layer.namespaces != previous.namespaces
                           or layer.grants != previous.grants)
-            self._layer, self._view, self._addresses = layer, view, addresses
+            self._layer, self._view, self._addresses, self._dataplane = layer, view, addresses, observed
             self._counted = {}
         assert self._layer is not None
         if layer_changed or binds != self._binds:

@@ -19,7 +19,9 @@ from mcgw.objects.model import AnyObject, EndpointSlice, Secret, Service
 from mcgw.runtime.incremental import IncrementalTranslation, McsInput, failover_context
 from mcgw.semantics.endpoints import endpoint_lookup
 from mcgw.semantics.gateway.conditions import Condition
+from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import ClusterObjects, Evaluation, evaluate
+from mcgw.semantics.gateway.features import SUPPORTED_FEATURES
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS
 from mcgw.semantics.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
 from mcgw.translate import Built, translate
@@ -62,7 +64,8 @@ class ClusterOutput:
     def statuses(self) -> dict[str, Any]:
         """Every status mcgw owns in this cluster, keyed by kind and namespace/name."""
         statuses: dict[str, Any] = {
-            "GatewayClass": {name: {"conditions": conditions_dict(conds)}
+            "GatewayClass": {name: {"conditions": conditions_dict(conds),
+                                    "supportedFeatures": [{"name": feature} for feature in SUPPORTED_FEATURES]}
                              for name, conds in sorted(self.evaluation.classes.items())},
             "Gateway": {f"{ns}/{name}": gateway_status_dict(result)
                         for (ns, name), result in sorted(self.evaluation.gateways.items())},
@@ -85,7 +88,8 @@ class ClusterOutput:
 def translate_cluster(cluster: str, objects: Iterable[AnyObject],
                       addresses: Mapping[tuple[str, str], list[str]] | None = None,
                       bind_addresses: Mapping[tuple[str, str], str] | None = None,
-                      mcs: McsInput | None = None) -> ClusterOutput:
+                      mcs: McsInput | None = None,
+                      dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> ClusterOutput:
     """Translate one cluster from scratch. ``mcs`` carries the ClusterSet's imports and cluster properties
     (ServiceImport backends get their endpoints and failover priorities from it)."""
     items = list(objects)
@@ -99,7 +103,7 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
     # backends against the ClusterSet's imports (which win over a cluster's ServiceImport objects).
     evaluation = evaluate(ClusterObjects.of(
         items, {(s.metadata.namespace, s.metadata.name): s for s in services},
-        {**by_kind.get("ServiceImport", {}), **failover.imports}), addresses)
+        {**by_kind.get("ServiceImport", {}), **failover.imports}), addresses, dataplane)
     lookup = endpoint_lookup(services, (o for o in items if isinstance(o, EndpointSlice)))
     gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover))
     built = {(g.namespace, g.name): translate(g) for g in gateways}
@@ -122,8 +126,9 @@ class ClusterTranslator:
     def translate(self, objects: Iterable[AnyObject],
                   addresses: Mapping[tuple[str, str], list[str]] | None = None,
                   bind_addresses: Mapping[tuple[str, str], str] | None = None,
-                  mcs: McsInput | None = None) -> ClusterOutput:
-        translated = self._state.update(objects, addresses, bind_addresses, mcs)
+                  mcs: McsInput | None = None,
+                  dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> ClusterOutput:
+        translated = self._state.update(objects, addresses, bind_addresses, mcs, dataplane)
         return ClusterOutput(self.cluster, translated.evaluation, translated.gateways,
                              _LazyResources(translated.resources), translated.resources,
                              policies=translated.failover.resolution.conditions)

@@ -24,6 +24,7 @@ from mcgw.runtime.debounce import settle
 from mcgw.runtime.incremental import McsInput
 from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator
+from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.mcs import DEFAULT_LOST_CLUSTER_TTL, EMPTY_VIEW, ClusterSetView, McsCache, compute_mcs
 from mcgw.store import Store
 from mcgw.support import collector
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 GatewayKey = tuple[str, str]  # (namespace, name)
 AddressesFor = Callable[[str], Mapping[GatewayKey, list[str]]]
 BindAddressesFor = Callable[[str], Mapping[GatewayKey, str]]
+DataplaneFor = Callable[[str], Mapping[GatewayKey, Dataplane]]
 OutputSink = Callable[[str, ClusterOutput], Awaitable[None]]
 
 
@@ -64,6 +66,7 @@ class Reconciler:
 
     def __init__(self, store: Store, cache: SnapshotCache, options: ReconcileOptions | None = None, *,
                  addresses: AddressesFor | None = None, bind_addresses: BindAddressesFor | None = None,
+                 dataplane: DataplaneFor | None = None,
                  sinks: list[OutputSink] | None = None,
                  on_report: Callable[[str, ClusterReport], None] | None = None,
                  clusters: Mapping[str, ClusterProperties] | None = None,
@@ -73,6 +76,7 @@ class Reconciler:
         self.options = options or ReconcileOptions()
         self.addresses = addresses
         self.bind_addresses = bind_addresses
+        self.dataplane = dataplane
         self.sinks = list(sinks or [])
         self.on_report = on_report
         # The ClusterSet's imports, computed from every cluster's exports on each pass: ServiceImport
@@ -124,10 +128,11 @@ class Reconciler:
             objects, revision = member.objects(), member.revision
             addresses = self.addresses(cluster) if self.addresses else None
             binds = self.bind_addresses(cluster) if self.bind_addresses else None
+            observed = self.dataplane(cluster) if self.dataplane else None
             started = time.perf_counter()
             try:
                 output, snapshots = await asyncio.to_thread(
-                    self._translate, cluster, objects, addresses, binds, mcs)
+                    self._translate, cluster, objects, addresses, binds, mcs, observed)
             except Exception as error:  # a translator bug must not stop the controller
                 log.exception("translating cluster %s failed; its gateways keep their last configuration",
                               cluster, extra={"cluster": cluster})
@@ -168,10 +173,12 @@ class Reconciler:
 
     def _translate(self, cluster: str, objects: tuple[AnyObject, ...],
                    addresses: Mapping[GatewayKey, list[str]] | None, binds: Mapping[GatewayKey, str] | None,
-                   mcs: McsInput) -> tuple[ClusterOutput, dict[GatewayKey, Snapshot]]:
+                   mcs: McsInput,
+                   observed: Mapping[GatewayKey, Dataplane] | None = None) -> tuple[ClusterOutput,
+                                                                                dict[GatewayKey, Snapshot]]:
         """Worker-thread half: pure translation and serialisation, no shared state written."""
         with collector.paused():  # the pass allocates only what it returns: nothing to collect
-            output = self._translators[cluster].translate(objects, addresses, binds, mcs)
+            output = self._translators[cluster].translate(objects, addresses, binds, mcs, observed)
             snapshots: dict[GatewayKey, Snapshot] = {}
             for gateway in output.resources:
                 previous = self.cache.get(node_group(cluster, gateway))

@@ -168,6 +168,24 @@ class Cluster:
         }
 
 
+async def _programmed_as_observed(east: Cluster, namespace: str, gateway: str) -> bool:
+    """Whether the Gateway's addresses and Programmed agree with its Service and Deployment right now."""
+    programmed = await east.condition(namespace, gateway, "Programmed")
+    service = await east.core.read_namespaced_service(f"mcgw-{gateway}", namespace)
+    ingress = [i.ip or i.hostname for i in (service.status.load_balancer.ingress or [])]
+    addresses = [a["value"] for a in (await east.status(namespace, gateway)).get("addresses", [])]
+    if not ingress:
+        return programmed == ("False", "AddressNotAssigned", "waiting for the load balancer to assign an address to "
+                                                             f"Service {namespace}/mcgw-{gateway}") and addresses == []
+    if addresses != ingress or programmed is None:
+        return False
+    deployment = await east.apps.read_namespaced_deployment(f"mcgw-{gateway}", namespace)
+    if not deployment.status.ready_replicas:
+        return programmed[:2] == ("False", "Pending") and programmed[2].startswith(
+            f"waiting for an Envoy pod of Deployment {namespace}/mcgw-{gateway} to be ready")
+    return programmed[1] in ("Pending", "Programmed")
+
+
 @pytest.fixture
 async def east(clusterset: ClusterSet) -> AsyncIterator[Cluster]:
     api = await _api(clusterset.clusters["east"].kubeconfig)
@@ -228,9 +246,12 @@ async def test_a_gateway_gets_its_envoys_and_keeps_them_through_listener_changes
         xds = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "mcgw-xds")
         assert xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
             "address"] == clusterset.network.host_address
-        # No pods run here: the Gateway is accepted, and says what it waits for.
+        # The Gateway is accepted, and Programmed only says what it is waiting for (the test bed may or may
+        # not run a load balancer and pods; what the status says must match what is there).
         assert await _until(lambda: east.condition(namespace, "edge", "Accepted"), 30, "Accepted") == (
             "True", "Accepted", "all listeners are valid")
+        await _until(lambda: _programmed_as_observed(east, namespace, "edge"), 30,
+                     "Programmed to say what the Gateway waits for")
 
         # A second listener: the Service gets its port, the Deployment is not touched (no new generation,
         # so no rollout).
@@ -257,6 +278,49 @@ async def test_a_gateway_gets_its_envoys_and_keeps_them_through_listener_changes
         await _until(gone, 30, "every generated object to be deleted")
         notes = await east.core.read_namespaced_config_map("notes", namespace)
         assert notes.data == {"mine": "yes"}
+
+
+async def test_static_addresses_are_honoured_or_reported_as_the_conformance_suite_checks(
+        clusterset: ClusterSet, east: Cluster, tmp_path: Path) -> None:
+    """GatewayStaticAddresses' sequence: an unsupported type is not accepted; then an address mcgw may not ask
+    for is AddressNotUsable; with the usable one alone the Service carries it and the Gateway reports it."""
+    namespace = await east.namespace("static")
+    await east.gateway_class()
+    await east.envoy_proxy(namespace, "internal", {"service": {"type": "ClusterIP"}})
+    usable, unusable = "198.19.250.10", "198.19.251.1"
+    addresses = [{"type": "Hostname", "value": "gw.example.com"}, {"type": "IPAddress", "value": unusable},
+                 {"type": "IPAddress", "value": usable}]
+    await east.gateway(namespace, "static", {
+        "addresses": addresses,
+        "infrastructure": {"parametersRef": {"group": "mcgw.io", "kind": "EnvoyProxy", "name": "internal"}},
+        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]})
+    path = _write_config(tmp_path, clusterset, provisioning={"addressPools": ["198.19.250.0/24"]})
+
+    async def condition(kind: str, reason: str) -> tuple[str, str, str] | None:
+        found = await east.condition(namespace, "static", kind)
+        return found if found and found[1] == reason else None
+
+    async with _controller(path):
+        status, _, message = await _until(lambda: condition("Accepted", "UnsupportedAddress"), 30,
+                                          "UnsupportedAddress")
+        assert status == "False"
+        assert "type Hostname ('gw.example.com') is not supported" in message
+        await east.patch_gateway(namespace, "static", {"spec": {"addresses": addresses[1:]}})
+        status, _, message = await _until(lambda: condition("Programmed", "AddressNotUsable"), 30, "AddressNotUsable")
+        assert status == "False"
+        assert f"{unusable}: outside the address pools this mcgw may use (198.19.250.0/24)" in message
+        assert (await east.condition(namespace, "static", "Accepted"))[:2] == ("True", "Accepted")
+        service = await east.core.read_namespaced_service("mcgw-static", namespace)
+        assert service.spec.external_ips == [usable]  # the usable one is asked for meanwhile
+        await east.patch_gateway(namespace, "static", {"spec": {"addresses": addresses[2:]}})
+
+        async def reported() -> bool:
+            # No longer an address problem: what is left is the Envoys (pods, xDS), or nothing.
+            programmed = await east.condition(namespace, "static", "Programmed")
+            addresses = [a["value"] for a in (await east.status(namespace, "static")).get("addresses", [])]
+            return programmed is not None and programmed[1] in ("Pending", "Programmed") and addresses == [usable]
+
+        await _until(reported, 30, f"status.addresses to be {usable}, with no address problem")
 
 
 async def test_bad_parameters_are_invalid_and_nothing_is_provisioned(clusterset: ClusterSet, east: Cluster,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from mcgw.providers.kubernetes.status_merge import merge_conditions, merge_route_status, stored_generation_is_newer
+from mcgw.providers.kubernetes.status_merge import (
+    merge_condition_status,
+    merge_conditions,
+    merge_route_status,
+    stored_generation_is_newer,
+)
 
 
 def _cond(kind: str, status: str, reason: str = "R", generation: int = 1) -> dict[str, object]:
@@ -37,3 +42,15 @@ def test_newer_stored_generation_wins() -> None:
     assert stored_generation_is_newer(stored, 4)
     assert not stored_generation_is_newer(stored, 5)
     assert not stored_generation_is_newer({}, 1)
+
+
+def test_a_gateway_class_status_gets_our_supported_features_and_keeps_what_is_not_ours() -> None:
+    stored = {"conditions": [{**_cond("Accepted", "Unknown", "Pending"), "lastTransitionTime": "T0"}],
+              "supportedFeatures": [{"name": "Stale"}], "other": "kept"}
+    ours = {"conditions": [_cond("Accepted", "True", "Accepted")], "supportedFeatures": [{"name": "Gateway"}]}
+    merged = merge_condition_status(stored, ours, "T1")
+    assert merged["supportedFeatures"] == [{"name": "Gateway"}]
+    assert merged["other"] == "kept"
+    assert merged["conditions"][0]["lastTransitionTime"] == "T1"
+    # A status of conditions alone (FailoverPolicy) leaves every other stored field as it was.
+    assert merge_condition_status(stored, {"conditions": []}, "T1")["supportedFeatures"] == [{"name": "Stale"}]

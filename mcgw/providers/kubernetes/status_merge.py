@@ -33,8 +33,10 @@ def merge_conditions(stored: list[dict[str, Any]], ours: list[dict[str, Any]], n
 
 
 def merge_condition_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:
-    """A status that is only conditions (GatewayClass, FailoverPolicy): other fields stored are kept."""
-    return {**stored, "conditions": merge_conditions(stored.get("conditions", []), ours["conditions"], now)}
+    """A status of conditions (FailoverPolicy; a GatewayClass's also has supportedFeatures): the other fields we
+    set replace the stored ones, fields we do not set are kept."""
+    return {**stored, **{key: value for key, value in ours.items() if key != "conditions"},
+            "conditions": merge_conditions(stored.get("conditions", []), ours["conditions"], now)}
 
 
 def merge_gateway_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from mcgw.semantics.gateway.backends import (
     resolve_mirrors,
     resolved_refs_condition,
 )
+from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.listeners import GatewayResult, class_status, gateway_status
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
 from mcgw.semantics.gateway.routes import RouteKey, route_key
@@ -106,8 +107,10 @@ def age_order(route: AnyRoute) -> tuple[str, str, str]:
 def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterable[Gateway],
                       secrets: Iterable[Secret], grants: Iterable[ReferenceGrant], namespaces: Iterable[Namespace],
                       addresses: Mapping[tuple[str, str], list[str]] | None = None,
-                      proxies: Iterable[EnvoyProxy] = ()) -> GatewayLayer:
-    """Statuses of our GatewayClasses and their Gateways, before routes are counted."""
+                      proxies: Iterable[EnvoyProxy] = (),
+                      dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> GatewayLayer:
+    """Statuses of our GatewayClasses and their Gateways, before routes are counted. ``dataplane``: what was
+    observed of provisioned Gateways' Envoys (their addresses and Programmed then come from it)."""
     classes = {gc.metadata.name: gc for gc in gateway_classes}
     by_name = {(p.metadata.namespace, p.metadata.name): p for p in proxies}
     class_results = {}
@@ -120,7 +123,8 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
     results = {}
     for gateway in gateways:
         key = (gateway.metadata.namespace, gateway.metadata.name)
-        result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()), by_name)
+        result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()), by_name,
+                                (dataplane or {}).get(key))
         if result is not None:
             results[key] = result
     return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
@@ -174,10 +178,11 @@ def count_attached(gateways: Mapping[GatewayKey, GatewayResult],
     return {key: result.with_attached(counts.get(key, {})) for key, result in gateways.items()}
 
 
-def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[str]] | None = None) -> Evaluation:
+def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[str]] | None = None,
+             dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> Evaluation:
     """Statuses for our GatewayClasses, their Gateways, and the routes that name those Gateways."""
     layer = evaluate_gateways(objects.gateway_classes, objects.gateways, objects.secrets, objects.grants,
-                              objects.namespaces, addresses, objects.proxies)
+                              objects.namespaces, addresses, objects.proxies, dataplane)
     routes = {}
     for route in sorted(objects.routes, key=age_order):
         result = evaluate_route(route, layer, objects.services, objects.service_imports)

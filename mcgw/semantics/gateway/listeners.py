@@ -29,9 +29,10 @@ from mcgw.objects.model import (
 )
 from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.dataplane import Dataplane, dataplane_outcome
 from mcgw.semantics.gateway.hostnames import listener_hostnames_overlap
 from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, is_ip, port_problem, section_name_problem
-from mcgw.semantics.gateway.parameters import Proxies, class_parameters, gateway_parameters
+from mcgw.semantics.gateway.parameters import Proxies, class_parameters, gateway_parameters, service_type
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
@@ -304,8 +305,11 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
 
 def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secrets: Mapping[tuple[str, str], Secret],
                    grants: Iterable[ReferenceGrant], addresses: Iterable[str] = (),
-                   proxies: Proxies | None = None) -> GatewayResult | None:
-    """The Gateway's conditions and per-listener results; ``None`` if another controller owns its class."""
+                   proxies: Proxies | None = None, dataplane: Dataplane | None = None) -> GatewayResult | None:
+    """The Gateway's conditions and per-listener results; ``None`` if another controller owns its class.
+
+    With ``dataplane`` (provisioned Envoys), the addresses and Programmed come from what was observed of
+    them (``semantics.gateway.dataplane``); without, from ``addresses``."""
     gateway_class = classes.get(gateway.spec.gateway_class_name)
     if gateway_class is None or gateway_class.spec.controller_name != CONTROLLER_NAME:
         return None
@@ -359,6 +363,12 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
                                    "no listener is valid" + (f" ({message})" if conflicted else ""), generation)
     unusable = [address for address in gateway.spec.addresses if not is_ip(address.value)]
     refused = {address.value for address in unusable}
+    unassigned, pending = "no address has been assigned to this Gateway yet", ""
+    not_usable: list[tuple[str, str]] = []
+    if dataplane is not None:
+        outcome = dataplane_outcome(gateway, service_type(parameters), dataplane)
+        addresses = outcome.addresses
+        not_usable, unassigned, pending = list(outcome.unusable), outcome.unassigned or unassigned, outcome.pending
     assigned = [address for address in addresses if address not in refused]
     if not usable:
         programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID, "no listener can be programmed", generation)
@@ -367,9 +377,14 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
                                  "spec.addresses: " + "; ".join(f"{address.value!r} is not an IP address"
                                                                for address in unusable)
                                  + ": give a valid IPv4 or IPv6 address, or remove the entry", generation)
+    elif not_usable:
+        programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_ADDRESS_NOT_USABLE,
+                                 "spec.addresses: " + "; ".join(f"{value}: {why}" for value, why in not_usable),
+                                 generation)
     elif not assigned:
-        programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_ADDRESS_NOT_ASSIGNED,
-                                 "no address has been assigned to this Gateway yet", generation)
+        programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_ADDRESS_NOT_ASSIGNED, unassigned, generation)
+    elif pending:
+        programmed = c.Condition(c.PROGRAMMED, "False", c.REASON_PENDING, pending, generation)
     else:
         programmed = c.Condition(c.PROGRAMMED, "True", c.REASON_PROGRAMMED,
                                  f"programmed at {', '.join(assigned)}", generation)

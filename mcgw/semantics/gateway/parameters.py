@@ -31,6 +31,12 @@ BOOTSTRAP_FIELDS = frozenset({
 })
 
 Proxies = Mapping[tuple[str, str], EnvoyProxy]  # (namespace, name) -> EnvoyProxy
+DEFAULT_SERVICE_TYPE = "LoadBalancer"
+
+
+def service_type(spec: EnvoyProxySpec | None) -> str:
+    """The type of a Gateway's generated Service, as its parameters say."""
+    return (spec.service.type if spec and spec.service and spec.service.type else None) or DEFAULT_SERVICE_TYPE
 
 
 def spec_problem(spec: EnvoyProxySpec) -> str | None:

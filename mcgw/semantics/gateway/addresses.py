@@ -1,4 +1,4 @@
-"""Static ``spec.addresses``: which of them the generated Service can carry, and which it cannot.
+"""Static ``spec.addresses`` of a provisioned Gateway: which of them its Service can carry, and which it cannot.
 
 A Service of type LoadBalancer carries one requested address (``spec.loadBalancerIP``, which load
 balancer implementations still honour); ClusterIP and NodePort Services carry any number as
@@ -45,16 +45,16 @@ def plan_addresses(gateway: Gateway, service_type: str, pools: Sequence[IPNetwor
         if ip is None:
             continue
         if pools and not any(ip in pool for pool in pools):
-            refused.append((address.value, f"{address.value} is outside the address pools this mcgw may use ("
-                                           f"{', '.join(str(p) for p in pools)})"))
+            refused.append((address.value, f"outside the address pools this mcgw may use "
+                                           f"({', '.join(str(p) for p in pools)})"))
         elif str(ip) in usable:
             continue
         else:
             usable.append(str(ip))
     if service_type == "LoadBalancer":
         first, rest = (usable[0], usable[1:]) if usable else (None, [])
-        refused += [(value, f"a Service of type LoadBalancer carries one requested address ({first}); "
-                            f"{value} cannot be added: remove it, or use a Service type of ClusterIP or NodePort")
+        refused += [(value, f"a Service of type LoadBalancer carries one requested address ({first}): remove this "
+                            "one, or use a Service type of ClusterIP or NodePort")
                     for value in rest]
         return AddressPlan(first, (), tuple(refused))
     return AddressPlan(None, tuple(usable), tuple(refused))
