@@ -82,6 +82,19 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, {"written": True})
             except OSError as error:
                 return self.answer(200, {"written": False, "error": str(error)})
+        if url.path == "/whoami-api":
+            # In-cluster config as client libraries read it: the kubernetes Service's env, the token, the CA.
+            import ssl, urllib.request
+            account = "/var/run/secrets/kubernetes.io/serviceaccount"
+            context = ssl.create_default_context(cafile=f"{account}/ca.crt")
+            token = open(f"{account}/token").read()
+            host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+            review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode()
+            request = urllib.request.Request(
+                f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews", data=review,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, context=context, timeout=5) as response:
+                return self.answer(200, json.loads(response.read()))
         if url.path == "/whoami":
             import socket
             return self.answer(200, {"hostname": socket.gethostname(), "pid": os.getpid(), "argv": sys.argv})
@@ -256,7 +269,7 @@ def test_env_and_volumes_are_where_the_spec_says(east: MemberCluster) -> None:
         mounts=[{"name": "tls", "mountPath": "/etc/secret-volume"},
                 {"name": "settings", "mountPath": "/etc/podrunner-e2e/config.yaml", "subPath": "config.yaml"},
                 {"name": "picked", "mountPath": "/etc/podrunner-e2e/picked"},
-                {"name": "scratch", "mountPath": "/scratch-podrunner-e2e"}],
+                {"name": "scratch", "mountPath": "/opt/podrunner-e2e-scratch"}],
         volumes=[{"name": "tls", "secret": {"secretName": "creds", "defaultMode": 0o400,
                                             "items": [{"key": "tls.crt", "path": "crt"},
                                                       {"key": "tls.key", "path": "key"}]}},
@@ -267,7 +280,7 @@ def test_env_and_volumes_are_where_the_spec_says(east: MemberCluster) -> None:
     east.request("POST", f"/api/v1/namespaces/{NS}/pods", pod)
     ip = _wait(lambda: _ready(east, "env-volumes"), "env-volumes Ready")["status"]["podIP"]
     base = f"http://{ip}:8080"
-    _, environment = _get(f"{base}/env")
+    _, environment = _wait(lambda: _get(f"{base}/env"), "env-volumes to answer")  # Ready: running, maybe not bound
     uid = _pod(east, "env-volumes")["metadata"]["uid"]
     assert environment["GREETING"] == "hello env-volumes $(NOT_EXPANDED) $(UNDEFINED)"
     assert environment["MY_NAMESPACE"] == NS
@@ -289,7 +302,7 @@ def test_env_and_volumes_are_where_the_spec_says(east: MemberCluster) -> None:
     assert _get(f"{base}/file?path=/etc/podrunner-e2e/config.yaml")[1]["content"] == "a: 1\n"
     assert _get(f"{base}/file?path=/etc/podrunner-e2e/picked/sub/size")[1] == {"content": "10", "mode": 0o640}
     assert _get(f"{base}/write?path=/etc/secret-volume/new")[1]["written"] is False  # Secret volumes are read-only
-    assert _get(f"{base}/write?path=/scratch-podrunner-e2e/new")[1]["written"] is True
+    assert _get(f"{base}/write?path=/opt/podrunner-e2e-scratch/new")[1]["written"] is True
     # The ServiceAccount admission plugin's projected volume: a token, the cluster CA, the namespace.
     account = "/var/run/secrets/kubernetes.io/serviceaccount"
     assert set(_get(f"{base}/ls?path={account}")[1]) >= {"token", "ca.crt", "namespace"}
@@ -299,9 +312,13 @@ def test_env_and_volumes_are_where_the_spec_says(east: MemberCluster) -> None:
                           {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}})
     assert review["status"]["authenticated"] is True
     assert review["status"]["user"]["username"] == f"system:serviceaccount:{NS}:default"
+    # ... and the API server is reachable from inside the pod, at the address its certificate names.
+    seen = _get(f"{base}/whoami-api")[1]
+    assert seen["status"]["userInfo"]["username"] == f"system:serviceaccount:{NS}:default"
     # Mount points that do not exist on the host were made in the container's own view only.
     assert not Path("/etc/secret-volume").exists()
     assert not Path("/etc/podrunner-e2e").exists()
+    assert not Path("/opt/podrunner-e2e-scratch").exists()
 
 
 def test_readiness_probe_gates_ready(east: MemberCluster) -> None:
@@ -362,8 +379,13 @@ def test_unknown_image_stays_waiting_with_a_pull_error(east: MemberCluster) -> N
 def test_crashing_container_restarts_and_a_finished_pod_succeeds(east: MemberCluster) -> None:
     crash = _app_pod("crasher", container={"command": ["python3", "-c", "import sys; print('bye'); sys.exit(3)"],
                                            "args": []})
-    done = _app_pod("finisher", restartPolicy="Never",
-                    container={"command": ["python3", "-c", "print('done')"], "args": []})
+    work = {"name": "work", "mountPath": "/opt/finisher-scratch"}
+    prepare = {"name": "prepare", "image": "mcgw-testbed/python:3", "volumeMounts": [work],
+               "command": ["python3", "-c", "open('/opt/finisher-scratch/note', 'w').write('done by init')"]}
+    done = _app_pod("finisher", restartPolicy="Never", initContainers=[prepare], mounts=[work],
+                    volumes=[{"name": "work", "emptyDir": {}}],
+                    container={"command": ["python3", "-c", "print(open('/opt/finisher-scratch/note').read())"],
+                               "args": []})
     east.request("POST", f"/api/v1/namespaces/{NS}/pods", crash)
     east.request("POST", f"/api/v1/namespaces/{NS}/pods", done)
 
@@ -377,8 +399,10 @@ def test_crashing_container_restarts_and_a_finished_pod_succeeds(east: MemberClu
     finished = _wait(lambda: (p := _pod(east, "finisher"))["status"].get("phase") == "Succeeded" and p,
                      "finisher to succeed")
     assert finished["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert finished["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert _condition(finished, "Initialized") == "True"
     assert _netns_of(finished["metadata"]["uid"]) == []  # a finished pod's sandbox is gone
-    assert b"done" in _raw(east, f"/api/v1/namespaces/{NS}/pods/finisher/log")
+    assert b"done by init" in _raw(east, f"/api/v1/namespaces/{NS}/pods/finisher/log?container=app")
 
 
 def test_deletion_stops_the_process_and_removes_pod_and_namespace(east: MemberCluster) -> None:
@@ -409,3 +433,65 @@ def test_pods_of_another_node_are_left_alone(east: MemberCluster) -> None:
     assert pod_now.get("status", {}).get("phase") == "Pending"
     assert "containerStatuses" not in pod_now.get("status", {})
     east.request("DELETE", f"/api/v1/namespaces/{NS}/pods/elsewhere?gracePeriodSeconds=0")
+
+
+ENVOY_BOOTSTRAP = """
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 19901}}
+static_resources:
+  listeners:
+  - name: hello
+    address: {socket_address: {address: 0.0.0.0, port_value: 8080}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: hello
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                direct_response: {status: 200, body: {inline_string: "envoy in a pod"}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+"""
+
+
+def test_envoy_pods_with_their_bootstrap_at_etc_envoy(east: MemberCluster) -> None:
+    """Two Envoys with the same admin port and base id, as mcgw's gateway Deployments run them."""
+    _create(east, f"/api/v1/namespaces/{NS}/configmaps",
+            {"metadata": {"name": "envoy-bootstrap"}, "data": {"bootstrap.yaml": ENVOY_BOOTSTRAP}})
+    mounts = {"envoy-dir": {"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": True},
+              "envoy-file": {"name": "bootstrap", "mountPath": "/etc/envoy/bootstrap.yaml",
+                             "subPath": "bootstrap.yaml"}}
+    for name, mount in mounts.items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+               "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+                   "name": "envoy", "image": "envoyproxy/envoy:v1.40.0",
+                   "args": ["--config-path", "/etc/envoy/bootstrap.yaml", "--service-node", "$(POD_NAME)",
+                            "--service-cluster", "east", "--log-level", "info"],
+                   "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                   "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                   "volumeMounts": [mount]}],
+                   "volumes": [{"name": "bootstrap", "configMap": {"name": "envoy-bootstrap"}}]}}
+        east.request("POST", f"/api/v1/namespaces/{NS}/pods", pod)
+    for name in mounts:
+        ip = _wait(lambda name=name: _ready(east, name), f"{name} Ready")["status"]["podIP"]  # type: ignore[misc]
+        with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
+            assert response.read() == b"envoy in a pod"
+        assert b"starting main dispatch loop" in _raw(east, f"/api/v1/namespaces/{NS}/pods/{name}/log")
+    assert not Path("/etc/envoy").exists()
+
+
+def test_runner_memory(clusterset: ClusterSet, east: MemberCluster) -> None:
+    """Not a limit, a figure: the runner's resident memory with this module's pods running."""
+    pods = east.request("GET", f"/api/v1/namespaces/{NS}/pods")["items"]
+    running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+    status = Path(f"/proc/{clusterset.podrunners['east'].pid}/status").read_text()
+    rss = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+    print(f"\n[podrunner] east's runner: {int(rss) / 1024:.1f} MiB resident with {len(running)} running pods")
+    assert running

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import socket
 import sys
 
@@ -118,13 +119,29 @@ def _fail(error_fd: int, message: str) -> None:
     os._exit(128)
 
 
+def _check_not_hidden(argv0: str, env: dict[str, str], targets: list[str]) -> None:
+    """The image is the host's filesystem: a volume mounted over the directory holding the program
+    (say ``/work`` over a virtualenv in ``/work/...``) would hide it. Say so rather than fail to exec."""
+    found = shutil.which(argv0, path=env.get("PATH")) if "/" not in argv0 else argv0
+    if not found:
+        return
+    for path in {os.path.abspath(found), os.path.realpath(found)}:
+        for target in targets:
+            if _within(path, target.rstrip("/") or "/"):
+                raise RuntimeError(f"mountPath {target} would hide the container's executable {path}, which the "
+                                   "test bed runs from the host's filesystem; mount the volume elsewhere")
+
+
 def _prepare(plan: dict[str, object]) -> None:
+    argv, env, listed = plan["argv"], plan["env"], plan["mounts"]
+    assert isinstance(argv, list)
+    assert isinstance(env, dict)
+    assert isinstance(listed, list)
+    mounts: list[dict[str, object]] = sorted(listed, key=lambda m: str(m["target"]).rstrip("/").count("/"))
+    _check_not_hidden(str(argv[0]), env, [str(m["target"]) for m in mounts])
     _detach_namespace_files()
     stage = str(plan["stage"])
     setup = MountSetup(stage)
-    listed = plan["mounts"]
-    assert isinstance(listed, list)
-    mounts: list[dict[str, object]] = sorted(listed, key=lambda m: str(m["target"]).rstrip("/").count("/"))
     for mount in mounts:
         setup.ensure(str(mount["target"]), os.path.isdir(str(mount["source"])))
         _mount(str(mount["source"]), str(mount["target"]), None, MS_BIND | MS_REC)

@@ -172,8 +172,10 @@ class PodWorker:
         try:
             await asyncio.wait({life, deleting}, return_when=asyncio.FIRST_COMPLETED)
             if not self._deleting.is_set():
-                with contextlib.suppress(Exception):
-                    life.result()
+                if not life.cancelled() and life.exception() is not None:
+                    error = life.exception()
+                    print(f"podrunner: {self.namespace}/{self.name} failed: {type(error).__name__}: {error}",
+                          flush=True)
                 await self._deleting.wait()
         finally:
             life.cancel()
