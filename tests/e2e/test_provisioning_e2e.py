@@ -8,7 +8,10 @@
 - A replica that does not hold a cluster's Lease writes nothing there.
 - mcgw works with exactly the permissions in deploy/rbac/mcgw.yaml.
 
-No pods run here (no kubelet), so Gateways are never Programmed; what they wait for is asserted instead.
+- With the test bed's pod runner, the provisioned Envoy pods run: the Gateway is Programmed and serves
+  traffic, and a new listener is served without a restart.
+
+Elsewhere the load balancer and pods may or may not be there: Programmed must then say what is missing.
 The clusters are shared by the whole session: every test has namespaces of its own, and what this
 module's controllers provision for other tests' Gateways is removed afterwards.
 """
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,10 +117,12 @@ class Cluster:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.core, self.apps, self.custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+        self.namespaces: list[str] = []
 
     async def namespace(self, tag: str) -> str:
         name = f"prov-{tag}-{secrets.token_hex(3)}"
         await self.core.create_namespace({"metadata": {"name": name}})
+        self.namespaces.append(name)
         return name
 
     async def gateway_class(self, parameters: dict[str, Any] | None = None, name: str = CLASS) -> None:
@@ -157,15 +164,22 @@ class Cluster:
                 return condition["status"], condition["reason"], condition["message"]
         return None
 
-    async def generated(self, namespace: str) -> dict[str, Any]:
-        """Every object of ours in ``namespace``, by kind."""
+    async def generated(self, namespace: str, optional: bool = False) -> dict[str, Any]:
+        """Every object of ours in ``namespace``, by kind (with ``optional``, the autoscaler and budget too)."""
         accounts = await self.core.list_namespaced_service_account(namespace, label_selector=MANAGED)
-        return {
+        objects = {
             "ServiceAccount": accounts.items,
             "ConfigMap": (await self.core.list_namespaced_config_map(namespace, label_selector=MANAGED)).items,
             "Deployment": (await self.apps.list_namespaced_deployment(namespace, label_selector=MANAGED)).items,
             "Service": (await self.core.list_namespaced_service(namespace, label_selector=MANAGED)).items,
         }
+        if optional:
+            scalers = await client.AutoscalingV2Api(self.api).list_namespaced_horizontal_pod_autoscaler(
+                namespace, label_selector=MANAGED)
+            budgets = await client.PolicyV1Api(self.api).list_namespaced_pod_disruption_budget(
+                namespace, label_selector=MANAGED)
+            objects |= {"HorizontalPodAutoscaler": scalers.items, "PodDisruptionBudget": budgets.items}
+        return objects
 
 
 async def _programmed_as_observed(east: Cluster, namespace: str, gateway: str) -> bool:
@@ -189,9 +203,13 @@ async def _programmed_as_observed(east: Cluster, namespace: str, gateway: str) -
 @pytest.fixture
 async def east(clusterset: ClusterSet) -> AsyncIterator[Cluster]:
     api = await _api(clusterset.clusters["east"].kubeconfig)
+    cluster = Cluster(api)
     try:
-        yield Cluster(api)
+        yield cluster
     finally:
+        for namespace in cluster.namespaces:  # with whatever Envoy pods the test bed runs for them
+            with contextlib.suppress(client.ApiException):
+                await cluster.core.delete_namespace(namespace)
         await api.close()
 
 
@@ -278,6 +296,68 @@ async def test_a_gateway_gets_its_envoys_and_keeps_them_through_listener_changes
         await _until(gone, 30, "every generated object to be deleted")
         notes = await east.core.read_namespaced_config_map("notes", namespace)
         assert notes.data == {"mine": "yes"}
+
+
+async def test_provisioned_envoys_serve_and_take_a_new_listener_without_a_restart(
+        clusterset: ClusterSet, east: Cluster, tmp_path: Path) -> None:
+    """With the test bed's pod runner the provisioned pods run real Envoy: it dials mcgw over the bridge, is
+    Ready once it has its configuration, the Gateway is Programmed, and a new listener is served by the same
+    process (LDS, no rollout)."""
+    namespace = await east.namespace("serve")
+    await east.gateway_class()
+    # No load balancer on the test bed: a ClusterIP Service gives the Gateway its address.
+    await east.envoy_proxy(namespace, "internal", {"service": {"type": "ClusterIP"}})
+    backend = clusterset.start_echo("east", namespace=namespace, pod="cart-0")
+    await east.core.create_namespaced_service(namespace, {
+        "metadata": {"name": "cart"}, "spec": {"ports": [{"name": "http", "port": 80, "targetPort": backend.port}]}})
+    await client.DiscoveryV1Api(east.api).create_namespaced_endpoint_slice(namespace, {
+        "metadata": {"name": "cart-1", "labels": {"kubernetes.io/service-name": "cart"}}, "addressType": "IPv4",
+        "ports": [{"name": "http", "port": backend.port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [backend.address], "conditions": {"ready": True}}]})
+    await east.gateway(namespace, "edge", {
+        "infrastructure": {"parametersRef": {"group": "mcgw.io", "kind": "EnvoyProxy", "name": "internal"}},
+        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]})
+    await east.custom.create_namespaced_custom_object(GW, "v1", namespace, "httproutes", {
+        "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": "cart"},
+        "spec": {"parentRefs": [{"name": "edge"}], "rules": [{"backendRefs": [{"name": "cart", "port": 80}]}]}})
+
+    async with _controller(_write_config(tmp_path, clusterset)):
+        programmed = await _until(lambda: _when(east.condition(namespace, "edge", "Programmed"),
+                                                lambda found: found[0] == "True"), 60, "Programmed")
+        service = await east.core.read_namespaced_service("mcgw-edge", namespace)
+        assert programmed == ("True", "Programmed", f"programmed at {service.spec.cluster_ip}")
+        assert [a["value"] for a in (await east.status(namespace, "edge"))["addresses"]] == [service.spec.cluster_ip]
+        (pod,) = (await east.core.list_namespaced_pod(
+            namespace, label_selector="gateway.networking.k8s.io/gateway-name=edge")).items
+        assert pod.status.container_statuses[0].ready
+        answer = await _until(lambda: _get_json(f"http://{pod.status.pod_ip}:80/"), 30, "an answer through Envoy")
+        assert answer["pod"] == "cart-0"
+
+        await east.patch_gateway(namespace, "edge", {"spec": {"listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"}, {"name": "alt", "port": 8080, "protocol": "HTTP"}]}})
+        answer = await _until(lambda: _get_json(f"http://{pod.status.pod_ip}:8080/"), 30, "an answer on 8080")
+        assert answer["pod"] == "cart-0"
+        (same,) = (await east.core.list_namespaced_pod(
+            namespace, label_selector="gateway.networking.k8s.io/gateway-name=edge")).items
+        assert (same.metadata.uid, same.status.container_statuses[0].restart_count) == (pod.metadata.uid, 0)
+        ports = (await east.core.read_namespaced_service("mcgw-edge", namespace)).spec.ports
+        assert [p.port for p in ports] == [80, 8080]
+
+
+async def _when(value: Awaitable[T | None], accept: Callable[[T], bool]) -> T | None:
+    result = await value
+    return result if result is not None and accept(result) else None
+
+
+async def _get_json(url: str) -> dict[str, Any] | None:
+    def get() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                return dict(json.loads(response.read()))
+        except (OSError, ValueError):
+            return None
+
+    return await asyncio.to_thread(get)
 
 
 async def test_static_addresses_are_honoured_or_reported_as_the_conformance_suite_checks(
@@ -448,8 +528,12 @@ async def test_the_documented_rbac_is_enough(clusterset: ClusterSet, east: Clust
         "users": [{"name": identity, "user": {"token": token}}],
         "contexts": [{"name": "east", "context": {"cluster": admin["clusters"][0]["name"], "user": identity}}],
         "current-context": "east"}))
+    # Every generated kind, the optional ones too.
+    await east.envoy_proxy(namespace, "scaled", {"autoscaling": {"minReplicas": 1, "maxReplicas": 2},
+                                                 "podDisruptionBudget": {"maxUnavailable": 1}})
     await east.gateway(namespace, "edge", {
-        "infrastructure": {"labels": {"team": "rbac"}},
+        "infrastructure": {"labels": {"team": "rbac"},
+                           "parametersRef": {"group": "mcgw.io", "kind": "EnvoyProxy", "name": "scaled"}},
         "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]})
     path = _write_config(tmp_path, clusterset)
     document = yaml.safe_load(path.read_text())
@@ -460,7 +544,7 @@ async def test_the_documented_rbac_is_enough(clusterset: ClusterSet, east: Clust
             assert controller.store["east"].available, controller.store["east"].health().reason
 
             async def provisioned() -> bool:
-                objects = await east.generated(namespace)
+                objects = await east.generated(namespace, optional=True)
                 return all(len(items) == 1 for items in objects.values())
 
             await _until(provisioned, 30, "provisioning with the documented permissions")
@@ -470,7 +554,7 @@ async def test_the_documented_rbac_is_enough(clusterset: ClusterSet, east: Clust
             await east.custom.delete_namespaced_custom_object(GW, "v1", namespace, "gateways", "edge")
 
             async def gone() -> bool:
-                return not any((await east.generated(namespace)).values())
+                return not any((await east.generated(namespace, optional=True)).values())
 
             await _until(gone, 30, "the generated objects to be deleted with the documented permissions")
         assert "403" not in caplog.text
