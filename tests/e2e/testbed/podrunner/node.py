@@ -155,5 +155,11 @@ class NodeAgent:
                 if time.monotonic() - last_status >= STATUS_SECONDS:
                     await self.post_status(True)
                     last_status = time.monotonic()
+            except ApiError as error:
+                if error.status == 404:  # the Node was deleted: register it again, as a kubelet does
+                    with contextlib.suppress(Exception):
+                        await self.register()
+                else:
+                    print(f"podrunner: node heartbeat failed: {error}", flush=True)
             except Exception as error:  # the API server may be restarting: try again next round
                 print(f"podrunner: node heartbeat failed: {error}", flush=True)

@@ -370,8 +370,11 @@ class PodWorker:
             self.dirty()
             raise _Retry(2.0) from error
         instance = ContainerProcess(record.name, self._log_path(record.name, record.restart_count))
-        await instance.start(plan, netns.netns_path(self.netns) if self.netns else None,
-                             self.dir / "containers" / record.name)
+        try:
+            await instance.start(plan, netns.netns_path(self.netns) if self.netns else None,
+                                 self.dir / "containers" / record.name)
+        except OSError as error:  # the runtime's own failure (a missing nsenter, say) is the container's too
+            raise StartError(f"{type(error).__name__}: {error}") from error
         return instance
 
     async def _attempt(self, container: Json, record: ContainerRecord, pull_delay: float,
