@@ -47,7 +47,7 @@ def test_known_images_map_to_local_executables(reference: str, executable: str) 
 
 
 def test_unknown_images_and_missing_executables_are_not_found() -> None:
-    assert find_image(TABLE, "registry.k8s.io/coredns/coredns:v1.12.2") is None
+    assert find_image(TABLE, "registry.k8s.io/kube-proxy:v1.37.2") is None
     assert find_image(default_table(None, None, None), "envoyproxy/envoy:v1.40.0") is None
 
 
@@ -80,3 +80,21 @@ def test_table_file(tmp_path: Path) -> None:
     assert dict(image.env) == {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
     assert image.working_dir == "/srv"
     assert container_argv(image, ["python", "-c", "1"], []) == ["/usr/bin/python3", "-c", "1"]
+
+
+def test_coredns_stand_in_ignores_its_arguments_stays_up_and_stops_on_sigterm() -> None:
+    import signal
+    import subprocess
+    import time
+
+    image = find_image(default_table(None, None, None), "registry.k8s.io/coredns/coredns:v1.12.2")
+    assert image is not None
+    argv = container_argv(image, [], ["-conf", "/root/Corefile"])  # as the suite's Deployment says
+    process = subprocess.Popen(argv)
+    try:
+        time.sleep(1.5)
+        assert process.poll() is None, "the stand-in must stay up, as a Ready coredns does"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(5) == 0
+    finally:
+        process.kill()

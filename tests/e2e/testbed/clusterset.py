@@ -86,6 +86,7 @@ class ClusterSet:
     _processes: list[ManagedProcess] = field(default_factory=list)
     _envoys: list[EnvoyProcess] = field(default_factory=list)
     podrunners: dict[str, ManagedProcess] = field(default_factory=dict)
+    loadbalancers: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def net(self, cluster: str) -> ClusterNetwork:
         return self.network.clusters[cluster]
@@ -126,6 +127,19 @@ class ClusterSet:
             runner.stop(grace=20)
         self.podrunners.clear()
         sweep_stale()
+
+    def start_loadbalancers(self) -> None:
+        """Start the load balancer of every member cluster (its own pool, the default class; docs/testbed.md)."""
+        from .loadbalancer import start_loadbalancer  # local: the package is only needed when the bed runs
+
+        for cluster, member in self.clusters.items():
+            self.loadbalancers[cluster] = start_loadbalancer(member, self.network)
+
+    def stop_loadbalancers(self) -> None:
+        """Stop the load balancers (each removes its addresses on SIGTERM)."""
+        for process in self.loadbalancers.values():
+            process.stop()
+        self.loadbalancers.clear()
 
     def start_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
                    port: int = 8080) -> EchoBackend:
@@ -174,6 +188,7 @@ class ClusterSet:
             envoy.stop()
         for process in reversed(self._processes):
             process.stop()
+        self.stop_loadbalancers()
         self.stop_podrunners()
         for cluster in self.clusters.values():
             cluster.stop()
@@ -182,9 +197,10 @@ class ClusterSet:
 
 @contextlib.contextmanager
 def start_clusterset(size: int = 3, names: list[str] | None = None,
-                     artifacts: Artifacts | None = None, podrunners: bool = True) -> Iterator[ClusterSet]:
+                     artifacts: Artifacts | None = None, podrunners: bool = True,
+                     loadbalancers: bool = True) -> Iterator[ClusterSet]:
     """Start ``size`` member clusters (in parallel) with CRDs established, a namespace network each and,
-    unless ``podrunners`` is false, a pod runner each."""
+    unless turned off, a pod runner and a LoadBalancer emulation each."""
     names = names or DEFAULT_CLUSTER_NAMES[:size]
     artifacts = artifacts or ensure_artifacts()
     workdir = Path(tempfile.mkdtemp(prefix="mcgw-clusterset-"))
@@ -209,6 +225,9 @@ def start_clusterset(size: int = 3, names: list[str] | None = None,
         clusterset = ClusterSet(workdir, artifacts, clusters, network, time.monotonic() - started)
         if podrunners:
             clusterset.start_podrunners()
+        if loadbalancers:
+            clusterset.start_loadbalancers()
+        if podrunners or loadbalancers:
             clusterset.start_seconds = time.monotonic() - started
         per_cluster = ", ".join(f"{n} {c.start_seconds:.1f}s" for n, c in clusters.items())
         print(f"\n[clusterset] {len(clusters)} clusters up in {clusterset.start_seconds:.1f}s ({per_cluster})",

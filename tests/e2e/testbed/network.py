@@ -123,7 +123,10 @@ class TestNetwork:
     def __init__(self, cluster_names: list[str]) -> None:
         if len(cluster_names) > 14:
             raise ValueError("the test network supports at most 14 clusters per run")
+        from .loadbalancer.host import sweep_stale_lb  # local: the load balancer's package imports this module
+
         sweep_stale()
+        sweep_stale_lb()  # a killed run's load-balancer addresses would make its /20 look taken
         self.owner = os.getpid()
         # Interface names are limited to 15 characters: "mgb" + pid in hex + "n" + instance number.
         self.tag = f"{self.owner:x}n{next(_instances)}"

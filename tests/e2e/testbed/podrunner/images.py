@@ -18,6 +18,12 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ECHO_BASIC_REPOSITORIES = ("registry.k8s.io/gateway-api/echo-basic", "gcr.io/k8s-staging-gateway-api/echo-basic")
 ENVOY_REPOSITORIES = ("docker.io/envoyproxy/envoy", "docker.io/envoyproxy/envoy-distroless")
 MCGW_REPOSITORIES = ("ghcr.io/mcgw-io/mcgw",)
+# The conformance suite's base manifests run coredns for its UDPRoute tests, and its set-up waits until
+# every pod of the namespace is Ready. mcgw claims no UDPRoute feature yet, so a stand-in that stays up
+# (and sends nothing anywhere: the real Corefile forwards to public resolvers) is enough; it ignores the
+# coredns arguments and exits on SIGTERM. It runs /bin/sh because the pod mounts its config over /root.
+COREDNS_REPOSITORY = "registry.k8s.io/coredns/coredns"
+_STAND_IN = "trap 'exit 0' TERM; while :; do sleep 1; done"
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None
         for repository in ENVOY_REPOSITORIES:
             table.append(Image(repository, cmd=("envoy", "-c", "/etc/envoy/envoy.yaml"), binaries=binaries,
                                flags_go_to="envoy"))
+    table.append(Image(COREDNS_REPOSITORY, entrypoint=("/bin/sh", "-c", _STAND_IN, "coredns"),
+                       binaries={"/bin/sh": "/bin/sh"}))
     if mcgw is not None:
         for repository in MCGW_REPOSITORIES:
             table.append(Image(repository, entrypoint=("mcgw",),
