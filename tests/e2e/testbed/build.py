@@ -38,6 +38,7 @@ class Artifacts:
     crd_dir: Path
     kube_version: str
     etcd_version: str
+    echo_basic: Path | None = None  # the conformance suite's backend, which pods of that image run
 
 
 def required_version(go_mod: Path, module: str) -> str:
@@ -189,7 +190,9 @@ def ensure_artifacts() -> Artifacts:
     kube, kube_version = build_kube_binary("kube-apiserver")
     controller_manager, _ = build_kube_binary("kube-controller-manager")
     etcd, etcd_version = build_etcd()
-    return Artifacts(kube, controller_manager, etcd, copy_crds(), kube_version, etcd_version)
+    from .conformance_build import echo_basic_binary  # local: that module imports this one
+
+    return Artifacts(kube, controller_manager, etcd, copy_crds(), kube_version, etcd_version, echo_basic_binary())
 
 
 def cached_artifacts() -> Artifacts | None:
@@ -204,8 +207,12 @@ def cached_artifacts() -> Artifacts | None:
     controller_manager = cached_binary_path("kube-controller-manager", HACK / "kube", kube_version)
     etcd = cached_binary_path("etcd", HACK / "etcd", etcd_version)
     crds = CACHE / "crds" / "-".join(f"{name}-{pin['version']}" for name, pin in sorted(pins.items()))
-    if kube.exists() and controller_manager.exists() and etcd.exists() and (crds / ".complete").exists():
-        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version)
+    from .conformance_build import cached_echo_basic  # local: that module imports this one
+
+    echo_basic = cached_echo_basic()
+    if (kube.exists() and controller_manager.exists() and etcd.exists() and (crds / ".complete").exists()
+            and echo_basic is not None):
+        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version, echo_basic)
     return None
 
 

@@ -99,7 +99,7 @@ class ClusterSet:
                 "--host-ip", net.host_address, "--prefixlen", str(net.prefixlen), "--pod-pool", f"{first}-{last}",
                 "--pod-cidr", str(net.subnet), "--state-dir", str(member.workdir / "podrunner"),
                 "--owner-pid", str(os.getpid()), "--images", str(images)]
-        echo_basic = _echo_basic()
+        echo_basic = _echo_basic() or self.artifacts.echo_basic
         if echo_basic is not None:
             argv += ["--echo-basic", str(echo_basic)]
         return argv
