@@ -36,7 +36,14 @@ from mcgw.providers.kubernetes.provisioner import (
     SyncReport,
     is_ours,
 )
-from mcgw.provisioning import Target, gateway_label_value, object_name, render_gateway, settings_from
+from mcgw.provisioning import (
+    RESERVED_PORTS,
+    Target,
+    gateway_label_value,
+    object_name,
+    render_gateway,
+    settings_from,
+)
 from mcgw.provisioning.bootstrap import XdsTarget
 from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.runtime.reconciler import GatewayKey
@@ -201,7 +208,7 @@ class Provisioning:
             result[(namespace, name)] = Dataplane(
                 service if isinstance(service, Service) and is_ours(service.metadata.labels) else None,
                 deployment if isinstance(deployment, Deployment) and is_ours(deployment.metadata.labels) else None,
-                acks.get((namespace, name), EnvoyAcks()), blocked, self.pools, generated)
+                acks.get((namespace, name), EnvoyAcks()), blocked, self.pools, generated, RESERVED_PORTS)
         return result
 
     async def watch_envoys(self) -> None:

@@ -13,11 +13,18 @@ from mcgw.provisioning.names import (
     object_name,
     owned_labels,
 )
-from mcgw.provisioning.render import READY_PORT, Target, provisioned_bootstrap, render_gateway, service_ports
+from mcgw.provisioning.render import (
+    READY_PORT,
+    RESERVED_PORTS,
+    Target,
+    provisioned_bootstrap,
+    render_gateway,
+    service_ports,
+)
 from mcgw.provisioning.settings import DEFAULT_IMAGE, Autoscaling, DisruptionBudget, ProxySettings, settings_from
 from mcgw.semantics.gateway.addresses import AddressPlan, IPNetwork, plan_addresses
 
 __all__ = ["DEFAULT_IMAGE", "DESIRED_HASH_ANNOTATION", "GATEWAY_NAME_LABEL", "MANAGED_BY", "MANAGED_BY_LABEL",
-           "READY_PORT", "AddressPlan", "Autoscaling", "DisruptionBudget", "IPNetwork", "ProxySettings", "Target",
-           "gateway_label_value", "object_name", "owned_labels", "plan_addresses", "provisioned_bootstrap",
-           "render_gateway", "service_ports", "settings_from"]
+           "READY_PORT", "RESERVED_PORTS", "AddressPlan", "Autoscaling", "DisruptionBudget", "IPNetwork",
+           "ProxySettings", "Target", "gateway_label_value", "object_name", "owned_labels", "plan_addresses",
+           "provisioned_bootstrap", "render_gateway", "service_ports", "settings_from"]

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 
 XDS_CLUSTER_NAME = "mcgw-xds"
+# libyaml's safe loader when PyYAML has it: provisioning renders a bootstrap per Gateway.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 AdsApiType = Literal["DELTA_GRPC", "GRPC"]
 
@@ -118,7 +120,7 @@ def render_bootstrap_text(
         "XDS_DISCOVERY_TYPE": "STATIC" if (xds is None or _is_ip(xds.host)) else "STRICT_DNS",
     }
     rendered = string.Template(template).substitute(values)
-    bootstrap: dict[str, Any] = yaml.safe_load(rendered)
+    bootstrap: dict[str, Any] = yaml.load(rendered, Loader=_LOADER)
     if xds is not None and xds.tls is not None:
         for cluster in bootstrap["static_resources"]["clusters"]:
             if cluster["name"] == XDS_CLUSTER_NAME:

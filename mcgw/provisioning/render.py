@@ -43,8 +43,11 @@ from mcgw.provisioning.settings import ProxySettings
 from mcgw.semantics.gateway.addresses import AddressPlan, IPNetwork, plan_addresses
 from mcgw.semantics.gateway.parameters import RESERVED_BOOTSTRAP_FIELDS
 
+# libyaml's safe dumper when PyYAML has it (about ten times faster; the same text for the bootstrap).
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 ADMIN_PORT = 19901  # on loopback inside the pod
 READY_PORT = 19902  # the readiness listener, on the pod IP
+RESERVED_PORTS = frozenset({ADMIN_PORT, READY_PORT})  # so no Gateway listener can have them
 ENVOY_UID = 101  # the envoy user of the envoyproxy/envoy image
 BOOTSTRAP_KEY = "bootstrap.yaml"
 CONFIG_DIR = "/etc/envoy"
@@ -191,8 +194,8 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
     and a PodDisruptionBudget, in the order they can be applied."""
     namespace, gateway_name = gateway.metadata.namespace, gateway.metadata.name
     name = object_name(gateway_name)
-    bootstrap_text = yaml.safe_dump(provisioned_bootstrap(target, namespace, gateway_name, settings),
-                                    sort_keys=False)
+    bootstrap_text = yaml.dump(provisioned_bootstrap(target, namespace, gateway_name, settings), Dumper=_DUMPER,
+                               sort_keys=False)
     infrastructure = gateway.spec.infrastructure
     pod_labels = {**(infrastructure.labels if infrastructure else {}), **owned_labels(gateway_name)}
     pod_annotations = {**(infrastructure.annotations if infrastructure else {}),

@@ -91,3 +91,29 @@ def test_envoys_are_counted_per_gateway() -> None:
     acked = TypeStatus(sent_version="v", acked_version="v")
     nodes = [_node(("east", "infra/a"), lds=acked), _node(("east", "infra/a")), _node(("west", "infra/a"), lds=acked)]
     assert envoy_acks(nodes, NOW) == {("east", "infra/a"): EnvoyAcks(2, 1, 0), ("west", "infra/a"): EnvoyAcks(1, 1, 0)}
+
+
+def test_a_listener_on_a_port_the_provisioned_envoy_uses_itself_is_port_unavailable() -> None:
+    from mcgw.provisioning import READY_PORT, RESERVED_PORTS
+
+    documents = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
+         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+         "metadata": {"name": "gw", "namespace": "infra", "generation": 3},
+         "spec": {"gatewayClassName": "mcgw", "listeners": [
+             {"name": "http", "port": 80, "protocol": "HTTP"},
+             {"name": "ready", "port": READY_PORT, "protocol": "HTTP"}]}}]
+    objects = [parse_object(doc, "test") for doc in documents]
+    evaluation = evaluate(ClusterObjects.of(objects), dataplane={
+        ("infra", "gw"): Dataplane(name="mcgw-gw", reserved_ports=RESERVED_PORTS)})
+    listeners = {listener["name"]: {c["type"]: (c["status"], c["reason"], c["observedGeneration"])
+                                    for c in listener["conditions"]}
+                 for listener in gateway_status_dict(evaluation.gateways[("infra", "gw")])["listeners"]}
+    assert listeners["ready"]["Accepted"] == ("False", "PortUnavailable", 3)
+    assert listeners["ready"]["Programmed"] == ("False", "Invalid", 3)
+    assert listeners["http"]["Accepted"] == ("True", "Accepted", 3)
+    # Without provisioning (the operator's own Envoys, standalone mode) the port is the operator's to use.
+    plain = evaluate(ClusterObjects.of(objects), addresses={("infra", "gw"): ["127.0.0.1"]})
+    assert all(c.status == "True" for listener in plain.gateways[("infra", "gw")].listeners
+               for c in listener.conditions if c.type == "Accepted")

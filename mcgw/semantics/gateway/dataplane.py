@@ -43,6 +43,7 @@ class Dataplane:
     blocked: tuple[str, ...] = ()  # generated objects whose names someone else's objects hold ("Kind ns/name")
     pools: tuple[IPNetwork, ...] = ()
     name: str = ""  # the generated objects' name
+    reserved_ports: frozenset[int] = frozenset()  # ports the provisioned Envoy uses itself (readiness, admin)
 
 
 @dataclass(frozen=True)

@@ -331,13 +331,17 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
     grants = list(grants)
     # A listener that is invalid or of a protocol mcgw does not serve claims no port or hostname, so it
     # cannot make a valid one Conflicted.
+    reserved = dataplane.reserved_ports if dataplane is not None else frozenset()
     claiming = tuple(listener for listener in gateway.spec.listeners
-                     if not listener_value_problem(listener) and listener.protocol in SUPPORTED_PROTOCOLS)
+                     if not listener_value_problem(listener) and listener.protocol in SUPPORTED_PROTOCOLS
+                     and listener.port not in reserved)
     conflicts = _conflicts(claiming)
     overlaps = _overlapping_tls(claiming, conflicts)
     listeners = [_listener_result(gateway, listener, conflicts.get(listener.name), overlaps.get(listener.name, []),
                                   secrets, grants)
                  for listener in gateway.spec.listeners]
+    if reserved:
+        listeners = [_reserved(result) if result.listener.port in reserved else result for result in listeners]
     generation = gateway.metadata.generation
     if parameters_problem:
         return _not_accepted(gateway, listeners, c.REASON_INVALID_PARAMETERS, parameters_problem)
@@ -389,6 +393,19 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
         programmed = c.Condition(c.PROGRAMMED, "True", c.REASON_PROGRAMMED,
                                  f"programmed at {', '.join(assigned)}", generation)
     return GatewayResult(gateway, [accepted, programmed], listeners, assigned, parameters)
+
+
+def _reserved(result: ListenerResult) -> ListenerResult:
+    """A listener on a port the provisioned Envoy itself uses (its readiness listener, its admin interface):
+    Envoy could not bind it."""
+    generation = result.conditions[0].observed_generation
+    port = result.listener.port
+    replaced = {c.ACCEPTED: c.Condition(c.ACCEPTED, "False", c.REASON_PORT_UNAVAILABLE,
+                                        f"port {port} is used by the provisioned Envoy itself (readiness and admin): "
+                                        "use another port", generation),
+                c.PROGRAMMED: c.Condition(c.PROGRAMMED, "False", c.REASON_INVALID,
+                                          "listener is not valid: see its conditions", generation)}
+    return replace(result, conditions=[replaced.get(condition.type, condition) for condition in result.conditions])
 
 
 def _not_accepted(gateway: Gateway, listeners: list[ListenerResult], reason: str, message: str,
