@@ -1,6 +1,11 @@
 """Failover under steady load, end to end: ``mcgw run`` over three real clusters, a service exported from
 each, east's gateway routing to the ServiceImport through a real Envoy, 200 requests/s against it.
 
+Two beds, each running every test: ``host``, where the test starts east's Envoy on the host (provisioning
+off) and sends to it on loopback; and ``provisioned``, where ``mcgw run`` provisions east's Gateway (a
+Deployment's pod that east's pod runner runs as real Envoy, in a network namespace of its own) and the
+traffic goes to the Gateway's address from east's load balancer, which forwards to that pod.
+
 With mcgw's defaults (no FailoverPolicy) and east's ``failoverOrder: [west, central]``:
 - killing east's backends, making them answer 503, or cutting east's pod network fails no request,
   and once traffic has moved every answer comes from west (the next priority), none from central;
@@ -21,7 +26,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
@@ -30,61 +35,69 @@ import yaml
 from mcgw.app.config import load_run_config
 from mcgw.app.run import Controller
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
-from mcgw.dataplane.process import EnvoyProcess
 from mcgw.support.netutil import free_port
+from tests.e2e.provisioned import Mcgw, PodEnvoy, run_config, until
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode
 from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, served_by, settled_at
 
 GW, MCS = "gateway.networking.k8s.io", "multicluster.x-k8s.io"
-SHOP, INFRA = "shop-failover", "infra-failover"
 ORDER = ["east", "west", "central"]
 RATE = 200.0
+# Each bed's namespaces: the clusters are shared, and the ServiceImport of one bed must be gone before the next.
+NAMESPACES = {"host": ("shop-failover", "infra-failover"), "provisioned": ("shop-failover-prov", "infra-failover-prov")}
+
+
+class EnvoyAdmin(Protocol):
+    def admin(self, path: str) -> bytes: ...
 
 
 @dataclass
 class Bed:
     clusterset: ClusterSet
     backends: dict[str, list[EchoBackend]]
-    controller: Controller
-    envoy: EnvoyProcess
+    envoy: EnvoyAdmin  # east's gateway Envoy
     url: str
+    variant: str  # "host": started by the test; "provisioned": mcgw's, a pod in east
 
 
 def _create(cluster: MemberCluster, path: str, body: dict[str, Any]) -> None:
     cluster.request("POST", path, body)
 
 
-def _export(cluster: MemberCluster, backends: Sequence[EchoBackend]) -> None:
+def _export(cluster: MemberCluster, backends: Sequence[EchoBackend], shop: str) -> None:
     """Service ``cart`` with the EndpointSlice kube would write for its pods, exported to the ClusterSet."""
-    _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SHOP}})
-    _create(cluster, f"/api/v1/namespaces/{SHOP}/services", {
+    _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": shop}})
+    _create(cluster, f"/api/v1/namespaces/{shop}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "cart"},
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
-    _create(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{SHOP}/endpointslices", {
+    _create(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{shop}/endpointslices", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"cart-{cluster.name}", "labels": {"kubernetes.io/service-name": "cart"}},
         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
         "endpoints": [{"addresses": [b.address], "conditions": {"ready": True}} for b in backends]})
-    _create(cluster, f"/apis/{MCS}/v1beta1/namespaces/{SHOP}/serviceexports", {
+    _create(cluster, f"/apis/{MCS}/v1beta1/namespaces/{shop}/serviceexports", {
         "apiVersion": f"{MCS}/v1beta1", "kind": "ServiceExport", "metadata": {"name": "cart"}})
 
 
-def _gateway_and_route(cluster: MemberCluster, port: int) -> None:
-    _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": INFRA}})
+def _gateway_and_route(cluster: MemberCluster, port: int, shop: str, infra: str, provisioned: bool) -> None:
+    """East's Gateway ``public`` routing /cart to the ServiceImport: on loopback for an Envoy the test runs
+    (a static address), or at whatever address its load balancer gives it when mcgw provisions its Envoys."""
+    _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": infra}})
     with contextlib.suppress(urllib.error.HTTPError):  # another test may have created the class already
         _create(cluster, f"/apis/{GW}/v1/gatewayclasses", {
             "apiVersion": f"{GW}/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
             "spec": {"controllerName": "mcgw.io/gateway-controller"}})
-    _create(cluster, f"/apis/{GW}/v1/namespaces/{INFRA}/gateways", {
+    addresses = [] if provisioned else [{"type": "IPAddress", "value": "127.0.0.1"}]
+    _create(cluster, f"/apis/{GW}/v1/namespaces/{infra}/gateways", {
         "apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": "public"},
-        "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
+        "spec": {"gatewayClassName": "mcgw", "addresses": addresses,
                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP",
                                 "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
-    _create(cluster, f"/apis/{GW}/v1/namespaces/{SHOP}/httproutes", {
+    _create(cluster, f"/apis/{GW}/v1/namespaces/{shop}/httproutes", {
         "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": "cart"},
-        "spec": {"parentRefs": [{"name": "public", "namespace": INFRA}], "rules": [
+        "spec": {"parentRefs": [{"name": "public", "namespace": infra}], "rules": [
             {"matches": [{"path": {"type": "PathPrefix", "value": "/cart"}}],
              "backendRefs": [{"group": MCS, "kind": "ServiceImport", "name": "cart", "port": 80}]}]}})
 
@@ -154,41 +167,88 @@ def _settled(load: OpenLoopLoad, since: float, cluster: str, seconds: float = 1.
     return check
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bed]:
-    backends = {name: [clusterset.start_echo(name, namespace=SHOP, pod=f"cart-{name}-{i}") for i in range(2)]
+@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["host", "provisioned"])
+async def bed(request: pytest.FixtureRequest, clusterset: ClusterSet,
+              tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bed]:
+    variant: str = request.param
+    shop, infra = NAMESPACES[variant]
+    suffix = "" if variant == "host" else "-prov"
+    backends = {name: [clusterset.start_echo(name, namespace=shop, pod=f"cart-{name}-{i}{suffix}") for i in range(2)]
                 for name in ORDER}
     for name in ORDER:
-        await asyncio.to_thread(_export, clusterset.clusters[name], backends[name])
-    port, xds_port = free_port(), free_port()
-    await asyncio.to_thread(_gateway_and_route, clusterset.clusters["east"], port)
-    run_config = load_run_config(_run_config(tmp_path_factory.mktemp("failover"), clusterset, xds_port))
-    async with Controller(run_config) as controller:
-        await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
-        envoy = await asyncio.to_thread(clusterset.start_envoy, "east", NodeIdentity("east", INFRA, "public"),
-                                        XdsTarget("127.0.0.1", xds_port))
-        url = f"http://127.0.0.1:{port}/cart"
-        await _served_only_by(url, "east")
-        try:
-            yield Bed(clusterset, backends, controller, envoy, url)
-        finally:
-            # The clusters are shared: leave no export for another test's MCS controller to import.
-            await asyncio.to_thread(_withdraw, clusterset)
-            await _eventually(lambda: not any(_imported(clusterset.clusters[n]) for n in ORDER), 30,
-                              "the ServiceImport to be gone from every cluster")
-
-
-def _withdraw(clusterset: ClusterSet) -> None:
+        await asyncio.to_thread(_export, clusterset.clusters[name], backends[name], shop)
     east = clusterset.clusters["east"]
-    east.request("DELETE", f"/apis/{GW}/v1/namespaces/{SHOP}/httproutes/cart")
-    east.request("DELETE", f"/apis/{GW}/v1/namespaces/{INFRA}/gateways/public")
-    for name in ORDER:
-        clusterset.clusters[name].request("DELETE", f"/apis/{MCS}/v1beta1/namespaces/{SHOP}/serviceexports/cart")
+    directory = tmp_path_factory.mktemp(f"failover-{variant}")
+    if variant == "host":
+        port, xds_port = free_port(), free_port()
+        await asyncio.to_thread(_gateway_and_route, east, port, shop, infra, False)
+        async with Controller(load_run_config(_run_config(directory, clusterset, xds_port))) as controller:
+            await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
+            try:
+                envoy = await asyncio.to_thread(clusterset.start_envoy, "east", NodeIdentity("east", infra, "public"),
+                                                XdsTarget("127.0.0.1", xds_port))
+                url = f"http://127.0.0.1:{port}/cart"
+                await _served_only_by(url, "east")
+                yield Bed(clusterset, backends, envoy, url, variant)
+            finally:
+                await _withdraw(clusterset, shop, infra)
+    else:
+        await asyncio.to_thread(_gateway_and_route, east, 80, shop, infra, True)
+        async with Mcgw(_provisioned_config(directory, clusterset), (shop, infra).__contains__):
+            try:
+                address = await until(lambda: asyncio.to_thread(_programmed_address, east, infra), 120,
+                                      "east's Gateway to be Programmed at its load balancer's address")
+                (pod,) = await asyncio.to_thread(_gateway_pods, east, infra)
+                url = f"http://{address}:80/cart"
+                await _served_only_by(url, "east")
+                yield Bed(clusterset, backends, PodEnvoy.of(clusterset, "east", pod), url, variant)
+            finally:
+                await _withdraw(clusterset, shop, infra)
 
 
-def _imported(cluster: MemberCluster) -> bool:
+def _provisioned_config(directory: Path, clusterset: ClusterSet) -> Path:
+    """mcgw run with provisioning, as deployed: east's Envoys are its own to run, in east."""
+    return run_config(directory, clusterset, ORDER, failover_order={"east": ["west", "central"]})
+
+
+def _programmed_address(cluster: MemberCluster, infra: str) -> str | None:
+    gateway = cluster.request("GET", f"/apis/{GW}/v1/namespaces/{infra}/gateways/public")
+    status = gateway.get("status") or {}
+    programmed = any(c["type"] == "Programmed" and c["status"] == "True" and c.get("observedGeneration")
+                     for c in status.get("conditions", []))
+    addresses = [a["value"] for a in status.get("addresses", [])]
+    return addresses[0] if programmed and addresses else None
+
+
+def _gateway_pods(cluster: MemberCluster, infra: str) -> list[dict[str, Any]]:
+    pods = cluster.request("GET", f"/api/v1/namespaces/{infra}/pods?labelSelector="
+                                  "gateway.networking.k8s.io%2Fgateway-name%3Dpublic")
+    return list(pods["items"])
+
+
+async def _withdraw(clusterset: ClusterSet, shop: str, infra: str) -> None:
+    """Delete the route, the Gateway and the exports while mcgw still runs: it removes the ServiceImports (and,
+    for a provisioned Gateway, its Envoys' objects); wait until the imports are gone."""
+    def delete() -> None:
+        east = clusterset.clusters["east"]
+        for path in (f"/apis/{GW}/v1/namespaces/{shop}/httproutes/cart",
+                     f"/apis/{GW}/v1/namespaces/{infra}/gateways/public"):
+            with contextlib.suppress(urllib.error.HTTPError):
+                east.request("DELETE", path)
+        for name in ORDER:
+            with contextlib.suppress(urllib.error.HTTPError):
+                clusterset.clusters[name].request("DELETE",
+                                                  f"/apis/{MCS}/v1beta1/namespaces/{shop}/serviceexports/cart")
+
+    # The clusters are shared: leave no export for another test's MCS controller to import.
+    await asyncio.to_thread(delete)
+    await _eventually(lambda: not any(_imported(clusterset.clusters[n], shop) for n in ORDER), 30,
+                      "the ServiceImport to be gone from every cluster")
+
+
+def _imported(cluster: MemberCluster, shop: str) -> bool:
     try:
-        cluster.request("GET", f"/apis/{MCS}/v1beta1/namespaces/{SHOP}/serviceimports/cart")
+        cluster.request("GET", f"/apis/{MCS}/v1beta1/namespaces/{shop}/serviceimports/cart")
     except urllib.error.HTTPError as error:
         if error.code == 404:
             return False
@@ -251,7 +311,7 @@ async def test_failover_under_steady_load_loses_no_request(bed: Bed, kind: str) 
         samples = await asyncio.to_thread(load.stop)
     faulted, after = between(samples, fault_at, restore_at), between(samples, back_at)
     shifted, back = settled_at(faulted, fault_at, {"west"}), settled_at(after, back_at, {"east"})
-    print(f"\n{kind}: {len(samples)} requests, {len(failures(samples))} failed; every answer from west "
+    print(f"\n[{bed.variant}] {kind}: {len(samples)} requests, {len(failures(samples))} failed; every answer from west "
           f"{_seconds(None if shifted is None else shifted - fault_at)} after the fault, from east "
           f"{_seconds(None if back is None else max(0.0, back - back_at))} after the backends were back; "
           f"served during the fault "
@@ -296,7 +356,7 @@ async def test_three_levels_walk_the_failover_order(bed: Bed) -> None:
         for fault in injected[::-1]:
             await asyncio.to_thread(fault.restore)
         samples = await asyncio.to_thread(load.stop)
-    print(f"\nthree levels: {len(samples)} requests, {len(failures(samples))} failed; "
+    print(f"\n[{bed.variant}] three levels: {len(samples)} requests, {len(failures(samples))} failed; "
           f"east down: {served_by(between(samples, east_at, west_at))}, "
           f"west down too: {served_by(between(samples, west_at, restore_at))}")
     assert failures(samples) == [], _describe_failures(samples)
