@@ -26,15 +26,13 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
                    secrets: Mapping[tuple[str, str], Secret],
                    bind_addresses: Mapping[tuple[str, str], str] | None = None,
                    failover: FailoverContext | None = None) -> list[ir.GatewayIR]:
-    """The IR of every Gateway of one member cluster that has a usable listener.
+    """The IR of every Gateway of one member cluster. One without a usable listener has no listeners in
+    its IR: its Envoys get an empty configuration, so they turn ready and serve nothing.
 
     ``bind_addresses`` says where each Gateway's Envoy listens (default ``0.0.0.0``).
     """
-    shapes = {}
-    for key, gateway in sorted(evaluation.gateways.items()):
-        shape = gateway_shape(key, gateway, secrets, bind_addresses)
-        if shape is not None:
-            shapes[key] = shape
+    shapes = {key: gateway_shape(key, gateway, secrets, bind_addresses)
+              for key, gateway in sorted(evaluation.gateways.items())}
     # gateway -> port -> hostname -> routes bound there (a route bound through two listeners counts once)
     members: dict[GatewayKey, dict[int, dict[str, dict[RouteKey, None]]]] = {key: {} for key in shapes}
     for route_key, result in evaluation.routes.items():

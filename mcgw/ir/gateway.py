@@ -36,8 +36,9 @@ def _tls_chain(listener: ListenerResult, secrets: Mapping[tuple[str, str], Secre
 
 
 def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple[str, str], Secret],
-                  bind_addresses: Mapping[tuple[str, str], str] | None) -> GatewayShape | None:
-    """Ports of the usable listeners (the first one on a port decides its protocol); ``None`` if none."""
+                  bind_addresses: Mapping[tuple[str, str], str] | None) -> GatewayShape:
+    """Ports of the usable listeners (the first one on a port decides its protocol); none at all is a
+    shape too, so the Gateway's Envoys still get a (listener-less) configuration and turn ready."""
     protocols: dict[int, str] = {}
     chains: dict[int, list[ir.TlsChainIR]] = {}
     for listener in result.listeners:
@@ -47,8 +48,6 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
             chains.setdefault(port, [])
             if listener.listener.protocol == "HTTPS":
                 chains[port].append(_tls_chain(listener, secrets))
-    if not protocols:
-        return None
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]))  # type: ignore[arg-type]
                   for port in sorted(protocols))
     return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports)

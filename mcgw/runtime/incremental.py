@@ -333,11 +333,8 @@ class IncrementalTranslation:
         """Ports, TLS chains and bind address of every Gateway; Gateways whose shape changed get new IR."""
         assert self._layer is not None
         secrets = {k: o for k, o in self._of("Secret").items() if isinstance(o, Secret)}
-        shapes = {}
-        for key, result in sorted(self._layer.gateways.items()):
-            shape = gateway_shape(key, result, secrets, self._binds)
-            if shape is not None:
-                shapes[key] = shape
+        shapes = {key: gateway_shape(key, result, secrets, self._binds)
+                  for key, result in sorted(self._layer.gateways.items())}
         for key in set(self._irs):
             if shapes.get(key) != self._shapes.get(key):
                 del self._irs[key]

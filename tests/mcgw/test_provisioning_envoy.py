@@ -64,3 +64,48 @@ async def test_ready_only_once_the_first_configuration_arrived(tmp_path: Path) -
     finally:
         envoy.stop()
         await server.stop(0)
+
+
+async def test_an_empty_configuration_makes_envoy_ready_too(tmp_path: Path) -> None:
+    """A Gateway whose listeners are all invalid is still provisioned; its Envoys get an empty
+    configuration and must turn Ready (the conformance suite waits for every pod of its namespace)."""
+    import yaml
+
+    from mcgw.objects.model import Gateway, parse_object
+    from mcgw.runtime.pipeline import translate_cluster
+
+    documents = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
+         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
+        yaml.safe_load("""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: mcgw
+  listeners: [{name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: missing}]}}]
+"""),
+    ]
+    objects = [parse_object(d, f"document {i}") for i, d in enumerate(documents)]
+    result = translate_cluster("east", objects, {("infra", "gw"): ["198.18.0.10"]})
+    assert next(o for o in objects if isinstance(o, Gateway)).spec.listeners[0].tls is not None
+    assert ("infra", "gw") in result.resources
+    assert not result.resources[("infra", "gw")]
+    cache = SnapshotCache()
+    server = XdsServer(cache)
+    xds_port = await server.start("127.0.0.1:0")
+    admin_port, ready_port = free_port(), free_port()
+    target = Target("east", XdsTarget("127.0.0.1", xds_port), read_template())
+    bootstrap = provisioned_bootstrap(target, "infra", "gw", ProxySettings(), admin_port=admin_port,
+                                      ready_address="127.0.0.1", ready_port=ready_port)
+    envoy = EnvoyProcess(f"empty-{ready_port}", bootstrap, admin_port, tmp_path)
+    try:
+        cache.set_snapshot(("east", "infra/gw"), result.snapshot(("infra", "gw"), None))
+        deadline = time.monotonic() + 40
+        while (answer := await asyncio.to_thread(_ask, ready_port)) != (200, "LIVE"):
+            assert envoy.alive(), envoy.log_tail()
+            assert time.monotonic() < deadline, f"not ready with an empty configuration: {answer}"
+            await asyncio.sleep(0.2)
+    finally:
+        envoy.stop()
+        await server.stop(0)
