@@ -34,23 +34,27 @@ from typing import Any
 import yaml
 
 from mcgw.semantics.gateway import CONTROLLER_NAME
+from mcgw.semantics.gateway.features import SUPPORTED_FEATURES
 from tests.conformance.summary import claimed_failures, read_log, read_report, render
 from tests.e2e.testbed.build import REPO, ensure_artifacts
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.clusterset import start_clusterset
 from tests.e2e.testbed.conformance_build import conformance_suite_binary, conformance_version, echo_basic_binary
+from tests.e2e.testbed.loadbalancer import lb_pool, sample_addresses
 from tests.e2e.testbed.network import can_create_namespaces
 from tests.e2e.testbed.processes import ManagedProcess, free_port, wait_until
 
 # What mcgw claims, per profile. A profile's core features are what ``--conformance-profiles`` turns on
-# anyway; they are listed so that ``--supported-features`` says exactly what is claimed. Add an extended
-# feature here only once its tests pass: a claimed feature's failing test fails `make conformance`.
+# anyway; they are listed so that ``--supported-features`` says exactly what is claimed. The extended
+# features are the ones mcgw's GatewayClasses publish in status.supportedFeatures (one list, in
+# mcgw/semantics/gateway/features.py): a claimed feature's failing test fails `make conformance`.
 PROFILE_CORE_FEATURES: dict[str, tuple[str, ...]] = {
     "GATEWAY-HTTP": ("Gateway", "ReferenceGrant", "HTTPRoute"),
     "GATEWAY-GRPC": ("Gateway", "ReferenceGrant", "GRPCRoute"),
     "GATEWAY-TLS": ("Gateway", "ReferenceGrant", "TLSRoute"),
 }
-EXTENDED_FEATURES: tuple[str, ...] = ()
+_CORE = {f for features in PROFILE_CORE_FEATURES.values() for f in features}
+EXTENDED_FEATURES: tuple[str, ...] = tuple(f for f in SUPPORTED_FEATURES if f not in _CORE)
 
 GW_API = "/apis/gateway.networking.k8s.io/v1"
 # Lines of the suite's -test.v output worth showing live (everything is in the log file).
@@ -108,7 +112,8 @@ def default_features(profiles: list[str]) -> list[str]:
     return list(dict.fromkeys(features))
 
 
-def suite_argv(binary: Path, options: Options, report: Path) -> list[str]:
+def suite_argv(binary: Path, options: Options, report: Path,
+               addresses: tuple[list[str], list[str]] = ([], [])) -> list[str]:
     """The suite binary's command line: Go test flags first, then the suite's own.
 
     ``-test.run`` keeps to TestConformance: the package's other tests (conformance_options_test.go)
@@ -124,6 +129,8 @@ def suite_argv(binary: Path, options: Options, report: Path) -> list[str]:
         f"--organization={options.organization}", f"--project={options.project}", f"--url={options.url}",
         f"--version={options.version}", f"--contact={options.contact}",
     ]
+    usable, unusable = addresses  # GatewayStaticAddresses asks for one of each
+    argv += [f"--usable-address={a}" for a in usable[:1]] + [f"--unusable-address={a}" for a in unusable[:1]]
     if options.run_test:
         argv.append(f"--run-test={options.run_test}")
     if options.skip_tests:
@@ -165,14 +172,17 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def mcgw_config(clusters: dict[str, MemberCluster], xds_listen: str, admin_listen: str,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``mcgw run``'s config for the bed: every member, one replica (no leader election), plus ``extra``."""
+                extra: dict[str, Any] | None = None, address_pools: list[str] | None = None) -> dict[str, Any]:
+    """``mcgw run``'s config for the bed: every member, one replica (no leader election), provisioned Envoys
+    dialling ``xds_listen``, static addresses only from the load balancers' pools, plus ``extra``."""
     config: dict[str, Any] = {
         "clusters": [{"name": name, "kubeconfig": str(c.kubeconfig), "context": name} for name, c in clusters.items()],
         "xds": {"listen": xds_listen},
         "admin": {"listen": admin_listen},
         "leaderElection": {"enabled": False},
     }
+    if address_pools:
+        config["provisioning"] = {"addressPools": address_pools}
     return _merge(config, extra or {})
 
 
@@ -279,8 +289,9 @@ def run(options: Options) -> int:
         xds_listen = f"{bed.network.host_address}:{free_port(bed.network.host_address)}"
         admin_port = free_port()
         config_path = logdir / "mcgw.yaml"
+        pools = [str(net) for name in bed.clusters for net in lb_pool(bed.network, name).networks()]
         config_path.write_text(yaml.safe_dump(mcgw_config(bed.clusters, xds_listen, f"127.0.0.1:{admin_port}",
-                                                          extra), sort_keys=False))
+                                                          extra, pools), sort_keys=False))
         with _mcgw(config_path, logdir / "mcgw.log", f"http://127.0.0.1:{admin_port}") as controller:
             create_gateway_class(first, options.gateway_class)
             try:
@@ -292,7 +303,7 @@ def run(options: Options) -> int:
                      f"{first_name} after 60s; mcgw says: {_mcgw_diagnosis(admin_port)}; log {controller.log_path}")
                 return 1
             _say(f"GatewayClass {options.gateway_class} ({CONTROLLER_NAME}) is Accepted in {first_name}")
-            argv = suite_argv(suite, options, report)
+            argv = suite_argv(suite, options, report, sample_addresses(bed.network, first_name))
             _say(f"running the suite against {first_name} (KUBECONFIG={first.kubeconfig}):\n  {shlex.join(argv)}")
             _say(f"suite log: {suite_log}")
             suite_started = time.time()
