@@ -13,6 +13,7 @@ Field numbers and enum values come from the message descriptors at import, never
 
 from __future__ import annotations
 
+import string
 from functools import lru_cache
 
 from envoy.config.core.v3 import base_pb2
@@ -123,7 +124,7 @@ _REDIRECT = rc.RedirectAction.DESCRIPTOR
 _D_HOST, _D_PATH = _tag(_REDIRECT, "host_redirect"), _tag(_REDIRECT, "path_redirect")
 _D_CODE = _tag(_REDIRECT, "response_code", _VARINT)
 _D_PREFIX, _D_SCHEME = _tag(_REDIRECT, "prefix_rewrite"), _tag(_REDIRECT, "scheme_redirect")
-_D_PORT = _tag(_REDIRECT, "port_redirect", _VARINT)
+_D_PORT, _D_REGEX_REWRITE = _tag(_REDIRECT, "port_redirect", _VARINT), _tag(_REDIRECT, "regex_rewrite")
 _REDIRECT_CODES = {code: rc.RedirectAction.RedirectResponseCode.Value(name) for code, name in (
     (301, "MOVED_PERMANENTLY"), (302, "FOUND"), (303, "SEE_OTHER"), (307, "TEMPORARY_REDIRECT"),
     (308, "PERMANENT_REDIRECT"))}
@@ -212,10 +213,43 @@ def _header_options(tag: bytes, ops: ir.HeaderOpsIR) -> list[bytes]:
     return options
 
 
-def _redirect(redirect: ir.RedirectIR) -> bytes:
+_PUNCTUATION = frozenset(string.punctuation) - {"/", "_", "%"}
+
+
+def regex_literal(text: str) -> str:
+    """``text`` as an RE2 pattern matching it literally (RE2 takes a backslash before any ASCII punctuation)."""
+    return "".join(["\\" + c if c in _PUNCTUATION else c for c in text])
+
+
+@lru_cache(maxsize=4096)
+def prefix_replacement(path_type: str, path: str, replacement: str) -> tuple[str | None, str | None]:
+    """A ReplacePrefixMatch as Envoy's ``prefix_rewrite`` or, as a ``regex_rewrite`` pattern whose
+    substitution is ``/``, the one it cannot express; (None, None) when the path stays as it is.
+
+    Gateway API replaces whole path segments and ignores a trailing ``/`` of both the prefix and the
+    replacement: with prefix ``/foo``, ``/foo/bar`` becomes ``/xyz/bar`` for ``/xyz`` or ``/xyz/`` and
+    ``/bar`` for ``/`` or nothing, ``/foo`` becomes ``/xyz`` or ``/``, ``/foo/`` becomes ``/xyz/`` or
+    ``/``. Envoy replaces the matched characters only, which is right for a replacement that keeps a
+    segment (the rest of the path starts with ``/`` or is empty); when the replacement is the root, the
+    prefix and every ``/`` after it give way to one ``/`` (RE2 strips a literal prefix from its program,
+    so the pattern's size does not grow with the path). A prefix of ``/`` matches every path: the
+    replacement then comes before it, the path's own ``/`` kept as the separator."""
+    if path_type != "PathPrefix":  # the semantics never pair the two (the CRD forbids it)
+        return replacement or None, None
+    prefix, kept = path.rstrip("/"), replacement.rstrip("/")
+    if not prefix:
+        return (kept + "/", None) if kept else (None, None)
+    if kept:
+        return kept, None
+    return None, f"^{regex_literal(prefix)}/*"
+
+
+def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR) -> bytes:
     path = redirect.path
     full_path = path.full_path if path is not None else None
-    prefix = path.prefix if path is not None and full_path is None else None
+    prefix = pattern = None
+    if path is not None and full_path is None and path.prefix is not None:
+        prefix, pattern = prefix_replacement(match.path_type, match.path, path.prefix)
     return b"".join((
         _text(_D_HOST, redirect.hostname or ""),
         _ld(_D_PATH, full_path.encode()) if full_path is not None else b"",
@@ -223,7 +257,13 @@ def _redirect(redirect: ir.RedirectIR) -> bytes:
         _ld(_D_PREFIX, prefix.encode()) if prefix is not None else b"",
         _ld(_D_SCHEME, redirect.scheme.encode()) if redirect.scheme else b"",
         _number(_D_PORT, redirect.port or 0),
+        _ld(_D_REGEX_REWRITE, _root_substitution(pattern)) if pattern is not None else b"",
     ))
+
+
+@lru_cache(maxsize=4096)
+def _root_substitution(pattern: str) -> bytes:
+    return _ld(_tag(_SUBSTITUTE, "pattern"), _text(_REGEX, pattern)) + _text(_SUBSTITUTION, "/")
 
 
 @lru_cache(maxsize=65536)
@@ -278,8 +318,11 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> byte
     parts = [_cluster(weighted[0].name) if len(weighted) == 1 else
              _ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight) for b in weighted]))]
     rewrite = route.rewrite_path
-    if rewrite is not None and rewrite.full_path is None and rewrite.prefix:
-        parts.append(_ld(_A_PREFIX_REWRITE, rewrite.prefix.encode()))
+    prefix = pattern = None
+    if rewrite is not None and rewrite.full_path is None and rewrite.prefix is not None:
+        prefix, pattern = prefix_replacement(route.match.path_type, route.match.path, rewrite.prefix)
+        if prefix is not None:
+            parts.append(_ld(_A_PREFIX_REWRITE, prefix.encode()))
     if route.rewrite_hostname:
         parts.append(_ld(_A_HOST_REWRITE, route.rewrite_hostname.encode()))
     if route.timeout:
@@ -293,6 +336,8 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> byte
     parts += [_mirror(m.name) for m in route.mirrors]
     if rewrite is not None and rewrite.full_path is not None:
         parts.append(_ld(_A_REGEX_REWRITE, _ANY_PATH + _text(_SUBSTITUTION, rewrite.full_path)))
+    elif pattern is not None:
+        parts.append(_ld(_A_REGEX_REWRITE, _root_substitution(pattern)))
     return b"".join(parts)
 
 
@@ -300,7 +345,7 @@ def encode_route(route: ir.RouteIR) -> bytes:
     """One Envoy ``Route``, serialised."""
     parts = [_match(route.match)]
     if route.redirect is not None:
-        parts.append(_ld(_R_REDIRECT, _redirect(route.redirect)))
+        parts.append(_ld(_R_REDIRECT, _redirect(route.redirect, route.match)))
     else:
         backends = route.backends
         if len(backends) == 1:  # the common case

@@ -6,6 +6,7 @@ as the plain data a protobuf constructor takes, and the tests check that both gi
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2
@@ -70,7 +71,23 @@ def _header_ops(ops: ir.HeaderOpsIR, out: dict[str, Any], prefix: str) -> None:
         out[f"{prefix}_headers_to_remove"] = list(ops.remove)
 
 
-def _redirect(redirect: ir.RedirectIR) -> dict[str, Any]:
+def _prefix_rewrite(match: ir.MatchIR, replacement: str, out: dict[str, Any]) -> None:
+    """Gateway API replaces whole segments, ignoring trailing slashes: a replacement that keeps a segment
+    is Envoy's prefix_rewrite (after the root prefix, with the separator); one that is the root removes
+    the prefix and the slashes after it, down to one."""
+    if match.path_type != "PathPrefix":
+        if replacement:
+            out["prefix_rewrite"] = replacement
+        return
+    prefix, kept = match.path.rstrip("/"), replacement.rstrip("/")
+    if kept:
+        out["prefix_rewrite"] = kept if prefix else kept + "/"
+    elif prefix:
+        escaped = "".join("\\" + c if c in string.punctuation and c not in "/_%" else c for c in prefix)
+        out["regex_rewrite"] = {"pattern": {"regex": f"^{escaped}/*"}, "substitution": "/"}
+
+
+def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR) -> dict[str, Any]:
     out: dict[str, Any] = {"response_code": _REDIRECT_CODES.get(redirect.status_code, "FOUND")}
     if redirect.scheme:
         out["scheme_redirect"] = redirect.scheme
@@ -81,7 +98,7 @@ def _redirect(redirect: ir.RedirectIR) -> dict[str, Any]:
     if redirect.path and redirect.path.full_path is not None:
         out["path_redirect"] = redirect.path.full_path
     elif redirect.path and redirect.path.prefix is not None:
-        out["prefix_rewrite"] = redirect.path.prefix
+        _prefix_rewrite(match, redirect.path.prefix, out)
     return out
 
 
@@ -101,7 +118,7 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> dict
     if rewrite is not None and rewrite.full_path is not None:
         action["regex_rewrite"] = {"pattern": _ANY_PATH, "substitution": rewrite.full_path}
     elif rewrite is not None and rewrite.prefix is not None:
-        action["prefix_rewrite"] = rewrite.prefix
+        _prefix_rewrite(route.match, rewrite.prefix, action)
     if route.timeout:
         action["timeout"] = duration(route.timeout)
     retry: dict[str, Any] = {}
@@ -152,7 +169,7 @@ def route_dict(route: ir.RouteIR) -> dict[str, Any]:
     if route.response_headers is not ir.NO_HEADER_OPS:
         _header_ops(route.response_headers, out, "response")
     if route.redirect is not None:
-        out["redirect"] = _redirect(route.redirect)
+        out["redirect"] = _redirect(route.redirect, route.match)
         return out
     weighted = [b for b in route.backends if b.weight > 0]
     valid = sum(1 for b in weighted if b.valid)

@@ -6,12 +6,21 @@ IR covering every field the encoder writes, and the bytes must equal upb's deter
 
 from __future__ import annotations
 
+import pytest
+import re2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcgw import ir
-from mcgw.translate.routes import encode_route, route_field, route_table, virtual_host_field, virtual_host_fields
+from mcgw.translate.routes import (
+    encode_route,
+    prefix_replacement,
+    route_field,
+    route_table,
+    virtual_host_field,
+    virtual_host_fields,
+)
 from tests.mcgw.route_oracle import route_message
 
 texts = st.text(alphabet="abc/%-.:*é", max_size=8)
@@ -63,3 +72,32 @@ def test_encoded_route_table_is_the_deterministic_serialisation_of_the_reference
         {"name": v.name, "domains": ["*"] if hostname == "*" else [hostname, f"{hostname}:*"],
          "routes": [route_message(r) for r in v.routes]} for v in vhosts])
     assert encoded == reference.SerializeToString(deterministic=True)
+
+
+def _envoy_rewrite(path: str, prefix_path: str, replacement: str) -> str:
+    """What Envoy forwards for ``path`` matched by the PathPrefix ``prefix_path``: ``prefix_rewrite``
+    replaces the characters the match consumed; ``regex_rewrite`` substitutes its pattern."""
+    prefix, pattern = prefix_replacement("PathPrefix", prefix_path, replacement)
+    if pattern is not None:
+        return re2.sub(pattern, "/", path)
+    if prefix is None:
+        return path
+    matched = prefix_path.rstrip("/") or "/"
+    return prefix + path[len(matched):]
+
+
+# The spec's table (HTTPPathModifier.ReplacePrefixMatch, v1.6.3), and the root prefix.
+_REPLACE_PREFIX_TABLE = [
+    ("/foo/bar", "/foo", "/xyz", "/xyz/bar"), ("/foo/bar", "/foo", "/xyz/", "/xyz/bar"),
+    ("/foo/bar", "/foo/", "/xyz", "/xyz/bar"), ("/foo/bar", "/foo/", "/xyz/", "/xyz/bar"),
+    ("/foo", "/foo", "/xyz", "/xyz"), ("/foo/", "/foo", "/xyz", "/xyz/"), ("/foo/bar", "/foo", "", "/bar"),
+    ("/foo/", "/foo", "", "/"), ("/foo", "/foo", "", "/"), ("/foo/", "/foo", "/", "/"), ("/foo", "/foo", "/", "/"),
+    ("/strip-prefix/three", "/strip-prefix", "/", "/three"), ("/a.b/c", "/a.b", "/", "/c"),
+    ("/bar", "/", "/xyz", "/xyz/bar"), ("/bar", "/", "/", "/bar"), ("/bar", "/", "", "/bar"),
+]
+
+
+@pytest.mark.parametrize(("path", "prefix_path", "replacement", "expected"), _REPLACE_PREFIX_TABLE)
+def test_replace_prefix_match_rewrites_whole_segments_as_the_spec_says(
+        path: str, prefix_path: str, replacement: str, expected: str) -> None:
+    assert _envoy_rewrite(path, prefix_path, replacement) == expected
