@@ -30,15 +30,18 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     refuse_unsupported(gateway)
     tables: list[Built] = []
     backends: dict[str, ir.BackendIR] = {}
-    encoded: dict[int, bytes] = {}  # a route bound under several hostnames is encoded once
+    # A route bound under several hostnames is encoded once; one that redirects once per listener (its port).
+    encoded: dict[object, bytes] = {}
     for port in gateway.http:
         vhosts = []
+        where = (port.port, port.protocol)
         for vhost in port.virtual_hosts:
             parts = virtual_host_fields(vhost)
             for route in vhost.routes:
-                field = encoded.get(id(route))
+                key = id(route) if route.redirect is None else (id(route), where)
+                field = encoded.get(key)
                 if field is None:
-                    field = encoded[id(route)] = route_field(route)
+                    field = encoded[key] = route_field(route, *where)
                     # route_clusters(route), unrolled: this runs once per route of a full translation.
                     if route.redirect is None:
                         for backend in route.backends:

@@ -87,46 +87,61 @@ def _same_route(a: ir.RouteIR, b: ir.RouteIR) -> bool:
             _backend_refs(b.mirrors))
 
 
-class _Route:
-    __slots__ = ("clusters", "encoded", "route")
+# The listener a route is encoded for, (port, protocol): a redirect's port depends on it.
+Where = tuple[int, str]
 
-    def __init__(self, route: ir.RouteIR, previous: _Route | None = None) -> None:
+
+def _memo_key(route: ir.RouteIR, where: Where) -> object:
+    """A route bound on several ports is encoded once, unless it redirects (then once per listener)."""
+    return id(route) if route.redirect is None else (id(route), where)
+
+
+class _Route:
+    __slots__ = ("clusters", "encoded", "route", "where")
+
+    def __init__(self, route: ir.RouteIR, where: Where, previous: _Route | None = None) -> None:
         self.route = route
+        self.where = where
         self.encoded: bytes
-        if previous is not None and _same_route(previous.route, route):
+        if previous is not None and previous.where == where and _same_route(previous.route, route):
             self.encoded = previous.encoded
         else:
-            self.encoded = route_field(route)
+            self.encoded = route_field(route, *where)
         # Clusters by name: their resources do not depend on a route's weight, so which route's backend
         # object stands for a cluster does not matter (the order of first use does, and dict updates keep it).
         self.clusters = {backend.name: backend for backend in route_clusters(route)}
 
 
 class _VirtualHost:
-    __slots__ = ("clusters", "encoded", "entries", "parts", "routes", "vhost")
+    __slots__ = ("clusters", "encoded", "entries", "parts", "routes", "vhost", "where")
 
-    def __init__(self, vhost: ir.VirtualHostIR, previous: _VirtualHost | None, memo: dict[int, _Route]) -> None:
+    def __init__(self, vhost: ir.VirtualHostIR, where: Where, previous: _VirtualHost | None,
+                 memo: dict[object, _Route]) -> None:
         self.vhost = vhost
+        self.where = where
         self.encoded: bytes
         self.routes: dict[str, _Route]  # by route name
         self.entries: list[_Route]  # in the virtual host's order
         self.parts: list[bytes]  # its encoded fields: name, domains, then one per route
         self.clusters: dict[str, ir.BackendIR]  # in the order its routes first name them
-        if previous is None or len(previous.entries) != len(vhost.routes) or not self._patch(previous, memo):
+        if previous is None or previous.where != where or len(previous.entries) != len(vhost.routes) \
+                or not self._patch(previous, memo):
             self._build(previous, memo)
         encoded = virtual_host_field(self.parts)
         # The same bytes object when nothing Envoy sees changed, so the route table is kept as it was.
         self.encoded = previous.encoded if previous is not None and previous.encoded == encoded else encoded
 
-    def _entry(self, route: ir.RouteIR, known: Mapping[str, _Route], memo: dict[int, _Route]) -> _Route:
+    def _entry(self, route: ir.RouteIR, known: Mapping[str, _Route], memo: dict[object, _Route]) -> _Route:
         entry = known.get(route.name)
-        if entry is None or entry.route is not route:
-            shared = memo.get(id(route))
-            entry = shared if shared is not None and shared.route is route else _Route(route, entry)
-            memo[id(route)] = entry
+        where = self.where
+        if entry is None or entry.route is not route or entry.where != where:
+            key = _memo_key(route, where)
+            shared = memo.get(key)
+            entry = shared if shared is not None and shared.route is route else _Route(route, where, entry)
+            memo[key] = entry
         return entry
 
-    def _build(self, previous: _VirtualHost | None, memo: dict[int, _Route]) -> None:
+    def _build(self, previous: _VirtualHost | None, memo: dict[object, _Route]) -> None:
         known = previous.routes if previous is not None else {}
         vhost = self.vhost
         self.parts = virtual_host_fields(vhost)
@@ -137,7 +152,7 @@ class _VirtualHost:
         for entry in self.entries:
             self.clusters.update(entry.clusters)
 
-    def _patch(self, previous: _VirtualHost, memo: dict[int, _Route]) -> bool:
+    def _patch(self, previous: _VirtualHost, memo: dict[object, _Route]) -> bool:
         """The common case, as many routes as before and most of them the very same objects: touch only the
         positions that changed (found by pointer comparison, at C speed). False if the order in which
         routes first name clusters may have changed; then the virtual host is built in full."""
@@ -187,17 +202,18 @@ class GatewayResources:
 
     def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
         refuse_unsupported(gateway)
-        memo: dict[int, _Route] = {}
+        memo: dict[object, _Route] = {}
         vhosts: dict[str, _VirtualHost] = {}
         tables: dict[str, tuple[tuple[bytes, ...], Built]] = {}
         listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
         backends: dict[str, ir.BackendIR] = {}
         for port in gateway.http:
             built_vhosts = []
+            where = (port.port, port.protocol)
             for vhost in port.virtual_hosts:
                 known_vhost = self._vhosts.get(vhost.name)
-                if known_vhost is None or known_vhost.vhost is not vhost:
-                    known_vhost = _VirtualHost(vhost, known_vhost, memo)
+                if known_vhost is None or known_vhost.vhost is not vhost or known_vhost.where != where:
+                    known_vhost = _VirtualHost(vhost, where, known_vhost, memo)
                 vhosts[vhost.name] = known_vhost
                 built_vhosts.append(known_vhost)
                 backends.update(known_vhost.clusters)

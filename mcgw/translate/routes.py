@@ -244,7 +244,27 @@ def prefix_replacement(path_type: str, path: str, replacement: str) -> tuple[str
     return None, f"^{regex_literal(prefix)}/*"
 
 
-def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR) -> bytes:
+_WELL_KNOWN_PORTS = {"http": 80, "https": 443}
+
+
+def redirect_port(redirect: ir.RedirectIR, listener_port: int, listener_protocol: str) -> int:
+    """The ``port_redirect`` a redirect needs on a listener, 0 for none.
+
+    Without a port, the spec's port is the scheme's well-known one when the redirect sets a scheme, else
+    the listener's. Envoy drops the Host header's port when it replaces the host, and keeps it otherwise
+    (when the scheme changes, unless it is the old scheme's default), so the port is written whenever
+    it is not the default of the Location's scheme, and when the scheme changes without a new host:
+    the Location then never carries a port the spec does not give, and leaves out 80 and 443 where
+    they go without saying."""
+    scheme = redirect.scheme or ("https" if listener_protocol == "HTTPS" else "http")
+    port = redirect.port or (_WELL_KNOWN_PORTS.get(redirect.scheme, listener_port) if redirect.scheme
+                             else listener_port)
+    if port == _WELL_KNOWN_PORTS.get(scheme) and (redirect.hostname or not redirect.scheme):
+        return 0
+    return port
+
+
+def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR, port: int) -> bytes:
     path = redirect.path
     full_path = path.full_path if path is not None else None
     prefix = pattern = None
@@ -256,7 +276,7 @@ def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR) -> bytes:
         _number(_D_CODE, _REDIRECT_CODES.get(redirect.status_code, _REDIRECT_CODES[302])),
         _ld(_D_PREFIX, prefix.encode()) if prefix is not None else b"",
         _ld(_D_SCHEME, redirect.scheme.encode()) if redirect.scheme else b"",
-        _number(_D_PORT, redirect.port or 0),
+        _number(_D_PORT, port),
         _ld(_D_REGEX_REWRITE, _root_substitution(pattern)) if pattern is not None else b"",
     ))
 
@@ -341,11 +361,12 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> byte
     return b"".join(parts)
 
 
-def encode_route(route: ir.RouteIR) -> bytes:
-    """One Envoy ``Route``, serialised."""
+def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) -> bytes:
+    """One Envoy ``Route``, serialised, for a listener (only a redirect depends on it)."""
     parts = [_match(route.match)]
     if route.redirect is not None:
-        parts.append(_ld(_R_REDIRECT, _redirect(route.redirect, route.match)))
+        port = redirect_port(route.redirect, listener_port, listener_protocol)
+        parts.append(_ld(_R_REDIRECT, _redirect(route.redirect, route.match, port)))
     else:
         backends = route.backends
         if len(backends) == 1:  # the common case
@@ -371,9 +392,9 @@ def encode_route(route: ir.RouteIR) -> bytes:
     return b"".join(parts)
 
 
-def route_field(route: ir.RouteIR) -> bytes:
-    """One route as an entry of ``VirtualHost.routes``."""
-    encoded = encode_route(route)
+def route_field(route: ir.RouteIR, listener_port: int, listener_protocol: str) -> bytes:
+    """One route as an entry of ``VirtualHost.routes`` of a listener."""
+    encoded = encode_route(route, listener_port, listener_protocol)
     size = len(encoded)
     return _V_ROUTES + (_ONE_BYTE[size] if size < 0x80 else varint(size)) + encoded
 

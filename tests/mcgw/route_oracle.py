@@ -87,14 +87,26 @@ def _prefix_rewrite(match: ir.MatchIR, replacement: str, out: dict[str, Any]) ->
         out["regex_rewrite"] = {"pattern": {"regex": f"^{escaped}/*"}, "substitution": "/"}
 
 
-def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR) -> dict[str, Any]:
+_WELL_KNOWN = {"http": 80, "https": 443}
+
+
+def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR, port: int, protocol: str) -> dict[str, Any]:
     out: dict[str, Any] = {"response_code": _REDIRECT_CODES.get(redirect.status_code, "FOUND")}
     if redirect.scheme:
         out["scheme_redirect"] = redirect.scheme
     if redirect.hostname:
         out["host_redirect"] = redirect.hostname
+    # The spec's port: the redirect's, else the well-known one of its scheme, else the listener's. Left
+    # out where it is the Location scheme's default and Envoy's Location would carry no other port.
     if redirect.port:
-        out["port_redirect"] = redirect.port
+        target = redirect.port
+    elif redirect.scheme:
+        target = _WELL_KNOWN.get(redirect.scheme, port)
+    else:
+        target = port
+    location_scheme = redirect.scheme or ("https" if protocol == "HTTPS" else "http")
+    if target != _WELL_KNOWN.get(location_scheme) or (redirect.scheme and not redirect.hostname):
+        out["port_redirect"] = target
     if redirect.path and redirect.path.full_path is not None:
         out["path_redirect"] = redirect.path.full_path
     elif redirect.path and redirect.path.prefix is not None:
@@ -161,15 +173,15 @@ def _failover_retry(failover: ir.RetryIR, retry: dict[str, Any]) -> None:
     retry["host_selection_retry_max_attempts"] = 3
 
 
-def route_dict(route: ir.RouteIR) -> dict[str, Any]:
-    """One Envoy ``Route`` as constructor data."""
+def route_dict(route: ir.RouteIR, port: int, protocol: str) -> dict[str, Any]:
+    """One Envoy ``Route`` as constructor data, for a listener on ``port`` speaking ``protocol``."""
     out: dict[str, Any] = {"name": route.name, "match": _match(route.match)}
     if route.request_headers is not ir.NO_HEADER_OPS:
         _header_ops(route.request_headers, out, "request")
     if route.response_headers is not ir.NO_HEADER_OPS:
         _header_ops(route.response_headers, out, "response")
     if route.redirect is not None:
-        out["redirect"] = _redirect(route.redirect, route.match)
+        out["redirect"] = _redirect(route.redirect, route.match, port, protocol)
         return out
     weighted = [b for b in route.backends if b.weight > 0]
     valid = sum(1 for b in weighted if b.valid)
@@ -181,7 +193,7 @@ def route_dict(route: ir.RouteIR) -> dict[str, Any]:
     return out
 
 
-def route_message(route: ir.RouteIR) -> route_components_pb2.Route:
-    return route_components_pb2.Route(**route_dict(route))
+def route_message(route: ir.RouteIR, port: int = 80, protocol: str = "HTTP") -> route_components_pb2.Route:
+    return route_components_pb2.Route(**route_dict(route, port, protocol))
 
 

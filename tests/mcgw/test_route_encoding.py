@@ -16,6 +16,7 @@ from mcgw import ir
 from mcgw.translate.routes import (
     encode_route,
     prefix_replacement,
+    redirect_port,
     route_field,
     route_table,
     virtual_host_field,
@@ -51,11 +52,15 @@ routes = st.builds(
     st.none() | durations, retries)
 
 
+listeners = st.sampled_from([(80, "HTTP"), (8080, "HTTP"), (443, "HTTPS"), (8443, "HTTPS"), (443, "HTTP")])
+
+
 @settings(max_examples=300, deadline=None)
-@given(routes)
-def test_encoded_route_is_the_deterministic_serialisation_of_the_reference_route(route: ir.RouteIR) -> None:
-    reference = route_message(route)
-    encoded = encode_route(route)
+@given(routes, listeners)
+def test_encoded_route_is_the_deterministic_serialisation_of_the_reference_route(
+        route: ir.RouteIR, listener: tuple[int, str]) -> None:
+    reference = route_message(route, *listener)
+    encoded = encode_route(route, *listener)
     assert encoded == reference.SerializeToString(deterministic=True)
     assert route_components_pb2.Route.FromString(encoded) == reference
 
@@ -67,7 +72,7 @@ def test_encoded_route_table_is_the_deterministic_serialisation_of_the_reference
     vhosts = [ir.VirtualHostIR(f"ns/gw/80/{i}", hostname, tuple(vhost_routes))
               for i, vhost_routes in enumerate(routes_per_vhost)]
     encoded = route_table("ns/gw/80", tuple(
-        virtual_host_field(virtual_host_fields(v) + [route_field(r) for r in v.routes]) for v in vhosts))
+        virtual_host_field(virtual_host_fields(v) + [route_field(r, 80, "HTTP") for r in v.routes]) for v in vhosts))
     reference = route_pb2.RouteConfiguration(name="ns/gw/80", validate_clusters={"value": False}, virtual_hosts=[
         {"name": v.name, "domains": ["*"] if hostname == "*" else [hostname, f"{hostname}:*"],
          "routes": [route_message(r) for r in v.routes]} for v in vhosts])
@@ -101,3 +106,29 @@ _REPLACE_PREFIX_TABLE = [
 def test_replace_prefix_match_rewrites_whole_segments_as_the_spec_says(
         path: str, prefix_path: str, replacement: str, expected: str) -> None:
     assert _envoy_rewrite(path, prefix_path, replacement) == expected
+
+
+def _redirect(scheme: str | None, port: int | None, hostname: str | None = "example.org") -> ir.RedirectIR:
+    return ir.RedirectIR(scheme, hostname, port, None, 302)
+
+
+# HTTPRouteRedirectPortAndScheme's cases: (redirect scheme, port), listener, the port_redirect (0: none).
+_REDIRECT_PORTS = [
+    ((None, None), (80, "HTTP"), 0), ((None, 80), (80, "HTTP"), 0), ((None, 8080), (80, "HTTP"), 8080),
+    (("https", None), (80, "HTTP"), 0), (("https", 443), (80, "HTTP"), 0), (("https", 8443), (80, "HTTP"), 8443),
+    ((None, None), (8080, "HTTP"), 8080), ((None, 80), (8080, "HTTP"), 0), (("https", None), (8080, "HTTP"), 0),
+    ((None, None), (443, "HTTPS"), 0), ((None, 443), (443, "HTTPS"), 0), ((None, 8443), (443, "HTTPS"), 8443),
+    (("http", None), (443, "HTTPS"), 0), (("http", 80), (443, "HTTPS"), 0), (("http", 8080), (443, "HTTPS"), 8080),
+]
+
+
+@pytest.mark.parametrize(("redirect", "listener", "expected"), _REDIRECT_PORTS)
+def test_redirect_port_follows_the_scheme_else_the_listener(
+        redirect: tuple[str | None, int | None], listener: tuple[int, str], expected: int) -> None:
+    assert redirect_port(_redirect(*redirect), *listener) == expected
+
+
+def test_a_scheme_change_without_a_hostname_names_its_port_since_envoy_would_keep_the_requests() -> None:
+    assert redirect_port(_redirect("https", None, None), 8080, "HTTP") == 443
+    assert redirect_port(_redirect(None, None, None), 8080, "HTTP") == 8080
+    assert redirect_port(_redirect(None, None, None), 80, "HTTP") == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from envoy.config.route.v3 import route_pb2
 from google.protobuf import json_format
 
 from mcgw import ir
@@ -93,3 +94,23 @@ def test_from_data_names_what_is_wrong() -> None:
         ir.from_data(ir.BackendIR, {"name": "b", "weight": 1, "valid": True, "kind": "Pod"})
     with pytest.raises(ValueError, match=r"MatchIR has no field regex"):
         ir.from_data(ir.MatchIR, {"path_type": "Exact", "path": "/", "regex": True})
+
+
+def test_a_redirect_shared_by_two_listeners_gets_each_listeners_port_from_scratch_and_from_the_cache() -> None:
+    redirect = ir.RouteIR("shop/r/rule/0/match/0", ir.MatchIR("PathPrefix", "/"),
+                          redirect=ir.RedirectIR(None, "example.org", None, None, 302))
+    ports = [ir.HTTPListenerIR(f"infra/public/{port}", port, "HTTP",
+                               (ir.VirtualHostIR(f"infra/public/{port}/*", "*", (redirect,)),))
+             for port in (80, 8080)]
+    gateway = ir.GatewayIR("east", "infra", "public", "0.0.0.0", tuple(ports))
+    ir.validate(gateway)
+    expected = [(built.name, built.message) for built in translate(gateway)]
+    ports_redirected = [table.virtual_hosts[0].routes[0].redirect.port_redirect
+                        for _, table in expected if isinstance(table, route_pb2.RouteConfiguration)]
+    assert ports_redirected == [0, 8080]
+    resources = GatewayResources()
+    assert [(built.name, built.message) for built in resources.update(gateway)] == expected
+    # The second listener moves to port 443 under the same names: its kept virtual host is encoded again.
+    moved = gateway._replace(http=(ports[0], ports[1]._replace(port=443)))
+    assert [(built.name, built.message) for built in resources.update(moved)] == \
+        [(built.name, built.message) for built in translate(moved)]
