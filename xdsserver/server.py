@@ -28,8 +28,12 @@ from .streams import DeltaStream, SotwStream, StreamLimitError, StreamObserver
 log = logging.getLogger(__name__)
 
 # Envoy gateways send HTTP/2 keepalive pings (every 30 s in deploy/envoy); grpcio's defaults would
-# answer a ping without data more often than every 5 minutes with a too_many_pings GOAWAY.
+# answer a ping without data more often than every 5 minutes with a too_many_pings GOAWAY. The server
+# pings too: an Envoy whose pod (and network namespace) vanished sends no FIN, and its stream would
+# otherwise count as a connected, current Envoy until TCP gives up, many minutes later.
 KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_ping_strikes", 0),

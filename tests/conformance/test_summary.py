@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mcgw.semantics.gateway.features import SUPPORTED_FEATURES
 from tests.conformance.harness import Options, default_features, mcgw_config, suite_argv
 from tests.conformance.summary import claimed_failures, read_log, read_report, render
 
@@ -99,7 +100,10 @@ def test_suite_flags() -> None:
                       extra_args=["--debug"])
     argv = suite_argv(Path("/bin/suite"), options, Path("/r.yaml"))
     assert argv[:4] == ["/bin/suite", "-test.run=^TestConformance$", "-test.v", "-test.timeout=60m"]
-    assert "--supported-features=Gateway,ReferenceGrant,HTTPRoute" in argv
+    claimed = next(a for a in argv if a.startswith("--supported-features=")).split("=", 1)[1].split(",")
+    # The profile's core features, then exactly what mcgw's GatewayClasses publish.
+    assert claimed[:3] == ["Gateway", "ReferenceGrant", "HTTPRoute"]
+    assert set(claimed) == set(SUPPORTED_FEATURES)
     assert "--run-test=HTTPRouteSimpleSameNamespace" in argv
     assert "--report-output=/r.yaml" in argv
     assert "--cleanup-base-resources=true" in argv

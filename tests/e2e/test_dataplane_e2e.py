@@ -96,6 +96,13 @@ async def _bring_up(site: Site) -> None:
     await until(lambda: asyncio.to_thread(get_json, site.url()), 60, f"an answer through {site.cluster}'s Gateway")
     site.answered_after = time.monotonic() - created
 
+    async def all_replicas_ready() -> bool:
+        # Programmed needs one ready Envoy; the tests compare both replicas before and after changes.
+        deployment = await site.member.apps.read_namespaced_deployment("mcgw-edge", site.namespace)
+        return bool(deployment.status.ready_replicas == REPLICAS)
+
+    await until(all_replicas_ready, 120, f"both of {site.cluster}'s Envoys to be Ready")
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def fleet(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
@@ -356,4 +363,6 @@ async def test_deleting_the_gateways_removes_everything_generated_and_their_pods
         async def disconnected(site: Site = site) -> bool:
             return not any(node_id.startswith(f"{site.namespace}/edge/") for _, node_id in fleet.mcgw.nodes())
 
-        await until(disconnected, 30, f"{name}: the deleted Envoys to leave the xDS server")
+        # A deleted pod's network namespace goes with its sockets and sends nothing: the server learns
+        # of it from its keepalive ping going unanswered (xdsserver KEEPALIVE_OPTIONS, about 30 s).
+        await until(disconnected, 90, f"{name}: the deleted Envoys to leave the xDS server")

@@ -390,7 +390,17 @@ async def test_static_addresses_are_honoured_or_reported_as_the_conformance_suit
         assert status == "False"
         assert f"{unusable}: outside the address pools this mcgw may use (198.19.250.0/24)" in message
         assert (await east.condition(namespace, "static", "Accepted"))[:2] == ("True", "Accepted")
-        service = await east.core.read_namespaced_service("mcgw-static", namespace)
+        async def service_with_external_ips() -> Any:
+            # The status is computed before the provisioner's write lands: wait for the Service itself.
+            try:
+                service = await east.core.read_namespaced_service("mcgw-static", namespace)
+            except client.ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+            return service if service.spec.external_ips else None
+
+        service = await _until(service_with_external_ips, 30, "the provisioned Service with its external IPs")
         assert service.spec.external_ips == [usable]  # the usable one is asked for meanwhile
         await east.patch_gateway(namespace, "static", {"spec": {"addresses": addresses[2:]}})
 
