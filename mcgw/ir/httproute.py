@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from mcgw import ir
 from mcgw.ir.backends import Backends
-from mcgw.objects.model import HeaderModifier, PathModifier
+from mcgw.objects.model import HeaderModifier, PathModifier, RequestMirror
 from mcgw.semantics.gateway.evaluate import RouteResult
 
 _by_key = itemgetter(0)
@@ -71,16 +71,36 @@ def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple
     return backends.of_rule(resolved_refs, (route.kind, meta.namespace, meta.name), index)
 
 
-def _rule_mirrors(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
-    """The rule's mirrors that resolved: one that names a Service in another namespace without a
-    ReferenceGrant, or a backend that does not exist or lacks the port, is never configured."""
+_NO_MIRRORS: tuple[tuple[ir.BackendIR, ...], tuple[tuple[int, int], ...]] = ((), ())
+
+
+def _share(mirror: RequestMirror | None) -> tuple[int, int]:
+    """The share of requests a mirror gets: its percent, its fraction (denominator 100 by default), or all."""
+    if mirror is None or (mirror.percent is None and mirror.fraction is None):
+        return 1, 1
+    if mirror.percent is not None:
+        return mirror.percent, 100
+    assert mirror.fraction is not None
+    return mirror.fraction.numerator, mirror.fraction.denominator
+
+
+def _rule_mirrors(result: RouteResult, index: int,
+                  backends: Backends) -> tuple[tuple[ir.BackendIR, ...], tuple[tuple[int, int], ...]]:
+    """The rule's mirrors that resolved, and their shares (none when each gets every request): one that
+    names a Service in another namespace without a ReferenceGrant, or a backend that does not exist or
+    lacks the port, is never configured."""
     mirrors = result.mirrors
     if not mirrors or not mirrors[index]:
-        return ()
+        return _NO_MIRRORS
     route = result.route
     key = (route.kind, route.metadata.namespace, route.metadata.name)
-    return tuple([backends.get(m.ref.kind, m.namespace, m.ref.name, m.ref.port, 1, key)
-                  for m in mirrors[index] if m.problem is None])
+    # The resolved mirrors are the rule's RequestMirror filters, in order (semantics' resolve_mirrors).
+    filters = [f.request_mirror for f in route.spec.rules[index].filters
+               if f.type == "RequestMirror" and f.request_mirror is not None]
+    kept = [(m, _share(f)) for m, f in zip(mirrors[index], filters, strict=True) if m.problem is None]
+    shares = tuple([share for _, share in kept])
+    return (tuple([backends.get(m.ref.kind, m.namespace, m.ref.name, m.ref.port, 1, key) for m, _ in kept]),
+            shares if any(n != d for n, d in shares) else ())
 
 
 def _failover_retry(backend_irs: tuple[ir.BackendIR, ...]) -> ir.RetryIR | None:
@@ -99,12 +119,13 @@ def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
     rule_index = -1
     backend_irs: tuple[ir.BackendIR, ...] = ()
     mirrors: tuple[ir.BackendIR, ...] = ()
+    shares: tuple[tuple[int, int], ...] = ()
     for key, route_ir in entries:
         if key.rule != rule_index:
             rule_index = key.rule
             backend_irs = _rule_backends(result, rule_index, backends)
-            mirrors = _rule_mirrors(result, rule_index, backends)
-        refreshed.append((key, route_ir._replace(backends=backend_irs, mirrors=mirrors,
+            mirrors, shares = _rule_mirrors(result, rule_index, backends)
+        refreshed.append((key, route_ir._replace(backends=backend_irs, mirrors=mirrors, mirror_fractions=shares,
                                                  failover_retry=_failover_retry(backend_irs))))
     return tuple(refreshed)
 
@@ -129,7 +150,7 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
         request_headers = response_headers = ir.NO_HEADER_OPS
         redirect = rewrite_path = None
         rewrite_hostname = None
-        mirrors = _rule_mirrors(result, index, backends) if result.mirrors else ()
+        mirrors, shares = _rule_mirrors(result, index, backends) if result.mirrors else _NO_MIRRORS
         # The last filter of each type wins; mirrors (every resolved one applies) come from the route's result.
         for route_filter in rule.filters:
             kind = route_filter.type
@@ -164,7 +185,7 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
             route_ir = _new(ir.RouteIR, (
                 f"{ns}/{name}/rule/{index}/match/{m}", match_ir, backend_irs, request_headers, response_headers,
                 redirect, rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes,
-                retry_attempts, retry_backoff, failover_retry,
+                retry_attempts, retry_backoff, failover_retry, shares,
             ))
             key = _new(PrecedenceKey, (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers),
                                        -len(query), created, ns, name, index, m))

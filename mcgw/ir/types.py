@@ -110,6 +110,9 @@ class RouteIR(NamedTuple):
     retry_attempts: int | None = None
     retry_backoff: str | None = None
     failover_retry: RetryIR | None = None  # retries across priorities and hosts (ServiceImport backends)
+    # The share of requests each mirror gets, (numerator, denominator) in the order of ``mirrors``; empty
+    # when every mirror gets every request, the common case.
+    mirror_fractions: tuple[tuple[int, int], ...] = ()
 
 
 class VirtualHostIR(NamedTuple):
@@ -332,7 +335,15 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
     for vhost in listener.virtual_hosts:
         problems += [f"virtual host {vhost.name}: route name {name} repeated"
                      for name in _duplicates(r.name for r in vhost.routes)]
+        problems += [f"route {route.name} of {vhost.name}: mirror fractions {list(route.mirror_fractions)} are not "
+                     f"one share of at most 1 per mirror" for route in vhost.routes
+                     if route.mirror_fractions and not _shares(route)]
     return problems
+
+
+def _shares(route: RouteIR) -> bool:
+    return len(route.mirror_fractions) == len(route.mirrors) and all(
+        d >= 1 and 0 <= n <= d for n, d in route.mirror_fractions)
 
 
 def _passthrough_problems(listener: TLSPassthroughListenerIR) -> list[str]:
@@ -353,7 +364,8 @@ def validate(gateway: GatewayIR) -> None:
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
     (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
     each with certificates and no SNI name choosing two of them; virtual host names and hostnames are
-    unique per listener, route names per virtual host (TLS routes: per listener, SNI names too). Every
+    unique per listener, route names per virtual host (TLS routes: per listener, SNI names too); a route's
+    mirror fractions, if any, are one share of at most 1 per mirror. Every
     backend a route reaches is usable (a cluster name, kind Service or ServiceImport; only ServiceImport
     fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
     run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.

@@ -278,8 +278,16 @@ class BackendObjectReference(_Spec):
 
 
 @_spec
+class Fraction(_Spec):
+    numerator: int
+    denominator: int = 100
+
+
+@_spec
 class RequestMirror(_Spec):
     backend_ref: BackendObjectReference
+    percent: int | None = None  # neither this nor fraction: every request is mirrored
+    fraction: Fraction | None = None
 
 
 @_spec

@@ -22,6 +22,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
 from google.protobuf.descriptor import Descriptor
 
 from mcgw import ir
@@ -97,7 +98,14 @@ _WEIGHTED_CLUSTERS = _tag(rc.WeightedCluster.DESCRIPTOR, "clusters")
 _CLUSTER_WEIGHT = rc.WeightedCluster.ClusterWeight.DESCRIPTOR
 _CW_NAME, _CW_WEIGHT = _tag(_CLUSTER_WEIGHT, "name"), _tag(_CLUSTER_WEIGHT, "weight")
 _WRAPPER_VALUE = b"\x08"  # google.protobuf.*Value.value: field 1, varint
-_MIRROR_CLUSTER = _tag(rc.RouteAction.RequestMirrorPolicy.DESCRIPTOR, "cluster")
+_MIRROR_POLICY = rc.RouteAction.RequestMirrorPolicy.DESCRIPTOR
+_MIRROR_CLUSTER, _MIRROR_FRACTION = _tag(_MIRROR_POLICY, "cluster"), _tag(_MIRROR_POLICY, "runtime_fraction")
+_FRACTION_DEFAULT = _tag(base_pb2.RuntimeFractionalPercent.DESCRIPTOR, "default_value")
+_PERCENT = percent_pb2.FractionalPercent.DESCRIPTOR
+_PERCENT_NUMERATOR, _PERCENT_DENOMINATOR = _tag(_PERCENT, "numerator", _VARINT), _tag(_PERCENT, "denominator", _VARINT)
+# Envoy's denominators, smallest first: a share is written with the first that holds it exactly.
+_DENOMINATORS = tuple((base, percent_pb2.FractionalPercent.DenominatorType.Value(name))
+                      for base, name in ((100, "HUNDRED"), (10_000, "TEN_THOUSAND"), (1_000_000, "MILLION")))
 _SUBSTITUTE = rc.RouteAction.DESCRIPTOR.fields_by_name["regex_rewrite"].message_type
 # A full-path rewrite replaces the whole path: the regex ^.*$ with the new path.
 _ANY_PATH = _ld(_tag(_SUBSTITUTE, "pattern"), _ld(_REGEX, b"^.*$"))
@@ -296,9 +304,25 @@ def _cluster(name: str) -> bytes:
     return _ld(_A_CLUSTER, name.encode())
 
 
+def envoy_share(numerator: int, denominator: int) -> tuple[int, int]:
+    """A share of requests as Envoy's FractionalPercent: (numerator, denominator enum value) over 100,
+    10,000 or 1,000,000, exact where one of them holds it, else the nearest millionth (Envoy's finest)."""
+    for base, value in _DENOMINATORS:
+        if numerator * base % denominator == 0:
+            return numerator * base // denominator, value
+    return (2 * numerator * 1_000_000 + denominator) // (2 * denominator), _DENOMINATORS[-1][1]
+
+
 @lru_cache(maxsize=65536)
-def _mirror(name: str) -> bytes:
-    return _ld(_A_MIRRORS, _text(_MIRROR_CLUSTER, name))
+def _mirror(name: str, share: tuple[int, int] = (1, 1)) -> bytes:
+    """A mirror policy; one that gets less than every request carries its share as a runtime fraction
+    (under no runtime key: the default is the share)."""
+    numerator, denominator = share
+    if numerator == denominator:
+        return _ld(_A_MIRRORS, _text(_MIRROR_CLUSTER, name))
+    envoy_numerator, envoy_denominator = envoy_share(numerator, denominator)
+    fraction = _number(_PERCENT_NUMERATOR, envoy_numerator) + _number(_PERCENT_DENOMINATOR, envoy_denominator)
+    return _ld(_A_MIRRORS, _text(_MIRROR_CLUSTER, name) + _ld(_MIRROR_FRACTION, _ld(_FRACTION_DEFAULT, fraction)))
 
 
 @lru_cache(maxsize=4096)
@@ -353,7 +377,10 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> byte
                                    route.retry_backoff, route.failover_retry))
     if valid < len(weighted):
         parts.append(_A_NOT_FOUND_500)
-    parts += [_mirror(m.name) for m in route.mirrors]
+    if route.mirror_fractions:
+        parts += [_mirror(m.name, share) for m, share in zip(route.mirrors, route.mirror_fractions, strict=True)]
+    else:
+        parts += [_mirror(m.name) for m in route.mirrors]
     if rewrite is not None and rewrite.full_path is not None:
         parts.append(_ld(_A_REGEX_REWRITE, _ANY_PATH + _text(_SUBSTITUTION, rewrite.full_path)))
     elif pattern is not None:

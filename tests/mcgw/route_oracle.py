@@ -6,7 +6,9 @@ as the plain data a protobuf constructor takes, and the tests check that both gi
 
 from __future__ import annotations
 
+import math
 import string
+from fractions import Fraction
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2
@@ -147,8 +149,25 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> dict
     if retry:
         action["retry_policy"] = retry
     if route.mirrors:
-        action["request_mirror_policies"] = [{"cluster": m.name} for m in route.mirrors]
+        shares = route.mirror_fractions or [(1, 1)] * len(route.mirrors)
+        action["request_mirror_policies"] = [_mirror_policy(m.name, *share)
+                                             for m, share in zip(route.mirrors, shares, strict=True)]
     return action
+
+
+def _mirror_policy(cluster: str, numerator: int, denominator: int) -> dict[str, Any]:
+    """Every request, or a share of them over Envoy's smallest denominator that holds it exactly (else
+    the nearest millionth)."""
+    if numerator == denominator:
+        return {"cluster": cluster}
+    for base, name in ((100, "HUNDRED"), (10_000, "TEN_THOUSAND"), (1_000_000, "MILLION")):
+        if (numerator * base) % denominator == 0:
+            share = {"numerator": numerator * base // denominator, "denominator": name}
+            break
+    else:
+        nearest = math.floor(Fraction(numerator * 1_000_000, denominator) + Fraction(1, 2))
+        share = {"numerator": nearest, "denominator": "MILLION"}
+    return {"cluster": cluster, "runtime_fraction": {"default_value": share}}
 
 
 _PREVIOUS_PRIORITIES = {

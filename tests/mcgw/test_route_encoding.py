@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mcgw import ir
 from mcgw.translate.routes import (
     encode_route,
+    envoy_share,
     prefix_replacement,
     redirect_port,
     route_field,
@@ -49,7 +50,11 @@ routes = st.builds(
     ir.RouteIR, names, matches, st.lists(backends, max_size=3).map(tuple), header_ops, header_ops, redirects,
     st.none() | texts, path_rewrites, st.lists(backends, max_size=2).map(tuple), st.none() | durations,
     st.none() | durations, st.lists(st.integers(400, 599), max_size=3).map(tuple), st.none() | st.integers(0, 9),
-    st.none() | durations, retries)
+    st.none() | durations, retries, mirror_fractions=st.just(()))
+shares = st.sampled_from([(20, 100), (25, 50), (1, 3), (0, 7), (1, 2_000_000), (5, 5)]) | st.integers(1, 10**7).flatmap(
+    lambda d: st.tuples(st.integers(0, d), st.just(d)))
+routes = routes.flatmap(lambda r: st.just(r) | st.lists(shares, min_size=len(r.mirrors), max_size=len(r.mirrors)).map(
+    lambda f: r._replace(mirror_fractions=tuple(f))))
 
 
 listeners = st.sampled_from([(80, "HTTP"), (8080, "HTTP"), (443, "HTTPS"), (8443, "HTTPS"), (443, "HTTP")])
@@ -132,3 +137,12 @@ def test_a_scheme_change_without_a_hostname_names_its_port_since_envoy_would_kee
     assert redirect_port(_redirect("https", None, None), 8080, "HTTP") == 443
     assert redirect_port(_redirect(None, None, None), 8080, "HTTP") == 8080
     assert redirect_port(_redirect(None, None, None), 80, "HTTP") == 0
+
+
+@pytest.mark.parametrize(("share", "expected"), [
+    ((20, 100), (20, 0)), ((25, 50), (50, 0)), ((35, 100), (35, 0)), ((1, 400), (25, 1)), ((1, 3), (333_333, 2)),
+    ((2, 3), (666_667, 2)), ((0, 9), (0, 0)), ((1, 2_000_000), (1, 2)),
+])
+def test_a_mirror_share_takes_envoys_smallest_exact_denominator_else_the_nearest_millionth(
+        share: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert envoy_share(*share) == expected

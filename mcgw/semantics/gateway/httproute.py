@@ -17,6 +17,7 @@ from mcgw.objects.model import (
     HTTPRoute,
     PathModifier,
     QueryParamMatch,
+    RequestMirror,
     RouteFilter,
     RouteRule,
 )
@@ -150,7 +151,27 @@ def _filter_problem(route_filter: RouteFilter) -> str | None:
         return _hostname_filter_problem(rewrite.hostname) or _path_modifier_problem(rewrite.path)
     if kind == "RequestMirror" and (mirror := route_filter.request_mirror) is not None:
         port = mirror.backend_ref.port
-        return None if port is None else port_problem(port, f"mirror backendRef {mirror.backend_ref.name} port")
+        if port is not None and (problem := port_problem(port, f"mirror backendRef {mirror.backend_ref.name} port")):
+            return problem
+        return _mirror_share_problem(mirror)
+    return None
+
+
+def _mirror_share_problem(mirror: RequestMirror) -> str | None:
+    """The share of requests mirrored: a percent of 0..100 or a fraction of at most 1, not both (the CRD's
+    rules; a share outside them has no meaning to give it)."""
+    name = mirror.backend_ref.name
+    if mirror.percent is not None and mirror.fraction is not None:
+        return f"mirror to {name} sets both percent and fraction; set one of them"
+    if mirror.percent is not None and not 0 <= mirror.percent <= 100:
+        return f"mirror to {name} has percent {mirror.percent}; use 0 to 100"
+    fraction = mirror.fraction
+    if fraction is not None:
+        if fraction.denominator < 1:
+            return f"mirror to {name} has fraction denominator {fraction.denominator}; use 1 or more"
+        if not 0 <= fraction.numerator <= fraction.denominator:
+            return (f"mirror to {name} has fraction {fraction.numerator}/{fraction.denominator}; the numerator "
+                    f"must be 0 to the denominator")
     return None
 
 
