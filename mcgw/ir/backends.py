@@ -5,7 +5,7 @@ from __future__ import annotations
 from mcgw import ir
 from mcgw.ir.failover import FailoverContext
 from mcgw.semantics.endpoints import EndpointLookup
-from mcgw.semantics.gateway.backends import ResolvedBackend
+from mcgw.semantics.gateway.backends import APP_PROTOCOL_H2C, AppProtocolLookup, ResolvedBackend, port_app_protocol
 from mcgw.semantics.gateway.routes import RouteKey
 
 _new = tuple.__new__
@@ -23,12 +23,16 @@ class Backends:
     Thousands of rules name the same few Services; sharing makes them cheap to build and to compare.
     The incremental translator keeps one of these and calls :meth:`forget` when a Service's endpoints
     may have changed. ServiceImport backends come from ``failover`` (the ClusterSet's imports, cluster
-    properties and FailoverPolicies); a route with a FailoverPolicy of its own gets clusters of its own."""
+    properties and FailoverPolicies); a route with a FailoverPolicy of its own gets clusters of its own.
+    ``app_protocols`` gives a Service port's appProtocol (a ServiceImport's comes from its import's ports),
+    which decides the protocol Envoy speaks upstream."""
 
-    def __init__(self, cluster: str, endpoints: EndpointLookup, failover: FailoverContext | None = None) -> None:
+    def __init__(self, cluster: str, endpoints: EndpointLookup, failover: FailoverContext | None = None,
+                 app_protocols: AppProtocolLookup | None = None) -> None:
         self.cluster = cluster
         self.endpoints = endpoints
         self.failover = failover
+        self.app_protocols = app_protocols
         self._backends: dict[tuple[str, str, str, int | None, int, str | None], ir.BackendIR] = {}
         self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
         self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
@@ -68,7 +72,7 @@ class Backends:
             ref = resolved.ref
             if resolved.problem is not None:
                 out.append(_new(ir.BackendIR, (f"{route[1]}/{route[2]}/rule/{index}/invalid-backend/{j}", ref.weight,
-                                               False, "Invalid", (), None)))
+                                               False, "Invalid", (), None, False)))
             elif ref.kind == "Service":
                 key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
                 out.append(known.get(key) or self._add(key, None))
@@ -92,10 +96,13 @@ class Backends:
             settings = self.failover.settings(namespace, name, route)
             if policy is not None:
                 cluster_name += f"/policy/{policy}"
+            imported = self.failover.imports.get((namespace, name))
+            h2c = imported is not None and port_app_protocol(imported.ports, port) == APP_PROTOCOL_H2C
             return ir.BackendIR(cluster_name, weight, True, "ServiceImport",
-                                self.failover.localities(namespace, name, port or 0, settings), settings)
+                                self.failover.localities(namespace, name, port or 0, settings), settings, h2c)
         localities = self._localities.get((namespace, name, port or 0))
         if localities is None:
             localities = (ir.LocalityIR(self.cluster, 0, self.endpoints(namespace, name, port or 0)),)
             self._localities[(namespace, name, port or 0)] = localities
-        return ir.BackendIR(cluster_name, weight, True, "Service", localities)
+        h2c = self.app_protocols is not None and self.app_protocols(namespace, name, port or 0) == APP_PROTOCOL_H2C
+        return ir.BackendIR(cluster_name, weight, True, "Service", localities, None, h2c)

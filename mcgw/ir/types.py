@@ -82,7 +82,8 @@ FailoverIR = FailoverSettings
 class BackendIR(NamedTuple):
     """One backendRef. ``name`` is the Envoy cluster; ``valid`` False means its share answers 500.
 
-    ``failover`` is set for ServiceImport backends (their localities carry one priority per level)."""
+    ``failover`` is set for ServiceImport backends (their localities carry one priority per level).
+    ``h2c``: the backend speaks HTTP/2 with prior knowledge (appProtocol ``kubernetes.io/h2c``), else HTTP/1.1."""
 
     name: str
     weight: int
@@ -90,6 +91,7 @@ class BackendIR(NamedTuple):
     kind: Literal["Service", "ServiceImport", "Invalid"]
     localities: tuple[LocalityIR, ...] = ()
     failover: FailoverIR | None = None
+    h2c: bool = False
 
 
 class RouteIR(NamedTuple):
@@ -288,7 +290,7 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
                             f"got {backend.name!r} of kind {backend.kind}")
         if backend.failover is not None and backend.kind != "ServiceImport":
             problems.append(f"{where}: backend {backend.name!r}: only ServiceImport backends fail over")
-    elif backend.kind != "Invalid" or backend.localities or backend.failover is not None:
+    elif backend.kind != "Invalid" or backend.localities or backend.failover is not None or backend.h2c:
         problems.append(f"{where}: invalid backend {backend.name!r} must be of kind Invalid, without endpoints")
     priorities = sorted({locality.priority for locality in backend.localities})
     if priorities != list(range(len(priorities))):
@@ -298,7 +300,7 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
 
 def _cluster_contents(backend: BackendIR) -> tuple[object, ...]:
     """What a backend's Envoy cluster is made of (its weight belongs to the route)."""
-    return backend.kind, backend.localities, backend.failover
+    return backend.kind, backend.localities, backend.failover, backend.h2c
 
 
 def _listener_routes(listener: Listener) -> Iterable[tuple[str, tuple[BackendIR, ...]]]:
@@ -391,6 +393,6 @@ def validate(gateway: GatewayIR) -> None:
                 known = clusters.setdefault(backend.name, backend)
                 if known is not backend and _cluster_contents(known) != _cluster_contents(backend):
                     problems.append(f"{where}: backend {backend.name!r} differs from another backend of that "
-                                    "cluster in kind, endpoints or failover")
+                                    "cluster in kind, endpoints, failover or protocol")
     if problems:
         raise InvalidIRError(f"gateway {gateway.namespace}/{gateway.name}: " + "; ".join(problems))

@@ -49,6 +49,7 @@ from mcgw.objects.model import (
     Service,
 )
 from mcgw.semantics.endpoints import service_endpoints
+from mcgw.semantics.gateway.backends import port_app_protocol
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import (
     AttachedCounts,
@@ -221,7 +222,7 @@ class IncrementalTranslation:
         # What ServiceImport backends resolve against: the cluster's ServiceImport objects and the ClusterSet's
         # imports seen from here (those win: they say which clusters export it, with which ports).
         self._imports: dict[NamespacedName, object] = {}
-        self._backends = Backends(cluster, self._endpoints, self._failover)
+        self._backends = Backends(cluster, self._endpoints, self._failover, self._app_protocol)
 
     def _of(self, kind: str) -> dict[NamespacedName, AnyObject]:
         return self._by_kind.setdefault(kind, {})
@@ -230,6 +231,10 @@ class IncrementalTranslation:
         service = self._of("Service").get((namespace, name))
         assert service is None or isinstance(service, Service)
         return service_endpoints(service, self._slices.get((namespace, name), {}).values(), port)
+
+    def _app_protocol(self, namespace: str, name: str, port: int) -> str | None:
+        service = self._of("Service").get((namespace, name))
+        return port_app_protocol(service.spec.ports, port) if isinstance(service, Service) else None
 
     def update(self, objects: Iterable[AnyObject], addresses: Mapping[tuple[str, str], list[str]] | None = None,
                bind_addresses: Mapping[tuple[str, str], str] | None = None,

@@ -18,6 +18,7 @@ from mcgw.ir.build import build_gateways
 from mcgw.objects.model import AnyObject, EndpointSlice, Secret, Service
 from mcgw.runtime.incremental import IncrementalTranslation, McsInput, failover_context
 from mcgw.semantics.endpoints import endpoint_lookup
+from mcgw.semantics.gateway.backends import app_protocol_lookup
 from mcgw.semantics.gateway.conditions import Condition
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import ClusterObjects, Evaluation, evaluate
@@ -105,7 +106,8 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
         items, {(s.metadata.namespace, s.metadata.name): s for s in services},
         {**by_kind.get("ServiceImport", {}), **failover.imports}), addresses, dataplane)
     lookup = endpoint_lookup(services, (o for o in items if isinstance(o, EndpointSlice)))
-    gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover))
+    gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover,
+                                    app_protocol_lookup(by_kind.get("Service", {}))))
     built = {(g.namespace, g.name): translate(g) for g in gateways}
     return ClusterOutput(cluster, evaluation, gateways, _LazyResources(built), built,
                          policies=failover.resolution.conditions)

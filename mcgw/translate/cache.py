@@ -180,14 +180,19 @@ class _VirtualHost:
 
 
 class _Cluster:
-    __slots__ = ("cluster", "endpoints", "failover", "localities")
+    __slots__ = ("cluster", "endpoints", "failover", "h2c", "localities")
 
     def __init__(self, backend: ir.BackendIR, previous: _Cluster | None) -> None:
         self.localities = backend.localities
         self.failover = backend.failover
-        self.cluster: Built = previous.cluster if previous is not None and previous.failover == backend.failover \
+        self.h2c = backend.h2c
+        self.cluster: Built = previous.cluster if previous is not None and not previous.differs(backend) \
             else Built(backend.name, cluster(backend))
         self.endpoints = Built(backend.name, load_assignment(backend))
+
+    def differs(self, backend: ir.BackendIR) -> bool:
+        """Whether the Envoy cluster (not its endpoints) of ``backend`` is another one than this."""
+        return self.failover != backend.failover or self.h2c != backend.h2c
 
 
 class GatewayResources:
@@ -229,7 +234,7 @@ class GatewayResources:
         clusters: dict[str, _Cluster] = {}
         for name, backend in backends.items():
             known_cluster = self._clusters.get(name)
-            if known_cluster is None or known_cluster.failover != backend.failover or (
+            if known_cluster is None or known_cluster.differs(backend) or (
                     known_cluster.localities is not backend.localities
                     and known_cluster.localities != backend.localities):
                 known_cluster = _Cluster(backend, known_cluster)

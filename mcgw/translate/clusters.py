@@ -7,6 +7,9 @@ A ServiceImport backend's cluster carries its failover settings (docs/failover.m
 health checks that also probe idle priorities, outlier detection allowed to eject every host, no
 panic routing (a dead priority is never used), a retry budget instead of the circuit breaker's
 3 concurrent retries, and an overprovisioning factor that makes each priority all-or-nothing.
+
+An h2c backend's cluster speaks HTTP/2 with prior knowledge (its health checks too); every other one
+HTTP/1.1, Envoy's default, whatever the client spoke.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from mcgw import ir
-from mcgw.translate.listeners import ADS
+from mcgw.translate.listeners import ADS, pack
 
 _CONNECT_TIMEOUT = {"seconds": 5}
 _FAILOVER_CONNECT_TIMEOUT = {"nanos": 250_000_000}  # a refused or unroutable host is known within a quarter second
@@ -38,7 +42,13 @@ def _ms(value: int) -> dict[str, int]:
     return {"seconds": value // 1000, "nanos": value % 1000 * 1_000_000}
 
 
-def _failover_fields(failover: ir.FailoverIR) -> dict[str, Any]:
+_HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# Packed once: every h2c cluster carries the same options.
+_H2C_OPTIONS = {_HTTP_PROTOCOL_OPTIONS: pack(http_protocol_options_pb2.HttpProtocolOptions(
+    explicit_http_config={"http2_protocol_options": {}}))}
+
+
+def _failover_fields(failover: ir.FailoverIR, h2c: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "connect_timeout": _FAILOVER_CONNECT_TIMEOUT,
         # Panic 0: a dead priority is never used. Merge window 0: a health change (check, ejection) reaches
@@ -53,7 +63,8 @@ def _failover_fields(failover: ir.FailoverIR) -> dict[str, Any]:
             "no_traffic_interval": _ms(check.no_traffic_interval_ms),
             "unhealthy_threshold": {"value": check.unhealthy_threshold},
             "healthy_threshold": {"value": check.healthy_threshold},
-            "http_health_check": {"path": check.path},
+            # An h2c backend may refuse HTTP/1.1, probes included.
+            "http_health_check": {"path": check.path, "codec_client_type": "HTTP2" if h2c else "HTTP1"},
         }]
     outlier = failover.outlier
     if outlier is not None:
@@ -72,11 +83,12 @@ def _failover_fields(failover: ir.FailoverIR) -> dict[str, Any]:
 
 
 def cluster(backend: ir.BackendIR) -> cluster_pb2.Cluster:
-    if backend.failover is not None:
-        return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS,
-                                   eds_cluster_config={"eds_config": ADS}, **_failover_fields(backend.failover))
-    return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS, connect_timeout=_CONNECT_TIMEOUT,
-                               eds_cluster_config={"eds_config": ADS})
+    fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c) if backend.failover is not None \
+        else {"connect_timeout": _CONNECT_TIMEOUT}
+    if backend.h2c:
+        fields["typed_extension_protocol_options"] = _H2C_OPTIONS
+    return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS,
+                               eds_cluster_config={"eds_config": ADS}, **fields)
 
 
 def load_assignment(backend: ir.BackendIR) -> endpoint_pb2.ClusterLoadAssignment:

@@ -3,11 +3,17 @@
 Supported kinds are core Services (endpoints of the same cluster only, GEP-1748) and MCS
 ServiceImports (endpoints across the ClusterSet). A backend that does not resolve keeps its weight,
 so the translator can answer 500 for its share of the traffic.
+
+A Service (or ServiceImport) port's ``appProtocol`` says what the backend speaks (GEP-1911, the standard
+names of KEP-3726): ``kubernetes.io/h2c`` is HTTP/2 with prior knowledge, ``kubernetes.io/ws`` WebSocket
+(upgrades pass on every route anyway), ``kubernetes.io/wss`` WebSocket over TLS, which mcgw cannot speak
+without a BackendTLSPolicy: that backendRef is UnsupportedProtocol. Any other value is implementation
+specific and mcgw speaks HTTP/1.1 to it, as without one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from mcgw.objects.model import (
@@ -18,15 +24,49 @@ from mcgw.objects.model import (
     BackendRef,
     ReferenceGrant,
     Service,
+    ServicePort,
 )
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routes import RouteView
-from mcgw.semantics.mcs.view import ImportedService
+from mcgw.semantics.mcs.view import ImportedService, ImportPort
 
 _new = tuple.__new__
 SERVICE = (CORE_GROUP, "Service")
 SERVICE_IMPORT = (MCS_GROUP, "ServiceImport")
+
+APP_PROTOCOL_H2C = "kubernetes.io/h2c"
+APP_PROTOCOL_WS = "kubernetes.io/ws"
+APP_PROTOCOL_WSS = "kubernetes.io/wss"
+
+# (namespace, name, port) of a Service → that port's appProtocol, if any.
+AppProtocolLookup = Callable[[str, str, int], str | None]
+
+
+def port_app_protocol(ports: Iterable[ServicePort | ImportPort], number: int | None) -> str | None:
+    """The ``appProtocol`` of port ``number`` for TCP (a UDP port of the same number is another port)."""
+    for port in ports:
+        if port.port == number and port.protocol == "TCP":
+            return port.app_protocol
+    return None
+
+
+def app_protocol_lookup(services: Mapping[tuple[str, str], object]) -> AppProtocolLookup:
+    """What the IR builder asks for a Service backend's upstream protocol; ``services`` may be live."""
+    def lookup(namespace: str, name: str, port: int) -> str | None:
+        service = services.get((namespace, name))
+        return port_app_protocol(service.spec.ports, port) if isinstance(service, Service) else None
+    return lookup
+
+
+def _protocol_problem(app_protocol: str | None, where: str, port: int | None,
+                      what: str) -> tuple[str, str] | None:
+    """A port whose protocol mcgw cannot speak is an unusable backend (GEP-1911: UnsupportedProtocol)."""
+    if app_protocol != APP_PROTOCOL_WSS:
+        return None
+    return (c.REASON_UNSUPPORTED_PROTOCOL,
+            f"{_prefix(what)}{where} port {port} has appProtocol {APP_PROTOCOL_WSS}: WebSocket over TLS to a "
+            f"backend needs a BackendTLSPolicy, which mcgw does not support; use {APP_PROTOCOL_WS}")
 
 
 class ResolvedMirror(NamedTuple):
@@ -57,7 +97,8 @@ def _port_problem(service: object, namespace: str, ref: BackendObjectReference,
     ports = service.spec.ports
     for service_port in ports:
         if service_port.port == ref.port:
-            return None
+            return _protocol_problem(port_app_protocol(ports, ref.port), f"Service {namespace}/{ref.name}",
+                                     ref.port, what)
     have = ", ".join(str(p.port) for p in ports) or "none"
     return (c.REASON_BACKEND_NOT_FOUND,
             f"{_prefix(what)}Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
@@ -77,6 +118,9 @@ def _import_problem(imported: object, namespace: str, ref: BackendObjectReferenc
         have = ", ".join(str(port.port) for port in imported.ports) or "none"
         return (c.REASON_BACKEND_NOT_FOUND,
                 f"{_prefix(what)}ServiceImport {where} has no port {ref.port}; use one of its ports ({have})")
+    if ref.port is not None:
+        return _protocol_problem(port_app_protocol(imported.ports, ref.port), f"ServiceImport {where}",
+                                 ref.port, what)
     return None
 
 
