@@ -2,6 +2,11 @@
 
 An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, chosen by SNI
 (``server_names`` empty means any), each terminating TLS with that listener's certificates.
+
+The connection manager detects the client's codec (HTTP/1.1, or HTTP/2 by its preface: with prior
+knowledge in cleartext, by ALPN over TLS) and lets WebSocket upgrades through on every route: GEP-1911
+says a backend without ``appProtocol: kubernetes.io/ws`` need not lose them, and a backend that does
+not speak WebSocket refuses the upgrade itself.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ def _hcm(port_name: str) -> dict[str, object]:
         stat_prefix=port_name.replace("/", "_"),
         rds={"route_config_name": port_name, "config_source": ADS},
         http_filters=[{"name": "envoy.filters.http.router", "typed_config": pack(router_pb2.Router())}],
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        upgrade_configs=[{"upgrade_type": "websocket"}],
     )
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": pack(manager)}
 

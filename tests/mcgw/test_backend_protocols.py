@@ -119,3 +119,14 @@ def test_an_app_protocol_change_reaches_the_cluster_incrementally() -> None:
         assert incremental.statuses() == full.statuses()
         assert _clusters(incremental) == _clusters(full)
 
+
+
+def test_every_listener_lets_websocket_upgrades_through_and_detects_the_codec() -> None:
+    """Upgrades pass on every route, with or without kubernetes.io/ws; HTTP/2 with prior knowledge is
+    accepted downstream (the codec is detected), so h2c clients reach h2c backends."""
+    output = _translate(_objects("kubernetes.io/ws"))
+    (listener,) = [json_format.MessageToDict(m) for messages in output.resources.values() for m in messages
+                   if m.DESCRIPTOR.name == "Listener"]
+    manager = listener["filterChains"][0]["filters"][0]["typedConfig"]
+    assert manager["upgradeConfigs"] == [{"upgradeType": "websocket"}]
+    assert manager.get("codecType", "AUTO") == "AUTO"
