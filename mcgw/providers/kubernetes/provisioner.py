@@ -31,9 +31,10 @@ from typing import Any, Protocol, cast
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.objects.kinds import BY_NAME, GENERATED_KINDS
+from mcgw.objects.kinds import GENERATED_KINDS
 from mcgw.objects.model import DESIRED_HASH_ANNOTATION, AnyObject, Deployment, ManifestError, Service, parse_object
 from mcgw.providers.kubernetes.lister import api_json
+from mcgw.providers.kubernetes.mcs_writer import object_path
 from mcgw.providers.kubernetes.retry import with_retries
 from mcgw.provisioning import GATEWAY_NAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from mcgw.support.logs import object_fields
@@ -51,10 +52,6 @@ class ProvisionMetrics(Protocol):
     def written(self, cluster: str, kind: str, op: str) -> None: ...
 
     def failed(self, cluster: str, kind: str) -> None: ...
-
-
-def object_path(kind: str, namespace: str, name: str) -> str:
-    return f"{BY_NAME[kind].namespaced_path(namespace)}/{name}"
 
 
 class ProvisionApi:
