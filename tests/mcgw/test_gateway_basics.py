@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcgw.objects.model import HTTPRoute, ReferenceGrant, parse_object
-from mcgw.semantics.gateway.hostnames import intersection, route_hostnames_for_listener
+from mcgw.semantics.gateway.hostnames import intersection, isolated, route_hostnames_for_listener
 from mcgw.semantics.gateway.httproute import check_rules
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 
@@ -32,6 +32,27 @@ def test_route_hostnames_for_listener() -> None:
     assert route_hostnames_for_listener(None, ()) == ["*"]
     assert route_hostnames_for_listener("*.example.com", ("a.example.com", "b.example.org")) == ["a.example.com"]
     assert route_hostnames_for_listener("a.example.com", ("b.example.com",)) is None
+
+
+_PORT_80 = (None, "*.example.com", "*.foo.example.com", "abc.foo.example.com")
+
+
+@pytest.mark.parametrize(("listener", "hostnames", "kept"), [
+    # A route on the hostname-less listener keeps only names no other listener matches.
+    (None, ("bar.com", "*.example.com", "*.foo.example.com", "abc.foo.example.com"), ("bar.com",)),
+    (None, ("*",), ("*",)),
+    # On *.example.com it loses the names of the more specific listeners, whole wildcards included.
+    ("*.example.com", ("*.example.com", "x.example.com", "*.foo.example.com", "abc.foo.example.com"),
+     ("*.example.com", "x.example.com")),
+    # A wildcard only partly owned by a more specific listener stays: its other names are this listener's.
+    ("*.example.com", ("*.example.com",), ("*.example.com",)),
+    ("*.foo.example.com", ("*.foo.example.com", "abc.foo.example.com"), ("*.foo.example.com",)),
+    # The most specific listener keeps everything.
+    ("abc.foo.example.com", ("abc.foo.example.com",), ("abc.foo.example.com",)),
+])
+def test_listener_isolation(listener: str | None, hostnames: tuple[str, ...], kept: tuple[str, ...]) -> None:
+    others = [other for other in _PORT_80 if other != listener]
+    assert isolated(hostnames, listener, others) == kept
 
 
 def _grant(namespace: str, from_ns: str, to_kind: str = "Service", to_name: str | None = None) -> ReferenceGrant:

@@ -78,7 +78,8 @@ def gateway(world: World, draw: Draw) -> None:
         listeners[0]["hostname"] = hostname
     if draw(st.booleans()):
         listeners.append({"name": "alt", "port": draw(st.sampled_from([80, 8080])), "protocol": "HTTP",
-                          "hostname": "b.example.org", "allowedRoutes": {"namespaces": {"from": "All"}}})
+                          "hostname": draw(st.sampled_from(["b.example.org", "*.example.com", "x.a.example.com"])),
+                          "allowedRoutes": {"namespaces": {"from": "All"}}})
     if draw(st.booleans()):
         listeners.append({"name": "tls", "port": 443, "protocol": "HTTPS", "hostname": "a.example.com",
                           "allowedRoutes": {"namespaces": {"from": "All"}},

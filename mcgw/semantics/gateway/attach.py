@@ -2,7 +2,8 @@
 
 For each parentRef that names one of our Gateways: ``sectionName`` and ``port`` pick candidate
 listeners (NoMatchingParent if none), ``allowedRoutes`` filters them by namespace and kind
-(NotAllowedByListeners), and hostnames must intersect (NoMatchingListenerHostname).
+(NotAllowedByListeners), and hostnames must intersect (NoMatchingListenerHostname). A route serves no
+hostname on a listener that a more specific listener on the same port owns (listener isolation).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import NamedTuple
 
 from mcgw.objects.model import GATEWAY_GROUP, Namespace, ParentReference
 from mcgw.semantics.gateway import conditions as c
-from mcgw.semantics.gateway.hostnames import route_hostnames_for_listener
+from mcgw.semantics.gateway.hostnames import isolated, route_hostnames_for_listener
 from mcgw.semantics.gateway.limits import route_hostnames_problem
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
 from mcgw.semantics.gateway.routes import RouteView
@@ -104,8 +105,11 @@ def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],
         for listener in allowed:
             hostnames = route_hostnames_for_listener(listener.listener.hostname, route.spec.hostnames)
             if hostnames is not None:
-                bindings.append(_new(Binding, (key, listener.listener.name, listener.listener.port, listener.usable,
-                                               tuple(hostnames))))
+                port = listener.listener.port
+                others = [other.listener.hostname for other in gateway.listeners
+                          if other is not listener and other.usable and other.listener.port == port]
+                served = isolated(hostnames, listener.listener.hostname, others) if others else tuple(hostnames)
+                bindings.append(_new(Binding, (key, listener.listener.name, port, listener.usable, served)))
         if not bindings:
             results.append(ParentResult(ref, gateway_ns, c.Condition(
                 c.ACCEPTED, "False", c.REASON_NO_MATCHING_LISTENER_HOSTNAME,

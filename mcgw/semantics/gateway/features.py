@@ -15,6 +15,7 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     # Extended features whose every test passed in the conformance run at suite v1.6.3
     # (conformance/reports/); the ones still missing are listed in conformance/README.md.
     "GatewayAddressEmpty",
+    "GatewayHTTPListenerIsolation",
     "GatewayInfrastructure",
     "GatewayPort8080",
     "GatewayStaticAddresses",

@@ -44,6 +44,35 @@ def listener_hostnames_overlap(first: str | None, second: str | None) -> bool:
     return intersection(first, second) is not None
 
 
+def _covers(listener: str | None, hostname: str) -> bool:
+    """Whether every request hostname that ``hostname`` (a route's, maybe a wildcard) matches also
+    matches the listener hostname."""
+    if listener is None or listener == hostname:
+        return True
+    if not listener.startswith("*."):
+        return False
+    return _matches_wildcard(listener, hostname[2:] if hostname.startswith("*.") else hostname)
+
+
+def _specificity(listener: str | None) -> int:
+    """Which of two listeners a request matching both belongs to: an exact hostname, then the longer
+    wildcard, then no hostname at all."""
+    if listener is None:
+        return -1
+    return 1 << 16 if not listener.startswith("*.") else len(listener)
+
+
+def isolated(hostnames: Sequence[str], listener: str | None, others: Sequence[str | None]) -> tuple[str, ...]:
+    """The hostnames a route keeps on a listener once requests go to the most specific listener they
+    match (GatewayHTTPListenerIsolation): one that a more specific listener on the same port covers
+    whole is that listener's to serve, so it is dropped here.
+
+    ``others`` are the hostnames of the other listeners sharing the port."""
+    own = _specificity(listener)
+    return tuple([hostname for hostname in hostnames
+                   if not any(_specificity(other) > own and _covers(other, hostname) for other in others)])
+
+
 def route_hostnames_for_listener(listener: str | None, route_hostnames: Sequence[str]) -> list[str] | None:
     """The hostnames a route serves on a listener: ``None`` if they do not intersect at all.
 
