@@ -5,7 +5,9 @@ beside it build it from evaluated Gateways and routes. ``from mcgw import ir`` g
 """
 
 from .types import (
+    NO_BACKEND_HEADERS,
     NO_HEADER_OPS,
+    BackendHeadersIR,
     BackendIR,
     EndpointIR,
     FailoverIR,
@@ -35,7 +37,9 @@ from .types import (
 )
 
 __all__ = [
+    "NO_BACKEND_HEADERS",
     "NO_HEADER_OPS",
+    "BackendHeadersIR",
     "BackendIR",
     "EndpointIR",
     "FailoverIR",

@@ -97,6 +97,10 @@ _A_NOT_FOUND_500 = _number(_tag(_ACTION, "cluster_not_found_response_code", _VAR
 _WEIGHTED_CLUSTERS = _tag(rc.WeightedCluster.DESCRIPTOR, "clusters")
 _CLUSTER_WEIGHT = rc.WeightedCluster.ClusterWeight.DESCRIPTOR
 _CW_NAME, _CW_WEIGHT = _tag(_CLUSTER_WEIGHT, "name"), _tag(_CLUSTER_WEIGHT, "weight")
+_CW_REQUEST_ADD, _CW_REQUEST_REMOVE = (_tag(_CLUSTER_WEIGHT, "request_headers_to_add"),
+                                       _tag(_CLUSTER_WEIGHT, "request_headers_to_remove"))
+_CW_RESPONSE_ADD, _CW_RESPONSE_REMOVE = (_tag(_CLUSTER_WEIGHT, "response_headers_to_add"),
+                                         _tag(_CLUSTER_WEIGHT, "response_headers_to_remove"))
 _WRAPPER_VALUE = b"\x08"  # google.protobuf.*Value.value: field 1, varint
 _MIRROR_POLICY = rc.RouteAction.RequestMirrorPolicy.DESCRIPTOR
 _MIRROR_CLUSTER, _MIRROR_FRACTION = _tag(_MIRROR_POLICY, "cluster"), _tag(_MIRROR_POLICY, "runtime_fraction")
@@ -151,6 +155,9 @@ _T_NAME, _T_VHOSTS = _tag(_TABLE, "name"), _tag(_TABLE, "virtual_hosts")
 # Backends that do not resolve have no cluster on purpose (their share answers 500), so Envoy must not
 # refuse the table for naming them; explicit, since inline route configs default to checking.
 _T_NO_VALIDATION = _ld(_tag(_TABLE, "validate_clusters"), b"")  # a BoolValue holding false
+# A backendRef's header filters (on its weighted cluster) apply after the rule's (on the route), as the
+# spec orders them, so where both set a header the backend's value wins; Envoy's default is the reverse.
+_T_MOST_SPECIFIC_WINS = _number(_tag(_TABLE, "most_specific_header_mutations_wins", _VARINT), 1)
 
 @lru_cache(maxsize=1024)
 def duration_fields(value: str) -> tuple[int, int]:
@@ -295,8 +302,17 @@ def _root_substitution(pattern: str) -> bytes:
 
 
 @lru_cache(maxsize=65536)
-def _cluster_weight(name: str, weight: int) -> bytes:
-    return _ld(_WEIGHTED_CLUSTERS, _text(_CW_NAME, name) + _ld(_CW_WEIGHT, _number(_WRAPPER_VALUE, weight)))
+def _cluster_weight(name: str, weight: int, headers: ir.BackendHeadersIR = ir.NO_BACKEND_HEADERS) -> bytes:
+    """A weighted-cluster entry, with the backendRef's own header filters if it has any."""
+    entry = _text(_CW_NAME, name) + _ld(_CW_WEIGHT, _number(_WRAPPER_VALUE, weight))
+    if headers is ir.NO_BACKEND_HEADERS:
+        return _ld(_WEIGHTED_CLUSTERS, entry)
+    request, response = headers
+    return _ld(_WEIGHTED_CLUSTERS, b"".join((
+        entry, *_header_options(_CW_REQUEST_ADD, request), *_header_options(_CW_RESPONSE_ADD, response),
+        *[_text(_CW_RESPONSE_REMOVE, name) for name in response.remove],
+        *[_text(_CW_REQUEST_REMOVE, name) for name in request.remove],
+    )))
 
 
 @lru_cache(maxsize=65536)
@@ -358,9 +374,17 @@ def _retry_policy(backend_timeout: str | None, codes: tuple[int, ...], attempts:
     )))
 
 
-def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> bytes:
-    parts = [_cluster(weighted[0].name) if len(weighted) == 1 else
-             _ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight) for b in weighted]))]
+def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int,
+            headers: list[ir.BackendHeadersIR] | None = None) -> bytes:
+    """``headers``: the weighted backends' own header filters, when any backend has some; then even a single
+    backend is a weighted cluster, the one place Envoy keeps headers for a backend."""
+    if headers is not None:
+        parts = [_ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight, h)
+                                            for b, h in zip(weighted, headers, strict=True)]))]
+    elif len(weighted) == 1:
+        parts = [_cluster(weighted[0].name)]
+    else:
+        parts = [_ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight) for b in weighted]))]
     rewrite = route.rewrite_path
     prefix = pattern = None
     if rewrite is not None and rewrite.full_path is None and rewrite.prefix is not None:
@@ -396,14 +420,21 @@ def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) 
         parts.append(_ld(_R_REDIRECT, _redirect(route.redirect, route.match, port)))
     else:
         backends = route.backends
-        if len(backends) == 1:  # the common case
+        headers = None
+        if route.backend_headers:
+            pairs = [(b, h) for b, h in zip(backends, route.backend_headers, strict=True) if b.weight > 0]
+            weighted = [b for b, _ in pairs]
+            valid = sum(1 for b in weighted if b.valid)
+            if any(h != ir.NO_BACKEND_HEADERS for _, h in pairs):
+                headers = [h for _, h in pairs]
+        elif len(backends) == 1:  # the common case
             weighted = [backends[0]] if backends[0].weight > 0 else []
             valid = 1 if weighted and backends[0].valid else 0
         else:
             weighted = [b for b in backends if b.weight > 0]
             valid = sum(1 for b in weighted if b.valid)
         # No backend at all, or only invalid ones: the spec's answer is 500.
-        parts.append(_ld(_R_ACTION, _action(route, weighted, valid)) if valid else _DIRECT_500)
+        parts.append(_ld(_R_ACTION, _action(route, weighted, valid, headers)) if valid else _DIRECT_500)
     request, response = route.request_headers, route.response_headers
     if request is not ir.NO_HEADER_OPS:
         parts += _header_options(_R_REQUEST_ADD, request)
@@ -443,7 +474,7 @@ def virtual_host_field(encoded_fields: list[bytes]) -> bytes:
 
 def route_table(name: str, encoded_virtual_hosts: tuple[bytes, ...]) -> bytes:
     """A serialised ``RouteConfiguration`` from its virtual hosts (:func:`virtual_host_field`)."""
-    return b"".join((_text(_T_NAME, name), *encoded_virtual_hosts, _T_NO_VALIDATION))
+    return b"".join((_text(_T_NAME, name), *encoded_virtual_hosts, _T_NO_VALIDATION, _T_MOST_SPECIFIC_WINS))
 
 
 def route_clusters(route: ir.RouteIR) -> list[ir.BackendIR]:

@@ -200,6 +200,14 @@ def _rule(draw: Draw, route_ns: str) -> dict[str, Any]:
             ref["namespace"] = target[0]
         if target[1] == "shared":
             ref.update(group="multicluster.x-k8s.io", kind="ServiceImport")
+        backend_filter = draw(st.sampled_from(["none", "none", "request", "response", "unsupported"]))
+        if backend_filter == "request":
+            ref["filters"] = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                "set": [{"name": "backend", "value": draw(st.sampled_from(["a", "b"]))}]}}]
+        elif backend_filter == "response":
+            ref["filters"] = [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {"remove": ["server"]}}]
+        elif backend_filter == "unsupported":
+            ref["filters"] = [{"type": "URLRewrite", "urlRewrite": {"hostname": "b.example.org"}}]
         refs.append(ref)
     rule["backendRefs"] = refs
     if draw(st.booleans()):

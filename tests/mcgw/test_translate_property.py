@@ -52,6 +52,15 @@ def _header_modifier(draw: st.DrawFn) -> dict[str, Any]:
             "remove": draw(st.lists(header_names, max_size=2, unique=True))}
 
 
+def _backend_filters(draw: st.DrawFn) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": _header_modifier(draw)})
+    if draw(st.booleans()):
+        filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": _header_modifier(draw)})
+    return filters
+
+
 @st.composite
 def rules(draw: st.DrawFn) -> dict[str, Any]:
     rule: dict[str, Any] = {"matches": draw(st.lists(matches(), min_size=1, max_size=3))}
@@ -80,7 +89,7 @@ def rules(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "app", "port": 80}}})
         rule["backendRefs"] = [{"name": draw(st.sampled_from(["app", "missing"])), "port": 80,
-                                "weight": draw(st.integers(0, 100))}
+                                "weight": draw(st.integers(0, 100)), "filters": _backend_filters(draw)}
                                for _ in range(draw(st.integers(0, 3)))]
         if draw(st.booleans()):
             rule["timeouts"] = {"request": draw(durations)}
