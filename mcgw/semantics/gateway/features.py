@@ -27,6 +27,7 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRouteMethodMatching",
     "HTTPRouteNamedRouteRule",
     "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteParentRefPort",
     "HTTPRoutePathRewrite",
