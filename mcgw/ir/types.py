@@ -68,6 +68,26 @@ class RedirectIR(NamedTuple):
     status_code: int
 
 
+class OriginMatchIR(NamedTuple):
+    """One allowed CORS origin as Envoy matches it: exactly, or as an RE2 pattern."""
+
+    value: str
+    regex: bool = False
+
+
+class CorsIR(NamedTuple):
+    """A rule's CORS policy, for Envoy's CORS filter: a preflight from an allowed origin is answered at the
+    gateway, other requests from one get the allow-origin (and credentials, expose) headers on their response.
+    ``allow_methods`` or ``allow_headers`` of ``("*",)`` answer with what the preflight asks for."""
+
+    origins: tuple[OriginMatchIR, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None  # seconds
+    allow_credentials: bool = False
+
+
 # Endpoints pass from the semantics into the IR unchanged (the same objects, shared).
 EndpointIR = Endpoint
 
@@ -128,6 +148,7 @@ class RouteIR(NamedTuple):
     # Each backend's own header filters, in the order of ``backends``; empty when no backendRef has any,
     # the common case.
     backend_headers: tuple[BackendHeadersIR, ...] = ()
+    cors: CorsIR | None = None
 
 
 class VirtualHostIR(NamedTuple):

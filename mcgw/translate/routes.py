@@ -19,15 +19,17 @@ from functools import lru_cache
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
+from google.protobuf import any_pb2
 from google.protobuf.descriptor import Descriptor
 
 from mcgw import ir
 from mcgw.support.durations import seconds_and_nanos
-from mcgw.translate.listeners import pack
+from mcgw.translate.listeners import CORS_FILTER, pack
 
 _LENGTH_DELIMITED, _VARINT = 2, 0
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
@@ -72,6 +74,18 @@ _R_REQUEST_ADD, _R_RESPONSE_ADD = _tag(_ROUTE, "request_headers_to_add"), _tag(_
 _R_RESPONSE_REMOVE = _tag(_ROUTE, "response_headers_to_remove")
 _R_REQUEST_REMOVE = _tag(_ROUTE, "request_headers_to_remove")
 _R_NAME = _tag(_ROUTE, "name")
+_R_FILTER_CONFIG = _tag(_ROUTE, "typed_per_filter_config")
+_FILTER_CONFIG_ENTRY = _ROUTE.fields_by_name["typed_per_filter_config"].message_type
+_FC_KEY, _FC_VALUE = _tag(_FILTER_CONFIG_ENTRY, "key"), _tag(_FILTER_CONFIG_ENTRY, "value")
+_ANY_TYPE_URL, _ANY_VALUE = _tag(any_pb2.Any.DESCRIPTOR, "type_url"), _tag(any_pb2.Any.DESCRIPTOR, "value")
+_CORS = cors_pb2.CorsPolicy.DESCRIPTOR
+_C_ORIGIN, _C_METHODS = _tag(_CORS, "allow_origin_string_match"), _tag(_CORS, "allow_methods")
+_C_HEADERS, _C_EXPOSE = _tag(_CORS, "allow_headers"), _tag(_CORS, "expose_headers")
+_C_MAX_AGE, _C_CREDENTIALS = _tag(_CORS, "max_age"), _tag(_CORS, "allow_credentials")
+_C_TYPE_URL = _text(_ANY_TYPE_URL, f"type.googleapis.com/{_CORS.full_name}")
+# A preflight from an origin that is not allowed is answered at the gateway (200, without
+# Access-Control-Allow-Origin, so the browser refuses the request) rather than forwarded.
+_C_ANSWER_OTHER_PREFLIGHTS = _ld(_tag(_CORS, "forward_not_matching_preflights"), b"")  # a BoolValue holding false
 
 _MATCH = rc.RouteMatch.DESCRIPTOR
 _M_PREFIX, _M_PATH, _M_HEADERS = _tag(_MATCH, "prefix"), _tag(_MATCH, "path"), _tag(_MATCH, "headers")
@@ -412,6 +426,27 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int,
     return b"".join(parts)
 
 
+@lru_cache(maxsize=4096)
+def _cors(cors: ir.CorsIR) -> bytes:
+    """The route's CORS policy, as the CORS filter's entry of ``typed_per_filter_config``. Envoy answers
+    a wildcard of methods or headers with what the preflight asks for, as the spec wants with credentials,
+    and echoes an allowed origin. It applies the policy to requests it forwards, so a rule that redirects
+    or answers 500 itself gets no CORS headers."""
+    origins = [_ld(_C_ORIGIN, _ld(_STRING_REGEX, _text(_REGEX, o.value)) if o.regex
+                   else _ld(_STRING_EXACT, o.value.encode())) for o in cors.origins]
+    policy = b"".join((
+        *origins,
+        _text(_C_METHODS, ", ".join(cors.allow_methods)),
+        _text(_C_HEADERS, ", ".join(cors.allow_headers)),
+        _text(_C_EXPOSE, ", ".join(cors.expose_headers)),
+        _text(_C_MAX_AGE, str(cors.max_age)) if cors.max_age is not None else b"",
+        _ld(_C_CREDENTIALS, _number(_WRAPPER_VALUE, 1)) if cors.allow_credentials else b"",
+        _C_ANSWER_OTHER_PREFLIGHTS,
+    ))
+    packed = _C_TYPE_URL + _ld(_ANY_VALUE, policy)
+    return _ld(_R_FILTER_CONFIG, _text(_FC_KEY, CORS_FILTER) + _ld(_FC_VALUE, packed))
+
+
 def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) -> bytes:
     """One Envoy ``Route``, serialised, for a listener (only a redirect depends on it)."""
     parts = [_match(route.match)]
@@ -443,6 +478,8 @@ def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) 
         parts += [_text(_R_RESPONSE_REMOVE, name) for name in response.remove]
     if request is not ir.NO_HEADER_OPS:
         parts += [_text(_R_REQUEST_REMOVE, name) for name in request.remove]
+    if route.cors is not None:
+        parts.append(_cors(route.cors))
     name = route.name.encode()
     size = len(name)
     if size:

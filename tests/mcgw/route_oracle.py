@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 
@@ -200,10 +201,23 @@ def _failover_retry(failover: ir.RetryIR, retry: dict[str, Any]) -> None:
     retry["host_selection_retry_max_attempts"] = 3
 
 
+def _cors_policy(cors: ir.CorsIR) -> cors_pb2.CorsPolicy:
+    policy = cors_pb2.CorsPolicy(
+        allow_origin_string_match=[_string_match(o.value, o.regex) for o in cors.origins],
+        allow_methods=", ".join(cors.allow_methods), allow_headers=", ".join(cors.allow_headers),
+        expose_headers=", ".join(cors.expose_headers), forward_not_matching_preflights={"value": False})
+    if cors.max_age is not None:
+        policy.max_age = str(cors.max_age)
+    if cors.allow_credentials:
+        policy.allow_credentials.value = True
+    return policy
+
+
 def route_dict(route: ir.RouteIR, port: int, protocol: str) -> dict[str, Any]:
     """One Envoy ``Route`` as constructor data, for a listener on ``port`` speaking ``protocol``."""
     out: dict[str, Any] = {"name": route.name, "match": _match(route.match)}
-
+    if route.cors is not None:
+        out["typed_per_filter_config"] = {"envoy.filters.http.cors": pack(_cors_policy(route.cors))}
     if route.request_headers is not ir.NO_HEADER_OPS:
         _header_ops(route.request_headers, out, "request")
     if route.response_headers is not ir.NO_HEADER_OPS:

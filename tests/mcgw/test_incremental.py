@@ -175,7 +175,7 @@ def _rule(draw: Draw, route_ns: str) -> dict[str, Any]:
         match["method"] = "GET"
     rule: dict[str, Any] = {"matches": [match]}
     filters: list[dict[str, Any]] = []
-    extra = draw(st.sampled_from(["none", "headers", "redirect", "rewrite", "mirror", "unsupported"]))
+    extra = draw(st.sampled_from(["none", "headers", "redirect", "rewrite", "mirror", "cors", "unsupported"]))
     if extra == "headers":
         filters.append({"type": "RequestHeaderModifier",
                         "requestHeaderModifier": {"set": [{"name": "x", "value": "%"}]}})
@@ -188,6 +188,11 @@ def _rule(draw: Draw, route_ns: str) -> dict[str, Any]:
         ns, name = draw(st.sampled_from(SERVICES))
         filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": name, "namespace": ns,
                                                                                    "port": 80}}})
+    elif extra == "cors":
+        filters.append({"type": "CORS", "cors": draw(st.sampled_from([
+            {"allowOrigins": ["*"]}, {"allowOrigins": ["https://*.example.com"], "allowMethods": ["GET"],
+                                      "allowCredentials": True, "maxAge": 60},
+            {"allowOrigins": ["ftp://bad"]}]))})
     elif extra == "unsupported":
         filters.append({"type": "ExtensionRef"})
     rule["filters"] = filters

@@ -50,7 +50,11 @@ routes = st.builds(
     ir.RouteIR, names, matches, st.lists(backends, max_size=3).map(tuple), header_ops, header_ops, redirects,
     st.none() | texts, path_rewrites, st.lists(backends, max_size=2).map(tuple), st.none() | durations,
     st.none() | durations, st.lists(st.integers(400, 599), max_size=3).map(tuple), st.none() | st.integers(0, 9),
-    st.none() | durations, retries, mirror_fractions=st.just(()), backend_headers=st.just(()))
+    st.none() | durations, retries, mirror_fractions=st.just(()), backend_headers=st.just(()),
+    cors=st.none() | st.builds(
+        ir.CorsIR, st.lists(st.builds(ir.OriginMatchIR, texts, st.booleans()), max_size=3).map(tuple),
+        st.lists(st.sampled_from(["GET", "PUT", "*"]), max_size=2).map(tuple), st.lists(names, max_size=2).map(tuple),
+        st.lists(names, max_size=2).map(tuple), st.none() | st.integers(0, 2**31 - 1), st.booleans()))
 shares = st.sampled_from([(20, 100), (25, 50), (1, 3), (0, 7), (1, 2_000_000), (5, 5)]) | st.integers(1, 10**7).flatmap(
     lambda d: st.tuples(st.integers(0, d), st.just(d)))
 routes = routes.flatmap(lambda r: st.just(r) | st.lists(shares, min_size=len(r.mirrors), max_size=len(r.mirrors)).map(

@@ -21,6 +21,7 @@ from mcgw.objects.model import (
     RouteFilter,
     RouteRule,
 )
+from mcgw.semantics.gateway.cors import cors_problem, origin_matchers
 from mcgw.semantics.gateway.limits import (
     MAX_BACKEND_REFS,
     MAX_MATCHERS,
@@ -62,7 +63,7 @@ def regex_problem(pattern: str) -> str | None:
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
-                     "RequestMirror")
+                     "RequestMirror", "CORS")
 # The CRD's rule: every filter type but RequestMirror may appear at most once in a rule.
 _ONCE_PER_RULE = frozenset(SUPPORTED_FILTERS) - {"RequestMirror"}
 # Each filter type's configuration field (as its spec names it), which must be set for that type and
@@ -71,7 +72,8 @@ _ONCE_PER_RULE = frozenset(SUPPORTED_FILTERS) - {"RequestMirror"}
 # remove, and nothing else a filter could ask for.
 BACKEND_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier")
 _CONFIG_FIELDS = {"RequestHeaderModifier": "requestHeaderModifier", "ResponseHeaderModifier": "responseHeaderModifier",
-                  "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite", "RequestMirror": "requestMirror"}
+                  "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite", "RequestMirror": "requestMirror",
+                  "CORS": "cors"}
 
 
 def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
@@ -123,7 +125,7 @@ def _config_problem(route_filter: RouteFilter) -> str | None:
     configs = (("requestHeaderModifier", route_filter.request_header_modifier),
                ("responseHeaderModifier", route_filter.response_header_modifier),
                ("requestRedirect", route_filter.request_redirect), ("urlRewrite", route_filter.url_rewrite),
-               ("requestMirror", route_filter.request_mirror))
+               ("requestMirror", route_filter.request_mirror), ("cors", route_filter.cors))
     own = _CONFIG_FIELDS[kind]
     for field, config in configs:
         if field == own and config is None:
@@ -157,6 +159,17 @@ def _filter_problem(route_filter: RouteFilter) -> str | None:
         if port is not None and (problem := port_problem(port, f"mirror backendRef {mirror.backend_ref.name} port")):
             return problem
         return _mirror_share_problem(mirror)
+    if kind == "CORS" and (cors := route_filter.cors) is not None:
+        return cors_problem(cors) or _origins_regex_problem(cors.allow_origins)
+    return None
+
+
+def _origins_regex_problem(origins: tuple[str, ...]) -> str | None:
+    """A wildcard origin is a regular expression for Envoy, under the same limits as a route's."""
+    for origin in origins:
+        for value, regex in origin_matchers(origin):
+            if regex and (problem := regex_problem(value)):
+                return f"CORS allowOrigins entry {origin!r}: {problem}"
     return None
 
 
