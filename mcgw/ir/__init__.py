@@ -5,8 +5,11 @@ beside it build it from evaluated Gateways and routes. ``from mcgw import ir`` g
 """
 
 from .types import (
+    NO_BACKEND_HEADERS,
     NO_HEADER_OPS,
+    BackendHeadersIR,
     BackendIR,
+    CorsIR,
     EndpointIR,
     FailoverIR,
     GatewayIR,
@@ -16,6 +19,7 @@ from .types import (
     InvalidIRError,
     LocalityIR,
     MatchIR,
+    OriginMatchIR,
     OutlierIR,
     PathRewriteIR,
     PathType,
@@ -35,8 +39,11 @@ from .types import (
 )
 
 __all__ = [
+    "NO_BACKEND_HEADERS",
     "NO_HEADER_OPS",
+    "BackendHeadersIR",
     "BackendIR",
+    "CorsIR",
     "EndpointIR",
     "FailoverIR",
     "GatewayIR",
@@ -46,6 +53,7 @@ __all__ = [
     "InvalidIRError",
     "LocalityIR",
     "MatchIR",
+    "OriginMatchIR",
     "OutlierIR",
     "PathRewriteIR",
     "PathType",

@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 from mcgw import ir
 from mcgw.ir.backends import Backends
-from mcgw.objects.model import HeaderModifier, PathModifier, RequestMirror
+from mcgw.objects.model import CORS, BackendRef, HeaderModifier, PathModifier, RequestMirror
+from mcgw.semantics.gateway.cors import origin_matchers
 from mcgw.semantics.gateway.evaluate import RouteResult
 
 _by_key = itemgetter(0)
@@ -51,6 +52,34 @@ def _header_ops(modifier: HeaderModifier | None) -> ir.HeaderOpsIR:
         return ir.NO_HEADER_OPS
     return _new(ir.HeaderOpsIR, (tuple([(h.name, h.value) for h in modifier.set]),
                                  tuple([(h.name, h.value) for h in modifier.add]), modifier.remove))
+
+
+def _backend_headers(refs: tuple[BackendRef, ...]) -> tuple[ir.BackendHeadersIR, ...]:
+    """Each backendRef's header filters, in the order of the rule's backends (the semantics keep only rules
+    whose backendRefs have nothing but header modifiers, at most one of each); none when no ref has any."""
+    if not any(ref.filters for ref in refs):
+        return ()
+    out = []
+    for ref in refs:
+        request = response = ir.NO_HEADER_OPS
+        for route_filter in ref.filters:
+            if route_filter.type == "RequestHeaderModifier":
+                request = _header_ops(route_filter.request_header_modifier)
+            elif route_filter.type == "ResponseHeaderModifier":
+                response = _header_ops(route_filter.response_header_modifier)
+        out.append(ir.NO_BACKEND_HEADERS if request is response is ir.NO_HEADER_OPS
+                   else _new(ir.BackendHeadersIR, (request, response)))
+    return tuple(out) if any(h is not ir.NO_BACKEND_HEADERS for h in out) else ()
+
+
+def _cors(cors: CORS | None) -> ir.CorsIR | None:
+    """The semantics keep only rules whose origins the CRD accepts, so each has its matchers."""
+    if cors is None:
+        return None
+    origins = tuple([_new(ir.OriginMatchIR, matcher) for origin in cors.allow_origins
+                     for matcher in origin_matchers(origin)])
+    return _new(ir.CorsIR, (origins, cors.allow_methods, cors.allow_headers, cors.expose_headers, cors.max_age,
+                            bool(cors.allow_credentials)))
 
 
 def _path(modifier: PathModifier | None) -> ir.PathRewriteIR | None:
@@ -146,10 +175,12 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
     for index in result.kept_rules:
         rule = rules[index]
         backend_irs = of_rule(resolved[index], route_key, index) if resolved[index] else ()
+        backend_headers = _backend_headers(rule.backend_refs) if backend_irs else ()
         failover_retry = _failover_retry(backend_irs)
         request_headers = response_headers = ir.NO_HEADER_OPS
         redirect = rewrite_path = None
         rewrite_hostname = None
+        cors = None
         mirrors, shares = _rule_mirrors(result, index, backends) if result.mirrors else _NO_MIRRORS
         # The last filter of each type wins; mirrors (every resolved one applies) come from the route's result.
         for route_filter in rule.filters:
@@ -166,6 +197,8 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
                 rewrite = route_filter.url_rewrite
                 rewrite_hostname = rewrite.hostname if rewrite else None
                 rewrite_path = _path(rewrite.path) if rewrite else None
+            elif kind == "CORS":
+                cors = _cors(route_filter.cors)
         timeouts, retry = rule.timeouts, rule.retry
         timeout, backend_timeout = (timeouts.request, timeouts.backend_request) if timeouts else (None, None)
         retry_codes, retry_attempts, retry_backoff = (retry.codes, retry.attempts, retry.backoff) if retry \
@@ -185,7 +218,7 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
             route_ir = _new(ir.RouteIR, (
                 f"{ns}/{name}/rule/{index}/match/{m}", match_ir, backend_irs, request_headers, response_headers,
                 redirect, rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes,
-                retry_attempts, retry_backoff, failover_retry, shares,
+                retry_attempts, retry_backoff, failover_retry, shares, backend_headers, cors,
             ))
             key = _new(PrecedenceKey, (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers),
                                        -len(query), created, ns, name, index, m))

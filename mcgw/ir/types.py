@@ -45,6 +45,16 @@ class HeaderOpsIR(NamedTuple):
 NO_HEADER_OPS = HeaderOpsIR()
 
 
+class BackendHeadersIR(NamedTuple):
+    """A backendRef's own header filters: they change only the requests (and responses) of its share."""
+
+    request: HeaderOpsIR = NO_HEADER_OPS
+    response: HeaderOpsIR = NO_HEADER_OPS
+
+
+NO_BACKEND_HEADERS = BackendHeadersIR()
+
+
 class PathRewriteIR(NamedTuple):
     full_path: str | None = None
     prefix: str | None = None  # replaces the matched prefix
@@ -56,6 +66,26 @@ class RedirectIR(NamedTuple):
     port: int | None
     path: PathRewriteIR | None
     status_code: int
+
+
+class OriginMatchIR(NamedTuple):
+    """One allowed CORS origin as Envoy matches it: exactly, or as an RE2 pattern."""
+
+    value: str
+    regex: bool = False
+
+
+class CorsIR(NamedTuple):
+    """A rule's CORS policy, for Envoy's CORS filter: a preflight from an allowed origin is answered at the
+    gateway, other requests from one get the allow-origin (and credentials, expose) headers on their response.
+    ``allow_methods`` or ``allow_headers`` of ``("*",)`` answer with what the preflight asks for."""
+
+    origins: tuple[OriginMatchIR, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None  # seconds
+    allow_credentials: bool = False
 
 
 # Endpoints pass from the semantics into the IR unchanged (the same objects, shared).
@@ -115,6 +145,10 @@ class RouteIR(NamedTuple):
     # The share of requests each mirror gets, (numerator, denominator) in the order of ``mirrors``; empty
     # when every mirror gets every request, the common case.
     mirror_fractions: tuple[tuple[int, int], ...] = ()
+    # Each backend's own header filters, in the order of ``backends``; empty when no backendRef has any,
+    # the common case.
+    backend_headers: tuple[BackendHeadersIR, ...] = ()
+    cors: CorsIR | None = None
 
 
 class VirtualHostIR(NamedTuple):
@@ -246,7 +280,9 @@ def _read(kind: Any, data: Any, where: str) -> Any:
             elif name not in defaults:
                 raise ValueError(f"{where}: {kind.__name__} needs {name}")
         value = kind(**values)
-        return NO_HEADER_OPS if value == NO_HEADER_OPS and kind is HeaderOpsIR else value
+        if kind is HeaderOpsIR and value == NO_HEADER_OPS:
+            return NO_HEADER_OPS
+        return NO_BACKEND_HEADERS if kind is BackendHeadersIR and value == NO_BACKEND_HEADERS else value
     if kind is int and (not isinstance(data, int) or isinstance(data, bool)):
         raise ValueError(f"{where}: expected an integer, got {data!r}")
     if kind in (str, bool) and not isinstance(data, kind):
@@ -340,6 +376,9 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
         problems += [f"route {route.name} of {vhost.name}: mirror fractions {list(route.mirror_fractions)} are not "
                      f"one share of at most 1 per mirror" for route in vhost.routes
                      if route.mirror_fractions and not _shares(route)]
+        problems += [f"route {route.name} of {vhost.name}: {len(route.backend_headers)} backend header filters for "
+                     f"{len(route.backends)} backends" for route in vhost.routes
+                     if route.backend_headers and len(route.backend_headers) != len(route.backends)]
     return problems
 
 
@@ -367,7 +406,8 @@ def validate(gateway: GatewayIR) -> None:
     (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
     each with certificates and no SNI name choosing two of them; virtual host names and hostnames are
     unique per listener, route names per virtual host (TLS routes: per listener, SNI names too); a route's
-    mirror fractions, if any, are one share of at most 1 per mirror. Every
+    mirror fractions, if any, are one share of at most 1 per mirror, and its backend header filters, if
+    any, one per backend. Every
     backend a route reaches is usable (a cluster name, kind Service or ServiceImport; only ServiceImport
     fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
     run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.

@@ -291,6 +291,16 @@ class RequestMirror(_Spec):
 
 
 @_spec
+class CORS(_Spec):
+    allow_origins: tuple[str, ...] = ()
+    allow_credentials: bool | None = None
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int = 5  # seconds; the CRD's default
+
+
+@_spec
 class RouteFilter(_Spec):
     type: str
     request_header_modifier: HeaderModifier | None = None
@@ -298,6 +308,7 @@ class RouteFilter(_Spec):
     request_redirect: RequestRedirect | None = None
     url_rewrite: URLRewrite | None = None
     request_mirror: RequestMirror | None = None
+    cors: CORS | None = None
 
 
 @_spec

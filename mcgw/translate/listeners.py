@@ -6,12 +6,14 @@ An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, c
 The connection manager detects the client's codec (HTTP/1.1, or HTTP/2 by its preface: with prior
 knowledge in cleartext, by ALPN over TLS) and lets WebSocket upgrades through on every route: GEP-1911
 says a backend without ``appProtocol: kubernetes.io/ws`` need not lose them, and a backend that does
-not speak WebSocket refuses the upgrade itself.
+not speak WebSocket refuses the upgrade itself. Envoy's CORS filter, before the router, applies the CORS
+policy of the route a request takes, if it has one.
 """
 
 from __future__ import annotations
 
 from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
@@ -22,6 +24,7 @@ from google.protobuf.message import Message
 from mcgw import ir
 
 ADS = {"ads": {}, "resource_api_version": "V3"}
+CORS_FILTER = "envoy.filters.http.cors"
 
 
 def pack(message: Message) -> any_pb2.Any:
@@ -34,7 +37,9 @@ def _hcm(port_name: str) -> dict[str, object]:
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=port_name.replace("/", "_"),
         rds={"route_config_name": port_name, "config_source": ADS},
-        http_filters=[{"name": "envoy.filters.http.router", "typed_config": pack(router_pb2.Router())}],
+        # The CORS filter does nothing on a route without a CORS policy of its own (routes.py gives it one).
+        http_filters=[{"name": CORS_FILTER, "typed_config": pack(cors_pb2.Cors())},
+                      {"name": "envoy.filters.http.router", "typed_config": pack(router_pb2.Router())}],
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         upgrade_configs=[{"upgrade_type": "websocket"}],
     )

@@ -19,15 +19,17 @@ from functools import lru_cache
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
+from google.protobuf import any_pb2
 from google.protobuf.descriptor import Descriptor
 
 from mcgw import ir
 from mcgw.support.durations import seconds_and_nanos
-from mcgw.translate.listeners import pack
+from mcgw.translate.listeners import CORS_FILTER, pack
 
 _LENGTH_DELIMITED, _VARINT = 2, 0
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
@@ -72,6 +74,18 @@ _R_REQUEST_ADD, _R_RESPONSE_ADD = _tag(_ROUTE, "request_headers_to_add"), _tag(_
 _R_RESPONSE_REMOVE = _tag(_ROUTE, "response_headers_to_remove")
 _R_REQUEST_REMOVE = _tag(_ROUTE, "request_headers_to_remove")
 _R_NAME = _tag(_ROUTE, "name")
+_R_FILTER_CONFIG = _tag(_ROUTE, "typed_per_filter_config")
+_FILTER_CONFIG_ENTRY = _ROUTE.fields_by_name["typed_per_filter_config"].message_type
+_FC_KEY, _FC_VALUE = _tag(_FILTER_CONFIG_ENTRY, "key"), _tag(_FILTER_CONFIG_ENTRY, "value")
+_ANY_TYPE_URL, _ANY_VALUE = _tag(any_pb2.Any.DESCRIPTOR, "type_url"), _tag(any_pb2.Any.DESCRIPTOR, "value")
+_CORS = cors_pb2.CorsPolicy.DESCRIPTOR
+_C_ORIGIN, _C_METHODS = _tag(_CORS, "allow_origin_string_match"), _tag(_CORS, "allow_methods")
+_C_HEADERS, _C_EXPOSE = _tag(_CORS, "allow_headers"), _tag(_CORS, "expose_headers")
+_C_MAX_AGE, _C_CREDENTIALS = _tag(_CORS, "max_age"), _tag(_CORS, "allow_credentials")
+_C_TYPE_URL = _text(_ANY_TYPE_URL, f"type.googleapis.com/{_CORS.full_name}")
+# A preflight from an origin that is not allowed is answered at the gateway (200, without
+# Access-Control-Allow-Origin, so the browser refuses the request) rather than forwarded.
+_C_ANSWER_OTHER_PREFLIGHTS = _ld(_tag(_CORS, "forward_not_matching_preflights"), b"")  # a BoolValue holding false
 
 _MATCH = rc.RouteMatch.DESCRIPTOR
 _M_PREFIX, _M_PATH, _M_HEADERS = _tag(_MATCH, "prefix"), _tag(_MATCH, "path"), _tag(_MATCH, "headers")
@@ -97,6 +111,10 @@ _A_NOT_FOUND_500 = _number(_tag(_ACTION, "cluster_not_found_response_code", _VAR
 _WEIGHTED_CLUSTERS = _tag(rc.WeightedCluster.DESCRIPTOR, "clusters")
 _CLUSTER_WEIGHT = rc.WeightedCluster.ClusterWeight.DESCRIPTOR
 _CW_NAME, _CW_WEIGHT = _tag(_CLUSTER_WEIGHT, "name"), _tag(_CLUSTER_WEIGHT, "weight")
+_CW_REQUEST_ADD, _CW_REQUEST_REMOVE = (_tag(_CLUSTER_WEIGHT, "request_headers_to_add"),
+                                       _tag(_CLUSTER_WEIGHT, "request_headers_to_remove"))
+_CW_RESPONSE_ADD, _CW_RESPONSE_REMOVE = (_tag(_CLUSTER_WEIGHT, "response_headers_to_add"),
+                                         _tag(_CLUSTER_WEIGHT, "response_headers_to_remove"))
 _WRAPPER_VALUE = b"\x08"  # google.protobuf.*Value.value: field 1, varint
 _MIRROR_POLICY = rc.RouteAction.RequestMirrorPolicy.DESCRIPTOR
 _MIRROR_CLUSTER, _MIRROR_FRACTION = _tag(_MIRROR_POLICY, "cluster"), _tag(_MIRROR_POLICY, "runtime_fraction")
@@ -151,6 +169,9 @@ _T_NAME, _T_VHOSTS = _tag(_TABLE, "name"), _tag(_TABLE, "virtual_hosts")
 # Backends that do not resolve have no cluster on purpose (their share answers 500), so Envoy must not
 # refuse the table for naming them; explicit, since inline route configs default to checking.
 _T_NO_VALIDATION = _ld(_tag(_TABLE, "validate_clusters"), b"")  # a BoolValue holding false
+# A backendRef's header filters (on its weighted cluster) apply after the rule's (on the route), as the
+# spec orders them, so where both set a header the backend's value wins; Envoy's default is the reverse.
+_T_MOST_SPECIFIC_WINS = _number(_tag(_TABLE, "most_specific_header_mutations_wins", _VARINT), 1)
 
 @lru_cache(maxsize=1024)
 def duration_fields(value: str) -> tuple[int, int]:
@@ -295,8 +316,17 @@ def _root_substitution(pattern: str) -> bytes:
 
 
 @lru_cache(maxsize=65536)
-def _cluster_weight(name: str, weight: int) -> bytes:
-    return _ld(_WEIGHTED_CLUSTERS, _text(_CW_NAME, name) + _ld(_CW_WEIGHT, _number(_WRAPPER_VALUE, weight)))
+def _cluster_weight(name: str, weight: int, headers: ir.BackendHeadersIR = ir.NO_BACKEND_HEADERS) -> bytes:
+    """A weighted-cluster entry, with the backendRef's own header filters if it has any."""
+    entry = _text(_CW_NAME, name) + _ld(_CW_WEIGHT, _number(_WRAPPER_VALUE, weight))
+    if headers is ir.NO_BACKEND_HEADERS:
+        return _ld(_WEIGHTED_CLUSTERS, entry)
+    request, response = headers
+    return _ld(_WEIGHTED_CLUSTERS, b"".join((
+        entry, *_header_options(_CW_REQUEST_ADD, request), *_header_options(_CW_RESPONSE_ADD, response),
+        *[_text(_CW_RESPONSE_REMOVE, name) for name in response.remove],
+        *[_text(_CW_REQUEST_REMOVE, name) for name in request.remove],
+    )))
 
 
 @lru_cache(maxsize=65536)
@@ -358,9 +388,17 @@ def _retry_policy(backend_timeout: str | None, codes: tuple[int, ...], attempts:
     )))
 
 
-def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> bytes:
-    parts = [_cluster(weighted[0].name) if len(weighted) == 1 else
-             _ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight) for b in weighted]))]
+def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int,
+            headers: list[ir.BackendHeadersIR] | None = None) -> bytes:
+    """``headers``: the weighted backends' own header filters, when any backend has some; then even a single
+    backend is a weighted cluster, the one place Envoy keeps headers for a backend."""
+    if headers is not None:
+        parts = [_ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight, h)
+                                            for b, h in zip(weighted, headers, strict=True)]))]
+    elif len(weighted) == 1:
+        parts = [_cluster(weighted[0].name)]
+    else:
+        parts = [_ld(_A_WEIGHTED, b"".join([_cluster_weight(b.name, b.weight) for b in weighted]))]
     rewrite = route.rewrite_path
     prefix = pattern = None
     if rewrite is not None and rewrite.full_path is None and rewrite.prefix is not None:
@@ -388,6 +426,27 @@ def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> byte
     return b"".join(parts)
 
 
+@lru_cache(maxsize=4096)
+def _cors(cors: ir.CorsIR) -> bytes:
+    """The route's CORS policy, as the CORS filter's entry of ``typed_per_filter_config``. Envoy answers
+    a wildcard of methods or headers with what the preflight asks for, as the spec wants with credentials,
+    and echoes an allowed origin. It applies the policy to requests it forwards, so a rule that redirects
+    or answers 500 itself gets no CORS headers."""
+    origins = [_ld(_C_ORIGIN, _ld(_STRING_REGEX, _text(_REGEX, o.value)) if o.regex
+                   else _ld(_STRING_EXACT, o.value.encode())) for o in cors.origins]
+    policy = b"".join((
+        *origins,
+        _text(_C_METHODS, ", ".join(cors.allow_methods)),
+        _text(_C_HEADERS, ", ".join(cors.allow_headers)),
+        _text(_C_EXPOSE, ", ".join(cors.expose_headers)),
+        _text(_C_MAX_AGE, str(cors.max_age)) if cors.max_age is not None else b"",
+        _ld(_C_CREDENTIALS, _number(_WRAPPER_VALUE, 1)) if cors.allow_credentials else b"",
+        _C_ANSWER_OTHER_PREFLIGHTS,
+    ))
+    packed = _C_TYPE_URL + _ld(_ANY_VALUE, policy)
+    return _ld(_R_FILTER_CONFIG, _text(_FC_KEY, CORS_FILTER) + _ld(_FC_VALUE, packed))
+
+
 def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) -> bytes:
     """One Envoy ``Route``, serialised, for a listener (only a redirect depends on it)."""
     parts = [_match(route.match)]
@@ -396,14 +455,21 @@ def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) 
         parts.append(_ld(_R_REDIRECT, _redirect(route.redirect, route.match, port)))
     else:
         backends = route.backends
-        if len(backends) == 1:  # the common case
+        headers = None
+        if route.backend_headers:
+            pairs = [(b, h) for b, h in zip(backends, route.backend_headers, strict=True) if b.weight > 0]
+            weighted = [b for b, _ in pairs]
+            valid = sum(1 for b in weighted if b.valid)
+            if any(h != ir.NO_BACKEND_HEADERS for _, h in pairs):
+                headers = [h for _, h in pairs]
+        elif len(backends) == 1:  # the common case
             weighted = [backends[0]] if backends[0].weight > 0 else []
             valid = 1 if weighted and backends[0].valid else 0
         else:
             weighted = [b for b in backends if b.weight > 0]
             valid = sum(1 for b in weighted if b.valid)
         # No backend at all, or only invalid ones: the spec's answer is 500.
-        parts.append(_ld(_R_ACTION, _action(route, weighted, valid)) if valid else _DIRECT_500)
+        parts.append(_ld(_R_ACTION, _action(route, weighted, valid, headers)) if valid else _DIRECT_500)
     request, response = route.request_headers, route.response_headers
     if request is not ir.NO_HEADER_OPS:
         parts += _header_options(_R_REQUEST_ADD, request)
@@ -412,6 +478,8 @@ def encode_route(route: ir.RouteIR, listener_port: int, listener_protocol: str) 
         parts += [_text(_R_RESPONSE_REMOVE, name) for name in response.remove]
     if request is not ir.NO_HEADER_OPS:
         parts += [_text(_R_REQUEST_REMOVE, name) for name in request.remove]
+    if route.cors is not None:
+        parts.append(_cors(route.cors))
     name = route.name.encode()
     size = len(name)
     if size:
@@ -443,7 +511,7 @@ def virtual_host_field(encoded_fields: list[bytes]) -> bytes:
 
 def route_table(name: str, encoded_virtual_hosts: tuple[bytes, ...]) -> bytes:
     """A serialised ``RouteConfiguration`` from its virtual hosts (:func:`virtual_host_field`)."""
-    return b"".join((_text(_T_NAME, name), *encoded_virtual_hosts, _T_NO_VALIDATION))
+    return b"".join((_text(_T_NAME, name), *encoded_virtual_hosts, _T_NO_VALIDATION, _T_MOST_SPECIFIC_WINS))
 
 
 def route_clusters(route: ir.RouteIR) -> list[ir.BackendIR]:

@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 
@@ -116,13 +117,21 @@ def _redirect(redirect: ir.RedirectIR, match: ir.MatchIR, port: int, protocol: s
     return out
 
 
-def _action(route: ir.RouteIR, weighted: list[ir.BackendIR], valid: int) -> dict[str, Any]:
+def _weighted_cluster(backend: ir.BackendIR, headers: ir.BackendHeadersIR) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": backend.name, "weight": {"value": backend.weight}}
+    _header_ops(headers.request, entry, "request")
+    _header_ops(headers.response, entry, "response")
+    return entry
+
+
+def _action(route: ir.RouteIR, weighted: list[tuple[ir.BackendIR, ir.BackendHeadersIR]],
+            valid: int) -> dict[str, Any]:
     action: dict[str, Any] = {}
-    if len(weighted) == 1:
-        action["cluster"] = weighted[0].name
+    # A backend's own header filters live on its weighted-cluster entry, so then even one backend is weighted.
+    if len(weighted) == 1 and weighted[0][1] == ir.NO_BACKEND_HEADERS:
+        action["cluster"] = weighted[0][0].name
     else:
-        action["weighted_clusters"] = {"clusters": [{"name": b.name, "weight": {"value": b.weight}}
-                                                    for b in weighted]}
+        action["weighted_clusters"] = {"clusters": [_weighted_cluster(b, h) for b, h in weighted]}
     if valid < len(weighted):
         # Invalid backends have no Envoy cluster, so their weighted share finds none: answer 500 for it.
         action["cluster_not_found_response_code"] = "INTERNAL_SERVER_ERROR"
@@ -192,9 +201,23 @@ def _failover_retry(failover: ir.RetryIR, retry: dict[str, Any]) -> None:
     retry["host_selection_retry_max_attempts"] = 3
 
 
+def _cors_policy(cors: ir.CorsIR) -> cors_pb2.CorsPolicy:
+    policy = cors_pb2.CorsPolicy(
+        allow_origin_string_match=[_string_match(o.value, o.regex) for o in cors.origins],
+        allow_methods=", ".join(cors.allow_methods), allow_headers=", ".join(cors.allow_headers),
+        expose_headers=", ".join(cors.expose_headers), forward_not_matching_preflights={"value": False})
+    if cors.max_age is not None:
+        policy.max_age = str(cors.max_age)
+    if cors.allow_credentials:
+        policy.allow_credentials.value = True
+    return policy
+
+
 def route_dict(route: ir.RouteIR, port: int, protocol: str) -> dict[str, Any]:
     """One Envoy ``Route`` as constructor data, for a listener on ``port`` speaking ``protocol``."""
     out: dict[str, Any] = {"name": route.name, "match": _match(route.match)}
+    if route.cors is not None:
+        out["typed_per_filter_config"] = {"envoy.filters.http.cors": pack(_cors_policy(route.cors))}
     if route.request_headers is not ir.NO_HEADER_OPS:
         _header_ops(route.request_headers, out, "request")
     if route.response_headers is not ir.NO_HEADER_OPS:
@@ -202,8 +225,9 @@ def route_dict(route: ir.RouteIR, port: int, protocol: str) -> dict[str, Any]:
     if route.redirect is not None:
         out["redirect"] = _redirect(route.redirect, route.match, port, protocol)
         return out
-    weighted = [b for b in route.backends if b.weight > 0]
-    valid = sum(1 for b in weighted if b.valid)
+    headers = route.backend_headers or [ir.NO_BACKEND_HEADERS] * len(route.backends)
+    weighted = [(b, h) for b, h in zip(route.backends, headers, strict=True) if b.weight > 0]
+    valid = sum(1 for b, _ in weighted if b.valid)
     if not valid:
         # No backend at all, or only invalid ones: the spec's answer is 500.
         out["direct_response"] = _DIRECT_500

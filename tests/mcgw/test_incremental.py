@@ -176,7 +176,7 @@ def _rule(draw: Draw, route_ns: str) -> dict[str, Any]:
         match["method"] = "GET"
     rule: dict[str, Any] = {"matches": [match]}
     filters: list[dict[str, Any]] = []
-    extra = draw(st.sampled_from(["none", "headers", "redirect", "rewrite", "mirror", "unsupported"]))
+    extra = draw(st.sampled_from(["none", "headers", "redirect", "rewrite", "mirror", "cors", "unsupported"]))
     if extra == "headers":
         filters.append({"type": "RequestHeaderModifier",
                         "requestHeaderModifier": {"set": [{"name": "x", "value": "%"}]}})
@@ -189,6 +189,11 @@ def _rule(draw: Draw, route_ns: str) -> dict[str, Any]:
         ns, name = draw(st.sampled_from(SERVICES))
         filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": name, "namespace": ns,
                                                                                    "port": 80}}})
+    elif extra == "cors":
+        filters.append({"type": "CORS", "cors": draw(st.sampled_from([
+            {"allowOrigins": ["*"]}, {"allowOrigins": ["https://*.example.com"], "allowMethods": ["GET"],
+                                      "allowCredentials": True, "maxAge": 60},
+            {"allowOrigins": ["ftp://bad"]}]))})
     elif extra == "unsupported":
         filters.append({"type": "ExtensionRef"})
     rule["filters"] = filters
@@ -201,6 +206,14 @@ def _rule(draw: Draw, route_ns: str) -> dict[str, Any]:
             ref["namespace"] = target[0]
         if target[1] == "shared":
             ref.update(group="multicluster.x-k8s.io", kind="ServiceImport")
+        backend_filter = draw(st.sampled_from(["none", "none", "request", "response", "unsupported"]))
+        if backend_filter == "request":
+            ref["filters"] = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                "set": [{"name": "backend", "value": draw(st.sampled_from(["a", "b"]))}]}}]
+        elif backend_filter == "response":
+            ref["filters"] = [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {"remove": ["server"]}}]
+        elif backend_filter == "unsupported":
+            ref["filters"] = [{"type": "URLRewrite", "urlRewrite": {"hostname": "b.example.org"}}]
         refs.append(ref)
     rule["backendRefs"] = refs
     if draw(st.booleans()):

@@ -50,11 +50,19 @@ routes = st.builds(
     ir.RouteIR, names, matches, st.lists(backends, max_size=3).map(tuple), header_ops, header_ops, redirects,
     st.none() | texts, path_rewrites, st.lists(backends, max_size=2).map(tuple), st.none() | durations,
     st.none() | durations, st.lists(st.integers(400, 599), max_size=3).map(tuple), st.none() | st.integers(0, 9),
-    st.none() | durations, retries, mirror_fractions=st.just(()))
+    st.none() | durations, retries, mirror_fractions=st.just(()), backend_headers=st.just(()),
+    cors=st.none() | st.builds(
+        ir.CorsIR, st.lists(st.builds(ir.OriginMatchIR, texts, st.booleans()), max_size=3).map(tuple),
+        st.lists(st.sampled_from(["GET", "PUT", "*"]), max_size=2).map(tuple), st.lists(names, max_size=2).map(tuple),
+        st.lists(names, max_size=2).map(tuple), st.none() | st.integers(0, 2**31 - 1), st.booleans()))
 shares = st.sampled_from([(20, 100), (25, 50), (1, 3), (0, 7), (1, 2_000_000), (5, 5)]) | st.integers(1, 10**7).flatmap(
     lambda d: st.tuples(st.integers(0, d), st.just(d)))
 routes = routes.flatmap(lambda r: st.just(r) | st.lists(shares, min_size=len(r.mirrors), max_size=len(r.mirrors)).map(
     lambda f: r._replace(mirror_fractions=tuple(f))))
+backend_headers = st.just(ir.NO_BACKEND_HEADERS) | st.builds(ir.BackendHeadersIR, header_ops, header_ops)
+routes = routes.flatmap(lambda r: st.just(r) | st.lists(
+    backend_headers, min_size=len(r.backends), max_size=len(r.backends)).map(
+    lambda h: r._replace(backend_headers=tuple(h))))
 
 
 listeners = st.sampled_from([(80, "HTTP"), (8080, "HTTP"), (443, "HTTPS"), (8443, "HTTPS"), (443, "HTTP")])
@@ -78,7 +86,8 @@ def test_encoded_route_table_is_the_deterministic_serialisation_of_the_reference
               for i, vhost_routes in enumerate(routes_per_vhost)]
     encoded = route_table("ns/gw/80", tuple(
         virtual_host_field(virtual_host_fields(v) + [route_field(r, 80, "HTTP") for r in v.routes]) for v in vhosts))
-    reference = route_pb2.RouteConfiguration(name="ns/gw/80", validate_clusters={"value": False}, virtual_hosts=[
+    reference = route_pb2.RouteConfiguration(
+        name="ns/gw/80", validate_clusters={"value": False}, most_specific_header_mutations_wins=True, virtual_hosts=[
         {"name": v.name, "domains": ["*"] if hostname == "*" else [hostname, f"{hostname}:*"],
          "routes": [route_message(r) for r in v.routes]} for v in vhosts])
     assert encoded == reference.SerializeToString(deterministic=True)

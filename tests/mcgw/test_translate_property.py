@@ -52,6 +52,34 @@ def _header_modifier(draw: st.DrawFn) -> dict[str, Any]:
             "remove": draw(st.lists(header_names, max_size=2, unique=True))}
 
 
+_ORIGINS = st.sampled_from(["*", "https://a.example.com", "http://a.example.com:8080", "https://*.example.com",
+                            "http://*", "https://*." + "x" * 90 + ".com", "ftp://nope"])
+
+
+def _cors(draw: st.DrawFn) -> dict[str, Any]:
+    cors: dict[str, Any] = {"allowOrigins": draw(st.lists(_ORIGINS, max_size=3, unique=True))}
+    if draw(st.booleans()):
+        cors["allowMethods"] = draw(st.sampled_from([["*"], ["GET", "PUT"], ["OPTIONS"]]))
+    if draw(st.booleans()):
+        cors["allowHeaders"] = draw(st.sampled_from([["*"], ["x-a", "X-B"]]))
+    if draw(st.booleans()):
+        cors["exposeHeaders"] = draw(st.lists(header_names, max_size=2, unique=True))
+    if draw(st.booleans()):
+        cors["allowCredentials"] = draw(st.booleans())
+    if draw(st.booleans()):
+        cors["maxAge"] = draw(st.integers(1, 2**31 - 1))
+    return cors
+
+
+def _backend_filters(draw: st.DrawFn) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": _header_modifier(draw)})
+    if draw(st.booleans()):
+        filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": _header_modifier(draw)})
+    return filters
+
+
 @st.composite
 def rules(draw: st.DrawFn) -> dict[str, Any]:
     rule: dict[str, Any] = {"matches": draw(st.lists(matches(), min_size=1, max_size=3))}
@@ -60,6 +88,8 @@ def rules(draw: st.DrawFn) -> dict[str, Any]:
         filters.append({"type": "RequestHeaderModifier", "requestHeaderModifier": _header_modifier(draw)})
     if draw(st.booleans()):
         filters.append({"type": "ResponseHeaderModifier", "responseHeaderModifier": _header_modifier(draw)})
+    if draw(st.booleans()):
+        filters.append({"type": "CORS", "cors": _cors(draw)})
     path_modifier = draw(st.sampled_from([
         None, {"type": "ReplaceFullPath", "replaceFullPath": "/full"},
         {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/prefix"}]))
@@ -80,7 +110,7 @@ def rules(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "app", "port": 80}}})
         rule["backendRefs"] = [{"name": draw(st.sampled_from(["app", "missing"])), "port": 80,
-                                "weight": draw(st.integers(0, 100))}
+                                "weight": draw(st.integers(0, 100)), "filters": _backend_filters(draw)}
                                for _ in range(draw(st.integers(0, 3)))]
         if draw(st.booleans()):
             rule["timeouts"] = {"request": draw(durations)}

@@ -21,6 +21,7 @@ from mcgw.objects.model import (
     RouteFilter,
     RouteRule,
 )
+from mcgw.semantics.gateway.cors import cors_problem, origin_matchers
 from mcgw.semantics.gateway.limits import (
     MAX_BACKEND_REFS,
     MAX_MATCHERS,
@@ -62,13 +63,17 @@ def regex_problem(pattern: str) -> str | None:
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 SUPPORTED_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
-                     "RequestMirror")
+                     "RequestMirror", "CORS")
 # The CRD's rule: every filter type but RequestMirror may appear at most once in a rule.
 _ONCE_PER_RULE = frozenset(SUPPORTED_FILTERS) - {"RequestMirror"}
 # Each filter type's configuration field (as its spec names it), which must be set for that type and
 # only for it: a filter without it would mean nothing, and one set for another type would be ignored.
+# What a backendRef's filters may do: Envoy gives one backend of a route its own headers to add and
+# remove, and nothing else a filter could ask for.
+BACKEND_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier")
 _CONFIG_FIELDS = {"RequestHeaderModifier": "requestHeaderModifier", "ResponseHeaderModifier": "responseHeaderModifier",
-                  "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite", "RequestMirror": "requestMirror"}
+                  "RequestRedirect": "requestRedirect", "URLRewrite": "urlRewrite", "RequestMirror": "requestMirror",
+                  "CORS": "cors"}
 
 
 def _modifier_problem(modifier: HeaderModifier | None) -> str | None:
@@ -120,7 +125,7 @@ def _config_problem(route_filter: RouteFilter) -> str | None:
     configs = (("requestHeaderModifier", route_filter.request_header_modifier),
                ("responseHeaderModifier", route_filter.response_header_modifier),
                ("requestRedirect", route_filter.request_redirect), ("urlRewrite", route_filter.url_rewrite),
-               ("requestMirror", route_filter.request_mirror))
+               ("requestMirror", route_filter.request_mirror), ("cors", route_filter.cors))
     own = _CONFIG_FIELDS[kind]
     for field, config in configs:
         if field == own and config is None:
@@ -154,6 +159,17 @@ def _filter_problem(route_filter: RouteFilter) -> str | None:
         if port is not None and (problem := port_problem(port, f"mirror backendRef {mirror.backend_ref.name} port")):
             return problem
         return _mirror_share_problem(mirror)
+    if kind == "CORS" and (cors := route_filter.cors) is not None:
+        return cors_problem(cors) or _origins_regex_problem(cors.allow_origins)
+    return None
+
+
+def _origins_regex_problem(origins: tuple[str, ...]) -> str | None:
+    """A wildcard origin is a regular expression for Envoy, under the same limits as a route's."""
+    for origin in origins:
+        for value, regex in origin_matchers(origin):
+            if regex and (problem := regex_problem(value)):
+                return f"CORS allowOrigins entry {origin!r}: {problem}"
     return None
 
 
@@ -245,7 +261,8 @@ def _filters_problem(rule: RouteRule) -> str | None:
 
 
 def _backend_refs_problem(refs: tuple[BackendRef, ...]) -> str | None:
-    """At most 16 refs, each weight in 0..1,000,000 (so their sum fits Envoy's uint32), ports in 1..65535."""
+    """At most 16 refs, each weight in 0..1,000,000 (so their sum fits Envoy's uint32), ports in 1..65535,
+    and filters that can be programmed."""
     if len(refs) > MAX_BACKEND_REFS:
         return f"the rule has {len(refs)} backendRefs; use at most {MAX_BACKEND_REFS}"
     for ref in refs:
@@ -254,6 +271,26 @@ def _backend_refs_problem(refs: tuple[BackendRef, ...]) -> str | None:
         port = ref.port
         if port is not None and not MIN_PORT <= port <= MAX_PORT:
             return port_problem(port, f"backendRef {ref.name} port")
+        if ref.filters and (problem := _backend_filters_problem(ref)):
+            return problem
+    return None
+
+
+def _backend_filters_problem(ref: BackendRef) -> str | None:
+    """A backendRef's filters, each checked as the same filter on a rule is, and at most one of each type
+    (the CRD's rule). A type mcgw cannot apply to one backend is a problem, never ignored."""
+    seen: set[str] = set()
+    for route_filter in ref.filters:
+        kind = route_filter.type
+        if kind not in BACKEND_FILTERS:
+            elsewhere = "; or move it to the rule's filters" if kind in SUPPORTED_FILTERS else ""
+            return (f"backendRef {ref.name}: filter type {kind} is not supported on a backendRef; use "
+                    f"{' or '.join(BACKEND_FILTERS)}{elsewhere}")
+        if problem := _filter_problem(route_filter):
+            return f"backendRef {ref.name}: {problem}"
+        if kind in seen:
+            return f"backendRef {ref.name} has more than one {kind} filter; use at most one"
+        seen.add(kind)
     return None
 
 
