@@ -12,6 +12,8 @@ LoadBalancer Service, from the cluster's load balancer) → a provisioned Envoy 
 - Listeners change under load (9090 removed, 8080 added): no request on port 80 fails.
 - ``mcgw run`` is stopped (gracefully) and started again while 200 requests/s flow through east's Envoys:
   none fails, and nothing generated is written, recreated or restarted.
+- A rolling restart (``kubectl rollout restart``) of a Gateway's Envoys at a steady 100 requests/s through
+  its address: none fails, and mcgw leaves the restart annotation alone.
 - Deleting the Gateways removes every generated object and their pods, and their addresses stop answering.
 
 The tests share the Gateways and run in this order; the last one deletes them. Times (Gateway applied →
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -326,6 +329,90 @@ async def test_a_controller_restart_under_load_fails_no_request_and_recreates_no
     for group in envoys.values():
         for envoy in group:
             assert await asyncio.to_thread(config_losses, envoy) == losses[envoy.pod], envoy.pod
+
+
+ROLL_RATE = 100.0
+ROLL_DRAIN = 3
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+async def test_a_rolling_restart_under_load_fails_no_request(fleet: Fleet) -> None:
+    """What ``kubectl rollout restart`` does to a Gateway's Deployment (a pod template annotation, written by a
+    field manager of its own), at 100 requests/s through the Gateway's address. Each new Envoy is an endpoint
+    once it is Ready (it has mcgw's configuration); each old one, deleted, is terminating: the load balancer
+    sends it no new connection while its preStop sleep (drainSeconds, 3 s here: EnvoyProxy ``quick``) lets
+    it finish what it has, and then it gets SIGTERM. Asserted: no request fails, every answer comes from
+    east's backend, both Envoys are replaced, and mcgw neither reverts the annotation nor rolls again."""
+    east = fleet.sites["east"]
+    member, namespace = east.member, east.namespace
+    await member.envoy_proxy(namespace, "quick", {"replicas": REPLICAS, "drainSeconds": ROLL_DRAIN})
+    await member.gateway(namespace, "roll", {
+        "gatewayClassName": CLASS, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+        "infrastructure": {"parametersRef": {"group": "mcgw.io", "kind": "EnvoyProxy", "name": "quick"}}})
+    await member.route(namespace, "roll", "roll", "cart")
+    address = await until(lambda: member.programmed(namespace, "roll"), 120, "the Gateway roll to be Programmed")
+    url = f"http://{address}:80/cart"
+    await until(lambda: asyncio.to_thread(get_json, url), 60, "an answer through roll's address")
+
+    async def deployment() -> Any:
+        return await member.apps.read_namespaced_deployment("mcgw-roll", namespace)
+
+    async def settled() -> Any:
+        """The Deployment once it is rolled out (every replica updated and Ready) and no old pod is left."""
+        current = await deployment()
+        status = current.status
+        pods = await member.pods(namespace, "roll")
+        done = (status.observed_generation == current.metadata.generation
+                and status.updated_replicas == status.ready_replicas == status.replicas == REPLICAS
+                and len(pods) == REPLICAS and not any(p.metadata.deletion_timestamp for p in pods))
+        return (current, pods) if done else None
+
+    before, old_pods = await until(settled, 120, "roll's two Envoys to be Ready")
+    (template,) = before.spec.template.spec.containers
+    assert template.lifecycle.pre_stop.sleep.seconds == ROLL_DRAIN
+    assert before.spec.template.spec.termination_grace_period_seconds == ROLL_DRAIN + 15
+    async with _loads({"east": url}, {"east": ROLL_RATE}) as loads:
+        await asyncio.sleep(2)
+        restart_at = loads["east"].mark("restart")
+        restarting = time.monotonic()
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await member.apps.patch_namespaced_deployment(
+            "mcgw-roll", namespace, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}},
+            field_manager="kubectl-rollout", _content_type="application/strategic-merge-patch+json")
+
+        async def replaced() -> Any:
+            found = await settled()
+            old = {p.metadata.uid for p in old_pods}
+            return found if found and not old & {p.metadata.uid for p in found[1]} else None
+
+        after, new_pods = await until(replaced, 180, "the rollout to replace both Envoys")
+        rolled = time.monotonic() - restarting
+        await asyncio.sleep(2)
+        timeline = await asyncio.to_thread(loads["east"].stop)
+    during = between(timeline, restart_at, restart_at + rolled)
+    print(f"\nrolling restart of roll's Envoys (drainSeconds {ROLL_DRAIN}) at {ROLL_RATE:.0f} requests/s: both "
+          f"replaced and the old ones gone {rolled:.2f}s after the patch; {len(timeline)} requests, "
+          f"{len(failures(timeline))} failed ({len(during)} sent during the rollout)")
+    assert during, "no request during the rollout"
+    assert failures(timeline) == [], _describe(timeline)
+    assert served_by(timeline) == {"east": len(timeline)}
+    # mcgw's server-side apply leaves a field of another manager alone: the annotation stays, and the
+    # patch was the only change of the spec (one generation, no second rollout).
+    await asyncio.sleep(1)
+    current = await deployment()
+    assert current.spec.template.metadata.annotations[RESTARTED_AT] == stamp
+    assert current.metadata.generation == before.metadata.generation + 1
+    managers = {entry.manager for entry in current.metadata.managed_fields or []}
+    assert {"mcgw", "kubectl-rollout"} <= managers, managers
+    assert {p.metadata.uid for p in await member.pods(namespace, "roll")} == {p.metadata.uid for p in new_pods}
+    assert after.metadata.generation == current.metadata.generation
+    # Gone again, so that what the last test checks is edge's alone.
+    await member.delete_gateway(namespace, "roll")
+    await until(lambda: _no_pods(member, namespace, "roll"), 60, "roll's Envoys to be gone")
+
+
+async def _no_pods(member: Member, namespace: str, gateway: str) -> bool:
+    return not await member.pods(namespace, gateway)
 
 
 async def test_deleting_the_gateways_removes_everything_generated_and_their_pods(fleet: Fleet) -> None:

@@ -1,6 +1,6 @@
 """The pod runner behaves like a kubelet: bare Pods become Running and Ready on their own address, see
 their env and volumes where the spec puts them, are gated by readiness probes, log through ``pods/log``,
-restart, finish, and go away completely when deleted."""
+restart, finish, run their preStop hooks within the grace period when deleted, and go away completely."""
 
 from __future__ import annotations
 
@@ -33,7 +33,25 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlparse
 
 ready = {"ok": os.environ.get("START_READY") == "1"}
-signal.signal(signal.SIGTERM, lambda *_: (print("terminating", flush=True), sys.exit(0)))
+NOTES = os.environ.get("NOTES")  # a file (on a hostPath) where the program notes when what happened
+
+
+def note(text):
+    if NOTES:
+        with open(NOTES, "a") as f:
+            f.write(f"{time.time():.3f} {os.environ.get('POD_NAME')} {text}\n")
+
+
+def on_term(*_):
+    note("SIGTERM")
+    if os.environ.get("IGNORE_TERM") == "1":
+        print("ignoring SIGTERM", flush=True)
+        return
+    print("terminating", flush=True)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
 print(f"boot {os.environ.get('POD_NAME')}", flush=True)
 print("a line on stderr", file=sys.stderr, flush=True)
 
@@ -59,6 +77,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, ready)
         if url.path == "/say":
             print(query["text"], flush=True)
+            return self.answer(200, {})
+        if url.path == "/note":
+            note(query["text"])
             return self.answer(200, {})
         if url.path == "/env":
             return self.answer(200, dict(os.environ))
@@ -422,6 +443,149 @@ def test_deletion_stops_the_process_and_removes_pod_and_namespace(east: MemberCl
     with pytest.raises(OSError, match=r"refused|unreachable|timed out|No route"):
         urllib.request.urlopen(f"http://{ip}:8080/whoami", timeout=1)
     print(f"\n[podrunner] pod deleted {deleted_after:.2f}s after the DELETE")
+
+
+def _notes(path: Path) -> dict[str, float]:
+    """What the test program noted (``NOTES``), by ``<pod> <what>``: the wall-clock time it happened."""
+    found: dict[str, float] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        stamp, _, what = line.partition(" ")
+        found.setdefault(what, float(stamp))
+    return found
+
+
+def _noting_pod(name: str, notes: Path, **spec: Any) -> dict[str, Any]:
+    """An app pod, Ready at once, that notes its SIGTERM (and what its hooks say) in ``notes``."""
+    env = [{"name": "START_READY", "value": "1"}, {"name": "NOTES", "value": "/notes/notes"}, *spec.pop("env", [])]
+    return _app_pod(name, env=env, mounts=[{"name": "notes", "mountPath": "/notes"}],
+                    volumes=[{"name": "notes", "hostPath": {"path": str(notes.parent), "type": "Directory"}}], **spec)
+
+
+def _pod_events(cluster: MemberCluster, name: str, version: str, until: float) -> list[dict[str, Any]]:
+    """The watch events of pod ``name`` from ``version`` until it is deleted (what ``kubectl get -w`` shows)."""
+    query = urllib.parse.urlencode({"watch": "1", "resourceVersion": version, "timeoutSeconds": str(int(until)),
+                                    "fieldSelector": f"metadata.name={name}"})
+    request = urllib.request.Request(f"{cluster.api_url}/api/v1/namespaces/{NS}/pods?{query}")
+    events: list[dict[str, Any]] = []
+    with urllib.request.urlopen(request, context=cluster.ssl_context(), timeout=until + 5) as response:
+        for line in response:
+            events.append(json.loads(line))
+            if events[-1]["type"] == "DELETED":
+                break
+    return events
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_pre_stop_sleep_keeps_a_deleted_pod_serving_until_sigterm(east: MemberCluster, tmp_path: Path) -> None:
+    """What a Deployment's Envoy gets (mcgw's drainSeconds): deleted, the pod answers on for its preStop sleep
+    while its endpoint is terminating (not ready, still serving), then gets SIGTERM and goes."""
+    notes = tmp_path / "notes"
+    probe = {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}
+    east.request("POST", f"/api/v1/namespaces/{NS}/services", {
+        "metadata": {"name": "drainer"}, "spec": {"selector": {"app": "drainer"}, "ports": [{"port": 8080}]}})
+    east.request("POST", f"/api/v1/namespaces/{NS}/pods", _noting_pod(
+        "drainer", notes, terminationGracePeriodSeconds=10,
+        container={"readinessProbe": probe, "lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}))
+    ip = _wait(lambda: _ready(east, "drainer"), "drainer Ready")["status"]["podIP"]
+    slices = (f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
+              "?labelSelector=kubernetes.io%2Fservice-name%3Ddrainer")
+
+    def conditions() -> dict[str, Any] | None:
+        endpoints = [e for item in east.request("GET", slices)["items"] for e in item.get("endpoints") or []
+                     if ip in e["addresses"]]
+        return endpoints[0]["conditions"] if endpoints else None
+
+    _wait(lambda: (conditions() or {}).get("ready") is True, "drainer's endpoint to be ready")
+    url = f"http://{ip}:8080/whoami"
+    deleted_wall, deleted = time.time(), time.monotonic()
+    east.request("DELETE", f"/api/v1/namespaces/{NS}/pods/drainer")
+    answered, seen_conditions, during = 0.0, None, None
+    while time.monotonic() - deleted < 20 and not _gone(east, "drainer"):
+        if _serving(url):
+            answered = time.monotonic() - deleted
+        if seen_conditions is None and (found := conditions()) and found.get("terminating"):
+            seen_conditions = found
+        if during is None and time.monotonic() - deleted > 1:
+            during = _pod(east, "drainer")
+        time.sleep(0.1)
+    gone_after = time.monotonic() - deleted
+    sigterm = _notes(notes)["drainer SIGTERM"] - deleted_wall
+    print(f"\n[podrunner] preStop sleep 3s: answered until {answered:.2f}s after the DELETE, SIGTERM at "
+          f"{sigterm:.2f}s, pod gone at {gone_after:.2f}s")
+    assert 2.9 <= sigterm < 4.5, "SIGTERM comes once the preStop sleep is over"
+    assert answered >= 2.7, "the pod serves through its preStop sleep"
+    assert gone_after < 8, "the program exits on SIGTERM: no need to wait for the grace period"
+    assert seen_conditions == {"ready": False, "serving": True, "terminating": True}
+    assert during is not None
+    assert during["metadata"].get("deletionTimestamp")
+    (status,) = during["status"]["containerStatuses"]
+    assert "running" in status["state"]
+    assert status["ready"] is True  # readiness is still probed
+    east.request("DELETE", f"/api/v1/namespaces/{NS}/services/drainer")
+
+
+def test_grace_period_expiry_kills_a_container_that_ignores_sigterm(east: MemberCluster, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    east.request("POST", f"/api/v1/namespaces/{NS}/pods", _noting_pod(
+        "stubborn", notes, terminationGracePeriodSeconds=3, env=[{"name": "IGNORE_TERM", "value": "1"}],
+        container={"lifecycle": {"preStop": {"sleep": {"seconds": 1}}}}))
+    pod = _wait(lambda: _ready(east, "stubborn"), "stubborn Ready")
+    url = f"http://{pod['status']['podIP']}:8080/whoami"
+    _wait(lambda: _serving(url), "stubborn to answer")
+    deleted_wall, deleted = time.time(), time.monotonic()
+    east.request("DELETE", f"/api/v1/namespaces/{NS}/pods/stubborn")
+    answered = 0.0
+    while time.monotonic() - deleted < 10 and not _gone(east, "stubborn"):
+        if _serving(url):
+            answered = time.monotonic() - deleted
+        time.sleep(0.1)
+    gone_after = time.monotonic() - deleted
+    events = _pod_events(east, "stubborn", pod["metadata"]["resourceVersion"], 10)
+    sigterm = _notes(notes)["stubborn SIGTERM"] - deleted_wall
+    print(f"\n[podrunner] grace 3s, preStop sleep 1s, SIGTERM ignored: SIGTERM at {sigterm:.2f}s, answered until "
+          f"{answered:.2f}s, pod gone at {gone_after:.2f}s")
+    assert 0.9 <= sigterm < 2.5
+    assert answered >= 2.2, "SIGTERM ignored: the program answers until the grace period ends"
+    assert gone_after < 6
+    final = next(e["object"] for e in reversed(events) if e["type"] == "MODIFIED")
+    (status,) = final["status"]["containerStatuses"]
+    assert status["state"]["terminated"]["exitCode"] == 137  # SIGKILL
+    assert final["status"]["phase"] == "Failed"
+
+
+def test_exec_and_http_pre_stop_hooks_run_in_each_container(east: MemberCluster, tmp_path: Path) -> None:
+    """Every container's hook, side by side: exec inside the container (its mounts, its env), httpGet to the
+    pod's address from the node. Each one's SIGTERM follows its own hook."""
+    notes = tmp_path / "notes"
+    write = ("import os, time; time.sleep(1); open('/notes/notes', 'a').write("
+             "f\"{time.time():.3f} {os.environ['POD_NAME']} exec-hook\\n\")")
+    pod = _noting_pod("hooked", notes, container={"lifecycle": {"preStop": {"exec": {"command": ["python3", "-c",
+                                                                                                  write]}}}})
+    second = json.loads(json.dumps(pod["spec"]["containers"][0]))
+    second["name"] = "web"
+    second["env"].append({"name": "PORT", "value": "8081"})
+    second["lifecycle"] = {"preStop": {"httpGet": {"path": "/note?text=http-hook", "port": 8081}}}
+    pod["spec"]["containers"].append(second)
+    east.request("POST", f"/api/v1/namespaces/{NS}/pods", pod)
+    ip = _wait(lambda: _ready(east, "hooked"), "hooked Ready")["status"]["podIP"]
+    for port in (8080, 8081):  # Ready without probes means started, not yet listening
+        _wait(lambda port=port: _serving(f"http://{ip}:{port}/whoami"), f"hooked to answer on {port}")  # type: ignore[misc]
+    east.request("DELETE", f"/api/v1/namespaces/{NS}/pods/hooked")
+    _wait(lambda: _gone(east, "hooked"), "hooked to be deleted", within=30)
+    seen = _notes(notes)
+    assert set(seen) == {"hooked exec-hook", "hooked http-hook", "hooked SIGTERM"}, seen
+    lines = [line.split(" ", 1)[1] for line in notes.read_text().splitlines()]
+    assert lines.count("hooked SIGTERM") == 2
+    # The http hook answers at once, so the web container's SIGTERM comes before the exec hook is done.
+    assert lines.index("hooked http-hook") < lines.index("hooked SIGTERM") < lines.index("hooked exec-hook")
+    assert lines[-1] == "hooked SIGTERM"
 
 
 def test_pods_of_another_node_are_left_alone(east: MemberCluster) -> None:

@@ -21,6 +21,7 @@ from tests.e2e.testbed.loadbalancer.plan import (
     ServicePort,
     ServiceView,
     SlicePort,
+    SliceView,
     is_ours,
     parse_pool,
     parse_service,
@@ -207,6 +208,33 @@ def test_only_ready_endpoints_are_selected_and_unset_ready_counts_as_ready() -> 
     slices = [parse_slice(endpoint_slice("s1", "web", [{"name": "http", "port": 8080}],
                                          [("198.18.1.10", True), ("198.18.1.11", False), ("198.18.1.12", None)]))]
     assert select_endpoints(HTTP, slices) == (("198.18.1.10", 8080), ("198.18.1.12", 8080))
+
+
+def _conditioned(*endpoints: tuple[str, dict[str, bool]]) -> SliceView:
+    obj = endpoint_slice("s1", "web", [{"name": "http", "port": 8080}], [])
+    obj["endpoints"] = [{"addresses": [address], "conditions": conditions} for address, conditions in endpoints]
+    return parse_slice(obj)
+
+
+def test_terminating_endpoints_get_new_connections_only_when_no_ready_one_is_left() -> None:
+    terminating = ("198.18.1.10", {"ready": False, "serving": True, "terminating": True})
+    unserving = ("198.18.1.11", {"ready": False, "serving": False, "terminating": True})
+    fresh = ("198.18.1.12", {"ready": True, "serving": True, "terminating": False})
+    starting = ("198.18.1.13", {"ready": False, "serving": False, "terminating": False})
+    # A rollout: the old pod drains, the new one is ready and takes every new connection.
+    assert select_endpoints(HTTP, [_conditioned(terminating, unserving, fresh, starting)]) == (("198.18.1.12", 8080),)
+    # Every pod is terminating: the ones still serving keep the Service answering.
+    assert select_endpoints(HTTP, [_conditioned(terminating, unserving, starting)]) == (("198.18.1.10", 8080),)
+    # Across slices too: a ready endpoint in another slice wins.
+    other = _conditioned(fresh)
+    assert select_endpoints(HTTP, [_conditioned(terminating), SliceView("default", "s2", "web", "IPv4",
+                                                                        other.ports, other.endpoints)]) == (
+        ("198.18.1.12", 8080),)
+    assert select_endpoints(HTTP, [_conditioned(unserving, starting)]) == ()
+    # Serving unset reads as ready; terminating unset as false.
+    assert parse_slice(endpoint_slice("s1", "web", [], [("198.18.1.10", False)])).endpoints[0].fallback is False
+    assert _conditioned(("198.18.1.10", {"ready": False, "terminating": True})).endpoints[0].fallback is False
+    assert _conditioned(("198.18.1.10", {"terminating": True})).endpoints[0].fallback is True
 
 
 def test_named_ports_pick_the_slice_port_of_that_name() -> None:

@@ -2,7 +2,8 @@
 
 One process per cluster (``python -m tests.e2e.testbed.loadbalancer``, or ``start_loadbalancer``)
 gives each ``type: LoadBalancer`` Service an address from the cluster's pool, binds it on the host,
-forwards every Service port to the ready endpoints of its EndpointSlices, and publishes the address
+forwards every Service port to the endpoints of its EndpointSlices (the ready ones; while none is, the
+serving terminating ones, as kube-proxy does), and publishes the address
 in ``status.loadBalancer.ingress``. ``plan`` decides (pure), ``host``, ``proxy`` and ``controller``
 act; docs/testbed.md says how the pools are laid out.
 """

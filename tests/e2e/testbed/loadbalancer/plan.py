@@ -147,6 +147,13 @@ class SlicePort:
 class SliceEndpoint:
     address: str
     ready: bool
+    serving: bool = True
+    terminating: bool = False
+
+    @property
+    def fallback(self) -> bool:
+        """Serving while terminating: used only when the port has no ready endpoint left, as kube-proxy does."""
+        return self.serving and self.terminating
 
 
 @dataclass(frozen=True)
@@ -168,8 +175,9 @@ class SliceView:
 
 
 def parse_slice(obj: Mapping[str, Any]) -> SliceView:
-    """An EndpointSlice; an endpoint whose ``ready`` is unset counts as ready, as the API says consumers
-    should read an unknown state. Only the first of an endpoint's addresses is used: they are fungible."""
+    """An EndpointSlice, its conditions read as kube-proxy reads them: ``ready`` unset counts as ready (the
+    API says consumers should read an unknown state so), ``serving`` unset as ``ready``, ``terminating``
+    unset as false. Only the first of an endpoint's addresses is used: they are fungible."""
     metadata = obj.get("metadata") or {}
     ports = tuple(SlicePort(str(p.get("name") or ""), str(p.get("protocol") or "TCP"),
                             int(p["port"]) if p.get("port") is not None else None)
@@ -179,8 +187,10 @@ def parse_slice(obj: Mapping[str, Any]) -> SliceView:
         addresses = endpoint.get("addresses") or []
         if not addresses:
             continue
-        ready = (endpoint.get("conditions") or {}).get("ready")
-        endpoints.append(SliceEndpoint(str(addresses[0]), ready is None or ready is True))
+        conditions = endpoint.get("conditions") or {}
+        ready = conditions.get("ready") is None or conditions.get("ready") is True
+        serving = ready if conditions.get("serving") is None else conditions.get("serving") is True
+        endpoints.append(SliceEndpoint(str(addresses[0]), ready, serving, conditions.get("terminating") is True))
     return SliceView(str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
                      str((metadata.get("labels") or {}).get(SERVICE_NAME_LABEL) or ""),
                      str(obj.get("addressType") or ""), ports, tuple(endpoints))
@@ -312,8 +322,14 @@ def slice_port_for(port: ServicePort, slice_ports: Iterable[SlicePort]) -> Slice
 
 def select_endpoints(port: ServicePort, slices: Iterable[SliceView],
                      allowed: Sequence[ipaddress.IPv4Network] = TESTBED_NETWORKS) -> tuple[Target, ...]:
-    """The ready IPv4 endpoints of ``port`` inside ``allowed``, in a stable order, each address and port once."""
-    targets: set[Target] = set()
+    """The ready IPv4 endpoints of ``port`` inside ``allowed``, in a stable order, each address and port once.
+
+    Without any ready one, the serving terminating ones: a Service whose pods are all shutting down (a
+    rollout of one replica, a scale to zero) keeps answering while they drain, as kube-proxy falls back.
+    A terminating endpoint gets no new connection while a ready one is left.
+    """
+    ready: set[Target] = set()
+    draining: set[Target] = set()
     for endpoint_slice in slices:
         if endpoint_slice.address_type != "IPv4":
             continue
@@ -322,15 +338,21 @@ def select_endpoints(port: ServicePort, slices: Iterable[SliceView],
             continue
         for endpoint in endpoint_slice.endpoints:
             ip = parse_ipv4(endpoint.address)
-            if endpoint.ready and ip is not None and any(ip in network for network in allowed):
-                targets.add((str(ip), slice_port.port))
+            if ip is None or not any(ip in network for network in allowed):
+                continue
+            if endpoint.ready:
+                ready.add((str(ip), slice_port.port))
+            elif endpoint.fallback:
+                draining.add((str(ip), slice_port.port))
+    targets = ready or draining
     return tuple(sorted(targets, key=lambda t: (int(ipaddress.IPv4Address(t[0])), t[1])))
 
 
 def plan_listeners(service: ServiceView, slices: Iterable[SliceView],
                    allowed: Sequence[ipaddress.IPv4Network] = TESTBED_NETWORKS
                    ) -> dict[ListenerKey, tuple[Target, ...]]:
-    """Every TCP and UDP port of the Service that has at least one ready endpoint, with its targets.
+    """Every TCP and UDP port of the Service that has an endpoint to send to (``select_endpoints``), with
+    its targets.
 
     A port that has none is left out: nothing listens on it, so the kernel refuses connections at once,
     as kube-proxy rejects traffic to a Service without endpoints.

@@ -1,10 +1,10 @@
-"""Connection-level forwarding from a Service address to its ready endpoints, round-robin.
+"""Connection-level forwarding from a Service address to its endpoints (``plan.select_endpoints``), round-robin.
 
 TCP: each accepted connection is spliced to one endpoint (the next in turn; the following ones are tried
 if it refuses), bytes both ways with flow control and half-close. UDP: each client address is a session
 bound to one endpoint until it has been idle for a while.
 
-A Service port is listened on only while it has ready endpoints: otherwise nothing listens and the
+A Service port is listened on only while it has endpoints to send to: otherwise nothing listens and the
 kernel refuses connections at once (RST), as kube-proxy rejects traffic to a Service without endpoints.
 Stopping listening (no endpoints, or new endpoints) leaves established connections alone; removing
 the port from the Service, or releasing the address, closes them too.

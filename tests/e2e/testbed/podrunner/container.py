@@ -163,7 +163,7 @@ class ContainerProcess:
         return int(children[0]) if children else 0
 
     async def exec(self, argv: Sequence[str], seconds: float) -> int:
-        """Run ``argv`` inside the container's namespaces with its environment (exec probes)."""
+        """Run ``argv`` inside the container's namespaces with its environment (exec probes and hooks)."""
         target = self.init_pid()
         if not target or not argv:
             return 126
@@ -178,6 +178,10 @@ class ContainerProcess:
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             return 124
+        except asyncio.CancelledError:  # a preStop hook cut short: the command goes with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
 
 
 def _write_plan(work: Path, plan: LaunchPlan) -> tuple[Path, Path]:

@@ -3,14 +3,18 @@
 Sandbox (network namespace, address, /etc/hosts, shared /dev/shm), volumes, init containers in order,
 then every container under its own supervisor: image, env and mounts resolved, process started, probes
 run, exits restarted by ``restartPolicy`` with the kubelet's back-off. A status writer patches
-``pods/status`` whenever what the pod would report changes. On ``deletionTimestamp`` the containers get
-SIGTERM, SIGKILL after the grace period, the sandbox goes, and the pod is deleted with grace 0.
+``pods/status`` whenever what the pod would report changes. On ``deletionTimestamp`` each running
+container has its preStop hook run, then SIGTERM, and SIGKILL at the end of the grace period
+(``lifecycle.py``); meanwhile nothing restarts, readiness probes go on and liveness and startup probes
+pass, as the kubelet's do. Then the sandbox goes, and the pod is deleted with grace 0. When the runner
+itself stops, hooks are skipped: SIGTERM at once, SIGKILL after the runner's shutdown grace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +29,7 @@ from . import netns
 from .container import ContainerProcess, StartError
 from .images import Image, find_image
 from .kubeapi import ApiError, KubeApi
+from .lifecycle import MIN_GRACE, Deadline, HookError, pre_stop, run_hook, stop_container
 from .logs import LogSource
 from .probes import Probe, ProbeError, Tracker, check, parse_probe
 from .spec import (
@@ -98,6 +103,19 @@ def grace_seconds(pod: Json) -> float:
     return 30.0 if value is None else float(value)
 
 
+def deletion_deadline(pod: Json, wall: float, monotonic: float) -> float:
+    """When (on the ``monotonic`` clock) a deleting pod's containers get SIGKILL at the latest: the grace
+    period from now, but never past ``metadata.deletionTimestamp`` (the deletion plus its grace period; it
+    has seconds precision, so one second is added), so a deletion seen late still ends on time."""
+    at = monotonic + grace_seconds(pod)
+    stamp = pod.get("metadata", {}).get("deletionTimestamp")
+    if stamp:
+        with contextlib.suppress(ValueError):
+            ends = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() + 1
+            at = min(at, monotonic + ends - wall)
+    return at
+
+
 def should_restart(policy: str, exit_code: int) -> bool:
     return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
@@ -135,6 +153,9 @@ class PodWorker:
         self._sent: Json | None = None
         self._gone = False
         self._shutdown_grace: float | None = None
+        self._deadline: Deadline | None = None
+        self.terminating = False
+        self._background: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
 
     # Events from the runner.
@@ -146,19 +167,33 @@ class PodWorker:
     def update(self, pod: Json) -> None:
         self.pod = pod
         if pod["metadata"].get("deletionTimestamp"):
+            # The grace period runs from the first sight of the deletion; a later, shorter one cuts it.
+            at = deletion_deadline(pod, self.s.now(), time.monotonic())
+            if self._deadline is None:
+                self._deadline = Deadline(at)
+            else:
+                self._deadline.shorten(at)
             self._deleting.set()
 
     def vanished(self) -> None:
-        """The pod is gone from the API (force-deleted): stop without writing to it."""
+        """The pod is gone from the API (force-deleted): stop without hooks or writing to it."""
         self._gone = True
+        self._cut(MIN_GRACE)
         self._deleting.set()
 
     async def shutdown(self, grace: float) -> None:
-        """The runner stops: end the containers within ``grace`` seconds, leave the API object alone."""
+        """The runner stops: end the containers within ``grace`` seconds, without hooks (nothing is left
+        to drain for when the whole bed goes), and leave the API object alone."""
         self._shutdown_grace = grace
+        self._cut(grace)
         self._deleting.set()
         if self.task is not None:
             await asyncio.shield(self.task)
+
+    def _cut(self, grace: float) -> None:
+        """A termination in progress ends within ``grace`` seconds, its hooks at once."""
+        if self._deadline is not None:
+            self._deadline.shorten(time.monotonic() + grace, hooks=False, floor=0.0)
 
     def dirty(self) -> None:
         self._dirty.set()
@@ -178,12 +213,9 @@ class PodWorker:
                           flush=True)
                 await self._deleting.wait()
         finally:
-            life.cancel()
             deleting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await life
             try:
-                await self._terminate(writer)
+                await self._terminate(life)
             finally:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -200,7 +232,8 @@ class PodWorker:
             for container in spec.get("initContainers", []) or []:
                 if not await self._run_init(container, policy):
                     self.dirty()
-                    await self._teardown_sandbox()
+                    if not self.terminating:  # else termination tears it down once every hook is done
+                        await self._teardown_sandbox()
                     return
             self.initialized = True
             for record in self.records.values():
@@ -210,7 +243,8 @@ class PodWorker:
             await asyncio.gather(*(self._supervise(c, policy) for c in spec.get("containers", [])))
             # Every container is done for good: the pod is terminal, its sandbox (and address) released.
             self.dirty()
-            await self._teardown_sandbox()
+            if not self.terminating:
+                await self._teardown_sandbox()
         finally:
             refresher.cancel()
 
@@ -404,7 +438,7 @@ class PodWorker:
     async def _supervise(self, container: Json, policy: str) -> None:
         record = self.records[container["name"]]
         pull_delay, crashes = self.s.pull_backoff, 0
-        while True:
+        while not self.terminating:
             try:
                 began = time.monotonic()
                 result = await self._attempt(container, record, pull_delay, probes=True)
@@ -414,7 +448,7 @@ class PodWorker:
                 continue
             record.state = result
             self.dirty()
-            if not should_restart(policy, result.exit_code):
+            if self.terminating or not should_restart(policy, result.exit_code):
                 return
             if time.monotonic() - began > BACKOFF_RESET_SECONDS:
                 crashes = 0
@@ -434,7 +468,7 @@ class PodWorker:
         """Run an init container until it succeeds; False when it failed and may not be retried."""
         record = self.init_records[container["name"]]
         pull_delay, crashes = self.s.pull_backoff, 0
-        while True:
+        while not self.terminating:
             try:
                 result = await self._attempt(container, record, pull_delay, probes=False)
             except _Retry as retry:
@@ -443,9 +477,9 @@ class PodWorker:
                 continue
             record.state = result
             self.dirty()
-            if result.exit_code == 0:
+            if result.exit_code == 0 and not self.terminating:
                 return True
-            if policy == "Never":
+            if policy == "Never" or self.terminating:
                 return False
             delay = min(self.s.crash_backoff * 2 ** crashes, self.s.max_backoff) if crashes else 0.0
             crashes += 1
@@ -456,6 +490,7 @@ class PodWorker:
                 self.dirty()
                 await asyncio.sleep(delay)
             record.restart_count += 1
+        return False
 
     # Probes.
 
@@ -506,6 +541,8 @@ class PodWorker:
         await asyncio.sleep(max(0.0, began + delay - time.monotonic()))
         misses = 0
         while True:
+            if self.terminating:  # a terminating pod's startup probes pass, as the kubelet's do
+                return True
             ok = await self._check(probe, instance)
             if tracker.observe(ok):
                 return True
@@ -530,14 +567,52 @@ class PodWorker:
         tracker = Tracker(True, successes, failures)
         await asyncio.sleep(max(0.0, began + delay - time.monotonic()))
         while True:
-            if tracker.observe(await self._check(probe, instance)) and not tracker.result:
+            # A terminating pod's liveness probes pass: its hooks and SIGTERM stop it, not a restart.
+            if not self.terminating and tracker.observe(await self._check(probe, instance)) and not tracker.result:
                 await self._kill(instance, "liveness")
                 return
             await asyncio.sleep(period)
 
     async def _kill(self, instance: ContainerProcess, why: str) -> None:
         print(f"podrunner: {self.namespace}/{self.name}/{instance.name}: {why} probe failed, restarting", flush=True)
-        await instance.stop(grace_seconds(self.pod))
+        await self._stop(instance, Deadline.after(grace_seconds(self.pod)))
+
+    # Stopping a container.
+
+    async def _stop(self, instance: ContainerProcess, deadline: Deadline) -> int:
+        """preStop hook, SIGTERM, SIGKILL by ``deadline``, as the kubelet kills a container."""
+        hook = pre_stop(self._container_spec(instance.name))
+
+        async def run(seconds: float) -> None:
+            if isinstance(hook, HookError):
+                raise hook
+            assert hook is not None
+            await run_hook(hook, instance, self.pod_ip, self.s.probe_session, seconds)
+
+        def failed(why: str) -> None:
+            print(f"podrunner: {self.namespace}/{self.name}/{instance.name}: PreStopHook failed: {why}", flush=True)
+            self._spawn(self._event(instance.name, "FailedPreStopHook", "PreStopHook failed"))
+
+        return await stop_container(instance, deadline, run if hook is not None else None, failed)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _event(self, container: str, reason: str, message: str) -> None:
+        """A Warning Event on the pod, as the kubelet records it (the message says no more, so that what the
+        hook printed, Secrets maybe, stays on the node)."""
+        now = self.s.now()
+        body = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": f"{self.name}."},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": self.namespace, "name": self.name,
+                                   "uid": self.uid, "fieldPath": f"spec.containers{{{container}}}"},
+                "reason": reason, "message": message, "type": "Warning", "count": 1,
+                "source": {"component": "kubelet", "host": self.s.node},
+                "firstTimestamp": rfc3339(now), "lastTimestamp": rfc3339(now), "eventTime": None,
+                "reportingComponent": "kubelet", "reportingInstance": self.s.node}
+        with contextlib.suppress(ApiError, OSError, aiohttp.ClientError, TimeoutError):
+            await self.s.api.post(f"/api/v1/namespaces/{self.namespace}/events", body)
 
     # Status.
 
@@ -546,7 +621,7 @@ class PodWorker:
         init_order = [c["name"] for c in self.pod.get("spec", {}).get("initContainers", []) or []]
         return PodView(self.s.host_ip, self.pod_ip, self.start_time, self.sandbox_ready, self.initialized,
                        [self.init_records[n] for n in init_order], [self.records[n] for n in order],
-                       rfc3339(self.s.now()))
+                       rfc3339(self.s.now()), self.terminating and self._shutdown_grace is None)
 
     def phase(self) -> str:
         return str(build_status(self.pod, self.view())["phase"])
@@ -581,12 +656,26 @@ class PodWorker:
 
     # Termination.
 
-    async def _terminate(self, writer: asyncio.Task[None]) -> None:
+    async def _terminate(self, life: asyncio.Task[None]) -> None:
+        deadline = self._deadline
+        self.terminating = True  # nothing restarts from here on
+        self.dirty()
+        if deadline is not None and self._shutdown_grace is None and not self._gone:
+            # Deleted through the API: every running container's hook, SIGTERM and SIGKILL, side by side.
+            # The supervisors record each exit; the pod's readiness is still probed meanwhile.
+            await asyncio.gather(*(self._stop(i, deadline) for i in list(self.instances.values())))
+        life.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await life
+        # What still runs: every container when the runner stops or the pod vanished, else one that was
+        # starting as the deletion came.
         grace = grace_seconds(self.pod)
         if self._shutdown_grace is not None:
             grace = min(grace, self._shutdown_grace)
         elif self._gone:
-            grace = min(grace, 2.0)
+            grace = min(grace, MIN_GRACE)
+        elif deadline is not None:
+            grace = max(deadline.remaining(), MIN_GRACE)
         instances = dict(self.instances)
         codes = await asyncio.gather(*(i.stop(grace) for i in instances.values()))
         now = rfc3339(self.s.now())

@@ -50,8 +50,9 @@ def container_status(record: ContainerRecord) -> Json:
 
 
 def pod_phase(restart_policy: str, init_records: Sequence[ContainerRecord], records: Sequence[ContainerRecord],
-              initialized: bool) -> str:
-    """Pending, Running, Succeeded or Failed, by the kubelet's rules."""
+              initialized: bool, terminating: bool = False) -> str:
+    """Pending, Running, Succeeded or Failed, by the kubelet's rules: a terminating pod whose containers have
+    all stopped is Succeeded or Failed whatever its restart policy, as nothing will restart them."""
     if not initialized:
         failed_init = [r for r in init_records if isinstance(r.state, Terminated) and r.state.exit_code != 0]
         if failed_init and restart_policy == "Never":
@@ -75,6 +76,8 @@ def pod_phase(restart_policy: str, init_records: Sequence[ContainerRecord], reco
         return "Running"
     if not stopped:
         return "Pending"
+    if terminating:
+        return "Succeeded" if stopped == succeeded else "Failed"
     if restart_policy == "Always":
         return "Running"
     if stopped == succeeded:
@@ -100,6 +103,7 @@ class PodView:
     init_records: Sequence[ContainerRecord]
     records: Sequence[ContainerRecord]
     now: str
+    terminating: bool = False  # deleted: its containers are being stopped and none restarts
 
 
 def _condition(kind: str, ok: bool, previous: Json, now: str, reason: str = "", message: str = "") -> Json:
@@ -120,7 +124,8 @@ def build_status(pod: Json, view: PodView) -> Json:
     spec = pod.get("spec", {})
     current = pod.get("status", {}) or {}
     previous = {c["type"]: c for c in current.get("conditions", []) or [] if "type" in c}
-    phase = pod_phase(spec.get("restartPolicy", "Always"), view.init_records, view.records, view.initialized)
+    phase = pod_phase(spec.get("restartPolicy", "Always"), view.init_records, view.records, view.initialized,
+                      view.terminating)
     unready = [r.name for r in view.records if not r.ready]
     gates = [g.get("conditionType", "") for g in spec.get("readinessGates", []) or []]
     gates_open = [g for g in gates if previous.get(g, {}).get("status") != "True"]
