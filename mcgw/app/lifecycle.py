@@ -25,6 +25,8 @@ from mcgw.support.processes import kill_every_child
 from xdsserver import XdsServer
 
 log = logging.getLogger(__name__)
+# How long a background task has to end after a cancellation before it is cancelled again.
+_CANCEL_AGAIN_AFTER = 5.0
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -126,9 +128,14 @@ class Lifecycle(ABC):
         task.add_done_callback(self._background_done)
 
         async def cancel() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged when it happened
-                await task
+            # Cancelled again while it runs on: a task that swallowed one cancellation must not hang shutdown.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=_CANCEL_AGAIN_AFTER)
+                if not task.done():
+                    log.warning("shutdown: the %s is still running after a cancellation; cancelling it again", what)
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure was logged when it happened
             log.info("shutdown: stopped the %s", what)
 
         self._stack.push_async_callback(cancel)

@@ -5,6 +5,19 @@ from __future__ import annotations
 import asyncio
 
 
+async def wait_set(event: asyncio.Event, within: float | None) -> bool:
+    """Wait until ``event`` is set (True) or ``within`` seconds pass (False; None waits forever).
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that arrives as the event is set,
+    and a loop built on it then never stops (a controller's shutdown hung on it)."""
+    try:
+        async with asyncio.timeout(within):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 async def settle(wake: asyncio.Event, quiet: float, cap: float) -> None:
     """Return once ``wake`` has stayed clear for ``quiet`` seconds, or ``cap`` seconds after the call at the latest.
 
@@ -19,7 +32,5 @@ async def settle(wake: asyncio.Event, quiet: float, cap: float) -> None:
         left = first + cap - loop.time()
         if left <= 0:
             return
-        try:
-            await asyncio.wait_for(wake.wait(), min(quiet, left))
-        except TimeoutError:
+        if not await wait_set(wake, min(quiet, left)):
             return

@@ -12,14 +12,13 @@ everything once it is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from mcgw.objects.model import AnyObject
-from mcgw.runtime.debounce import settle
+from mcgw.runtime.debounce import settle, wait_set
 from mcgw.runtime.latest import LatestWins
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.semantics.mcs import (
@@ -92,8 +91,7 @@ class McsController:
         while True:
             deadline = self.result.next_deadline if self.result is not None else None
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            with contextlib.suppress(TimeoutError):  # a timeout: a lost cluster's TTL ran out
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_set(self._wake, timeout)  # a timeout: a lost cluster's TTL ran out
             await settle(self._wake, self.debounce, self.debounce_cap)
             await self.reconcile()
 
