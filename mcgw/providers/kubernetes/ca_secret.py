@@ -20,9 +20,10 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from mcgw.providers.kubernetes.lister import api_json
 from mcgw.providers.kubernetes.retry import with_retries
-from mcgw.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 
 CERT_KEY, KEY_KEY = "tls.crt", "tls.key"
+# Created by mcgw, not managed: provisioning (which owns what carries managed-by: mcgw) never touches it.
+CA_LABELS = {"app.kubernetes.io/created-by": "mcgw", "app.kubernetes.io/component": "xds-ca"}
 
 
 class CaSecretError(Exception):
@@ -64,7 +65,7 @@ async def load_or_create(api: client.ApiClient, namespace: str, name: str, *, cr
                             f"{KEY_KEY} (bring your own CA), or set xds.ca.create: true")
     cert, key = generate()
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+            "metadata": {"name": name, "namespace": namespace, "labels": CA_LABELS},
             "data": {CERT_KEY: base64.b64encode(cert).decode(), KEY_KEY: base64.b64encode(key).decode()}}
     try:
         await with_retries(partial(api_json, api, "POST", f"/api/v1/namespaces/{namespace}/secrets", body),
