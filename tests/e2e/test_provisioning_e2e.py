@@ -236,10 +236,11 @@ async def test_a_gateway_gets_its_envoys_and_keeps_them_through_listener_changes
             objects = await east.generated(namespace)
             return objects if all(len(items) == 1 for items in objects.values()) else None
 
-        objects = await _until(provisioned, 30, "the Gateway's ServiceAccount, ConfigMap, Deployment and Service")
+        objects = await _until(provisioned, 30, "the Gateway's ServiceAccount, xDS credentials Secret, ConfigMap, "
+                                                "Deployment and Service")
         for kind, (obj,) in objects.items():
             meta = obj.metadata
-            assert meta.name == "mcgw-edge", kind
+            assert meta.name == ("mcgw-edge-xds" if kind == "Secret" else "mcgw-edge"), kind
             assert meta.labels["app.kubernetes.io/managed-by"] == "mcgw"
             assert meta.labels["gateway.networking.k8s.io/gateway-name"] == "edge"
             assert meta.labels["team"] == "shop", kind  # spec.infrastructure.labels
