@@ -7,7 +7,7 @@ Envoy proto imports); a package of ours called ``xds`` would shadow them.
 """
 
 from . import wire
-from .auth import TlsConfig, spiffe_authorizer, spiffe_id
+from .auth import RotatingTls, ServerCertificate, ServerTls, TlsConfig, spiffe_authorizer, spiffe_id
 from .cache import InconsistentSnapshotError, NodeGroup, Snapshot, SnapshotCache
 from .limits import XdsLimits
 from .loader import message_from_dict
@@ -30,6 +30,9 @@ __all__ = [
     "NodeStatus",
     "Rejection",
     "Resource",
+    "RotatingTls",
+    "ServerCertificate",
+    "ServerTls",
     "Snapshot",
     "SnapshotCache",
     "StatusRegistry",

@@ -7,9 +7,11 @@ that identity names, so a gateway in cluster A cannot read cluster B's config.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from cryptography import x509
@@ -17,6 +19,16 @@ from cryptography import x509
 from .cache import NodeGroup
 
 Authorizer = Callable[[Sequence[str], NodeGroup], bool]
+
+
+class ServerTls(Protocol):
+    """What the server needs of its transport security: credentials, and whether clients must prove who
+    they are (then every stream is authorised by its certificate's identity)."""
+
+    @property
+    def verifies_clients(self) -> bool: ...
+
+    def credentials(self) -> grpc.ServerCredentials: ...
 
 
 @dataclass(frozen=True)
@@ -27,12 +39,58 @@ class TlsConfig:
     private_key: Path
     client_ca: Path | None = None
 
+    @property
+    def verifies_clients(self) -> bool:
+        return self.client_ca is not None
+
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
             [(self.private_key.read_bytes(), self.cert_chain.read_bytes())],
             root_certificates=self.client_ca.read_bytes() if self.client_ca else None,
             require_client_auth=self.client_ca is not None,
         )
+
+
+@dataclass(frozen=True, repr=False)
+class ServerCertificate:
+    """PEM: the server's key and certificate chain, and the CA bundle client certificates must chain to."""
+
+    private_key: bytes
+    cert_chain: bytes
+    client_ca: bytes
+
+
+class RotatingTls:
+    """mTLS whose certificate can change while the server runs: ``source`` is asked on every handshake
+    (it must be cheap and thread-safe: gRPC's core threads call it) and a changed answer is used from the
+    next handshake on. Established connections, and so their streams, are untouched."""
+
+    verifies_clients = True
+
+    def __init__(self, source: Callable[[], ServerCertificate]) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._current = source()
+
+    @staticmethod
+    def _config(certificate: ServerCertificate) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(certificate.private_key, certificate.cert_chain)], root_certificates=certificate.client_ca)
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        try:
+            latest = self._source()
+        except Exception:  # keep serving with the certificate in use; the source logs its own trouble
+            return None
+        with self._lock:
+            if latest == self._current:
+                return None
+            self._current = latest
+        return self._config(latest)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(self._config(self._current), self._fetch,
+                                                   require_client_authentication=True)
 
 
 def spiffe_id(group: NodeGroup, trust_domain: str = "mcgw") -> str:

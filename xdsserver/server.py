@@ -18,7 +18,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry
 
-from .auth import Authorizer, TlsConfig, peer_uri_sans, spiffe_authorizer
+from .auth import Authorizer, ServerTls, peer_uri_sans, spiffe_authorizer
 from .cache import NodeGroup, SnapshotCache
 from .limits import XdsLimits
 from .metrics import XdsMetrics
@@ -198,18 +198,20 @@ class AggregatedDiscoveryService:
 class XdsServer:
     """A grpc.aio server carrying ADS, with Envoy-compatible keepalive and optional (m)TLS.
 
-    With ``tls.client_ca`` set, every stream must present a client certificate whose SPIFFE URI names
-    the node group it asks for (see :mod:`xdsserver.auth`). ``max_connection_age`` closes connections
-    after that many seconds (plus ``max_connection_age_grace``) so Envoys rebalance across replicas.
+    When ``tls`` verifies clients (``TlsConfig`` with ``client_ca``, or ``RotatingTls``), every stream must
+    present a client certificate whose SPIFFE URI names the node group it asks for (see
+    :mod:`xdsserver.auth`; ``spiffe_authorizer()`` unless ``authorizer`` is given), in SotW and delta alike.
+    ``max_connection_age`` closes connections after that many seconds (plus ``max_connection_age_grace``)
+    so Envoys rebalance across replicas.
     ``limits`` bounds what one client can make the server hold (see :class:`XdsLimits`).
     """
 
     def __init__(self, cache: SnapshotCache, node_group: NodeGrouper = default_node_group,
-                 registry: CollectorRegistry | None = None, tls: TlsConfig | None = None,
+                 registry: CollectorRegistry | None = None, tls: ServerTls | None = None,
                  authorizer: Authorizer | None = None, max_connection_age: float | None = None,
                  max_connection_age_grace: float = 5.0, observer: StreamObserver | None = None,
                  limits: XdsLimits | None = None) -> None:
-        if tls is not None and tls.client_ca is not None and authorizer is None:
+        if tls is not None and tls.verifies_clients and authorizer is None:
             authorizer = spiffe_authorizer()
         self.metrics = XdsMetrics(registry)
         self.limits = limits or XdsLimits()

@@ -86,9 +86,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _gateway_manifests(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from mcgw.app.config import split_listen
     from mcgw.dataplane.bootstrap import XdsTarget
     from mcgw.dataplane.manifests import gateway_manifests, to_yaml
+    from mcgw.provisioning import credentials_name
+    from mcgw.provisioning.ca import CertificateAuthority, spiffe_uri
 
     namespace, _, gateway = args.gateway.partition("/")
     if not namespace or not gateway or "/" in gateway:
@@ -99,8 +103,28 @@ def _gateway_manifests(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"mcgw gateway-manifests: --xds {error}", file=sys.stderr)
         return 2
+    credentials = None
+    uri = spiffe_uri(args.trust_domain, args.cluster, namespace, gateway)
+    if bool(args.ca_cert) != bool(args.ca_key):
+        print("mcgw gateway-manifests: --ca-cert and --ca-key go together", file=sys.stderr)
+        return 2
+    if args.ca_cert and not args.xds_insecure:
+        try:
+            ca = CertificateAuthority.from_pem(Path(args.ca_cert).read_bytes(), Path(args.ca_key).read_bytes())
+        except (OSError, ValueError) as error:
+            print(f"mcgw gateway-manifests: the CA: {error}", file=sys.stderr)
+            return 2
+        credentials = ca.issue_client(uri, dt.timedelta(seconds=args.lifetime))
     documents = gateway_manifests(args.cluster, namespace, gateway, XdsTarget(host, port), args.port,
-                                  image=args.image, replicas=args.replicas, service_type=args.service_type)
+                                  image=args.image, replicas=args.replicas, service_type=args.service_type,
+                                  insecure=args.xds_insecure, credentials=credentials)
+    if not args.xds_insecure and credentials is None:
+        print(f"mcgw gateway-manifests: the Envoys need Secret {namespace}/{credentials_name(gateway)} (tls.crt, "
+              f"tls.key, ca.crt) with a client certificate from mcgw's xDS CA whose URI SAN is {uri}; pass "
+              "--ca-cert and --ca-key to include one", file=sys.stderr)
+    elif credentials is not None:
+        print(f"mcgw gateway-manifests: the included certificate expires {credentials.not_after.isoformat()} and is "
+              "not renewed; print the manifests again before then", file=sys.stderr)
     print(to_yaml(documents), end="")
     return 0
 
@@ -205,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     manifests.add_argument("--image", default=DEFAULT_IMAGE)
     manifests.add_argument("--replicas", type=int, default=2)
     manifests.add_argument("--service-type", default="LoadBalancer", choices=["LoadBalancer", "NodePort", "ClusterIP"])
+    manifests.add_argument("--xds-insecure", action="store_true",
+                           help="dial xDS in plaintext (only for an mcgw run with xds.insecure: true)")
+    manifests.add_argument("--ca-cert", metavar="FILE", help="mcgw's xDS CA certificate (PEM), to include the "
+                                                             "Envoys' client certificate Secret")
+    manifests.add_argument("--ca-key", metavar="FILE", help="the xDS CA's key (PEM); it is not printed")
+    manifests.add_argument("--trust-domain", default="mcgw", help="xds.trustDomain of mcgw run")
+    manifests.add_argument("--lifetime", type=float, default=30 * 86400,
+                           help="seconds the included client certificate is valid (default 30 days)")
     manifests.set_defaults(handler=_gateway_manifests)
 
     translate = commands.add_parser(

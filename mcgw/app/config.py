@@ -97,7 +97,8 @@ class MemberCluster(ClusterProperties):
 
 
 class XdsTls(ConfigModel):
-    """The xDS port's certificate; with ``clientCa`` every Envoy must present a client certificate (mTLS)."""
+    """Your own certificate for the xDS port (only without provisioning): every Envoy must present a client
+    certificate from ``clientCa`` whose SPIFFE URI names its node group."""
 
     cert: ConfigFile
     key: ConfigFile
@@ -119,9 +120,56 @@ class _Listener(ConfigModel):
         return split_listen(self.listen)[1]
 
 
+_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class XdsCa(ConfigModel):
+    """Where mcgw keeps the CA that issues the xDS certificates: a Secret (``tls.crt``, ``tls.key``) in one
+    member cluster (``cluster``, default the first listed), so every replica and restart uses the same CA.
+    mcgw creates it when missing unless ``create`` is false (bring your own CA: the Secret must exist)."""
+
+    cluster: str | None = None
+    namespace: str = Field("kube-system", pattern=_NAME, max_length=63)
+    name: str = Field("mcgw-xds-ca", pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)
+    create: bool = True
+
+
 class XdsSettings(_Listener):
+    """The xDS port: mTLS with certificates from mcgw's CA (``ca``) unless ``insecure`` (plaintext, any
+    client reads any node group) or ``tls`` (your own certificates, without provisioning).
+
+    ``certificateLifetime`` (seconds) is how long the server's and each provisioned Envoy's certificate is
+    valid; each is replaced after two thirds of it. ``serverNames`` are extra names (or IPs) the server
+    certificate carries besides the address provisioned Envoys dial."""
+
     listen: ListenAddress = "0.0.0.0:18000"
+    insecure: bool = False
     tls: XdsTls | None = None
+    ca: XdsCa = Field(default_factory=XdsCa)
+    trust_domain: str = Field("mcgw", pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=255)
+    certificate_lifetime: float = Field(86400.0, ge=15)
+    server_names: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_way_to_secure(self) -> XdsSettings:
+        if self.insecure and self.tls is not None:
+            raise ValueError("xds.insecure: true serves plaintext and xds.tls a certificate: choose one")
+        if self.tls is not None and self.tls.client_ca is None:
+            raise ValueError("xds.tls.clientCa is needed: without client certificates any client could read any "
+                             "node group's configuration, private keys included; set clientCa, or remove xds.tls "
+                             "and let mcgw's CA (xds.ca) issue the certificates")
+        for name in self.server_names:
+            if not _HOSTNAME.match(name):
+                try:
+                    ipaddress.ip_address(name)
+                except ValueError:
+                    raise ValueError(f"xds.serverNames: {name!r} is not a host name or IP address") from None
+        return self
+
+    @property
+    def mode(self) -> str:
+        """``insecure``, ``tls`` (your certificates) or ``ca`` (mcgw's CA, the default)."""
+        return "insecure" if self.insecure else "tls" if self.tls is not None else "ca"
 
 
 class AdminSettings(_Listener):
@@ -197,18 +245,41 @@ class RunConfig(ConfigModel):
         return clusters
 
     @model_validator(mode="after")
+    def _ca_cluster_is_a_member(self) -> RunConfig:
+        names = [c.name for c in self.clusters]
+        if self.xds.ca.cluster is not None and self.xds.ca.cluster not in names:
+            raise ValueError(f"xds.ca.cluster {self.xds.ca.cluster!r} is not one of the clusters ({', '.join(names)})")
+        return self
+
+    @model_validator(mode="after")
     def _provisioned_envoys_can_dial(self) -> RunConfig:
         provisioning = self.provisioning
         if not provisioning.enabled:
             return self
         if self.xds.tls is not None:
-            raise ValueError("provisioning: provisioned Envoys get no xDS TLS credentials yet, and xds.tls is set: "
-                             "set provisioning.enabled: false and run the Envoys yourself, or serve xDS without TLS")
+            raise ValueError("xds.tls cannot be used with provisioning: provisioned Envoys get their client "
+                             "certificates from mcgw's CA, which issues the server's too; remove xds.tls (bring "
+                             "your own CA with xds.ca instead), or set provisioning.enabled: false")
         if provisioning.xds_address is None and (self.xds.host in _WILDCARDS or self.xds.port == 0):
             raise ValueError(f"provisioning.xdsAddress is needed: xds.listen is {self.xds.listen!r}, not an address "
                              "Envoy pods can dial; give the host:port they reach mcgw's xDS server at (or set "
                              "provisioning.enabled: false)")
         return self
+
+    def ca_cluster(self) -> str:
+        """The member cluster that holds the xDS CA's Secret."""
+        return self.xds.ca.cluster or self.clusters[0].name
+
+    def server_hosts(self) -> tuple[str, ...]:
+        """What the xDS server certificate names: where provisioned Envoys dial, the listen host when it is
+        concrete, and ``xds.serverNames``."""
+        hosts: list[str] = []
+        if self.provisioning.enabled:
+            hosts.append(self.provisioning_xds()[0])
+        if self.xds.host not in _WILDCARDS:
+            hosts.append(self.xds.host)
+        hosts += self.xds.server_names
+        return tuple(dict.fromkeys(hosts)) or ("localhost",)
 
     def provisioning_xds(self) -> tuple[str, int]:
         """Where provisioned Envoys dial the xDS server."""

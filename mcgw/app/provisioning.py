@@ -12,11 +12,17 @@ and what is observed of those Envoys goes back into the Gateways' status.
   not make a Gateway flap to Pending, but an Envoy that does not answer, or rejects, does. The xDS side
   has no store events, so ``watch_envoys`` looks every ``ENVOY_POLL`` seconds and re-evaluates a cluster
   whose Envoys' standing changed.
+- xDS credentials (unless ``xds.insecure``): every provisioned Gateway also gets a Secret with its Envoys'
+  client certificate (``XdsIdentities.for_gateway``), and the cluster is rendered again when the first
+  of its certificates is due, so each is replaced at two thirds of its lifetime. A Gateway whose
+  parameters cannot be used keeps what it runs, but its existing Secret is still renewed: its Envoys
+  would otherwise lose the xDS server when the certificate expires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +33,8 @@ from kubernetes.aio import client
 from prometheus_client import CollectorRegistry, Counter
 
 from mcgw.app.config import RunConfig
-from mcgw.objects.model import Deployment, EnvoyProxySpec, Gateway, Service
+from mcgw.app.xds_identity import XdsIdentities
+from mcgw.objects.model import Deployment, EnvoyProxySpec, Gateway, Secret, Service
 from mcgw.providers.kubernetes.provisioner import (
     FOREIGN_RECHECK,
     GatewayLabel,
@@ -39,8 +46,11 @@ from mcgw.providers.kubernetes.provisioner import (
 from mcgw.provisioning import (
     RESERVED_PORTS,
     Target,
+    credentials_name,
     gateway_label_value,
     object_name,
+    provisioned_tls,
+    render_credentials,
     render_gateway,
     settings_from,
 )
@@ -114,8 +124,11 @@ class Provisioning:
                  nodes: Callable[[], Iterable[NodeStatus]]) -> None:
         host, port = config.provisioning_xds()
         pools = tuple(config.provisioning.address_pools)
-        self.targets = {c.name: Target(c.name, XdsTarget(host, port), bootstrap_template, pools)
+        tls = None if config.xds.insecure else provisioned_tls(host)
+        self.targets = {c.name: Target(c.name, XdsTarget(host, port, tls=tls), bootstrap_template, pools)
                         for c in config.clusters}
+        # Set by the controller once the CA is loaded, before the first reconcile pass (None: insecure).
+        self.identities: XdsIdentities | None = None
         self.store = store
         self.metrics = ProvisioningMetrics(registry)
         self.provisioners: dict[str, Provisioner] = {}
@@ -128,6 +141,7 @@ class Provisioning:
         self._rendered: dict[str, dict[GatewayKey, _Rendered]] = {}
         self._delay: dict[str, float] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._renewals: dict[str, asyncio.TimerHandle] = {}
 
     def add(self, cluster: str, api: client.ApiClient, is_leader: Callable[[], bool]) -> None:
         self.provisioners[cluster] = Provisioner(api, cluster, is_leader, metrics=self.metrics)
@@ -137,6 +151,7 @@ class Provisioning:
         if provisioner is None or not self.store[cluster].available:
             return
         desired, held = await asyncio.to_thread(self._desired, cluster, output)
+        self._renew_later(cluster)
         foreign_before = set(provisioner.foreign)
         report = await provisioner.sync(desired, held, self.store[cluster].objects())
         self.reports[cluster] = report
@@ -157,6 +172,27 @@ class Provisioning:
             timer.cancel()
         self._timers[cluster] = asyncio.get_running_loop().call_later(delay, self._resend, cluster, self)
 
+    def _renew_later(self, cluster: str) -> None:
+        """Render ``cluster`` again when its first certificate is due (a re-render issues the new one)."""
+        if (timer := self._renewals.pop(cluster, None)) is not None:
+            timer.cancel()
+        due = self.identities.next_renewal(cluster) if self.identities is not None else None
+        if due is not None:
+            delay = max(0.5, (due - dt.datetime.now(dt.UTC)).total_seconds() + 0.1)
+            self._renewals[cluster] = asyncio.get_running_loop().call_later(delay, self._resend, cluster, self)
+
+    def _credentials(self, cluster: str, gateway: Gateway, required: bool) -> dict[str, Any] | None:
+        """The Secret with ``gateway``'s xDS client certificate; with ``required`` false, only when one of ours
+        exists already (a held Gateway's is renewed, never created)."""
+        if self.identities is None:
+            return None
+        namespace, name = gateway.metadata.namespace, gateway.metadata.name
+        stored = self.store[cluster].get(("Secret", namespace, credentials_name(name)))
+        stored = stored if isinstance(stored, Secret) and is_ours(stored.metadata.labels) else None
+        if stored is None and not required:
+            return None
+        return render_credentials(gateway, self.identities.for_gateway(cluster, namespace, name, stored))
+
     def _desired(self, cluster: str, output: ClusterOutput) -> tuple[dict[ObjectKey, dict[str, Any]],
                                                                       set[GatewayLabel]]:
         """Worker-thread half: the desired objects of every Gateway of ours, and the Gateways held."""
@@ -164,18 +200,25 @@ class Provisioning:
         previous = self._rendered.get(cluster, {})
         rendered: dict[GatewayKey, _Rendered] = {}
         held: set[GatewayLabel] = set()
+        credentials: list[dict[str, Any]] = []
         for key, result in output.evaluation.gateways.items():
             if not result.parameters_valid:
                 held.add((key[0], gateway_label_value(key[1])))
+                if (secret := self._credentials(cluster, result.gateway, required=False)) is not None:
+                    credentials.append(secret)
                 continue
+            if (secret := self._credentials(cluster, result.gateway, required=True)) is not None:
+                credentials.append(secret)
             known = previous.get(key)
             if known is None or known.gateway is not result.gateway or known.parameters != result.parameters:
                 known = _Rendered(result.gateway, result.parameters, tuple(
                     render_gateway(target, result.gateway, settings_from(result.parameters))))
             rendered[key] = known
         self._rendered[cluster] = rendered
+        if self.identities is not None:
+            self.identities.retain(cluster, output.evaluation.gateways)
         desired = {(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]): obj
-                   for known in rendered.values() for obj in known.objects}
+                   for obj in [*credentials, *(obj for known in rendered.values() for obj in known.objects)]}
         return desired, held
 
     # -- facts for status ---------------------------------------------------------------------------------
@@ -227,6 +270,7 @@ class Provisioning:
                 for cluster, report in sorted(self.reports.items())}
 
     def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        for timers in (self._timers, self._renewals):
+            for timer in timers.values():
+                timer.cancel()
+            timers.clear()

@@ -8,6 +8,7 @@ this process holds that cluster's Lease. The admin server reports health, readin
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,21 +19,27 @@ from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_
 from mcgw.app.config import RunConfig
 from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
 from mcgw.app.provisioning import Provisioning
+from mcgw.app.xds_identity import XdsIdentities
 from mcgw.dataplane.bootstrap import read_template
 from mcgw.objects.kinds import KINDS, UNPROVISIONED_KINDS
 from mcgw.objects.model import Gateway, Service
-from mcgw.providers.kubernetes.cluster import MemberCluster
+from mcgw.providers.kubernetes.ca_secret import load_or_create
+from mcgw.providers.kubernetes.cluster import MemberCluster, api_client_from_kubeconfig
 from mcgw.providers.kubernetes.leader import LeaderElector
 from mcgw.providers.kubernetes.mcs_writer import McsWriter
 from mcgw.providers.kubernetes.status_writer import StatusWriter
+from mcgw.provisioning.ca import CertificateAuthority
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.runtime.reconciler import GatewayKey, OutputSink, ReconcileOptions, Reconciler
 from mcgw.store import Store
-from xdsserver import SnapshotCache, XdsServer
+from xdsserver import RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
 
 log = logging.getLogger(__name__)
+
+INSECURE_WARNING = ("xds.insecure: true: the xDS port serves plaintext and authorises nobody; any client that "
+                    "reaches it can read every Gateway's configuration, private keys included")
 
 # The label Gateway API implementations put on the resources they generate for a Gateway; an Envoy
 # Service carrying it gives the Gateway its address when the Gateway does not ask for one.
@@ -71,10 +78,14 @@ class Controller(Lifecycle):
         self.kinds = KINDS if config.provisioning.enabled else UNPROVISIONED_KINDS
         self.store = Store([c.name for c in config.clusters], [kind.name for kind in self.kinds])
         self.cache = SnapshotCache()
+        # xDS security (see docs/security.md): mcgw's CA by default (the server's credentials are set once the
+        # CA is loaded, in _start), the user's certificate files with xds.tls, plaintext only when asked.
         tls = config.xds.tls.tls_config() if config.xds.tls else None
         self.registry = CollectorRegistry()  # one per controller: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)
-        self.xds = XdsServer(self.cache, registry=self.registry, tls=tls)
+        self.xds = XdsServer(self.cache, registry=self.registry, tls=tls,
+                             authorizer=None if config.xds.insecure else spiffe_authorizer(config.xds.trust_domain))
+        self.identities: XdsIdentities | None = None
         self.members: dict[str, MemberCluster] = {}
         self.electors: dict[str, LeaderElector] = {}
         self.writers: dict[str, StatusWriter] = {}
@@ -108,9 +119,14 @@ class Controller(Lifecycle):
         config = self.config
         # Registered in the reverse of the shutdown order: stop accepting, release the Leases, stop the
         # loops and informers, drain xDS.
+        if config.xds.mode == "ca":
+            await self._load_ca()
+        elif config.xds.insecure:
+            log.warning(INSECURE_WARNING)
         self.xds_port = await self.xds.start(config.xds.listen)
         self._stop_xds_gracefully(self.xds, self.drain_grace)
-        log.info("xDS server (ADS, SotW and delta%s) listening on %s:%d", ", mTLS" if config.xds.tls else "",
+        log.info("xDS server (ADS, SotW and delta, %s) listening on %s:%d",
+                 {"ca": "mTLS with mcgw's CA", "tls": "mTLS with xds.tls", "insecure": "PLAINTEXT"}[config.xds.mode],
                  config.xds.host, self.xds_port)
         self._stack.push_async_callback(self.reconciler.aclose)
         if self.provisioning is not None:
@@ -147,6 +163,35 @@ class Controller(Lifecycle):
         log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", config.admin.host,
                  self.admin_port)
 
+    async def _load_ca(self) -> None:
+        """mcgw's xDS CA from its Secret (created when missing), then the server's rotating credentials."""
+        settings = self.config.xds
+        cluster = self.config.ca_cluster()
+        member = next(c for c in self.config.clusters if c.name == cluster)
+
+        def generate() -> tuple[bytes, bytes]:
+            ca = CertificateAuthority.generate()
+            return ca.cert_pem, ca.key_pem()
+
+        api = await api_client_from_kubeconfig(member.kubeconfig, member.context)
+        try:
+            cert, key, created = await load_or_create(api, settings.ca.namespace, settings.ca.name,
+                                                      create=settings.ca.create, generate=generate)
+        finally:
+            await api.close()  # type: ignore[no-untyped-call]
+        try:
+            ca = CertificateAuthority.from_pem(cert, key)
+        except ValueError as error:
+            raise ValueError(f"the xDS CA in Secret {settings.ca.namespace}/{settings.ca.name} of cluster "
+                             f"{cluster}: {error}") from None
+        log.info("xDS CA %s Secret %s/%s in cluster %s", "created in" if created else "read from",
+                 settings.ca.namespace, settings.ca.name, cluster)
+        self.identities = XdsIdentities(ca, settings.trust_domain, dt.timedelta(seconds=settings.certificate_lifetime),
+                                        self.config.server_hosts())
+        self.xds.tls = RotatingTls(self.identities.server_certificate)
+        if self.provisioning is not None:
+            self.provisioning.identities = self.identities
+
     async def _release_leases(self) -> None:
         """Free the Leases held, so that another replica takes over within its retry period, not the lease duration."""
         held = sorted(name for name, elector in self.electors.items() if elector.is_leader)
@@ -178,8 +223,20 @@ class Controller(Lifecycle):
             "informers": {name: [vars(i) for i in member.health.informers]
                           for name, member in sorted(self.members.items())},
             "provisioning": self.provisioning.status() if self.provisioning else "disabled",
+            "xdsSecurity": self.xds_security(),
         }
         return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
+
+
+    def xds_security(self) -> dict[str, Any]:
+        """How the xDS port is protected, for /api/status (an insecure port says so in ``warning``)."""
+        settings = self.config.xds
+        if settings.insecure:
+            return {"mode": "insecure", "warning": INSECURE_WARNING}
+        if settings.tls is not None:
+            return {"mode": "mtls-files", "clientCa": str(settings.tls.client_ca)}
+        return {"mode": "mtls", "caSecret": f"{self.config.ca_cluster()}/{settings.ca.namespace}/{settings.ca.name}",
+                **(self.identities.status() if self.identities else {})}
 
 
 async def run_controller(config: RunConfig, drain_grace: float = DEFAULT_DRAIN_GRACE) -> None:

@@ -122,9 +122,10 @@ BY_NAME: Mapping[str, Kind] = {kind.name: kind for kind in KINDS}
 ROUTE_KINDS = frozenset(kind.name for kind in KINDS if kind.route)
 GATEWAY_LAYER_KINDS = frozenset(kind.name for kind in KINDS if kind.gateway_layer)
 LISTED_KINDS = tuple(kind.name for kind in KINDS if kind.listed)
-# What provisioning generates, in the order it applies them (a Deployment names its ServiceAccount and
-# ConfigMap); deletions go the other way.
-GENERATED_KINDS = ("ServiceAccount", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
+# What provisioning generates, in the order it applies them (a Deployment names its ServiceAccount,
+# ConfigMap and xDS credentials Secret); deletions go the other way. The Secret is watched as every TLS
+# Secret is (above), not only ours.
+GENERATED_KINDS = ("ServiceAccount", "Secret", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
                    "PodDisruptionBudget")
 # The kinds watched without provisioning.
 UNPROVISIONED_KINDS = tuple(kind for kind in KINDS if not kind.provisioned)

@@ -9,6 +9,7 @@ from mcgw.provisioning.names import (
     GATEWAY_NAME_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    credentials_name,
     gateway_label_value,
     object_name,
     owned_labels,
@@ -16,8 +17,11 @@ from mcgw.provisioning.names import (
 from mcgw.provisioning.render import (
     READY_PORT,
     RESERVED_PORTS,
+    XDS_CREDENTIALS_DIR,
     Target,
     provisioned_bootstrap,
+    provisioned_tls,
+    render_credentials,
     render_gateway,
     service_ports,
 )
@@ -25,6 +29,7 @@ from mcgw.provisioning.settings import DEFAULT_IMAGE, Autoscaling, DisruptionBud
 from mcgw.semantics.gateway.addresses import AddressPlan, IPNetwork, plan_addresses
 
 __all__ = ["DEFAULT_IMAGE", "DESIRED_HASH_ANNOTATION", "GATEWAY_NAME_LABEL", "MANAGED_BY", "MANAGED_BY_LABEL",
-           "READY_PORT", "RESERVED_PORTS", "AddressPlan", "Autoscaling", "DisruptionBudget", "IPNetwork",
-           "ProxySettings", "Target", "gateway_label_value", "object_name", "owned_labels", "plan_addresses",
-           "provisioned_bootstrap", "render_gateway", "service_ports", "settings_from"]
+           "READY_PORT", "RESERVED_PORTS", "XDS_CREDENTIALS_DIR", "AddressPlan", "Autoscaling", "DisruptionBudget",
+           "IPNetwork", "ProxySettings", "Target", "credentials_name", "gateway_label_value", "object_name",
+           "owned_labels", "plan_addresses", "provisioned_bootstrap", "provisioned_tls", "render_credentials",
+           "render_gateway", "service_ports", "settings_from"]

@@ -59,6 +59,28 @@ class XdsClientTls:
     key: Path | None = None
 
 
+CERTIFICATE_FILE, KEY_FILE, CA_FILE = "tls.crt", "tls.key", "ca.crt"
+SDS_CERTIFICATE_FILE, SDS_CA_FILE = "xds-certificate-sds.yaml", "xds-ca-sds.yaml"
+_SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+@dataclass(frozen=True)
+class XdsClientSds:
+    """mTLS to the xDS server with credentials Envoy reloads without a restart.
+
+    ``directory`` holds ``tls.crt``, ``tls.key`` and ``ca.crt`` (a Secret volume: the kubelet replaces its
+    files by swapping the ``..data`` link). The xDS cluster's TLS context reads them through SDS from the
+    two files in ``sds_directory`` (:func:`sds_documents`), each with a ``watched_directory`` on
+    ``directory``, so Envoy rereads the pair when the link moves and new connections use the new
+    certificate. ``server_name`` is the host Envoy dials: an IP is matched as an IP SAN (and sent as no
+    SNI), a name as a DNS SAN and the SNI.
+    """
+
+    server_name: str
+    directory: Path
+    sds_directory: Path
+
+
 @dataclass(frozen=True)
 class XdsTarget:
     """Where Envoy finds the mcgw xDS server."""
@@ -66,7 +88,52 @@ class XdsTarget:
     host: str
     port: int
     api_type: AdsApiType = "DELTA_GRPC"
-    tls: XdsClientTls | None = None
+    tls: XdsClientTls | XdsClientSds | None = None
+
+
+def _sds_source(tls: XdsClientSds, file_name: str) -> dict[str, Any]:
+    return {"path_config_source": {"path": str(tls.sds_directory / file_name),
+                                   "watched_directory": {"path": str(tls.sds_directory)}},
+            "resource_api_version": "V3"}
+
+
+def sds_documents(tls: XdsClientSds) -> dict[str, dict[str, Any]]:
+    """The SDS files the xDS cluster's TLS context reads (file name → content), to be put in
+    ``tls.sds_directory``: the client certificate and the CA that verifies the server."""
+    watched = {"path": str(tls.directory)}
+    return {
+        SDS_CERTIFICATE_FILE: {"resources": [{
+            "@type": _SECRET_TYPE, "name": "mcgw-xds-client",
+            "tls_certificate": {"certificate_chain": {"filename": str(tls.directory / CERTIFICATE_FILE)},
+                                "private_key": {"filename": str(tls.directory / KEY_FILE)},
+                                "watched_directory": watched}}]},
+        SDS_CA_FILE: {"resources": [{
+            "@type": _SECRET_TYPE, "name": "mcgw-xds-ca",
+            "validation_context": {"trusted_ca": {"filename": str(tls.directory / CA_FILE)},
+                                   "watched_directory": watched}}]},
+    }
+
+
+def _sds_transport_socket(tls: XdsClientSds) -> dict[str, Any]:
+    ip = _is_ip(tls.server_name)
+    context: dict[str, Any] = {
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificate_sds_secret_configs": [
+                {"name": "mcgw-xds-client", "sds_config": _sds_source(tls, SDS_CERTIFICATE_FILE)}],
+            "combined_validation_context": {
+                "default_validation_context": {"match_typed_subject_alt_names": [
+                    {"san_type": "IP_ADDRESS" if ip else "DNS", "matcher": {"exact": tls.server_name}}]},
+                "validation_context_sds_secret_config": {"name": "mcgw-xds-ca",
+                                                         "sds_config": _sds_source(tls, SDS_CA_FILE)},
+            },
+        },
+    }
+    if not ip:
+        context = {"sni": tls.server_name, **context}
+    return {"name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                                      "UpstreamTlsContext", **context}}
 
 
 def _transport_socket(tls: XdsClientTls) -> dict[str, Any]:
@@ -124,7 +191,8 @@ def render_bootstrap_text(
     if xds is not None and xds.tls is not None:
         for cluster in bootstrap["static_resources"]["clusters"]:
             if cluster["name"] == XDS_CLUSTER_NAME:
-                cluster["transport_socket"] = _transport_socket(xds.tls)
+                cluster["transport_socket"] = (_sds_transport_socket(xds.tls) if isinstance(xds.tls, XdsClientSds)
+                                               else _transport_socket(xds.tls))
     if xds is None:
         bootstrap.pop("dynamic_resources", None)
         clusters = bootstrap["static_resources"]["clusters"]

@@ -15,7 +15,8 @@ import re
 from mcgw.objects.model import DESIRED_HASH_ANNOTATION
 
 __all__ = ["APP_NAME", "APP_NAME_LABEL", "BOOTSTRAP_HASH_ANNOTATION", "DESIRED_HASH_ANNOTATION", "GATEWAY_NAME_LABEL",
-           "MANAGED_BY", "MANAGED_BY_LABEL", "gateway_label_value", "object_name", "owned_labels", "selector_labels"]
+           "MANAGED_BY", "MANAGED_BY_LABEL", "credentials_name", "gateway_label_value", "object_name", "owned_labels",
+           "selector_labels"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "mcgw"
@@ -39,6 +40,12 @@ def object_name(gateway: str) -> str:
         return name
     base = re.sub(r"[^a-z0-9-]", "-", name.lower())[:MAX_NAME - 9].rstrip("-")
     return f"{base}-{_digest(gateway)}"
+
+
+def credentials_name(gateway: str) -> str:
+    """The Secret holding the xDS client certificate of Gateway ``gateway``'s Envoys (a Secret name may
+    be a DNS subdomain, so the suffix always fits)."""
+    return f"{object_name(gateway)}-xds"
 
 
 def gateway_label_value(gateway: str) -> str:

@@ -16,25 +16,44 @@ So "ready" means "has mcgw's configuration", and the admin interface itself (whi
 and dump secrets) stays off the network. A TCP probe on a listener port would tie the pod template to
 the listeners (a rollout on every listener change) and fail for a Gateway whose listeners are all invalid.
 
+xDS credentials: with ``Target.xds.tls`` an ``XdsClientSds``, the Envoys dial mcgw over mTLS with the
+client certificate in the Secret ``mcgw-<gateway>-xds`` (rendered by :func:`render_credentials` from what
+mcgw's CA issued), mounted at ``XDS_CREDENTIALS_DIR``; the bootstrap reads it through SDS files kept in
+the ConfigMap, so a rotated Secret reaches Envoy without a restart (and without a rollout: the pod
+template names the Secret, never its content).
+
 Termination: a preStop sleep of ``drain_seconds`` keeps Envoy serving while its endpoint is withdrawn
 from the Service and load balancers, then SIGTERM; the grace period covers both.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mcgw.objects.model import GATEWAY_GROUP, Gateway
-from mcgw.provisioning.bootstrap import NodeIdentity, XdsTarget, render_bootstrap_text
+from mcgw.provisioning.bootstrap import (
+    CA_FILE,
+    CERTIFICATE_FILE,
+    KEY_FILE,
+    NodeIdentity,
+    XdsClientSds,
+    XdsTarget,
+    render_bootstrap_text,
+    sds_documents,
+)
+from mcgw.provisioning.ca import Credentials
 from mcgw.provisioning.names import (
     BOOTSTRAP_HASH_ANNOTATION,
     DESIRED_HASH_ANNOTATION,
+    credentials_name,
     object_name,
     owned_labels,
     selector_labels,
@@ -51,6 +70,13 @@ RESERVED_PORTS = frozenset({ADMIN_PORT, READY_PORT})  # so no Gateway listener c
 ENVOY_UID = 101  # the envoy user of the envoyproxy/envoy image
 BOOTSTRAP_KEY = "bootstrap.yaml"
 CONFIG_DIR = "/etc/envoy"
+XDS_CREDENTIALS_DIR = "/etc/mcgw-xds"
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+def provisioned_tls(xds_host: str) -> XdsClientSds:
+    """How provisioned Envoys authenticate to the xDS server at ``xds_host`` (see the module docstring)."""
+    return XdsClientSds(xds_host, Path(XDS_CREDENTIALS_DIR), Path(CONFIG_DIR))
 
 
 @dataclass(frozen=True)
@@ -174,6 +200,9 @@ def _container(target: Target, gateway: Gateway, settings: ProxySettings) -> dic
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "bootstrap", "mountPath": CONFIG_DIR, "readOnly": True}],
     }
+    if isinstance(target.xds.tls, XdsClientSds):
+        container["volumeMounts"].append({"name": "xds-credentials", "mountPath": str(target.xds.tls.directory),
+                                          "readOnly": True})
     return container
 
 
@@ -199,7 +228,7 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
     infrastructure = gateway.spec.infrastructure
     pod_labels = {**(infrastructure.labels if infrastructure else {}), **owned_labels(gateway_name)}
     pod_annotations = {**(infrastructure.annotations if infrastructure else {}),
-                       BOOTSTRAP_HASH_ANNOTATION: _hash(bootstrap_text)}
+                       BOOTSTRAP_HASH_ANNOTATION: _hash(bootstrap_text)}  # the SDS files follow from it
     pod_spec: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
@@ -215,6 +244,12 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
         pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
     pod_spec["containers"] = [_container(target, gateway, settings)]
     pod_spec["volumes"] = [{"name": "bootstrap", "configMap": {"name": name}}]
+    config_data = {BOOTSTRAP_KEY: bootstrap_text}
+    if isinstance(target.xds.tls, XdsClientSds):
+        pod_spec["volumes"].append({"name": "xds-credentials",
+                                    "secret": {"secretName": credentials_name(gateway_name)}})
+        config_data |= {file_name: yaml.dump(document, Dumper=_DUMPER, sort_keys=False)
+                        for file_name, document in sds_documents(target.xds.tls).items()}
     deployment_spec: dict[str, Any] = {}
     if settings.autoscaling is None:  # else the HorizontalPodAutoscaler owns the replica count
         deployment_spec["replicas"] = settings.replicas
@@ -226,7 +261,7 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
     }
     objects = [
         _object("v1", "ServiceAccount", _metadata(gateway, name), automountServiceAccountToken=False),
-        _object("v1", "ConfigMap", _metadata(gateway, name), data={BOOTSTRAP_KEY: bootstrap_text}),
+        _object("v1", "ConfigMap", _metadata(gateway, name), data=config_data),
         _object("apps/v1", "Deployment", _metadata(gateway, name), spec=deployment_spec),
     ]
     if service_ports(gateway):  # a Service needs at least one port
@@ -249,3 +284,16 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
             spec["maxUnavailable"] = budget.max_unavailable
         objects.append(_object("policy/v1", "PodDisruptionBudget", _metadata(gateway, name), spec=spec))
     return objects
+
+
+def render_credentials(gateway: Gateway, credentials: Credentials) -> dict[str, Any]:
+    """The Secret with the xDS client certificate of ``gateway``'s Envoys (type ``kubernetes.io/tls``,
+    plus ``ca.crt``, the CA that verifies the server). Its desired hash covers the certificates, not the
+    key: a hash of a key in an annotation is one thing less to reason about."""
+    metadata = _metadata(gateway, credentials_name(gateway.metadata.name))
+    certificates = {CERTIFICATE_FILE: credentials.cert.decode(), CA_FILE: credentials.ca.decode()}
+    metadata.setdefault("annotations", {})[DESIRED_HASH_ANNOTATION] = _hash({"metadata": metadata, **certificates})
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": TLS_SECRET_TYPE,
+            "data": {CERTIFICATE_FILE: base64.b64encode(credentials.cert).decode(),
+                     KEY_FILE: base64.b64encode(credentials.key).decode(),
+                     CA_FILE: base64.b64encode(credentials.ca).decode()}}

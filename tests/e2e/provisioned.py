@@ -43,7 +43,7 @@ from tests.e2e.testbed.network import netns_exists, pod_netns_name
 GW = "gateway.networking.k8s.io"
 MANAGED = "app.kubernetes.io/managed-by=mcgw"
 GATEWAY_NAME = "gateway.networking.k8s.io/gateway-name"
-GENERATED = ("ServiceAccount", "ConfigMap", "Deployment", "Service")
+GENERATED = ("ServiceAccount", "Secret", "ConfigMap", "Deployment", "Service")
 T = TypeVar("T")
 
 
@@ -82,13 +82,15 @@ def refused(url: str, timeout: float = 2) -> bool:
 def run_config(directory: Path, clusterset: ClusterSet, clusters: Sequence[str], *,
                failover_order: dict[str, list[str]] | None = None, **overrides: Any) -> Path:
     """``mcgw run`` over ``clusters`` with provisioning on: its xDS server listens on the host's bridge address,
-    where the provisioned Envoys (in the clusters' network namespaces) dial it."""
+    where the provisioned Envoys (in the clusters' network namespaces) dial it, over mTLS with certificates
+    from mcgw's CA (the default; ``xds`` adds settings)."""
     path = directory / f"mcgw-{secrets.token_hex(3)}.yaml"
     order = failover_order or {}
+    xds = overrides.pop("xds", {})
     path.write_text(yaml.safe_dump({
         "clusters": [{"name": name, "kubeconfig": str(clusterset.clusters[name].kubeconfig), "context": name,
                       **({"failoverOrder": order[name]} if name in order else {})} for name in clusters],
-        "xds": {"listen": f"{clusterset.network.host_address}:{free_port()}"},
+        "xds": {"listen": f"{clusterset.network.host_address}:{free_port()}", **xds},
         "admin": {"listen": "127.0.0.1:0"},
         "leaderElection": {"leaseName": f"mcgw-dataplane-{secrets.token_hex(3)}", "leaseDuration": 4,
                            "renewDeadline": 3, "retryPeriod": 0.5},
@@ -154,6 +156,7 @@ async def remove_provisioned_elsewhere(path: Path, since: str, mine: Callable[[s
             scalers, budgets = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
             kinds: list[tuple[Any, Any]] = [
                 (core.list_service_account_for_all_namespaces, core.delete_namespaced_service_account),
+                (core.list_secret_for_all_namespaces, core.delete_namespaced_secret),
                 (core.list_config_map_for_all_namespaces, core.delete_namespaced_config_map),
                 (core.list_service_for_all_namespaces, core.delete_namespaced_service),
                 (apps.list_deployment_for_all_namespaces, apps.delete_namespaced_deployment),
@@ -303,6 +306,7 @@ class Member:
         return {
             "ServiceAccount": (await self.core.list_namespaced_service_account(
                 namespace, label_selector=selector)).items,
+            "Secret": (await self.core.list_namespaced_secret(namespace, label_selector=selector)).items,
             "ConfigMap": (await self.core.list_namespaced_config_map(namespace, label_selector=selector)).items,
             "Deployment": (await self.apps.list_namespaced_deployment(namespace, label_selector=selector)).items,
             "Service": (await self.core.list_namespaced_service(namespace, label_selector=selector)).items,

@@ -29,6 +29,7 @@ from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.dataplane.process import EnvoyProcess
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet
+from tests.e2e.xds_credentials import host_envoy_tls
 
 GW = "gateway.networking.k8s.io"
 
@@ -172,9 +173,10 @@ async def test_controller_restart_under_steady_traffic_fails_no_request(clusters
 
     async with Controller(run_config) as controller:
         await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
-        envoy = await asyncio.to_thread(clusterset.start_envoy, "east", NodeIdentity("east", "infra-restart",
-                                                                                     "public"),
-                                        XdsTarget("127.0.0.1", xds_port))
+        node = NodeIdentity("east", "infra-restart", "public")
+        envoy = await asyncio.to_thread(clusterset.start_envoy, "east", node,
+                                        XdsTarget("127.0.0.1", xds_port,
+                                                  tls=host_envoy_tls(controller, node, tmp_path)))
         url = f"http://127.0.0.1:{port}/cart"
         await _until(lambda: _get(url)[0] == 200, 30, "the first answer through Envoy")
         async with _traffic([url]) as traffic:
@@ -223,8 +225,9 @@ async def test_a_lost_api_server_keeps_every_gateway_serving(clusterset: Cluster
     async with Controller(run_config) as controller:
         await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
         for name in ports:
-            await asyncio.to_thread(clusterset.start_envoy, name, NodeIdentity(name, "infra-lost", "public"),
-                                    XdsTarget("127.0.0.1", xds_port))
+            node = NodeIdentity(name, "infra-lost", "public")
+            await asyncio.to_thread(clusterset.start_envoy, name, node,
+                                    XdsTarget("127.0.0.1", xds_port, tls=host_envoy_tls(controller, node, tmp_path)))
         urls = [f"http://127.0.0.1:{port}/cart" for port in ports.values()]
         for url in urls:
             await _until(lambda url=url: _get(url)[0] == 200, 30, f"{url} to answer")

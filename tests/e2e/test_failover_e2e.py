@@ -41,6 +41,7 @@ from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode
 from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, served_by, settled_at
+from tests.e2e.xds_credentials import host_envoy_tls
 
 GW, MCS = "gateway.networking.k8s.io", "multicluster.x-k8s.io"
 ORDER = ["east", "west", "central"]
@@ -185,8 +186,9 @@ async def bed(request: pytest.FixtureRequest, clusterset: ClusterSet,
         async with Controller(load_run_config(_run_config(directory, clusterset, xds_port))) as controller:
             await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
             try:
-                envoy = await asyncio.to_thread(clusterset.start_envoy, "east", NodeIdentity("east", infra, "public"),
-                                                XdsTarget("127.0.0.1", xds_port))
+                node = NodeIdentity("east", infra, "public")
+                envoy = await asyncio.to_thread(clusterset.start_envoy, "east", node, XdsTarget(
+                    "127.0.0.1", xds_port, tls=host_envoy_tls(controller, node, directory)))
                 url = f"http://127.0.0.1:{port}/cart"
                 await _served_only_by(url, "east")
                 yield Bed(clusterset, backends, envoy, url, variant)

@@ -1,13 +1,15 @@
 """``mcgw gateway-manifests``: what an operator applies to run a Gateway's Envoys in a member cluster.
 
 The real API server accepts the ConfigMap, Deployment and Service; real Envoy accepts the bootstrap
-with the per-pod node name the Deployment gives it; and ``mcgw run`` takes the Gateway's address from
+with the per-pod node name the Deployment gives it, and the SDS files and xDS client certificate Secret
+(issued from a CA given on the command line); and ``mcgw run`` takes the Gateway's address from
 the Service (its ClusterIP, allocated by the API server) when the Gateway does not ask for one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from kubernetes.aio import client, config
 from mcgw.app.config import load_run_config
 from mcgw.app.run import Controller
 from mcgw.dataplane.process import envoy_binary
+from mcgw.provisioning.ca import CertificateAuthority
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet
 
@@ -28,17 +31,32 @@ GW = "gateway.networking.k8s.io"
 NAMESPACE = "infra-manifests"
 
 
-def _render() -> list[dict[str, Any]]:
+def _render(*extra: str) -> list[dict[str, Any]]:
     result = subprocess.run([sys.executable, "-m", "mcgw", "gateway-manifests", "--cluster", "east", "--gateway",
-                             f"{NAMESPACE}/edge", "--xds", "127.0.0.1:18000", "--port", "8080"],
+                             f"{NAMESPACE}/edge", "--xds", "127.0.0.1:18000", "--port", "8080", *extra],
                             capture_output=True, text=True, check=True)
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def test_the_bootstrap_in_the_config_map_is_accepted_by_envoy(tmp_path: Path) -> None:
-    _, config_map, deployment, _ = _render()
-    bootstrap = tmp_path / "bootstrap.yaml"
-    bootstrap.write_text(config_map["data"]["bootstrap.yaml"])
+    ca = CertificateAuthority.generate()
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "ca.key").write_bytes(ca.key_pem())
+    _, secret, config_map, deployment, _ = _render("--ca-cert", str(tmp_path / "ca.crt"),
+                                                   "--ca-key", str(tmp_path / "ca.key"))
+    assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", "mcgw-edge-xds")
+    assert ca.key_pem().decode() not in json.dumps(secret)  # the CA's key is never printed
+
+    # The pod's volumes, under tmp_path: Envoy reads the SDS files and the certificates they name.
+    def in_pod(text: str) -> str:
+        return text.replace("/etc/envoy", f"{tmp_path}/etc/envoy").replace("/etc/mcgw-xds", f"{tmp_path}/etc/mcgw-xds")
+
+    for directory, files in (("etc/envoy", {k: v.encode() for k, v in config_map["data"].items()}),
+                             ("etc/mcgw-xds", {k: base64.b64decode(v) for k, v in secret["data"].items()})):
+        (tmp_path / directory).mkdir(parents=True)
+        for name, content in files.items():
+            (tmp_path / directory / name).write_bytes(in_pod(content.decode()).encode())
+    bootstrap = tmp_path / "etc" / "envoy" / "bootstrap.yaml"
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     args = [a.replace("$(POD_NAME)", "mcgw-edge-7d9f-abcde") for a in args]
     args[args.index("--config-path") + 1] = str(bootstrap)

@@ -93,6 +93,7 @@ async def _remove_provisioned_elsewhere(path: Path, since: str) -> None:
     try:
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
         listings = [(await core.list_service_account_for_all_namespaces(label_selector=MANAGED)).items,
+                    (await core.list_secret_for_all_namespaces(label_selector=MANAGED)).items,
                     (await core.list_config_map_for_all_namespaces(label_selector=MANAGED)).items,
                     (await core.list_service_for_all_namespaces(label_selector=MANAGED)).items,
                     (await apps.list_deployment_for_all_namespaces(label_selector=MANAGED)).items]
@@ -102,6 +103,7 @@ async def _remove_provisioned_elsewhere(path: Path, since: str) -> None:
                 if meta.namespace.startswith("prov-") or rfc3339(meta.creation_timestamp.timestamp()) < since:
                     continue
                 delete = {"V1ServiceAccount": core.delete_namespaced_service_account,
+                          "V1Secret": core.delete_namespaced_secret,
                           "V1ConfigMap": core.delete_namespaced_config_map,
                           "V1Service": core.delete_namespaced_service,
                           "V1Deployment": apps.delete_namespaced_deployment}[type(item).__name__]
@@ -169,6 +171,7 @@ class Cluster:
         accounts = await self.core.list_namespaced_service_account(namespace, label_selector=MANAGED)
         objects = {
             "ServiceAccount": accounts.items,
+            "Secret": (await self.core.list_namespaced_secret(namespace, label_selector=MANAGED)).items,
             "ConfigMap": (await self.core.list_namespaced_config_map(namespace, label_selector=MANAGED)).items,
             "Deployment": (await self.apps.list_namespaced_deployment(namespace, label_selector=MANAGED)).items,
             "Service": (await self.core.list_namespaced_service(namespace, label_selector=MANAGED)).items,
@@ -233,10 +236,11 @@ async def test_a_gateway_gets_its_envoys_and_keeps_them_through_listener_changes
             objects = await east.generated(namespace)
             return objects if all(len(items) == 1 for items in objects.values()) else None
 
-        objects = await _until(provisioned, 30, "the Gateway's ServiceAccount, ConfigMap, Deployment and Service")
+        objects = await _until(provisioned, 30, "the Gateway's ServiceAccount, xDS credentials Secret, ConfigMap, "
+                                                "Deployment and Service")
         for kind, (obj,) in objects.items():
             meta = obj.metadata
-            assert meta.name == "mcgw-edge", kind
+            assert meta.name == ("mcgw-edge-xds" if kind == "Secret" else "mcgw-edge"), kind
             assert meta.labels["app.kubernetes.io/managed-by"] == "mcgw"
             assert meta.labels["gateway.networking.k8s.io/gateway-name"] == "edge"
             assert meta.labels["team"] == "shop", kind  # spec.infrastructure.labels

@@ -7,7 +7,9 @@ the listeners and what does not, names, and that real Envoy accepts the bootstra
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import ipaddress
 import re
 from pathlib import Path
@@ -20,14 +22,19 @@ from mcgw.app.config import split_listen
 from mcgw.dataplane.bootstrap import read_template
 from mcgw.objects.model import EnvoyProxy, Gateway, parse_object
 from mcgw.provisioning import (
+    XDS_CREDENTIALS_DIR,
     ProxySettings,
     Target,
     gateway_label_value,
     object_name,
+    provisioned_tls,
+    render_credentials,
     render_gateway,
     settings_from,
 )
 from mcgw.provisioning.bootstrap import XdsTarget
+from mcgw.provisioning.ca import CertificateAuthority, spiffe_uri
+from mcgw.provisioning.render import CONFIG_DIR
 from tests.envoy_validate import validate_bootstrap
 from tests.mcgw import golden
 
@@ -46,7 +53,8 @@ def _settings(parameters: dict[str, Any] | None) -> ProxySettings:
 
 def _target(case: dict[str, Any]) -> Target:
     host, port = split_listen(case["xds"])
-    return Target(case["cluster"], XdsTarget(host, port), read_template(),
+    tls = None if case.get("insecure") else provisioned_tls(host)  # mTLS unless the case runs xds.insecure
+    return Target(case["cluster"], XdsTarget(host, port, tls=tls), read_template(),
                   tuple(ipaddress.ip_network(p) for p in case.get("pools", [])))
 
 
@@ -145,7 +153,22 @@ def test_envoy_accepts_the_bootstrap_with_the_pod_arguments(case: Path, tmp_path
     assert isinstance(gateway, Gateway)
     objects = _by_kind(render_gateway(_target(documents[0]["case"]), gateway,
                                       _settings(documents[0]["case"].get("parameters"))))
-    bootstrap = yaml.safe_load(objects["ConfigMap"]["data"]["bootstrap.yaml"])
+    # The pod's files as its volumes lay them out, under tmp_path: the ConfigMap (bootstrap, SDS files) and
+    # the credentials Secret, so Envoy reads the SDS files and the certificates they name.
+    def in_pod(text: str) -> str:
+        return text.replace(CONFIG_DIR, f"{tmp_path}{CONFIG_DIR}").replace(XDS_CREDENTIALS_DIR,
+                                                                           f"{tmp_path}{XDS_CREDENTIALS_DIR}")
+
+    for file_name, text in objects["ConfigMap"]["data"].items():
+        (tmp_path / CONFIG_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (tmp_path / CONFIG_DIR.lstrip("/") / file_name).write_text(in_pod(text))
+    credentials = CertificateAuthority.generate().issue_client(
+        spiffe_uri("mcgw", "east", "infra", "public"), dt.timedelta(hours=1))
+    secret = render_credentials(gateway, credentials)
+    (tmp_path / XDS_CREDENTIALS_DIR.lstrip("/")).mkdir(parents=True)
+    for file_name, value in secret["data"].items():
+        (tmp_path / XDS_CREDENTIALS_DIR.lstrip("/") / file_name).write_bytes(base64.b64decode(value))
+    bootstrap = yaml.safe_load(in_pod(objects["ConfigMap"]["data"]["bootstrap.yaml"]))
     xds = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "mcgw-xds")
     if xds["type"] == "STRICT_DNS":  # validation resolves nothing, but keep it off the network anyway
         xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][

@@ -59,6 +59,38 @@ def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert (election.lease_duration, election.renew_deadline, election.retry_period) == (15, 10, 2)
     assert (config.provisioning.enabled, config.provisioning.address_pools) == (True, ())
     assert config.provisioning_xds() == ("10.1.2.3", 18000)
+    # Secure by default: mTLS with mcgw's CA, kept in the first cluster.
+    assert (config.xds.mode, config.xds.insecure, config.xds.trust_domain) == ("ca", False, "mcgw")
+    assert (config.ca_cluster(), config.xds.ca.namespace, config.xds.ca.name, config.xds.ca.create) == (
+        "east", "kube-system", "mcgw-xds-ca", True)
+    assert config.xds.certificate_lifetime == 86400
+    assert config.server_hosts() == ("10.1.2.3",)
+
+
+def test_xds_security_settings_are_checked(tmp_path: Path) -> None:
+    _kubeconfigs(tmp_path, "east", "west")
+    clusters = [{"name": "east", "kubeconfig": "kube/east.yaml"}, {"name": "west", "kubeconfig": "kube/west.yaml"}]
+    base = {"clusters": clusters, "provisioning": {"xdsAddress": "mcgw.example:18000"}}
+    insecure = load_run_config(_write(tmp_path, {**base, "xds": {"insecure": True}}))
+    assert insecure.xds.mode == "insecure"
+    config = load_run_config(_write(tmp_path, {**base, "xds": {
+        "listen": "10.0.0.5:18000", "ca": {"cluster": "west", "namespace": "mcgw-system", "create": False},
+        "certificateLifetime": 30, "serverNames": ["xds.internal", "10.0.0.6"]}}))
+    assert (config.ca_cluster(), config.xds.ca.namespace, config.xds.ca.create) == ("west", "mcgw-system", False)
+    assert config.server_hosts() == ("mcgw.example", "10.0.0.5", "xds.internal", "10.0.0.6")
+    assert "xds.ca.cluster 'north' is not one of the clusters (east, west)" in _error(
+        _write(tmp_path, {**base, "xds": {"ca": {"cluster": "north"}}}))
+    assert "xds.certificateLifetime: Input should be greater than or equal to 15" in _error(
+        _write(tmp_path, {**base, "xds": {"certificateLifetime": 5}}))
+    assert "xds.serverNames: 'not a name' is not a host name or IP address" in _error(
+        _write(tmp_path, {**base, "xds": {"serverNames": ["not a name"]}}))
+    off = {"clusters": clusters, "provisioning": {"enabled": False}}
+    both = {"insecure": True, "tls": {"cert": "x.crt", "key": "x.key", "clientCa": "ca.crt"}}
+    assert "xds.insecure: true serves plaintext and xds.tls a certificate: choose one" in _error(
+        _write(tmp_path, {**off, "xds": both}), check_files=False)
+    # An old config with TLS but no client CA would let anyone read any node group: refused, saying why.
+    assert "xds.tls.clientCa is needed: without client certificates any client could read any node group" in _error(
+        _write(tmp_path, {**off, "xds": {"tls": {"cert": "x.crt", "key": "x.key"}}}), check_files=False)
 
 
 def test_provisioned_envoys_need_an_address_they_can_dial(tmp_path: Path) -> None:
@@ -75,10 +107,10 @@ def test_provisioned_envoys_need_an_address_they_can_dial(tmp_path: Path) -> Non
     # Without provisioning the Envoys are the operator's, wherever they dial from.
     off = load_run_config(_write(tmp_path, {"clusters": clusters, "provisioning": {"enabled": False}}))
     assert off.provisioning.enabled is False
-    # Provisioned Envoys get no xDS client credentials yet: with TLS, provisioning must be turned off.
-    tls = {"listen": "10.1.2.3:18000", "tls": {"cert": "x.crt", "key": "x.key"}}
-    assert "provisioned Envoys get no xDS TLS credentials yet, and xds.tls is set" in _error(
-        _write(tmp_path, {"clusters": clusters, "xds": tls}), check_files=False)
+    # Provisioned Envoys get their credentials from mcgw's CA: your own server certificate does not go with them.
+    tls = {"listen": "10.1.2.3:18000", "tls": {"cert": "x.crt", "key": "x.key", "clientCa": "ca.crt"}}
+    assert "xds.tls cannot be used with provisioning: provisioned Envoys get their client certificates from " \
+           "mcgw's CA" in _error(_write(tmp_path, {"clusters": clusters, "xds": tls}), check_files=False)
     assert "provisioning.addressPools.0: value is not a valid IPv4 or IPv6 network" in _error(
         _write(tmp_path, {"clusters": clusters, "provisioning": {"xdsAddress": "10.1.2.3:1", "addressPools": ["x"]}}))
 
@@ -135,7 +167,7 @@ def test_missing_tls_key_file_is_named(tmp_path: Path) -> None:
     _kubeconfigs(tmp_path, "east")
     (tmp_path / "xds.crt").write_text("PEM")
     path = _write(tmp_path, {"clusters": [{"name": "east", "kubeconfig": "kube/east.yaml"}],
-                             "xds": {"tls": {"cert": "xds.crt", "key": "xds.key"}}})
+                             "xds": {"tls": {"cert": "xds.crt", "key": "xds.key", "clientCa": "xds.crt"}}})
     assert "xds.tls.key: no such file" in _error(path)
 
 
