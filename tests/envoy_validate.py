@@ -1,8 +1,9 @@
 """Ask real Envoy (``envoy --mode validate``) whether it accepts a set of xDS resources.
 
 Dynamic resources are folded into a static bootstrap: each EDS cluster gets its
-ClusterLoadAssignment inline, and each listener its RouteConfiguration inline, so every field of
-every resource goes through Envoy's own validation.
+ClusterLoadAssignment inline, each listener its RouteConfiguration inline, and SDS Secrets become static
+secrets that the listeners' TLS contexts name, so every field of every resource goes through Envoy's own
+validation (certificates and keys included).
 """
 
 from __future__ import annotations
@@ -45,9 +46,14 @@ def static_bootstrap(resources: list[Message]) -> dict[str, Any]:
                 typed = network_filter.get("typed_config", {})
                 if "rds" in typed:
                     typed["route_config"] = by_kind["RouteConfiguration"][typed.pop("rds")["route_config_name"]]
+            context = chain.get("transport_socket", {}).get("typed_config", {}).get("common_tls_context", {})
+            for config in context.get("tls_certificate_sds_secret_configs", []):
+                assert config["name"] in by_kind.get("Secret", {}), f"listener names missing secret {config['name']}"
+                config.pop("sds_config", None)  # no sds_config: a static secret of that name
         listeners.append(listener)
     return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-            "static_resources": {"listeners": listeners, "clusters": clusters}}
+            "static_resources": {"listeners": listeners, "clusters": clusters,
+                                 "secrets": list(by_kind.get("Secret", {}).values())}}
 
 
 def validate_bootstrap(bootstrap: dict[str, Any]) -> subprocess.CompletedProcess[str]:

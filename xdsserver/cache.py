@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from google.protobuf.message import Message
 
-from .resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
+from .resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, Resource
 
 # Names held by a snapshot's cache of subscription views, oldest views dropped first: streams ask for what
 # they like, and every distinct set of names would otherwise stay until the next publish.
@@ -26,7 +26,8 @@ class InconsistentSnapshotError(ValueError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Resources by type URL and name. Build with :meth:`from_messages`, which checks consistency."""
+    """Resources by type URL and name. Build with :meth:`from_messages`, which checks consistency: every
+    EDS, RDS and SDS name a cluster or listener uses is carried, and nothing is carried that none uses."""
 
     resources: Mapping[str, Mapping[str, Resource]]
     versions: Mapping[str, str] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class Snapshot:
         by_type: dict[str, dict[str, Resource]] = {}
         eds_refs: set[str] = set()
         rds_refs: set[str] = set()
+        sds_refs: set[str] = set()
         for resource in resources:
             type_url = resource.type_url
             bucket = by_type.setdefault(type_url, {})
@@ -71,16 +73,19 @@ class Snapshot:
             bucket[resource.name] = resource
             if type_url == CLUSTER:
                 eds_refs |= resource.references
+                sds_refs |= resource.secret_references
             elif type_url == LISTENER:
                 rds_refs |= resource.references
+                sds_refs |= resource.secret_references
         problems = []
-        for kind, refs, type_url in (("ClusterLoadAssignment", eds_refs, ENDPOINT), ("RouteConfiguration", rds_refs,
-                                                                                        ROUTE)):
+        # A Secret nothing uses is refused too: private keys go only to the node groups whose listeners need them.
+        for kind, refs, type_url, parent in (("ClusterLoadAssignment", eds_refs, ENDPOINT, "cluster"),
+                                             ("RouteConfiguration", rds_refs, ROUTE, "listener"),
+                                             ("Secret", sds_refs, SECRET, "listener or cluster")):
             present = set(by_type.get(type_url, {}))
             if missing := sorted(refs - present):
                 problems.append(f"{kind} referenced but missing: {', '.join(missing)}")
             if orphans := sorted(present - refs):
-                parent = "cluster" if type_url == ENDPOINT else "listener"
                 problems.append(f"{kind} not referenced by any {parent}: {', '.join(orphans)}")
         if problems:
             raise InconsistentSnapshotError("; ".join(problems))

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
@@ -26,11 +28,13 @@ LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
-# Make-before-break: a cluster warms until its endpoints arrive, a listener until its routes do.
+# Make-before-break: a cluster warms until its endpoints arrive, a listener until its routes and secrets do.
 PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 # For these types a response carries the full state and absence means delete.
 FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
 _HCM_TYPE = _PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
+_DOWNSTREAM_TLS = _PREFIX + tls_pb2.DownstreamTlsContext.DESCRIPTOR.full_name
+_UPSTREAM_TLS = _PREFIX + tls_pb2.UpstreamTlsContext.DESCRIPTOR.full_name
 
 
 def resource_name(message: Message) -> str:
@@ -49,10 +53,7 @@ def _references(message: Message) -> frozenset[str]:
     if not isinstance(message, listener_pb2.Listener):
         return frozenset()
     names = set()
-    chains = [*message.filter_chains]
-    if message.HasField("default_filter_chain"):
-        chains.append(message.default_filter_chain)
-    for chain in chains:
+    for chain in _filter_chains(message):
         for network_filter in chain.filters:
             if network_filter.typed_config.type_url != _HCM_TYPE:
                 continue
@@ -63,13 +64,54 @@ def _references(message: Message) -> frozenset[str]:
     return frozenset(names)
 
 
+def _filter_chains(message: listener_pb2.Listener) -> list[listener_pb2.FilterChain]:
+    chains = [*message.filter_chains]
+    if message.HasField("default_filter_chain"):
+        chains.append(message.default_filter_chain)
+    return chains
+
+
+def _secret_references(message: Message) -> frozenset[str]:
+    """The SDS names a listener's or a cluster's TLS transport sockets need (certificates and validation
+    contexts), so that a snapshot carries exactly the secrets its listeners and clusters use."""
+    sockets: list[base_pb2.TransportSocket] = []
+    if isinstance(message, listener_pb2.Listener):
+        sockets = [chain.transport_socket for chain in _filter_chains(message) if chain.HasField("transport_socket")]
+    elif isinstance(message, cluster_pb2.Cluster) and message.HasField("transport_socket"):
+        sockets = [message.transport_socket]
+    names: set[str] = set()
+    for socket in sockets:
+        common = _common_tls_context(socket)
+        if common is None:
+            continue
+        names.update(config.name for config in common.tls_certificate_sds_secret_configs)
+        if common.HasField("validation_context_sds_secret_config"):
+            names.add(common.validation_context_sds_secret_config.name)
+        if common.HasField("combined_validation_context"):
+            names.add(common.combined_validation_context.validation_context_sds_secret_config.name)
+    names.discard("")
+    return frozenset(names)
+
+
+def _common_tls_context(socket: base_pb2.TransportSocket) -> tls_pb2.CommonTlsContext | None:
+    context: tls_pb2.DownstreamTlsContext | tls_pb2.UpstreamTlsContext
+    if socket.typed_config.type_url == _DOWNSTREAM_TLS:
+        context = tls_pb2.DownstreamTlsContext()
+    elif socket.typed_config.type_url == _UPSTREAM_TLS:
+        context = tls_pb2.UpstreamTlsContext()
+    else:
+        return None
+    socket.typed_config.Unpack(context)
+    return context.common_tls_context
+
+
 @dataclass(frozen=True)
 class Resource:
     """One serialised resource. ``version`` is a hash of the bytes, so equal content means equal version.
 
     ``sotw_field`` and ``delta_field`` are the resource encoded as an entry of a SotW or delta response,
     computed once on first use and then shared by every stream. ``references`` are the EDS or RDS names
-    it needs, for the snapshot's consistency check.
+    it needs and ``secret_references`` the SDS names, for the snapshot's consistency check.
     """
 
     name: str
@@ -77,6 +119,7 @@ class Resource:
     payload: bytes
     version: str
     references: frozenset[str] = frozenset()
+    secret_references: frozenset[str] = frozenset()
 
     @classmethod
     def from_message(cls, message: Message, previous: Mapping[str, Resource] | None = None) -> Resource:
@@ -89,7 +132,8 @@ class Resource:
             if known is not None and known.payload == payload:
                 return known
         type_url = _PREFIX + message.DESCRIPTOR.full_name
-        return cls(name, type_url, payload, hashlib.sha256(payload).hexdigest()[:16], _references(message))
+        return cls(name, type_url, payload, hashlib.sha256(payload).hexdigest()[:16], _references(message),
+                   _secret_references(message))
 
     @classmethod
     def from_payload(cls, type_url: str, name: str, payload: bytes,

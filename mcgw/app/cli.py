@@ -143,6 +143,7 @@ def _translate(args: argparse.Namespace) -> int:
     from mcgw.runtime.pipeline import translate_cluster
     from mcgw.semantics.mcs import compute_mcs
     from mcgw.support import collector
+    from mcgw.translate import redacted
 
     try:
         properties, manifests = read_clusterset_manifests(Path(args.f))
@@ -171,12 +172,12 @@ def _translate(args: argparse.Namespace) -> int:
         with collector.paused():  # as the runtime translates: collections during a pass free nothing
             result = translate_cluster(name, objects[name], addresses, mcs=mcs)
         kinds = {"Listener": "listeners", "RouteConfiguration": "routes", "Cluster": "clusters",
-                 "ClusterLoadAssignment": "endpoints"}
+                 "ClusterLoadAssignment": "endpoints", "Secret": "secrets"}
         gateways: dict[str, dict[str, list[object]]] = {}
         for (ns, gateway), messages in sorted(result.resources.items()):
             grouped: dict[str, list[object]] = {kind: [] for kind in kinds.values()}
             for message in messages:
-                grouped[kinds[message.DESCRIPTOR.name]].append(json.loads(json_format.MessageToJson(message)))
+                grouped[kinds[message.DESCRIPTOR.name]].append(json.loads(json_format.MessageToJson(redacted(message))))
             gateways[f"{ns}/{gateway}"] = grouped
         output[name] = {"status": result.statuses(), "xds": gateways}
     if args.o == "json":

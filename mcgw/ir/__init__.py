@@ -7,6 +7,7 @@ beside it build it from evaluated Gateways and routes. ``from mcgw import ir`` g
 from .types import (
     NO_BACKEND_HEADERS,
     NO_HEADER_OPS,
+    REDACTED,
     BackendHeadersIR,
     BackendIR,
     CorsIR,
@@ -26,6 +27,7 @@ from .types import (
     RedirectIR,
     RetryIR,
     RouteIR,
+    SecretIR,
     StringMatchIR,
     TCPListenerIR,
     TlsChainIR,
@@ -41,6 +43,7 @@ from .types import (
 __all__ = [
     "NO_BACKEND_HEADERS",
     "NO_HEADER_OPS",
+    "REDACTED",
     "BackendHeadersIR",
     "BackendIR",
     "CorsIR",
@@ -60,6 +63,7 @@ __all__ = [
     "RedirectIR",
     "RetryIR",
     "RouteIR",
+    "SecretIR",
     "StringMatchIR",
     "TCPListenerIR",
     "TLSPassthroughListenerIR",

@@ -1,4 +1,7 @@
-"""A Gateway's shape in the IR: where it binds, its usable ports and their TLS chains."""
+"""A Gateway's shape in the IR: where it binds, its usable ports, their TLS chains and the certificates they name.
+
+TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kubernetes Secret); the contents
+are the Gateway's ``secrets``, apart, so that a rotated certificate changes those and no listener."""
 
 from __future__ import annotations
 
@@ -22,20 +25,31 @@ class PortShape(NamedTuple):
 
 
 class GatewayShape(NamedTuple):
-    """What a Gateway's IR needs besides its routes: where it binds and its usable ports."""
+    """What a Gateway's IR needs besides its routes: where it binds, its usable ports, their certificates."""
 
     key: GatewayKey
     address: str
     ports: tuple[PortShape, ...]
+    secrets: tuple[ir.SecretIR, ...] = ()
 
 
-def _tls_chain(listener: ListenerResult, secrets: Mapping[tuple[str, str], Secret]) -> ir.TlsChainIR:
-    certificates = []
+def secret_name(namespace: str, name: str) -> str:
+    """The SDS name of a Kubernetes TLS Secret: stable across rotations, unique within a member cluster."""
+    return f"secret/{namespace}/{name}"
+
+
+def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None]) -> ir.TlsChainIR:
     for key in listener.certificate_secrets:
-        data = secrets[key].data
-        certificates.append((base64.b64decode(data["tls.crt"]).decode(), base64.b64decode(data["tls.key"]).decode()))
+        used[key] = None
     hostname = listener.listener.hostname
-    return ir.TlsChainIR((hostname,) if hostname else (), tuple(certificates))
+    return ir.TlsChainIR((hostname,) if hostname else (),
+                         tuple(dict.fromkeys(secret_name(*key) for key in listener.certificate_secrets)))
+
+
+def _secret(key: tuple[str, str], secret: Secret) -> ir.SecretIR:
+    data = secret.data
+    return ir.SecretIR(secret_name(*key), base64.b64decode(data["tls.crt"]).decode(),
+                       base64.b64decode(data["tls.key"]).decode())
 
 
 def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple[str, str], Secret],
@@ -45,6 +59,7 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
     protocols: dict[int, str] = {}
     chains: dict[int, list[ir.TlsChainIR]] = {}
     hostnames: dict[int, list[str | None]] = {}
+    used: dict[tuple[str, str], None] = {}
     for listener in result.listeners:
         if listener.usable:
             port = listener.listener.port
@@ -52,23 +67,25 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
             chains.setdefault(port, [])
             hostnames.setdefault(port, []).append(listener.listener.hostname)
             if listener.listener.protocol == "HTTPS":
-                chains[port].append(_tls_chain(listener, secrets))
+                chains[port].append(_tls_chain(listener, used))
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]),  # type: ignore[arg-type]
                             tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else ())
                   for port in sorted(protocols))
-    return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports)
+    return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports,
+                        tuple(sorted((_secret(used_key, secrets[used_key]) for used_key in used),
+                                     key=lambda secret: secret.name)))
 
 
 def gateway_ir(cluster: str, shape: GatewayShape,
                virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]]) -> ir.GatewayIR:
     """A Gateway's IR: one HTTP listener per port, with the virtual hosts bound there (by port), and an
-    empty one for each listener hostname of a shared port that has none."""
+    empty one for each listener hostname of a shared port that has none; and the certificates they name."""
     ns, name = shape.key
     return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
         ir.HTTPListenerIR(f"{ns}/{name}/{p.port}", p.port, p.protocol,
                           _with_listener_hostnames(f"{ns}/{name}/{p.port}", virtual_hosts.get(p.port, ()),
                                                    p.listener_hostnames), p.tls)
-        for p in shape.ports))
+        for p in shape.ports), secrets=shape.secrets)
 
 
 def _with_listener_hostnames(port_name: str, vhosts: tuple[ir.VirtualHostIR, ...],

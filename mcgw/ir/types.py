@@ -158,10 +158,28 @@ class VirtualHostIR(NamedTuple):
 
 
 class TlsChainIR(NamedTuple):
-    """One HTTPS Gateway listener: the SNI names it answers (empty: any) and its certificates (PEM)."""
+    """One HTTPS Gateway listener: the SNI names it answers (empty: any) and the names of its certificates,
+    which the Gateway's ``secrets`` carry. Names, not contents: a rotated certificate leaves the listener as it was."""
 
     server_names: tuple[str, ...]
-    certificates: tuple[tuple[str, str], ...]  # (certificate chain, private key)
+    certificates: tuple[str, ...]  # SecretIR names
+
+
+REDACTED = "[redacted]"
+
+
+class SecretIR(NamedTuple):
+    """A certificate chain and its private key (PEM), named after the Kubernetes Secret it comes from
+    (``secret/<namespace>/<name>``), never after its content, so a rotation changes only this.
+
+    Its ``repr`` and :func:`to_data` leave the key out: IR reaches logs, test failures and golden files."""
+
+    name: str
+    certificate_chain: str
+    private_key: str
+
+    def __repr__(self) -> str:
+        return f"SecretIR(name={self.name!r}, certificate_chain=..., private_key={REDACTED!r})"
 
 
 class HTTPListenerIR(NamedTuple):
@@ -218,14 +236,19 @@ class GatewayIR(NamedTuple):
     tls_passthrough: tuple[TLSPassthroughListenerIR, ...] = ()
     tcp: tuple[TCPListenerIR, ...] = ()
     udp: tuple[UDPListenerIR, ...] = ()
+    secrets: tuple[SecretIR, ...] = ()  # what the TLS chains name, sorted by name
 
 
-def to_data(value: Any) -> Any:
-    """IR as plain dicts and lists (field order kept), for golden files and debugging."""
+def to_data(value: Any, *, private_keys: bool = False) -> Any:
+    """IR as plain dicts and lists (field order kept), for golden files and debugging. Private keys are
+    replaced by ``[redacted]`` unless ``private_keys`` asks for them (to write IR that can be read back)."""
     if isinstance(value, tuple):
         if hasattr(value, "_fields"):
-            return {name: to_data(item) for name, item in zip(value._fields, value, strict=True)}
-        return [to_data(item) for item in value]
+            if isinstance(value, SecretIR) and not private_keys:
+                value = value._replace(private_key=REDACTED)
+            return {name: to_data(item, private_keys=private_keys)
+                    for name, item in zip(value._fields, value, strict=True)}
+        return [to_data(item, private_keys=private_keys) for item in value]
     return value
 
 
@@ -363,6 +386,8 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
             problems.append(f"listener {listener.name}: HTTPS without a TLS chain")
         problems += [f"listener {listener.name}: a TLS chain without certificates"
                      for chain in listener.tls if not chain.certificates]
+        problems += [f"listener {listener.name}: a TLS chain names certificate {name!r} twice"
+                     for chain in listener.tls for name in _duplicates(chain.certificates)]
         names = [name for chain in listener.tls for name in (chain.server_names or ("*any*",))]
         problems += [f"listener {listener.name}: SNI {name} chooses more than one TLS chain"
                      for name in _duplicates(names)]
@@ -379,6 +404,21 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
         problems += [f"route {route.name} of {vhost.name}: {len(route.backend_headers)} backend header filters for "
                      f"{len(route.backends)} backends" for route in vhost.routes
                      if route.backend_headers and len(route.backend_headers) != len(route.backends)]
+    return problems
+
+
+def _secret_problems(gateway: GatewayIR) -> list[str]:
+    """Secrets are exactly those the TLS chains name: a Gateway's Envoys get no private key they do not use."""
+    names = [secret.name for secret in gateway.secrets]
+    problems = [f"secret {name} repeated" for name in _duplicates(names)]
+    if names != sorted(names):
+        problems.append("secrets not sorted by name")
+    problems += [f"secret {secret.name}: no certificate chain or no private key" for secret in gateway.secrets
+                 if not secret.certificate_chain or not secret.private_key]
+    named = {name for listener in gateway.http for chain in listener.tls for name in chain.certificates}
+    problems += [f"certificate {name} named by a TLS chain but not among the secrets"
+                 for name in sorted(named - set(names))]
+    problems += [f"secret {name} named by no TLS chain" for name in sorted(set(names) - named)]
     return problems
 
 
@@ -404,7 +444,8 @@ def validate(gateway: GatewayIR) -> None:
 
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
     (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
-    each with certificates and no SNI name choosing two of them; virtual host names and hostnames are
+    each with certificates and no SNI name choosing two of them; the Gateway's secrets are exactly the
+    certificates its chains name, sorted, each with a chain and a key; virtual host names and hostnames are
     unique per listener, route names per virtual host (TLS routes: per listener, SNI names too); a route's
     mirror fractions, if any, are one share of at most 1 per mirror, and its backend header filters, if
     any, one per backend. Every
@@ -423,6 +464,7 @@ def validate(gateway: GatewayIR) -> None:
         problems += _http_problems(listener)
     for passthrough in gateway.tls_passthrough:
         problems += _passthrough_problems(passthrough)
+    problems += _secret_problems(gateway)
     clusters: dict[str, BackendIR] = {}
     for item in listeners:
         for where, backends in _listener_routes(item):

@@ -10,7 +10,8 @@ call works out what changed and what that touches:
   status cannot change);
 - GatewayClasses, Gateways, Secrets, ReferenceGrants, Namespaces and Gateway addresses are the
   "Gateway layer": it is evaluated again as a whole (it is small), and routes are re-evaluated only
-  if what attachment or backend resolution reads from it changed;
+  if what attachment or backend resolution reads from it changed; a Secret's new content (a rotation)
+  replaces only the Gateway's secrets, keeping its listener IR and Envoy listeners;
 - a virtual host keeps its routes sorted in precedence order, so a route change is a few binary
   searches rather than a sort; only virtual hosts that changed are rebuilt, and only Gateways with a
   changed virtual host get new Envoy resources (:class:`mcgw.translate.cache.GatewayResources`).
@@ -216,6 +217,7 @@ class IncrementalTranslation:
         self._counts: AttachedCounts = {}
         self._counted: dict[GatewayKey, GatewayResult] = {}
         self._irs: dict[GatewayKey, ir.GatewayIR] = {}
+        self._stale: set[GatewayKey] = set()  # IR kept but with new secrets: their Envoy resources are due
         self._envoy: dict[GatewayKey, GatewayResources] = {}
         self._resources: dict[GatewayKey, tuple[Built, ...]] = {}
         self._failover = failover_context(cluster, {}, None)
@@ -335,13 +337,21 @@ class IncrementalTranslation:
         return self._assemble()
 
     def _reshape(self) -> None:
-        """Ports, TLS chains and bind address of every Gateway; Gateways whose shape changed get new IR."""
+        """Ports, TLS chains, certificates and bind address of every Gateway; Gateways whose shape changed get
+        new IR. When only certificates changed (a rotation), the listeners' IR is kept and only the secrets
+        are replaced, so the Envoy listeners stay the very same resources."""
         assert self._layer is not None
         secrets = {k: o for k, o in self._of("Secret").items() if isinstance(o, Secret)}
         shapes = {key: gateway_shape(key, result, secrets, self._binds)
                   for key, result in sorted(self._layer.gateways.items())}
         for key in set(self._irs):
-            if shapes.get(key) != self._shapes.get(key):
+            new, old = shapes.get(key), self._shapes.get(key)
+            if new == old:
+                continue
+            if new is not None and old is not None and new._replace(secrets=()) == old._replace(secrets=()):
+                self._irs[key] = self._irs[key]._replace(secrets=new.secrets)
+                self._stale.add(key)
+            else:
                 del self._irs[key]
         self._shapes = shapes
 
@@ -407,7 +417,9 @@ class IncrementalTranslation:
         resources = {}
         for key, shape in self._shapes.items():
             gateway = self._irs.get(key)
-            if gateway is None:
+            if gateway is not None and key in self._stale:
+                self._resources[key] = self._envoy[key].update(gateway)
+            elif gateway is None:
                 ns, name = key
                 vhosts = {}
                 for port in shape.ports:
@@ -424,6 +436,7 @@ class IncrementalTranslation:
                 self._resources[key] = envoy.update(gateway)
             gateways.append(gateway)
             resources[key] = self._resources[key]
+        self._stale.clear()
         for gone in set(self._envoy) - set(self._shapes):
             del self._envoy[gone]
             self._resources.pop(gone, None)

@@ -5,7 +5,9 @@ HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listene
 
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
 ``<ns>/<gateway>/<port>``), a virtual host per hostname (the Host header's port is ignored), and one
-EDS cluster with its ClusterLoadAssignment per backend Service port (shared by every route that uses it).
+EDS cluster with its ClusterLoadAssignment per backend Service port (shared by every route that uses it);
+per certificate the Gateway's listeners use, one SDS Secret (:mod:`.secrets`), which only this Gateway's
+Envoys receive. Show resources through :func:`redacted`: Secrets hold private keys.
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
 are built with protobuf constructors. :func:`translate` builds a Gateway's resources from scratch;
@@ -20,13 +22,14 @@ from mcgw.translate.cache import Built, GatewayResources
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import UnsupportedListenerError, listener, refuse_unsupported
 from mcgw.translate.routes import route_field, route_table, virtual_host_field, virtual_host_fields
+from mcgw.translate.secrets import redacted, secret
 
-__all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "translate"]
+__all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
 
 
 def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
-    """Every Envoy resource one Gateway's Envoys receive: route tables, listeners, then clusters with
-    their endpoints (in the order routes first name them)."""
+    """Every Envoy resource one Gateway's Envoys receive: route tables, listeners, clusters with their
+    endpoints (in the order routes first name them), then the secrets the listeners name."""
     refuse_unsupported(gateway)
     tables: list[Built] = []
     backends: dict[str, ir.BackendIR] = {}
@@ -56,4 +59,5 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
     for name, backend in backends.items():
         out += (Built(name, cluster(backend)), Built(name, load_assignment(backend)))
+    out += [Built(item.name, secret(item)) for item in gateway.secrets]
     return tuple(out)

@@ -25,6 +25,7 @@ from mcgw import ir
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import listener, refuse_unsupported
 from mcgw.translate.routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
+from mcgw.translate.secrets import secret
 from xdsserver import ROUTE, Resource
 
 
@@ -204,6 +205,7 @@ class GatewayResources:
         self._tables: dict[str, tuple[tuple[bytes, ...], Built]] = {}
         self._listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
         self._clusters: dict[str, _Cluster] = {}
+        self._secrets: dict[str, tuple[ir.SecretIR, Built]] = {}
 
     def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
         refuse_unsupported(gateway)
@@ -239,9 +241,17 @@ class GatewayResources:
                     and known_cluster.localities != backend.localities):
                 known_cluster = _Cluster(backend, known_cluster)
             clusters[name] = known_cluster
+        # A rotated certificate is a new Secret under the same name; the listener naming it stays as it was.
+        secrets: dict[str, tuple[ir.SecretIR, Built]] = {}
+        for item in gateway.secrets:
+            known_secret = self._secrets.get(item.name)
+            secrets[item.name] = known_secret if known_secret is not None and known_secret[0] == item else (
+                item, Built(item.name, secret(item)))
         self._vhosts, self._tables, self._listeners, self._clusters = vhosts, tables, listeners, clusters
+        self._secrets = secrets
         out = [table for _, table in tables.values()]
         out += [built for _, built in listeners.values()]
         for built in clusters.values():
             out += (built.cluster, built.endpoints)
+        out += [built for _, built in secrets.values()]
         return tuple(out)

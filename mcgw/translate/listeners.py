@@ -1,7 +1,9 @@
 """HTTP listener IR → Envoy ``Listener``: one per Gateway port, its routes from RDS under the port's name.
 
 An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, chosen by SNI
-(``server_names`` empty means any), each terminating TLS with that listener's certificates.
+(``server_names`` empty means any), each terminating TLS with that listener's certificates. Those come by
+SDS name over the same ADS stream (:mod:`.secrets`), so a rotated certificate reaches Envoy as a new
+Secret and the listener, unchanged, is neither modified nor drained.
 
 The connection manager detects the client's codec (HTTP/1.1, or HTTP/2 by its preface: with prior
 knowledge in cleartext, by ALPN over TLS) and lets WebSocket upgrades through on every route: GEP-1911
@@ -49,8 +51,7 @@ def _hcm(port_name: str) -> dict[str, object]:
 def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object]) -> dict[str, object]:
     context = tls_pb2.DownstreamTlsContext(common_tls_context={
         "alpn_protocols": ["h2", "http/1.1"],
-        "tls_certificates": [{"certificate_chain": {"inline_string": crt}, "private_key": {"inline_string": key}}
-                             for crt, key in chain.certificates],
+        "tls_certificate_sds_secret_configs": [{"name": name, "sds_config": ADS} for name in chain.certificates],
     })
     socket = {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
     out: dict[str, object] = {"filters": [hcm], "transport_socket": socket}

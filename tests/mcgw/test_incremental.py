@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from mcgw.objects.model import AnyObject, parse_object
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from tests.mcgw.certs import self_signed
 from xdsserver import Snapshot
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -28,6 +29,7 @@ GATEWAY = ("infra", "public")
 _CERTS = Path(__file__).parent / "testdata" / "gateways" / "certificates.in.yaml"
 TLS_DATA = next(d for d in yaml.safe_load_all(_CERTS.read_text())
                 if d and d["metadata"]["name"] == "shared-cert")["data"]
+ROTATED_DATA = self_signed("a.example.com")  # another valid pair: a rotation, which changes only the SDS Secret
 
 
 class World:
@@ -92,11 +94,11 @@ def gateway(world: World, draw: Draw) -> None:
 
 def secret(world: World, draw: Draw) -> None:
     namespace = draw(st.sampled_from(["infra", "certs"]))
-    choice = draw(st.sampled_from(["valid", "garbage", "delete"]))
+    choice = draw(st.sampled_from(["valid", "rotated", "garbage", "delete"]))
     if choice == "delete":
         world.delete("Secret", namespace, "cert")
         return
-    data = TLS_DATA if choice == "valid" else {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+    data = {"valid": TLS_DATA, "rotated": ROTATED_DATA}.get(choice, {"tls.crt": "Y2VydA==", "tls.key": "a2V5"})
     world.put({"apiVersion": "v1", "kind": "Secret", "metadata": _meta("cert", namespace), "type": "kubernetes.io/tls",
                "data": data})
 

@@ -12,9 +12,10 @@ INVALID = ir.BackendIR("shop/web/rule/0/invalid-backend/1", 1, False, "Invalid")
 ROUTE = ir.RouteIR("shop/web/rule/0/match/0", ir.MatchIR("PathPrefix", "/"), (WEB, INVALID))
 VHOST = ir.VirtualHostIR("infra/gw/80/*", "*", (ROUTE,))
 HTTP = ir.HTTPListenerIR("infra/gw/80", 80, "HTTP", (VHOST,))
-CHAIN = ir.TlsChainIR(("a.example.com",), (("CERT", "KEY"),))
+CHAIN = ir.TlsChainIR(("a.example.com",), ("secret/infra/a",))
 HTTPS = ir.HTTPListenerIR("infra/gw/443", 443, "HTTPS", (), (CHAIN,))
-GATEWAY = ir.GatewayIR("east", "infra", "gw", "0.0.0.0", (HTTP, HTTPS))
+SECRET = ir.SecretIR("secret/infra/a", "CERT", "KEY")
+GATEWAY = ir.GatewayIR("east", "infra", "gw", "0.0.0.0", (HTTP, HTTPS), secrets=(SECRET,))
 
 
 def _with_route(route: ir.RouteIR) -> ir.GatewayIR:
@@ -40,6 +41,12 @@ def test_a_well_formed_gateway_passes() -> None:
      "port 53 has more than one UDP listener"),
     (GATEWAY._replace(http=(HTTP._replace(port=70000),)), "port 70000 out of range"),
     (GATEWAY._replace(http=(HTTP._replace(tls=(CHAIN,)),)), "HTTP, yet it has TLS chains"),
+    (GATEWAY._replace(secrets=()), "certificate secret/infra/a named by a TLS chain but not among the secrets"),
+    (GATEWAY._replace(http=(HTTP,)), "secret secret/infra/a named by no TLS chain"),
+    (GATEWAY._replace(secrets=(SECRET, SECRET)), "secret secret/infra/a repeated"),
+    (GATEWAY._replace(secrets=(SECRET._replace(private_key=""),)), "no certificate chain or no private key"),
+    (GATEWAY._replace(http=(HTTP, HTTPS._replace(tls=(CHAIN._replace(certificates=("secret/infra/a",) * 2),)))),
+     "names certificate 'secret/infra/a' twice"),
     (GATEWAY._replace(http=(HTTPS._replace(tls=()),)), "HTTPS without a TLS chain"),
     (GATEWAY._replace(http=(HTTPS._replace(tls=(CHAIN._replace(certificates=()),)),)),
      "a TLS chain without certificates"),

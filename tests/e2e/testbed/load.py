@@ -75,12 +75,14 @@ class OpenLoopLoad:
     is shared by every process).
     """
 
-    def __init__(self, url: str, rate: float = 200.0, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, rate: float = 200.0, timeout: float = 5.0, new_connections: bool = False) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.url = url
         self.rate = rate
         self.timeout = timeout
+        # One connection per request (for HTTPS: one handshake each, so every request sees the current certificate).
+        self.new_connections = new_connections
         self.samples: list[Sample] = []
         self.marks: list[Mark] = []
         self.max_send_lag = 0.0  # how far behind schedule a send ever was: the generator's own health
@@ -97,7 +99,8 @@ class OpenLoopLoad:
         # A file, not a pipe: a chatty child can never block on it. Closed by stop().
         self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, self.url, str(self.rate), str(self.timeout)],
+            [sys.executable, "-m", __name__, self.url, str(self.rate), str(self.timeout),
+             "new" if self.new_connections else "reuse"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=_REPO,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))},
         )
@@ -172,8 +175,10 @@ class OpenLoopLoad:
             self._started.set()
 
 
-async def _generate(url: str, rate: float, limit: float, stopping: threading.Event) -> None:
-    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error]."""
+async def _generate(url: str, rate: float, limit: float, stopping: threading.Event,
+                    new_connections: bool = False) -> None:
+    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error]. HTTPS
+    does not verify the gateway's certificate (test certificates are self-signed)."""
     batch: list[tuple[float, float, int, str, str]] = []
     lag = 0.0
 
@@ -205,7 +210,8 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
                 emit({"samples": batch[:]})
                 batch.clear()
 
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=new_connections,
+                                     ssl=not url.startswith("https:"))
     pending: set[asyncio.Task[None]] = set()
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=limit)) as session:
         flusher = asyncio.create_task(flush())
@@ -231,6 +237,7 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
 
 def _child_main(argv: list[str]) -> None:
     url, rate, limit = argv[0], float(argv[1]), float(argv[2])
+    new_connections = len(argv) > 3 and argv[3] == "new"
     stopping = threading.Event()
 
     def wait_for_stop() -> None:
@@ -238,7 +245,7 @@ def _child_main(argv: list[str]) -> None:
         stopping.set()
 
     threading.Thread(target=wait_for_stop, daemon=True).start()
-    asyncio.run(_generate(url, rate, limit, stopping))
+    asyncio.run(_generate(url, rate, limit, stopping, new_connections))
 
 
 def _cluster(body: bytes) -> str:

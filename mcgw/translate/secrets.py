@@ -1,0 +1,32 @@
+"""Secret IR → Envoy SDS ``Secret``: a listener's certificate chain and private key, as their own resource.
+
+Secrets are the one resource that holds private keys, so :func:`redacted` is what anything that shows
+resources (``mcgw translate``, golden files, debugging) renders instead.
+"""
+
+from __future__ import annotations
+
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from google.protobuf.message import Message
+
+from mcgw import ir
+
+
+def secret(item: ir.SecretIR) -> secret_pb2.Secret:
+    return secret_pb2.Secret(name=item.name, tls_certificate={
+        "certificate_chain": {"inline_string": item.certificate_chain},
+        "private_key": {"inline_string": item.private_key},
+    })
+
+
+def redacted(message: Message) -> Message:
+    """``message`` as it may be shown: a Secret's private key replaced by ``[redacted]``, anything else as is."""
+    if not isinstance(message, secret_pb2.Secret) or not message.HasField("tls_certificate"):
+        return message
+    shown = secret_pb2.Secret()
+    shown.CopyFrom(message)
+    key = shown.tls_certificate.private_key
+    key.Clear()
+    key.inline_string = ir.REDACTED
+    result: Message = shown
+    return result
