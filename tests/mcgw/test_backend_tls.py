@@ -133,7 +133,8 @@ def _envoy_accepts(output: ClusterOutput) -> None:
 def test_a_valid_policy_gives_the_backend_tls_with_sni_ca_and_the_hostname_as_san(exported: bool) -> None:
     output = _translate(_documents(_policy("tls"), _config_map(), exported=exported), exported)
     backend = _backend(output)
-    assert backend.valid and backend.tls is not None
+    assert backend.valid
+    assert backend.tls is not None
     context = _tls_context(output)
     assert context["sni"] == "echo.example.com"
     validation = context["commonTlsContext"]["validationContext"]
@@ -175,7 +176,8 @@ def test_a_policy_without_a_valid_ca_makes_the_backend_answer_500_never_plaintex
     assert _conditions(output, "tls") == {"Accepted": ("False", "NoValidCACertificate"),
                                           "ResolvedRefs": ("False", reason)}
     backend = _backend(output)
-    assert not backend.valid and backend.tls is None
+    assert not backend.valid
+    assert backend.tls is None
     assert _clusters(output) == []  # no cluster at all: its share answers 500
     assert _route_resolved_refs(output) == "True"  # the spec puts the problem on the policy
     _envoy_accepts(output)
