@@ -105,7 +105,7 @@ class BackendTLSResolution(NamedTuple):
 NO_BACKEND_TLS = BackendTLSResolution({}, {})
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)
 def ca_problem(pem: str) -> str | None:
     """Why a ``ca.crt`` value is no CA bundle Envoy would load, or ``None``."""
     if not pem.strip():
