@@ -5,8 +5,16 @@ from __future__ import annotations
 from mcgw import ir
 from mcgw.ir.failover import FailoverContext
 from mcgw.semantics.endpoints import EndpointLookup
-from mcgw.semantics.gateway.backends import APP_PROTOCOL_H2C, AppProtocolLookup, ResolvedBackend, port_app_protocol
+from mcgw.semantics.gateway.backends import (
+    APP_PROTOCOL_H2C,
+    AppProtocolLookup,
+    PortNameLookup,
+    ResolvedBackend,
+    port_app_protocol,
+    port_name,
+)
 from mcgw.semantics.gateway.routes import RouteKey
+from mcgw.semantics.policy.backendtls import NO_BACKEND_TLS, BackendTLSResolution
 
 _new = tuple.__new__
 
@@ -25,14 +33,20 @@ class Backends:
     may have changed. ServiceImport backends come from ``failover`` (the ClusterSet's imports, cluster
     properties and FailoverPolicies); a route with a FailoverPolicy of its own gets clusters of its own.
     ``app_protocols`` gives a Service port's appProtocol (a ServiceImport's comes from its import's ports),
-    which decides the protocol Envoy speaks upstream."""
+    which decides the protocol Envoy speaks upstream. ``backend_tls`` (BackendTLSPolicies, matched by the
+    port names ``port_names`` gives) says which backends are reached over TLS; one whose policy is unusable
+    is an invalid backend (500), never a plaintext one."""
 
     def __init__(self, cluster: str, endpoints: EndpointLookup, failover: FailoverContext | None = None,
-                 app_protocols: AppProtocolLookup | None = None) -> None:
+                 app_protocols: AppProtocolLookup | None = None,
+                 backend_tls: BackendTLSResolution = NO_BACKEND_TLS,
+                 port_names: PortNameLookup | None = None) -> None:
         self.cluster = cluster
         self.endpoints = endpoints
         self.failover = failover
         self.app_protocols = app_protocols
+        self.backend_tls = backend_tls
+        self.port_names = port_names
         self._backends: dict[tuple[str, str, str, int | None, int, str | None], ir.BackendIR] = {}
         self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
         self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
@@ -72,7 +86,7 @@ class Backends:
             ref = resolved.ref
             if resolved.problem is not None:
                 out.append(_new(ir.BackendIR, (f"{route[1]}/{route[2]}/rule/{index}/invalid-backend/{j}", ref.weight,
-                                               False, "Invalid", (), None, False)))
+                                               False, "Invalid", (), None, False, None)))
             elif ref.kind == "Service":
                 key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
                 out.append(known.get(key) or self._add(key, None))
@@ -91,18 +105,32 @@ class Backends:
         namespace, name, kind, port, weight, policy = key
         cluster_name = backend_cluster_name(kind, namespace, name, port)
         if kind != "Service":
+            imported = self.failover.imports.get((namespace, name)) if self.failover is not None else None
+            tls = self.backend_tls.lookup(kind, namespace, name,
+                                          port_name(imported.ports, port) if imported is not None else None)
+            if tls is not None and tls.tls is None:
+                return ir.BackendIR(f"{cluster_name}/invalid-tls", weight, False, "Invalid")
+            upstream_tls = tls.tls if tls is not None else None
             if self.failover is None:
-                return ir.BackendIR(cluster_name, weight, True, "ServiceImport")
+                return ir.BackendIR(cluster_name, weight, True, "ServiceImport", tls=upstream_tls)
             settings = self.failover.settings(namespace, name, route)
             if policy is not None:
                 cluster_name += f"/policy/{policy}"
-            imported = self.failover.imports.get((namespace, name))
             h2c = imported is not None and port_app_protocol(imported.ports, port) == APP_PROTOCOL_H2C
             return ir.BackendIR(cluster_name, weight, True, "ServiceImport",
-                                self.failover.localities(namespace, name, port or 0, settings), settings, h2c)
+                                self.failover.localities(namespace, name, port or 0, settings), settings, h2c,
+                                upstream_tls)
+        tls = None
+        if self.backend_tls.by_target:
+            names = self.port_names
+            tls = self.backend_tls.lookup(kind, namespace, name,
+                                          names(namespace, name, port or 0) if names is not None else None)
+            if tls is not None and tls.tls is None:
+                return ir.BackendIR(f"{cluster_name}/invalid-tls", weight, False, "Invalid")
         localities = self._localities.get((namespace, name, port or 0))
         if localities is None:
             localities = (ir.LocalityIR(self.cluster, 0, self.endpoints(namespace, name, port or 0)),)
             self._localities[(namespace, name, port or 0)] = localities
         h2c = self.app_protocols is not None and self.app_protocols(namespace, name, port or 0) == APP_PROTOCOL_H2C
-        return ir.BackendIR(cluster_name, weight, True, "Service", localities, None, h2c)
+        return ir.BackendIR(cluster_name, weight, True, "Service", localities, None, h2c,
+                            tls.tls if tls is not None else None)

@@ -18,21 +18,25 @@ from mcgw.ir.httproute import RankedRoute, virtual_host
 from mcgw.ir.routekinds import ROUTE_BUILDERS
 from mcgw.objects.model import Secret
 from mcgw.semantics.endpoints import EndpointLookup
-from mcgw.semantics.gateway.backends import AppProtocolLookup
+from mcgw.semantics.gateway.backends import AppProtocolLookup, PortNameLookup
 from mcgw.semantics.gateway.evaluate import Evaluation, GatewayKey
 from mcgw.semantics.gateway.routes import RouteKey
+from mcgw.semantics.policy.backendtls import NO_BACKEND_TLS, BackendTLSResolution
 
 
 def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLookup,
                    secrets: Mapping[tuple[str, str], Secret],
                    bind_addresses: Mapping[tuple[str, str], str] | None = None,
                    failover: FailoverContext | None = None,
-                   app_protocols: AppProtocolLookup | None = None) -> list[ir.GatewayIR]:
+                   app_protocols: AppProtocolLookup | None = None,
+                   backend_tls: BackendTLSResolution = NO_BACKEND_TLS,
+                   port_names: PortNameLookup | None = None) -> list[ir.GatewayIR]:
     """The IR of every Gateway of one member cluster. One without a usable listener has no listeners in
     its IR: its Envoys get an empty configuration, so they turn ready and serve nothing.
 
     ``bind_addresses`` says where each Gateway's Envoy listens (default ``0.0.0.0``); ``app_protocols``
-    gives Service ports' appProtocols (without it every Service backend speaks HTTP/1.1).
+    gives Service ports' appProtocols (without it every Service backend speaks HTTP/1.1); ``backend_tls``
+    the BackendTLSPolicies, matched to Service ports by the names ``port_names`` gives.
     """
     shapes = {key: gateway_shape(key, gateway, secrets, bind_addresses)
               for key, gateway in sorted(evaluation.gateways.items())}
@@ -45,7 +49,7 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
                     per_port = members[binding.gateway].setdefault(binding.port, {})
                     for hostname in binding.hostnames:
                         per_port.setdefault(hostname, {})[route_key] = None
-    backends = Backends(cluster, endpoints, failover, app_protocols)
+    backends = Backends(cluster, endpoints, failover, app_protocols, backend_tls, port_names)
     entries: dict[RouteKey, tuple[RankedRoute, ...]] = {}
 
     def of(route_key: RouteKey) -> tuple[RankedRoute, ...]:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from mcgw.semantics.endpoints import Endpoint
+from mcgw.semantics.policy.backendtls import UpstreamTLS
 from mcgw.semantics.policy.failover import FailoverSettings, HealthCheckSettings, OutlierSettings, RetrySettings
 
 PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
@@ -107,13 +108,16 @@ HealthCheckIR = HealthCheckSettings
 OutlierIR = OutlierSettings
 RetryIR = RetrySettings
 FailoverIR = FailoverSettings
+# A backend's TLS settings (BackendTLSPolicy) pass from the policy semantics into the IR unchanged.
+UpstreamTlsIR = UpstreamTLS
 
 
 class BackendIR(NamedTuple):
     """One backendRef. ``name`` is the Envoy cluster; ``valid`` False means its share answers 500.
 
     ``failover`` is set for ServiceImport backends (their localities carry one priority per level).
-    ``h2c``: the backend speaks HTTP/2 with prior knowledge (appProtocol ``kubernetes.io/h2c``), else HTTP/1.1."""
+    ``h2c``: the backend speaks HTTP/2 with prior knowledge (appProtocol ``kubernetes.io/h2c``), else HTTP/1.1.
+    ``tls``: the backend is reached over TLS, validated as a BackendTLSPolicy says (never in plaintext)."""
 
     name: str
     weight: int
@@ -122,6 +126,7 @@ class BackendIR(NamedTuple):
     localities: tuple[LocalityIR, ...] = ()
     failover: FailoverIR | None = None
     h2c: bool = False
+    tls: UpstreamTlsIR | None = None
 
 
 class RouteIR(NamedTuple):
@@ -349,7 +354,8 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
                             f"got {backend.name!r} of kind {backend.kind}")
         if backend.failover is not None and backend.kind != "ServiceImport":
             problems.append(f"{where}: backend {backend.name!r}: only ServiceImport backends fail over")
-    elif backend.kind != "Invalid" or backend.localities or backend.failover is not None or backend.h2c:
+    elif (backend.kind != "Invalid" or backend.localities or backend.failover is not None or backend.h2c
+          or backend.tls is not None):
         problems.append(f"{where}: invalid backend {backend.name!r} must be of kind Invalid, without endpoints")
     priorities = sorted({locality.priority for locality in backend.localities})
     if priorities != list(range(len(priorities))):
@@ -359,7 +365,7 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
 
 def _cluster_contents(backend: BackendIR) -> tuple[object, ...]:
     """What a backend's Envoy cluster is made of (its weight belongs to the route)."""
-    return backend.kind, backend.localities, backend.failover, backend.h2c
+    return backend.kind, backend.localities, backend.failover, backend.h2c, backend.tls
 
 
 def _listener_routes(listener: Listener) -> Iterable[tuple[str, tuple[BackendIR, ...]]]:

@@ -16,6 +16,7 @@ from mcgw.objects.model import (
     MCS_GROUP,
     POLICY_GROUP,
     SUPPORTED_KINDS,
+    BackendTLSPolicy,
     ConfigMap,
     Deployment,
     EndpointSlice,
@@ -41,7 +42,8 @@ GENERATED_SELECTOR = "app.kubernetes.io/managed-by=mcgw"
 
 # How mcgw's computed status merges into the stored one: conditions only, a Gateway's (conditions,
 # listeners, addresses), or a route's (one entry per parentRef of ours, other controllers' entries kept).
-StatusMerge = Literal["conditions", "gateway", "route"]
+# A policy's (one entry per ancestor of ours in ``status.ancestors``, other controllers' entries kept).
+StatusMerge = Literal["conditions", "gateway", "route", "ancestors"]
 # Who writes a kind's status: the reconcile loop (Gateway API and policies) or the MCS loop (exports).
 StatusWriter = Literal["reconciler", "mcs"]
 
@@ -104,13 +106,19 @@ KINDS: tuple[Kind, ...] = (
          status_writer="mcs", listed=True),
     Kind("ServiceImport", ServiceImport, f"{MCS_GROUP}/v1beta1", "serviceimports", listed=True),
     Kind("FailoverPolicy", FailoverPolicy, f"{POLICY_GROUP}/v1alpha1", "failoverpolicies", status="conditions"),
+    # How the Gateway reaches backend Services over TLS; its CA bundles are ConfigMaps (below).
+    Kind("BackendTLSPolicy", BackendTLSPolicy, f"{GATEWAY_GROUP}/v1", "backendtlspolicies", status="ancestors",
+         listed=True),
+    # Every ConfigMap: a BackendTLSPolicy's caCertificateRefs name any ConfigMap of its namespace (no label or
+    # field selector can pick the referenced ones), and the bootstraps provisioning generates are ConfigMaps
+    # too (ownership is by label, as for Services). Only the metadata and the ``ca.crt`` key are kept.
+    Kind("ConfigMap", ConfigMap, "v1", "configmaps"),
     # Gateway parameters: a change re-evaluates the classes and Gateways naming it (InvalidParameters).
     Kind("EnvoyProxy", EnvoyProxy, f"{POLICY_GROUP}/v1alpha1", "envoyproxies", gateway_layer=True),
-    # What provisioning generates for a Gateway's Envoys (Services are watched whole above): only objects
+    # What provisioning generates for a Gateway's Envoys (Services and ConfigMaps are watched whole above): only objects
     # with our managed-by label, which are the only ones provisioning ever changes or deletes.
     Kind("ServiceAccount", ServiceAccount, "v1", "serviceaccounts", label_selector=GENERATED_SELECTOR,
          provisioned=True),
-    Kind("ConfigMap", ConfigMap, "v1", "configmaps", label_selector=GENERATED_SELECTOR, provisioned=True),
     Kind("Deployment", Deployment, "apps/v1", "deployments", label_selector=GENERATED_SELECTOR, provisioned=True),
     Kind("HorizontalPodAutoscaler", HorizontalPodAutoscaler, "autoscaling/v2", "horizontalpodautoscalers",
          label_selector=GENERATED_SELECTOR, provisioned=True),

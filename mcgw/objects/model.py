@@ -516,12 +516,26 @@ class ServiceAccount(_Object):
     metadata: GeneratedMeta
 
 
+CA_CERTIFICATE_KEY = "ca.crt"
+
+
 @_spec
 class ConfigMap(_Object):
-    """Only the metadata: the bootstrap's content is compared through the desired-hash annotation."""
+    """The metadata and the ``ca.crt`` key only (a BackendTLSPolicy's CA bundle): every other key is dropped at
+    parse time, so a cluster's large ConfigMaps cost mcgw no memory. A generated bootstrap's content is compared
+    through the desired-hash annotation."""
 
     kind: Literal["ConfigMap"]
     metadata: GeneratedMeta
+    ca_crt: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ca_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(values := data.get("data"), dict):
+            value = values.get(CA_CERTIFICATE_KEY)
+            return {**data, "caCrt": value if isinstance(value, str) else None}
+        return data
 
 
 @_spec
@@ -676,6 +690,53 @@ class FailoverPolicy(_Object):
     spec: FailoverPolicySpec
 
 
+# -- BackendTLSPolicy (gateway.networking.k8s.io/v1) ------------------------------------------------
+
+@_spec
+class BackendTLSTargetRef(_Spec):
+    group: str = Field(max_length=253)
+    kind: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    section_name: str | None = Field(None, max_length=253)
+
+
+@_spec
+class LocalObjectReference(_Spec):
+    group: str = Field(max_length=253)
+    kind: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+
+
+@_spec
+class SubjectAltName(_Spec):
+    type: Literal["Hostname", "URI"]
+    hostname: str | None = Field(None, max_length=253)
+    uri: str | None = Field(None, max_length=253)
+
+
+@_spec
+class BackendTLSValidation(_Spec):
+    ca_certificate_refs: tuple[LocalObjectReference, ...] = Field((), max_length=8)
+    well_known_ca_certificates: str | None = Field(None, alias="wellKnownCACertificates")
+    hostname: str = Field(min_length=1, max_length=253)
+    subject_alt_names: tuple[SubjectAltName, ...] = Field((), max_length=5)
+
+
+@_spec
+class BackendTLSPolicySpec(_Spec):
+    target_refs: tuple[BackendTLSTargetRef, ...] = Field(min_length=1, max_length=16)
+    validation: BackendTLSValidation
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+@_spec
+class BackendTLSPolicy(_Object):
+    """How the Gateway connects to a backend Service over TLS (Gateway API v1, standard channel)."""
+
+    kind: Literal["BackendTLSPolicy"]
+    spec: BackendTLSPolicySpec
+
+
 # A Kubernetes resource quantity ("100m", "128Mi", "1.5", 2), as resources.requests and limits take them.
 Quantity = Annotated[int, Field(ge=0)] | Annotated[
     str, Field(pattern=r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$", max_length=64)]
@@ -749,7 +810,7 @@ class EnvoyProxy(_Object):
 
 AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
              | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount | ConfigMap | Deployment
-             | HorizontalPodAutoscaler | PodDisruptionBudget)
+             | HorizontalPodAutoscaler | PodDisruptionBudget | BackendTLSPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 

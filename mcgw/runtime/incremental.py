@@ -8,6 +8,9 @@ call works out what changed and what that touches:
 - a Service or ServiceImport that appears or disappears re-evaluates the routes that name it, and a
   Service or EndpointSlice change rebuilds the IR of the routes that name that Service (their
   status cannot change);
+- BackendTLSPolicies and ConfigMaps (their CA bundles) are resolved again as a whole (they are few), and
+  the routes naming a Service or ServiceImport whose policy outcome changed are evaluated again (a
+  ``kubernetes.io/wss`` backend needs a policy) with their backends rebuilt;
 - GatewayClasses, Gateways, Secrets, ReferenceGrants, Namespaces and Gateway addresses are the
   "Gateway layer": it is evaluated again as a whole (it is small), and routes are re-evaluated only
   if what attachment or backend resolution reads from it changed; a Secret's new content (a rotation)
@@ -39,6 +42,7 @@ from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.kinds import GATEWAY_LAYER_KINDS
 from mcgw.objects.model import (
     AnyObject,
+    BackendTLSPolicy,
     EndpointSlice,
     EnvoyProxy,
     FailoverPolicy,
@@ -50,7 +54,7 @@ from mcgw.objects.model import (
     Service,
 )
 from mcgw.semantics.endpoints import service_endpoints
-from mcgw.semantics.gateway.backends import port_app_protocol
+from mcgw.semantics.gateway.backends import port_app_protocol, port_name
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import (
     AttachedCounts,
@@ -66,6 +70,7 @@ from mcgw.semantics.gateway.listeners import GatewayResult
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
 from mcgw.semantics.gateway.routes import RouteKey
 from mcgw.semantics.mcs import ImportedService
+from mcgw.semantics.policy.backendtls import NO_BACKEND_TLS, BackendTLSResolution, resolve_backend_tls
 from mcgw.translate.cache import Built, GatewayResources
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -173,6 +178,7 @@ class Translated:
     gateways: tuple[ir.GatewayIR, ...]
     resources: dict[GatewayKey, tuple[Built, ...]]
     failover: FailoverContext
+    backend_tls: BackendTLSResolution = NO_BACKEND_TLS
 
 
 class McsInput(NamedTuple):
@@ -224,7 +230,9 @@ class IncrementalTranslation:
         # What ServiceImport backends resolve against: the cluster's ServiceImport objects and the ClusterSet's
         # imports seen from here (those win: they say which clusters export it, with which ports).
         self._imports: dict[NamespacedName, object] = {}
-        self._backends = Backends(cluster, self._endpoints, self._failover, self._app_protocol)
+        self._backend_tls = NO_BACKEND_TLS
+        self._backends = Backends(cluster, self._endpoints, self._failover, self._app_protocol, self._backend_tls,
+                                  self._port_name)
 
     def _of(self, kind: str) -> dict[NamespacedName, AnyObject]:
         return self._by_kind.setdefault(kind, {})
@@ -238,6 +246,10 @@ class IncrementalTranslation:
         service = self._of("Service").get((namespace, name))
         return port_app_protocol(service.spec.ports, port) if isinstance(service, Service) else None
 
+    def _port_name(self, namespace: str, name: str, port: int) -> str | None:
+        service = self._of("Service").get((namespace, name))
+        return port_name(service.spec.ports, port) if isinstance(service, Service) else None
+
     def update(self, objects: Iterable[AnyObject], addresses: Mapping[tuple[str, str], list[str]] | None = None,
                bind_addresses: Mapping[tuple[str, str], str] | None = None,
                mcs: McsInput | None = None,
@@ -250,6 +262,7 @@ class IncrementalTranslation:
         presence: dict[tuple[str, NamespacedName], bool] = {}  # Services/ServiceImports touched: present before?
         ports_before: dict[NamespacedName, object] = {}  # modified Services: their ports before
         layer_changed = self._layer is None
+        tls_changed = False
         for obj, present in [*((o, False) for o in removed), *((o, True) for o in added)]:
             kind, key = obj.kind, (obj.metadata.namespace, obj.metadata.name)
             store = self._of(kind)
@@ -265,6 +278,8 @@ class IncrementalTranslation:
                 changed_routes.add((kind, *key))
             elif kind in GATEWAY_LAYER_KINDS:
                 layer_changed = True
+            elif kind in ("BackendTLSPolicy", "ConfigMap"):
+                tls_changed = True
             elif kind == "Service":
                 endpoints.add(key)
             elif isinstance(obj, EndpointSlice) and obj.service_name:
@@ -291,6 +306,16 @@ class IncrementalTranslation:
                        if (old_imports[key].clusters, old_imports[key].ports)
                        != (new_imports[key].clusters, new_imports[key].ports)}
         self._imports = {**self._of("ServiceImport"), **new_imports}
+        if tls_changed:
+            old_tls = self._backend_tls
+            new_tls = resolve_backend_tls(
+                (o for o in self._of("BackendTLSPolicy").values() if isinstance(o, BackendTLSPolicy)),
+                self._of("ConfigMap"))
+            # Services and ServiceImports whose policy outcome changed: re-evaluate (wss) and rebuild their routes.
+            touched = {(target[2], target[3]) for target, _ in old_tls.by_target.items() ^ new_tls.by_target.items()}
+            membership |= touched
+            endpoints |= touched
+            self._backend_tls = self._backends.backend_tls = new_tls
         if (old_failover.resolution.by_target != failover.resolution.by_target
                 or old_failover.clusters != failover.clusters):
             endpoints |= old_imports.keys() | new_imports.keys() | set(self._of("ServiceImport"))
@@ -383,7 +408,9 @@ class IncrementalTranslation:
                 self._referrers[service].discard(key)
         result = None
         if is_route(route):
-            result = evaluate_route(route, self._layer, self._of("Service"), self._imports)
+            tls = self._backend_tls
+            result = evaluate_route(route, self._layer, self._of("Service"), self._imports,
+                                    tls.covers if tls.by_target else None)
             if not named:
                 named = ROUTE_KINDS[route.kind].named_backends(route)
                 for service in named:
@@ -449,7 +476,7 @@ class IncrementalTranslation:
         self._counted = counted
         # Copies: these dicts change with the next call, and this output must not.
         evaluation = Evaluation(dict(self._layer.classes), dict(counted), dict(self._results))
-        return Translated(evaluation, tuple(gateways), resources, self._failover)
+        return Translated(evaluation, tuple(gateways), resources, self._failover, self._backend_tls)
 
 
 def _placeholder(route: AnyRoute) -> RouteResult:

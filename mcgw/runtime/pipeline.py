@@ -8,23 +8,25 @@ its previous call (:mod:`mcgw.incremental`). Only their callers do I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from google.protobuf.message import Message
 
 from mcgw import ir
 from mcgw.ir.build import build_gateways
-from mcgw.objects.model import AnyObject, EndpointSlice, Secret, Service
+from mcgw.objects.model import AnyObject, BackendTLSPolicy, EndpointSlice, Secret, Service
 from mcgw.runtime.incremental import IncrementalTranslation, McsInput, failover_context
 from mcgw.semantics.endpoints import endpoint_lookup
-from mcgw.semantics.gateway.backends import app_protocol_lookup
+from mcgw.semantics.gateway.backends import app_protocol_lookup, port_name_lookup
 from mcgw.semantics.gateway.conditions import Condition
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import ClusterObjects, Evaluation, evaluate
 from mcgw.semantics.gateway.features import SUPPORTED_FEATURES
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS
 from mcgw.semantics.gateway.status import conditions_dict, gateway_status_dict, route_status_dict
+from mcgw.semantics.policy.backendtls import NO_BACKEND_TLS, BackendTLSResolution, resolve_backend_tls
+from mcgw.semantics.policy.backendtls_status import backend_tls_statuses
 from mcgw.translate import Built, translate
 from xdsserver import Snapshot
 
@@ -61,6 +63,7 @@ class ClusterOutput:
     # The same resources already serialised, for snapshot().
     built: Mapping[tuple[str, str], tuple[Built, ...]] = field(compare=False, repr=False)
     policies: Mapping[tuple[str, str], Condition] = field(default_factory=dict)  # FailoverPolicy -> Accepted
+    backend_tls: BackendTLSResolution = NO_BACKEND_TLS
 
     def statuses(self) -> dict[str, Any]:
         """Every status mcgw owns in this cluster, keyed by kind and namespace/name."""
@@ -77,6 +80,7 @@ class ClusterOutput:
             statuses[kind][f"{ns}/{name}"] = route_status_dict(result)
         statuses["FailoverPolicy"] = {f"{ns}/{name}": {"conditions": conditions_dict([condition])}
                                       for (ns, name), condition in sorted(self.policies.items())}
+        statuses["BackendTLSPolicy"] = backend_tls_statuses(self.backend_tls, self.evaluation.routes.values())
         return statuses
 
     def snapshot(self, gateway: tuple[str, str], previous: Snapshot | None = None) -> Snapshot:
@@ -98,19 +102,24 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
     for item in items:
         by_kind.setdefault(item.kind, {})[(item.metadata.namespace, item.metadata.name)] = item
     failover = failover_context(cluster, by_kind, mcs)
+    backend_tls = resolve_backend_tls(
+        (o for o in by_kind.get("BackendTLSPolicy", {}).values() if isinstance(o, BackendTLSPolicy)),
+        by_kind.get("ConfigMap", {}))
     services = [o for o in items if isinstance(o, Service)]
     secrets = {(o.metadata.namespace, o.metadata.name): o for o in items if isinstance(o, Secret)}
     # Mappings, not key sets: backendRef ports are checked against the Services, and ServiceImport
     # backends against the ClusterSet's imports (which win over a cluster's ServiceImport objects).
-    evaluation = evaluate(ClusterObjects.of(
+    evaluation = evaluate(replace(ClusterObjects.of(
         items, {(s.metadata.namespace, s.metadata.name): s for s in services},
-        {**by_kind.get("ServiceImport", {}), **failover.imports}), addresses, dataplane)
+        {**by_kind.get("ServiceImport", {}), **failover.imports}),
+        tls=backend_tls.covers if backend_tls.by_target else None), addresses, dataplane)
     lookup = endpoint_lookup(services, (o for o in items if isinstance(o, EndpointSlice)))
     gateways = tuple(build_gateways(cluster, evaluation, lookup, secrets, bind_addresses, failover,
-                                    app_protocol_lookup(by_kind.get("Service", {}))))
+                                    app_protocol_lookup(by_kind.get("Service", {})), backend_tls,
+                                    port_name_lookup(by_kind.get("Service", {}))))
     built = {(g.namespace, g.name): translate(g) for g in gateways}
     return ClusterOutput(cluster, evaluation, gateways, _LazyResources(built), built,
-                         policies=failover.resolution.conditions)
+                         policies=failover.resolution.conditions, backend_tls=backend_tls)
 
 
 class ClusterTranslator:
@@ -133,4 +142,5 @@ class ClusterTranslator:
         translated = self._state.update(objects, addresses, bind_addresses, mcs, dataplane)
         return ClusterOutput(self.cluster, translated.evaluation, translated.gateways,
                              _LazyResources(translated.resources), translated.resources,
-                             policies=translated.failover.resolution.conditions)
+                             policies=translated.failover.resolution.conditions,
+                             backend_tls=translated.backend_tls)

@@ -181,19 +181,20 @@ class _VirtualHost:
 
 
 class _Cluster:
-    __slots__ = ("cluster", "endpoints", "failover", "h2c", "localities")
+    __slots__ = ("cluster", "endpoints", "failover", "h2c", "localities", "tls")
 
     def __init__(self, backend: ir.BackendIR, previous: _Cluster | None) -> None:
         self.localities = backend.localities
         self.failover = backend.failover
         self.h2c = backend.h2c
+        self.tls = backend.tls
         self.cluster: Built = previous.cluster if previous is not None and not previous.differs(backend) \
             else Built(backend.name, cluster(backend))
         self.endpoints = Built(backend.name, load_assignment(backend))
 
     def differs(self, backend: ir.BackendIR) -> bool:
         """Whether the Envoy cluster (not its endpoints) of ``backend`` is another one than this."""
-        return self.failover != backend.failover or self.h2c != backend.h2c
+        return self.failover != backend.failover or self.h2c != backend.h2c or self.tls != backend.tls
 
 
 class GatewayResources:

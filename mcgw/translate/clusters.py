@@ -10,6 +10,10 @@ panic routing (a dead priority is never used), a retry budget instead of the cir
 
 An h2c backend's cluster speaks HTTP/2 with prior knowledge (its health checks too); every other one
 HTTP/1.1, Envoy's default, whatever the client spoke.
+
+A backend with a BackendTLSPolicy gets a TLS transport socket (health checks use it too): SNI, the CA
+bundle inline (CA certificates are public), or the data plane's system trust store, and the SANs the
+certificate must have. A handshake that fails validation fails the request; nothing is sent in plaintext.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from mcgw import ir
@@ -82,11 +87,29 @@ def _failover_fields(failover: ir.FailoverIR, h2c: bool) -> dict[str, Any]:
     return fields
 
 
+# wellKnownCACertificates: System. The Envoy images mcgw runs (and Debian, Ubuntu, Alpine) keep the system
+# trust store here.
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+_SAN_DNS = common_pb2.SubjectAltNameMatcher.DNS
+_SAN_URI = common_pb2.SubjectAltNameMatcher.URI
+
+
+def _transport_socket(tls: ir.UpstreamTlsIR) -> dict[str, Any]:
+    trusted = {"inline_string": tls.ca} if tls.ca is not None else {"filename": SYSTEM_CA_FILE}
+    sans = [{"san_type": _SAN_DNS, "matcher": {"exact": name}} for name in tls.san_dns]
+    sans += [{"san_type": _SAN_URI, "matcher": {"exact": uri}} for uri in tls.san_uri]
+    context = tls_pb2.UpstreamTlsContext(sni=tls.sni, common_tls_context={
+        "validation_context": {"trusted_ca": trusted, "match_typed_subject_alt_names": sans}})
+    return {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
+
+
 def cluster(backend: ir.BackendIR) -> cluster_pb2.Cluster:
     fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c) if backend.failover is not None \
         else {"connect_timeout": _CONNECT_TIMEOUT}
     if backend.h2c:
         fields["typed_extension_protocol_options"] = _H2C_OPTIONS
+    if backend.tls is not None:
+        fields["transport_socket"] = _transport_socket(backend.tls)
     return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS,
                                eds_cluster_config={"eds_config": ADS}, **fields)
 

@@ -1,13 +1,15 @@
 """Incremental translation gives exactly what a full translation gives, whatever the sequence of changes.
 
 Hypothesis drives a small cluster through random changes to routes, Services, ServiceImports,
-EndpointSlices, Gateways, GatewayClasses, ReferenceGrants, Namespaces, Secrets and addresses. After
-each one, a long-lived ClusterTranslator and a from-scratch translate_cluster must agree on every
-status, the IR, and every serialised Envoy resource; earlier outputs must not change afterwards.
+EndpointSlices, Gateways, GatewayClasses, ReferenceGrants, Namespaces, Secrets, BackendTLSPolicies, the
+ConfigMaps holding their CA bundles, and addresses. After each one, a long-lived ClusterTranslator and a
+from-scratch translate_cluster must agree on every status, the IR, and every serialised Envoy resource;
+earlier outputs must not change afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 from collections.abc import Callable
@@ -251,8 +253,51 @@ def bind_addresses(world: World, draw: Draw) -> None:
     world.binds = draw(st.sampled_from([{}, {GATEWAY: "127.0.0.2"}]))
 
 
+CA_PEM = base64.b64decode(TLS_DATA["tls.crt"]).decode()
+
+
+def backend_tls_policy(world: World, draw: Draw) -> None:
+    ns = draw(st.sampled_from(["apps", "team"]))
+    name = draw(st.sampled_from(["p0", "p1"]))
+    if draw(st.integers(0, 4)) == 0:
+        world.delete("BackendTLSPolicy", ns, name)
+        return
+    target_kind = draw(st.sampled_from([("", "Service"), ("", "Service"), ("multicluster.x-k8s.io", "ServiceImport")]))
+    ref: dict[str, Any] = {"group": target_kind[0], "kind": target_kind[1],
+                           "name": draw(st.sampled_from(["app", "api", "shared"]))}
+    if section := draw(st.sampled_from([None, None, "http", "alt", "other"])):
+        ref["sectionName"] = section
+    validation: dict[str, Any] = {"hostname": draw(st.sampled_from(["a.example.com", "b.example.com"]))}
+    ca = draw(st.sampled_from(["configmap", "configmap", "missing", "secret", "system", "unknown"]))
+    if ca in ("system", "unknown"):
+        validation["wellKnownCACertificates"] = "System" if ca == "system" else "example.com/other"
+    else:
+        validation["caCertificateRefs"] = [{"group": "", "kind": "Secret" if ca == "secret" else "ConfigMap",
+                                            "name": "gone" if ca == "missing" else "ca"}]
+    if draw(st.booleans()):
+        validation["subjectAltNames"] = [{"type": "URI", "uri": "spiffe://example.com/app"}]
+    spec: dict[str, Any] = {"targetRefs": [ref], "validation": validation}
+    if draw(st.integers(0, 5)) == 0:
+        spec["options"] = {"example.com/option": "x"}
+    world.put({"apiVersion": V1, "kind": "BackendTLSPolicy",
+               "metadata": _meta(name, ns, generation=draw(st.integers(1, 3)),
+                                 creationTimestamp=draw(st.sampled_from(["2026-01-01T00:00:00Z",
+                                                                         "2026-01-02T00:00:00Z"]))),
+               "spec": spec})
+
+
+def config_map(world: World, draw: Draw) -> None:
+    ns = draw(st.sampled_from(["apps", "team"]))
+    data = draw(st.sampled_from(["valid", "valid", "garbage", "no-key", "delete"]))
+    if data == "delete":
+        world.delete("ConfigMap", ns, "ca")
+        return
+    values = {"ca.crt": CA_PEM} if data == "valid" else {"ca.crt": "garbage"} if data == "garbage" else {"x": "y"}
+    world.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ca", ns), "data": values})
+
+
 CHANGES = [gateway_class, gateway, secret, grant, namespace, service, service_import, endpoint_slice, route, route,
-           route, addresses, bind_addresses]
+           route, addresses, bind_addresses, backend_tls_policy, config_map]
 
 
 def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:

@@ -9,7 +9,7 @@
 - **Only ours.** An object without our label is never changed or deleted. A desired object whose name is
   held by someone else's is left alone, logged once, reported (``foreign``) and looked at again after
   ``FOREIGN_RECHECK`` seconds; none of that Gateway's objects is written meanwhile (its Deployment would
-  mount their ConfigMap). The generated kinds other than Services are not watched beyond our label, so
+  mount their ConfigMap). The generated kinds other than Services and ConfigMaps are not watched beyond our label, so
   before creating one that the informers do not show, the object is read: it may be someone else's.
 - **Deletes** our objects (managed-by and gateway-name labels) that are no longer desired, with the UID
   seen as a precondition (what is deleted is exactly the object that was ours), except those of Gateways

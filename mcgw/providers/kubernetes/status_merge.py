@@ -2,7 +2,7 @@
 
 - A condition keeps its ``lastTransitionTime`` unless its status changes.
 - Condition types we do not set are kept as they are.
-- HTTPRoute ``status.parents`` entries of other controllers are kept.
+- HTTPRoute ``status.parents`` and policy ``status.ancestors`` entries of other controllers are kept.
 Pure functions: the status writer reads, merges, and writes only when something changed.
 """
 
@@ -70,13 +70,38 @@ def merge_route_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -
     return merged
 
 
+def _ancestor_key(ancestor: dict[str, Any]) -> tuple[object, ...]:
+    ref = ancestor.get("ancestorRef", {})
+    return (ref.get("group", "gateway.networking.k8s.io"), ref.get("kind", "Gateway"), ref.get("namespace"),
+            ref.get("name"), ref.get("sectionName"), ref.get("port"))
+
+
+def merge_ancestor_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:
+    """A policy's ``status.ancestors`` (GEP-713): ours replace our previous entries, others' are kept."""
+    merged = copy.deepcopy(stored)
+    previous = {_ancestor_key(a): a for a in stored.get("ancestors", [])
+                if a.get("controllerName") == CONTROLLER_NAME}
+    ancestors = [a for a in stored.get("ancestors", []) if a.get("controllerName") != CONTROLLER_NAME]
+    for ancestor in ours["ancestors"]:
+        before = previous.get(_ancestor_key(ancestor), {})
+        ancestors.append({**ancestor, "conditions": merge_conditions(before.get("conditions", []),
+                                                                     ancestor["conditions"], now)})
+    merged["ancestors"] = ancestors[:16]  # the API allows at most 16 ancestors
+    return merged
+
+
 # How each ``Kind.status`` merges.
 MERGES: Mapping[StatusMerge, Merge] = {"conditions": merge_condition_status, "gateway": merge_gateway_status,
-                                       "route": merge_route_status}
+                                       "route": merge_route_status, "ancestors": merge_ancestor_status}
 
 
 def stored_generation_is_newer(stored: dict[str, Any], ours_generation: int) -> bool:
-    """Skip writing when the stored status already describes a newer generation than ours."""
+    """Skip writing when the stored status already describes a newer generation than ours. A status of ours
+    without conditions (a policy no Gateway uses: no ancestors) says no generation, and is always written."""
+    if not ours_generation:
+        return False
     generations = [c.get("observedGeneration", 0) for c in stored.get("conditions", [])]
     generations += [c.get("observedGeneration", 0) for p in stored.get("parents", []) for c in p.get("conditions", [])]
+    generations += [c.get("observedGeneration", 0) for a in stored.get("ancestors", [])
+                    if a.get("controllerName") == CONTROLLER_NAME for c in a.get("conditions", [])]
     return bool(generations) and max(generations) > ours_generation

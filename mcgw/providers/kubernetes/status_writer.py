@@ -74,6 +74,7 @@ async def _write_one(custom: client.CustomObjectsApi, kind_name: str, namespace:
 def _generation(status: dict[str, Any]) -> int:
     """The generation a computed status describes (every condition carries it as observedGeneration)."""
     conditions = status.get("conditions", []) + [c for p in status.get("parents", []) for c in p["conditions"]]
+    conditions += [c for a in status.get("ancestors", []) for c in a["conditions"]]
     return max((c["observedGeneration"] for c in conditions), default=0)
 
 

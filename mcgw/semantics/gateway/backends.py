@@ -6,9 +6,10 @@ so the translator can answer 500 for its share of the traffic.
 
 A Service (or ServiceImport) port's ``appProtocol`` says what the backend speaks (GEP-1911, the standard
 names of KEP-3726): ``kubernetes.io/h2c`` is HTTP/2 with prior knowledge, ``kubernetes.io/ws`` WebSocket
-(upgrades pass on every route anyway), ``kubernetes.io/wss`` WebSocket over TLS, which mcgw cannot speak
-without a BackendTLSPolicy: that backendRef is UnsupportedProtocol. Any other value is implementation
-specific and mcgw speaks HTTP/1.1 to it, as without one.
+(upgrades pass on every route anyway), ``kubernetes.io/wss`` WebSocket over TLS, which needs a
+BackendTLSPolicy for that port (the TLS it is spoken over): without one that backendRef is
+UnsupportedProtocol. Any other value is implementation specific and mcgw speaks HTTP/1.1 to it, as
+without one.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ APP_PROTOCOL_WSS = "kubernetes.io/wss"
 
 # (namespace, name, port) of a Service → that port's appProtocol, if any.
 AppProtocolLookup = Callable[[str, str, int], str | None]
+# (namespace, name, port) of a Service → that port's name, if any.
+PortNameLookup = Callable[[str, str, int], str | None]
+# (kind, namespace, name, port name) of a backend → whether a BackendTLSPolicy applies to it.
+TlsLookup = Callable[[str, str, str, str | None], bool]
 
 
 def port_app_protocol(ports: Iterable[ServicePort | ImportPort], number: int | None) -> str | None:
@@ -49,6 +54,22 @@ def port_app_protocol(ports: Iterable[ServicePort | ImportPort], number: int | N
         if port.port == number and port.protocol == "TCP":
             return port.app_protocol
     return None
+
+
+def port_name(ports: Iterable[ServicePort | ImportPort], number: int | None) -> str | None:
+    """The name of TCP port ``number`` (a BackendTLSPolicy's sectionName names it)."""
+    for port in ports:
+        if port.port == number and port.protocol == "TCP":
+            return port.name or None
+    return None
+
+
+def port_name_lookup(services: Mapping[tuple[str, str], object]) -> PortNameLookup:
+    """What the IR builder asks for a Service backend port's name; ``services`` may be live."""
+    def lookup(namespace: str, name: str, port: int) -> str | None:
+        service = services.get((namespace, name))
+        return port_name(service.spec.ports, port) if isinstance(service, Service) else None
+    return lookup
 
 
 def app_protocol_lookup(services: Mapping[tuple[str, str], object]) -> AppProtocolLookup:
@@ -60,13 +81,14 @@ def app_protocol_lookup(services: Mapping[tuple[str, str], object]) -> AppProtoc
 
 
 def _protocol_problem(app_protocol: str | None, where: str, port: int | None,
-                      what: str) -> tuple[str, str] | None:
-    """A port whose protocol mcgw cannot speak is an unusable backend (GEP-1911: UnsupportedProtocol)."""
-    if app_protocol != APP_PROTOCOL_WSS:
+                      what: str, tls: bool) -> tuple[str, str] | None:
+    """A port whose protocol mcgw cannot speak is an unusable backend (GEP-1911: UnsupportedProtocol):
+    WebSocket over TLS without a BackendTLSPolicy saying how to reach it over TLS."""
+    if app_protocol != APP_PROTOCOL_WSS or tls:
         return None
     return (c.REASON_UNSUPPORTED_PROTOCOL,
             f"{_prefix(what)}{where} port {port} has appProtocol {APP_PROTOCOL_WSS}: WebSocket over TLS to a "
-            f"backend needs a BackendTLSPolicy, which mcgw does not support; use {APP_PROTOCOL_WS}")
+            f"backend needs a BackendTLSPolicy targeting that port; add one, or use {APP_PROTOCOL_WS}")
 
 
 class ResolvedMirror(NamedTuple):
@@ -90,22 +112,23 @@ class ResolvedBackend(NamedTuple):
 
 
 def _port_problem(service: object, namespace: str, ref: BackendObjectReference,
-                  what: str = "backendRef") -> tuple[str, str] | None:
+                  what: str = "backendRef", tls: TlsLookup | None = None) -> tuple[str, str] | None:
     """A Service reference needs a port the Service has: any other gets no endpoints (503 for every request)."""
     if not isinstance(service, Service):
         return None
     ports = service.spec.ports
     for service_port in ports:
         if service_port.port == ref.port:
+            protected = tls is not None and tls("Service", namespace, ref.name, port_name(ports, ref.port))
             return _protocol_problem(port_app_protocol(ports, ref.port), f"Service {namespace}/{ref.name}",
-                                     ref.port, what)
+                                     ref.port, what, protected)
     have = ", ".join(str(p.port) for p in ports) or "none"
     return (c.REASON_BACKEND_NOT_FOUND,
             f"{_prefix(what)}Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
 
 
 def _import_problem(imported: object, namespace: str, ref: BackendObjectReference,
-                    what: str = "backendRef") -> tuple[str, str] | None:
+                    what: str = "backendRef", tls: TlsLookup | None = None) -> tuple[str, str] | None:
     """A ServiceImport that no cluster exports, or without the port asked for, has no endpoints to send to."""
     if not isinstance(imported, ImportedService):
         return None
@@ -119,8 +142,10 @@ def _import_problem(imported: object, namespace: str, ref: BackendObjectReferenc
         return (c.REASON_BACKEND_NOT_FOUND,
                 f"{_prefix(what)}ServiceImport {where} has no port {ref.port}; use one of its ports ({have})")
     if ref.port is not None:
+        protected = tls is not None and tls("ServiceImport", namespace, ref.name,
+                                            port_name(imported.ports, ref.port))
         return _protocol_problem(port_app_protocol(imported.ports, ref.port), f"ServiceImport {where}",
-                                 ref.port, what)
+                                 ref.port, what, protected)
     return None
 
 
@@ -137,12 +162,13 @@ class _Known(NamedTuple):
     service_objects: Mapping[tuple[str, str], object] | None
     imported: Mapping[tuple[str, str], object] | None
     grants: tuple[ReferenceGrant, ...]
+    tls: TlsLookup | None
 
 
 def _known(services: Collection[tuple[str, str]], service_imports: Collection[tuple[str, str]],
-           grants: Iterable[ReferenceGrant]) -> _Known:
+           grants: Iterable[ReferenceGrant], tls: TlsLookup | None) -> _Known:
     return _Known(services, service_imports, services if isinstance(services, Mapping) else None,
-                  service_imports if isinstance(service_imports, Mapping) else None, tuple(grants))
+                  service_imports if isinstance(service_imports, Mapping) else None, tuple(grants), tls)
 
 
 def _problem(route: RouteView, ref: BackendObjectReference, namespace: str, known: _Known,
@@ -170,18 +196,19 @@ def _problem(route: RouteView, ref: BackendObjectReference, namespace: str, know
         if ref.port is None:  # whether or not the Service objects are known: a Service has no default port
             return c.REASON_BACKEND_NOT_FOUND, f"{what} to Service {namespace}/{ref.name} has no port; set port"
         if known.service_objects is not None:
-            return _port_problem(known.service_objects.get((namespace, ref.name)), namespace, ref, what)
+            return _port_problem(known.service_objects.get((namespace, ref.name)), namespace, ref, what, known.tls)
     elif known.imported is not None:
-        return _import_problem(known.imported.get((namespace, ref.name)), namespace, ref, what)
+        return _import_problem(known.imported.get((namespace, ref.name)), namespace, ref, what, known.tls)
     return None
 
 
 def resolve(route: RouteView, services: Collection[tuple[str, str]], service_imports: Collection[tuple[str, str]],
-            grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedBackend, ...], ...]:
+            grants: Iterable[ReferenceGrant], tls: TlsLookup | None = None) -> tuple[tuple[ResolvedBackend, ...], ...]:
     """Per rule, per backendRef, the resolution of the reference. ``services`` as a mapping to the Service
     objects also checks that each Service backendRef names a port the Service has; ``service_imports`` as a
-    mapping to the ClusterSet's :class:`ImportedService` checks that some cluster exports it, with that port."""
-    known = _known(services, service_imports, grants)
+    mapping to the ClusterSet's :class:`ImportedService` checks that some cluster exports it, with that port.
+    ``tls`` says which backend ports a BackendTLSPolicy covers (appProtocol ``kubernetes.io/wss`` needs one)."""
+    known = _known(services, service_imports, grants, tls)
     route_ns = route.metadata.namespace
     rules = []
     for rule in route.spec.rules:
@@ -196,7 +223,8 @@ def resolve(route: RouteView, services: Collection[tuple[str, str]], service_imp
 
 def resolve_mirrors(route: RouteView, services: Collection[tuple[str, str]],
                     service_imports: Collection[tuple[str, str]],
-                    grants: Iterable[ReferenceGrant]) -> tuple[tuple[ResolvedMirror, ...], ...]:
+                    grants: Iterable[ReferenceGrant],
+                    tls: TlsLookup | None = None) -> tuple[tuple[ResolvedMirror, ...], ...]:
     """Per rule, the rule's ``RequestMirror`` filters, resolved as backendRefs are (the same kinds, grants,
     existence and ports), so that a mirror nobody permitted or that has no endpoints is never configured.
     ``()`` for a route without mirrors, the common case, which then costs one pass over its filters."""
@@ -210,7 +238,7 @@ def resolve_mirrors(route: RouteView, services: Collection[tuple[str, str]],
             if route_filter.type != "RequestMirror" or mirror is None:
                 continue
             if known is None:
-                known = _known(services, service_imports, grants)
+                known = _known(services, service_imports, grants, tls)
             ref = mirror.backend_ref
             namespace = ref.namespace or route_ns
             resolved.append(_new(ResolvedMirror, (ref, namespace, _problem(route, ref, namespace, known,

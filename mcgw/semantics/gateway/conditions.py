@@ -54,6 +54,11 @@ REASON_INCOMPATIBLE_FILTERS = "IncompatibleFilters"
 REASON_INVALID_KIND = "InvalidKind"
 REASON_BACKEND_NOT_FOUND = "BackendNotFound"
 
+# Policy reasons (GEP-713) and BackendTLSPolicy's own.
+REASON_CONFLICTED = "Conflicted"
+REASON_NO_VALID_CA_CERTIFICATE = "NoValidCACertificate"
+REASON_INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef"
+
 Status = Literal["True", "False", "Unknown"]
 
 

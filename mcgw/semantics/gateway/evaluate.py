@@ -21,6 +21,7 @@ from mcgw.semantics.gateway.attach import ParentResult, attach
 from mcgw.semantics.gateway.backends import (
     ResolvedBackend,
     ResolvedMirror,
+    TlsLookup,
     resolve,
     resolve_mirrors,
     resolved_refs_condition,
@@ -48,6 +49,7 @@ class ClusterObjects:
     services: Collection[tuple[str, str]] = frozenset()
     service_imports: Collection[tuple[str, str]] = frozenset()
     proxies: tuple[EnvoyProxy, ...] = ()  # Gateway parameters
+    tls: TlsLookup | None = None  # which backend ports a BackendTLSPolicy covers
 
     @classmethod
     def of(cls, objects: Iterable[object], services: Iterable[tuple[str, str]] = (),
@@ -131,16 +133,18 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
 
 
 def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Collection[tuple[str, str]],
-                   service_imports: Collection[tuple[str, str]]) -> RouteResult | None:
+                   service_imports: Collection[tuple[str, str]],
+                   tls: TlsLookup | None = None) -> RouteResult | None:
     """The route's status and resolved backends and mirrors; ``None`` if none of its parents is one of ours.
 
     ``services`` as a mapping to the Service objects also checks each backendRef's port against the
-    Service's ports; a caller that passes one must evaluate a route again when a Service it names changes."""
+    Service's ports; a caller that passes one must evaluate a route again when a Service it names changes, or
+    the BackendTLSPolicies covering it (``tls``)."""
     parents = attach(route, layer.gateways, layer.namespaces)
     if not parents:
         return None
-    backends = resolve(route, services, service_imports, layer.grants)
-    mirrors = resolve_mirrors(route, services, service_imports, layer.grants)
+    backends = resolve(route, services, service_imports, layer.grants, tls)
+    mirrors = resolve_mirrors(route, services, service_imports, layer.grants, tls)
     resolved = resolved_refs_condition(route, backends, mirrors)
     rules = ROUTE_KINDS[route.kind].check_rules(route)
     extra = (rules.partially_invalid,) if rules.partially_invalid else ()
@@ -185,7 +189,7 @@ def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[s
                               objects.namespaces, addresses, objects.proxies, dataplane)
     routes = {}
     for route in sorted(objects.routes, key=age_order):
-        result = evaluate_route(route, layer, objects.services, objects.service_imports)
+        result = evaluate_route(route, layer, objects.services, objects.service_imports, objects.tls)
         if result is not None:
             routes[route_key(route)] = result
     return Evaluation(layer.classes, count_attached(layer.gateways, routes.values()), routes)

@@ -14,6 +14,8 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "ReferenceGrant",
     # Extended features whose every test passed in the conformance run at suite v1.6.3
     # (conformance/reports/); the ones still missing are listed in conformance/README.md.
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GatewayAddressEmpty",
     "GatewayHTTPListenerIsolation",
     "GatewayInfrastructure",
