@@ -33,7 +33,7 @@ from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.runtime.reconciler import GatewayKey, OutputSink, ReconcileOptions, Reconciler
-from mcgw.store import Store
+from mcgw.store import ClusterStore, Store
 from xdsserver import RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,17 @@ def gateway_addresses(store: Store, cluster: str) -> dict[GatewayKey, list[str]]
             requested = [a.value for a in obj.spec.addresses]
             result[key] = requested or sorted(services.get(key, []))
     return result
+
+
+def _uid_in(store: ClusterStore) -> Callable[[tuple[str, str, str]], str]:
+    """The UID of an object as this cluster's store holds it: the status writer's memory is per object, not
+    per name."""
+
+    def uid(key: tuple[str, str, str]) -> str:
+        found = store.get(key)
+        return found.metadata.uid if found is not None else ""
+
+    return uid
 
 
 class Controller(Lifecycle):
@@ -146,7 +157,8 @@ class Controller(Lifecycle):
                 self.electors[cluster.name] = elector
                 self._spawn(elector.run(), f"leader election {cluster.name}")
                 is_leader = elector.is_leader_now
-            self.writers[cluster.name] = StatusWriter(member.api, cluster.name, is_leader, metrics=self.metrics)
+            self.writers[cluster.name] = StatusWriter(member.api, cluster.name, is_leader, metrics=self.metrics,
+                                                      identity=_uid_in(self.store[cluster.name]))
             self.mcs.writers[cluster.name] = McsWriter(member.api, cluster.name, is_leader, metrics=self.mcs.metrics)
             if self.provisioning is not None:
                 self.provisioning.add(cluster.name, member.api, is_leader)

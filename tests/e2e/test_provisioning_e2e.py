@@ -510,6 +510,11 @@ async def test_a_replica_without_the_lease_provisions_nothing(clusterset: Cluste
     await coordination.delete_namespaced_lease(lease.metadata.name, "kube-system")
 
 
+async def _report(controller: Controller, cluster: str) -> dict[str, Any] | None:
+    provisioning = controller.status()["provisioning"]
+    return provisioning.get(cluster) if isinstance(provisioning, dict) else None
+
+
 async def test_the_documented_rbac_is_enough(clusterset: ClusterSet, east: Cluster, tmp_path: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
     """mcgw as a ServiceAccount bound by deploy/rbac/mcgw.yaml (and nothing else) provisions and writes status."""
@@ -553,6 +558,17 @@ async def test_the_documented_rbac_is_enough(clusterset: ClusterSet, east: Clust
     document = yaml.safe_load(path.read_text())
     document["clusters"][0]["kubeconfig"] = str(kubeconfig)
     path.write_text(yaml.safe_dump(document))
+    authorization = client.AuthorizationV1Api(east.api)
+
+    async def bound() -> bool:
+        # The API server's authorizer learns new bindings through a watch: wait until it has these, so a 403
+        # below means the documented rules lack a permission, not that they had not arrived yet.
+        review = await authorization.create_subject_access_review({"spec": {
+            "user": f"system:serviceaccount:mcgw-system:{identity}",
+            "resourceAttributes": {"namespace": namespace, "verb": "create", "resource": "configmaps"}}})
+        return bool(review.status.allowed)
+
+    await _until(bound, 30, "the documented RBAC to take effect")
     try:
         async with _controller(path) as controller:
             assert controller.store["east"].available, controller.store["east"].health().reason
@@ -563,7 +579,9 @@ async def test_the_documented_rbac_is_enough(clusterset: ClusterSet, east: Clust
 
             await _until(provisioned, 30, "provisioning with the documented permissions")
             assert await _until(lambda: east.condition(namespace, "edge", "Accepted"), 30, "status written")
-            assert controller.status()["provisioning"]["east"]["failed"] == 0
+            # The sync report follows the writes it counts.
+            report = await _until(lambda: _report(controller, "east"), 30, "east's provisioning report")
+            assert report["failed"] == 0, report
             # And deletes with them too.
             await east.custom.delete_namespaced_custom_object(GW, "v1", namespace, "gateways", "edge")
 

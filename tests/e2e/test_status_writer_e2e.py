@@ -211,3 +211,29 @@ async def test_an_object_that_left_the_output_is_checked_again_when_it_returns(s
     # ...and comes back: the writer has forgotten it, so it reads the stored status and repairs it.
     assert await writer.write(full) == 2  # Gateway (attachedRoutes 0 → 1) and HTTPRoute
     assert [p["controllerName"] for p in (await scene.fetch("HTTPRoute"))["status"]["parents"]] == [CONTROLLER]
+
+
+async def test_a_route_created_again_under_the_same_name_gets_its_status(scene: Scene) -> None:
+    """Deleted and created again between two writes (the conformance suite does this from one test to the
+    next), a route's computed status is identical to the one written for the old object; the writer tells
+    them apart by UID, so the new object does not stay without status."""
+    uids: dict[tuple[str, str, str], str] = {}
+
+    async def remember_uids() -> None:
+        for kind in ("GatewayClass", "Gateway", "HTTPRoute"):
+            meta = (await scene.fetch(kind))["metadata"]
+            uids[(kind, meta.get("namespace", ""), meta["name"])] = meta["uid"]
+
+    await remember_uids()
+    writer = StatusWriter(scene.api, "east", identity=lambda key: uids.get(key, ""))
+    output = await scene.output()
+    assert await writer.write(output) == 3
+    route = await scene.fetch("HTTPRoute")
+    await scene.custom.delete_namespaced_custom_object(GW, "v1", scene.name, "httproutes", "web")
+    await scene.custom.create_namespaced_custom_object(GW, "v1", scene.name, "httproutes", {
+        "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": "web"}, "spec": route["spec"]})
+    await remember_uids()
+    assert await scene.output() == output  # the same computed statuses...
+    assert await writer.write(output) == 1  # ...yet the new route is written
+    parents = (await scene.fetch("HTTPRoute")).get("status", {}).get("parents", [])
+    assert [p["controllerName"] for p in parents] == [CONTROLLER]

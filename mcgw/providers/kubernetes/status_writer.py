@@ -104,24 +104,27 @@ StatusKey = tuple[str, str, str]  # (kind, namespace, name)
 class StatusWriter:
     """Writes one member cluster's computed statuses, and only those that changed since it last wrote.
 
-    It remembers the computed status it last wrote (or found already stored) per object, so an
-    unchanged object costs no API call. An object seen for the first time is read and written only if
-    the merge differs from what is stored. Only the leader writes: while ``is_leader()`` is false
-    nothing is written and the memory is dropped, so a new term checks every object again (another
-    replica may have written meanwhile). An object deleted before its write (404) is skipped.
+    It remembers the computed status it last wrote (or found already stored) per object, and the UID
+    ``identity`` gives for it, so an unchanged object costs no API call while one deleted and created again
+    under the same name (within one debounce window the computed status can be identical) is written.
+    An object seen for the first time is read and written only if the merge differs from what is stored.
+    Only the leader writes: while ``is_leader()`` is false nothing is written and the memory is dropped,
+    so a new term checks every object again (another replica may have written meanwhile). An object
+    deleted before its write (404) is skipped.
 
     It can be called like a reconciler sink, with every cluster's statuses, and it acts only on its own
     cluster's. Calls must not overlap (the runtime runs one at a time per sink and cluster).
     """
 
     def __init__(self, api: client.ApiClient, cluster: str, is_leader: Callable[[], bool] = lambda: True, *,
-                 metrics: StatusMetrics | None = None) -> None:
+                 metrics: StatusMetrics | None = None, identity: Callable[[StatusKey], str] = lambda _key: "") -> None:
         self.api = api
         self.cluster = cluster
         self.is_leader = is_leader
         self.metrics = metrics
+        self.identity = identity  # the object's UID as the store has it ("" when unknown)
         self._custom = client.CustomObjectsApi(api)
-        self._written: dict[StatusKey, dict[str, Any]] = {}
+        self._written: dict[StatusKey, tuple[str, dict[str, Any]]] = {}
 
     async def __call__(self, cluster: str, statuses: Statuses) -> None:
         if cluster == self.cluster:
@@ -152,7 +155,7 @@ class StatusWriter:
             for key, status in by_name.items():
                 namespace, name = _split(key)
                 object_key = (kind, namespace, name)
-                if self._written.get(object_key) == status:
+                if self._written.get(object_key) == (self.identity(object_key), status):
                     continue
                 if self._lost_leadership():
                     return written
@@ -182,7 +185,7 @@ class StatusWriter:
             if metrics is not None:
                 metrics.status_failed(self.cluster, kind)
             return False
-        self._written[(kind, namespace, name)] = status
+        self._written[(kind, namespace, name)] = (self.identity((kind, namespace, name)), status)
         if changed:
             log.debug("status written", extra=fields)
             if metrics is not None:
