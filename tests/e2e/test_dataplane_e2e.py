@@ -152,7 +152,8 @@ async def test_each_cluster_runs_its_gateways_envoys_and_serves_through_its_addr
         objects = await member.generated(namespace, "edge")
         for kind in GENERATED:
             (obj,) = objects[kind]
-            assert obj.metadata.name == "mcgw-edge", kind
+            # The Envoys' xDS client certificate has a Secret of its own; everything else is named as the Gateway.
+            assert obj.metadata.name == ("mcgw-edge-xds" if kind == "Secret" else "mcgw-edge"), kind
             assert _labels(obj)["app.kubernetes.io/managed-by"] == "mcgw", (name, kind)
             assert _labels(obj)["team"] == "dataplane", (name, kind)  # spec.infrastructure.labels
             (owner,) = obj.metadata.owner_references

@@ -29,6 +29,7 @@ from mcgw.dataplane.process import EnvoyProcess
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet
 from tests.e2e.testbed.load import OpenLoopLoad, failures
+from tests.e2e.xds_credentials import host_envoy_tls
 from tests.mcgw.certs import self_signed
 
 GW = "gateway.networking.k8s.io"
@@ -71,8 +72,10 @@ def _listener_state(envoy: EnvoyProcess, name: str) -> tuple[dict[str, int], tup
 
 
 def _secret_versions(envoy: EnvoyProcess) -> dict[str, str]:
+    """The listener certificates mcgw serves over ADS (``secret/...``), not the xDS client's own file-based ones."""
     return {secret["name"]: secret.get("version_info", "")
-            for entry in envoy.config_dump()["configs"] for secret in entry.get("dynamic_active_secrets", [])}
+            for entry in envoy.config_dump()["configs"] for secret in entry.get("dynamic_active_secrets", [])
+            if secret["name"].startswith("secret/")}
 
 
 async def _objects(api: client.ApiClient, port: int, backend: str, data: dict[str, str]) -> None:
@@ -141,8 +144,9 @@ async def test_rotating_a_listeners_secret_under_load_fails_nothing_and_leaves_t
         xds_port = free_port()
         async with Controller(load_run_config(_config(tmp_path, name, cluster.kubeconfig, xds_port))) as controller:
             await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
-            envoy = await asyncio.to_thread(clusterset.start_envoy, name, NodeIdentity(name, INFRA, "public"),
-                                            XdsTarget("127.0.0.1", xds_port))
+            node = NodeIdentity(name, INFRA, "public")
+            envoy = await asyncio.to_thread(clusterset.start_envoy, name, node, XdsTarget(
+                "127.0.0.1", xds_port, tls=host_envoy_tls(controller, node, tmp_path)))
             await _until(lambda: _served_certificate(port) == _der(first), 30, "the first certificate")
             listener = f"{INFRA}/public/{port}"
             before = await asyncio.to_thread(_listener_state, envoy, listener)
