@@ -5,8 +5,6 @@ type), the canary must still update after each bad input, and the status must sa
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
 import functools
 import json
 import logging
@@ -19,35 +17,16 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mcgw.app.echo import make_app
 from mcgw.app.standalone import Standalone, StandaloneOptions
 from mcgw.support.netutil import free_port
 from tests.e2e.eventually import eventually_in_thread
+from tests.mcgw.certs import self_signed
 
 GATEWAY_ADDRESS = "127.31.7.1"
 BACKEND_ADDRESS = "127.31.7.10"
 NAMESPACE = "apps"
-
-
-def _self_signed(hostname: str) -> tuple[str, str]:
-    """(tls.crt, tls.key) base64 as in a Secret, so a private key is in the cluster for the leak check."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=30))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-                   .sign(key, hashes.SHA256()))
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return (base64.b64encode(certificate.public_bytes(serialization.Encoding.PEM)).decode(),
-            base64.b64encode(pem_key).decode())
 
 
 def _gateway(name: str, listeners: list[dict[str, Any]], address: str = GATEWAY_ADDRESS) -> dict[str, Any]:
@@ -241,7 +220,8 @@ async def test_envoy_accepts_everything_mcgw_sends_for_bad_input(tmp_path: Path,
     caplog.set_level(logging.DEBUG)
     cluster = tmp_path / "clusters" / "east"
     cluster.mkdir(parents=True)
-    certificate, key = _self_signed("secure.example.com")
+    pair = self_signed("secure.example.com")  # a private key in the cluster, for the leak check
+    certificate, key = pair["tls.crt"], pair["tls.key"]
     base = [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
          "spec": {"controllerName": "mcgw.io/gateway-controller"}},

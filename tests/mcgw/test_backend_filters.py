@@ -16,8 +16,8 @@ from mcgw.runtime.incremental import McsInput
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from mcgw.semantics.mcs.exports import compute_mcs
 from tests.envoy_validate import validate
+from tests.mcgw.manifests import V1, public_gateway
 
-V1 = "gateway.networking.k8s.io/v1"
 IMPORT = {"group": "multicluster.x-k8s.io", "kind": "ServiceImport"}
 
 
@@ -26,14 +26,7 @@ def _set(name: str, value: str) -> dict[str, Any]:
 
 
 def _objects(rules: list[dict[str, Any]], *, exported: bool = False) -> list[AnyObject]:
-    documents: list[dict[str, Any]] = [
-        {"apiVersion": V1, "kind": "GatewayClass", "metadata": {"name": "mcgw"},
-         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
-        {"apiVersion": V1, "kind": "Gateway", "metadata": {"name": "public", "namespace": "infra", "generation": 1},
-         "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "198.18.0.10"}],
-                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "infra"}},
-    ]
+    documents = public_gateway()
     for i, name in enumerate(("v1", "v2")):
         documents += [
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "infra",

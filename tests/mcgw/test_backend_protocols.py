@@ -15,8 +15,8 @@ from mcgw.runtime.incremental import McsInput
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from mcgw.semantics.mcs.exports import compute_mcs
 from tests.envoy_validate import validate
+from tests.mcgw.manifests import V1, public_gateway
 
-V1 = "gateway.networking.k8s.io/v1"
 H2C_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -27,13 +27,8 @@ def _objects(app_protocol: str | None, *, exported: bool = False) -> list[AnyObj
     backend_ref: dict[str, Any] = {"name": "echo", "port": 8081}
     if exported:
         backend_ref |= {"group": "multicluster.x-k8s.io", "kind": "ServiceImport"}
-    documents: list[dict[str, Any]] = [
-        {"apiVersion": V1, "kind": "GatewayClass", "metadata": {"name": "mcgw"},
-         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
-        {"apiVersion": V1, "kind": "Gateway", "metadata": {"name": "public", "namespace": "infra", "generation": 1},
-         "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "198.18.0.10"}],
-                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "infra"}},
+    documents = [
+        *public_gateway(),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "infra",
                                                              "creationTimestamp": "2026-01-01T00:00:00Z"},
          "spec": {"ports": [port]}},

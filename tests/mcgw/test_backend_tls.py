@@ -20,8 +20,8 @@ from mcgw.semantics.mcs.exports import compute_mcs
 from mcgw.translate.clusters import SYSTEM_CA_FILE
 from tests.e2e.testbed.pki import CertificateAuthority
 from tests.envoy_validate import validate
+from tests.mcgw.manifests import V1, public_gateway
 
-V1 = "gateway.networking.k8s.io/v1"
 CA_PEM = CertificateAuthority(Path(tempfile.mkdtemp(prefix="mcgw-btls-")), "backend-ca").cert_path.read_text()
 OTHER_CA_PEM = CertificateAuthority(Path(tempfile.mkdtemp(prefix="mcgw-btls-")), "other-ca").cert_path.read_text()
 TLS_SOCKET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
@@ -55,13 +55,8 @@ def _documents(*extra: dict[str, Any], app_protocol: str | None = None, exported
     backend_ref: dict[str, Any] = {"name": "echo", "port": ports[0][1]}
     if exported:
         backend_ref |= {"group": "multicluster.x-k8s.io", "kind": "ServiceImport"}
-    documents: list[dict[str, Any]] = [
-        {"apiVersion": V1, "kind": "GatewayClass", "metadata": {"name": "mcgw"},
-         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
-        {"apiVersion": V1, "kind": "Gateway", "metadata": {"name": "public", "namespace": "infra", "generation": 1},
-         "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "198.18.0.10"}],
-                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "infra"}},
+    documents = [
+        *public_gateway(),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "infra",
                                                              "creationTimestamp": "2026-01-01T00:00:00Z"},
          "spec": {"ports": service_ports}},

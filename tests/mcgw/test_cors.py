@@ -13,18 +13,14 @@ from mcgw.objects.model import AnyObject, parse_object
 from mcgw.runtime.pipeline import ClusterOutput, translate_cluster
 from mcgw.semantics.gateway.cors import origin_matchers
 from tests.envoy_validate import validate
+from tests.mcgw.manifests import V1, public_gateway
 
-V1 = "gateway.networking.k8s.io/v1"
 CORS_POLICY = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
 
 
 def _objects(rules: list[dict[str, Any]]) -> list[AnyObject]:
-    documents: list[dict[str, Any]] = [
-        {"apiVersion": V1, "kind": "GatewayClass", "metadata": {"name": "mcgw"},
-         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
-        {"apiVersion": V1, "kind": "Gateway", "metadata": {"name": "public", "namespace": "infra", "generation": 1},
-         "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "198.18.0.10"}],
-                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+    documents = [
+        *public_gateway(),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "infra"},
          "spec": {"ports": [{"name": "http", "port": 8080}]}},
         {"apiVersion": V1, "kind": "HTTPRoute", "metadata": {"name": "cors", "namespace": "infra", "generation": 1},
