@@ -140,7 +140,12 @@ class XdsSettings(_Listener):
 
     ``certificateLifetime`` (seconds) is how long the server's and each provisioned Envoy's certificate is
     valid; each is replaced after two thirds of it. ``serverNames`` are extra names (or IPs) the server
-    certificate carries besides the address provisioned Envoys dial."""
+    certificate carries besides the address provisioned Envoys dial.
+
+    ``maxConnectionAge`` (seconds) closes each xDS connection after that long (Envoy reconnects at once and
+    keeps its configuration). TLS checks a certificate only at the handshake, so this bounds how long a
+    stream outlives the certificate it was opened with; it defaults to a third of ``certificateLifetime``
+    with mTLS and to never when ``insecure``. It also lets Envoys rebalance across replicas."""
 
     listen: ListenAddress = "0.0.0.0:18000"
     insecure: bool = False
@@ -149,6 +154,7 @@ class XdsSettings(_Listener):
     trust_domain: str = Field("mcgw", pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=255)
     certificate_lifetime: float = Field(86400.0, ge=15)
     server_names: tuple[str, ...] = ()
+    max_connection_age: float | None = Field(None, ge=10)
 
     @model_validator(mode="after")
     def _one_way_to_secure(self) -> XdsSettings:
@@ -170,6 +176,13 @@ class XdsSettings(_Listener):
     def mode(self) -> str:
         """``insecure``, ``tls`` (your certificates) or ``ca`` (mcgw's CA, the default)."""
         return "insecure" if self.insecure else "tls" if self.tls is not None else "ca"
+
+    @property
+    def connection_age(self) -> float | None:
+        """``maxConnectionAge``, or its default: a third of the certificate lifetime unless plaintext."""
+        if self.max_connection_age is not None:
+            return self.max_connection_age
+        return None if self.insecure else self.certificate_lifetime / 3
 
 
 class AdminSettings(_Listener):

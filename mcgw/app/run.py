@@ -95,7 +95,8 @@ class Controller(Lifecycle):
         self.registry = CollectorRegistry()  # one per controller: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)
         self.xds = XdsServer(self.cache, registry=self.registry, tls=tls,
-                             authorizer=None if config.xds.insecure else spiffe_authorizer(config.xds.trust_domain))
+                             authorizer=None if config.xds.insecure else spiffe_authorizer(config.xds.trust_domain),
+                             max_connection_age=config.xds.connection_age)
         self.identities: XdsIdentities | None = None
         self.members: dict[str, MemberCluster] = {}
         self.electors: dict[str, LeaderElector] = {}

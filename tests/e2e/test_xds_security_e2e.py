@@ -11,6 +11,8 @@ within its 10 s resync), and a Gateway ``edge`` whose Envoy serves an echo backe
   certificate is replaced at least twice, the Envoy loads each (admin ``/certs``) without a restart,
   removes no listener or cluster, rejects no update, and keeps serving; mcgw restarted afterwards (the
   Envoy reconnects with its rotated certificate, the new process keeps the CA) serves it again.
+- No stream outlives its certificate for long: the default ``maxConnectionAge`` (a third of the lifetime,
+  15 s here) closes the Envoy's xDS connection, which reconnects and keeps its configuration.
 """
 
 from __future__ import annotations
@@ -137,6 +139,26 @@ async def test_a_gateways_certificate_reads_only_its_own_node_group(bed: Bed, de
             assert isinstance(answer, grpc.aio.AioRpcError), (cluster, gateway)
             assert answer.code() == grpc.StatusCode.PERMISSION_DENIED, answer
             assert f"spiffe://mcgw/east/{bed.namespace}/edge" in (answer.details() or "")
+
+
+async def test_xds_connections_are_recycled_and_the_envoy_keeps_its_configuration(bed: Bed) -> None:
+    assert bed.mcgw.controller is not None
+    age = bed.mcgw.controller.config.xds.connection_age
+    assert age == LIFETIME / 3
+    (pod,) = await bed.member.pods(bed.namespace, "edge")
+    envoy = PodEnvoy.of(bed.clusterset, "east", pod)
+    losses = await asyncio.to_thread(config_losses, envoy)
+
+    def connections() -> int:
+        return int(envoy.stats().get("cluster.mcgw-xds.upstream_cx_total", "0"))
+
+    before = await asyncio.to_thread(connections)
+    await until(lambda: asyncio.to_thread(lambda: connections() >= before + 2), 4 * age + 30,
+                "the xDS connection to be closed and reopened twice", interval=1)
+    await until(lambda: asyncio.to_thread(lambda: envoy.stats().get("control_plane.connected_state") == "1"),
+                30, "the Envoy to be connected")
+    assert await asyncio.to_thread(config_losses, envoy) == losses
+    assert await asyncio.to_thread(get_json, f"http://{bed.address}/")
 
 
 def _envoy_client_serials(envoy: PodEnvoy) -> set[int]:

@@ -64,6 +64,8 @@ def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert (config.ca_cluster(), config.xds.ca.namespace, config.xds.ca.name, config.xds.ca.create) == (
         "east", "kube-system", "mcgw-xds-ca", True)
     assert config.xds.certificate_lifetime == 86400
+    # Streams are recycled so none outlives its certificate by more than a third of its lifetime.
+    assert config.xds.connection_age == 86400 / 3
     assert config.server_hosts() == ("10.1.2.3",)
 
 
@@ -73,15 +75,19 @@ def test_xds_security_settings_are_checked(tmp_path: Path) -> None:
     base = {"clusters": clusters, "provisioning": {"xdsAddress": "mcgw.example:18000"}}
     insecure = load_run_config(_write(tmp_path, {**base, "xds": {"insecure": True}}))
     assert insecure.xds.mode == "insecure"
+    assert insecure.xds.connection_age is None
     config = load_run_config(_write(tmp_path, {**base, "xds": {
         "listen": "10.0.0.5:18000", "ca": {"cluster": "west", "namespace": "mcgw-system", "create": False},
-        "certificateLifetime": 30, "serverNames": ["xds.internal", "10.0.0.6"]}}))
+        "certificateLifetime": 30, "maxConnectionAge": 10, "serverNames": ["xds.internal", "10.0.0.6"]}}))
     assert (config.ca_cluster(), config.xds.ca.namespace, config.xds.ca.create) == ("west", "mcgw-system", False)
+    assert config.xds.connection_age == 10
     assert config.server_hosts() == ("mcgw.example", "10.0.0.5", "xds.internal", "10.0.0.6")
     assert "xds.ca.cluster 'north' is not one of the clusters (east, west)" in _error(
         _write(tmp_path, {**base, "xds": {"ca": {"cluster": "north"}}}))
     assert "xds.certificateLifetime: Input should be greater than or equal to 15" in _error(
         _write(tmp_path, {**base, "xds": {"certificateLifetime": 5}}))
+    assert "xds.maxConnectionAge: Input should be greater than or equal to 10" in _error(
+        _write(tmp_path, {**base, "xds": {"maxConnectionAge": 1}}))
     assert "xds.serverNames: 'not a name' is not a host name or IP address" in _error(
         _write(tmp_path, {**base, "xds": {"serverNames": ["not a name"]}}))
     off = {"clusters": clusters, "provisioning": {"enabled": False}}
