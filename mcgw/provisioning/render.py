@@ -233,8 +233,9 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": settings.drain_seconds + 15,
+        # fsGroup: the kubelet gives the volumes' files this group, so Envoy reads its 0440 key.
         "securityContext": {"runAsNonRoot": True, "runAsUser": ENVOY_UID, "runAsGroup": ENVOY_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"},
+                            "fsGroup": ENVOY_UID, "seccompProfile": {"type": "RuntimeDefault"},
                             # Listener ports below 1024 without root or capabilities.
                             "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]},
     }
@@ -247,7 +248,8 @@ def render_gateway(target: Target, gateway: Gateway, settings: ProxySettings) ->
     config_data = {BOOTSTRAP_KEY: bootstrap_text}
     if isinstance(target.xds.tls, XdsClientSds):
         pod_spec["volumes"].append({"name": "xds-credentials",
-                                    "secret": {"secretName": credentials_name(gateway_name)}})
+                                    "secret": {"secretName": credentials_name(gateway_name),
+                                               "defaultMode": 0o440}})
         config_data |= {file_name: yaml.dump(document, Dumper=_DUMPER, sort_keys=False)
                         for file_name, document in sds_documents(target.xds.tls).items()}
     deployment_spec: dict[str, Any] = {}
