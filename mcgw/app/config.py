@@ -126,12 +126,15 @@ _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 class XdsCa(ConfigModel):
     """Where mcgw keeps the CA that issues the xDS certificates: a Secret (``tls.crt``, ``tls.key``) in one
     member cluster (``cluster``, default the first listed), so every replica and restart uses the same CA.
-    mcgw creates it when missing unless ``create`` is false (bring your own CA: the Secret must exist)."""
+    mcgw creates it when missing unless ``create`` is false (bring your own CA: the Secret must exist).
+    mcgw reads it again every ``resync`` seconds, so a CA rotation (a new signer, or other CAs to trust in
+    ``ca.crt``) takes effect without a restart."""
 
     cluster: str | None = None
     namespace: str = Field("kube-system", pattern=_NAME, max_length=63)
     name: str = Field("mcgw-xds-ca", pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)
     create: bool = True
+    resync: float = Field(30.0, ge=1)
 
 
 class XdsSettings(_Listener):

@@ -172,6 +172,12 @@ class Provisioning:
             timer.cancel()
         self._timers[cluster] = asyncio.get_running_loop().call_later(delay, self._resend, cluster, self)
 
+    def credentials_changed(self) -> None:
+        """The CA changed: render every cluster again, so each Secret gets the new trust bundle, and a
+        certificate the new signer did not sign is reissued."""
+        for cluster in self.targets:
+            self._resend(cluster, self)
+
     def _renew_later(self, cluster: str) -> None:
         """Render ``cluster`` again when its first certificate is due (a re-render issues the new one)."""
         if (timer := self._renewals.pop(cluster, None)) is not None:

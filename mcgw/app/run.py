@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kubernetes.aio.client import ApiClient
+from kubernetes.aio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
@@ -23,7 +25,7 @@ from mcgw.app.xds_identity import XdsIdentities
 from mcgw.dataplane.bootstrap import read_template
 from mcgw.objects.kinds import KINDS, UNPROVISIONED_KINDS
 from mcgw.objects.model import Gateway, Service
-from mcgw.providers.kubernetes.ca_secret import load_or_create
+from mcgw.providers.kubernetes.ca_secret import CaMaterial, CaSecretError, load_or_create, read_ca
 from mcgw.providers.kubernetes.cluster import MemberCluster, api_client_from_kubeconfig
 from mcgw.providers.kubernetes.leader import LeaderElector
 from mcgw.providers.kubernetes.mcs_writer import McsWriter
@@ -188,15 +190,13 @@ class Controller(Lifecycle):
 
         api = await api_client_from_kubeconfig(member.kubeconfig, member.context)
         try:
-            cert, key, created = await load_or_create(api, settings.ca.namespace, settings.ca.name,
-                                                      create=settings.ca.create, generate=generate)
-        finally:
+            material, created = await load_or_create(api, settings.ca.namespace, settings.ca.name,
+                                                     create=settings.ca.create, generate=generate)
+        except BaseException:
             await api.close()  # type: ignore[no-untyped-call]
-        try:
-            ca = CertificateAuthority.from_pem(cert, key)
-        except ValueError as error:
-            raise ValueError(f"the xDS CA in Secret {settings.ca.namespace}/{settings.ca.name} of cluster "
-                             f"{cluster}: {error}") from None
+            raise
+        self._stack.push_async_callback(api.close)
+        ca = self._ca_from(material)
         log.info("xDS CA %s Secret %s/%s in cluster %s", "created in" if created else "read from",
                  settings.ca.namespace, settings.ca.name, cluster)
         self.identities = XdsIdentities(ca, settings.trust_domain, dt.timedelta(seconds=settings.certificate_lifetime),
@@ -204,6 +204,49 @@ class Controller(Lifecycle):
         self.xds.tls = RotatingTls(self.identities.server_certificate)
         if self.provisioning is not None:
             self.provisioning.identities = self.identities
+        self._spawn(self._resync_ca(api, material), "xDS CA resync")
+
+    def _ca_from(self, material: CaMaterial) -> CertificateAuthority:
+        settings = self.config.xds.ca
+        try:
+            return CertificateAuthority.from_pem(material.cert, material.key, trust_pem=material.trust)
+        except ValueError as error:
+            raise ValueError(f"the xDS CA in Secret {settings.namespace}/{settings.name} of cluster "
+                             f"{self.config.ca_cluster()}: {error}") from None
+
+    async def _resync_ca(self, api: ApiClient, current: CaMaterial) -> None:
+        """Read the CA Secret every ``xds.ca.resync`` seconds; a changed one that is usable replaces the CA
+        (a rotation: docs/security.md), and one that is not is logged while the current CA stays."""
+        settings = self.config.xds.ca
+        where = f"Secret {settings.namespace}/{settings.name} of cluster {self.config.ca_cluster()}"
+        while True:
+            await asyncio.sleep(settings.resync)
+            try:
+                material = await read_ca(api, settings.namespace, settings.name)
+            except (CaSecretError, ApiException, OSError, TimeoutError) as error:
+                log.warning("could not read the xDS CA %s (keeping the current CA): %s", where,
+                            error if isinstance(error, CaSecretError) else type(error).__name__)
+                continue
+            if material is None or (material.cert, material.key, material.trust) == (
+                    current.cert, current.key, current.trust):
+                if material is None:
+                    log.warning("the xDS CA %s is gone; keeping the CA in memory", where)
+                continue
+            try:
+                ca = self._ca_from(material)
+            except ValueError as error:
+                log.error("%s; keeping the current CA", error)
+                current = material  # logged once per change, not every resync
+                continue
+            assert self.identities is not None
+            signer_changed = material.cert != current.cert
+            self.identities.replace_ca(ca)
+            current = material
+            log.info("xDS CA %s changed: %s; %s", where,
+                     "new signing CA" if signer_changed else "same signing CA",
+                     f"trusting {ca.trust_pem.count(b'BEGIN CERTIFICATE')} CA certificate(s)")
+            if self.provisioning is not None:
+                self.provisioning.credentials_changed()
 
     async def _release_leases(self) -> None:
         """Free the Leases held, so that another replica takes over within its retry period, not the lease duration."""

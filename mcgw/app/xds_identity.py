@@ -9,6 +9,9 @@ client certificate, issued by mcgw's CA and replaced before they expire.
   new ones. So a restarted or newly elected mcgw does not reissue every Gateway's certificate, and
   replicas that are not leading (which render too, but write nothing) do not fight over the Secret.
 - ``next_renewal`` tells provisioning when to render a cluster again.
+- ``replace_ca`` takes a CA read again from its Secret (a CA rotation, see docs/security.md): the server
+  certificate is reissued at the next handshake, certificates the new signer did not sign are reissued at
+  the next render, and the others keep their key and only gain the new trust bundle.
 
 Thread-safe: provisioning renders in a worker thread and gRPC's core threads ask for the server's
 certificate.
@@ -20,6 +23,8 @@ import base64
 import datetime as dt
 import threading
 from collections.abc import Iterable
+
+from cryptography.hazmat.primitives import hashes
 
 from mcgw.objects.model import Secret
 from mcgw.provisioning import MANAGED_BY, MANAGED_BY_LABEL
@@ -90,6 +95,15 @@ class XdsIdentities:
                 self.issued_count += 1
             return issued
 
+    def replace_ca(self, ca: CertificateAuthority) -> None:
+        """Sign and verify with ``ca`` from now on (see the module docstring)."""
+        with self._lock:
+            self.ca = ca
+            self._server = None
+            self._checked.clear()
+            kept = {ref: ca.still_good(c.cert, c.key, self.uri(*ref), self.lifetime) for ref, c in self._issued.items()}
+            self._issued = {ref: c for ref, c in kept.items() if c is not None}
+
     def retain(self, cluster: str, gateways: Iterable[tuple[str, str]]) -> None:
         """Forget the credentials of ``cluster``'s Gateways that are not in ``gateways``."""
         keep = {(cluster, namespace, name) for namespace, name in gateways}
@@ -107,7 +121,11 @@ class XdsIdentities:
     def status(self) -> dict[str, object]:
         """For /api/status: never a key, only what identifies the CA and when the server certificate ends."""
         server = self._server
-        return {"ca": self.ca.certificate.subject.rfc4514_string(), "trustDomain": self.trust_domain,
+        ca = self.ca
+        return {"ca": ca.certificate.subject.rfc4514_string(),
+                "caFingerprintSha256": ca.certificate.fingerprint(hashes.SHA256()).hex(),
+                "trustedCas": ca.trust_pem.count(b"-----BEGIN CERTIFICATE-----"),
+                "trustDomain": self.trust_domain,
                 "certificateLifetimeSeconds": self.lifetime.total_seconds(),
                 "serverNames": list(self.server_hosts),
                 "serverCertificateNotAfter": server.not_after.isoformat() if server else None,

@@ -74,15 +74,46 @@ def renew_at(credentials: Credentials) -> dt.datetime:
     return issued + (credentials.not_after - issued) * RENEW_FRACTION
 
 
+def _trusted_extra(pem: bytes) -> list[x509.Certificate]:
+    """The CA certificates of a trust bundle; ValueError when it holds anything else."""
+    if not pem.strip():
+        return []
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ValueError("the trust bundle (ca.crt) is not a list of PEM certificates") from None
+    for cert in certificates:
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.ca:
+            raise ValueError(f"the trust bundle (ca.crt) holds {cert.subject.rfc4514_string()!r}, which is not "
+                             "a CA (basicConstraints CA:TRUE is missing)")
+    return certificates
+
+
 class CertificateAuthority:
     """A CA certificate and key (PEM). ``generate`` makes a new one; ``from_pem`` loads a stored or
-    user-provided one (bring your own CA: any CA certificate with an EC or RSA key)."""
+    user-provided one (bring your own CA: any CA certificate with an EC or RSA key).
 
-    def __init__(self, cert: x509.Certificate, key: CertificateIssuerPrivateKeyTypes, clock: Clock = _now) -> None:
+    ``trust_pem`` is what both sides verify the other with: the signing certificate first, then any other
+    CA certificates trusted during a CA rotation (``extra_trust``), so certificates of the old and the
+    new CA are both accepted while Envoys move from one to the other."""
+
+    def __init__(self, cert: x509.Certificate, key: CertificateIssuerPrivateKeyTypes, clock: Clock = _now,
+                 extra_trust: Sequence[x509.Certificate] = ()) -> None:
         self.certificate = cert
         self._key = key
         self.clock = clock
         self.cert_pem = _cert_pem(cert)
+        seen = {cert.fingerprint(hashes.SHA256())}
+        bundle = [self.cert_pem]
+        for extra in extra_trust:
+            if (fingerprint := extra.fingerprint(hashes.SHA256())) not in seen:
+                seen.add(fingerprint)
+                bundle.append(_cert_pem(extra))
+        self.trust_pem = b"".join(bundle)
 
     def __repr__(self) -> str:
         return f"CertificateAuthority({self.certificate.subject.rfc4514_string()})"
@@ -105,8 +136,11 @@ class CertificateAuthority:
         return cls(cert, key, clock)
 
     @classmethod
-    def from_pem(cls, cert_pem: bytes, key_pem: bytes, clock: Clock = _now) -> CertificateAuthority:
-        """Raises ValueError, never quoting the key, when the pair is not a usable CA."""
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, clock: Clock = _now,
+                 trust_pem: bytes = b"") -> CertificateAuthority:
+        """Raises ValueError, never quoting the key, when the pair is not a usable CA. ``trust_pem``: other
+        CA certificates to trust besides this one (PEM, during a rotation)."""
+        extra = _trusted_extra(trust_pem)
         try:
             cert = x509.load_pem_x509_certificate(cert_pem)
         except ValueError:
@@ -127,12 +161,21 @@ class CertificateAuthority:
             constraints = None
         if constraints is None or not constraints.ca:
             raise ValueError("the CA certificate is not a CA (basicConstraints CA:TRUE is missing)")
-        return cls(cert, key, clock)
+        return cls(cert, key, clock, extra)
 
     def key_pem(self) -> bytes:
         """For storing the CA in its Secret only."""
         return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption())
+
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        """The CA's own subject key identifier when it has one (a CA brought by the user may compute it
+        otherwise), else one derived from its public key."""
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
     def _issue(self, common_name: str, sans: Sequence[x509.GeneralName], usage: x509.ObjectIdentifier,
                lifetime: dt.timedelta) -> Credentials:
@@ -152,8 +195,11 @@ class CertificateAuthority:
                                              decipher_only=False), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
                 .add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+                # Names the issuing key: verifiers then pick the right CA when an old and a new CA with the
+                # same subject are trusted together (a rotation).
+                .add_extension(self._authority_key_id(), critical=False)
                 .sign(self._key, hashes.SHA256()))
-        return Credentials(_cert_pem(cert), _key_pem(key), self.cert_pem, not_before, not_after)
+        return Credentials(_cert_pem(cert), _key_pem(key), self.trust_pem, not_before, not_after)
 
     def issue_client(self, uri: str, lifetime: dt.timedelta) -> Credentials:
         """A client certificate whose only SAN is the SPIFFE URI ``uri``."""
@@ -188,7 +234,7 @@ class CertificateAuthority:
                 != cert.public_key().public_bytes(serialization.Encoding.DER,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo):
             return None
-        credentials = Credentials(cert_pem, key_pem, self.cert_pem, cert.not_valid_before_utc,
+        credentials = Credentials(cert_pem, key_pem, self.trust_pem, cert.not_valid_before_utc,
                                   cert.not_valid_after_utc)
         if credentials.not_after - credentials.not_before > lifetime + BACKDATE:
             return None  # issued under a longer lifetime than now configured

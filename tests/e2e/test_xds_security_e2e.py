@@ -13,6 +13,9 @@ within its 10 s resync), and a Gateway ``edge`` whose Envoy serves an echo backe
   Envoy reconnects with its rotated certificate, the new process keeps the CA) serves it again.
 - No stream outlives its certificate for long: the default ``maxConnectionAge`` (a third of the lifetime,
   15 s here) closes the Envoy's xDS connection, which reconnects and keeps its configuration.
+- The CA rotates in three edits of its Secret, without a restart: trust the new CA too (``ca.crt``), sign
+  with it (the old one still trusted), trust only it. After each, the Envoy loads what it was given and
+  reconnects (so it verified the server's certificate and the server verified its own) with nothing lost.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ import grpc
 import pytest
 import pytest_asyncio
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from mcgw.provisioning.ca import CertificateAuthority
 from tests.e2e.provisioned import Mcgw, Member, PodEnvoy, config_losses, get_json, run_config, until
 from tests.e2e.testbed import ClusterSet
 from xdsserver import CLUSTER
@@ -56,6 +62,11 @@ async def _secret(bed: Bed) -> dict[str, bytes]:
     return {key: base64.b64decode(value) for key, value in stored.data.items()}
 
 
+async def _ca_secret(bed: Bed) -> dict[str, bytes]:
+    stored = await bed.member.core.read_namespaced_secret(f"mcgw-xds-ca-{bed.namespace}", "kube-system")
+    return {key: base64.b64decode(value) for key, value in stored.data.items()}
+
+
 def _serial(pem: bytes) -> int:
     return x509.load_pem_x509_certificate(pem).serial_number
 
@@ -64,7 +75,8 @@ def _serial(pem: bytes) -> int:
 async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bed]:
     namespace = f"xdssec-{secrets.token_hex(3)}"
     path = run_config(tmp_path_factory.mktemp("xds-security"), clusterset, ["east"],
-                      xds={"certificateLifetime": LIFETIME},
+                      xds={"certificateLifetime": LIFETIME,
+                           "ca": {"name": f"mcgw-xds-ca-{namespace}", "resync": 2}},
                       reconcile={"debounce": 0.05, "debounceCap": 0.3})
     member = await Member.connect(clusterset, "east")
     try:
@@ -203,5 +215,60 @@ async def test_certificates_rotate_before_they_expire_and_the_envoy_keeps_its_co
     await bed.mcgw.start()
     await until(lambda: asyncio.to_thread(lambda: any(n[1].startswith(f"{bed.namespace}/edge/")
                                                       for n in bed.mcgw.nodes())), 60, "the Envoy to reconnect")
+    assert await asyncio.to_thread(config_losses, envoy) == losses
+    assert await asyncio.to_thread(get_json, f"http://{bed.address}/")
+
+
+def _envoy_ca_serials(envoy: PodEnvoy) -> set[int]:
+    """Serial numbers of the CA certificates Envoy's xDS validation context trusts (admin /certs)."""
+    document = json.loads(envoy.admin("/certs"))
+    return {int(ca["serial_number"], 16) for entry in document.get("certificates", [])
+            for ca in entry.get("ca_cert", [])}
+
+
+async def test_the_ca_rotates_in_three_steps_without_a_restart_or_a_lost_configuration(bed: Bed) -> None:
+    (pod,) = await bed.member.pods(bed.namespace, "edge")
+    envoy = PodEnvoy.of(bed.clusterset, "east", pod)
+    losses = await asyncio.to_thread(config_losses, envoy)
+    old = await _ca_secret(bed)
+    new = CertificateAuthority.generate()
+    old_serial, new_serial = _serial(old["tls.crt"]), new.certificate.serial_number
+
+    def connections() -> int:
+        return int(envoy.stats().get("cluster.mcgw-xds.upstream_cx_total", "0"))
+
+    async def step(data: dict[str, bytes], trusted: set[int], signer: x509.Certificate, what: str) -> None:
+        await bed.member.core.replace_namespaced_secret(
+            f"mcgw-xds-ca-{bed.namespace}", "kube-system",
+            {"metadata": {"name": f"mcgw-xds-ca-{bed.namespace}"}, "type": "Opaque",
+             "data": {key: base64.b64encode(value).decode() for key, value in data.items()}})
+
+        async def loaded() -> bool:
+            client = (await _secret(bed))["tls.crt"]
+            try:
+                x509.load_pem_x509_certificate(client).verify_directly_issued_by(signer)
+            except (ValueError, TypeError, InvalidSignature):
+                return False
+            return (await asyncio.to_thread(_envoy_ca_serials, envoy) == trusted
+                    and _serial(client) in await asyncio.to_thread(_envoy_client_serials, envoy))
+
+        started = time.monotonic()
+        await until(loaded, 90, f"the Envoy to load {what}", interval=1)
+        print(f"\n{what}: in the Envoy after {time.monotonic() - started:.1f}s", end="")
+        before = await asyncio.to_thread(connections)
+        # A new xDS connection (maxConnectionAge recycles it): both sides verify with what they now hold.
+        await until(lambda: asyncio.to_thread(lambda: connections() > before and
+                                              envoy.stats().get("control_plane.connected_state") == "1"),
+                    90, f"the Envoy to reconnect after {what}", interval=1)
+
+    await step({**old, "ca.crt": new.cert_pem}, {old_serial, new_serial},
+               x509.load_pem_x509_certificate(old["tls.crt"]), "the bundle with the new CA")
+    await step({"tls.crt": new.cert_pem, "tls.key": new.key_pem(), "ca.crt": old["tls.crt"]},
+               {old_serial, new_serial}, new.certificate, "a certificate of the new CA")
+    served = bed.mcgw.status()["xdsSecurity"]
+    assert (served["caFingerprintSha256"], served["trustedCas"]) == (
+        new.certificate.fingerprint(hashes.SHA256()).hex(), 2), served
+    await step({"tls.crt": new.cert_pem, "tls.key": new.key_pem()}, {new_serial}, new.certificate,
+               "the bundle without the old CA")
     assert await asyncio.to_thread(config_losses, envoy) == losses
     assert await asyncio.to_thread(get_json, f"http://{bed.address}/")

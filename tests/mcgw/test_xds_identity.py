@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mcgw.app.xds_identity import XdsIdentities
@@ -218,3 +219,49 @@ def test_ec_keys() -> None:
     """P-256 everywhere: what Envoy and gRPC both accept, and cheap to issue per Gateway."""
     ca = CertificateAuthority.generate()
     assert isinstance(ca.certificate.public_key(), ec.EllipticCurvePublicKey)
+
+
+def _pems(bundle: bytes) -> list[bytes]:
+    return [cert.public_bytes(serialization.Encoding.PEM) for cert in x509.load_pem_x509_certificates(bundle)]
+
+
+async def test_a_ca_rotation_in_three_steps_keeps_old_and_new_certificates_verifiable(
+        start_xds: StartServer) -> None:
+    """1: trust the new CA too; 2: sign with the new CA, still trusting the old; 3: trust only the new."""
+    old, new = CertificateAuthority.generate(), CertificateAuthority.generate()
+    identities = XdsIdentities(old, "mcgw", dt.timedelta(hours=1), ["127.0.0.1"])
+    first = identities.for_gateway("east", "infra", "gw", None)
+    assert first.ca == old.cert_pem
+    stored = _stored(first)
+
+    identities.replace_ca(CertificateAuthority.from_pem(old.cert_pem, old.key_pem(), trust_pem=new.cert_pem))
+    kept = identities.for_gateway("east", "infra", "gw", stored)
+    assert kept.cert == first.cert  # same signer: the certificate stays, only the bundle grows
+    assert _pems(kept.ca) == [old.cert_pem, new.cert_pem]
+
+    identities.replace_ca(CertificateAuthority.from_pem(new.cert_pem, new.key_pem(), trust_pem=old.cert_pem))
+    reissued = identities.for_gateway("east", "infra", "gw", _stored(kept))
+    x509.load_pem_x509_certificate(reissued.cert).verify_directly_issued_by(new.certificate)
+    assert _pems(reissued.ca) == [new.cert_pem, old.cert_pem]
+    # An Envoy still on its old-CA certificate, trusting the step-1 bundle, connects to the new server.
+    harness = await start_xds(tls=RotatingTls(identities.server_certificate),
+                              credentials=grpc.ssl_channel_credentials(kept.ca, kept.key, kept.cert))
+    stream = harness.open()
+    stream.send(node=NODE, type_url=CLUSTER)
+    assert names_of(await stream.recv()) == ["c1"]
+    x509.load_pem_x509_certificate(identities.server_credentials().cert).verify_directly_issued_by(new.certificate)
+
+    identities.replace_ca(CertificateAuthority.from_pem(new.cert_pem, new.key_pem()))
+    final = identities.for_gateway("east", "infra", "gw", _stored(reissued))
+    assert (final.cert, final.ca) == (reissued.cert, new.cert_pem)
+
+
+def test_a_trust_bundle_holds_only_ca_certificates() -> None:
+    ca = CertificateAuthority.generate()
+    leaf = ca.issue_client("spiffe://mcgw/east/infra/gw", dt.timedelta(hours=1))
+    with pytest.raises(ValueError, match=r"trust bundle .* is not a CA"):
+        CertificateAuthority.from_pem(ca.cert_pem, ca.key_pem(), trust_pem=leaf.cert)
+    with pytest.raises(ValueError, match="not a list of PEM certificates"):
+        CertificateAuthority.from_pem(ca.cert_pem, ca.key_pem(), trust_pem=b"-----BEGIN CERTIFICATE-----\nxx")
+    # The signing certificate listed again in the bundle is not trusted twice.
+    assert CertificateAuthority.from_pem(ca.cert_pem, ca.key_pem(), trust_pem=ca.cert_pem).trust_pem == ca.cert_pem
