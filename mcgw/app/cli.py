@@ -155,6 +155,8 @@ def _translate(args: argparse.Namespace) -> int:
     rejected = [r.message for m in manifests.values() for r in m.rejected]
     for problem in rejected:
         print(f"mcgw translate: {problem}; left out", file=sys.stderr)
+    for skip in (skip for m in manifests.values() for skip in m.skipped):
+        print(f"mcgw translate: {skip}", file=sys.stderr)
     objects = {name: m.objects for name, m in manifests.items()}
     names = [c.name for c in properties.clusters]
     if args.cluster and args.cluster not in names:

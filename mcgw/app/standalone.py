@@ -117,7 +117,9 @@ class Standalone(Lifecycle):
         """The /api/status document, plus standalone's own facts (file errors, Envoys)."""
         assert self.reconciler is not None
         extra: dict[str, Any] = {"mode": "standalone", "root": str(self.options.root),
-                                 "fileErrors": dict(sorted(self.provider.errors.items()))}
+                                 "fileErrors": dict(sorted(self.provider.errors.items())),
+                                 "skippedDocuments": {cluster: list(skipped) for cluster, skipped
+                                                      in sorted(self.provider.skipped.items())}}
         if self.fleet is not None:
             extra["envoys"] = self.fleet.describe()
         return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)

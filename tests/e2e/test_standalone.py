@@ -145,5 +145,5 @@ async def test_standalone_keeps_serving_through_an_emptied_file_a_missing_direct
             await asyncio.sleep(0.1)
         assert pod.startswith("store-"), pod
         assert not pod.startswith("store-v2-"), "the edit beside the skipped Deployment never reached the Envoy"
-        errors = (await asyncio.to_thread(_status, standalone.admin_port))["fileErrors"]
-        assert errors["east"] == f"{shop} document 1: unsupported kind 'Deployment', skipped"
+        skipped = (await asyncio.to_thread(_status, standalone.admin_port))["skippedDocuments"]
+        assert skipped["east"] == [f"{shop} document 1: unsupported kind 'Deployment', skipped"]

@@ -66,11 +66,16 @@ def test_a_refused_object_is_left_out_and_the_rest_translated(clusterset_dir: Pa
     assert output["east"]["xds"]["infra/public"]["listeners"]  # the cluster's other Gateway is
 
 
-def test_unsupported_kind_is_an_error_not_skipped(clusterset_dir: Path) -> None:
-    (clusterset_dir / "east" / "deploy.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
-    result = _run("-f", str(clusterset_dir))
-    assert result.returncode == 2
-    assert "unsupported kind 'Deployment'" in result.stderr
+def test_a_kind_mcgw_does_not_read_is_listed_and_the_rest_translated(clusterset_dir: Path) -> None:
+    extra = clusterset_dir / "east" / "other.yaml"
+    extra.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\n"
+                     "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: rpc}\n")
+    result = _run("-f", str(clusterset_dir), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert f"{extra} document 1: unsupported kind 'Deployment', skipped" in result.stderr
+    assert f"{extra} document 2: 'GRPCRoute' of gateway.networking.k8s.io is not served by mcgw, skipped" \
+        in result.stderr
+    assert json.loads(result.stdout)["east"]["xds"]["infra/public"]["listeners"]
 
 
 def test_clusterset_file_must_match_directories(clusterset_dir: Path) -> None:

@@ -79,9 +79,18 @@ def test_a_file_deleted_removes_its_objects(root: Path) -> None:
     assert store["central"].get(("Gateway", "infra", "public")) is not None
 
 
+def test_a_kind_mcgw_does_not_read_at_start_is_skipped_and_listed(root: Path) -> None:
+    rpc = root / "west" / "rpc.yaml"
+    rpc.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: x}\n")
+    provider, store = _provider(root)
+    assert provider.skipped["west"] == (
+        f"{rpc} document 1: 'GRPCRoute' of gateway.networking.k8s.io is not served by mcgw, skipped",)
+    assert store["west"].get(("Gateway", "infra", "public")) is not None  # the rest is served
+
+
 def test_a_bad_directory_at_start_is_a_clear_error(root: Path) -> None:
-    (root / "west" / "gateway.yaml").write_text("kind: Deployment\nmetadata: {name: x}\n")
-    with pytest.raises(ManifestError, match=r"west/gateway.yaml document 1: unsupported kind 'Deployment'"):
+    (root / "west" / "gateway.yaml").write_text("kind: [Gateway\n")
+    with pytest.raises(ManifestError, match=r"west/gateway.yaml: not valid YAML"):
         FileProvider(root)
     shutil.rmtree(root / "west")
     with pytest.raises(ConfigError, match="clusters without a directory"):

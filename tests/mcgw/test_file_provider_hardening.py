@@ -133,7 +133,8 @@ def test_an_unknown_kind_is_skipped_and_reported_while_running(root: Path) -> No
     mixed = root / "east" / "mixed.yaml"
     mixed.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\n" + EXTRA_SERVICE)
     provider.poll(store)
-    assert provider.errors["east"] == f"{mixed} document 1: unsupported kind 'Deployment', skipped"
+    assert provider.skipped["east"] == (f"{mixed} document 1: unsupported kind 'Deployment', skipped",)
+    assert "east" not in provider.errors  # a kind mcgw does not read is not an error in the file
     assert store["east"].get(SERVICE) is not None
     assert store["east"].get(ROUTE) is not None
 
@@ -268,7 +269,7 @@ def test_an_unsupported_kind_that_is_not_a_name_is_shown_by_type_only(root: Path
     odd = root / "east" / "odd.yaml"
     odd.write_text(f"kind: {{tls.key: {KEY_LINE}}}\nmetadata: {{name: x}}\n")
     provider.poll(store)
-    assert provider.errors["east"] == f"{odd} document 1: unsupported kind (a dict value), skipped"
+    assert provider.skipped["east"] == (f"{odd} document 1: unsupported kind (a dict value), skipped",)
 
 
 def test_a_file_of_too_many_nodes_is_refused_before_they_are_built(root: Path) -> None:

@@ -3,8 +3,9 @@
 Every document must parse; an error names the file and the document number. An object the model refuses
 (a bad enum value, a number where a string belongs) is rejected alone, as an API server takes each object
 of a file on its own: it is reported, naming the file, the document and the field, and the others load.
-Fields set to null are pruned first. An unsupported kind is an error on the first read (and in
-``mcgw translate``), where it is most likely a typo; the watcher (``strict_kinds=False``) skips it.
+Fields set to null are pruned first. A kind mcgw does not read is skipped and listed (with the file, the
+document and the kind, and whether it is a Gateway API or MCS kind mcgw does not serve), never fatal: the
+rest of the directory is served.
 
 A file is untrusted input: it is refused past ``FileLimits.max_bytes``, and a document whose aliases
 would expand past ``FileLimits.max_alias_nodes`` is refused after composing and before constructing,
@@ -100,6 +101,20 @@ def _kind_text(kind: object) -> str:
     if isinstance(kind, str) and len(kind) <= 63 and kind.isprintable():
         return repr(kind)
     return "(missing)" if kind is None else f"(a {type(kind).__name__} value)"
+
+
+# API groups whose kinds mcgw reads some of: a kind of theirs it does not read is one it does not serve.
+_SERVED_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io", "multicluster.x-k8s.io")
+
+
+def _unread_kind(item: dict[Any, Any]) -> str:
+    """Why a document of a kind mcgw does not read is skipped, naming the kind and, for the APIs mcgw
+    implements, saying that it is not served (a GRPCRoute is not a typo)."""
+    api_version = item.get("apiVersion")
+    group = api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
+    if group in _SERVED_GROUPS and isinstance(item.get("kind"), str):
+        return f"{_kind_text(item['kind'])} of {group} is not served by mcgw"
+    return f"unsupported kind {_kind_text(item.get('kind'))}"
 
 
 def _yaml_error_message(error: yaml.YAMLError) -> str:
@@ -255,11 +270,10 @@ def decode_manifest(data: bytes, source: str) -> str:
                                     f"{error.reason}") from None
 
 
-def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLimits = DEFAULT_LIMITS) -> FileContents:
+def read_manifest_file(path: Path, *, limits: FileLimits = DEFAULT_LIMITS) -> FileContents:
     """The objects of one file; ManifestError (naming the file) if the file as a whole cannot be used.
 
-    A document the model refuses is listed in ``rejected``. With ``strict_kinds=False`` an unsupported kind
-    is skipped and listed in ``skipped`` instead of being an error.
+    A document the model refuses is listed in ``rejected``, one of a kind mcgw does not read in ``skipped``.
     """
     source = str(path)
     size = path.stat().st_size
@@ -281,11 +295,8 @@ def read_manifest_file(path: Path, *, strict_kinds: bool = True, limits: FileLim
 
         def add(item: object, where: str) -> None:
             if isinstance(item, dict) and item.get("kind") not in FILE_KINDS:
-                if not strict_kinds:
-                    skipped.append(f"{where}: unsupported kind {_kind_text(item.get('kind'))}, skipped")
-                    return
-                raise ManifestError(where, f"unsupported kind {_kind_text(item.get('kind'))}; mcgw reads "
-                                           f"{', '.join(FILE_KINDS)}")
+                skipped.append(f"{where}: {_unread_kind(item)}, skipped")
+                return
             try:
                 objects.append(parse_object(item, where))
             except ManifestError as error:
@@ -328,10 +339,12 @@ def merge_files(files: list[FileContents]) -> list[AnyObject]:
 
 @dataclass(frozen=True)
 class ClusterManifests:
-    """A cluster directory's objects, and why each rejected document was left out."""
+    """A cluster directory's objects, why each rejected document was left out, and the documents skipped
+    for their kind."""
 
     objects: list[AnyObject]
     rejected: list[Rejected]
+    skipped: list[str]
 
 
 def read_cluster_manifests(directory: Path, limits: FileLimits = DEFAULT_LIMITS) -> ClusterManifests:
@@ -342,14 +355,19 @@ def read_cluster_manifests(directory: Path, limits: FileLimits = DEFAULT_LIMITS)
             files.append(read_manifest_file(path, limits=limits))
         except OSError as error:
             raise ManifestError(str(path), f"cannot be read: {error.strerror or error}") from None
-    return ClusterManifests(merge_files(files), [r for f in files for r in f.rejected])
+    return ClusterManifests(merge_files(files), [r for f in files for r in f.rejected],
+                            [skip for f in files for skip in f.skipped])
 
 
 def read_cluster_dir(directory: Path, limits: FileLimits = DEFAULT_LIMITS) -> list[AnyObject]:
-    """Every object under ``directory``, strictly: any unusable file or document is a ManifestError."""
+    """Every object under ``directory``, strictly (fixtures, the demo): any unusable file, refused document
+    or skipped kind is a ManifestError."""
     manifests = read_cluster_manifests(directory, limits)
     if manifests.rejected:
         raise manifests.rejected[0].error
+    if manifests.skipped:
+        where, _, problem = manifests.skipped[0].partition(": ")
+        raise ManifestError(where, f"{problem.removesuffix(', skipped')}; mcgw reads {', '.join(FILE_KINDS)}")
     return manifests.objects
 
 

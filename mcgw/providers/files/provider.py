@@ -4,7 +4,8 @@ Directories are polled (mtime and size of every manifest) a few times a second, 
 inotify and works on every filesystem; a change is applied well within a second. Only changed files
 are re-read, in a worker thread, so a slow or hostile file never stalls the event loop (``/healthz``,
 xDS). Each file keeps its last good objects while it is broken (the error is reported in the log,
-``errors`` and /api/status until it is fixed); an unsupported kind is skipped and reported, and an object
+``errors`` and /api/status until it is fixed); a document of a kind mcgw does not read is skipped and
+listed in ``skipped`` (logged once as a warning), and an object
 that cannot be parsed is reported while its last good version (if any) stays and the file's other objects
 load. A missing
 cluster directory never empties the cluster, and a file that is removed or emptied is a deletion only
@@ -69,6 +70,7 @@ class _Scan:
     reread: bool
     objects: list[AnyObject] | None
     problems: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
 
 
 def _stamp(path: Path) -> Stamp | None:
@@ -113,6 +115,7 @@ class FileProvider:
         self.limits = limits
         self._clock = clock
         self.errors: dict[str, str] = {}
+        self.skipped: dict[str, tuple[str, ...]] = {}  # per cluster: documents of kinds mcgw does not read
         self.loads = 0
         self.properties: ClusterSetProperties = read_clusterset_properties(root)
         self._state = {cluster: self._read_initial(root / cluster) for cluster in self.clusters}
@@ -120,8 +123,8 @@ class FileProvider:
             cluster: merge_files([f.contents for f in state.files.values()]) for cluster, state in self._state.items()}
 
     def _read_initial(self, directory: Path) -> _ClusterState:
-        """The first read is strict about files (there is no last good state yet, so an unusable file or an
-        unsupported kind goes to the caller); an object the model refuses is left out and reported."""
+        """The first read is strict about files (there is no last good state yet, so an unusable file goes to
+        the caller); an object the model refuses is left out and reported, an unread kind skipped."""
         state = _ClusterState()
         for path in manifest_paths(directory):
             stamp = _stamp(path)
@@ -130,7 +133,7 @@ class FileProvider:
             except OSError as error:
                 raise ManifestError(str(path), f"cannot be read: {error.strerror or error}") from None
             state.files[path] = _FileState(stamp or (0, 0), contents, rejected=rejected)
-        self._report(directory.name, self._problems(state))
+        self._report(directory.name, self._problems(state), self._skipped(state))
         return state
 
     @property
@@ -160,7 +163,7 @@ class FileProvider:
         if not directory.is_dir():
             state.missing = (f"{directory}: the cluster directory is missing; its last good objects are kept "
                              "until it is back")
-            return _Scan(cluster, False, None, self._problems(state))
+            return _Scan(cluster, False, None, self._problems(state), self._skipped(state))
         state.missing = None
         changed = reread = False
         present = set()
@@ -199,13 +202,13 @@ class FileProvider:
                 state.conflict = None
             except ManifestError as error:
                 state.conflict = f"{error}; the cluster's last good objects are kept"
-        return _Scan(cluster, reread, objects, self._problems(state))
+        return _Scan(cluster, reread, objects, self._problems(state), self._skipped(state))
 
     def _reread(self, cluster: str, path: Path, stamp: Stamp, known: _FileState | None, state: _ClusterState,
                 now: float) -> bool:
         """Read one changed file into ``state``; whether the cluster's objects changed."""
         try:
-            contents = read_manifest_file(path, strict_kinds=False, limits=self.limits)
+            contents = read_manifest_file(path, limits=self.limits)
         except FileNotFoundError:
             return False  # removed since it was listed: the next poll sees it gone
         except (ManifestError, OSError) as error:
@@ -234,23 +237,34 @@ class FileProvider:
             if known.error:
                 problems.append(f"{known.error}; its last good objects are kept" if known.contents.objects
                                 else known.error)
-            problems.extend(known.contents.skipped)
             problems.extend(known.rejected)
         if state.conflict:
             problems.append(state.conflict)
         return tuple(problems)
 
+    @staticmethod
+    def _skipped(state: _ClusterState) -> tuple[str, ...]:
+        return tuple(skip for path in sorted(state.files) for skip in state.files[path].contents.skipped)
+
     def apply(self, store: Store, scans: list[_Scan]) -> list[str]:
         """Apply what :meth:`scan` found (on the event loop: the store is not thread-safe)."""
         for scan in scans:
-            self._report(scan.cluster, scan.problems)
+            self._report(scan.cluster, scan.problems, scan.skipped)
             if scan.objects is not None:
                 log.info("cluster %s: re-read, %d objects from %s", scan.cluster, len(scan.objects),
                          self.root / scan.cluster, extra={"cluster": scan.cluster})
                 self._apply(store, scan.cluster, scan.objects)
         return [scan.cluster for scan in scans if scan.reread]
 
-    def _report(self, cluster: str, problems: tuple[str, ...]) -> None:
+    def _report(self, cluster: str, problems: tuple[str, ...], skipped: tuple[str, ...]) -> None:
+        known = set(self.skipped.get(cluster, ()))
+        for skip in skipped:
+            if skip not in known:
+                log.warning("cluster %s: %s", cluster, skip, extra={"cluster": cluster})
+        if skipped:
+            self.skipped[cluster] = skipped
+        else:
+            self.skipped.pop(cluster, None)
         before = self.errors.get(cluster)
         if not problems:
             if self.errors.pop(cluster, None) is not None:
