@@ -68,7 +68,7 @@ def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object],
                 "validation_context_sds_secret_config": ca}
         else:
             common["validation_context_sds_secret_config"] = ca
-        fields["require_client_certificate"] = not validation.allow_insecure_fallback
+        fields["require_client_certificate"] = {"value": not validation.allow_insecure_fallback}
     context = tls_pb2.DownstreamTlsContext(common_tls_context=common, **fields)
     socket = {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
     out: dict[str, object] = {"filters": [hcm], "transport_socket": socket}

@@ -284,8 +284,9 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
                 if (outcome := frontend.for_listener(listener.port, listener.protocol)) is not None:
                     validation = outcome.validation
                     if outcome.problem is not None:
-                        resolved = cond(c.RESOLVED_REFS, "False", *outcome.problem)
                         served_unresolved = validation is not None
+                        rest = "; client certificates are verified against the valid ones" if served_unresolved else ""
+                        resolved = cond(c.RESOLVED_REFS, "False", outcome.problem[0], outcome.problem[1] + rest)
                     if validation is None:
                         assert outcome.problem is not None
                         accepted = cond(c.ACCEPTED, "False", c.REASON_NO_VALID_CA_CERTIFICATE,
