@@ -562,9 +562,9 @@ CA_CERTIFICATE_KEY = "ca.crt"
 
 @_spec
 class ConfigMap(_Object):
-    """The metadata and the ``ca.crt`` key only (a BackendTLSPolicy's CA bundle): every other key is dropped at
-    parse time, so a cluster's large ConfigMaps cost mcgw no memory. A generated bootstrap's content is compared
-    through the desired-hash annotation."""
+    """The metadata and the ``ca.crt`` key only (a CA bundle of a BackendTLSPolicy or of a Gateway's frontend
+    validation): every other key is dropped at parse time, so a cluster's large ConfigMaps cost mcgw no memory.
+    A generated bootstrap's content is compared through the desired-hash annotation."""
 
     kind: Literal["ConfigMap"]
     metadata: GeneratedMeta

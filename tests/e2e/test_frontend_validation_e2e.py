@@ -38,7 +38,8 @@ CA_NAME = "client-ca/infra/public/default"
 LISTENER_STATS = ("listener_manager.listener_added", "listener_manager.listener_modified",
                   "listener_manager.listener_removed", "listener_manager.listener_in_place_updated",
                   "listener_manager.lds.update_success", "listener_manager.lds.update_rejected")
-# A loopback address of this process's backend, apart from other tests running at the same time.
+# Loopback addresses of this process's backend and Envoy, apart from other tests running at the same time (the
+# Envoy asks for its own, rather than the first one of standalone mode's pool, which they would share).
 _BASE = f"127.{120 + os.getpid() % 60}.{os.getpid() % 250}"
 _BEDS = itertools.count(1)
 
@@ -71,6 +72,12 @@ def _indented(pem: bytes, spaces: int) -> str:
     return "\n".join(" " * spaces + line for line in pem.decode().strip().splitlines())
 
 
+def _envoy_address(backend: str) -> str:
+    """The Envoy's own loopback address, beside its backend's."""
+    prefix, last = backend.rsplit(".", 1)
+    return f"{prefix}.{100 + int(last)}"
+
+
 def _write_gateway(root: Path, server: IssuedCert, client_ca: Path, backend: str) -> None:
     crt, key = (base64.b64encode(path.read_bytes()).decode() for path in (server.cert, server.key))
     (root / "east" / "gateway.yaml").write_text(f"""
@@ -101,6 +108,7 @@ kind: Gateway
 metadata: {{name: public, namespace: infra, generation: 1}}
 spec:
   gatewayClassName: mcgw
+  addresses: [{{type: IPAddress, value: {_envoy_address(backend)}}}]
   tls:
     frontend:
       default:
