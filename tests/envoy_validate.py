@@ -2,8 +2,8 @@
 
 Dynamic resources are folded into a static bootstrap: each EDS cluster gets its
 ClusterLoadAssignment inline, each listener its RouteConfiguration inline, and SDS Secrets become static
-secrets that the listeners' TLS contexts name, so every field of every resource goes through Envoy's own
-validation (certificates and keys included).
+secrets that the listeners' TLS contexts name (certificates and client-certificate CA bundles), so every
+field of every resource goes through Envoy's own validation (certificates and keys included).
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ def static_bootstrap(resources: list[Message]) -> dict[str, Any]:
                 if "rds" in typed:
                     typed["route_config"] = by_kind["RouteConfiguration"][typed.pop("rds")["route_config_name"]]
             context = chain.get("transport_socket", {}).get("typed_config", {}).get("common_tls_context", {})
-            for config in context.get("tls_certificate_sds_secret_configs", []):
+            configs = [*context.get("tls_certificate_sds_secret_configs", []),
+                       *[found for found in (context.get("validation_context_sds_secret_config"),
+                                             context.get("combined_validation_context", {})
+                                             .get("validation_context_sds_secret_config")) if found]]
+            for config in configs:
                 assert config["name"] in by_kind.get("Secret", {}), f"listener names missing secret {config['name']}"
                 config.pop("sds_config", None)  # no sds_config: a static secret of that name
         listeners.append(listener)

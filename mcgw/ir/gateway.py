@@ -1,7 +1,9 @@
 """A Gateway's shape in the IR: where it binds, its usable ports, their TLS chains and the certificates they name.
 
 TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kubernetes Secret); the contents
-are the Gateway's ``secrets``, apart, so that a rotated certificate changes those and no listener."""
+are the Gateway's ``secrets``, apart, so that a rotated certificate changes those and no listener. An HTTPS
+port's client validation names its CA bundle the same way (``client-ca/<namespace>/<gateway>/<scope>``, after
+the frontend configuration), its content in ``trusted_cas``, so that a changed CA ConfigMap changes no listener."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class PortShape(NamedTuple):
     # Where listeners share the port, each listener hostname has a virtual host even without routes, so that
     # its requests never fall through to a less specific listener's routes (listener isolation).
     listener_hostnames: tuple[str, ...] = ()
+    client_validation: ir.ClientValidationIR | None = None
 
 
 class GatewayShape(NamedTuple):
@@ -31,11 +34,17 @@ class GatewayShape(NamedTuple):
     address: str
     ports: tuple[PortShape, ...]
     secrets: tuple[ir.SecretIR, ...] = ()
+    trusted_cas: tuple[ir.TrustedCaIR, ...] = ()
 
 
 def secret_name(namespace: str, name: str) -> str:
     """The SDS name of a Kubernetes TLS Secret: stable across rotations, unique within a member cluster."""
     return f"secret/{namespace}/{name}"
+
+
+def trusted_ca_name(gateway: GatewayKey, scope: str) -> str:
+    """The SDS name of a Gateway's frontend CA bundle (``scope``: ``default`` or a perPort entry's port)."""
+    return f"client-ca/{gateway[0]}/{gateway[1]}/{scope}"
 
 
 def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None]) -> ir.TlsChainIR:
@@ -60,6 +69,8 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
     chains: dict[int, list[ir.TlsChainIR]] = {}
     hostnames: dict[int, list[str | None]] = {}
     used: dict[tuple[str, str], None] = {}
+    validations: dict[int, ir.ClientValidationIR] = {}
+    cas: dict[str, ir.TrustedCaIR] = {}
     for listener in result.listeners:
         if listener.usable:
             port = listener.listener.port
@@ -68,12 +79,19 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
             hostnames.setdefault(port, []).append(listener.listener.hostname)
             if listener.listener.protocol == "HTTPS":
                 chains[port].append(_tls_chain(listener, used))
+                # One per port: every HTTPS listener of a port is targeted by the same frontend configuration.
+                if (validation := listener.client_validation) is not None and port not in validations:
+                    name = trusted_ca_name(key, validation.scope)
+                    validations[port] = ir.ClientValidationIR(name, validation.mode == "AllowInsecureFallback")
+                    cas[name] = ir.TrustedCaIR(name, validation.ca_certificates)
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]),  # type: ignore[arg-type]
-                            tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else ())
+                            tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else (),
+                            validations.get(port))
                   for port in sorted(protocols))
     return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports,
                         tuple(sorted((_secret(used_key, secrets[used_key]) for used_key in used),
-                                     key=lambda secret: secret.name)))
+                                     key=lambda secret: secret.name)),
+                        tuple(cas[name] for name in sorted(cas)))
 
 
 def gateway_ir(cluster: str, shape: GatewayShape,
@@ -84,8 +102,8 @@ def gateway_ir(cluster: str, shape: GatewayShape,
     return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
         ir.HTTPListenerIR(f"{ns}/{name}/{p.port}", p.port, p.protocol,
                           _with_listener_hostnames(f"{ns}/{name}/{p.port}", virtual_hosts.get(p.port, ()),
-                                                   p.listener_hostnames), p.tls)
-        for p in shape.ports), secrets=shape.secrets)
+                                                   p.listener_hostnames), p.tls, p.client_validation)
+        for p in shape.ports), secrets=shape.secrets, trusted_cas=shape.trusted_cas)
 
 
 def _with_listener_hostnames(port_name: str, vhosts: tuple[ir.VirtualHostIR, ...],

@@ -187,15 +187,35 @@ class SecretIR(NamedTuple):
         return f"SecretIR(name={self.name!r}, certificate_chain=..., private_key={REDACTED!r})"
 
 
+class TrustedCaIR(NamedTuple):
+    """CA certificates (PEM) that client certificates are verified against, named after the Gateway
+    configuration they come from (``client-ca/<namespace>/<gateway>/<default or port>``), never after their
+    content, so a changed CA bundle changes only this."""
+
+    name: str
+    ca_certificates: str
+
+
+class ClientValidationIR(NamedTuple):
+    """How an HTTPS port verifies client certificates: against the ``trusted_ca`` bundle (a TrustedCaIR name);
+    with ``allow_insecure_fallback``, a client without a certificate, or with one no CA here signed, is let
+    through too."""
+
+    trusted_ca: str
+    allow_insecure_fallback: bool = False
+
+
 class HTTPListenerIR(NamedTuple):
     """The Gateway listeners on one port that speak HTTP: plain, or HTTPS with TLS terminated here (one
-    chain per Gateway listener, chosen by SNI). They share one Envoy listener and one route table."""
+    chain per Gateway listener, chosen by SNI). They share one Envoy listener and one route table, and so
+    one client certificate validation (``client_validation``, None: none asked for)."""
 
     name: str
     port: int
     protocol: Literal["HTTP", "HTTPS"]
     virtual_hosts: tuple[VirtualHostIR, ...]
     tls: tuple[TlsChainIR, ...] = ()
+    client_validation: ClientValidationIR | None = None
 
 
 class TLSRouteIR(NamedTuple):
@@ -242,6 +262,7 @@ class GatewayIR(NamedTuple):
     tcp: tuple[TCPListenerIR, ...] = ()
     udp: tuple[UDPListenerIR, ...] = ()
     secrets: tuple[SecretIR, ...] = ()  # what the TLS chains name, sorted by name
+    trusted_cas: tuple[TrustedCaIR, ...] = ()  # what the client validations name, sorted by name
 
 
 def to_data(value: Any, *, private_keys: bool = False) -> Any:
@@ -387,6 +408,8 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
     problems = []
     if listener.protocol == "HTTP" and listener.tls:
         problems.append(f"listener {listener.name}: HTTP, yet it has TLS chains")
+    if listener.protocol == "HTTP" and listener.client_validation is not None:
+        problems.append(f"listener {listener.name}: HTTP, yet it validates client certificates")
     if listener.protocol == "HTTPS":
         if not listener.tls:
             problems.append(f"listener {listener.name}: HTTPS without a TLS chain")
@@ -425,6 +448,16 @@ def _secret_problems(gateway: GatewayIR) -> list[str]:
     problems += [f"certificate {name} named by a TLS chain but not among the secrets"
                  for name in sorted(named - set(names))]
     problems += [f"secret {name} named by no TLS chain" for name in sorted(set(names) - named)]
+    cas = [ca.name for ca in gateway.trusted_cas]
+    problems += [f"trusted CA {name} repeated" for name in _duplicates(cas)]
+    if cas != sorted(cas):
+        problems.append("trusted CAs not sorted by name")
+    problems += [f"trusted CA {ca.name}: no CA certificates" for ca in gateway.trusted_cas if not ca.ca_certificates]
+    trusted = {listener.client_validation.trusted_ca for listener in gateway.http
+               if listener.client_validation is not None}
+    problems += [f"trusted CA {name} named by a client validation but not among the trusted CAs"
+                 for name in sorted(trusted - set(cas))]
+    problems += [f"trusted CA {name} named by no client validation" for name in sorted(set(cas) - trusted)]
     return problems
 
 
@@ -451,7 +484,8 @@ def validate(gateway: GatewayIR) -> None:
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
     (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
     each with certificates and no SNI name choosing two of them; the Gateway's secrets are exactly the
-    certificates its chains name, sorted, each with a chain and a key; virtual host names and hostnames are
+    certificates its chains name, sorted, each with a chain and a key, and its trusted CAs exactly the ones
+    its HTTPS listeners' client validations name, sorted, none empty; virtual host names and hostnames are
     unique per listener, route names per virtual host (TLS routes: per listener, SNI names too); a route's
     mirror fractions, if any, are one share of at most 1 per mirror, and its backend header filters, if
     any, one per backend. Every

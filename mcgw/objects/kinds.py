@@ -97,8 +97,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("ReferenceGrant", ReferenceGrant, f"{GATEWAY_GROUP}/v1beta1", "referencegrants", listed=True,
          gateway_layer=True),
     Kind("Namespace", Namespace, "v1", "namespaces", namespaced=False, gateway_layer=True),
-    # Only TLS Secrets can be a Gateway's certificateRefs; leaving service-account tokens and other large
-    # secrets on the server keeps them out of mcgw's memory and off the wire.
+    # Only TLS Secrets can be a Gateway's certificateRefs (or hold its frontend CA bundle, under ca.crt);
+    # leaving service-account tokens and other secrets on the server keeps them out of mcgw's memory and off
+    # the wire.
     Kind("Secret", Secret, "v1", "secrets", field_selector=f"type={TLS_SECRET_TYPE}", gateway_layer=True),
     Kind("Service", Service, "v1", "services"),
     Kind("EndpointSlice", EndpointSlice, "discovery.k8s.io/v1", "endpointslices"),
@@ -109,9 +110,10 @@ KINDS: tuple[Kind, ...] = (
     # How the Gateway reaches backend Services over TLS; its CA bundles are ConfigMaps (below).
     Kind("BackendTLSPolicy", BackendTLSPolicy, f"{GATEWAY_GROUP}/v1", "backendtlspolicies", status="ancestors",
          listed=True),
-    # Every ConfigMap: a BackendTLSPolicy's caCertificateRefs name any ConfigMap of its namespace (no label or
-    # field selector can pick the referenced ones), and the bootstraps provisioning generates are ConfigMaps
-    # too (ownership is by label, as for Services). Only the metadata and the ``ca.crt`` key are kept.
+    # Every ConfigMap: a BackendTLSPolicy's caCertificateRefs name any ConfigMap of its namespace, a Gateway's
+    # frontend validation any ConfigMap a ReferenceGrant opens (no label or field selector can pick them), and
+    # the bootstraps provisioning generates are ConfigMaps too (ownership is by label, as for Services). Only
+    # the metadata and the ``ca.crt`` key are kept.
     Kind("ConfigMap", ConfigMap, "v1", "configmaps"),
     # Gateway parameters: a change re-evaluates the classes and Gateways naming it (InvalidParameters).
     Kind("EnvoyProxy", EnvoyProxy, f"{POLICY_GROUP}/v1alpha1", "envoyproxies", gateway_layer=True),

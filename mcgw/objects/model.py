@@ -188,11 +188,52 @@ class GatewayInfrastructure(_Spec):
 
 
 @_spec
+class CACertificateReference(_Spec):
+    """A Gateway's frontend CA bundle: a ConfigMap or Secret, in any namespace a ReferenceGrant opens."""
+
+    group: str = Field(max_length=253)
+    kind: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str | None = Field(None, max_length=63)
+
+
+@_spec
+class FrontendTLSValidation(_Spec):
+    ca_certificate_refs: tuple[CACertificateReference, ...] = Field(min_length=1, max_length=16)
+    mode: Literal["AllowValidOnly", "AllowInsecureFallback"] = "AllowValidOnly"
+
+
+@_spec
+class FrontendTLS(_Spec):
+    validation: FrontendTLSValidation | None = None
+
+
+@_spec
+class FrontendTLSPort(_Spec):
+    port: int
+    tls: FrontendTLS
+
+
+@_spec
+class FrontendTLSConfig(_Spec):
+    """How the Gateway's HTTPS listeners verify client certificates: per port, else the default."""
+
+    default: FrontendTLS
+    per_port: tuple[FrontendTLSPort, ...] = Field((), max_length=64)
+
+
+@_spec
+class GatewaySpecTLS(_Spec):
+    frontend: FrontendTLSConfig | None = None
+
+
+@_spec
 class GatewaySpec(_Spec):
     gateway_class_name: str
     listeners: tuple[Listener, ...]
     addresses: tuple[GatewayAddress, ...] = ()
     infrastructure: GatewayInfrastructure | None = None
+    tls: GatewaySpecTLS | None = None
 
 
 @_spec
@@ -521,9 +562,9 @@ CA_CERTIFICATE_KEY = "ca.crt"
 
 @_spec
 class ConfigMap(_Object):
-    """The metadata and the ``ca.crt`` key only (a BackendTLSPolicy's CA bundle): every other key is dropped at
-    parse time, so a cluster's large ConfigMaps cost mcgw no memory. A generated bootstrap's content is compared
-    through the desired-hash annotation."""
+    """The metadata and the ``ca.crt`` key only (a CA bundle of a BackendTLSPolicy or of a Gateway's frontend
+    validation): every other key is dropped at parse time, so a cluster's large ConfigMaps cost mcgw no memory.
+    A generated bootstrap's content is compared through the desired-hash annotation."""
 
     kind: Literal["ConfigMap"]
     metadata: GeneratedMeta

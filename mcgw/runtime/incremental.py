@@ -11,10 +11,11 @@ call works out what changed and what that touches:
 - BackendTLSPolicies and ConfigMaps (their CA bundles) are resolved again as a whole (they are few), and
   the routes naming a Service or ServiceImport whose policy outcome changed are evaluated again (a
   ``kubernetes.io/wss`` backend needs a policy) with their backends rebuilt;
-- GatewayClasses, Gateways, Secrets, ReferenceGrants, Namespaces and Gateway addresses are the
-  "Gateway layer": it is evaluated again as a whole (it is small), and routes are re-evaluated only
-  if what attachment or backend resolution reads from it changed; a Secret's new content (a rotation)
-  replaces only the Gateway's secrets, keeping its listener IR and Envoy listeners;
+- GatewayClasses, Gateways, Secrets, ReferenceGrants, Namespaces, Gateway addresses and the ConfigMaps
+  some Gateway's frontend validation names are the "Gateway layer": it is evaluated again as a whole (it
+  is small), and routes are re-evaluated only if what attachment or backend resolution reads from it
+  changed; a Secret's or CA ConfigMap's new content (a rotation) replaces only the Gateway's secrets,
+  keeping its listener IR and Envoy listeners;
 - a virtual host keeps its routes sorted in precedence order, so a route change is a few binary
   searches rather than a sort; only virtual hosts that changed are rebuilt, and only Gateways with a
   changed virtual host get new Envoy resources (:class:`mcgw.translate.cache.GatewayResources`).
@@ -66,6 +67,7 @@ from mcgw.semantics.gateway.evaluate import (
     evaluate_gateways,
     evaluate_route,
 )
+from mcgw.semantics.gateway.frontend import referenced
 from mcgw.semantics.gateway.listeners import GatewayResult
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
 from mcgw.semantics.gateway.routes import RouteKey
@@ -213,6 +215,7 @@ class IncrementalTranslation:
         self._dataplane: dict[tuple[str, str], Dataplane] = {}
         self._binds: dict[tuple[str, str], str] = {}
         self._layer: GatewayLayer | None = None
+        self._frontend_refs: frozenset[tuple[str, str, str]] = frozenset()  # (kind, ns, name) of CA bundles
         self._view: dict[GatewayKey, tuple[object, ...]] = {}
         self._shapes: dict[GatewayKey, GatewayShape] = {}
         self._routes: dict[RouteKey, _Route] = {}
@@ -280,6 +283,8 @@ class IncrementalTranslation:
                 layer_changed = True
             elif kind in ("BackendTLSPolicy", "ConfigMap"):
                 tls_changed = True
+                # A CA bundle of some Gateway's frontend validation: the Gateways' listeners read it.
+                layer_changed = layer_changed or (kind, *key) in self._frontend_refs
             elif kind == "Service":
                 endpoints.add(key)
             elif isinstance(obj, EndpointSlice) and obj.service_name:
@@ -331,13 +336,15 @@ class IncrementalTranslation:
         layer_changed = layer_changed or addresses != self._addresses or observed != self._dataplane
         all_routes = False
         if layer_changed:
+            gateways = [o for _, o in sorted(self._of("Gateway").items()) if isinstance(o, Gateway)]
             layer = evaluate_gateways(
-                [o for o in self._of("GatewayClass").values() if isinstance(o, GatewayClass)],
-                [o for _, o in sorted(self._of("Gateway").items()) if isinstance(o, Gateway)],
+                [o for o in self._of("GatewayClass").values() if isinstance(o, GatewayClass)], gateways,
                 [o for o in self._of("Secret").values() if isinstance(o, Secret)],
                 [o for _, o in sorted(self._of("ReferenceGrant").items()) if isinstance(o, ReferenceGrant)],
                 [o for o in self._of("Namespace").values() if isinstance(o, Namespace)], addresses,
-                [o for o in self._of("EnvoyProxy").values() if isinstance(o, EnvoyProxy)], observed)
+                [o for o in self._of("EnvoyProxy").values() if isinstance(o, EnvoyProxy)], observed,
+                self._of("ConfigMap"))
+            self._frontend_refs = referenced(gateways)
             view = _attach_view(layer)
             previous = self._layer
             all_routes = (previous is None or view != self._view or layer.namespaces != previous.namespaces
@@ -363,8 +370,8 @@ class IncrementalTranslation:
 
     def _reshape(self) -> None:
         """Ports, TLS chains, certificates and bind address of every Gateway; Gateways whose shape changed get
-        new IR. When only certificates changed (a rotation), the listeners' IR is kept and only the secrets
-        are replaced, so the Envoy listeners stay the very same resources."""
+        new IR. When only certificates or frontend CA bundles changed (a rotation), the listeners' IR is kept
+        and only the secrets are replaced, so the Envoy listeners stay the very same resources."""
         assert self._layer is not None
         secrets = {k: o for k, o in self._of("Secret").items() if isinstance(o, Secret)}
         shapes = {key: gateway_shape(key, result, secrets, self._binds)
@@ -373,8 +380,9 @@ class IncrementalTranslation:
             new, old = shapes.get(key), self._shapes.get(key)
             if new == old:
                 continue
-            if new is not None and old is not None and new._replace(secrets=()) == old._replace(secrets=()):
-                self._irs[key] = self._irs[key]._replace(secrets=new.secrets)
+            if new is not None and old is not None \
+                    and new._replace(secrets=(), trusted_cas=()) == old._replace(secrets=(), trusted_cas=()):
+                self._irs[key] = self._irs[key]._replace(secrets=new.secrets, trusted_cas=new.trusted_cas)
                 self._stale.add(key)
             else:
                 del self._irs[key]

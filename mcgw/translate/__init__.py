@@ -6,8 +6,9 @@ HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listene
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
 ``<ns>/<gateway>/<port>``), a virtual host per hostname (the Host header's port is ignored), and one
 EDS cluster with its ClusterLoadAssignment per backend Service port (shared by every route that uses it);
-per certificate the Gateway's listeners use, one SDS Secret (:mod:`.secrets`), which only this Gateway's
-Envoys receive. Show resources through :func:`redacted`: Secrets hold private keys.
+per certificate the Gateway's listeners use, and per CA bundle its HTTPS ports verify client certificates
+against, one SDS Secret (:mod:`.secrets`), which only this Gateway's Envoys receive. Show resources through
+:func:`redacted`: Secrets hold private keys.
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
 are built with protobuf constructors. :func:`translate` builds a Gateway's resources from scratch;
@@ -22,14 +23,14 @@ from mcgw.translate.cache import Built, GatewayResources
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import UnsupportedListenerError, listener, refuse_unsupported
 from mcgw.translate.routes import route_field, route_table, virtual_host_field, virtual_host_fields
-from mcgw.translate.secrets import redacted, secret
+from mcgw.translate.secrets import redacted, secret, trusted_ca
 
 __all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
 
 
 def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     """Every Envoy resource one Gateway's Envoys receive: route tables, listeners, clusters with their
-    endpoints (in the order routes first name them), then the secrets the listeners name."""
+    endpoints (in the order routes first name them), then the secrets and trusted CAs the listeners name."""
     refuse_unsupported(gateway)
     tables: list[Built] = []
     backends: dict[str, ir.BackendIR] = {}
@@ -60,4 +61,5 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     for name, backend in backends.items():
         out += (Built(name, cluster(backend)), Built(name, load_assignment(backend)))
     out += [Built(item.name, secret(item)) for item in gateway.secrets]
+    out += [Built(item.name, trusted_ca(item)) for item in gateway.trusted_cas]
     return tuple(out)

@@ -25,7 +25,7 @@ from mcgw import ir
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import listener, refuse_unsupported
 from mcgw.translate.routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
-from mcgw.translate.secrets import secret
+from mcgw.translate.secrets import secret, trusted_ca
 from xdsserver import ROUTE, Resource
 
 
@@ -207,6 +207,7 @@ class GatewayResources:
         self._listeners: dict[str, tuple[tuple[object, ...], Built]] = {}
         self._clusters: dict[str, _Cluster] = {}
         self._secrets: dict[str, tuple[ir.SecretIR, Built]] = {}
+        self._trusted_cas: dict[str, tuple[ir.TrustedCaIR, Built]] = {}
 
     def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
         refuse_unsupported(gateway)
@@ -248,11 +249,17 @@ class GatewayResources:
             known_secret = self._secrets.get(item.name)
             secrets[item.name] = known_secret if known_secret is not None and known_secret[0] == item else (
                 item, Built(item.name, secret(item)))
+        trusted_cas: dict[str, tuple[ir.TrustedCaIR, Built]] = {}
+        for ca in gateway.trusted_cas:
+            known_ca = self._trusted_cas.get(ca.name)
+            trusted_cas[ca.name] = known_ca if known_ca is not None and known_ca[0] == ca else (
+                ca, Built(ca.name, trusted_ca(ca)))
         self._vhosts, self._tables, self._listeners, self._clusters = vhosts, tables, listeners, clusters
-        self._secrets = secrets
+        self._secrets, self._trusted_cas = secrets, trusted_cas
         out = [table for _, table in tables.values()]
         out += [built for _, built in listeners.values()]
         for built in clusters.values():
             out += (built.cluster, built.endpoints)
         out += [built for _, built in secrets.values()]
+        out += [built for _, built in trusted_cas.values()]
         return tuple(out)

@@ -3,7 +3,10 @@
 An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, chosen by SNI
 (``server_names`` empty means any), each terminating TLS with that listener's certificates. Those come by
 SDS name over the same ADS stream (:mod:`.secrets`), so a rotated certificate reaches Envoy as a new
-Secret and the listener, unchanged, is neither modified nor drained.
+Secret and the listener, unchanged, is neither modified nor drained. A port's client certificate
+validation is the same on all its filter chains (a connection, and HTTP/2 requests coalesced on it, may
+reach any of them), its CA bundle likewise by SDS name: the Envoy handshake refuses a client without a
+certificate its CAs signed, unless the port allows the insecure fallback.
 
 The connection manager detects the client's codec (HTTP/1.1, or HTTP/2 by its preface: with prior
 knowledge in cleartext, by ALPN over TLS) and lets WebSocket upgrades through on every route: GEP-1911
@@ -48,11 +51,25 @@ def _hcm(port_name: str) -> dict[str, object]:
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": pack(manager)}
 
 
-def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object]) -> dict[str, object]:
-    context = tls_pb2.DownstreamTlsContext(common_tls_context={
+def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object],
+               validation: ir.ClientValidationIR | None) -> dict[str, object]:
+    common: dict[str, object] = {
         "alpn_protocols": ["h2", "http/1.1"],
         "tls_certificate_sds_secret_configs": [{"name": name, "sds_config": ADS} for name in chain.certificates],
-    })
+    }
+    fields: dict[str, object] = {}
+    if validation is not None:
+        ca = {"name": validation.trusted_ca, "sds_config": ADS}
+        if validation.allow_insecure_fallback:
+            # The CA bundle still comes by SDS; this listener-side default only adds "do not fail on an
+            # untrusted chain", which Envoy merges into it.
+            common["combined_validation_context"] = {
+                "default_validation_context": {"trust_chain_verification": "ACCEPT_UNTRUSTED"},
+                "validation_context_sds_secret_config": ca}
+        else:
+            common["validation_context_sds_secret_config"] = ca
+        fields["require_client_certificate"] = {"value": not validation.allow_insecure_fallback}
+    context = tls_pb2.DownstreamTlsContext(common_tls_context=common, **fields)
     socket = {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
     out: dict[str, object] = {"filters": [hcm], "transport_socket": socket}
     if chain.server_names:
@@ -82,7 +99,7 @@ def listener(address: str, port: ir.HTTPListenerIR) -> listener_pb2.Listener:
         "address": {"socket_address": {"address": address, "port_value": port.port}},
     }
     if port.protocol == "HTTPS":
-        fields["filter_chains"] = [_tls_chain(chain, hcm) for chain in port.tls]
+        fields["filter_chains"] = [_tls_chain(chain, hcm, port.client_validation) for chain in port.tls]
         fields["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector",
                                        "typed_config": pack(tls_inspector_pb2.TlsInspector())}]
     else:

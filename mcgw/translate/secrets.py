@@ -1,4 +1,5 @@
-"""Secret IR → Envoy SDS ``Secret``: a listener's certificate chain and private key, as their own resource.
+"""Secret IR → Envoy SDS ``Secret``: a listener's certificate chain and private key, or the CA certificates an
+HTTPS port verifies client certificates against, as their own resource.
 
 Secrets are the one resource that holds private keys, so :func:`redacted` is what anything that shows
 resources (``mcgw translate``, golden files, debugging) renders instead.
@@ -17,6 +18,10 @@ def secret(item: ir.SecretIR) -> secret_pb2.Secret:
         "certificate_chain": {"inline_string": item.certificate_chain},
         "private_key": {"inline_string": item.private_key},
     })
+
+
+def trusted_ca(item: ir.TrustedCaIR) -> secret_pb2.Secret:
+    return secret_pb2.Secret(name=item.name, validation_context={"trusted_ca": {"inline_string": item.ca_certificates}})
 
 
 def redacted(message: Message) -> Message:

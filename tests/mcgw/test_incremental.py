@@ -2,9 +2,9 @@
 
 Hypothesis drives a small cluster through random changes to routes, Services, ServiceImports,
 EndpointSlices, Gateways, GatewayClasses, ReferenceGrants, Namespaces, Secrets, BackendTLSPolicies, the
-ConfigMaps holding their CA bundles, and addresses. After each one, a long-lived ClusterTranslator and a
-from-scratch translate_cluster must agree on every status, the IR, and every serialised Envoy resource;
-earlier outputs must not change afterwards.
+ConfigMaps holding their CA bundles (and the Gateways' frontend ones), and addresses. After each one, a
+long-lived ClusterTranslator and a from-scratch translate_cluster must agree on every status, the IR, and
+every serialised Envoy resource; earlier outputs must not change afterwards.
 """
 
 from __future__ import annotations
@@ -89,9 +89,31 @@ def gateway(world: World, draw: Draw) -> None:
                           "allowedRoutes": {"namespaces": {"from": "All"}},
                           "tls": {"certificateRefs": [draw(st.sampled_from([
                               {"name": "cert"}, {"name": "cert", "namespace": "certs"}]))]}})
+    spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),
+                            "listeners": listeners}
+    if frontend := _frontend(draw):
+        spec["tls"] = {"frontend": frontend}
     world.put({"apiVersion": V1, "kind": "Gateway",
-               "metadata": _meta(name, "infra", generation=draw(st.integers(1, 3))),
-               "spec": {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])), "listeners": listeners}})
+               "metadata": _meta(name, "infra", generation=draw(st.integers(1, 3))), "spec": spec})
+
+
+def _frontend(draw: Draw) -> dict[str, Any] | None:
+    """Client certificate validation: by default or on port 443, against the ConfigMaps ``config_map`` changes
+    (one across namespaces, which ``grant`` opens), a missing one, or a Secret without ``ca.crt``."""
+    def validation() -> dict[str, Any]:
+        refs = draw(st.lists(st.sampled_from([
+            {"group": "", "kind": "ConfigMap", "name": "ca"},
+            {"group": "", "kind": "ConfigMap", "name": "ca", "namespace": "apps"},
+            {"group": "", "kind": "ConfigMap", "name": "gone"},
+            {"group": "", "kind": "Secret", "name": "cert"}]), min_size=1, max_size=2, unique_by=str))
+        return {"caCertificateRefs": refs, "mode": draw(st.sampled_from(["AllowValidOnly", "AllowInsecureFallback"]))}
+    choice = draw(st.sampled_from(["none", "none", "default", "per-port", "both"]))
+    if choice == "none":
+        return None
+    frontend: dict[str, Any] = {"default": {"validation": validation()} if choice != "per-port" else {}}
+    if choice != "default":
+        frontend["perPort"] = [{"port": 443, "tls": {"validation": validation()} if draw(st.booleans()) else {}}]
+    return frontend
 
 
 def secret(world: World, draw: Draw) -> None:
@@ -106,11 +128,12 @@ def secret(world: World, draw: Draw) -> None:
 
 
 def grant(world: World, draw: Draw) -> None:
-    which = draw(st.sampled_from(["team-routes", "apps-routes", "certs"]))
+    which = draw(st.sampled_from(["team-routes", "apps-routes", "certs", "client-ca"]))
     namespace, from_kind, from_ns, to_kind = {
         "team-routes": ("team", "HTTPRoute", "apps", "Service"),  # routes in apps may use Services in team
         "apps-routes": ("apps", "HTTPRoute", "team", "Service"),
         "certs": ("certs", "Gateway", "infra", "Secret"),
+        "client-ca": ("apps", "Gateway", "infra", "ConfigMap"),
     }[which]
     if draw(st.booleans()):
         world.delete("ReferenceGrant", namespace, which)
@@ -254,6 +277,7 @@ def bind_addresses(world: World, draw: Draw) -> None:
 
 
 CA_PEM = base64.b64decode(TLS_DATA["tls.crt"]).decode()
+OTHER_CA_PEM = base64.b64decode(ROTATED_DATA["tls.crt"]).decode()  # a CA bundle changed in place
 
 
 def backend_tls_policy(world: World, draw: Draw) -> None:
@@ -287,12 +311,13 @@ def backend_tls_policy(world: World, draw: Draw) -> None:
 
 
 def config_map(world: World, draw: Draw) -> None:
-    ns = draw(st.sampled_from(["apps", "team"]))
+    ns = draw(st.sampled_from(["apps", "team", "infra"]))
     data = draw(st.sampled_from(["valid", "valid", "garbage", "no-key", "delete"]))
     if data == "delete":
         world.delete("ConfigMap", ns, "ca")
         return
-    values = {"ca.crt": CA_PEM} if data == "valid" else {"ca.crt": "garbage"} if data == "garbage" else {"x": "y"}
+    values = {"ca.crt": draw(st.sampled_from([CA_PEM, OTHER_CA_PEM]))} if data == "valid" else \
+        {"ca.crt": "garbage"} if data == "garbage" else {"x": "y"}
     world.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ca", ns), "data": values})
 
 
@@ -316,6 +341,9 @@ def _world() -> World:
                    {"name": "selected", "port": 8080, "protocol": "HTTP", "allowedRoutes": {"namespaces": {
                        "from": "Selector", "selector": {"matchLabels": {"team": "yes"}}}}}]}})
     world.put({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta("team", labels={"team": "yes"})})
+    world.put({"apiVersion": "v1", "kind": "Secret", "metadata": _meta("cert", "infra"), "type": "kubernetes.io/tls",
+               "data": TLS_DATA})
+    world.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ca", "infra"), "data": {"ca.crt": CA_PEM}})
     for ns, name in SERVICES:
         world.put({"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, ns),
                    "spec": {"ports": [{"name": "http", "port": 80}, {"name": "alt", "port": 81}]}})

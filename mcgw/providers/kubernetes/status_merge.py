@@ -1,7 +1,8 @@
 """Merging computed status into what is stored, without losing what is not ours.
 
 - A condition keeps its ``lastTransitionTime`` unless its status changes.
-- Condition types we do not set are kept as they are.
+- Condition types we do not set are kept as they are, except the Gateway conditions mcgw sets only while
+  they hold (``REMOVED_WHEN_ABSENT``), which go when mcgw no longer computes them.
 - HTTPRoute ``status.parents`` and policy ``status.ancestors`` entries of other controllers are kept.
 Pure functions: the status writer reads, merges, and writes only when something changed.
 """
@@ -14,12 +15,14 @@ from typing import Any
 
 from mcgw.objects.kinds import StatusMerge
 from mcgw.semantics.gateway import CONTROLLER_NAME
+from mcgw.semantics.gateway.conditions import REMOVED_WHEN_ABSENT
 
 # (stored status, our status, now) -> the status to store
 Merge = Callable[[dict[str, Any], dict[str, Any], str], dict[str, Any]]
 
 
-def merge_conditions(stored: list[dict[str, Any]], ours: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
+def merge_conditions(stored: list[dict[str, Any]], ours: list[dict[str, Any]], now: str,
+                     removed_when_absent: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     by_type = {c.get("type"): c for c in stored}
     merged = []
     for condition in ours:
@@ -28,7 +31,7 @@ def merge_conditions(stored: list[dict[str, Any]], ours: list[dict[str, Any]], n
             "status"] else None
         merged.append({**condition, "lastTransitionTime": transition or now})
     ours_types = {c["type"] for c in ours}
-    merged += [c for c in stored if c.get("type") not in ours_types]
+    merged += [c for c in stored if c.get("type") not in ours_types and c.get("type") not in removed_when_absent]
     return merged
 
 
@@ -41,7 +44,7 @@ def merge_condition_status(stored: dict[str, Any], ours: dict[str, Any], now: st
 
 def merge_gateway_status(stored: dict[str, Any], ours: dict[str, Any], now: str) -> dict[str, Any]:
     merged = copy.deepcopy(stored)
-    merged["conditions"] = merge_conditions(stored.get("conditions", []), ours["conditions"], now)
+    merged["conditions"] = merge_conditions(stored.get("conditions", []), ours["conditions"], now, REMOVED_WHEN_ABSENT)
     merged["addresses"] = ours["addresses"]
     stored_listeners = {listener.get("name"): listener for listener in stored.get("listeners", [])}
     merged["listeners"] = [

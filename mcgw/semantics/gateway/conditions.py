@@ -16,6 +16,7 @@ RESOLVED_REFS = "ResolvedRefs"
 CONFLICTED = "Conflicted"
 PARTIALLY_INVALID = "PartiallyInvalid"
 OVERLAPPING_TLS_CONFIG = "OverlappingTLSConfig"
+INSECURE_FRONTEND_VALIDATION_MODE = "InsecureFrontendValidationMode"
 
 # GatewayClass reasons.
 REASON_ACCEPTED = "Accepted"
@@ -32,6 +33,7 @@ REASON_PROGRAMMED = "Programmed"
 REASON_NO_RESOURCES = "NoResources"
 REASON_ADDRESS_NOT_ASSIGNED = "AddressNotAssigned"
 REASON_ADDRESS_NOT_USABLE = "AddressNotUsable"
+REASON_CONFIGURATION_CHANGED = "ConfigurationChanged"
 
 # Listener reasons.
 REASON_PORT_UNAVAILABLE = "PortUnavailable"
@@ -45,6 +47,7 @@ REASON_HOSTNAME_CONFLICT = "HostnameConflict"
 REASON_PROTOCOL_CONFLICT = "ProtocolConflict"
 REASON_NO_CONFLICTS = "NoConflicts"
 REASON_OVERLAPPING_HOSTNAMES = "OverlappingHostnames"
+REASON_INVALID_CA_CERTIFICATE_KIND = "InvalidCACertificateKind"
 
 # Route reasons.
 REASON_NOT_ALLOWED_BY_LISTENERS = "NotAllowedByListeners"
@@ -58,6 +61,10 @@ REASON_BACKEND_NOT_FOUND = "BackendNotFound"
 REASON_CONFLICTED = "Conflicted"
 REASON_NO_VALID_CA_CERTIFICATE = "NoValidCACertificate"
 REASON_INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef"
+
+# Gateway conditions mcgw sets only while they hold: the status writer removes a stored one that mcgw no
+# longer computes (the spec removes InsecureFrontendValidationMode when the fallback is turned off).
+REMOVED_WHEN_ABSENT = frozenset({INSECURE_FRONTEND_VALIDATION_MODE})
 
 Status = Literal["True", "False", "Unknown"]
 

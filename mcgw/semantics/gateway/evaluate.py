@@ -2,9 +2,9 @@
 
 Evaluation has two layers, so that the incremental translator can redo only what a change affects:
 the Gateway layer (:func:`evaluate_gateways`: classes, Gateways, listeners, from GatewayClasses,
-Gateways, Secrets, ReferenceGrants and Namespaces) and one route at a time (:func:`evaluate_route`),
-which depends on that layer, on the route, on ReferenceGrants and on which Services and
-ServiceImports exist, but never on other routes. ``attachedRoutes`` is counted last
+Gateways, Secrets, ReferenceGrants, Namespaces and the ConfigMaps of frontend CA bundles) and one route
+at a time (:func:`evaluate_route`), which depends on that layer, on the route, on ReferenceGrants and
+on which Services and ServiceImports exist, but never on other routes. ``attachedRoutes`` is counted last
 (:func:`count_attached`). Routes are listed oldest first (creationTimestamp, then namespace/name),
 the order in which the spec breaks ties, so the outcome never depends on the order objects were listed.
 """
@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from mcgw.objects.model import EnvoyProxy, Gateway, GatewayClass, Namespace, ReferenceGrant, Secret
+from mcgw.objects.model import ConfigMap, EnvoyProxy, Gateway, GatewayClass, Namespace, ReferenceGrant, Secret
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.attach import ParentResult, attach
 from mcgw.semantics.gateway.backends import (
@@ -50,6 +50,7 @@ class ClusterObjects:
     service_imports: Collection[tuple[str, str]] = frozenset()
     proxies: tuple[EnvoyProxy, ...] = ()  # Gateway parameters
     tls: TlsLookup | None = None  # which backend ports a BackendTLSPolicy covers
+    config_maps: tuple[ConfigMap, ...] = ()  # CA bundles of the Gateways' frontend validation
 
     @classmethod
     def of(cls, objects: Iterable[object], services: Iterable[tuple[str, str]] = (),
@@ -65,6 +66,7 @@ class ClusterObjects:
             _keys_or_mapping(services),
             _keys_or_mapping(service_imports),
             tuple(o for o in items if isinstance(o, EnvoyProxy)),
+            config_maps=tuple(o for o in items if isinstance(o, ConfigMap)),
         )
 
 
@@ -110,9 +112,11 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
                       secrets: Iterable[Secret], grants: Iterable[ReferenceGrant], namespaces: Iterable[Namespace],
                       addresses: Mapping[tuple[str, str], list[str]] | None = None,
                       proxies: Iterable[EnvoyProxy] = (),
-                      dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> GatewayLayer:
+                      dataplane: Mapping[tuple[str, str], Dataplane] | None = None,
+                      config_maps: Mapping[tuple[str, str], object] | None = None) -> GatewayLayer:
     """Statuses of our GatewayClasses and their Gateways, before routes are counted. ``dataplane``: what was
-    observed of provisioned Gateways' Envoys (their addresses and Programmed then come from it)."""
+    observed of provisioned Gateways' Envoys (their addresses and Programmed then come from it);
+    ``config_maps`` (by namespace and name): the CA bundles of the Gateways' frontend validation."""
     classes = {gc.metadata.name: gc for gc in gateway_classes}
     by_name = {(p.metadata.namespace, p.metadata.name): p for p in proxies}
     class_results = {}
@@ -126,7 +130,7 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
     for gateway in gateways:
         key = (gateway.metadata.namespace, gateway.metadata.name)
         result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()), by_name,
-                                (dataplane or {}).get(key))
+                                (dataplane or {}).get(key), config_maps)
         if result is not None:
             results[key] = result
     return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
@@ -186,7 +190,8 @@ def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[s
              dataplane: Mapping[tuple[str, str], Dataplane] | None = None) -> Evaluation:
     """Statuses for our GatewayClasses, their Gateways, and the routes that name those Gateways."""
     layer = evaluate_gateways(objects.gateway_classes, objects.gateways, objects.secrets, objects.grants,
-                              objects.namespaces, addresses, objects.proxies, dataplane)
+                              objects.namespaces, addresses, objects.proxies, dataplane,
+                              {(o.metadata.namespace, o.metadata.name): o for o in objects.config_maps})
     routes = {}
     for route in sorted(objects.routes, key=age_order):
         result = evaluate_route(route, layer, objects.services, objects.service_imports, objects.tls)

@@ -17,6 +17,8 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",
     "GatewayAddressEmpty",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayInfrastructure",
     "GatewayPort8080",

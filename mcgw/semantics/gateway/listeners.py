@@ -30,6 +30,7 @@ from mcgw.objects.model import (
 from mcgw.semantics.gateway import CONTROLLER_NAME
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.dataplane import Dataplane, dataplane_outcome
+from mcgw.semantics.gateway.frontend import ClientValidation, FrontendResolution, resolve_frontend
 from mcgw.semantics.gateway.hostnames import listener_hostnames_overlap
 from mcgw.semantics.gateway.limits import MAX_LISTENERS, hostname_problem, is_ip, port_problem, section_name_problem
 from mcgw.semantics.gateway.parameters import Proxies, class_parameters, gateway_parameters, service_type
@@ -48,6 +49,7 @@ class ListenerResult:
     supported_kinds: list[tuple[str, str]]
     conditions: list[c.Condition]
     certificate_secrets: list[tuple[str, str]] = field(default_factory=list)  # (namespace, name)
+    client_validation: ClientValidation | None = None  # what client certificates are verified against
     attached_routes: int = 0
     selector_valid: bool = True  # False: from Selector without a valid selector, so no namespace is admitted
 
@@ -241,7 +243,8 @@ def listener_value_problem(listener: Listener) -> str | None:
 
 
 def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, str] | None, overlaps: list[str],
-                     secrets: Mapping[tuple[str, str], Secret], grants: Iterable[ReferenceGrant]) -> ListenerResult:
+                     secrets: Mapping[tuple[str, str], Secret], grants: Iterable[ReferenceGrant],
+                     frontend: FrontendResolution) -> ListenerResult:
     generation = gateway.metadata.generation
 
     def cond(kind: str, status: c.Status, reason: str, message: str) -> c.Condition:
@@ -251,6 +254,8 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
     resolved = cond(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "all references resolved")
     supported: list[tuple[str, str]] = []
     certificates: list[tuple[str, str]] = []
+    validation: ClientValidation | None = None
+    served_unresolved = False  # ResolvedRefs=False, but what did resolve is served
     if value_problem := listener_value_problem(listener):
         reason = c.REASON_PORT_UNAVAILABLE if value_problem.startswith("port") else c.REASON_UNSUPPORTED_VALUE
         accepted = cond(c.ACCEPTED, "False", reason, value_problem)
@@ -276,6 +281,17 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
             else:
                 certificates = [(r.namespace or gateway.metadata.namespace, r.name)
                                 for r in listener.tls.certificate_refs]
+                if (outcome := frontend.for_listener(listener.port, listener.protocol)) is not None:
+                    validation = outcome.validation
+                    if outcome.problem is not None:
+                        served_unresolved = validation is not None
+                        rest = "; client certificates are verified against the valid ones" if served_unresolved else ""
+                        resolved = cond(c.RESOLVED_REFS, "False", outcome.problem[0], outcome.problem[1] + rest)
+                    if validation is None:
+                        assert outcome.problem is not None
+                        accepted = cond(c.ACCEPTED, "False", c.REASON_NO_VALID_CA_CERTIFICATE,
+                                        f"no valid CA certificate to verify client certificates with: "
+                                        f"{outcome.problem[1]}")
     namespaces_problem = _namespaces_problem(listener)
     if namespaces_problem and accepted.status == "True":
         accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE, namespaces_problem)
@@ -286,7 +302,7 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
                   else cond(c.CONFLICTED, "False", c.REASON_NO_CONFLICTS, "no conflicts"))
     if accepted.status == "False" or conflict or (resolved.status == "False" and not supported):
         programmed = cond(c.PROGRAMMED, "False", c.REASON_INVALID, "listener is not valid: see its conditions")
-    elif resolved.status == "False" and resolved.reason != c.REASON_INVALID_ROUTE_KINDS:
+    elif resolved.status == "False" and resolved.reason != c.REASON_INVALID_ROUTE_KINDS and not served_unresolved:
         programmed = cond(c.PROGRAMMED, "False", c.REASON_INVALID, f"references not resolved: {resolved.message}")
     else:
         programmed = cond(c.PROGRAMMED, "True", c.REASON_PROGRAMMED, "listener is programmed")
@@ -299,14 +315,16 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
                                f"on port {listener.port}: a client may reuse one "
                                "listener's TLS connection for the other's hostnames; give them hostnames "
                                "that do not overlap, or separate ports"))
-    return ListenerResult(listener, supported, conditions, certificates,
+    return ListenerResult(listener, supported, conditions, certificates, validation,
                           selector_valid=namespaces_problem is None)
 
 
 def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secrets: Mapping[tuple[str, str], Secret],
                    grants: Iterable[ReferenceGrant], addresses: Iterable[str] = (),
-                   proxies: Proxies | None = None, dataplane: Dataplane | None = None) -> GatewayResult | None:
+                   proxies: Proxies | None = None, dataplane: Dataplane | None = None,
+                   config_maps: Mapping[tuple[str, str], object] | None = None) -> GatewayResult | None:
     """The Gateway's conditions and per-listener results; ``None`` if another controller owns its class.
+    ``config_maps`` (by namespace and name) hold the CA bundles of its frontend validation.
 
     With ``dataplane`` (provisioned Envoys), the addresses and Programmed come from what was observed of
     them (``semantics.gateway.dataplane``); without, from ``addresses``."""
@@ -337,8 +355,9 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
                      and listener.port not in reserved)
     conflicts = _conflicts(claiming)
     overlaps = _overlapping_tls(claiming, conflicts)
+    frontend = resolve_frontend(gateway, config_maps or {}, secrets, grants)
     listeners = [_listener_result(gateway, listener, conflicts.get(listener.name), overlaps.get(listener.name, []),
-                                  secrets, grants)
+                                  secrets, grants, frontend)
                  for listener in gateway.spec.listeners]
     if reserved:
         listeners = [_reserved(result) if result.listener.port in reserved else result for result in listeners]
@@ -392,7 +411,12 @@ def gateway_status(gateway: Gateway, classes: Mapping[str, GatewayClass], secret
     else:
         programmed = c.Condition(c.PROGRAMMED, "True", c.REASON_PROGRAMMED,
                                  f"programmed at {', '.join(assigned)}", generation)
-    return GatewayResult(gateway, [accepted, programmed], listeners, assigned, parameters)
+    conditions = [accepted, programmed]
+    if frontend.insecure:
+        conditions.append(c.Condition(c.INSECURE_FRONTEND_VALIDATION_MODE, "True", c.REASON_CONFIGURATION_CHANGED,
+                                      "spec.tls.frontend asks for AllowInsecureFallback: HTTPS listeners it targets "
+                                      "accept clients without a valid certificate", generation))
+    return GatewayResult(gateway, conditions, listeners, assigned, parameters)
 
 
 def _reserved(result: ListenerResult) -> ListenerResult:
