@@ -16,7 +16,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import yaml
@@ -245,32 +245,34 @@ def _print(document: Any, output: str) -> None:
         print(yaml.safe_dump(document, sort_keys=False, width=120), end="")
 
 
-def status_command(args: argparse.Namespace) -> int:
+def proxy_document(document: dict[str, Any]) -> dict[str, Any]:
+    """``proxy-status -o json|yaml``: the nodes, each with its state per type, and the rejections."""
+    return {"nodes": [{**node, "state": {SHORT[t]: xds_state(node.get("types", {}).get(t)) for t in XDS_TYPES}}
+                      for node in document.get("nodes", [])],
+            "rejections": document.get("rejections", [])}
+
+
+def _status_view(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Style], str],
+                 data: Callable[[dict[str, Any]], Any]) -> int:
+    """Read /api/status, then print it as a table (``render``) or as data (``data``)."""
     try:
         document = fetch(args.admin, "/api/status")
     except AdminError as error:
-        print(f"mcgw status: {error}", file=sys.stderr)
+        print(f"mcgw {name}: {error}", file=sys.stderr)
         return 2
     if args.o == "table":
-        print(render_status(document, _style()), end="")
+        print(render(document, _style()), end="")
     else:
-        _print(document, args.o)
+        _print(data(document), args.o)
     return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    return _status_view(args, "status", render_status, lambda document: document)
 
 
 def proxy_status_command(args: argparse.Namespace) -> int:
-    try:
-        document = fetch(args.admin, "/api/status")
-    except AdminError as error:
-        print(f"mcgw proxy-status: {error}", file=sys.stderr)
-        return 2
-    if args.o == "table":
-        print(render_proxy_status(document, _style()), end="")
-    else:
-        _print({"nodes": [{**node, "state": {SHORT[t]: xds_state(node.get("types", {}).get(t)) for t in XDS_TYPES}}
-                          for node in document.get("nodes", [])],
-                "rejections": document.get("rejections", [])}, args.o)
-    return 0
+    return _status_view(args, "proxy-status", render_proxy_status, proxy_document)
 
 
 def config_dump_command(args: argparse.Namespace) -> int:
