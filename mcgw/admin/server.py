@@ -15,6 +15,9 @@ from aiohttp.log import access_logger
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from mcgw.admin.config_dump import TYPES, UnknownNodeGroup, config_dump, node_groups
+from xdsserver import SnapshotCache
+
 NOT_READY = "waiting for the initial list of every reachable member cluster"
 
 
@@ -28,8 +31,10 @@ class AdminServer:
     def __init__(self, ready: Callable[[], bool], status: Callable[[], dict[str, Any]],
                  registry: CollectorRegistry | None = None, *,
                  not_ready_reason: Callable[[], str] | None = None,
-                 before_scrape: Callable[[], None] | None = None, access_log: bool = False) -> None:
+                 before_scrape: Callable[[], None] | None = None, access_log: bool = False,
+                 snapshots: SnapshotCache | None = None) -> None:
         self.ready = ready
+        self.snapshots = snapshots
         self.status = status
         self.registry = registry if registry is not None else REGISTRY
         self.not_ready_reason = not_ready_reason
@@ -43,6 +48,7 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/api/status", self._status)
+        app.router.add_get("/api/config_dump", self._config_dump)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -81,3 +87,25 @@ class AdminServer:
     async def _status(self, _: web.Request) -> web.Response:
         text = json.dumps(self.status(), sort_keys=True, indent=2) + "\n"
         return web.Response(text=text, content_type="application/json")
+
+    async def _config_dump(self, request: web.Request) -> web.Response:
+        """``?cluster=C&gateway=NS/NAME[&type=lds,rds,...]``: what that node group is served; without a
+        gateway, the node groups there are."""
+        if self.snapshots is None:
+            return web.json_response({"error": "this server has no xDS snapshots"}, status=404)
+        cluster, gateway = request.query.get("cluster", ""), request.query.get("gateway", "")
+        if not gateway:
+            return web.json_response({"nodeGroups": node_groups(self.snapshots)})
+        if not cluster:
+            matching = [g for g in node_groups(self.snapshots) if g.split(":", 1)[1] == gateway]
+            if len(matching) != 1:
+                return web.json_response({"error": f"gateway {gateway} is served in {len(matching)} clusters: "
+                                                   "give cluster=", "nodeGroups": matching}, status=400)
+            cluster = matching[0].split(":", 1)[0]
+        types = [t for t in request.query.get("type", ",".join(TYPES)).split(",") if t]
+        try:
+            return web.json_response(config_dump(self.snapshots, cluster, gateway, types))
+        except UnknownNodeGroup as error:
+            return web.json_response({"error": str(error)}, status=404)
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)

@@ -133,7 +133,17 @@ def _mcs(result: McsResult | None) -> dict[str, Any]:
         "importedServices": [
             {"service": object_name(service.namespace, service.name), "type": service.type,
              "clusters": list(service.clusters),
-             "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in service.ports]}
+             "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in service.ports],
+             # Per port and source cluster, what the gateways route to: ready (HEALTHY) and terminating
+             # but serving (DRAINING) endpoints, and whether the cluster is lost (kept within its TTL).
+             "endpoints": [
+                 {"port": number, "clusters": [
+                     {"cluster": source.cluster,
+                      "healthy": sum(1 for e in source.endpoints if e.health == "HEALTHY"),
+                      "draining": sum(1 for e in source.endpoints if e.health == "DRAINING"),
+                      "lost": source.lost_since is not None}
+                     for source in sources]}
+                 for number, sources in service.endpoints]}
             for _, service in sorted(result.view.services.items())],
         "lostClusters": [
             {"cluster": lost.cluster, "since": rfc3339(lost.since), "reason": lost.reason,

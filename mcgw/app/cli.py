@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mcgw.app.operator import add_commands
 from mcgw.dataplane.manifests import DEFAULT_IMAGE
 from mcgw.support.logs import add_logging_arguments, configure_logging
 
@@ -251,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("-o", choices=["yaml", "json"], default="yaml")
     translate.add_argument("--cluster", help="only this member cluster")
     translate.set_defaults(handler=_translate)
-    for command in (run, standalone, demo, xds_demo, manifests, translate):
+    operator = add_commands(commands)
+    for command in (run, standalone, demo, xds_demo, manifests, translate, *operator):
         add_logging_arguments(command)
     demo.set_defaults(log_level="warning")  # the demo's own printout is the story; logs only when asked
     return parser

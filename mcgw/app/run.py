@@ -124,7 +124,8 @@ class Controller(Lifecycle):
                                  debounce_cap=config.reconcile.debounce_cap, metrics=McsMetrics(self.registry))
         self.admin = AdminServer(ready=self.reconciler.ready.is_set, status=self.status, registry=self.registry,
                                  not_ready_reason=lambda: not_ready_reason(self.store, self.reconciler),
-                                 before_scrape=lambda: self.metrics.refresh(self.store, self.reconciler))
+                                 before_scrape=lambda: self.metrics.refresh(self.store, self.reconciler),
+                                 snapshots=self.cache)
         self.xds_port = 0
         self.admin_port = 0
         self._released = ""

@@ -104,7 +104,8 @@ class Standalone(Lifecycle):
         reconciler = self.reconciler
         self.admin = AdminServer(ready=reconciler.ready.is_set, status=self.status, registry=self.registry,
                                  not_ready_reason=lambda: not_ready_reason(self.store, reconciler),
-                                 before_scrape=lambda: self.metrics.refresh(self.store, reconciler))
+                                 before_scrape=lambda: self.metrics.refresh(self.store, reconciler),
+                                 snapshots=self.cache)
         host, port = split_listen(options.admin_listen)
         self.admin_port = await self.admin.start(host, port)
         self._stop_accepting(self.admin)

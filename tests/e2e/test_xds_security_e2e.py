@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -40,6 +41,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from mcgw.provisioning.ca import CertificateAuthority
 from tests.e2e.provisioned import Mcgw, Member, PodEnvoy, config_losses, get_json, run_config, until
+from tests.e2e.test_operator_cli_e2e import mcgw
 from tests.e2e.testbed import ClusterSet
 from xdsserver import CLUSTER
 
@@ -151,6 +153,25 @@ async def test_a_gateways_certificate_reads_only_its_own_node_group(bed: Bed, de
             assert isinstance(answer, grpc.aio.AioRpcError), (cluster, gateway)
             assert answer.code() == grpc.StatusCode.PERMISSION_DENIED, answer
             assert f"spiffe://mcgw/east/{bed.namespace}/edge" in (answer.details() or "")
+
+
+async def test_the_operator_commands_read_mcgw_run(bed: Bed) -> None:
+    assert bed.mcgw.controller is not None
+    admin = f"http://127.0.0.1:{bed.mcgw.controller.admin_port}"
+    gateway = f"{bed.namespace}/edge"
+    proxies = json.loads((await asyncio.to_thread(mcgw, "proxy-status", "--admin", admin, "-o", "json")).stdout)
+    (node,) = [n for n in proxies["nodes"] if n["group"]["gateway"] == gateway]
+    assert {kind: node["state"][kind] for kind in ("CDS", "EDS", "LDS", "RDS")} == dict.fromkeys(
+        ("CDS", "EDS", "LDS", "RDS"), "SYNCED"), node
+    status = await asyncio.to_thread(mcgw, "status", "--admin", admin)
+    assert status.returncode == 0, status.stderr
+    assert any(line.split()[:5] == ["east", gateway, "True", "True", bed.address.split(":")[0]]
+               for line in status.stdout.splitlines()), status.stdout
+    dump = await asyncio.to_thread(mcgw, "config-dump", gateway, "--admin", admin, "--type", "lds")
+    assert dump.returncode == 0, dump.stderr
+    served = yaml.safe_load(dump.stdout)
+    assert served["cluster"] == "east"  # the only cluster with that Gateway
+    assert served["types"]["lds"]["version"] == node["types"]["Listener"]["ackedVersion"]
 
 
 async def test_xds_connections_are_recycled_and_the_envoy_keeps_its_configuration(bed: Bed) -> None:

@@ -47,7 +47,11 @@ async def test_export_and_import_statuses_are_filled_in() -> None:
     assert document["clusters"]["central"]["objects"]["ServiceImport"]["shop/cart"]["status"] is None
     assert document["multiClusterServices"]["importedServices"] == [
         {"service": "shop/cart", "type": "ClusterSetIP", "clusters": ["east", "west"],
-         "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}]
+         "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+         # east: two ready, one terminating but serving (DRAINING), one not ready (not routed to, not counted).
+         "endpoints": [{"port": 80, "clusters": [
+             {"cluster": "east", "healthy": 2, "draining": 1, "lost": False},
+             {"cluster": "west", "healthy": 1, "draining": 0, "lost": False}]}]}]
 
 
 async def test_a_lost_cluster_is_listed_with_its_deadline() -> None:
