@@ -1,7 +1,8 @@
 """A Gateway's shape in the IR: where it binds, its usable ports, their TLS chains and the certificates they name.
 
-TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kubernetes Secret); the contents
-are the Gateway's ``secrets``, apart, so that a rotated certificate changes those and no listener."""
+TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kubernetes Secret), and so does
+the client certificate the Gateway presents to backends; the contents are the Gateway's ``secrets``, apart,
+so that a rotated certificate changes those and no listener or cluster."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class GatewayShape(NamedTuple):
     address: str
     ports: tuple[PortShape, ...]
     secrets: tuple[ir.SecretIR, ...] = ()
+    client_certificate: str | None = None  # the SecretIR name presented to backends over TLS
 
 
 def secret_name(namespace: str, name: str) -> str:
@@ -71,9 +73,12 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]),  # type: ignore[arg-type]
                             tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else ())
                   for port in sorted(protocols))
+    if result.client_certificate is not None:
+        used[result.client_certificate] = None
     return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports,
                         tuple(sorted((_secret(used_key, secrets[used_key]) for used_key in used),
-                                     key=lambda secret: secret.name)))
+                                     key=lambda secret: secret.name)),
+                        secret_name(*result.client_certificate) if result.client_certificate is not None else None)
 
 
 def gateway_ir(cluster: str, shape: GatewayShape,
@@ -85,7 +90,7 @@ def gateway_ir(cluster: str, shape: GatewayShape,
         ir.HTTPListenerIR(f"{ns}/{name}/{p.port}", p.port, p.protocol,
                           _with_listener_hostnames(f"{ns}/{name}/{p.port}", virtual_hosts.get(p.port, ()),
                                                    p.listener_hostnames), p.tls)
-        for p in shape.ports), secrets=shape.secrets)
+        for p in shape.ports), secrets=shape.secrets, client_certificate=shape.client_certificate)
 
 
 def _with_listener_hostnames(port_name: str, vhosts: tuple[ir.VirtualHostIR, ...],

@@ -241,7 +241,9 @@ class GatewayIR(NamedTuple):
     tls_passthrough: tuple[TLSPassthroughListenerIR, ...] = ()
     tcp: tuple[TCPListenerIR, ...] = ()
     udp: tuple[UDPListenerIR, ...] = ()
-    secrets: tuple[SecretIR, ...] = ()  # what the TLS chains name, sorted by name
+    secrets: tuple[SecretIR, ...] = ()  # what the TLS chains and the client certificate name, sorted by name
+    # The SecretIR name of the certificate presented to every backend reached over TLS (spec.tls.backend).
+    client_certificate: str | None = None
 
 
 def to_data(value: Any, *, private_keys: bool = False) -> Any:
@@ -414,7 +416,8 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
 
 
 def _secret_problems(gateway: GatewayIR) -> list[str]:
-    """Secrets are exactly those the TLS chains name: a Gateway's Envoys get no private key they do not use."""
+    """Secrets are exactly those the TLS chains and the client certificate name: a Gateway's Envoys get no
+    private key it does not name."""
     names = [secret.name for secret in gateway.secrets]
     problems = [f"secret {name} repeated" for name in _duplicates(names)]
     if names != sorted(names):
@@ -424,7 +427,12 @@ def _secret_problems(gateway: GatewayIR) -> list[str]:
     named = {name for listener in gateway.http for chain in listener.tls for name in chain.certificates}
     problems += [f"certificate {name} named by a TLS chain but not among the secrets"
                  for name in sorted(named - set(names))]
-    problems += [f"secret {name} named by no TLS chain" for name in sorted(set(names) - named)]
+    if gateway.client_certificate is not None:
+        if gateway.client_certificate not in names:
+            problems.append(f"client certificate {gateway.client_certificate} not among the secrets")
+        named.add(gateway.client_certificate)
+    problems += [f"secret {name} named by no TLS chain nor as the client certificate"
+                 for name in sorted(set(names) - named)]
     return problems
 
 
@@ -451,12 +459,11 @@ def validate(gateway: GatewayIR) -> None:
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
     (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
     each with certificates and no SNI name choosing two of them; the Gateway's secrets are exactly the
-    certificates its chains name, sorted, each with a chain and a key; virtual host names and hostnames are
-    unique per listener, route names per virtual host (TLS routes: per listener, SNI names too); a route's
-    mirror fractions, if any, are one share of at most 1 per mirror, and its backend header filters, if
-    any, one per backend. Every
-    backend a route reaches is usable (a cluster name, kind Service or ServiceImport; only ServiceImport
-    fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
+    certificates its chains and its client certificate name, sorted, each with a chain and a key; virtual
+    host names and hostnames are unique per listener, route names per virtual host (TLS routes: per
+    listener, SNI names too); a route's mirror fractions, if any, are one share of at most 1 per mirror,
+    and its backend header filters, if any, one per backend. Every backend a route reaches is usable (a
+    cluster name, kind Service or ServiceImport; only ServiceImport fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
     run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.
     """
     listeners: list[Listener] = [*gateway.http, *gateway.tls_passthrough, *gateway.tcp, *gateway.udp]

@@ -188,11 +188,26 @@ class GatewayInfrastructure(_Spec):
 
 
 @_spec
+class GatewayBackendTLS(_Spec):
+    """The Gateway as a TLS client of its backends: the certificate it presents to them."""
+
+    client_certificate_ref: SecretObjectReference | None = None
+
+
+@_spec
+class GatewaySpecTLS(_Spec):
+    """``Gateway.spec.tls``: TLS settings of the whole Gateway rather than of one listener."""
+
+    backend: GatewayBackendTLS | None = None
+
+
+@_spec
 class GatewaySpec(_Spec):
     gateway_class_name: str
     listeners: tuple[Listener, ...]
     addresses: tuple[GatewayAddress, ...] = ()
     infrastructure: GatewayInfrastructure | None = None
+    tls: GatewaySpecTLS | None = None
 
 
 @_spec

@@ -6,8 +6,9 @@ HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listene
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
 ``<ns>/<gateway>/<port>``), a virtual host per hostname (the Host header's port is ignored), and one
 EDS cluster with its ClusterLoadAssignment per backend Service port (shared by every route that uses it);
-per certificate the Gateway's listeners use, one SDS Secret (:mod:`.secrets`), which only this Gateway's
-Envoys receive. Show resources through :func:`redacted`: Secrets hold private keys.
+per certificate the Gateway's listeners use, and for its client certificate toward backends reached over
+TLS, one SDS Secret (:mod:`.secrets`), which only this Gateway's Envoys receive; so a backend's cluster
+is per Gateway too. Show resources through :func:`redacted`: Secrets hold private keys.
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
 are built with protobuf constructors. :func:`translate` builds a Gateway's resources from scratch;
@@ -22,7 +23,7 @@ from mcgw.translate.cache import Built, GatewayResources
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import UnsupportedListenerError, listener, refuse_unsupported
 from mcgw.translate.routes import route_field, route_table, virtual_host_field, virtual_host_fields
-from mcgw.translate.secrets import redacted, secret
+from mcgw.translate.secrets import delivered, redacted, secret
 
 __all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
 
@@ -58,6 +59,7 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
         tables.append(Built(port.name, payload=route_table(port.name, tuple(vhosts))))
     out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
     for name, backend in backends.items():
-        out += (Built(name, cluster(backend)), Built(name, load_assignment(backend)))
-    out += [Built(item.name, secret(item)) for item in gateway.secrets]
+        out += (Built(name, cluster(backend, gateway.client_certificate)), Built(name, load_assignment(backend)))
+    tls_clusters = any(backend.tls is not None for backend in backends.values())
+    out += [Built(item.name, secret(item)) for item in delivered(gateway, tls_clusters)]
     return tuple(out)

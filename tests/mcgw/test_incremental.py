@@ -1,10 +1,10 @@
 """Incremental translation gives exactly what a full translation gives, whatever the sequence of changes.
 
 Hypothesis drives a small cluster through random changes to routes, Services, ServiceImports,
-EndpointSlices, Gateways, GatewayClasses, ReferenceGrants, Namespaces, Secrets, BackendTLSPolicies, the
-ConfigMaps holding their CA bundles, and addresses. After each one, a long-lived ClusterTranslator and a
-from-scratch translate_cluster must agree on every status, the IR, and every serialised Envoy resource;
-earlier outputs must not change afterwards.
+EndpointSlices, Gateways (their listeners and client certificates), GatewayClasses, ReferenceGrants,
+Namespaces, Secrets, BackendTLSPolicies, the ConfigMaps holding their CA bundles, and addresses. After
+each one, a long-lived ClusterTranslator and a from-scratch translate_cluster must agree on every status,
+the IR, and every serialised Envoy resource; earlier outputs must not change afterwards.
 """
 
 from __future__ import annotations
@@ -89,9 +89,15 @@ def gateway(world: World, draw: Draw) -> None:
                           "allowedRoutes": {"namespaces": {"from": "All"}},
                           "tls": {"certificateRefs": [draw(st.sampled_from([
                               {"name": "cert"}, {"name": "cert", "namespace": "certs"}]))]}})
+    spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),
+                            "listeners": listeners}
+    # The certificate presented to TLS backends: the listeners' Secret, across namespaces, or not a Secret.
+    client = draw(st.sampled_from([None, {"name": "cert"}, {"name": "cert"}, {"name": "cert", "namespace": "certs"},
+                                   {"name": "cert", "kind": "ConfigMap"}]))
+    if client is not None:
+        spec["tls"] = {"backend": {"clientCertificateRef": client}}
     world.put({"apiVersion": V1, "kind": "Gateway",
-               "metadata": _meta(name, "infra", generation=draw(st.integers(1, 3))),
-               "spec": {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])), "listeners": listeners}})
+               "metadata": _meta(name, "infra", generation=draw(st.integers(1, 3))), "spec": spec})
 
 
 def secret(world: World, draw: Draw) -> None:
@@ -316,6 +322,15 @@ def _world() -> World:
                    {"name": "selected", "port": 8080, "protocol": "HTTP", "allowedRoutes": {"namespaces": {
                        "from": "Selector", "selector": {"matchLabels": {"team": "yes"}}}}}]}})
     world.put({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta("team", labels={"team": "yes"})})
+    # Service app in apps is reached over TLS, and the Gateways' certificate Secret exists: a Gateway change
+    # alone can give its TLS clusters a client certificate.
+    world.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ca", "apps"), "data": {"ca.crt": CA_PEM}})
+    world.put({"apiVersion": V1, "kind": "BackendTLSPolicy", "metadata": _meta("p0", "apps", generation=1),
+               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "app"}],
+                        "validation": {"hostname": "a.example.com",
+                                       "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "ca"}]}}})
+    world.put({"apiVersion": "v1", "kind": "Secret", "metadata": _meta("cert", "infra"), "type": "kubernetes.io/tls",
+               "data": TLS_DATA})
     for ns, name in SERVICES:
         world.put({"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, ns),
                    "spec": {"ports": [{"name": "http", "port": 80}, {"name": "alt", "port": 81}]}})

@@ -32,6 +32,8 @@ REASON_PROGRAMMED = "Programmed"
 REASON_NO_RESOURCES = "NoResources"
 REASON_ADDRESS_NOT_ASSIGNED = "AddressNotAssigned"
 REASON_ADDRESS_NOT_USABLE = "AddressNotUsable"
+REASON_INVALID_CLIENT_CERTIFICATE_REF = "InvalidClientCertificateRef"
+REASON_LISTENERS_NOT_RESOLVED = "ListenersNotResolved"
 
 # Listener reasons.
 REASON_PORT_UNAVAILABLE = "PortUnavailable"
