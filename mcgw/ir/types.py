@@ -463,8 +463,9 @@ def validate(gateway: GatewayIR) -> None:
     host names and hostnames are unique per listener, route names per virtual host (TLS routes: per
     listener, SNI names too); a route's mirror fractions, if any, are one share of at most 1 per mirror,
     and its backend header filters, if any, one per backend. Every backend a route reaches is usable (a
-    cluster name, kind Service or ServiceImport; only ServiceImport fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
-    run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.
+    cluster name, kind Service or ServiceImport; only ServiceImport fails over) or marked unusable
+    (``valid`` False, kind Invalid, nothing else); its locality priorities run from 0 without gaps; and
+    backends that name the same Envoy cluster agree on what it holds.
     """
     listeners: list[Listener] = [*gateway.http, *gateway.tls_passthrough, *gateway.tcp, *gateway.udp]
     problems = [f"listener name {name} repeated" for name in _duplicates(item.name for item in listeners)]
