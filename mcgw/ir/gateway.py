@@ -7,12 +7,14 @@ so that a rotated certificate changes those and no listener or cluster."""
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 from mcgw import ir
 from mcgw.objects.model import Secret
 from mcgw.semantics.gateway.evaluate import GatewayKey
+from mcgw.semantics.gateway.hostnames import owner
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
 
 
@@ -40,12 +42,12 @@ def secret_name(namespace: str, name: str) -> str:
     return f"secret/{namespace}/{name}"
 
 
-def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None]) -> ir.TlsChainIR:
+def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None], route_table: str) -> ir.TlsChainIR:
     for key in listener.certificate_secrets:
         used[key] = None
     hostname = listener.listener.hostname
     return ir.TlsChainIR((hostname,) if hostname else (),
-                         tuple(dict.fromkeys(secret_name(*key) for key in listener.certificate_secrets)))
+                         tuple(dict.fromkeys(secret_name(*key) for key in listener.certificate_secrets)), route_table)
 
 
 def _secret(key: tuple[str, str], secret: Secret) -> ir.SecretIR:
@@ -62,14 +64,18 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
     chains: dict[int, list[ir.TlsChainIR]] = {}
     hostnames: dict[int, list[str | None]] = {}
     used: dict[tuple[str, str], None] = {}
-    for listener in result.listeners:
-        if listener.usable:
-            port = listener.listener.port
-            protocols.setdefault(port, listener.listener.protocol)
-            chains.setdefault(port, [])
-            hostnames.setdefault(port, []).append(listener.listener.hostname)
-            if listener.listener.protocol == "HTTPS":
-                chains[port].append(_tls_chain(listener, used))
+    usable = [listener for listener in result.listeners if listener.usable]
+    https_per_port = Counter(listener.listener.port for listener in usable if listener.listener.protocol == "HTTPS")
+    ns, name = key
+    for listener in usable:
+        port = listener.listener.port
+        protocols.setdefault(port, listener.listener.protocol)
+        chains.setdefault(port, [])
+        hostnames.setdefault(port, []).append(listener.listener.hostname)
+        if listener.listener.protocol == "HTTPS":
+            # HTTPS listeners sharing a port get a route table each, so each can answer 421 for the others.
+            table = f"{ns}/{name}/{port}/{listener.name}" if https_per_port[port] > 1 else ""
+            chains[port].append(_tls_chain(listener, used, table))
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]),  # type: ignore[arg-type]
                             tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else ())
                   for port in sorted(protocols))
@@ -86,11 +92,33 @@ def gateway_ir(cluster: str, shape: GatewayShape,
     """A Gateway's IR: one HTTP listener per port, with the virtual hosts bound there (by port), and an
     empty one for each listener hostname of a shared port that has none; and the certificates they name."""
     ns, name = shape.key
-    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
-        ir.HTTPListenerIR(f"{ns}/{name}/{p.port}", p.port, p.protocol,
-                          _with_listener_hostnames(f"{ns}/{name}/{p.port}", virtual_hosts.get(p.port, ()),
-                                                   p.listener_hostnames), p.tls)
-        for p in shape.ports), secrets=shape.secrets, client_certificate=shape.client_certificate)
+    listeners = []
+    for p in shape.ports:
+        port_name = f"{ns}/{name}/{p.port}"
+        vhosts = _with_listener_hostnames(port_name, virtual_hosts.get(p.port, ()), p.listener_hostnames)
+        listeners.append(ir.HTTPListenerIR(port_name, p.port, p.protocol, vhosts, p.tls, _route_tables(p.tls, vhosts)))
+    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), secrets=shape.secrets,
+                        client_certificate=shape.client_certificate)
+
+
+def _route_tables(chains: tuple[ir.TlsChainIR, ...],
+                  vhosts: tuple[ir.VirtualHostIR, ...]) -> tuple[ir.RouteTableIR, ...]:
+    """Where HTTPS listeners share a port, each one's route table: the virtual hosts whose hostname it is the
+    most specific listener for (attachment already left any other out), and a 421 for every other listener's
+    hostname. A request matches the most specific domain of its table, so a Host that another listener serves
+    more specifically, or that this listener does not serve while another does, gets 421; one no listener
+    serves, 404."""
+    if not any(chain.route_table for chain in chains):
+        return ()
+    listener_hostnames = [chain.server_names[0] if chain.server_names else None for chain in chains]
+    served: list[list[str]] = [[] for _ in chains]
+    for vhost in vhosts:
+        index = owner(vhost.hostname, listener_hostnames)
+        if index is not None:
+            served[index].append(vhost.hostname)
+    return tuple(ir.RouteTableIR(chain.route_table, tuple(own), tuple(
+        other or "*" for j, other in enumerate(listener_hostnames) if j != i and (other or "*") not in own))
+        for i, (chain, own) in enumerate(zip(chains, served, strict=True)))
 
 
 def _with_listener_hostnames(port_name: str, vhosts: tuple[ir.VirtualHostIR, ...],

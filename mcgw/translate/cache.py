@@ -24,7 +24,14 @@ from google.protobuf.message import Message
 from mcgw import ir
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import listener, refuse_unsupported
-from mcgw.translate.routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
+from mcgw.translate.routes import (
+    listener_tables,
+    route_clusters,
+    route_field,
+    route_table,
+    virtual_host_field,
+    virtual_host_fields,
+)
 from mcgw.translate.secrets import delivered, secret
 from xdsserver import ROUTE, Resource
 
@@ -74,8 +81,9 @@ def _fields_except(kind: type[tuple[object, ...]], *left_out: str) -> itemgetter
 
 # A route's fields that reach its Envoy route as they are; its backend lists are compared by reference.
 _route_as_is = _fields_except(ir.RouteIR, "backends", "mirrors")
-# An HTTP listener's fields that its Envoy listener is made of (its virtual hosts go to the route table).
-_listener_shape = _fields_except(ir.HTTPListenerIR, "virtual_hosts")
+# An HTTP listener's fields that its Envoy listener is made of (its virtual hosts go to the route tables, whose
+# names the TLS chains carry).
+_listener_shape = _fields_except(ir.HTTPListenerIR, "virtual_hosts", "route_tables")
 
 
 def _same_route(a: ir.RouteIR, b: ir.RouteIR) -> bool:
@@ -228,11 +236,11 @@ class GatewayResources:
                 vhosts[vhost.name] = known_vhost
                 built_vhosts.append(known_vhost)
                 backends.update(known_vhost.clusters)
-            key = tuple([v.encoded for v in built_vhosts])
-            table = self._tables.get(port.name)
-            if table is None or table[0] != key:
-                table = (key, Built(port.name, payload=route_table(port.name, key)))
-            tables[port.name] = table
+            for name, key in listener_tables(port, [v.encoded for v in built_vhosts]):
+                table = self._tables.get(name)
+                if table is None or table[0] != key:
+                    table = (key, Built(name, payload=route_table(name, key)))
+                tables[name] = table
             shape = (gateway.address, _listener_shape(port))
             known_listener = self._listeners.get(port.name)
             listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (

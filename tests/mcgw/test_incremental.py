@@ -89,6 +89,11 @@ def gateway(world: World, draw: Draw) -> None:
                           "allowedRoutes": {"namespaces": {"from": "All"}},
                           "tls": {"certificateRefs": [draw(st.sampled_from([
                               {"name": "cert"}, {"name": "cert", "namespace": "certs"}]))]}})
+        if draw(st.booleans()):  # HTTPS listeners sharing a port: a route table each, with 421s for the others
+            listeners.append({"name": "tls-shared", "port": 443, "protocol": "HTTPS",
+                              "hostname": draw(st.sampled_from([None, "*.example.com", "x.a.example.com"])),
+                              "allowedRoutes": {"namespaces": {"from": "All"}}, "tls": {"certificateRefs": [
+                                  {"name": "cert"}]}})
     spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),
                             "listeners": listeners}
     # The certificate presented to TLS backends: the listeners' Secret, across namespaces, or not a Secret.
@@ -391,8 +396,21 @@ def test_route_table_bytes_equal_protobuf_serialisation() -> None:
         world.put({"apiVersion": V1, "kind": "HTTPRoute", "metadata": _meta(f"r{i}", "infra"),
                    "spec": {"parentRefs": [{"name": "public"}], "hostnames": [f"h{i}.example.com", "*.example.com"],
                             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/p{i}"}}]}]}})
+    world.put({"apiVersion": "v1", "kind": "Secret", "metadata": _meta("cert", "infra"), "type": "kubernetes.io/tls",
+               "data": TLS_DATA})
+    gateway = world.objects[("Gateway", "infra", "public")]
+    world.put({"apiVersion": V1, "kind": "Gateway", "metadata": _meta("public", "infra", generation=1),
+               "spec": {"gatewayClassName": "mcgw", "listeners": [
+                   {"name": "http", "port": 80, "protocol": "HTTP"},
+                   *({"name": f"tls-{i}", "port": 443, "protocol": "HTTPS", "hostname": hostname,
+                      "tls": {"certificateRefs": [{"name": "cert"}]}}
+                     for i, hostname in enumerate(["h0.example.com", "*.example.com"]))]}})
+    assert world.objects[("Gateway", "infra", "public")] is not gateway
     output = ClusterTranslator("east").translate(world.sorted())
     assert output.built is not None
+    tables = [b for b in output.built[GATEWAY] if b.name.startswith("infra/public/443/")]
+    assert [t.name for t in tables if t.resource.type_url.endswith("RouteConfiguration")] == [
+        "infra/public/443/tls-0", "infra/public/443/tls-1"]  # one per HTTPS listener, with 421 virtual hosts
     for built in output.built[GATEWAY]:
         assert built.resource.payload == built.message.SerializeToString(deterministic=True)
 
