@@ -10,9 +10,12 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf import json_format
 
+from mcgw import ir
 from mcgw.objects.model import AnyObject, parse_object
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
+from mcgw.translate import redacted
 from tests.mcgw.certs import self_signed
 from tests.mcgw.test_backend_tls import CA_PEM
 from xdsserver import CLUSTER, SECRET, Snapshot
@@ -108,6 +111,9 @@ def test_each_gateway_presents_its_own_certificate_on_a_shared_tls_backend() -> 
     assert key in mtls.of_type(SECRET)[CERT_NAME].payload
     assert all(key not in r.payload for of_type in edge.resources.values() for r in of_type.values())
     assert _resolved_refs(output, "mtls") == ("True", "ResolvedRefs", "all references resolved")
+    shown = json.dumps([ir.to_data(gateway) for gateway in output.gateways]) + repr(output.gateways) + \
+        json.dumps([json_format.MessageToDict(redacted(m)) for ms in output.resources.values() for m in ms])
+    assert "PRIVATE KEY" not in shown  # IR dumps, reprs and printed resources: the key never shows
 
 
 def test_a_gateway_without_a_client_certificate_presents_none_and_receives_no_key() -> None:
