@@ -2,8 +2,9 @@
 
 Dynamic resources are folded into a static bootstrap: each EDS cluster gets its
 ClusterLoadAssignment inline, each listener its RouteConfiguration inline, and SDS Secrets become static
-secrets that the listeners' TLS contexts name (certificates and client-certificate CA bundles), so every
-field of every resource goes through Envoy's own validation (certificates and keys included).
+secrets that the listeners' and clusters' TLS contexts name (certificates, client-certificate CA bundles and
+the Gateway's client certificate), so every field of every resource goes through Envoy's own validation
+(certificates and keys included).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def static_bootstrap(resources: list[Message]) -> dict[str, Any]:
             cluster.pop("eds_cluster_config", None)
             cluster["type"] = "STATIC"
             cluster["load_assignment"] = by_kind.get("ClusterLoadAssignment", {}).get(name, {"cluster_name": name})
+        context = cluster.get("transport_socket", {}).get("typed_config", {}).get("common_tls_context", {})
+        for config in context.get("tls_certificate_sds_secret_configs", []):
+            assert config["name"] in by_kind.get("Secret", {}), f"cluster names missing secret {config['name']}"
+            config.pop("sds_config", None)
         clusters.append(cluster)
     listeners = []
     for listener in by_kind.get("Listener", {}).values():

@@ -212,18 +212,26 @@ class SotwStream(_StreamBase):
         """Push what changed, make-before-break: additions in warming order, then removals.
 
         ``changed`` (names per type since the last call) lets untouched types be skipped; ``None`` checks all.
+        A changed cluster that Envoy holds warms anew and waits for its endpoints (15 s, Envoy's initial fetch
+        timeout, if none come), so the endpoints are sent again after it even when they did not change.
         """
         responses, removals = [], []
+        endpoints_again = False  # a cluster Envoy holds changed: it warms anew, waiting for its endpoints
         for type_url in _ordered(self.types, PUSH_ORDER):
             state = self.types[type_url]
-            if changed is not None:
+            again = endpoints_again and type_url == ENDPOINT
+            if changed is not None and not again:
                 names = changed.get(type_url)
                 if not names or (state.names is not None and not names & state.names):
                     continue
             view = self._view(snapshot, type_url, state)
             version = snapshot.version(type_url, state.names)
-            if version in (state.sent_version, state.nacked_version):
+            if version in (state.sent_version, state.nacked_version) and not again:
                 continue
+            if type_url == CLUSTER:
+                before = state.pending.get(state.nonce, state.held)
+                endpoints_again = any(name in before and before[name].version != resource.version
+                                      for name, resource in view.items())
             stale = {n: r for n, r in state.held.items() if n not in view} if type_url in FULL_STATE_TYPES else {}
             if stale:
                 # Keep what is going away until everything that replaces it is in place.
@@ -317,14 +325,24 @@ class DeltaStream(_StreamBase):
         """Updates in warming order, then removals, parents first.
 
         ``changed`` (names per type since the last call) limits the work to those names; ``None`` checks all.
+        A changed cluster that Envoy holds warms anew and waits for its endpoints (15 s, Envoy's initial fetch
+        timeout, if none come), so its endpoints are sent again after it even when they did not change.
         """
         responses, removals = [], []
+        changed_clusters: frozenset[str] = frozenset()  # clusters Envoy holds that changed: they warm anew
         for type_url in _ordered(self.types, PUSH_ORDER):
-            if changed is not None and type_url not in changed:
+            again = changed_clusters if type_url == ENDPOINT else frozenset()
+            if changed is not None and type_url not in changed and not again:
                 continue
             state = self.types[type_url]
-            candidates = None if changed is None else changed[type_url]
+            candidates = None if changed is None else changed.get(type_url, frozenset()) | again
             updated, removed = self._diff(snapshot, type_url, state, candidates)
+            if again:
+                of_type, fresh = snapshot.of_type(type_url), {resource.name for resource in updated}
+                updated += [of_type[name] for name in sorted(again)
+                            if name in of_type and name in state.known and name not in fresh]
+            if type_url == CLUSTER:
+                changed_clusters = frozenset(resource.name for resource in updated if resource.name in state.known)
             if updated:
                 responses.append(self._respond(snapshot, type_url, state, updated, []))
             if removed:

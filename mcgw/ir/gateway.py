@@ -1,19 +1,22 @@
 """A Gateway's shape in the IR: where it binds, its usable ports, their TLS chains and the certificates they name.
 
-TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kubernetes Secret); the contents
-are the Gateway's ``secrets``, apart, so that a rotated certificate changes those and no listener. An HTTPS
-port's client validation names its CA bundle the same way (``client-ca/<namespace>/<gateway>/<scope>``, after
-the frontend configuration), its content in ``trusted_cas``, so that a changed CA ConfigMap changes no listener."""
+TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kubernetes Secret), and so does
+the client certificate the Gateway presents to backends; the contents are the Gateway's ``secrets``, apart,
+so that a rotated certificate changes those and no listener or cluster. An HTTPS port's client validation
+names its CA bundle the same way (``client-ca/<namespace>/<gateway>/<scope>``, after the frontend
+configuration), its content in ``trusted_cas``, so that a changed CA ConfigMap changes no listener."""
 
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 from mcgw import ir
 from mcgw.objects.model import Secret
 from mcgw.semantics.gateway.evaluate import GatewayKey
+from mcgw.semantics.gateway.hostnames import owner
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
 
 
@@ -35,6 +38,7 @@ class GatewayShape(NamedTuple):
     ports: tuple[PortShape, ...]
     secrets: tuple[ir.SecretIR, ...] = ()
     trusted_cas: tuple[ir.TrustedCaIR, ...] = ()
+    client_certificate: str | None = None  # the SecretIR name presented to backends over TLS
 
 
 def secret_name(namespace: str, name: str) -> str:
@@ -47,12 +51,12 @@ def trusted_ca_name(gateway: GatewayKey, scope: str) -> str:
     return f"client-ca/{gateway[0]}/{gateway[1]}/{scope}"
 
 
-def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None]) -> ir.TlsChainIR:
+def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None], route_table: str) -> ir.TlsChainIR:
     for key in listener.certificate_secrets:
         used[key] = None
     hostname = listener.listener.hostname
     return ir.TlsChainIR((hostname,) if hostname else (),
-                         tuple(dict.fromkeys(secret_name(*key) for key in listener.certificate_secrets)))
+                         tuple(dict.fromkeys(secret_name(*key) for key in listener.certificate_secrets)), route_table)
 
 
 def _secret(key: tuple[str, str], secret: Secret) -> ir.SecretIR:
@@ -71,27 +75,34 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
     used: dict[tuple[str, str], None] = {}
     validations: dict[int, ir.ClientValidationIR] = {}
     cas: dict[str, ir.TrustedCaIR] = {}
-    for listener in result.listeners:
-        if listener.usable:
-            port = listener.listener.port
-            protocols.setdefault(port, listener.listener.protocol)
-            chains.setdefault(port, [])
-            hostnames.setdefault(port, []).append(listener.listener.hostname)
-            if listener.listener.protocol == "HTTPS":
-                chains[port].append(_tls_chain(listener, used))
-                # One per port: every HTTPS listener of a port is targeted by the same frontend configuration.
-                if (validation := listener.client_validation) is not None and port not in validations:
-                    name = trusted_ca_name(key, validation.scope)
-                    validations[port] = ir.ClientValidationIR(name, validation.mode == "AllowInsecureFallback")
-                    cas[name] = ir.TrustedCaIR(name, validation.ca_certificates)
+    usable = [listener for listener in result.listeners if listener.usable]
+    https_per_port = Counter(listener.listener.port for listener in usable if listener.listener.protocol == "HTTPS")
+    ns, name = key
+    for listener in usable:
+        port = listener.listener.port
+        protocols.setdefault(port, listener.listener.protocol)
+        chains.setdefault(port, [])
+        hostnames.setdefault(port, []).append(listener.listener.hostname)
+        if listener.listener.protocol == "HTTPS":
+            # HTTPS listeners sharing a port get a route table each, so each can answer 421 for the others.
+            table = f"{ns}/{name}/{port}/{listener.name}" if https_per_port[port] > 1 else ""
+            chains[port].append(_tls_chain(listener, used, table))
+            # One per port: every HTTPS listener of a port is targeted by the same frontend configuration.
+            if (validation := listener.client_validation) is not None and port not in validations:
+                ca_name = trusted_ca_name(key, validation.scope)
+                validations[port] = ir.ClientValidationIR(ca_name, validation.mode == "AllowInsecureFallback")
+                cas[ca_name] = ir.TrustedCaIR(ca_name, validation.ca_certificates)
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]),  # type: ignore[arg-type]
                             tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else (),
                             validations.get(port))
                   for port in sorted(protocols))
+    if result.client_certificate is not None:
+        used[result.client_certificate] = None
     return GatewayShape(key, (bind_addresses or {}).get(key, "0.0.0.0"), ports,
                         tuple(sorted((_secret(used_key, secrets[used_key]) for used_key in used),
                                      key=lambda secret: secret.name)),
-                        tuple(cas[name] for name in sorted(cas)))
+                        tuple(cas[name] for name in sorted(cas)),
+                        secret_name(*result.client_certificate) if result.client_certificate is not None else None)
 
 
 def gateway_ir(cluster: str, shape: GatewayShape,
@@ -99,11 +110,35 @@ def gateway_ir(cluster: str, shape: GatewayShape,
     """A Gateway's IR: one HTTP listener per port, with the virtual hosts bound there (by port), and an
     empty one for each listener hostname of a shared port that has none; and the certificates they name."""
     ns, name = shape.key
-    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(
-        ir.HTTPListenerIR(f"{ns}/{name}/{p.port}", p.port, p.protocol,
-                          _with_listener_hostnames(f"{ns}/{name}/{p.port}", virtual_hosts.get(p.port, ()),
-                                                   p.listener_hostnames), p.tls, p.client_validation)
-        for p in shape.ports), secrets=shape.secrets, trusted_cas=shape.trusted_cas)
+    listeners = []
+    for p in shape.ports:
+        port_name = f"{ns}/{name}/{p.port}"
+        vhosts = _with_listener_hostnames(port_name, virtual_hosts.get(p.port, ()), p.listener_hostnames)
+        listeners.append(ir.HTTPListenerIR(port_name, p.port, p.protocol, vhosts, p.tls,
+                                           client_validation=p.client_validation,
+                                           route_tables=_route_tables(p.tls, vhosts)))
+    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), secrets=shape.secrets,
+                        trusted_cas=shape.trusted_cas, client_certificate=shape.client_certificate)
+
+
+def _route_tables(chains: tuple[ir.TlsChainIR, ...],
+                  vhosts: tuple[ir.VirtualHostIR, ...]) -> tuple[ir.RouteTableIR, ...]:
+    """Where HTTPS listeners share a port, each one's route table: the virtual hosts whose hostname it is the
+    most specific listener for (attachment already left any other out), and a 421 for every other listener's
+    hostname. A request matches the most specific domain of its table, so a Host that another listener serves
+    more specifically, or that this listener does not serve while another does, gets 421; one no listener
+    serves, 404."""
+    if not any(chain.route_table for chain in chains):
+        return ()
+    listener_hostnames = [chain.server_names[0] if chain.server_names else None for chain in chains]
+    served: list[list[str]] = [[] for _ in chains]
+    for vhost in vhosts:
+        index = owner(vhost.hostname, listener_hostnames)
+        if index is not None:
+            served[index].append(vhost.hostname)
+    return tuple(ir.RouteTableIR(chain.route_table, tuple(own), tuple(
+        other or "*" for j, other in enumerate(listener_hostnames) if j != i and (other or "*") not in own))
+        for i, (chain, own) in enumerate(zip(chains, served, strict=True)))
 
 
 def _with_listener_hostnames(port_name: str, vhosts: tuple[ir.VirtualHostIR, ...],

@@ -164,10 +164,26 @@ class VirtualHostIR(NamedTuple):
 
 class TlsChainIR(NamedTuple):
     """One HTTPS Gateway listener: the SNI names it answers (empty: any) and the names of its certificates,
-    which the Gateway's ``secrets`` carry. Names, not contents: a rotated certificate leaves the listener as it was."""
+    which the Gateway's ``secrets`` carry. Names, not contents: a rotated certificate leaves the listener as it was.
+
+    ``route_table`` names its own route table (one of the port's ``route_tables``) where HTTPS listeners
+    share the port; empty, it uses the port's one table."""
 
     server_names: tuple[str, ...]
     certificates: tuple[str, ...]  # SecretIR names
+    route_table: str = ""
+
+
+class RouteTableIR(NamedTuple):
+    """The route table of one HTTPS listener where several share a port: the port's virtual hosts that
+    listener serves (by hostname), and the hostnames other listeners of the port serve (``*``: a listener
+    without a hostname), which answer 421 Misdirected Request. A client that reused a connection whose SNI
+    chose this listener for another listener's hostname (HTTP/2 connection coalescing) then retries on a
+    connection of its own; a hostname no listener serves gets 404."""
+
+    name: str
+    hostnames: tuple[str, ...]
+    misdirected: tuple[str, ...]
 
 
 REDACTED = "[redacted]"
@@ -216,6 +232,9 @@ class HTTPListenerIR(NamedTuple):
     virtual_hosts: tuple[VirtualHostIR, ...]
     tls: tuple[TlsChainIR, ...] = ()
     client_validation: ClientValidationIR | None = None
+    # HTTPS listeners sharing the port: one route table each, in the order of ``tls``. Empty: one table for
+    # the port, named after it, with every virtual host.
+    route_tables: tuple[RouteTableIR, ...] = ()
 
 
 class TLSRouteIR(NamedTuple):
@@ -261,8 +280,10 @@ class GatewayIR(NamedTuple):
     tls_passthrough: tuple[TLSPassthroughListenerIR, ...] = ()
     tcp: tuple[TCPListenerIR, ...] = ()
     udp: tuple[UDPListenerIR, ...] = ()
-    secrets: tuple[SecretIR, ...] = ()  # what the TLS chains name, sorted by name
+    secrets: tuple[SecretIR, ...] = ()  # what the TLS chains and the client certificate name, sorted by name
     trusted_cas: tuple[TrustedCaIR, ...] = ()  # what the client validations name, sorted by name
+    # The SecretIR name of the certificate presented to every backend reached over TLS (spec.tls.backend).
+    client_certificate: str | None = None
 
 
 def to_data(value: Any, *, private_keys: bool = False) -> Any:
@@ -420,6 +441,7 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
         names = [name for chain in listener.tls for name in (chain.server_names or ("*any*",))]
         problems += [f"listener {listener.name}: SNI {name} chooses more than one TLS chain"
                      for name in _duplicates(names)]
+    problems += _route_table_problems(listener)
     problems += [f"listener {listener.name}: virtual host name {name} repeated"
                  for name in _duplicates(v.name for v in listener.virtual_hosts)]
     problems += [f"listener {listener.name}: hostname {hostname} in more than one virtual host"
@@ -436,8 +458,35 @@ def _http_problems(listener: HTTPListenerIR) -> list[str]:
     return problems
 
 
+def _route_table_problems(listener: HTTPListenerIR) -> list[str]:
+    """Per-listener route tables: one per TLS chain, named by it; each virtual host in at most one of them, and
+    no table answering 421 for a hostname it serves."""
+    tables = listener.route_tables
+    where = f"listener {listener.name}"
+    if not tables:
+        return [f"{where}: a TLS chain names route table {chain.route_table!r}, but the port has one table"
+                for chain in listener.tls if chain.route_table]
+    problems = [] if listener.protocol == "HTTPS" else [f"{where}: per-listener route tables on HTTP"]
+    if [chain.route_table for chain in listener.tls] != [table.name for table in tables]:
+        problems.append(f"{where}: route tables {[t.name for t in tables]} are not the TLS chains' "
+                        f"{[c.route_table for c in listener.tls]}")
+    problems += [f"{where}: route table {name} repeated" for name in _duplicates(t.name for t in tables)]
+    known = {vhost.hostname for vhost in listener.virtual_hosts}
+    problems += [f"{where}: route table {table.name} serves hostname {hostname}, which has no virtual host"
+                 for table in tables for hostname in table.hostnames if hostname not in known]
+    problems += [f"{where}: hostname {hostname} in more than one route table"
+                 for hostname in _duplicates(h for table in tables for h in table.hostnames)]
+    for table in tables:
+        problems += [f"{where}: route table {table.name} answers 421 for {hostname} twice"
+                     for hostname in _duplicates(table.misdirected)]
+        problems += [f"{where}: route table {table.name} both serves {hostname} and answers 421 for it"
+                     for hostname in sorted(set(table.hostnames) & set(table.misdirected))]
+    return problems
+
+
 def _secret_problems(gateway: GatewayIR) -> list[str]:
-    """Secrets are exactly those the TLS chains name: a Gateway's Envoys get no private key they do not use."""
+    """Secrets are exactly those the TLS chains and the client certificate name: a Gateway's Envoys get no
+    private key it does not name."""
     names = [secret.name for secret in gateway.secrets]
     problems = [f"secret {name} repeated" for name in _duplicates(names)]
     if names != sorted(names):
@@ -447,7 +496,12 @@ def _secret_problems(gateway: GatewayIR) -> list[str]:
     named = {name for listener in gateway.http for chain in listener.tls for name in chain.certificates}
     problems += [f"certificate {name} named by a TLS chain but not among the secrets"
                  for name in sorted(named - set(names))]
-    problems += [f"secret {name} named by no TLS chain" for name in sorted(set(names) - named)]
+    if gateway.client_certificate is not None:
+        if gateway.client_certificate not in names:
+            problems.append(f"client certificate {gateway.client_certificate} not among the secrets")
+        named.add(gateway.client_certificate)
+    problems += [f"secret {name} named by no TLS chain nor as the client certificate"
+                 for name in sorted(set(names) - named)]
     cas = [ca.name for ca in gateway.trusted_cas]
     problems += [f"trusted CA {name} repeated" for name in _duplicates(cas)]
     if cas != sorted(cas):
@@ -483,12 +537,13 @@ def validate(gateway: GatewayIR) -> None:
 
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
     (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
-    each with certificates and no SNI name choosing two of them; the Gateway's secrets are exactly the
-    certificates its chains name, sorted, each with a chain and a key, and its trusted CAs exactly the ones
-    its HTTPS listeners' client validations name, sorted, none empty; virtual host names and hostnames are
-    unique per listener, route names per virtual host (TLS routes: per listener, SNI names too); a route's
-    mirror fractions, if any, are one share of at most 1 per mirror, and its backend header filters, if
-    any, one per backend. Every
+    each with certificates and no SNI name choosing two of them, and per-listener route tables (if any) one
+    per chain, named by it, none serving a hostname another serves or that it answers 421 for; the
+    Gateway's secrets are exactly the certificates its chains and its client certificate name, sorted,
+    each with a chain and a key, and its trusted CAs exactly the ones its HTTPS listeners' client
+    validations name, sorted, none empty; virtual host names and hostnames are unique per listener, route
+    names per virtual host (TLS routes: per listener, SNI names too); a route's mirror fractions, if any,
+    are one share of at most 1 per mirror, and its backend header filters, if any, one per backend. Every
     backend a route reaches is usable (a cluster name, kind Service or ServiceImport; only ServiceImport
     fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
     run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.

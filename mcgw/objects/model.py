@@ -223,8 +223,18 @@ class FrontendTLSConfig(_Spec):
 
 
 @_spec
+class GatewayBackendTLS(_Spec):
+    """The Gateway as a TLS client of its backends: the certificate it presents to them."""
+
+    client_certificate_ref: SecretObjectReference | None = None
+
+
+@_spec
 class GatewaySpecTLS(_Spec):
+    """``Gateway.spec.tls``: TLS settings of the whole Gateway rather than of one listener."""
+
     frontend: FrontendTLSConfig | None = None
+    backend: GatewayBackendTLS | None = None
 
 
 @_spec

@@ -4,11 +4,14 @@ HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listene
 (:func:`mcgw.translate.listeners.refuse_unsupported`) rather than half translated.
 
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
-``<ns>/<gateway>/<port>``), a virtual host per hostname (the Host header's port is ignored), and one
-EDS cluster with its ClusterLoadAssignment per backend Service port (shared by every route that uses it);
-per certificate the Gateway's listeners use, and per CA bundle its HTTPS ports verify client certificates
-against, one SDS Secret (:mod:`.secrets`), which only this Gateway's Envoys receive. Show resources through
-:func:`redacted`: Secrets hold private keys.
+``<ns>/<gateway>/<port>``; where HTTPS listeners share the port, one each, named
+``<ns>/<gateway>/<port>/<listener>``, answering 421 for the other listeners' hostnames), a virtual host per
+hostname (the Host header's port is ignored), and one EDS cluster with its ClusterLoadAssignment per
+backend Service port (shared by every route that uses it);
+per certificate the Gateway's listeners use, per CA bundle its HTTPS ports verify client certificates
+against, and for its client certificate toward backends reached over TLS, one SDS Secret
+(:mod:`.secrets`), which only this Gateway's Envoys receive; so a backend's cluster is per Gateway too.
+Show resources through :func:`redacted`: Secrets hold private keys.
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
 are built with protobuf constructors. :func:`translate` builds a Gateway's resources from scratch;
@@ -22,8 +25,14 @@ from mcgw import ir
 from mcgw.translate.cache import Built, GatewayResources
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import UnsupportedListenerError, listener, refuse_unsupported
-from mcgw.translate.routes import route_field, route_table, virtual_host_field, virtual_host_fields
-from mcgw.translate.secrets import redacted, secret, trusted_ca
+from mcgw.translate.routes import (
+    listener_tables,
+    route_field,
+    route_table,
+    virtual_host_field,
+    virtual_host_fields,
+)
+from mcgw.translate.secrets import delivered, redacted, secret, trusted_ca
 
 __all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
 
@@ -56,10 +65,11 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
                                 backends[backend.name] = backend
                 parts.append(field)
             vhosts.append(virtual_host_field(parts))
-        tables.append(Built(port.name, payload=route_table(port.name, tuple(vhosts))))
+        tables += [Built(name, payload=route_table(name, fields)) for name, fields in listener_tables(port, vhosts)]
     out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
     for name, backend in backends.items():
-        out += (Built(name, cluster(backend)), Built(name, load_assignment(backend)))
-    out += [Built(item.name, secret(item)) for item in gateway.secrets]
+        out += (Built(name, cluster(backend, gateway.client_certificate)), Built(name, load_assignment(backend)))
+    tls_clusters = any(backend.tls is not None for backend in backends.values())
+    out += [Built(item.name, secret(item)) for item in delivered(gateway, tls_clusters)]
     out += [Built(item.name, trusted_ca(item)) for item in gateway.trusted_cas]
     return tuple(out)

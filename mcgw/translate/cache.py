@@ -24,8 +24,15 @@ from google.protobuf.message import Message
 from mcgw import ir
 from mcgw.translate.clusters import cluster, load_assignment
 from mcgw.translate.listeners import listener, refuse_unsupported
-from mcgw.translate.routes import route_clusters, route_field, route_table, virtual_host_field, virtual_host_fields
-from mcgw.translate.secrets import secret, trusted_ca
+from mcgw.translate.routes import (
+    listener_tables,
+    route_clusters,
+    route_field,
+    route_table,
+    virtual_host_field,
+    virtual_host_fields,
+)
+from mcgw.translate.secrets import delivered, secret, trusted_ca
 from xdsserver import ROUTE, Resource
 
 
@@ -74,8 +81,9 @@ def _fields_except(kind: type[tuple[object, ...]], *left_out: str) -> itemgetter
 
 # A route's fields that reach its Envoy route as they are; its backend lists are compared by reference.
 _route_as_is = _fields_except(ir.RouteIR, "backends", "mirrors")
-# An HTTP listener's fields that its Envoy listener is made of (its virtual hosts go to the route table).
-_listener_shape = _fields_except(ir.HTTPListenerIR, "virtual_hosts")
+# An HTTP listener's fields that its Envoy listener is made of (its virtual hosts go to the route tables, whose
+# names the TLS chains carry).
+_listener_shape = _fields_except(ir.HTTPListenerIR, "virtual_hosts", "route_tables")
 
 
 def _same_route(a: ir.RouteIR, b: ir.RouteIR) -> bool:
@@ -181,20 +189,23 @@ class _VirtualHost:
 
 
 class _Cluster:
-    __slots__ = ("cluster", "endpoints", "failover", "h2c", "localities", "tls")
+    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "h2c", "localities", "tls")
 
-    def __init__(self, backend: ir.BackendIR, previous: _Cluster | None) -> None:
+    def __init__(self, backend: ir.BackendIR, client_certificate: str | None, previous: _Cluster | None) -> None:
         self.localities = backend.localities
         self.failover = backend.failover
         self.h2c = backend.h2c
         self.tls = backend.tls
-        self.cluster: Built = previous.cluster if previous is not None and not previous.differs(backend) \
-            else Built(backend.name, cluster(backend))
+        self.client_certificate = client_certificate
+        self.cluster: Built = previous.cluster if previous is not None \
+            and not previous.differs(backend, client_certificate) \
+            else Built(backend.name, cluster(backend, client_certificate))
         self.endpoints = Built(backend.name, load_assignment(backend))
 
-    def differs(self, backend: ir.BackendIR) -> bool:
+    def differs(self, backend: ir.BackendIR, client_certificate: str | None) -> bool:
         """Whether the Envoy cluster (not its endpoints) of ``backend`` is another one than this."""
-        return self.failover != backend.failover or self.h2c != backend.h2c or self.tls != backend.tls
+        return self.failover != backend.failover or self.h2c != backend.h2c or self.tls != backend.tls \
+            or (backend.tls is not None and self.client_certificate != client_certificate)
 
 
 class GatewayResources:
@@ -226,26 +237,29 @@ class GatewayResources:
                 vhosts[vhost.name] = known_vhost
                 built_vhosts.append(known_vhost)
                 backends.update(known_vhost.clusters)
-            key = tuple([v.encoded for v in built_vhosts])
-            table = self._tables.get(port.name)
-            if table is None or table[0] != key:
-                table = (key, Built(port.name, payload=route_table(port.name, key)))
-            tables[port.name] = table
+            for name, key in listener_tables(port, [v.encoded for v in built_vhosts]):
+                table = self._tables.get(name)
+                if table is None or table[0] != key:
+                    table = (key, Built(name, payload=route_table(name, key)))
+                tables[name] = table
             shape = (gateway.address, _listener_shape(port))
             known_listener = self._listeners.get(port.name)
             listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (
                 shape, Built(port.name, listener(gateway.address, port)))
         clusters: dict[str, _Cluster] = {}
+        client_certificate = gateway.client_certificate
+        tls_clusters = False
         for name, backend in backends.items():
             known_cluster = self._clusters.get(name)
-            if known_cluster is None or known_cluster.differs(backend) or (
+            if known_cluster is None or known_cluster.differs(backend, client_certificate) or (
                     known_cluster.localities is not backend.localities
                     and known_cluster.localities != backend.localities):
-                known_cluster = _Cluster(backend, known_cluster)
+                known_cluster = _Cluster(backend, client_certificate, known_cluster)
             clusters[name] = known_cluster
+            tls_clusters = tls_clusters or backend.tls is not None
         # A rotated certificate is a new Secret under the same name; the listener naming it stays as it was.
         secrets: dict[str, tuple[ir.SecretIR, Built]] = {}
-        for item in gateway.secrets:
+        for item in delivered(gateway, tls_clusters):
             known_secret = self._secrets.get(item.name)
             secrets[item.name] = known_secret if known_secret is not None and known_secret[0] == item else (
                 item, Built(item.name, secret(item)))

@@ -14,6 +14,7 @@ HTTP/1.1, Envoy's default, whatever the client spoke.
 A backend with a BackendTLSPolicy gets a TLS transport socket (health checks use it too): SNI, the CA
 bundle inline (CA certificates are public), or the data plane's system trust store, and the SANs the
 certificate must have. A handshake that fails validation fails the request; nothing is sent in plaintext.
+The Gateway's client certificate (``spec.tls.backend``), if any, comes by SDS name like a listener's.
 """
 
 from __future__ import annotations
@@ -94,22 +95,26 @@ _SAN_DNS = common_pb2.SubjectAltNameMatcher.DNS
 _SAN_URI = common_pb2.SubjectAltNameMatcher.URI
 
 
-def _transport_socket(tls: ir.UpstreamTlsIR) -> dict[str, Any]:
+def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None) -> dict[str, Any]:
     trusted = {"inline_string": tls.ca} if tls.ca is not None else {"filename": SYSTEM_CA_FILE}
     sans = [{"san_type": _SAN_DNS, "matcher": {"exact": name}} for name in tls.san_dns]
     sans += [{"san_type": _SAN_URI, "matcher": {"exact": uri}} for uri in tls.san_uri]
-    context = tls_pb2.UpstreamTlsContext(sni=tls.sni, common_tls_context={
-        "validation_context": {"trusted_ca": trusted, "match_typed_subject_alt_names": sans}})
+    common: dict[str, Any] = {"validation_context": {"trusted_ca": trusted, "match_typed_subject_alt_names": sans}}
+    if client_certificate is not None:
+        common["tls_certificate_sds_secret_configs"] = [{"name": client_certificate, "sds_config": ADS}]
+    context = tls_pb2.UpstreamTlsContext(sni=tls.sni, common_tls_context=common)
     return {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
 
 
-def cluster(backend: ir.BackendIR) -> cluster_pb2.Cluster:
+def cluster(backend: ir.BackendIR, client_certificate: str | None = None) -> cluster_pb2.Cluster:
+    """The Envoy cluster of ``backend`` for one Gateway: over TLS, it presents that Gateway's
+    ``client_certificate`` (an SDS name), so the same backend may have another cluster for another Gateway."""
     fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c) if backend.failover is not None \
         else {"connect_timeout": _CONNECT_TIMEOUT}
     if backend.h2c:
         fields["typed_extension_protocol_options"] = _H2C_OPTIONS
     if backend.tls is not None:
-        fields["transport_socket"] = _transport_socket(backend.tls)
+        fields["transport_socket"] = _transport_socket(backend.tls, client_certificate)
     return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS,
                                eds_cluster_config={"eds_config": ADS}, **fields)
 

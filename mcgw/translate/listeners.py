@@ -1,7 +1,9 @@
 """HTTP listener IR → Envoy ``Listener``: one per Gateway port, its routes from RDS under the port's name.
 
 An HTTP port has one filter chain; an HTTPS port has one per Gateway listener, chosen by SNI
-(``server_names`` empty means any), each terminating TLS with that listener's certificates. Those come by
+(``server_names`` empty means any), each terminating TLS with that listener's certificates, and, where
+HTTPS listeners share the port, reading that listener's own route table (which answers 421 for the others'
+hostnames). Those come by
 SDS name over the same ADS stream (:mod:`.secrets`), so a rotated certificate reaches Envoy as a new
 Secret and the listener, unchanged, is neither modified nor drained. A port's client certificate
 validation is the same on all its filter chains (a connection, and HTTP/2 requests coalesced on it, may
@@ -38,10 +40,10 @@ def pack(message: Message) -> any_pb2.Any:
     return packed
 
 
-def _hcm(port_name: str) -> dict[str, object]:
+def _hcm(port_name: str, route_table: str = "") -> dict[str, object]:
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=port_name.replace("/", "_"),
-        rds={"route_config_name": port_name, "config_source": ADS},
+        rds={"route_config_name": route_table or port_name, "config_source": ADS},
         # The CORS filter does nothing on a route without a CORS policy of its own (routes.py gives it one).
         http_filters=[{"name": CORS_FILTER, "typed_config": pack(cors_pb2.Cors())},
                       {"name": "envoy.filters.http.router", "typed_config": pack(router_pb2.Router())}],
@@ -99,7 +101,9 @@ def listener(address: str, port: ir.HTTPListenerIR) -> listener_pb2.Listener:
         "address": {"socket_address": {"address": address, "port_value": port.port}},
     }
     if port.protocol == "HTTPS":
-        fields["filter_chains"] = [_tls_chain(chain, hcm, port.client_validation) for chain in port.tls]
+        fields["filter_chains"] = [
+            _tls_chain(chain, _hcm(port.name, chain.route_table) if chain.route_table else hcm, port.client_validation)
+            for chain in port.tls]
         fields["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector",
                                        "typed_config": pack(tls_inspector_pb2.TlsInspector())}]
     else:

@@ -14,6 +14,7 @@ Field numbers and enum values come from the message descriptors at import, never
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from functools import lru_cache
 
 from envoy.config.core.v3 import base_pb2
@@ -507,6 +508,29 @@ def virtual_host_fields(vhost: ir.VirtualHostIR) -> list[bytes]:
 def virtual_host_field(encoded_fields: list[bytes]) -> bytes:
     """A virtual host, from its encoded fields, as an entry of ``RouteConfiguration.virtual_hosts``."""
     return _ld(_T_VHOSTS, b"".join(encoded_fields))
+
+
+_MISDIRECTED_ROUTE = _ld(_V_ROUTES, _ld(_R_MATCH, _PREFIX_ROOT) + _ld(
+    _R_DIRECT, _number(_tag(rc.DirectResponseAction.DESCRIPTOR, "status", _VARINT), 421)))
+
+
+@lru_cache(maxsize=1024)
+def misdirected_virtual_host(port_name: str, hostname: str) -> bytes:
+    """A virtual host that answers every request 421 Misdirected Request: another HTTPS listener of the port
+    serves ``hostname``, so the client retries on a connection whose SNI chooses that listener."""
+    return virtual_host_field([_text(_V_NAME, f"{port_name}/misdirected/{hostname}"),
+                               *(_ld(_V_DOMAINS, d.encode()) for d in domains(hostname)), _MISDIRECTED_ROUTE])
+
+
+def listener_tables(port: ir.HTTPListenerIR, encoded: Sequence[bytes]) -> list[tuple[str, tuple[bytes, ...]]]:
+    """(name, encoded virtual hosts) of each route table of a port, from the encoded ``port.virtual_hosts``:
+    the port's one table, or one per HTTPS listener (its own virtual hosts, then a 421 for each other's)."""
+    if not port.route_tables:
+        return [(port.name, tuple(encoded))]
+    by_hostname = {vhost.hostname: field for vhost, field in zip(port.virtual_hosts, encoded, strict=True)}
+    return [(table.name, (*(by_hostname[h] for h in table.hostnames),
+                          *(misdirected_virtual_host(port.name, h) for h in table.misdirected)))
+            for table in port.route_tables]
 
 
 def route_table(name: str, encoded_virtual_hosts: tuple[bytes, ...]) -> bytes:

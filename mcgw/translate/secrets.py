@@ -1,5 +1,5 @@
-"""Secret IR → Envoy SDS ``Secret``: a listener's certificate chain and private key, or the CA certificates an
-HTTPS port verifies client certificates against, as their own resource.
+"""Secret IR → Envoy SDS ``Secret``: a listener's (or the Gateway's client) certificate chain and private key,
+or the CA certificates an HTTPS port verifies client certificates against, as their own resource.
 
 Secrets are the one resource that holds private keys, so :func:`redacted` is what anything that shows
 resources (``mcgw translate``, golden files, debugging) renders instead.
@@ -11,6 +11,16 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from mcgw import ir
+
+
+def delivered(gateway: ir.GatewayIR, tls_clusters: bool) -> tuple[ir.SecretIR, ...]:
+    """The Gateway's secrets that its Envoys receive: the ones its TLS chains name, and its client certificate
+    only while one of its clusters (``tls_clusters``) is reached over TLS, so no snapshot holds a key that
+    no listener or cluster names."""
+    if gateway.client_certificate is None or tls_clusters:
+        return gateway.secrets
+    named = {name for port in gateway.http for chain in port.tls for name in chain.certificates}
+    return tuple(item for item in gateway.secrets if item.name in named)
 
 
 def secret(item: ir.SecretIR) -> secret_pb2.Secret:

@@ -48,6 +48,8 @@ class TlsBackend:
     port: int = 8443
     first_bytes: list[int] = field(default_factory=list)
     requests: int = 0
+    peers: list[dict[str, object]] = field(default_factory=list)  # the client certificate of each handshake
+    refused: int = 0  # handshakes that failed (a client certificate required and missing, say)
     _sock: socket.socket | None = None
 
     def __post_init__(self) -> None:
@@ -90,7 +92,13 @@ class TlsBackend:
             if not first:
                 return
             self.first_bytes.append(first[0])
-            with self.context.wrap_socket(conn, server_side=True) as tls:
+            try:
+                tls = self.context.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):
+                self.refused += 1
+                return
+            with tls:
+                self.peers.append(dict(tls.getpeercert() or {}))
                 sni = self._sni.pop(id(tls), None)
                 self._open.add(tls)  # the TLS socket owns the connection now
                 try:

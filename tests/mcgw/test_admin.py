@@ -163,7 +163,8 @@ async def test_status_document_lists_gateway_api_and_mcs_objects_with_computed_s
                               "ServiceExport", "ServiceImport"]  # no Secrets, Services, EndpointSlices or Namespaces
     gateway = listed["Gateway"]["infra/public"]["status"]
     assert gateway["addresses"] == [{"type": "IPAddress", "value": "198.18.1.1"}]
-    assert {c["type"]: c["status"] for c in gateway["conditions"]} == {"Accepted": "True", "Programmed": "True"}
+    assert {c["type"]: c["status"] for c in gateway["conditions"]} == {"Accepted": "True", "Programmed": "True",
+                                                                      "ResolvedRefs": "True"}
     assert gateway["listeners"][0]["attachedRoutes"] == 1
     assert listed["GatewayClass"]["mcgw"]["status"]["conditions"][0]["reason"] == "Accepted"
     route = listed["HTTPRoute"]["shop/shop"]

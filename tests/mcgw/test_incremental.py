@@ -1,10 +1,11 @@
 """Incremental translation gives exactly what a full translation gives, whatever the sequence of changes.
 
 Hypothesis drives a small cluster through random changes to routes, Services, ServiceImports,
-EndpointSlices, Gateways, GatewayClasses, ReferenceGrants, Namespaces, Secrets, BackendTLSPolicies, the
-ConfigMaps holding their CA bundles (and the Gateways' frontend ones), and addresses. After each one, a
-long-lived ClusterTranslator and a from-scratch translate_cluster must agree on every status, the IR, and
-every serialised Envoy resource; earlier outputs must not change afterwards.
+EndpointSlices, Gateways (their listeners, client certificates and frontend validation), GatewayClasses,
+ReferenceGrants, Namespaces, Secrets, BackendTLSPolicies, the ConfigMaps holding their CA bundles (and the
+Gateways' frontend ones), and addresses. After each one, a long-lived ClusterTranslator and a from-scratch
+translate_cluster must agree on every status, the IR, and every serialised Envoy resource; earlier outputs
+must not change afterwards.
 """
 
 from __future__ import annotations
@@ -89,10 +90,23 @@ def gateway(world: World, draw: Draw) -> None:
                           "allowedRoutes": {"namespaces": {"from": "All"}},
                           "tls": {"certificateRefs": [draw(st.sampled_from([
                               {"name": "cert"}, {"name": "cert", "namespace": "certs"}]))]}})
+        if draw(st.booleans()):  # HTTPS listeners sharing a port: a route table each, with 421s for the others
+            listeners.append({"name": "tls-shared", "port": 443, "protocol": "HTTPS",
+                              "hostname": draw(st.sampled_from([None, "*.example.com", "x.a.example.com"])),
+                              "allowedRoutes": {"namespaces": {"from": "All"}}, "tls": {"certificateRefs": [
+                                  {"name": "cert"}]}})
     spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),
                             "listeners": listeners}
+    # The certificate presented to TLS backends: the listeners' Secret, across namespaces, or not a Secret.
+    client = draw(st.sampled_from([None, {"name": "cert"}, {"name": "cert"}, {"name": "cert", "namespace": "certs"},
+                                   {"name": "cert", "kind": "ConfigMap"}]))
+    tls: dict[str, Any] = {}
+    if client is not None:
+        tls["backend"] = {"clientCertificateRef": client}
     if frontend := _frontend(draw):
-        spec["tls"] = {"frontend": frontend}
+        tls["frontend"] = frontend
+    if tls:
+        spec["tls"] = tls
     world.put({"apiVersion": V1, "kind": "Gateway",
                "metadata": _meta(name, "infra", generation=draw(st.integers(1, 3))), "spec": spec})
 
@@ -341,6 +355,13 @@ def _world() -> World:
                    {"name": "selected", "port": 8080, "protocol": "HTTP", "allowedRoutes": {"namespaces": {
                        "from": "Selector", "selector": {"matchLabels": {"team": "yes"}}}}}]}})
     world.put({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta("team", labels={"team": "yes"})})
+    # Service app in apps is reached over TLS, and the Gateways' certificate Secret exists: a Gateway change
+    # alone can give its TLS clusters a client certificate.
+    world.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ca", "apps"), "data": {"ca.crt": CA_PEM}})
+    world.put({"apiVersion": V1, "kind": "BackendTLSPolicy", "metadata": _meta("p0", "apps", generation=1),
+               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "app"}],
+                        "validation": {"hostname": "a.example.com",
+                                       "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "ca"}]}}})
     world.put({"apiVersion": "v1", "kind": "Secret", "metadata": _meta("cert", "infra"), "type": "kubernetes.io/tls",
                "data": TLS_DATA})
     world.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ca", "infra"), "data": {"ca.crt": CA_PEM}})
@@ -404,8 +425,21 @@ def test_route_table_bytes_equal_protobuf_serialisation() -> None:
         world.put({"apiVersion": V1, "kind": "HTTPRoute", "metadata": _meta(f"r{i}", "infra"),
                    "spec": {"parentRefs": [{"name": "public"}], "hostnames": [f"h{i}.example.com", "*.example.com"],
                             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/p{i}"}}]}]}})
+    world.put({"apiVersion": "v1", "kind": "Secret", "metadata": _meta("cert", "infra"), "type": "kubernetes.io/tls",
+               "data": TLS_DATA})
+    gateway = world.objects[("Gateway", "infra", "public")]
+    world.put({"apiVersion": V1, "kind": "Gateway", "metadata": _meta("public", "infra", generation=1),
+               "spec": {"gatewayClassName": "mcgw", "listeners": [
+                   {"name": "http", "port": 80, "protocol": "HTTP"},
+                   *({"name": f"tls-{i}", "port": 443, "protocol": "HTTPS", "hostname": hostname,
+                      "tls": {"certificateRefs": [{"name": "cert"}]}}
+                     for i, hostname in enumerate(["h0.example.com", "*.example.com"]))]}})
+    assert world.objects[("Gateway", "infra", "public")] is not gateway
     output = ClusterTranslator("east").translate(world.sorted())
     assert output.built is not None
+    tables = [b for b in output.built[GATEWAY] if b.name.startswith("infra/public/443/")]
+    assert [t.name for t in tables if t.resource.type_url.endswith("RouteConfiguration")] == [
+        "infra/public/443/tls-0", "infra/public/443/tls-1"]  # one per HTTPS listener, with 421 virtual hosts
     for built in output.built[GATEWAY]:
         assert built.resource.payload == built.message.SerializeToString(deterministic=True)
 

@@ -18,12 +18,30 @@ SECRET = ir.SecretIR("secret/infra/a", "CERT", "KEY")
 GATEWAY = ir.GatewayIR("east", "infra", "gw", "0.0.0.0", (HTTP, HTTPS), secrets=(SECRET,))
 
 
+# Two HTTPS listeners sharing port 8443, each with its own route table.
+A_VHOST = ir.VirtualHostIR("infra/gw/8443/a.example.com", "a.example.com", ())
+B_VHOST = ir.VirtualHostIR("infra/gw/8443/*.example.com", "*.example.com", ())
+SHARED = ir.HTTPListenerIR(
+    "infra/gw/8443", 8443, "HTTPS", (B_VHOST, A_VHOST),
+    (CHAIN._replace(route_table="infra/gw/8443/a"),
+     CHAIN._replace(server_names=("*.example.com",), route_table="infra/gw/8443/b")),
+    route_tables=(ir.RouteTableIR("infra/gw/8443/a", ("a.example.com",), ("*.example.com",)),
+     ir.RouteTableIR("infra/gw/8443/b", ("*.example.com",), ("a.example.com",))))
+SHARED_GATEWAY = GATEWAY._replace(http=(HTTP, HTTPS, SHARED))
+A_TABLE, B_TABLE = SHARED.route_tables
+
+
+def _tables(*tables: ir.RouteTableIR) -> ir.GatewayIR:
+    return SHARED_GATEWAY._replace(http=(HTTP, HTTPS, SHARED._replace(route_tables=tables)))
+
+
 def _with_route(route: ir.RouteIR) -> ir.GatewayIR:
     return GATEWAY._replace(http=(HTTP._replace(virtual_hosts=(VHOST._replace(routes=(route,)),)), HTTPS))
 
 
 def test_a_well_formed_gateway_passes() -> None:
     ir.validate(GATEWAY)
+    ir.validate(SHARED_GATEWAY)
     ir.validate(GATEWAY._replace(
         tls_passthrough=(ir.TLSPassthroughListenerIR("infra/gw/8443", 8443, (
             ir.TLSRouteIR("db/tls/0", ("db.example.com",), (WEB,)), ir.TLSRouteIR("db/tls/1", (), (WEB,)))),),
@@ -48,6 +66,16 @@ def test_a_well_formed_gateway_passes() -> None:
     (GATEWAY._replace(http=(HTTP, HTTPS._replace(tls=(CHAIN._replace(certificates=("secret/infra/a",) * 2),)))),
      "names certificate 'secret/infra/a' twice"),
     (GATEWAY._replace(http=(HTTPS._replace(tls=()),)), "HTTPS without a TLS chain"),
+    (_tables(A_TABLE), "route tables ['infra/gw/8443/a'] are not the TLS chains'"),
+    (_tables(A_TABLE, A_TABLE), "route table infra/gw/8443/a repeated"),
+    (_tables(A_TABLE, B_TABLE._replace(hostnames=("a.example.com",), misdirected=())),
+     "hostname a.example.com in more than one route table"),
+    (_tables(A_TABLE, B_TABLE._replace(hostnames=("c.example.com",))),
+     "serves hostname c.example.com, which has no virtual host"),
+    (_tables(A_TABLE._replace(misdirected=("a.example.com",)), B_TABLE),
+     "route table infra/gw/8443/a both serves a.example.com and answers 421 for it"),
+    (_tables(A_TABLE._replace(misdirected=("*", "*")), B_TABLE), "answers 421 for * twice"),
+    (_tables(), "a TLS chain names route table 'infra/gw/8443/a', but the port has one table"),
     (GATEWAY._replace(http=(HTTPS._replace(tls=(CHAIN._replace(certificates=()),)),)),
      "a TLS chain without certificates"),
     (GATEWAY._replace(http=(HTTPS._replace(tls=(CHAIN, CHAIN._replace(server_names=("b.example.com",

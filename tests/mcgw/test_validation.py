@@ -290,7 +290,7 @@ def test_more_than_64_listeners_mean_the_gateway_is_not_accepted() -> None:
     listeners = [{"name": f"l{i}", "port": 8000 + i, "protocol": "HTTP"} for i in range(65)]
     output = _translate(_gateway(listeners), CANARY)
     gateway = output.evaluation.gateways[GATEWAY]
-    accepted, programmed = gateway.conditions
+    accepted, programmed, _ = gateway.conditions
     assert (accepted.type, accepted.status, accepted.reason) == (c.ACCEPTED, "False", c.REASON_INVALID)
     assert "65 listeners" in accepted.message
     assert "at most 64" in accepted.message

@@ -12,10 +12,11 @@ HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_mana
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
 
-def eds_cluster(name: str) -> Message:
+def eds_cluster(name: str, connect_timeout: str = "1s") -> Message:
     return message_from_dict({
         "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS",
-        "connect_timeout": "1s", "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}},
+        "connect_timeout": connect_timeout,
+        "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}},
     })
 
 
@@ -53,13 +54,13 @@ def route(name: str, cluster: str, header: str = "v1") -> Message:
 def gateway_resources(clusters: tuple[str, ...] = ("c1",), port: int = 8080, header: str = "v1",
                       ports: dict[str, int] | None = None, route_to: str | None = None,
                       listeners: tuple[str, ...] = ("l1",), listen_port: int = 10000,
-                      extra: tuple[Message, ...] = ()) -> list[Message]:
+                      extra: tuple[Message, ...] = (), connect_timeout: str = "1s") -> list[Message]:
     """Listeners ``l<i>`` each with route ``r<i>`` to ``route_to`` (default: the first cluster), plus the
     EDS clusters with their endpoints (``ports`` overrides the port per cluster)."""
     target = route_to or clusters[0]
     resources: list[Message] = []
     for name in clusters:
-        resources += [eds_cluster(name), endpoints(name, (ports or {}).get(name, port))]
+        resources += [eds_cluster(name, connect_timeout), endpoints(name, (ports or {}).get(name, port))]
     for index, listener_name in enumerate(listeners):
         route_name = f"r{listener_name[1:]}"
         resources += [listener(listener_name, route_name, listen_port + index), route(route_name, target, header)]

@@ -34,6 +34,8 @@ REASON_NO_RESOURCES = "NoResources"
 REASON_ADDRESS_NOT_ASSIGNED = "AddressNotAssigned"
 REASON_ADDRESS_NOT_USABLE = "AddressNotUsable"
 REASON_CONFIGURATION_CHANGED = "ConfigurationChanged"
+REASON_INVALID_CLIENT_CERTIFICATE_REF = "InvalidClientCertificateRef"
+REASON_LISTENERS_NOT_RESOLVED = "ListenersNotResolved"
 
 # Listener reasons.
 REASON_PORT_UNAVAILABLE = "PortUnavailable"

@@ -26,6 +26,7 @@ from mcgw.semantics.gateway.backends import (
     resolve_mirrors,
     resolved_refs_condition,
 )
+from mcgw.semantics.gateway.client_certificate import with_gateway_refs
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.listeners import GatewayResult, class_status, gateway_status
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
@@ -132,7 +133,7 @@ def evaluate_gateways(gateway_classes: Iterable[GatewayClass], gateways: Iterabl
         result = gateway_status(gateway, classes, by_key, grants, (addresses or {}).get(key, ()), by_name,
                                 (dataplane or {}).get(key), config_maps)
         if result is not None:
-            results[key] = result
+            results[key] = with_gateway_refs(result, by_key, grants)
     return GatewayLayer(class_results, results, {n.metadata.name: n for n in namespaces}, grants)
 
 

@@ -73,6 +73,14 @@ def isolated(hostnames: Sequence[str], listener: str | None, others: Sequence[st
                    if not any(_specificity(other) > own and _covers(other, hostname) for other in others)])
 
 
+def owner(hostname: str, listeners: Sequence[str | None]) -> int | None:
+    """The index of the listener whose requests ``hostname`` (a virtual host's, maybe a wildcard or ``*``)
+    serves: the most specific of ``listeners`` (hostnames on one port) that covers it whole; None if none
+    does."""
+    covering = [(_specificity(listener), i) for i, listener in enumerate(listeners) if _covers(listener, hostname)]
+    return max(covering)[1] if covering else None
+
+
 def route_hostnames_for_listener(listener: str | None, route_hostnames: Sequence[str]) -> list[str] | None:
     """The hostnames a route serves on a listener: ``None`` if they do not intersect at all.
 

@@ -72,6 +72,8 @@ class GatewayResult:
     # The Gateway's parameters (its class's EnvoyProxy, its own on top); None: mcgw's defaults.
     parameters: EnvoyProxySpec | None = None
     parameters_valid: bool = True  # False: its own or its class's parameters cannot be used
+    # (namespace, name) of the Secret presented to backends reached over TLS (spec.tls.backend); None: none.
+    client_certificate: tuple[str, str] | None = None
 
     def with_attached(self, counts: Mapping[str, int]) -> GatewayResult:
         """A copy whose listeners carry ``attachedRoutes`` from ``counts`` (listener name -> routes)."""
