@@ -262,3 +262,13 @@ def test_policy_and_config_map_changes_reach_the_cluster_incrementally() -> None
         assert incremental.gateways == full.gateways
         assert incremental.statuses() == full.statuses()
         assert _clusters(incremental) == _clusters(full)
+
+
+def test_only_the_certificates_of_a_ca_bundle_reach_envoy() -> None:
+    """A private key (or anything else) pasted into ca.crt beside the certificate never leaves mcgw."""
+    pasted = f"# the team's CA\n{CA_PEM}\n-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"
+    output = _translate(_documents(_policy("tls"), _config_map(data={"ca.crt": pasted})))
+    trusted = _tls_context(output)["commonTlsContext"]["validationContext"]["trustedCa"]["inlineString"]
+    assert trusted == CA_PEM.strip() + "\n"
+    assert "PRIVATE KEY" not in json.dumps(_clusters(output))
+    assert _conditions(output, "tls") == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}

@@ -26,11 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Literal, NamedTuple
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from mcgw.objects.kinds import TLS_SECRET_TYPE
 from mcgw.objects.model import (
@@ -46,7 +42,7 @@ from mcgw.objects.model import (
 )
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.refs import Reference, is_permitted
-from mcgw.semantics.policy.backendtls import ca_problem
+from mcgw.semantics.policy.backendtls import ca_problem, certificates_only
 
 Mode = Literal["AllowValidOnly", "AllowInsecureFallback"]
 INSECURE_FALLBACK: Mode = "AllowInsecureFallback"
@@ -83,13 +79,6 @@ class FrontendResolution(NamedTuple):
 
 
 NO_FRONTEND_VALIDATION = FrontendResolution(None, {}, False)
-
-
-@lru_cache(maxsize=128)
-def certificates_only(pem: str) -> str:
-    """The certificates of a bundle ``ca_problem`` accepted, written again: nothing else of it is kept."""
-    return "".join(certificate.public_bytes(serialization.Encoding.PEM).decode()
-                   for certificate in x509.load_pem_x509_certificates(pem.encode()))
 
 
 def _pem(gateway: Gateway, ref: CACertificateReference, where: str, config_maps: Mapping[tuple[str, str], object],

@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from mcgw.objects.model import CA_CERTIFICATE_KEY, CORE_GROUP, MCS_GROUP, BackendTLSPolicy, ConfigMap
 from mcgw.semantics.gateway import conditions as c
@@ -117,6 +118,14 @@ def ca_problem(pem: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=128)
+def certificates_only(pem: str) -> str:
+    """The certificates of a bundle ``ca_problem`` accepted, written again: nothing else of it (a private
+    key pasted into ``ca.crt``, comments) reaches Envoy or any output."""
+    return "".join(certificate.public_bytes(serialization.Encoding.PEM).decode()
+                   for certificate in x509.load_pem_x509_certificates(pem.encode()))
+
+
 def _age(policy: BackendTLSPolicy) -> tuple[str, str, str]:
     return policy.metadata.creation_timestamp, policy.metadata.namespace, policy.metadata.name
 
@@ -179,7 +188,7 @@ def _check(policy: BackendTLSPolicy, config_maps: Mapping[NamespacedName, object
         elif reason := ca_problem(found.ca_crt):
             problem = (c.REASON_INVALID_CA_CERTIFICATE_REF, f"{where} {reason}")
         else:
-            bundle.append(found.ca_crt.strip() + "\n")
+            bundle.append(certificates_only(found.ca_crt))
         if problem is not None and resolved is None:
             resolved = problem
     if refs and not bundle:
