@@ -167,6 +167,12 @@ def test_scheduling_and_service_values_are_applied() -> None:
                                                                                           "Always")
 
 
+def test_without_rbac_no_role_is_rendered() -> None:
+    kinds = set(_by_kind(template({**EXISTING, "rbac": {"create": False}})))
+    assert kinds.isdisjoint({"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"})
+    assert "Deployment" in kinds
+
+
 def test_a_changed_run_config_rolls_the_pods() -> None:
     def checksums(values: dict[str, Any]) -> dict[str, str]:
         annotations = _by_kind(template(values))["Deployment"][0]["spec"]["template"]["metadata"]["annotations"]
@@ -184,6 +190,7 @@ def test_a_changed_run_config_rolls_the_pods() -> None:
      '"east" is listed twice'),
     ({**EXISTING, "leaderElection": {"enabled": False}}, "replicaCount is 2 but leaderElection.enabled is false"),
     ({**EXISTING, "xds": {"tls": {"existingSecret": "cert"}}}, "xds.tls.existingSecret needs provisioning.enabled"),
+    ({**EXISTING, "serviceAccount": {"create": False}}, "serviceAccount.name is needed when serviceAccount.create"),
     ({"members": [{"name": "East", "existingSecret": "a"}]}, "members/0/name"),
     ({"members": [{"name": "east", "kubeconfigSecret": "a"}]}, "kubeconfigSecret"),
 ])
