@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo lint deps sysdeps testbed pytest clean conformance
+.PHONY: test demo lint deps sysdeps testbed pytest clean conformance manifests
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ sysdeps:
 	@command -v ip >/dev/null || { echo "installing iproute2"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iproute2; }
 	@command -v go >/dev/null || { echo "the Go toolchain (>= 1.26) is required to build the test bed: https://go.dev/doc/install" >&2; exit 1; }
 
-# kube-apiserver, etcd and the upstream CRDs, cached in ~/.cache/mcgw keyed by version.
+# kube-apiserver, etcd, helm and the upstream CRDs, cached in ~/.cache/mcgw keyed by version.
 testbed: deps sysdeps
 	$(PY) -m tests.e2e.testbed
 
@@ -46,6 +46,10 @@ demo: deps
 # Options come from CONFORMANCE_* variables, e.g. `make conformance CONFORMANCE_RUN_TEST=HTTPRouteSimpleSameNamespace`.
 conformance: deps sysdeps
 	$(PY) -m tests.conformance
+
+# Rewrite deploy/rbac/mcgw.yaml and deploy/mcgw/mcgw.yaml from charts/mcgw (tests/chart fails until they match).
+manifests: deps
+	$(PY) -m tests.chart --update
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -41,3 +41,15 @@ def test_conformance_suite_matches_gateway_api_crds() -> None:
     crds = pins["gateway-api"]["version"]
     assert required["sigs.k8s.io/gateway-api/conformance"] == crds
     assert required["sigs.k8s.io/gateway-api"] == crds
+
+
+def test_helm_speaks_the_test_bed_kubernetes_version() -> None:
+    """helm's client-go is the minor release of the kube-apiserver its rendered output is checked against."""
+    helm = (REPO / "hack" / "helm" / "go.mod").read_text()
+    assert re.search(r"^require helm\.sh/helm/v4 v4\.\d+\.\d+$", helm, re.M), "hack/helm must require helm directly"
+    client_go = re.search(r"^\s+k8s\.io/client-go v0\.(\d+)\.\d+\b", helm, re.M)
+    kube_mod = (REPO / "hack" / "kube" / "go.mod").read_text()
+    kube = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes v1\.(\d+)\.\d+\b", kube_mod, re.M)
+    assert client_go, "hack/helm/go.mod lists no k8s.io/client-go"
+    assert kube, "hack/kube/go.mod lists no k8s.io/kubernetes"
+    assert client_go.group(1) == kube.group(1)

@@ -1,5 +1,5 @@
-"""Build and cache the real Kubernetes parts of the test bed: kube-apiserver, kube-controller-manager, etcd
-and the upstream CRDs.
+"""Build and cache the real Kubernetes parts of the test bed: kube-apiserver, kube-controller-manager, etcd,
+helm (for the chart's tests) and the upstream CRDs.
 
 Everything comes through the Go module proxy, pinned by the wrapper modules under ``hack/``.
 Results are cached in ``~/.cache/mcgw/`` keyed by version (and by a hash of the wrapper's go.sum,
@@ -39,6 +39,7 @@ class Artifacts:
     kube_version: str
     etcd_version: str
     echo_basic: Path | None = None  # the conformance suite's backend, which pods of that image run
+    helm: Path | None = None  # lints and renders charts/mcgw
 
 
 def required_version(go_mod: Path, module: str) -> str:
@@ -144,6 +145,29 @@ def build_etcd() -> tuple[Path, str]:
     return build_go_binary("etcd", module_dir, ".", version, "-s -w"), version
 
 
+HELM_MODULE = "helm.sh/helm/v4"
+
+
+def helm_version() -> str:
+    return required_version(HACK / "helm" / "go.mod", HELM_MODULE)
+
+
+def cached_helm() -> Path | None:
+    """The cached helm binary, or None; never builds."""
+    try:
+        path = cached_binary_path("helm", HACK / "helm", helm_version())
+    except (OSError, RuntimeError):
+        return None
+    return path if path.exists() else None
+
+
+def helm_binary() -> Path:
+    """The helm CLI from its published module (hack/helm), stamped with its version as helm's release does."""
+    version = helm_version()
+    ldflags = f"-s -w -X {HELM_MODULE}/internal/version.version={version}"
+    return build_go_binary("helm", HACK / "helm", f"{HELM_MODULE}/cmd/helm", version, ldflags)
+
+
 def _is_crd(path: Path) -> bool:
     return any(
         isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
@@ -192,7 +216,8 @@ def ensure_artifacts() -> Artifacts:
     etcd, etcd_version = build_etcd()
     from .conformance_build import echo_basic_binary  # local: that module imports this one
 
-    return Artifacts(kube, controller_manager, etcd, copy_crds(), kube_version, etcd_version, echo_basic_binary())
+    return Artifacts(kube, controller_manager, etcd, copy_crds(), kube_version, etcd_version, echo_basic_binary(),
+                     helm_binary())
 
 
 def cached_artifacts() -> Artifacts | None:
@@ -210,9 +235,10 @@ def cached_artifacts() -> Artifacts | None:
     from .conformance_build import cached_echo_basic  # local: that module imports this one
 
     echo_basic = cached_echo_basic()
+    helm = cached_helm()
     if (kube.exists() and controller_manager.exists() and etcd.exists() and (crds / ".complete").exists()
-            and echo_basic is not None):
-        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version, echo_basic)
+            and echo_basic is not None and helm is not None):
+        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version, echo_basic, helm)
     return None
 
 
@@ -225,7 +251,8 @@ def main() -> int:
         return 1
     _log(
         f"ready in {time.monotonic() - started:.1f}s: kube-apiserver and kube-controller-manager "
-        f"{artifacts.kube_version}, etcd {artifacts.etcd_version}, CRDs in {artifacts.crd_dir}"
+        f"{artifacts.kube_version}, etcd {artifacts.etcd_version}, helm {helm_version()}, "
+        f"CRDs in {artifacts.crd_dir}"
     )
     return 0
 
