@@ -163,8 +163,10 @@ async def test_routes_served_by_envoy_and_status_written(clusterset: ClusterSet,
     custom = client.CustomObjectsApi(east_api)
     stored_gateway = await custom.get_namespaced_custom_object_status(GW, "v1", "infra", "gateways", "public")
     gateway_status = stored_gateway["status"]
+    # ResolvedRefs: the Gateway-level references (spec.tls.backend) and its listeners' all resolve.
     assert {c["type"]: c["status"] for c in gateway_status["conditions"]} == {"Accepted": "True",
-                                                                              "Programmed": "True"}
+                                                                              "Programmed": "True",
+                                                                              "ResolvedRefs": "True"}
     assert gateway_status["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]
     (listener,) = gateway_status["listeners"]
     assert listener["attachedRoutes"] == 1
