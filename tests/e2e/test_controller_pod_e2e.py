@@ -235,11 +235,13 @@ async def installed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFac
         with contextlib.suppress(Exception):
             await asyncio.to_thread(_helm, "uninstall", RELEASE, "--namespace", NAMESPACE,
                                     "--kubeconfig", str(hub.kubeconfig), "--wait", "--timeout", "60s")
+        # mcgw-system itself stays: other tests of the session use it, and a terminating one would refuse them.
         for name, member in clusterset.clusters.items():
             for obj in ([account, *rbac] if name != HUB else []):
                 await asyncio.to_thread(_delete, member, obj)
+        for name in ORDER:
             with contextlib.suppress(urllib.error.HTTPError):
-                member.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
+                hub.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/secrets/mcgw-member-{name}")
         # The controller acted on every member: what it provisioned for another test's Gateway goes.
         await remove_provisioned_elsewhere(run_config(directory, clusterset, ORDER), since,
                                            {SHOP, INFRA}.__contains__)
