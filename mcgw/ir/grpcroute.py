@@ -22,6 +22,9 @@ from mcgw.semantics.gateway.grpcroute import method_path
 _new = tuple.__new__
 _MATCH_ALL = (GRPCRouteMatch(),)  # a rule without matches matches every request
 GRPC_RETRY_ON = "unavailable"
+# No route timeout: Envoy's default (15 s) would cut every stream that lives longer; a gRPC client bounds
+# its calls with its own deadline.
+NO_TIMEOUT = "0s"
 
 
 def _grpc_retry(retry: ir.RetryIR | None) -> ir.RetryIR | None:
@@ -95,7 +98,8 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
                 (), None,
             ))
             route_ir = ir.RouteIR(f"grpcroute/{ns}/{name}/rule/{index}/match/{m}", match_ir, backend_irs,
-                                  request_headers, response_headers, mirrors=mirrors, failover_retry=retry,
+                                  request_headers, response_headers, mirrors=mirrors, timeout=NO_TIMEOUT,
+                                  failover_retry=retry,
                                   mirror_fractions=shares, backend_headers=per_backend)
             method = match.method
             service_length = len(method.service or "") if method is not None else 0

@@ -112,3 +112,9 @@ def test_a_service_import_backend_fails_over_with_grpc_health_checks_and_retries
     (route,) = _grpc_routes(output)
     retry_on = route["route"]["retryPolicy"]["retryOn"].split(",")
     assert {"unavailable", "reset", "refused-stream", "connect-failure"} <= set(retry_on)
+
+
+def test_grpc_routes_have_no_route_timeout_so_long_streams_live() -> None:
+    """Envoy's default route timeout (15 s) would end every longer stream; the client's deadline governs."""
+    (route,) = _grpc_routes(_translate(_objects()))
+    assert route["route"]["timeout"] == "0s"
