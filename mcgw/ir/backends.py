@@ -50,6 +50,7 @@ class Backends:
         self._backends: dict[tuple[str, str, str, int | None, int, str | None], ir.BackendIR] = {}
         self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
         self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
+        self._grpc: dict[tuple[str, int], tuple[ir.BackendIR, ir.BackendIR]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
@@ -86,13 +87,26 @@ class Backends:
             ref = resolved.ref
             if resolved.problem is not None:
                 out.append(_new(ir.BackendIR, (f"{route[1]}/{route[2]}/rule/{index}/invalid-backend/{j}", ref.weight,
-                                               False, "Invalid", (), None, False, None)))
+                                               False, "Invalid", (), None, False, None, False)))
             elif ref.kind == "Service":
                 key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
                 out.append(known.get(key) or self._add(key, None))
             else:
                 out.append(self.get("ServiceImport", resolved.namespace, ref.name, ref.port, ref.weight, route))
         return tuple(out)
+
+    def as_grpc(self, backend: ir.BackendIR) -> ir.BackendIR:
+        """``backend`` as a GRPCRoute's: a cluster of its own (an HTTPRoute may send HTTP/1.1 to the same
+        port), speaking HTTP/2. Shared while ``backend`` itself is (it is built again after :meth:`forget`)."""
+        if not backend.valid:
+            return backend
+        key = (backend.name, backend.weight)
+        cached = self._grpc.get(key)
+        if cached is not None and cached[0] is backend:
+            return cached[1]
+        derived = backend._replace(name=f"{backend.name}/grpc", grpc=True)
+        self._grpc[key] = (backend, derived)
+        return derived
 
     def _add(self, key: tuple[str, str, str, int | None, int, str | None], route: RouteKey | None) -> ir.BackendIR:
         backend = self._backends[key] = self._build(key, route)

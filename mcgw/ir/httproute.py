@@ -14,19 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from operator import itemgetter
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from mcgw import ir
 from mcgw.ir.backends import Backends
-from mcgw.objects.model import CORS, BackendRef, HeaderModifier, PathModifier, RequestMirror
+from mcgw.objects.model import CORS, BackendRef, HeaderModifier, HTTPRoute, PathModifier, RequestMirror
 from mcgw.semantics.gateway.cors import origin_matchers
 from mcgw.semantics.gateway.evaluate import RouteResult
 
 _by_key = itemgetter(0)
 _new = tuple.__new__
 _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
-_by_key = itemgetter(0)
-_new = tuple.__new__
 
 
 class PrecedenceKey(NamedTuple):
@@ -42,19 +40,20 @@ class PrecedenceKey(NamedTuple):
     name: str
     rule: int
     match: int
+    kind: str = "HTTPRoute"  # an HTTPRoute and a GRPCRoute of one name sort apart
 
 
 RankedRoute = tuple[PrecedenceKey, ir.RouteIR]
 
 
-def _header_ops(modifier: HeaderModifier | None) -> ir.HeaderOpsIR:
+def header_ops(modifier: HeaderModifier | None) -> ir.HeaderOpsIR:
     if modifier is None or not (modifier.set or modifier.add or modifier.remove):
         return ir.NO_HEADER_OPS
     return _new(ir.HeaderOpsIR, (tuple([(h.name, h.value) for h in modifier.set]),
                                  tuple([(h.name, h.value) for h in modifier.add]), modifier.remove))
 
 
-def _backend_headers(refs: tuple[BackendRef, ...]) -> tuple[ir.BackendHeadersIR, ...]:
+def backend_headers(refs: tuple[BackendRef, ...]) -> tuple[ir.BackendHeadersIR, ...]:
     """Each backendRef's header filters, in the order of the rule's backends (the semantics keep only rules
     whose backendRefs have nothing but header modifiers, at most one of each); none when no ref has any."""
     if not any(ref.filters for ref in refs):
@@ -64,9 +63,9 @@ def _backend_headers(refs: tuple[BackendRef, ...]) -> tuple[ir.BackendHeadersIR,
         request = response = ir.NO_HEADER_OPS
         for route_filter in ref.filters:
             if route_filter.type == "RequestHeaderModifier":
-                request = _header_ops(route_filter.request_header_modifier)
+                request = header_ops(route_filter.request_header_modifier)
             elif route_filter.type == "ResponseHeaderModifier":
-                response = _header_ops(route_filter.response_header_modifier)
+                response = header_ops(route_filter.response_header_modifier)
         out.append(ir.NO_BACKEND_HEADERS if request is response is ir.NO_HEADER_OPS
                    else _new(ir.BackendHeadersIR, (request, response)))
     return tuple(out) if any(h is not ir.NO_BACKEND_HEADERS for h in out) else ()
@@ -91,7 +90,7 @@ def _path(modifier: PathModifier | None) -> ir.PathRewriteIR | None:
     return _new(ir.PathRewriteIR, (None, modifier.replace_prefix_match))
 
 
-def _rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
+def rule_backends(result: RouteResult, index: int, backends: Backends) -> tuple[ir.BackendIR, ...]:
     resolved_refs = result.backends[index]
     if not resolved_refs:
         return ()
@@ -113,7 +112,7 @@ def _share(mirror: RequestMirror | None) -> tuple[int, int]:
     return mirror.fraction.numerator, mirror.fraction.denominator
 
 
-def _rule_mirrors(result: RouteResult, index: int,
+def rule_mirrors(result: RouteResult, index: int,
                   backends: Backends) -> tuple[tuple[ir.BackendIR, ...], tuple[tuple[int, int], ...]]:
     """The rule's mirrors that resolved, and their shares (none when each gets every request): one that
     names a Service in another namespace without a ReferenceGrant, or a backend that does not exist or
@@ -132,7 +131,7 @@ def _rule_mirrors(result: RouteResult, index: int,
             shares if any(n != d for n, d in shares) else ())
 
 
-def _failover_retry(backend_irs: tuple[ir.BackendIR, ...]) -> ir.RetryIR | None:
+def failover_retry(backend_irs: tuple[ir.BackendIR, ...]) -> ir.RetryIR | None:
     """Retries across priorities and hosts: those of the first ServiceImport backend that has them."""
     for backend in backend_irs:
         if backend.failover is not None and backend.failover.retry:
@@ -152,10 +151,10 @@ def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
     for key, route_ir in entries:
         if key.rule != rule_index:
             rule_index = key.rule
-            backend_irs = _rule_backends(result, rule_index, backends)
-            mirrors, shares = _rule_mirrors(result, rule_index, backends)
+            backend_irs = rule_backends(result, rule_index, backends)
+            mirrors, shares = rule_mirrors(result, rule_index, backends)
         refreshed.append((key, route_ir._replace(backends=backend_irs, mirrors=mirrors, mirror_fractions=shares,
-                                                 failover_retry=_failover_retry(backend_irs))))
+                                                 failover_retry=failover_retry(backend_irs))))
     return tuple(refreshed)
 
 
@@ -164,7 +163,7 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
 
     The hottest loop of a full translation (one iteration per match): named tuples are built with
     ``tuple.__new__``, which skips their Python-level constructor and costs a quarter of it."""
-    route = result.route
+    route = cast(HTTPRoute, result.route)  # this builder's kind (ir.routekinds)
     meta = route.metadata
     ns, name, created = meta.namespace, meta.name, meta.creation_timestamp
     rules = route.spec.rules
@@ -175,20 +174,20 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
     for index in result.kept_rules:
         rule = rules[index]
         backend_irs = of_rule(resolved[index], route_key, index) if resolved[index] else ()
-        backend_headers = _backend_headers(rule.backend_refs) if backend_irs else ()
-        failover_retry = _failover_retry(backend_irs)
+        per_backend = backend_headers(rule.backend_refs) if backend_irs else ()
+        retry_across = failover_retry(backend_irs)
         request_headers = response_headers = ir.NO_HEADER_OPS
         redirect = rewrite_path = None
         rewrite_hostname = None
         cors = None
-        mirrors, shares = _rule_mirrors(result, index, backends) if result.mirrors else _NO_MIRRORS
+        mirrors, shares = rule_mirrors(result, index, backends) if result.mirrors else _NO_MIRRORS
         # The last filter of each type wins; mirrors (every resolved one applies) come from the route's result.
         for route_filter in rule.filters:
             kind = route_filter.type
             if kind == "RequestHeaderModifier":
-                request_headers = _header_ops(route_filter.request_header_modifier)
+                request_headers = header_ops(route_filter.request_header_modifier)
             elif kind == "ResponseHeaderModifier":
-                response_headers = _header_ops(route_filter.response_header_modifier)
+                response_headers = header_ops(route_filter.response_header_modifier)
             elif kind == "RequestRedirect":
                 r = route_filter.request_redirect
                 redirect = _new(ir.RedirectIR, (r.scheme, r.hostname, r.port, _path(r.path), r.status_code)) \
@@ -218,10 +217,10 @@ def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute,
             route_ir = _new(ir.RouteIR, (
                 f"{ns}/{name}/rule/{index}/match/{m}", match_ir, backend_irs, request_headers, response_headers,
                 redirect, rewrite_hostname, rewrite_path, mirrors, timeout, backend_timeout, retry_codes,
-                retry_attempts, retry_backoff, failover_retry, shares, backend_headers, cors,
+                retry_attempts, retry_backoff, retry_across, shares, per_backend, cors,
             ))
             key = _new(PrecedenceKey, (_PATH_RANK[path_type], -len(path_value), 0 if method else 1, -len(headers),
-                                       -len(query), created, ns, name, index, m))
+                                       -len(query), created, ns, name, index, m, "HTTPRoute"))
             entries.append((key, route_ir))
     return tuple(entries)
 

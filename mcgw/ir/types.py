@@ -117,7 +117,8 @@ class BackendIR(NamedTuple):
 
     ``failover`` is set for ServiceImport backends (their localities carry one priority per level).
     ``h2c``: the backend speaks HTTP/2 with prior knowledge (appProtocol ``kubernetes.io/h2c``), else HTTP/1.1.
-    ``tls``: the backend is reached over TLS, validated as a BackendTLSPolicy says (never in plaintext)."""
+    ``tls``: the backend is reached over TLS, validated as a BackendTLSPolicy says (never in plaintext).
+    ``grpc``: a GRPCRoute's backend: HTTP/2 (h2c, or ALPN h2 over TLS) and gRPC health checks."""
 
     name: str
     weight: int
@@ -127,6 +128,7 @@ class BackendIR(NamedTuple):
     failover: FailoverIR | None = None
     h2c: bool = False
     tls: UpstreamTlsIR | None = None
+    grpc: bool = False
 
 
 class RouteIR(NamedTuple):
@@ -397,7 +399,7 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
         if backend.failover is not None and backend.kind != "ServiceImport":
             problems.append(f"{where}: backend {backend.name!r}: only ServiceImport backends fail over")
     elif (backend.kind != "Invalid" or backend.localities or backend.failover is not None or backend.h2c
-          or backend.tls is not None):
+          or backend.tls is not None or backend.grpc):
         problems.append(f"{where}: invalid backend {backend.name!r} must be of kind Invalid, without endpoints")
     priorities = sorted({locality.priority for locality in backend.localities})
     if priorities != list(range(len(priorities))):
@@ -407,7 +409,7 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
 
 def _cluster_contents(backend: BackendIR) -> tuple[object, ...]:
     """What a backend's Envoy cluster is made of (its weight belongs to the route)."""
-    return backend.kind, backend.localities, backend.failover, backend.h2c, backend.tls
+    return backend.kind, backend.localities, backend.failover, backend.h2c, backend.tls, backend.grpc
 
 
 def _listener_routes(listener: Listener) -> Iterable[tuple[str, tuple[BackendIR, ...]]]:

@@ -399,6 +399,37 @@ class HTTPRouteSpec(_Spec):
 
 
 @_spec
+class GRPCMethodMatch(_Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    service: str | None = None
+    method: str | None = None
+
+
+@_spec
+class GRPCRouteMatch(_Spec):
+    method: GRPCMethodMatch | None = None  # None: every service and method
+    headers: tuple[HeaderMatch, ...] = ()
+
+
+@_spec
+class GRPCRouteRule(_Spec):
+    """A GRPCRoute rule: its filters and backendRefs have HTTPRoute's shape (RequestMirror, header modifiers,
+    ExtensionRef by type), so they are read with the same classes."""
+
+    name: str | None = None
+    matches: tuple[GRPCRouteMatch, ...] = (GRPCRouteMatch(),)
+    filters: tuple[RouteFilter, ...] = ()
+    backend_refs: tuple[BackendRef, ...] = ()
+
+
+@_spec
+class GRPCRouteSpec(_Spec):
+    parent_refs: tuple[ParentReference, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    rules: tuple[GRPCRouteRule, ...] = (GRPCRouteRule(),)
+
+
+@_spec
 class ReferenceGrantFrom(_Spec):
     group: str
     kind: str
@@ -515,6 +546,12 @@ class Gateway(_Object):
 class HTTPRoute(_Object):
     kind: Literal["HTTPRoute"]
     spec: HTTPRouteSpec = HTTPRouteSpec()
+
+
+@_spec
+class GRPCRoute(_Object):
+    kind: Literal["GRPCRoute"]
+    spec: GRPCRouteSpec = GRPCRouteSpec()
 
 
 @_spec
@@ -691,7 +728,7 @@ Duration = Annotated[str, Field(pattern=GATEWAY_DURATION_PATTERN)]
 @_spec
 class PolicyTargetRef(_Spec):
     group: Literal["multicluster.x-k8s.io", "gateway.networking.k8s.io"]
-    kind: Literal["ServiceImport", "HTTPRoute"]
+    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute"]
     name: str = Field(min_length=1, max_length=253)
 
 
@@ -859,9 +896,9 @@ class EnvoyProxy(_Object):
     spec: EnvoyProxySpec = EnvoyProxySpec()
 
 
-AnyObject = (GatewayClass | Gateway | HTTPRoute | ReferenceGrant | Namespace | Secret | Service | ServiceImport
-             | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount | ConfigMap | Deployment
-             | HorizontalPodAutoscaler | PodDisruptionBudget | BackendTLSPolicy)
+AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | ReferenceGrant | Namespace | Secret | Service
+             | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount | ConfigMap
+             | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget | BackendTLSPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 

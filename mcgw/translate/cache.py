@@ -189,12 +189,13 @@ class _VirtualHost:
 
 
 class _Cluster:
-    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "h2c", "localities", "tls")
+    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "grpc", "h2c", "localities", "tls")
 
     def __init__(self, backend: ir.BackendIR, client_certificate: str | None, previous: _Cluster | None) -> None:
         self.localities = backend.localities
         self.failover = backend.failover
         self.h2c = backend.h2c
+        self.grpc = backend.grpc
         self.tls = backend.tls
         self.client_certificate = client_certificate
         self.cluster: Built = previous.cluster if previous is not None \
@@ -205,6 +206,7 @@ class _Cluster:
     def differs(self, backend: ir.BackendIR, client_certificate: str | None) -> bool:
         """Whether the Envoy cluster (not its endpoints) of ``backend`` is another one than this."""
         return self.failover != backend.failover or self.h2c != backend.h2c or self.tls != backend.tls \
+            or self.grpc != backend.grpc \
             or (backend.tls is not None and self.client_certificate != client_certificate)
 
 

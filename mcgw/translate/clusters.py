@@ -9,7 +9,8 @@ panic routing (a dead priority is never used), a retry budget instead of the cir
 3 concurrent retries, and an overprovisioning factor that makes each priority all-or-nothing.
 
 An h2c backend's cluster speaks HTTP/2 with prior knowledge (its health checks too); every other one
-HTTP/1.1, Envoy's default, whatever the client spoke.
+HTTP/1.1, Envoy's default, whatever the client spoke. A gRPC backend (a GRPCRoute's) speaks HTTP/2 too,
+offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``.
 
 A backend with a BackendTLSPolicy gets a TLS transport socket (health checks use it too): SNI, the CA
 bundle inline (CA certificates are public), or the data plane's system trust store, and the SANs the
@@ -54,7 +55,7 @@ _H2C_OPTIONS = {_HTTP_PROTOCOL_OPTIONS: pack(http_protocol_options_pb2.HttpProto
     explicit_http_config={"http2_protocol_options": {}}))}
 
 
-def _failover_fields(failover: ir.FailoverIR, h2c: bool) -> dict[str, Any]:
+def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "connect_timeout": _FAILOVER_CONNECT_TIMEOUT,
         # Panic 0: a dead priority is never used. Merge window 0: a health change (check, ejection) reaches
@@ -69,9 +70,12 @@ def _failover_fields(failover: ir.FailoverIR, h2c: bool) -> dict[str, Any]:
             "no_traffic_interval": _ms(check.no_traffic_interval_ms),
             "unhealthy_threshold": {"value": check.unhealthy_threshold},
             "healthy_threshold": {"value": check.healthy_threshold},
-            # An h2c backend may refuse HTTP/1.1, probes included.
-            "http_health_check": {"path": check.path, "codec_client_type": "HTTP2" if h2c else "HTTP1"},
         }]
+        if grpc:  # the server's overall health (service ""), as grpc.health.v1 defines it
+            fields["health_checks"][0]["grpc_health_check"] = {}
+        else:  # an h2c backend may refuse HTTP/1.1, probes included
+            fields["health_checks"][0]["http_health_check"] = {
+                "path": check.path, "codec_client_type": "HTTP2" if h2c else "HTTP1"}
     outlier = failover.outlier
     if outlier is not None:
         fields["outlier_detection"] = {
@@ -95,13 +99,15 @@ _SAN_DNS = common_pb2.SubjectAltNameMatcher.DNS
 _SAN_URI = common_pb2.SubjectAltNameMatcher.URI
 
 
-def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None) -> dict[str, Any]:
+def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None, http2: bool) -> dict[str, Any]:
     trusted = {"inline_string": tls.ca} if tls.ca is not None else {"filename": SYSTEM_CA_FILE}
     sans = [{"san_type": _SAN_DNS, "matcher": {"exact": name}} for name in tls.san_dns]
     sans += [{"san_type": _SAN_URI, "matcher": {"exact": uri}} for uri in tls.san_uri]
     common: dict[str, Any] = {"validation_context": {"trusted_ca": trusted, "match_typed_subject_alt_names": sans}}
     if client_certificate is not None:
         common["tls_certificate_sds_secret_configs"] = [{"name": client_certificate, "sds_config": ADS}]
+    if http2:
+        common["alpn_protocols"] = ["h2"]
     context = tls_pb2.UpstreamTlsContext(sni=tls.sni, common_tls_context=common)
     return {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
 
@@ -109,12 +115,12 @@ def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None) -> 
 def cluster(backend: ir.BackendIR, client_certificate: str | None = None) -> cluster_pb2.Cluster:
     """The Envoy cluster of ``backend`` for one Gateway: over TLS, it presents that Gateway's
     ``client_certificate`` (an SDS name), so the same backend may have another cluster for another Gateway."""
-    fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c) if backend.failover is not None \
-        else {"connect_timeout": _CONNECT_TIMEOUT}
-    if backend.h2c:
+    fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c, backend.grpc) \
+        if backend.failover is not None else {"connect_timeout": _CONNECT_TIMEOUT}
+    if backend.h2c or backend.grpc:
         fields["typed_extension_protocol_options"] = _H2C_OPTIONS
     if backend.tls is not None:
-        fields["transport_socket"] = _transport_socket(backend.tls, client_certificate)
+        fields["transport_socket"] = _transport_socket(backend.tls, client_certificate, backend.grpc)
     return cluster_pb2.Cluster(name=backend.name, type=cluster_pb2.Cluster.EDS,
                                eds_cluster_config={"eds_config": ADS}, **fields)
 

@@ -53,6 +53,8 @@ PROFILE_CORE_FEATURES: dict[str, tuple[str, ...]] = {
     "GATEWAY-GRPC": ("Gateway", "ReferenceGrant", "GRPCRoute"),
     "GATEWAY-TLS": ("Gateway", "ReferenceGrant", "TLSRoute"),
 }
+# What `make conformance` runs: every profile whose core tests all pass.
+DEFAULT_PROFILES = "GATEWAY-HTTP,GATEWAY-GRPC"
 _CORE = {f for features in PROFILE_CORE_FEATURES.values() for f in features}
 EXTENDED_FEATURES: tuple[str, ...] = tuple(f for f in SUPPORTED_FEATURES if f not in _CORE)
 
@@ -338,8 +340,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         prog="python -m tests.conformance", description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Arguments after -- (and CONFORMANCE_ARGS, shell-split) go to the suite binary unchanged, "
                "e.g. -- --debug --timeout-config-overrides=NamespacesMustBeReady:60")
-    parser.add_argument("--profiles", default=_env("CONFORMANCE_PROFILES", "GATEWAY-HTTP"),
-                        help="comma-separated conformance profiles [CONFORMANCE_PROFILES, GATEWAY-HTTP]")
+    parser.add_argument("--profiles", default=_env("CONFORMANCE_PROFILES", DEFAULT_PROFILES),
+                        help=f"comma-separated conformance profiles [CONFORMANCE_PROFILES, {DEFAULT_PROFILES}]")
     parser.add_argument("--supported-features", default=_env("CONFORMANCE_SUPPORTED_FEATURES"),
                         help="override the claimed features [CONFORMANCE_SUPPORTED_FEATURES; default: the "
                              "profiles' core features plus EXTENDED_FEATURES in tests/conformance/harness.py]")

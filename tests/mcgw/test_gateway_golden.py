@@ -26,13 +26,18 @@ def _statuses(documents: list[Any]) -> dict[str, Any]:
     evaluation = evaluate(ClusterObjects.of(objects, services, imports),
                           addresses={key: ["127.0.0.10"] for key in {(o.metadata.namespace, o.metadata.name)
                                                                      for o in objects if o.kind == "Gateway"}})
-    return {
+    out: dict[str, Any] = {
         "gatewayClasses": {name: conditions_dict(conds) for name, conds in evaluation.classes.items()},
         "gateways": {f"{ns}/{name}": gateway_status_dict(result)
                      for (ns, name), result in sorted(evaluation.gateways.items())},
         "httpRoutes": {f"{ns}/{name}": route_status_dict(result)
-                       for (_, ns, name), result in sorted(evaluation.routes.items())},
+                       for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "HTTPRoute"},
     }
+    grpc = {f"{ns}/{name}": route_status_dict(result)
+            for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "GRPCRoute"}
+    if grpc:
+        out["grpcRoutes"] = grpc
+    return out
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}/{p.name.removesuffix('.in.yaml')}")

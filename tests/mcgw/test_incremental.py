@@ -282,6 +282,41 @@ def route(world: World, draw: Draw) -> None:
                         "rules": [_rule(draw, ns) for _ in range(draw(st.integers(1, 3)))]}})
 
 
+def _grpc_rule(draw: Draw, route_ns: str) -> dict[str, Any]:
+    """A GRPCRoute rule: method matches of each shape (one RE2 refuses), header matches, its filters and
+    the backends an HTTPRoute rule draws (so both kinds share Services, ServiceImports and clusters)."""
+    match: dict[str, Any] = {}
+    method = draw(st.sampled_from([None, {"service": "a.Echo"}, {"service": "a.Echo", "method": "Say"},
+                                   {"method": "Say"}, {"type": "RegularExpression", "service": "a\\..*"},
+                                   {"type": "RegularExpression", "method": "(bad"}, {"service": "a/b"}]))
+    if method is not None:
+        match["method"] = method
+    if draw(st.booleans()):
+        match["headers"] = [{"name": "x-h", "value": draw(st.sampled_from(["1", "2"]))}]
+    http_rule = _rule(draw, route_ns)
+    filters = [f for f in http_rule["filters"] if f["type"] in ("RequestHeaderModifier", "RequestMirror",
+                                                                 "ExtensionRef")]
+    return {"matches": [match], "filters": filters, "backendRefs": http_rule["backendRefs"]}
+
+
+def grpc_route(world: World, draw: Draw) -> None:
+    ns = draw(st.sampled_from(["apps", "team"]))
+    name = draw(st.sampled_from(["r0", "g1"]))  # r0: the name of an HTTPRoute too
+    if draw(st.integers(0, 4)) == 0:
+        world.delete("GRPCRoute", ns, name)
+        return
+    parents = draw(st.lists(st.sampled_from([
+        {"name": "public", "namespace": "infra"}, {"name": "public", "namespace": "infra", "sectionName": "alt"},
+        {"name": "edge", "namespace": "infra"}]), min_size=1, max_size=2, unique_by=str))
+    hostnames = draw(st.lists(st.sampled_from(["g.example.com", "*.example.com"]), max_size=1))
+    world.put({"apiVersion": V1, "kind": "GRPCRoute",
+               "metadata": _meta(name, ns, generation=draw(st.integers(1, 3)),
+                                 creationTimestamp=draw(st.sampled_from(["2026-01-01T00:00:00Z",
+                                                                         "2026-01-02T00:00:00Z"]))),
+               "spec": {"parentRefs": parents, "hostnames": hostnames,
+                        "rules": [_grpc_rule(draw, ns) for _ in range(draw(st.integers(1, 2)))]}})
+
+
 def addresses(world: World, draw: Draw) -> None:
     world.addresses = draw(st.sampled_from([{}, {GATEWAY: ["198.18.0.10"]}, {GATEWAY: ["198.18.0.11"]}]))
 
@@ -336,7 +371,7 @@ def config_map(world: World, draw: Draw) -> None:
 
 
 CHANGES = [gateway_class, gateway, secret, grant, namespace, service, service_import, endpoint_slice, route, route,
-           route, addresses, bind_addresses, backend_tls_policy, config_map]
+           route, grpc_route, grpc_route, addresses, bind_addresses, backend_tls_policy, config_map]
 
 
 def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:

@@ -74,8 +74,8 @@ def test_leader_election_needs_only_its_leases() -> None:
 
 
 def test_a_kind_added_without_its_permission_is_named() -> None:
-    grpc_routes = Kind("GRPCRoute", object, "gateway.networking.k8s.io/v1", "grpcroutes", status="route")
-    missing, _ = _difference(_grants("ClusterRole"), needed((*KINDS, grpc_routes)))
+    tls_routes = Kind("TLSRoute", object, "gateway.networking.k8s.io/v1", "tlsroutes", status="route")
+    missing, _ = _difference(_grants("ClusterRole"), needed((*KINDS, tls_routes)))
     group = "gateway.networking.k8s.io"
-    assert missing == [f"get {group}/grpcroutes", f"get {group}/grpcroutes/status", f"list {group}/grpcroutes",
-                       f"update {group}/grpcroutes/status", f"watch {group}/grpcroutes"]
+    assert missing == [f"get {group}/tlsroutes", f"get {group}/tlsroutes/status", f"list {group}/tlsroutes",
+                       f"update {group}/tlsroutes/status", f"watch {group}/tlsroutes"]

@@ -96,9 +96,12 @@ def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],
             continue
         allowed = [listener for listener in candidates if _allowed(route, gateway, listener, namespaces)]
         if not allowed:
+            kind = (GATEWAY_GROUP, route.kind)
+            message = f"no listener of {target} allows {route.kind}s from namespace {route.metadata.namespace}" \
+                if any(kind in listener.supported_kinds for listener in candidates) \
+                else f"no listener of {target} allows the kind {route.kind} (allowedRoutes.kinds)"
             results.append(ParentResult(ref, gateway_ns, c.Condition(
-                c.ACCEPTED, "False", c.REASON_NOT_ALLOWED_BY_LISTENERS,
-                f"no listener of {target} allows {route.kind}s from namespace {route.metadata.namespace}", generation)))
+                c.ACCEPTED, "False", c.REASON_NOT_ALLOWED_BY_LISTENERS, message, generation)))
             continue
         bindings = []
         key = (gateway_ns, ref.name)

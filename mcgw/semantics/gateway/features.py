@@ -8,8 +8,9 @@ the conformance run, never before. Sorted by name, as the API requires.
 from __future__ import annotations
 
 SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
-    # The GATEWAY-HTTP profile's core features.
+    # The GATEWAY-HTTP and GATEWAY-GRPC profiles' core features.
     "Gateway",
+    "GRPCRoute",
     "HTTPRoute",
     "ReferenceGrant",
     # Extended features whose every test passed in the conformance run at suite v1.6.3
@@ -25,6 +26,7 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "GatewayInfrastructure",
     "GatewayPort8080",
     "GatewayStaticAddresses",
+    "GRPCRouteNamedRouteRule",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",

@@ -135,7 +135,7 @@ def _config_problem(route_filter: RouteFilter) -> str | None:
     return None
 
 
-def _filter_problem(route_filter: RouteFilter) -> str | None:
+def filter_problem(route_filter: RouteFilter) -> str | None:
     """Only the part of the filter's own type is ever translated, so only that part is checked."""
     if problem := _config_problem(route_filter):
         return problem
@@ -191,7 +191,7 @@ def _mirror_share_problem(mirror: RequestMirror) -> str | None:
     return None
 
 
-def _matcher_problem(matcher: HeaderMatch | QueryParamMatch, what: str) -> str | None:
+def matcher_problem(matcher: HeaderMatch | QueryParamMatch, what: str) -> str | None:
     if problem := header_name_problem(matcher.name):
         return f"{what} name: {problem}"
     if matcher.type == "RegularExpression":
@@ -209,7 +209,7 @@ def rule_problem(rule: RouteRule) -> str | None:
     if rule.filters and (problem := _filters_problem(rule)):
         return problem
     refs = rule.backend_refs
-    if refs and (problem := _backend_refs_problem(refs)):
+    if refs and (problem := backend_refs_problem(refs)):
         return problem
     for match in rule.matches:
         path = match.path
@@ -224,10 +224,10 @@ def rule_problem(rule: RouteRule) -> str | None:
         if len(match.headers) > MAX_MATCHERS or len(match.query_params) > MAX_MATCHERS:
             return f"a match may have at most {MAX_MATCHERS} header matches and {MAX_MATCHERS} query matches"
         for header in match.headers:
-            if problem := _matcher_problem(header, "header match"):
+            if problem := matcher_problem(header, "header match"):
                 return problem
         for query in match.query_params:
-            if problem := _matcher_problem(query, "query match"):
+            if problem := matcher_problem(query, "query match"):
                 return problem
     return None
 
@@ -242,7 +242,7 @@ def _filters_problem(rule: RouteRule) -> str | None:
         kind = route_filter.type
         if kind not in SUPPORTED_FILTERS:
             return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        if problem := _filter_problem(route_filter):
+        if problem := filter_problem(route_filter):
             return problem
         if kind in seen and kind in _ONCE_PER_RULE:
             return f"the rule has more than one {kind} filter; use at most one"
@@ -260,7 +260,7 @@ def _filters_problem(rule: RouteRule) -> str | None:
     return None
 
 
-def _backend_refs_problem(refs: tuple[BackendRef, ...]) -> str | None:
+def backend_refs_problem(refs: tuple[BackendRef, ...]) -> str | None:
     """At most 16 refs, each weight in 0..1,000,000 (so their sum fits Envoy's uint32), ports in 1..65535,
     and filters that can be programmed."""
     if len(refs) > MAX_BACKEND_REFS:
@@ -286,7 +286,7 @@ def _backend_filters_problem(ref: BackendRef) -> str | None:
             elsewhere = "; or move it to the rule's filters" if kind in SUPPORTED_FILTERS else ""
             return (f"backendRef {ref.name}: filter type {kind} is not supported on a backendRef; use "
                     f"{' or '.join(BACKEND_FILTERS)}{elsewhere}")
-        if problem := _filter_problem(route_filter):
+        if problem := filter_problem(route_filter):
             return f"backendRef {ref.name}: {problem}"
         if kind in seen:
             return f"backendRef {ref.name} has more than one {kind} filter; use at most one"

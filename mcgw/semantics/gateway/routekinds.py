@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeGuard
 
-from mcgw.objects.model import GATEWAY_GROUP, HTTPRoute
-from mcgw.semantics.gateway import httproute
+from mcgw.objects.model import GATEWAY_GROUP, GRPCRoute, HTTPRoute
+from mcgw.semantics.gateway import grpcroute, httproute
 from mcgw.semantics.gateway.routes import RuleCheck
 
 # Every route model mcgw serves: a route result holds one of these.
-AnyRoute = HTTPRoute
+AnyRoute = HTTPRoute | GRPCRoute
 
 
 class RouteKind(NamedTuple):
@@ -27,6 +27,8 @@ class RouteKind(NamedTuple):
 
 ROUTE_KINDS: Mapping[str, RouteKind] = {
     "HTTPRoute": RouteKind("HTTPRoute", HTTPRoute, httproute.check_rules, httproute.named_backends,
+                           frozenset({"HTTP", "HTTPS"})),
+    "GRPCRoute": RouteKind("GRPCRoute", GRPCRoute, grpcroute.check_rules, grpcroute.named_backends,
                            frozenset({"HTTP", "HTTPS"})),
 }
 ROUTE_MODELS: tuple[type, ...] = tuple(kind.model for kind in ROUTE_KINDS.values())
