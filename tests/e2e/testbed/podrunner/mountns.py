@@ -149,22 +149,17 @@ def _fail(error_fd: int, message: str) -> None:
     os._exit(128)
 
 
-def _hidden_image_dirs(argv0: str, env: dict[str, str], targets: list[str]) -> list[str]:
-    """The image is the host's filesystem: a volume mounted over a directory holding the program or its
-    ``PYTHONPATH`` (an emptyDir at ``/tmp`` over a checkout in ``/tmp/...``) would hide them, where a real
-    image's files would not be. The host directories to show again on top of such volumes: for each needed
-    path below a target, its first directory below that target."""
+def _check_not_hidden(argv0: str, env: dict[str, str], targets: list[str]) -> None:
+    """The image is the host's filesystem: a volume mounted over the directory holding the program
+    (say ``/work`` over a virtualenv in ``/work/...``) would hide it. Say so rather than fail to exec."""
     found = shutil.which(argv0, path=env.get("PATH")) if "/" not in argv0 else argv0
-    needed = {os.path.abspath(found), os.path.realpath(found)} if found else set()
-    needed |= {os.path.abspath(entry) for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry}
-    hidden = set()
-    for path in needed:
+    if not found:
+        return
+    for path in {os.path.abspath(found), os.path.realpath(found)}:
         for target in targets:
-            root = target.rstrip("/") or "/"
-            if path != root and _within(path, root):
-                below = os.path.relpath(path, root).split(os.sep)[0]
-                hidden.add(os.path.join(root, below))
-    return sorted(hidden)
+            if _within(path, target.rstrip("/") or "/"):
+                raise RuntimeError(f"mountPath {target} would hide the container's executable {path}, which the "
+                                   "test bed runs from the host's filesystem; mount the volume elsewhere")
 
 
 def _prepare(plan: dict[str, object]) -> None:
@@ -173,23 +168,16 @@ def _prepare(plan: dict[str, object]) -> None:
     assert isinstance(env, dict)
     assert isinstance(listed, list)
     mounts: list[dict[str, object]] = sorted(listed, key=lambda m: str(m["target"]).rstrip("/").count("/"))
-    shown = _hidden_image_dirs(str(argv[0]), env, [str(m["target"]) for m in mounts])
+    _check_not_hidden(str(argv[0]), env, [str(m["target"]) for m in mounts])
     _detach_namespace_files()
     setup = MountSetup(str(plan["stage"]))
     # Every source is opened first: one may lie below another's target (the pod's files under the runner's
     # state directory in /tmp, and an emptyDir mounted at /tmp).
     sources = [(os.open(str(m["source"]), os.O_PATH | os.O_CLOEXEC), os.path.isdir(str(m["source"])))
                for m in mounts]
-    image = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC), os.path.isdir(path)) for path in shown]
     for mount, (fd, is_dir) in zip(mounts, sources, strict=True):
         setup.ensure(str(mount["target"]), is_dir)
         _mount(f"/proc/self/fd/{fd}", str(mount["target"]), None, MS_BIND | MS_REC)
-        os.close(fd)
-    # The image's own directories a volume covered, shown again (read-only, as image files are to the pod).
-    for path, fd, is_dir in image:
-        setup.ensure(path, is_dir)
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
         os.close(fd)
     # Read-only last, so that mount points nested in a read-only volume could still be made.
     for mount in mounts:
