@@ -10,7 +10,12 @@ from __future__ import annotations
 import re
 
 from mcgw.objects.model import GRPCMethodMatch, GRPCRoute, GRPCRouteRule
-from mcgw.semantics.gateway.httproute import backend_refs_problem, filter_problem, matcher_problem, regex_problem
+from mcgw.semantics.gateway.httproute import (
+    backend_refs_problem,
+    filter_problem,
+    matcher_problem,
+    regex_problem,
+)
 from mcgw.semantics.gateway.limits import MAX_MATCHERS
 from mcgw.semantics.gateway.routes import RuleCheck, rule_check
 
@@ -87,17 +92,3 @@ def rule_problem(rule: GRPCRouteRule) -> str | None:
 
 def check_rules(route: GRPCRoute) -> RuleCheck:
     return rule_check(route, [rule_problem(rule) for rule in route.spec.rules])
-
-
-def named_backends(route: GRPCRoute) -> frozenset[tuple[str, str]]:
-    """Every (namespace, name) a route names as a backend: backendRefs and mirrors, dropped rules included."""
-    ns = route.metadata.namespace
-    named = set()
-    for rule in route.spec.rules:
-        for ref in rule.backend_refs:
-            named.add((ref.namespace or ns, ref.name))
-        for route_filter in rule.filters:
-            if route_filter.request_mirror is not None:
-                mirror = route_filter.request_mirror.backend_ref
-                named.add((mirror.namespace or ns, mirror.name))
-    return frozenset(named)

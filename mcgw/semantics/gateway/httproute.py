@@ -12,6 +12,7 @@ import re2
 
 from mcgw.objects.model import (
     BackendRef,
+    GRPCRoute,
     HeaderMatch,
     HeaderModifier,
     HTTPRoute,
@@ -298,8 +299,9 @@ def check_rules(route: HTTPRoute) -> RuleCheck:
     return rule_check(route, [rule_problem(rule) for rule in route.spec.rules])
 
 
-def named_backends(route: HTTPRoute) -> frozenset[tuple[str, str]]:
-    """Every (namespace, name) a route names as a backend: backendRefs and mirrors, dropped rules included."""
+def named_backends(route: HTTPRoute | GRPCRoute) -> frozenset[tuple[str, str]]:
+    """Every (namespace, name) a route names as a backend: backendRefs and mirrors, dropped rules included
+    (GRPCRoute's rules have the same backendRefs and filters)."""
     ns = route.metadata.namespace
     named = set()
     for rule in route.spec.rules:

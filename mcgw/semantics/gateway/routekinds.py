@@ -28,7 +28,7 @@ class RouteKind(NamedTuple):
 ROUTE_KINDS: Mapping[str, RouteKind] = {
     "HTTPRoute": RouteKind("HTTPRoute", HTTPRoute, httproute.check_rules, httproute.named_backends,
                            frozenset({"HTTP", "HTTPS"})),
-    "GRPCRoute": RouteKind("GRPCRoute", GRPCRoute, grpcroute.check_rules, grpcroute.named_backends,
+    "GRPCRoute": RouteKind("GRPCRoute", GRPCRoute, grpcroute.check_rules, httproute.named_backends,
                            frozenset({"HTTP", "HTTPS"})),
 }
 ROUTE_MODELS: tuple[type, ...] = tuple(kind.model for kind in ROUTE_KINDS.values())
