@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import cast
 
 from mcgw import ir
+from mcgw.ir import httproute
 from mcgw.ir.backends import Backends
 from mcgw.ir.httproute import PrecedenceKey, RankedRoute, backend_headers, failover_retry, header_ops, rule_mirrors
 from mcgw.objects.model import GRPCRoute, GRPCRouteMatch
@@ -53,20 +54,9 @@ def _mirrors(result: RouteResult, index: int,
 
 def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
                      backends: Backends) -> tuple[RankedRoute, ...]:
-    """``entries`` (from :func:`route_entries` for ``result``) with their backends built again."""
-    refreshed: list[RankedRoute] = []
-    rule_index = -1
-    backend_irs: tuple[ir.BackendIR, ...] = ()
-    mirrors: tuple[ir.BackendIR, ...] = ()
-    shares: tuple[tuple[int, int], ...] = ()
-    for key, route_ir in entries:
-        if key.rule != rule_index:
-            rule_index = key.rule
-            backend_irs = _backends(result, rule_index, backends)
-            mirrors, shares = _mirrors(result, rule_index, backends)
-        refreshed.append((key, route_ir._replace(backends=backend_irs, mirrors=mirrors, mirror_fractions=shares,
-                                                 failover_retry=_grpc_retry(failover_retry(backend_irs)))))
-    return tuple(refreshed)
+    """``entries`` (from :func:`route_entries` for ``result``) with their HTTP/2 backends built again."""
+    return httproute.refresh_backends(result, entries, backends, backends_of=_backends, mirrors_of=_mirrors,
+                                      retry_of=lambda backend_irs: _grpc_retry(failover_retry(backend_irs)))
 
 
 def route_entries(result: RouteResult, backends: Backends) -> tuple[RankedRoute, ...]:

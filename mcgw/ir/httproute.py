@@ -12,7 +12,7 @@ sorts a virtual host's routes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import NamedTuple, cast
 
@@ -139,10 +139,19 @@ def failover_retry(backend_irs: tuple[ir.BackendIR, ...]) -> ir.RetryIR | None:
     return None
 
 
-def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
-                     backends: Backends) -> tuple[RankedRoute, ...]:
+RuleBackends = Callable[[RouteResult, int, Backends], tuple[ir.BackendIR, ...]]
+RuleMirrors = Callable[[RouteResult, int, Backends], tuple[tuple[ir.BackendIR, ...], tuple[tuple[int, int], ...]]]
+
+
+def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...], backends: Backends, *,
+                     backends_of: RuleBackends | None = None, mirrors_of: RuleMirrors | None = None,
+                     retry_of: Callable[[tuple[ir.BackendIR, ...]], ir.RetryIR | None] = failover_retry,
+                     ) -> tuple[RankedRoute, ...]:
     """``entries`` (from :func:`route_entries` for ``result``) with their backends built again, for when
-    only endpoints changed: far cheaper than building the route again, and the rest stays the same objects."""
+    only endpoints changed: far cheaper than building the route again, and the rest stays the same objects.
+    A route kind with backends of its own (GRPCRoute) gives how it builds them and their retry policy."""
+    backends_of = backends_of or rule_backends
+    mirrors_of = mirrors_of or rule_mirrors
     refreshed: list[RankedRoute] = []
     rule_index = -1
     backend_irs: tuple[ir.BackendIR, ...] = ()
@@ -151,10 +160,10 @@ def refresh_backends(result: RouteResult, entries: tuple[RankedRoute, ...],
     for key, route_ir in entries:
         if key.rule != rule_index:
             rule_index = key.rule
-            backend_irs = rule_backends(result, rule_index, backends)
-            mirrors, shares = rule_mirrors(result, rule_index, backends)
+            backend_irs = backends_of(result, rule_index, backends)
+            mirrors, shares = mirrors_of(result, rule_index, backends)
         refreshed.append((key, route_ir._replace(backends=backend_irs, mirrors=mirrors, mirror_fractions=shares,
-                                                 failover_retry=failover_retry(backend_irs))))
+                                                 failover_retry=retry_of(backend_irs))))
     return tuple(refreshed)
 
 
