@@ -151,13 +151,16 @@ def test_the_controller_deployment() -> None:
 
 
 def test_scheduling_and_service_values_are_applied() -> None:
-    found = _by_kind(template({**EXISTING, "replicaCount": 3, "service": {"type": "LoadBalancer"},
+    found = _by_kind(template({**EXISTING, "replicaCount": 3,
+                               "service": {"type": "LoadBalancer", "loadBalancerIP": "198.18.15.60"},
                                "nodeSelector": {"pool": "system"},
                                "tolerations": [{"key": "system", "operator": "Exists"}],
                                "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}},
                                "image": {"repository": "registry.example/mcgw", "tag": "dev", "pullPolicy": "Always"}}))
     pod = found["Deployment"][0]["spec"]["template"]["spec"]
     assert (found["Deployment"][0]["spec"]["replicas"], found["Service"][0]["spec"]["type"]) == (3, "LoadBalancer")
+    assert found["Service"][0]["spec"]["loadBalancerIP"] == "198.18.15.60"
+    assert "loadBalancerIP" not in _by_kind(template(EXISTING))["Service"][0]["spec"]
     assert pod["nodeSelector"] == {"pool": "system"}
     assert pod["tolerations"] == [{"key": "system", "operator": "Exists"}]
     # helm merges maps with the defaults: the memory request stays.

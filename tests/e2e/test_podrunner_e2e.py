@@ -103,6 +103,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, {"written": True})
             except OSError as error:
                 return self.answer(200, {"written": False, "error": str(error)})
+        if url.path == "/connect":
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", int(query["port"])), timeout=3).close()
+                return self.answer(200, {"connected": True})
+            except OSError as error:
+                return self.answer(200, {"connected": False, "error": str(error)})
         if url.path == "/whoami-api":
             # In-cluster config as client libraries read it: the kubernetes Service's env, the token, the CA.
             import ssl, urllib.request
@@ -340,6 +347,31 @@ def test_env_and_volumes_are_where_the_spec_says(east: MemberCluster) -> None:
     assert not Path("/etc/secret-volume").exists()
     assert not Path("/etc/podrunner-e2e").exists()
     assert not Path("/opt/podrunner-e2e-scratch").exists()
+
+
+def test_read_only_root_and_every_members_api_server(clusterset: ClusterSet, east: MemberCluster) -> None:
+    """What charts/mcgw's pod asks for: a read-only root filesystem with an emptyDir at /tmp, the security
+    context's users (accepted; the process still runs as root, docs/testbed.md), and every member's API
+    server reachable from inside the pod at the address the host uses."""
+    host_dir = Path("/var/tmp")  # writable on the host, so a refusal below is the container's read-only root
+    pod = _app_pod(
+        "read-only", env=[{"name": "START_READY", "value": "1"}],
+        securityContext={"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532},
+        container={"securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                       "capabilities": {"drop": ["ALL"]}}},
+        mounts=[{"name": "tmp", "mountPath": "/tmp"}], volumes=[{"name": "tmp", "emptyDir": {}}])
+    east.request("POST", f"/api/v1/namespaces/{NS}/pods", pod)
+    ip = _wait(lambda: _ready(east, "read-only"), "read-only Ready")["status"]["podIP"]
+    base = f"http://{ip}:8080"
+    _, written = _wait(lambda: _get(f"{base}/write?path=/tmp/scratch"), "read-only to answer")  # Ready: running
+    assert written["written"] is True
+    refused = _get(f"{base}/write?path={host_dir}/podrunner-e2e-read-only")[1]
+    assert (refused["written"], "Read-only file system" in refused["error"]) == (False, True), refused
+    assert not (host_dir / "podrunner-e2e-read-only").exists()
+    assert _get(f"{base}/write?path=/opt/app/new")[1]["written"] is False
+    for name, member in clusterset.clusters.items():
+        port = urllib.parse.urlsplit(member.api_url).port
+        assert _get(f"{base}/connect?port={port}")[1] == {"connected": True}, name
 
 
 def test_readiness_probe_gates_ready(east: MemberCluster) -> None:

@@ -39,11 +39,21 @@ def test_normalize(reference: str, expected: tuple[str, str]) -> None:
     ("envoyproxy/envoy:v1.40.0", "/venv/envoy"),
     ("docker.io/envoyproxy/envoy:distroless-v1.40.0", "/venv/envoy"),
     ("ghcr.io/mcgw-io/mcgw:0.1.0", "/venv/mcgw"),
+    ("mcgw:0.1.0", "/venv/mcgw"),  # charts/mcgw's default image
 ])
 def test_known_images_map_to_local_executables(reference: str, executable: str) -> None:
     image = find_image(TABLE, reference)
     assert image is not None
     assert container_argv(image, [], ["--flag"])[0] == executable
+
+
+def test_the_mcgw_image_runs_the_given_checkout() -> None:
+    table = default_table(None, Path("/venv/bin/mcgw"), None, mcgw_source=Path("/src/checkout"))
+    image = find_image(table, "docker.io/library/mcgw:0.1.0")
+    assert image is not None
+    assert dict(image.env) == {"PATH": DEFAULT_PATH, "PYTHONPATH": "/src/checkout"}
+    assert container_argv(image, ["mcgw"], ["run", "--config=/etc/mcgw/config.yaml"]) == [
+        "/venv/bin/mcgw", "run", "--config=/etc/mcgw/config.yaml"]
 
 
 def test_unknown_images_and_missing_executables_are_not_found() -> None:

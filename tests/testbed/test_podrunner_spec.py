@@ -180,6 +180,13 @@ def test_launch_plan_expands_command_and_args_with_the_final_env() -> None:
         launch_plan(_pod(), {"name": "c"}, Image("empty/image"), env, {})
 
 
+def test_launch_plan_carries_a_read_only_root_filesystem() -> None:
+    image = Image("example/app", entrypoint=("/app",))
+    secure = {"name": "c", "securityContext": {"readOnlyRootFilesystem": True, "runAsUser": 65532}}
+    assert launch_plan(_pod(), secure, image, {}, {}).read_only_root is True
+    assert launch_plan(_pod(), {"name": "c"}, image, {}, {}).read_only_root is False
+
+
 def test_service_env_points_at_the_api_server() -> None:
     env = service_env("127.0.0.1", 6443)
     assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"

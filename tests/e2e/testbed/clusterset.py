@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,9 @@ class ClusterSet:
                 "--host-ip", net.host_address, "--prefixlen", str(net.prefixlen), "--pod-pool", f"{first}-{last}",
                 "--pod-cidr", str(net.subnet), "--state-dir", str(member.workdir / "podrunner"),
                 "--owner-pid", str(os.getpid()), "--images", str(images)]
+        for peer, other in self.clusters.items():
+            if peer != cluster:  # a controller pod reaches every member, as mcgw does from the host
+                argv += ["--peer-api", urllib.parse.urlsplit(other.api_url).netloc]
         echo_basic = _echo_basic() or self.artifacts.echo_basic
         if echo_basic is not None:
             argv += ["--echo-basic", str(echo_basic)]

@@ -27,6 +27,9 @@ from .node import NodeAgent, NodeFacts, default_capacity
 from .pod import Settings
 from .runner import Runner
 
+# The checkout this runner runs from: the mcgw image's code (the venv may be another checkout's).
+CHECKOUT = Path(__file__).resolve().parents[4]
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.testbed.podrunner", description=__doc__)
@@ -49,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--echo-basic", type=Path, default=Path(os.environ["MCGW_ECHO_BASIC"])
                         if os.environ.get("MCGW_ECHO_BASIC") else None,
                         help="executable for the Gateway API echo-basic images (default: $MCGW_ECHO_BASIC)")
+    parser.add_argument("--peer-api", action="append", default=[], metavar="HOST:PORT",
+                        help="another member cluster's API server, relayed into every pod at 127.0.0.1:PORT as "
+                             "its own cluster's is (repeatable)")
     parser.add_argument("--kubelet-port", type=int, default=0, help="log server port (0: any free one)")
     parser.add_argument("--tls-cert", type=Path)
     parser.add_argument("--tls-key", type=Path)
@@ -70,7 +76,8 @@ def _envoy_default() -> Path | None:
 def image_table(args: argparse.Namespace) -> list[Image]:
     extra = [image for path in args.images for image in load_table(path)]
     mcgw = args.mcgw or Path(sys.executable).parent / "mcgw"
-    builtin = default_table(args.envoy or _envoy_default(), mcgw if mcgw.exists() else None, args.echo_basic)
+    builtin = default_table(args.envoy or _envoy_default(), mcgw if mcgw.exists() else None, args.echo_basic,
+                            mcgw_source=CHECKOUT)
     return [*extra, *builtin]
 
 
@@ -83,6 +90,11 @@ def serving_certificate(args: argparse.Namespace) -> tuple[Path, Path]:
     ca = CertificateAuthority(args.state_dir / "pki", f"mcgw-testbed-kubelet-ca-{args.cluster}")
     issued = ca.issue("kubelet", args.node, server=True, ips=(args.host_ip,), dns=(args.node,))
     return issued.cert, issued.key
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
 
 
 def _read(path: str) -> bytes:
@@ -122,7 +134,7 @@ async def main_async(args: argparse.Namespace) -> None:
         prefixlen=args.prefixlen, pool=AddressPool(first, last), state_dir=args.state_dir, images=image_table(args),
         owner=os.getpid(), root_ca=_read(config.ca_file), api_host=server.hostname or "127.0.0.1",
         api_port=server.port or 443, allocatable=capacity, probe_session=probe_session,
-        crash_backoff=args.crash_backoff)
+        crash_backoff=args.crash_backoff, peer_apis=tuple(_host_port(peer) for peer in args.peer_api))
     facts = NodeFacts(args.node, args.cluster, args.host_ip, int(listener.getsockname()[1]),
                       str(ipaddress.ip_network(args.pod_cidr, strict=False)), capacity, await _version(api))
     runner = Runner(settings, NodeAgent(api, facts), args.shutdown_grace)

@@ -17,7 +17,8 @@ from typing import Any
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ECHO_BASIC_REPOSITORIES = ("registry.k8s.io/gateway-api/echo-basic", "gcr.io/k8s-staging-gateway-api/echo-basic")
 ENVOY_REPOSITORIES = ("docker.io/envoyproxy/envoy", "docker.io/envoyproxy/envoy-distroless")
-MCGW_REPOSITORIES = ("ghcr.io/mcgw-io/mcgw",)
+# charts/mcgw's default image is plain ``mcgw`` (docker.io/library/mcgw once normalised).
+MCGW_REPOSITORIES = ("ghcr.io/mcgw-io/mcgw", "mcgw")
 # The conformance suite's base manifests run coredns for its UDPRoute tests, and its set-up waits until
 # every pod of the namespace is Ready. mcgw claims no UDPRoute feature yet, so a stand-in that stays up
 # (and sends nothing anywhere: the real Corefile forwards to public resolvers) is enough; it ignores the
@@ -81,8 +82,12 @@ def container_argv(image: Image, command: Sequence[str], args: Sequence[str]) ->
     return argv
 
 
-def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None) -> list[Image]:
-    """The images the test bed can run; one whose executable is unknown is left out (so it fails to pull)."""
+def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None,
+                  mcgw_source: Path | None = None) -> list[Image]:
+    """The images the test bed can run; one whose executable is unknown is left out (so it fails to pull).
+
+    ``mcgw_source``, when given, goes first on the mcgw image's PYTHONPATH: the venv is shared by several
+    checkouts, and the pod must run the code of the one the runner runs from."""
     table = []
     if echo_basic is not None:
         for repository in ECHO_BASIC_REPOSITORIES:
@@ -96,8 +101,9 @@ def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None
     table.append(Image(COREDNS_REPOSITORY, entrypoint=("/bin/sh", "-c", _STAND_IN, "coredns"),
                        binaries={"/bin/sh": "/bin/sh"}))
     if mcgw is not None:
+        env = (("PATH", DEFAULT_PATH), *((("PYTHONPATH", str(mcgw_source)),) if mcgw_source else ()))
         for repository in MCGW_REPOSITORIES:
-            table.append(Image(repository, entrypoint=("mcgw",),
+            table.append(Image(repository, entrypoint=("mcgw",), env=env,
                                binaries={"mcgw": str(mcgw), "/usr/local/bin/mcgw": str(mcgw)}))
     return table
 

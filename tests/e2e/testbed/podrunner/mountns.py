@@ -22,8 +22,14 @@ import shutil
 import socket
 import sys
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 MNT_DETACH = 2
+# A bind remount replaces the mount's flags: these are carried over when it is made read-only.
+_KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+               "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
+# The kernel's filesystems stay as a runtime sets them up, readOnlyRootFilesystem or not.
+_SYSTEM_MOUNTS = ("/dev", "/proc", "/sys")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -43,15 +49,32 @@ def _unescape(path: str) -> str:
     return path.encode().decode("unicode_escape") if "\\" in path else path
 
 
-def _mounts() -> list[tuple[str, str]]:
-    """``(mount point, fstype)`` of every mount of this namespace, in mount order."""
+def _mountinfo() -> list[tuple[str, str, str]]:
+    """``(mount point, fstype, per-mount options)`` of every mount of this namespace, in mount order."""
     mounts = []
     with open("/proc/self/mountinfo") as info:
         for line in info:
             fields = line.split()
             separator = fields.index("-")
-            mounts.append((_unescape(fields[4]), fields[separator + 1]))
+            mounts.append((_unescape(fields[4]), fields[separator + 1], fields[5]))
     return mounts
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """``(mount point, fstype)`` of every mount of this namespace, in mount order."""
+    return [(point, fstype) for point, fstype, _ in _mountinfo()]
+
+
+def _read_only_root(writable: list[str]) -> None:
+    """readOnlyRootFilesystem: the image is the host's tree as this namespace sees it, so every mount of it
+    becomes read-only here (the host's stay as they are: propagation is slave), except the writable
+    volumes and the kernel's filesystems."""
+    options = {point: opts for point, _, opts in _mountinfo()}  # the topmost mount at each path
+    for point, opts in options.items():
+        if any(_within(point, d) for d in _SYSTEM_MOUNTS) or any(_within(point, t) for t in writable):
+            continue
+        kept = sum(flag for name, flag in _KEPT_FLAGS.items() if name in opts.split(","))
+        _mount("none", point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
 
 
 def _within(path: str, directory: str) -> bool:
@@ -60,9 +83,16 @@ def _within(path: str, directory: str) -> bool:
 
 class MountSetup:
     def __init__(self, stage: str) -> None:
-        self.stage = stage
         self.private: list[str] = []  # directories whose changes stay in this namespace
         _mount("mcgw-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
+        # Reached through a descriptor: a volume mounted over a parent of it (an emptyDir at /tmp) hides the path.
+        self._fd = os.open(stage, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.stage = f"/proc/self/fd/{self._fd}"
+
+    def close(self) -> None:
+        """The staging tmpfs leaves the tree; the overlays keep their upper layers."""
+        _umount(self.stage)
+        os.close(self._fd)
 
     def _overlay(self, directory: str) -> None:
         index = len(self.private)
@@ -140,11 +170,15 @@ def _prepare(plan: dict[str, object]) -> None:
     mounts: list[dict[str, object]] = sorted(listed, key=lambda m: str(m["target"]).rstrip("/").count("/"))
     _check_not_hidden(str(argv[0]), env, [str(m["target"]) for m in mounts])
     _detach_namespace_files()
-    stage = str(plan["stage"])
-    setup = MountSetup(stage)
-    for mount in mounts:
-        setup.ensure(str(mount["target"]), os.path.isdir(str(mount["source"])))
-        _mount(str(mount["source"]), str(mount["target"]), None, MS_BIND | MS_REC)
+    setup = MountSetup(str(plan["stage"]))
+    # Every source is opened first: one may lie below another's target (the pod's files under the runner's
+    # state directory in /tmp, and an emptyDir mounted at /tmp).
+    sources = [(os.open(str(m["source"]), os.O_PATH | os.O_CLOEXEC), os.path.isdir(str(m["source"])))
+               for m in mounts]
+    for mount, (fd, is_dir) in zip(mounts, sources, strict=True):
+        setup.ensure(str(mount["target"]), is_dir)
+        _mount(f"/proc/self/fd/{fd}", str(mount["target"]), None, MS_BIND | MS_REC)
+        os.close(fd)
     # Read-only last, so that mount points nested in a read-only volume could still be made.
     for mount in mounts:
         if mount.get("readOnly"):
@@ -152,7 +186,9 @@ def _prepare(plan: dict[str, object]) -> None:
     working_dir = str(plan.get("workingDir") or "/")
     if not os.path.exists(working_dir):
         setup.ensure(working_dir, True)
-    _umount(stage)  # the overlays keep their upper layers; the staging tmpfs leaves the tree
+    setup.close()
+    if plan.get("readOnlyRoot"):
+        _read_only_root([str(m["target"]) for m in mounts if not m.get("readOnly")])
     if plan.get("hostname"):
         socket.sethostname(str(plan["hostname"]))
     os.chdir(working_dir)

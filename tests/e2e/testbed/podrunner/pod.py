@@ -85,6 +85,8 @@ class Settings:
     pull_backoff: float = 5.0
     volume_resync: float = 10.0
     now: Callable[[], float] = field(default=time.time)
+    # Other member clusters' API servers (host, port), relayed into every pod like its own (netns.py).
+    peer_apis: tuple[tuple[str, int], ...] = ()
 
 
 class _Retry(Exception):
@@ -147,7 +149,7 @@ class PodWorker:
         self.volume_paths: dict[str, str] = {}
         self.read_only_volumes: list[str] = []
         self._tokens: dict[tuple[str, int], tuple[str, float]] = {}
-        self._relay: netns.ApiRelay | None = None
+        self._relays: list[netns.ApiRelay] = []
         self._dirty = asyncio.Event()
         self._deleting = asyncio.Event()
         self._sent: Json | None = None
@@ -285,10 +287,11 @@ class PodWorker:
                 self.s.pool.release(address)
                 raise
             self.pod_ip, self.netns = address, name
-            relay = netns.ApiRelay(self.s.api_host, self.s.api_port)
-            with contextlib.suppress(OSError):
-                await relay.start(name)
-                self._relay = relay
+            for host, port in ((self.s.api_host, self.s.api_port), *self.s.peer_apis):
+                relay = netns.ApiRelay(host, port)
+                with contextlib.suppress(OSError):
+                    await relay.start(name)
+                    self._relays.append(relay)
         self.dir.mkdir(parents=True, exist_ok=True)
         hostname = str(spec.get("hostname") or self.name)[:63]
         (self.dir / "etc-hosts").write_text(hosts_file(self.pod_ip, hostname))
@@ -299,9 +302,9 @@ class PodWorker:
         self.dirty()
 
     async def _teardown_sandbox(self) -> None:
-        if self._relay is not None:
-            await self._relay.stop()
-            self._relay = None
+        for relay in self._relays:
+            await relay.stop()
+        self._relays = []
         if self.netns is not None:
             await netns.delete(self.netns, self.pod_ip)
             self.s.pool.release(self.pod_ip)

@@ -59,6 +59,8 @@ class LaunchPlan:
     working_dir: str
     mounts: list[Mount]
     hostname: str
+    # securityContext.readOnlyRootFilesystem: everything but the writable volumes, /dev, /proc and /sys.
+    read_only_root: bool = False
 
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
@@ -309,7 +311,9 @@ def launch_plan(pod: Json, container: Json, image: Image, env: Mapping[str, str]
     if not argv:
         raise ConfigError("no command specified", "CreateContainerError")
     mounts = [*extra_mounts, *container_mounts(container, volume_paths, read_only_volumes, env)]
-    return LaunchPlan(argv, dict(env), container.get("workingDir") or image.working_dir, mounts, hostname(pod))
+    read_only_root = bool((container.get("securityContext") or {}).get("readOnlyRootFilesystem"))
+    return LaunchPlan(argv, dict(env), container.get("workingDir") or image.working_dir, mounts, hostname(pod),
+                      read_only_root)
 
 
 def image_env(image: Image, pod: Json) -> dict[str, str]:
