@@ -15,9 +15,11 @@ from tests.e2e.testbed.podrunner.images import (
     find_image,
     load_table,
     normalize,
+    write_mcgw_launcher,
 )
 
-TABLE = default_table(Path("/venv/envoy"), Path("/venv/mcgw"), Path("/cache/echo-basic"))
+TABLE = default_table(Path("/venv/envoy"), Path("/venv/bin/mcgw"), Path("/cache/echo-basic"),
+                      mcgw_source=Path("/src/checkout"), mcgw_launcher=Path("/state/mcgw-image-bin"))
 
 
 @pytest.mark.parametrize(("reference", "expected"), [
@@ -38,8 +40,8 @@ def test_normalize(reference: str, expected: tuple[str, str]) -> None:
     ("gcr.io/k8s-staging-gateway-api/echo-basic:v20240412-v1.0.0-394-g40c666fd", "/cache/echo-basic"),
     ("envoyproxy/envoy:v1.40.0", "/venv/envoy"),
     ("docker.io/envoyproxy/envoy:distroless-v1.40.0", "/venv/envoy"),
-    ("ghcr.io/mcgw-io/mcgw:0.1.0", "/venv/mcgw"),
-    ("mcgw:0.1.0", "/venv/mcgw"),  # charts/mcgw's default image
+    ("ghcr.io/mcgw-io/mcgw:0.1.0", "/opt/mcgw/bin/mcgw"),
+    ("mcgw:0.1.0", "/opt/mcgw/bin/mcgw"),  # charts/mcgw's default image
 ])
 def test_known_images_map_to_local_executables(reference: str, executable: str) -> None:
     image = find_image(TABLE, reference)
@@ -47,13 +49,17 @@ def test_known_images_map_to_local_executables(reference: str, executable: str) 
     assert container_argv(image, [], ["--flag"])[0] == executable
 
 
-def test_the_mcgw_image_runs_the_given_checkout() -> None:
-    table = default_table(None, Path("/venv/bin/mcgw"), None, mcgw_source=Path("/src/checkout"))
+def test_the_mcgw_image_runs_the_given_checkout_from_its_own_directories(tmp_path: Path) -> None:
+    launcher = write_mcgw_launcher(tmp_path / "bin")
+    table = default_table(None, Path("/venv/bin/mcgw"), None, mcgw_source=Path("/src/checkout"), mcgw_launcher=launcher)
     image = find_image(table, "docker.io/library/mcgw:0.1.0")
     assert image is not None
-    assert dict(image.env) == {"PATH": DEFAULT_PATH, "PYTHONPATH": "/src/checkout"}
+    assert dict(image.files) == {"/opt/mcgw/venv": "/venv", "/opt/mcgw/src": "/src/checkout",
+                                 "/opt/mcgw/bin": str(launcher)}
+    assert dict(image.env) == {"PATH": f"/opt/mcgw/bin:{DEFAULT_PATH}", "PYTHONPATH": "/opt/mcgw/src"}
     assert container_argv(image, ["mcgw"], ["run", "--config=/etc/mcgw/config.yaml"]) == [
-        "/venv/bin/mcgw", "run", "--config=/etc/mcgw/config.yaml"]
+        "/opt/mcgw/bin/mcgw", "run", "--config=/etc/mcgw/config.yaml"]
+    assert (launcher / "mcgw").read_text().splitlines()[-1] == 'exec /opt/mcgw/venv/bin/python -m mcgw "$@"'
 
 
 def test_unknown_images_and_missing_executables_are_not_found() -> None:

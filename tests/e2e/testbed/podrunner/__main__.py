@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from .images import Image, default_table, load_table
+from .images import Image, default_table, load_table, write_mcgw_launcher
 from .kubeapi import KubeApi, load_kubeconfig
 from .logs import LogServer
 from .netns import AddressPool
@@ -77,7 +77,7 @@ def image_table(args: argparse.Namespace) -> list[Image]:
     extra = [image for path in args.images for image in load_table(path)]
     mcgw = args.mcgw or Path(sys.executable).parent / "mcgw"
     builtin = default_table(args.envoy or _envoy_default(), mcgw if mcgw.exists() else None, args.echo_basic,
-                            mcgw_source=CHECKOUT)
+                            mcgw_source=CHECKOUT, mcgw_launcher=write_mcgw_launcher(args.state_dir / "mcgw-image-bin"))
     return [*extra, *builtin]
 
 

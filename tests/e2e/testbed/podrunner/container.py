@@ -42,7 +42,9 @@ def spawn_argv(netns_path: str | None, plan_path: Path, python: str = sys.execut
 def plan_json(plan: LaunchPlan, stage: Path, start_fifo: Path) -> dict[str, object]:
     return {"argv": plan.argv, "env": plan.env, "workingDir": plan.working_dir, "hostname": plan.hostname,
             "mounts": [{"source": m.source, "target": m.target, "readOnly": m.read_only} for m in plan.mounts],
-            "readOnlyRoot": plan.read_only_root, "stage": str(stage), "startFifo": str(start_fifo)}
+            "readOnlyRoot": plan.read_only_root,
+            "imageFiles": [{"source": m.source, "target": m.target} for m in plan.image_files],
+            "stage": str(stage), "startFifo": str(start_fifo)}
 
 
 class LogWriter:

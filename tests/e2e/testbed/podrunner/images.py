@@ -19,6 +19,7 @@ ECHO_BASIC_REPOSITORIES = ("registry.k8s.io/gateway-api/echo-basic", "gcr.io/k8s
 ENVOY_REPOSITORIES = ("docker.io/envoyproxy/envoy", "docker.io/envoyproxy/envoy-distroless")
 # charts/mcgw's default image is plain ``mcgw`` (docker.io/library/mcgw once normalised).
 MCGW_REPOSITORIES = ("ghcr.io/mcgw-io/mcgw", "mcgw")
+MCGW_IMAGE_BIN = "/opt/mcgw/bin"
 # The conformance suite's base manifests run coredns for its UDPRoute tests, and its set-up waits until
 # every pod of the namespace is Ready. mcgw claims no UDPRoute feature yet, so a stand-in that stays up
 # (and sends nothing anywhere: the real Corefile forwards to public resolvers) is enough; it ignores the
@@ -37,6 +38,9 @@ class Image:
     env: tuple[tuple[str, str], ...] = (("PATH", DEFAULT_PATH),)
     working_dir: str = "/"
     binaries: Mapping[str, str] = field(default_factory=dict)
+    # Directories of the image: path inside it -> host directory, shown read-only below the pod's volumes,
+    # so that an emptyDir at /tmp does not hide an image whose files live in a checkout under /tmp.
+    files: Mapping[str, str] = field(default_factory=dict)
     # The official Envoy image's entrypoint script runs ``envoy "$@"`` when the first argument is a flag.
     flags_go_to: str = ""
 
@@ -83,11 +87,12 @@ def container_argv(image: Image, command: Sequence[str], args: Sequence[str]) ->
 
 
 def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None,
-                  mcgw_source: Path | None = None) -> list[Image]:
+                  mcgw_source: Path | None = None, mcgw_launcher: Path | None = None) -> list[Image]:
     """The images the test bed can run; one whose executable is unknown is left out (so it fails to pull).
 
-    ``mcgw_source``, when given, goes first on the mcgw image's PYTHONPATH: the venv is shared by several
-    checkouts, and the pod must run the code of the one the runner runs from."""
+    The mcgw image is the venv of ``mcgw`` (its console script) at ``/opt/mcgw/venv`` with ``mcgw_source``
+    (the checkout the runner runs from: the venv is shared by several) at ``/opt/mcgw/src`` first on its
+    PYTHONPATH, and ``mcgw_launcher`` (from :func:`write_mcgw_launcher`) at ``/opt/mcgw/bin``."""
     table = []
     if echo_basic is not None:
         for repository in ECHO_BASIC_REPOSITORIES:
@@ -100,12 +105,25 @@ def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None
                                flags_go_to="envoy"))
     table.append(Image(COREDNS_REPOSITORY, entrypoint=("/bin/sh", "-c", _STAND_IN, "coredns"),
                        binaries={"/bin/sh": "/bin/sh"}))
-    if mcgw is not None:
-        env = (("PATH", DEFAULT_PATH), *((("PYTHONPATH", str(mcgw_source)),) if mcgw_source else ()))
+    if mcgw is not None and mcgw_source is not None and mcgw_launcher is not None:
+        files = {"/opt/mcgw/venv": str(mcgw.parent.parent), "/opt/mcgw/src": str(mcgw_source),
+                 "/opt/mcgw/bin": str(mcgw_launcher)}
+        env = (("PATH", f"{MCGW_IMAGE_BIN}:{DEFAULT_PATH}"), ("PYTHONPATH", "/opt/mcgw/src"))
+        launcher = f"{MCGW_IMAGE_BIN}/mcgw"
         for repository in MCGW_REPOSITORIES:
-            table.append(Image(repository, entrypoint=("mcgw",), env=env,
-                               binaries={"mcgw": str(mcgw), "/usr/local/bin/mcgw": str(mcgw)}))
+            table.append(Image(repository, entrypoint=("mcgw",), env=env, files=files,
+                               binaries={"mcgw": launcher, "/usr/local/bin/mcgw": launcher}))
     return table
+
+
+def write_mcgw_launcher(directory: Path) -> Path:
+    """The mcgw image's ``bin``: an ``mcgw`` that runs the image's venv (the venv's own console script names
+    the host path of its interpreter, which a volume may hide)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "mcgw"
+    script.write_text('#!/bin/sh\nexec /opt/mcgw/venv/bin/python -m mcgw "$@"\n')
+    script.chmod(0o755)
+    return directory
 
 
 def image_from_json(entry: Mapping[str, Any]) -> Image:

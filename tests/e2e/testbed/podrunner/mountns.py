@@ -171,16 +171,21 @@ def _prepare(plan: dict[str, object]) -> None:
     _check_not_hidden(str(argv[0]), env, [str(m["target"]) for m in mounts])
     _detach_namespace_files()
     setup = MountSetup(str(plan["stage"]))
+    # The image's own directories go in first, so that volumes lie over them as over a real image's files.
+    listed_files = plan.get("imageFiles") or []
+    assert isinstance(listed_files, list)
+    image_files: list[dict[str, object]] = [{**m, "readOnly": True} for m in listed_files]
+    ordered = [*image_files, *mounts]
     # Every source is opened first: one may lie below another's target (the pod's files under the runner's
     # state directory in /tmp, and an emptyDir mounted at /tmp).
     sources = [(os.open(str(m["source"]), os.O_PATH | os.O_CLOEXEC), os.path.isdir(str(m["source"])))
-               for m in mounts]
-    for mount, (fd, is_dir) in zip(mounts, sources, strict=True):
+               for m in ordered]
+    for mount, (fd, is_dir) in zip(ordered, sources, strict=True):
         setup.ensure(str(mount["target"]), is_dir)
         _mount(f"/proc/self/fd/{fd}", str(mount["target"]), None, MS_BIND | MS_REC)
         os.close(fd)
     # Read-only last, so that mount points nested in a read-only volume could still be made.
-    for mount in mounts:
+    for mount in ordered:
         if mount.get("readOnly"):
             _mount("none", str(mount["target"]), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     working_dir = str(plan.get("workingDir") or "/")

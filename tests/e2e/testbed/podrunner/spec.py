@@ -61,6 +61,8 @@ class LaunchPlan:
     hostname: str
     # securityContext.readOnlyRootFilesystem: everything but the writable volumes, /dev, /proc and /sys.
     read_only_root: bool = False
+    # The image's own directories (Image.files), laid in before the volumes, read-only.
+    image_files: list[Mount] = field(default_factory=list)
 
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
@@ -312,8 +314,9 @@ def launch_plan(pod: Json, container: Json, image: Image, env: Mapping[str, str]
         raise ConfigError("no command specified", "CreateContainerError")
     mounts = [*extra_mounts, *container_mounts(container, volume_paths, read_only_volumes, env)]
     read_only_root = bool((container.get("securityContext") or {}).get("readOnlyRootFilesystem"))
+    image_files = [Mount(source, target, True) for target, source in sorted(image.files.items())]
     return LaunchPlan(argv, dict(env), container.get("workingDir") or image.working_dir, mounts, hostname(pod),
-                      read_only_root)
+                      read_only_root, image_files)
 
 
 def image_env(image: Image, pod: Json) -> dict[str, str]:
