@@ -90,8 +90,10 @@ def test_table_file(tmp_path: Path) -> None:
     path = tmp_path / "images.json"
     path.write_text(json.dumps([{"repository": "mcgw-testbed/python", "entrypoint": ["/usr/bin/python3"],
                                  "env": {"LANG": "C.UTF-8"}, "workingDir": "/srv",
-                                 "binaries": {"python": "/usr/bin/python3"}}]))
+                                 "binaries": {"python": "/usr/bin/python3"},
+                                 "files": {"/opt/testbed/src": "/work/checkout"}}]))
     (image,) = load_table(path)
+    assert dict(image.files) == {"/opt/testbed/src": "/work/checkout"}
     assert find_image([image], "mcgw-testbed/python:3") == image
     assert dict(image.env) == {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
     assert image.working_dir == "/srv"

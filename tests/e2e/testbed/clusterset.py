@@ -34,10 +34,15 @@ from .processes import ManagedProcess, free_port, wait_until
 
 DEFAULT_CLUSTER_NAMES = ["east", "west", "central", "north", "south", "alpha", "beta", "gamma"]
 # Images only the test bed knows, for tests that need a program of their own in a pod.
+# Their files are the venv and this checkout, shown at /opt/testbed as an image's own (a volume at /tmp
+# would otherwise hide a checkout under /tmp).
+_TEST_IMAGE_FILES = {"/opt/testbed/venv": sys.prefix, "/opt/testbed/src": str(REPO)}
+_TEST_PYTHON = "/opt/testbed/venv/bin/python"
 TEST_IMAGES: list[dict[str, Any]] = [
-    {"repository": "mcgw-testbed/python", "entrypoint": [sys.executable],
-     "binaries": {"python": sys.executable, "python3": sys.executable}},
-    {"repository": "mcgw-testbed/echo", "entrypoint": [sys.executable, "-m", "mcgw.app.echo"]},
+    {"repository": "mcgw-testbed/python", "entrypoint": [_TEST_PYTHON], "files": _TEST_IMAGE_FILES,
+     "env": {"PYTHONPATH": "/opt/testbed/src"}, "binaries": {"python": _TEST_PYTHON, "python3": _TEST_PYTHON}},
+    {"repository": "mcgw-testbed/echo", "entrypoint": [_TEST_PYTHON, "-m", "mcgw.app.echo"],
+     "files": _TEST_IMAGE_FILES, "env": {"PYTHONPATH": "/opt/testbed/src"}},
 ]
 
 

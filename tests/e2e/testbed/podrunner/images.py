@@ -137,6 +137,7 @@ def image_from_json(entry: Mapping[str, Any]) -> Image:
         working_dir=str(entry.get("workingDir", entry.get("working_dir", "/"))),
         binaries={str(k): str(v) for k, v in entry.get("binaries", {}).items()},
         flags_go_to=str(entry.get("flagsGoTo", entry.get("flags_go_to", ""))),
+        files={str(k): str(v) for k, v in entry.get("files", {}).items()},
     )
 
 
