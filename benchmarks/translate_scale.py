@@ -61,6 +61,9 @@ CLUSTERS = ("east", "west", "central")
 NAMESPACES = 10
 GATEWAY = ("infra", "public")
 ADDRESSES = {GATEWAY: ["198.18.0.1"]}
+# The mixed workload: per 1,000 HTTPRoutes, 500 GRPCRoutes, 100 TLSRoutes and 100 TCPRoutes.
+MIXED = {"GRPCRoute": 500, "TLSRoute": 100, "TCPRoute": 100}
+TCP_LISTENERS_PER_GATEWAY = 50  # within the CRD's 64 listeners per Gateway
 
 
 def _route(i: int, variant: str = "a", path: str = "api", service: int | None = None) -> dict[str, Any]:
@@ -103,31 +106,111 @@ def _slice(ns: int, s: int, cluster_index: int, endpoints: int = 3) -> dict[str,
             "endpoints": [{"addresses": [f"198.18.{cluster_index}.{e + 1}"]} for e in range(endpoints)]}
 
 
-def cluster_objects(routes: int, cluster_index: int) -> list[AnyObject]:
-    """One cluster's objects, sorted by (kind, namespace, name) as the store hands them over."""
+def _metadata(name: str, i: int) -> dict[str, Any]:
+    return {"name": name, "namespace": f"team-{i % NAMESPACES}", "generation": 1,
+            "creationTimestamp": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z"}
+
+
+def _grpc_route(i: int) -> dict[str, Any]:
+    """Three rules: an exact method, a service with a header match, a regular expression over methods."""
+    backend = [{"name": f"svc-{i % 50}", "port": 80}]
+    rules = [
+        {"matches": [{"method": {"service": f"shop.v{i}.Cart", "method": "Get"}}], "backendRefs": backend},
+        {"matches": [{"method": {"service": f"shop.v{i}.Cart"}, "headers": [{"name": "x-tenant", "value": "blue"}]}],
+         "backendRefs": [{"name": f"svc-{(i + 1) % 50}", "port": 80, "weight": 80},
+                         {"name": f"svc-{(i + 2) % 50}", "port": 80, "weight": 20}]},
+        {"matches": [{"method": {"type": "RegularExpression", "service": f"shop\\.v{i}\\.Order[a-z]*",
+                                 "method": "List.*"}}],
+         "filters": [{"type": "RequestHeaderModifier",
+                      "requestHeaderModifier": {"set": [{"name": "x-route", "value": str(i)}]}}],
+         "backendRefs": backend},
+    ]
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute", "metadata": _metadata(f"grpc-{i}", i),
+            "spec": {"parentRefs": [{"name": "public", "namespace": "infra", "sectionName": "http"}],
+                     "hostnames": [f"grpc-{i % 20}.example.com"], "rules": rules}}
+
+
+def _tls_route(i: int) -> dict[str, Any]:
+    """Passthrough by SNI, one exact and one wildcard hostname each, weighted across two Services."""
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TLSRoute", "metadata": _metadata(f"tls-{i}", i),
+            "spec": {"parentRefs": [{"name": "public", "namespace": "infra", "sectionName": "tls"}],
+                     "hostnames": [f"db-{i}.example.com", f"*.tenant-{i}.example.com"],
+                     "rules": [{"backendRefs": [{"name": f"svc-{i % 50}", "port": 80, "weight": 3},
+                                                {"name": f"svc-{(i + 1) % 50}", "port": 80, "weight": 1}]}]}}
+
+
+def _tcp_route(i: int) -> dict[str, Any]:
+    """One TCP listener each (a listener forwards to one route), on the TCP Gateways."""
+    gateway, listener = divmod(i, TCP_LISTENERS_PER_GATEWAY)
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TCPRoute", "metadata": _metadata(f"tcp-{i}", i),
+            "spec": {"parentRefs": [{"name": f"tcp-{gateway}", "namespace": "infra", "sectionName": f"tcp-{listener}"}],
+                     "rules": [{"backendRefs": [{"name": f"svc-{i % 50}", "port": 80}]}]}}
+
+
+def workload_documents(routes: int, mixed: bool, class_name: str = "mcgw") -> list[dict[str, Any]]:
+    """The workload's Gateways, Services, EndpointSlices (cluster 0) and routes, without its GatewayClass:
+    ``routes`` HTTPRoutes, and with ``mixed`` the other kinds in the proportions of MIXED (per 1,000)."""
+    everyone = {"namespaces": {"from": "All"}}
+    listeners: list[dict[str, Any]] = [{"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": everyone}]
+    counts = {kind: routes * share // 1000 for kind, share in MIXED.items()} if mixed else {}
+    if counts.get("TLSRoute"):
+        listeners.append({"name": "tls", "port": 443, "protocol": "TLS", "tls": {"mode": "Passthrough"},
+                          "allowedRoutes": everyone})
     documents: list[dict[str, Any]] = [
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
-         "spec": {"controllerName": "mcgw.io/gateway-controller"}},
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
          "metadata": {"name": "public", "namespace": "infra"},
-         "spec": {"gatewayClassName": "mcgw", "listeners": [
-             {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
-    ]
+         "spec": {"gatewayClassName": class_name, "listeners": listeners}}]
+    tcp = counts.get("TCPRoute", 0)
+    for gateway in range(-(-tcp // TCP_LISTENERS_PER_GATEWAY)):
+        ports = range(min(TCP_LISTENERS_PER_GATEWAY, tcp - gateway * TCP_LISTENERS_PER_GATEWAY))
+        documents.append(
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+             "metadata": {"name": f"tcp-{gateway}", "namespace": "infra"},
+             "spec": {"gatewayClassName": class_name, "listeners": [
+                 {"name": f"tcp-{k}", "port": 10000 + k, "protocol": "TCP", "allowedRoutes": everyone}
+                 for k in ports]}})
     for ns in range(NAMESPACES):
         for s in range(50):
             documents.append({"apiVersion": "v1", "kind": "Service",
                               "metadata": {"name": f"svc-{s}", "namespace": f"team-{ns}"},
                               "spec": {"ports": [{"name": "http", "port": 80}]}})
-            documents.append(_slice(ns, s, cluster_index))
+            documents.append(_slice(ns, s, 0))
     documents += [_route(i) for i in range(routes)]
+    documents += [_grpc_route(i) for i in range(counts.get("GRPCRoute", 0))]
+    documents += [_tls_route(i) for i in range(counts.get("TLSRoute", 0))]
+    documents += [_tcp_route(i) for i in range(tcp)]
+    return documents
+
+
+def gateways(routes: int, mixed: bool) -> list[tuple[str, str]]:
+    """(namespace, name) of every Gateway of the workload."""
+    tcp = routes * MIXED["TCPRoute"] // 1000 if mixed else 0
+    return [GATEWAY, *((("infra", f"tcp-{g}")) for g in range(-(-tcp // TCP_LISTENERS_PER_GATEWAY)))]
+
+
+def cluster_objects(routes: int, cluster_index: int, mixed: bool = False) -> list[AnyObject]:
+    """One cluster's objects, sorted by (kind, namespace, name) as the store hands them over."""
+    documents: list[dict[str, Any]] = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
+         "spec": {"controllerName": "mcgw.io/gateway-controller"}}]
+    for doc in workload_documents(routes, mixed):
+        if doc["kind"] == "EndpointSlice":
+            name = doc["metadata"]["labels"]["kubernetes.io/service-name"]
+            doc = _slice(int(doc["metadata"]["namespace"].removeprefix("team-")), int(name.removeprefix("svc-")),
+                         cluster_index)
+        documents.append(doc)
     return sorted((parse_object(doc, "benchmark") for doc in documents), key=lambda o: o.key)
 
 
-def _full(cluster: str, objects: list[AnyObject]) -> tuple[ClusterOutput, Snapshot]:
+def addresses(names: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    return {name: [f"198.18.0.{k + 1}"] for k, name in enumerate(names)}
+
+
+def _full(cluster: str, objects: list[AnyObject], names: list[tuple[str, str]]) -> tuple[ClusterOutput, list[Snapshot]]:
     """The output is returned, not dropped: freeing it is the cost of replacing it, paid by the runtime when
     the next output takes its place, not by the translation that made it."""
-    output = translate_cluster(cluster, objects, ADDRESSES)
-    return output, output.snapshot(GATEWAY)
+    output = translate_cluster(cluster, objects, addresses(names))
+    return output, [output.snapshot(name) for name in names]
 
 
 def _changes(routes: int, objects: list[AnyObject], k: int) -> tuple[str, AnyObject]:
@@ -146,29 +229,30 @@ def _ms(seconds: list[float]) -> float:
 
 
 def _measure(per_cluster: dict[str, list[AnyObject]], routes: int, repeats: int,
-             around: Callable[[], AbstractContextManager[None]]) -> dict[str, Any]:
+             around: Callable[[], AbstractContextManager[None]], names: list[tuple[str, str]]) -> dict[str, Any]:
     """``around`` wraps each timed pass: the runtime's collector pause, or nothing."""
+    where = addresses(names)
     full: list[float] = []
     full_cpu: list[float] = []
     for _ in range(repeats):
         for name, objects in per_cluster.items():
             with around():
                 started, started_cpu = time.perf_counter(), time.process_time()
-                made = _full(name, objects)
+                made = _full(name, objects, names)
                 full.append(time.perf_counter() - started)
                 full_cpu.append(time.process_time() - started_cpu)
             del made
     first: list[float] = []
-    translators: dict[str, tuple[ClusterTranslator, ClusterOutput, Snapshot]] = {}
+    translators: dict[str, tuple[ClusterTranslator, ClusterOutput, list[Snapshot]]] = {}
     for name, objects in per_cluster.items():
         with around():
             started = time.perf_counter()
             translator = ClusterTranslator(name)
-            output = translator.translate(tuple(objects), ADDRESSES)
-            snapshot = output.snapshot(GATEWAY)
+            output = translator.translate(tuple(objects), where)
+            snapshots = [output.snapshot(gateway) for gateway in names]
             first.append(time.perf_counter() - started)
-        translators[name] = (translator, output, snapshot)
-    translator, output, snapshot = translators["east"]
+        translators[name] = (translator, output, snapshots)
+    translator, output, snapshots = translators["east"]
     objects = list(per_cluster["east"])
     index = {obj.key: i for i, obj in enumerate(objects)}
     by_kind: dict[str, list[tuple[float, float]]] = {}
@@ -178,15 +262,15 @@ def _measure(per_cluster: dict[str, list[AnyObject]], routes: int, repeats: int,
         objects[index[changed.key]] = changed
         with around():
             started, started_cpu = time.perf_counter(), time.process_time()
-            output = translator.translate(tuple(objects), ADDRESSES)
+            output = translator.translate(tuple(objects), where)
             translated = time.perf_counter()
-            snapshot = output.snapshot(GATEWAY, snapshot)
+            snapshots = [output.snapshot(gateway, before) for gateway, before in zip(names, snapshots, strict=True)]
             finished, finished_cpu = time.perf_counter(), time.process_time()
         by_kind.setdefault(kind, []).append((translated - started, finished - started))
         if kind != "endpoints":
             route_cpu.append(finished_cpu - started_cpu)
-    check = translate_cluster("east", objects, ADDRESSES).snapshot(GATEWAY)
-    if check.versions != snapshot.versions:
+    from_scratch = translate_cluster("east", objects, where)
+    if [from_scratch.snapshot(gateway).versions for gateway in names] != [snapshot.versions for snapshot in snapshots]:
         raise AssertionError("incremental translation differs from a full translation")
     route_changes = by_kind["route match"] + by_kind["route backend"]
     return {
@@ -200,34 +284,45 @@ def _measure(per_cluster: dict[str, list[AnyObject]], routes: int, repeats: int,
         "one_route_change_translate_only_ms": _ms([t for t, _ in route_changes]),
         "one_route_change_max_ms": round(max(t for _, t in route_changes) * 1000, 2),
         "one_change_by_kind_ms": {kind: _ms([t for _, t in times]) for kind, times in by_kind.items()},
-        "envoy_resources_per_cluster": sum(len(r) for r in snapshot.resources.values()),
+        "envoy_resources_per_cluster": sum(len(r) for snapshot in snapshots for r in snapshot.resources.values()),
     }
 
 
-def measure(routes: int, repeats: int) -> dict[str, Any]:
+def measure(routes: int, repeats: int, mixed: bool = False) -> dict[str, Any]:
     """One size, in this process: as the runtime runs a pass (collector paused), then the bare call."""
-    per_cluster = {name: cluster_objects(routes, i) for i, name in enumerate(CLUSTERS)}
+    per_cluster = {name: cluster_objects(routes, i, mixed) for i, name in enumerate(CLUSTERS)}
+    names = gateways(routes, mixed)
     gc.collect()
-    paused = _measure(per_cluster, routes, repeats, collector.paused)
+    paused = _measure(per_cluster, routes, repeats, collector.paused, names)
     gc.collect()
-    default = _measure(per_cluster, routes, repeats, nullcontext)
-    return {"routes": routes, "rules_per_route": 5, "clusters": len(CLUSTERS),
+    default = _measure(per_cluster, routes, repeats, nullcontext, names)
+    kinds = {kind: sum(1 for obj in per_cluster["east"] if type(obj).__name__ == kind)
+             for kind in ("HTTPRoute", *MIXED)}
+    return {"routes": routes, "workload": "mixed" if mixed else "http", "route_kinds": kinds,
+            "gateways": len(names), "rules_per_route": 5, "clusters": len(CLUSTERS),
             "envoy_resources_per_cluster": paused.pop("envoy_resources_per_cluster"),
             "runtime": paused,
             "gc_default": {k: v for k, v in default.items() if k != "envoy_resources_per_cluster"},
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def _in_child(routes: int, repeats: int) -> dict[str, Any]:
+def _in_child(routes: int, repeats: int, mixed: bool) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "benchmarks.translate_scale", "--child", str(routes),
-                           "--repeats", str(repeats)], check=True, capture_output=True, text=True)
+                           "--repeats", str(repeats), *(["--mixed"] if mixed else [])],
+                          check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
+def _size(run: dict[str, Any]) -> str:
+    if run.get("workload") != "mixed":
+        return f"{run['routes']:5} routes"
+    return " + ".join(f"{count} {kind}s" for kind, count in run["route_kinds"].items())
+
+
 def _line(run: dict[str, Any], mode: str) -> str:
     figures = run[mode]
-    return (f"{run['routes']:5} routes, {mode:10}: "
+    return (f"{_size(run)}, {mode:10}: "
             f"full {figures['full_translation_ms']:8.1f} ms (CPU {figures['full_translation_cpu_ms']:.1f}, fastest "
             f"{figures['full_translation_min_ms']:.1f}), "
             f"first translator call {figures['first_translator_call_ms']:8.1f} ms, one route change "
@@ -256,11 +351,11 @@ def _peer_passes(harness: Path, workload: Path, passes: int, merge: bool) -> dic
 class _Peer:
     """Envoy Gateway's translator on one size's workload, in two halves around mcgw's measurement."""
 
-    def __init__(self, harness: Path, routes: int, passes: int, workdir: Path) -> None:
+    def __init__(self, harness: Path, routes: int, passes: int, workdir: Path, mixed: bool) -> None:
         self.harness, self.passes = harness, passes
-        self.workload = workdir / f"envoy-gateway-{routes}.yaml"
-        subprocess.run([sys.executable, str(PEER / "workload.py"), "--routes", str(routes), "-o", str(self.workload)],
-                       check=True, capture_output=True)
+        self.workload = workdir / f"envoy-gateway-{routes}{'-mixed' if mixed else ''}.yaml"
+        subprocess.run([sys.executable, str(PEER / "workload.py"), "--routes", str(routes), "-o", str(self.workload),
+                        *(["--mixed"] if mixed else [])], check=True, capture_output=True)
         self.runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
 
     def half(self) -> None:
@@ -289,24 +384,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--routes", type=int, nargs="+", default=[10, 100, 1000, 5000])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mixed", action="store_true",
+                        help="the mixed workload: per 1,000 HTTPRoutes also 500 GRPCRoutes, 100 TLSRoutes and "
+                             "100 TCPRoutes (default size 1000); results in translate_scale_mixed.json")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-peer", action="store_true", help="skip Envoy Gateway's translator")
     parser.add_argument("--peer-passes", type=int, default=10)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(measure(args.child, args.repeats)))
+        print(json.dumps(measure(args.child, args.repeats, args.mixed)))
         return
+    sizes = [1000] if args.mixed and args.routes == parser.get_default("routes") else args.routes
     harness = None if args.no_peer else _peer_binary()
     if harness is None and not args.no_peer and shutil.which("go") is None:
         print("no Go toolchain: Envoy Gateway's translator is not measured", flush=True)
     runs = []
     with tempfile.TemporaryDirectory() as workdir:
-        for routes in args.routes:
-            peer = _Peer(harness, routes, args.peer_passes, Path(workdir)) if harness else None
+        for routes in sizes:
+            peer = _Peer(harness, routes, args.peer_passes, Path(workdir), args.mixed) if harness else None
             load_before = os.getloadavg()[0]
             if peer:
                 peer.half()
-            run = _in_child(routes, args.repeats)
+            run = _in_child(routes, args.repeats, args.mixed)
             if peer:
                 peer.half()
                 run["peer"] = peer.summary(run["runtime"]["full_translation_ms"])
@@ -314,12 +413,12 @@ def main() -> None:
             runs.append(run)
             for mode in ("runtime", "gc_default"):
                 print(_line(run, mode), flush=True)
-            print(f"{routes:5} routes: peak RSS {run['peak_rss_mib']} MiB, {run['envoy_resources_per_cluster']} "
+            print(f"{_size(run)}: peak RSS {run['peak_rss_mib']} MiB, {run['envoy_resources_per_cluster']} "
                   f"Envoy resources per cluster, load average {run['load_average_1m']}", flush=True)
             if "peer" in run:
                 for shape in ("defaults", "merge_backends"):
                     figures = run["peer"][shape]
-                    print(f"{routes:5} routes: Envoy Gateway {run['peer']['version']} ({shape}, "
+                    print(f"{_size(run)}: Envoy Gateway {run['peer']['version']} ({shape}, "
                           f"{figures['envoy_clusters']} clusters): translation {figures['translation_median_ms']} ms "
                           f"+ serialisation {figures['serialisation_median_ms']} ms; mcgw / Envoy Gateway = "
                           f"{figures['mcgw_ratio']}", flush=True)
@@ -335,8 +434,9 @@ def main() -> None:
                       "same run (peers/envoy-gateway), its mcgw_ratio = mcgw's runtime full-translation median / "
                       "(its translation median + its serialisation median); *_cpu_ms = process CPU time, less "
                       "disturbed than wall time when other work shares the machine (load_average_1m)"}
-    (RESULTS / "translate_scale.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'translate_scale.json'}")
+    written = RESULTS / ("translate_scale_mixed.json" if args.mixed else "translate_scale.json")
+    written.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

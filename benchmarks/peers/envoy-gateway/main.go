@@ -88,6 +88,15 @@ func load(path string) (*resource.Resources, error) {
 		case "HTTPRoute":
 			h := &gwapiv1.HTTPRoute{}
 			obj, r.HTTPRoutes = h, append(r.HTTPRoutes, h)
+		case "GRPCRoute":
+			g := &gwapiv1.GRPCRoute{}
+			obj, r.GRPCRoutes = g, append(r.GRPCRoutes, g)
+		case "TLSRoute":
+			t := &gwapiv1.TLSRoute{}
+			obj, r.TLSRoutes = t, append(r.TLSRoutes, t)
+		case "TCPRoute":
+			t := &gwapiv1.TCPRoute{}
+			obj, r.TCPRoutes = t, append(r.TCPRoutes, t)
 		case "Namespace":
 			n := &corev1.Namespace{}
 			obj, r.Namespaces = n, append(r.Namespaces, n)
@@ -240,9 +249,22 @@ func count(p *pass) counts {
 // every parent says ResolvedRefs=True; it also returns the distinct messages of the others.
 func routeStatus(p *pass) (accepted, resolved int, problems []string) {
 	seen := map[string]bool{}
+	var statuses []gwapiv1.RouteStatus
 	for _, route := range p.result.HTTPRoutes {
-		ok, refs := len(route.Status.Parents) > 0, len(route.Status.Parents) > 0
-		for _, parent := range route.Status.Parents {
+		statuses = append(statuses, route.Status.RouteStatus)
+	}
+	for _, route := range p.result.GRPCRoutes {
+		statuses = append(statuses, route.Status.RouteStatus)
+	}
+	for _, route := range p.result.TLSRoutes {
+		statuses = append(statuses, route.Status.RouteStatus)
+	}
+	for _, route := range p.result.TCPRoutes {
+		statuses = append(statuses, route.Status.RouteStatus)
+	}
+	for _, status := range statuses {
+		ok, refs := len(status.Parents) > 0, len(status.Parents) > 0
+		for _, parent := range status.Parents {
 			for _, cond := range parent.Conditions {
 				if cond.Status == metav1.ConditionTrue {
 					continue
@@ -365,7 +387,7 @@ func main() {
 	out := map[string]any{
 		"peer":                 "envoy-gateway",
 		"version":              egVersion(),
-		"routes":               len(r.HTTPRoutes),
+		"routes":               len(r.HTTPRoutes) + len(r.GRPCRoutes) + len(r.TLSRoutes) + len(r.TCPRoutes),
 		"iterations_ms":        total,
 		"median_ms":            median(total),
 		"min_ms":               minimum(total),

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import yaml
 
-from benchmarks.translate_scale import NAMESPACES, _route, _slice
+from benchmarks.translate_scale import NAMESPACES, workload_documents
 
 CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 # Workload fields left out for this peer (removed in ``peer_route``); Envoy Gateway v1.9.1 takes them all,
@@ -30,38 +30,30 @@ CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 DROPPED: list[str] = []
 
 
-def peer_route(i: int) -> dict[str, Any]:
-    """``_route(i)``, less whatever ``DROPPED`` names (nothing at present)."""
-    return copy.deepcopy(_route(i))
+def peer_route(route: dict[str, Any]) -> dict[str, Any]:
+    """An HTTPRoute of the workload, less whatever ``DROPPED`` names (nothing at present)."""
+    return copy.deepcopy(route)
 
 
-def documents(routes: int) -> list[dict[str, Any]]:
+def documents(routes: int, mixed: bool = False) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "eg"},
          "spec": {"controllerName": CONTROLLER}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "infra"}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-         "metadata": {"name": "public", "namespace": "infra"},
-         "spec": {"gatewayClassName": "eg", "listeners": [
-             {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
+        *({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"team-{ns}"}} for ns in range(NAMESPACES)),
     ]
-    for ns in range(NAMESPACES):
-        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"team-{ns}"}})
-        for s in range(50):
-            docs.append({"apiVersion": "v1", "kind": "Service",
-                         "metadata": {"name": f"svc-{s}", "namespace": f"team-{ns}"},
-                         "spec": {"ports": [{"name": "http", "port": 80}]}})
-            docs.append(_slice(ns, s, 0))
-    docs += [peer_route(i) for i in range(routes)]
+    for doc in workload_documents(routes, mixed, class_name="eg"):
+        docs.append(peer_route(doc) if doc["kind"] == "HTTPRoute" else doc)
     return docs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--routes", type=int, default=1000)
+    parser.add_argument("--mixed", action="store_true", help="the mixed workload of translate_scale --mixed")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    args.output.write_text(yaml.safe_dump_all(documents(args.routes), sort_keys=False))
+    args.output.write_text(yaml.safe_dump_all(documents(args.routes, args.mixed), sort_keys=False))
     print(",".join(DROPPED))  # for the harness's -dropped
 
 
