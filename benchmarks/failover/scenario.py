@@ -35,18 +35,21 @@ from tests.e2e.testbed.load import (
 )
 
 FAULTS = ("backend-kill", "backend-503", "blackhole", "apiserver-lost")
+# "backend 503" of a gRPC row: every call fails with UNAVAILABLE (Backend503 on gRPC echo backends).
 FAULT_TITLES = {"backend-kill": "backend kill", "backend-503": "backend 503", "blackhole": "network blackhole",
                 "apiserver-lost": "local API server lost"}
 
 
 @dataclass(frozen=True)
 class PolicyMode:
-    """A policy row: the FailoverPolicy spec it applies (None: mcgw's defaults, no policy), or the flat peer."""
+    """A policy row: the FailoverPolicy spec it applies (None: mcgw's defaults, no policy), or the flat peer;
+    ``protocol`` "grpc": unary gRPC calls through a GRPCRoute to gRPC echo backends instead of HTTP requests."""
 
     key: str
     title: str
     spec: dict[str, Any] | None = None
     flat: bool = False
+    protocol: str = "http"
 
 
 OFF = {"enabled": False}
@@ -56,7 +59,10 @@ POLICIES = (
     PolicyMode("outlier-retries", "outlier detection + retries", {"healthCheck": OFF}),
     PolicyMode("defaults", "mcgw defaults"),
     PolicyMode("flat", "flat (one priority, as Envoy Gateway does)", flat=True),
+    PolicyMode("grpc-defaults", "gRPC: mcgw defaults", protocol="grpc"),
+    PolicyMode("grpc-flat", "gRPC: flat (one priority)", flat=True, protocol="grpc"),
 )
+PROTOCOLS = ("http", "grpc")
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,8 @@ class Stack(Protocol):
     order: list[str]  # clusters by priority for the local gateway
 
     async def prepare(self, policy: PolicyMode) -> str:
-        """Apply the policy, start a fresh Envoy, wait until it serves locally; returns the URL to load."""
+        """Apply the policy, start a fresh Envoy, wait until it serves locally; returns the URL to load
+        (``grpc://`` for a gRPC row)."""
         ...
 
     async def set_ready(self, cluster: str, ready: bool) -> None:

@@ -48,7 +48,7 @@ from tests.e2e.test_failover_e2e import (
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode
-from tests.e2e.testbed.grpc_echo import CHANNEL_OPTIONS, HEALTH_METHOD, NOT_SERVING, SERVING
+from tests.e2e.testbed.grpc_echo import CHANNEL_OPTIONS, HEALTH_METHOD, NOT_SERVING, SERVING, answered_by
 from tests.e2e.testbed.load import OpenLoopLoad, between, failures, served_by, settled_at
 from tests.e2e.xds_credentials import host_envoy_tls
 
@@ -113,16 +113,11 @@ def _call(target: str, method: str, request: bytes = b"") -> bytes | grpc.Status
     return answer
 
 
-def _answered_by(target: str) -> str:
-    answer = _call(target, f"/{METHOD}")
-    return str(json.loads(answer).get("cluster", "")) if isinstance(answer, bytes) else ""
-
-
-async def _served_only_by(target: str, cluster: str, streak: int = 20, within: float = 60) -> None:
+async def _served_only_by(url: str, cluster: str, streak: int = 20, within: float = 60) -> None:
     answers: list[str] = []
 
     def check() -> bool:
-        answers.append(_answered_by(target))
+        answers.append(answered_by(url))
         return answers[-streak:] == [cluster] * streak
 
     await _eventually(check, within, f"{streak} gRPC answers in a row from {cluster} (last: {answers[-5:]})")
@@ -163,9 +158,9 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
             node = NodeIdentity("east", INFRA, "public")
             envoy = await asyncio.to_thread(clusterset.start_envoy, "east", node, XdsTarget(
                 "127.0.0.1", xds_port, tls=host_envoy_tls(controller, node, directory)))
-            target = f"127.0.0.1:{port}"
-            await _served_only_by(target, "east")
-            yield Bed(clusterset, backends, envoy, f"grpc://{target}/{METHOD}", "grpc")
+            url = f"grpc://127.0.0.1:{port}/{METHOD}"
+            await _served_only_by(url, "east")
+            yield Bed(clusterset, backends, envoy, url, "grpc")
         finally:
             await _withdraw(clusterset)
 

@@ -73,6 +73,21 @@ def serving(address: str, port: int, timeout: float = 2.0) -> bool:
     return answer == SERVING
 
 
+def answered_by(url: str, timeout: float = 2.0) -> str:
+    """The cluster that answered one unary call of ``grpc://host:port/package.Service/Method`` (the open-loop
+    load's form), or ``""`` when the call failed."""
+    target, _, method = url.removeprefix("grpc://").partition("/")
+    with grpc.insecure_channel(target, CHANNEL_OPTIONS) as channel:
+        try:
+            answer: bytes = channel.unary_unary(f"/{method}")(b"", timeout=timeout)
+        except grpc.RpcError:
+            return ""
+    try:
+        return str(json.loads(answer).get("cluster", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 def set_mode(address: str, port: int, mode: str) -> dict[str, str]:
     """Switch the backend at ``address:port`` to ``mode`` (one of ``FAULT_MODES``); returns its answer."""
     with grpc.insecure_channel(f"{address}:{port}", CHANNEL_OPTIONS) as channel:
