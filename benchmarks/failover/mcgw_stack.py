@@ -29,6 +29,7 @@ from mcgw.dataplane.process import EnvoyProcess
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed.cluster import ApiServer, MemberCluster
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
+from tests.e2e.xds_credentials import host_envoy_tls
 
 from .scenario import PolicyMode
 from .stacks import SERVICE_IMPORT_REF, backend_cluster, stop_envoy, url_for, wait_serving
@@ -219,8 +220,10 @@ class McgwStack:
             await asyncio.to_thread(self._write_slice, name, True)
         await asyncio.to_thread(self._apply_policy, policy)
         node = NodeIdentity(self.local, INFRA, self.served.gateway)
+        # mcgw's xDS takes mTLS clients only: the credentials provisioning would give this gateway's Envoy.
+        tls = host_envoy_tls(self.controller, node, self.clusterset.workdir)
         self.envoy = await asyncio.to_thread(self.clusterset.start_envoy, self.local, node,
-                                             XdsTarget("127.0.0.1", self.xds_port))
+                                             XdsTarget("127.0.0.1", self.xds_port, tls=tls))
         expect = expected_mechanisms(policy)
         deadline = time.monotonic() + 60
         while True:
