@@ -35,7 +35,6 @@ from tests.e2e.testbed.load import (
 )
 
 FAULTS = ("backend-kill", "backend-503", "blackhole", "apiserver-lost")
-# "backend 503" of a gRPC row: every call fails with UNAVAILABLE (Backend503 on gRPC echo backends).
 FAULT_TITLES = {"backend-kill": "backend kill", "backend-503": "backend 503", "blackhole": "network blackhole",
                 "apiserver-lost": "local API server lost"}
 
@@ -63,6 +62,14 @@ POLICIES = (
     PolicyMode("grpc-flat", "gRPC: flat (one priority)", flat=True, protocol="grpc"),
 )
 PROTOCOLS = ("http", "grpc")
+PROTOCOL_OF = {p.key: p.protocol for p in POLICIES}
+
+
+def fault_title(policy: str, fault: str) -> str:
+    """How a fault reads in a policy row: "backend-503" of a gRPC row fails every call with UNAVAILABLE."""
+    if fault == "backend-503" and PROTOCOL_OF.get(policy) == "grpc":
+        return "backend UNAVAILABLE"
+    return FAULT_TITLES.get(fault, fault)
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,7 @@ async def _watch(load: OpenLoopLoad, progress: Progress, prefix: str, phase: lis
 
 async def run_one(stack: Stack, clusterset: ClusterSet, backends: Sequence[EchoBackend], policy: PolicyMode,
                   fault_kind: str, timing: Timing, progress: Progress) -> RunResult:
-    prefix = progress.start(f"{policy.title[:28]:<28} | {FAULT_TITLES[fault_kind]:<21}")
+    prefix = progress.start(f"{policy.title[:28]:<28} | {fault_title(policy.key, fault_kind):<21}")
     progress.update(prefix, "preparing")
     url = await stack.prepare(policy)
     fault = _fault(fault_kind, clusterset, backends, stack.local)
