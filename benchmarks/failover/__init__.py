@@ -5,5 +5,6 @@ Run as root from the repository root: ``.venv/bin/python -m benchmarks.failover`
 options). It starts three real member clusters (east, west, central) with echo backends in their
 network namespaces, ``mcgw run`` in-process with the MCS controller, and an Envoy for east's gateway,
 then for each policy row and fault kind sends 200 requests/s through that Envoy and records every
-request. Writes ``benchmarks/results/failover.json`` and ``failover.png``; see benchmarks/README.md.
+request. The gRPC rows do the same with 200 unary calls/s through a GRPCRoute to gRPC echo backends.
+Writes ``benchmarks/results/failover.json`` and ``failover.png``; see benchmarks/README.md.
 """

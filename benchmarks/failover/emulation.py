@@ -7,6 +7,9 @@ Two uses:
 - ``--emulate``: every policy row from mcgw's failover settings (``mcgw.semantics.policy.failover``) without the
   controller, to check the harness or try a setting before the translation has it.
 
+For a gRPC row the backends speak HTTP/2 (and, with settings, are checked with grpc.health.v1 and
+retried on UNAVAILABLE), as mcgw translates a GRPCRoute's ServiceImport backend.
+
 The resources follow the combination measured in ``shared/reference/failover.md``, plus
 ``update_merge_window: 0s`` (Envoy's default merges host health changes for 1 s, which delays both a
 health-checked shift and the failback by up to that much; this emulation found it, and mcgw's
@@ -50,23 +53,31 @@ class Source:
     endpoints: list[Endpoint] = field(default_factory=list)
 
 
-def cluster_resource(name: str, settings: FailoverSettings | None) -> dict[str, Any]:
-    """The Envoy Cluster; ``settings`` None is the flat peer (Envoy's defaults, Envoy Gateway's 10 s connect)."""
+# A gRPC backend's cluster speaks HTTP/2 with prior knowledge.
+_HTTP2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "explicit_http_config": {"http2_protocol_options": {}}}}
+
+
+def cluster_resource(name: str, settings: FailoverSettings | None, grpc: bool = False) -> dict[str, Any]:
+    """The Envoy Cluster; ``settings`` None is the flat peer (Envoy's defaults, Envoy Gateway's 10 s connect).
+    ``grpc``: HTTP/2 to the backends, health-checked with grpc.health.v1."""
+    protocol = {"typed_extension_protocol_options": _HTTP2} if grpc else {}
     if settings is None:
         return {"@type": _T + "envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS",
-                "connect_timeout": "10s", "eds_cluster_config": {"eds_config": ADS}}
+                "connect_timeout": "10s", "eds_cluster_config": {"eds_config": ADS}, **protocol}
     resource: dict[str, Any] = {
         "@type": _T + "envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS", "connect_timeout": "0.25s",
         "eds_cluster_config": {"eds_config": ADS},
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"},
-        "circuit_breakers": {"thresholds": [{"max_retries": 1000}]},
+        "circuit_breakers": {"thresholds": [{"max_retries": 1000}]}, **protocol,
     }
     if (hc := settings.health_check) is not None:
         resource["health_checks"] = [{
             "timeout": _seconds(hc.timeout_ms), "interval": _seconds(hc.interval_ms),
             "no_traffic_interval": _seconds(hc.no_traffic_interval_ms),
             "unhealthy_threshold": hc.unhealthy_threshold, "healthy_threshold": hc.healthy_threshold,
-            "http_health_check": {"path": hc.path},
+            **({"grpc_health_check": {}} if grpc else {"http_health_check": {"path": hc.path}}),
         }]
     if (od := settings.outlier) is not None:
         resource["outlier_detection"] = {
@@ -80,11 +91,13 @@ def cluster_resource(name: str, settings: FailoverSettings | None) -> dict[str, 
     return resource
 
 
-def route_action(name: str, settings: FailoverSettings | None) -> dict[str, Any]:
+def route_action(name: str, settings: FailoverSettings | None, grpc: bool = False) -> dict[str, Any]:
+    """``grpc``: retries also retry a gRPC UNAVAILABLE (HTTP 200 with ``grpc-status: 14``)."""
     action: dict[str, Any] = {"cluster": name}
     if settings is not None and (retry := settings.retry) is not None:
+        retry_on = [*retry.retry_on, *(["unavailable"] if grpc else [])]
         action["retry_policy"] = {
-            "retry_on": ",".join(retry.retry_on), "num_retries": retry.attempts,
+            "retry_on": ",".join(retry_on), "num_retries": retry.attempts,
             "per_try_timeout": _seconds(retry.per_try_timeout_ms),
             "retry_priority": {"name": "envoy.retry_priorities.previous_priorities", "typed_config": {
                 "@type": _T + "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
@@ -120,10 +133,10 @@ def load_assignment(name: str, levels: list[list[Source]], settings: FailoverSet
 
 
 def gateway_resources(listen_port: int, levels: list[list[Source]],
-                      settings: FailoverSettings | None) -> list[dict[str, Any]]:
+                      settings: FailoverSettings | None, grpc: bool = False) -> list[dict[str, Any]]:
     name, listener = "bench/cart", "bench/gw/http"
     return [
-        cluster_resource(name, settings),
+        cluster_resource(name, settings, grpc),
         load_assignment(name, levels, settings),
         {"@type": _T + "envoy.config.listener.v3.Listener", "name": listener,
          "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
@@ -134,7 +147,7 @@ def gateway_resources(listen_port: int, levels: list[list[Source]],
                  "@type": _T + "envoy.extensions.filters.http.router.v3.Router"}}]}}]}]},
         {"@type": _T + "envoy.config.route.v3.RouteConfiguration", "name": listener, "virtual_hosts": [{
             "name": listener, "domains": ["*"],
-            "routes": [{"match": {"prefix": "/"}, "route": route_action(name, settings)}]}]},
+            "routes": [{"match": {"prefix": "/"}, "route": route_action(name, settings, grpc)}]}]},
     ]
 
 
@@ -144,10 +157,11 @@ class EmulatedControlPlane:
     ``frozen`` emulates a lost API server: readiness reports are held back until it thaws.
     """
 
-    def __init__(self, node: NodeIdentity, listen_port: int, sources: dict[str, Source]) -> None:
+    def __init__(self, node: NodeIdentity, listen_port: int, sources: dict[str, Source], grpc: bool = False) -> None:
         self.node = node
         self.listen_port = listen_port
         self.sources = sources
+        self.grpc = grpc
         self.levels: list[list[Source]] = []
         self.settings: FailoverSettings | None = None
         self.cache = SnapshotCache()
@@ -188,7 +202,7 @@ class EmulatedControlPlane:
             self.set_ready(cluster, ready)
 
     def publish(self) -> None:
-        resources = gateway_resources(self.listen_port, self.levels, self.settings)
+        resources = gateway_resources(self.listen_port, self.levels, self.settings, self.grpc)
         group = (self.node.cluster, f"{self.node.namespace}/{self.node.gateway}")
         self.cache.set_snapshot(group, Snapshot.from_messages(
             (message_from_dict(r) for r in resources), self.cache.get(group)))

@@ -3,6 +3,9 @@ importing the exported service everywhere, and east's gateway routing to the Ser
 
 Each run applies its policy row as a FailoverPolicy on the ServiceImport (none for the defaults) and
 starts a fresh Envoy for east's gateway, so no health or ejection state carries over between runs.
+
+gRPC rows use a service of their own (``rpc``, gRPC echo backends) and a Gateway of their own (``gw-grpc``)
+with a GRPCRoute to its ServiceImport, so each run's Envoy holds one backend cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import time
 import urllib.error
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +29,13 @@ from mcgw.dataplane.process import EnvoyProcess
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed.cluster import ApiServer, MemberCluster
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
+from tests.e2e.xds_credentials import host_envoy_tls
 
 from .scenario import PolicyMode
-from .stacks import SERVICE_IMPORT_REF, backend_cluster, stop_envoy, wait_serving
+from .stacks import SERVICE_IMPORT_REF, backend_cluster, stop_envoy, url_for, wait_serving
 
 NAMESPACE, INFRA, GATEWAY, SERVICE = "bench-failover", "bench-infra", "gw", "cart"
+GRPC_GATEWAY, GRPC_SERVICE = "gw-grpc", "rpc"
 GW = "gateway.networking.k8s.io"
 MCS = "multicluster.x-k8s.io"
 
@@ -47,43 +53,59 @@ def _create(cluster: MemberCluster, path: str, body: dict[str, Any]) -> None:
         cluster.request("PUT", f"{path}/{name}", body)
 
 
-def endpoint_slice(cluster: str, backends: list[EchoBackend], ready: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Served:
+    """What one protocol's rows load: a Service exported from every cluster, and east's Gateway routing to its
+    ServiceImport on ``port``."""
+
+    protocol: str
+    service: str
+    gateway: str
+    port: int
+    backends: dict[str, list[EchoBackend]]
+
+
+def endpoint_slice(cluster: str, backends: list[EchoBackend], ready: bool, service: str = SERVICE) -> dict[str, Any]:
     conditions = {"ready": ready, "serving": ready, "terminating": False}
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{SERVICE}-{cluster}", "namespace": NAMESPACE,
-                         "labels": {"kubernetes.io/service-name": SERVICE}},
+            "metadata": {"name": f"{service}-{cluster}", "namespace": NAMESPACE,
+                         "labels": {"kubernetes.io/service-name": service}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [{"addresses": [b.address], "conditions": conditions} for b in backends]}
 
 
-def export_service(cluster: MemberCluster, backends: list[EchoBackend]) -> None:
+def export_service(cluster: MemberCluster, backends: list[EchoBackend], service: str = SERVICE) -> None:
     """A Service with its EndpointSlice (what kube's controllers would write) and a ServiceExport."""
     _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     _create(cluster, f"/api/v1/namespaces/{NAMESPACE}/services", {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "namespace": NAMESPACE},
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
     _create(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices",
-            endpoint_slice(cluster.name, backends, True))
+            endpoint_slice(cluster.name, backends, True, service))
     _create(cluster, f"/apis/{MCS}/v1beta1/namespaces/{NAMESPACE}/serviceexports", {
-        "apiVersion": f"{MCS}/v1beta1", "kind": "ServiceExport", "metadata": {"name": SERVICE, "namespace": NAMESPACE}})
+        "apiVersion": f"{MCS}/v1beta1", "kind": "ServiceExport", "metadata": {"name": service, "namespace": NAMESPACE}})
 
 
-def route_to_import(cluster: MemberCluster, port: int) -> None:
-    """East's Gateway on loopback and an HTTPRoute whose backend is the ServiceImport."""
+def route_to_import(cluster: MemberCluster, port: int, served: Served | None = None) -> None:
+    """East's Gateway on loopback and a route whose backend is the ServiceImport: an HTTPRoute, or for a gRPC
+    ``served`` a GRPCRoute (every method)."""
+    served = served or Served("http", SERVICE, GATEWAY, port, {})
     _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": INFRA}})
     with contextlib.suppress(urllib.error.HTTPError):  # shared by every user of the test bed
         cluster.request("POST", f"/apis/{GW}/v1/gatewayclasses", {
             "apiVersion": f"{GW}/v1", "kind": "GatewayClass", "metadata": {"name": "mcgw"},
             "spec": {"controllerName": "mcgw.io/gateway-controller"}})
     _create(cluster, f"/apis/{GW}/v1/namespaces/{INFRA}/gateways", {
-        "apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": GATEWAY, "namespace": INFRA},
+        "apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": served.gateway, "namespace": INFRA},
         "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP",
                                 "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
-    _create(cluster, f"/apis/{GW}/v1/namespaces/{NAMESPACE}/httproutes", {
-        "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-        "spec": {"parentRefs": [{"name": GATEWAY, "namespace": INFRA}],
-                 "rules": [{"backendRefs": [{"group": MCS, "kind": "ServiceImport", "name": SERVICE, "port": 80}]}]}})
+    kind, plural = ("GRPCRoute", "grpcroutes") if served.protocol == "grpc" else ("HTTPRoute", "httproutes")
+    _create(cluster, f"/apis/{GW}/v1/namespaces/{NAMESPACE}/{plural}", {
+        "apiVersion": f"{GW}/v1", "kind": kind, "metadata": {"name": served.service, "namespace": NAMESPACE},
+        "spec": {"parentRefs": [{"name": served.gateway, "namespace": INFRA}],
+                 "rules": [{"backendRefs": [{"group": MCS, "kind": "ServiceImport", "name": served.service,
+                                             "port": 80}]}]}})
 
 
 def write_run_config(directory: Path, kubeconfigs: dict[str, Path], order: list[str], xds_port: int) -> Path:
@@ -132,18 +154,16 @@ def expected_mechanisms(policy: PolicyMode) -> dict[str, bool]:
 class McgwStack:
     """The controller, its config and east's objects; a fresh Envoy and FailoverPolicy per run."""
 
-    def __init__(self, clusterset: ClusterSet, backends: dict[str, list[EchoBackend]], local: str,
-                 order: list[str], controller: Controller, local_apiserver: ApiServer, listen_port: int,
-                 xds_port: int) -> None:
+    def __init__(self, clusterset: ClusterSet, served: dict[str, Served], local: str,
+                 order: list[str], controller: Controller, local_apiserver: ApiServer, xds_port: int) -> None:
         self.clusterset = clusterset
-        self.backends = backends
+        self.services = served
+        self.served = served["http"]  # the current run's
         self.local = local
         self.order = order
         self.controller = controller
         self.local_apiserver = local_apiserver
-        self.listen_port = listen_port
         self.xds_port = xds_port
-        self.node = NodeIdentity(local, INFRA, GATEWAY)
         self.envoy: EnvoyProcess | None = None
         self.cluster_name = ""
         self.last_dump: dict[str, Any] = {}
@@ -151,20 +171,26 @@ class McgwStack:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(cls, clusterset: ClusterSet, backends: dict[str, list[EchoBackend]], local: str,
-                      order: list[str]) -> AsyncIterator[McgwStack]:
-        listen_port, xds_port = free_port(), free_port()
+                      order: list[str], grpc_backends: dict[str, list[EchoBackend]] | None = None,
+                      ) -> AsyncIterator[McgwStack]:
+        """``grpc_backends``: serve the gRPC rows too."""
+        xds_port = free_port()
+        served = {"http": Served("http", SERVICE, GATEWAY, free_port(), backends)}
+        if grpc_backends is not None:
+            served["grpc"] = Served("grpc", GRPC_SERVICE, GRPC_GATEWAY, free_port(), grpc_backends)
         # The controller reads the local cluster through an API server of its own, which the
         # "local API server lost" fault stops; the benchmark's kubelet writes through the main one.
         local_apiserver = await asyncio.to_thread(clusterset.clusters[local].add_apiserver, "bench-failover")
-        for name in order:
-            await asyncio.to_thread(export_service, clusterset.clusters[name], backends[name])
-        await asyncio.to_thread(route_to_import, clusterset.clusters[local], listen_port)
+        for each in served.values():
+            for name in order:
+                await asyncio.to_thread(export_service, clusterset.clusters[name], each.backends[name], each.service)
+            await asyncio.to_thread(route_to_import, clusterset.clusters[local], each.port, each)
         kubeconfigs = {name: local_apiserver.kubeconfig if name == local else clusterset.clusters[name].kubeconfig
                        for name in order}
         config_path = write_run_config(clusterset.workdir, kubeconfigs, order, xds_port)
         async with Controller(load_run_config(config_path)) as controller:
             await asyncio.wait_for(controller.reconciler.ready.wait(), 120)
-            yield cls(clusterset, backends, local, order, controller, local_apiserver, listen_port, xds_port)
+            yield cls(clusterset, served, local, order, controller, local_apiserver, xds_port)
 
     def _policy_path(self) -> str:
         return f"/apis/mcgw.io/v1alpha1/namespaces/{NAMESPACE}/failoverpolicies"
@@ -177,22 +203,27 @@ class McgwStack:
             cluster.request("POST", self._policy_path(), {
                 "apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
                 "metadata": {"name": "bench", "namespace": NAMESPACE},
-                "spec": {"targetRefs": [SERVICE_IMPORT_REF], **policy.spec}})
+                "spec": {"targetRefs": [{**SERVICE_IMPORT_REF, "name": self.served.service}], **policy.spec}})
 
     def _write_slice(self, cluster_name: str, ready: bool) -> None:
         cluster = self.clusterset.clusters[cluster_name]
-        path = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{SERVICE}-{cluster_name}"
-        body = endpoint_slice(cluster_name, self.backends[cluster_name], ready)
+        service = self.served.service
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{service}-{cluster_name}"
+        body = endpoint_slice(cluster_name, self.served.backends[cluster_name], ready, service)
         current = cluster.request("GET", path)
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         cluster.request("PUT", path, body)
 
     async def prepare(self, policy: PolicyMode) -> str:
+        self.served = self.services[policy.protocol]
         for name in self.order:
             await asyncio.to_thread(self._write_slice, name, True)
         await asyncio.to_thread(self._apply_policy, policy)
-        self.envoy = await asyncio.to_thread(self.clusterset.start_envoy, self.local, self.node,
-                                             XdsTarget("127.0.0.1", self.xds_port))
+        node = NodeIdentity(self.local, INFRA, self.served.gateway)
+        # mcgw's xDS takes mTLS clients only: the credentials provisioning would give this gateway's Envoy.
+        tls = host_envoy_tls(self.controller, node, self.clusterset.workdir)
+        self.envoy = await asyncio.to_thread(self.clusterset.start_envoy, self.local, node,
+                                             XdsTarget("127.0.0.1", self.xds_port, tls=tls))
         expect = expected_mechanisms(policy)
         deadline = time.monotonic() + 60
         while True:
@@ -205,7 +236,7 @@ class McgwStack:
                                    f"{expect}); its backend cluster: {json.dumps(cluster)[:2000]}")
             await asyncio.sleep(0.2)
         self.cluster_name = str((backend_cluster(self.last_dump) or {}).get("name", ""))
-        url = f"http://127.0.0.1:{self.listen_port}/cart"
+        url = url_for(self.served.protocol, self.served.port)
         await wait_serving(url, {self.local})
         return url
 

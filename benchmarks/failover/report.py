@@ -8,20 +8,22 @@ from typing import Any
 
 from tests.e2e.testbed.load import per_second
 
-from .scenario import FAULT_TITLES, POLICIES, RunResult
+from .scenario import FAULT_TITLES, POLICIES, RunResult, fault_title
 
 POLICY_TITLES = {p.key: p.title for p in POLICIES}
 COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 
 
-def goals(results: Sequence[RunResult], health_check_interval_s: float) -> dict[str, Any]:
-    """Issue 6's goals, checked against the mcgw-defaults runs."""
-    by_fault = {r.fault: r.metrics for r in results if r.policy == "defaults"}
+def goals(results: Sequence[RunResult], health_check_interval_s: float, policy: str = "defaults",
+          prefix: str = "") -> dict[str, Any]:
+    """Issue 6's goals, checked against the mcgw-defaults runs (``policy`` "grpc-defaults": the gRPC rows',
+    each goal's name after ``prefix``)."""
+    by_fault = {r.fault: r.metrics for r in results if r.policy == policy}
     checks: dict[str, Any] = {}
 
     def check(name: str, fault: str, ok: bool | None, measured: Any) -> None:
         if fault in by_fault:
-            checks[name] = {"met": ok, "measured": measured}
+            checks[prefix + name] = {"met": ok, "measured": measured}
 
     for fault in ("backend-kill", "backend-503"):
         m = by_fault.get(fault)
@@ -47,7 +49,7 @@ def _seconds(value: float | None) -> str:
 
 def table(results: Sequence[RunResult]) -> str:
     header = ("policy", "fault", "requests", "failed", "shift s", "failback s", "after Ready s", "p99 shift ms")
-    rows = [header] + [(POLICY_TITLES.get(r.policy, r.policy), FAULT_TITLES.get(r.fault, r.fault),
+    rows = [header] + [(POLICY_TITLES.get(r.policy, r.policy), fault_title(r.policy, r.fault),
                         str(r.metrics["requests"]), str(r.metrics["failed"]), _seconds(r.metrics["shift_s"]),
                         _seconds(r.metrics["failback_s"]), _seconds(r.metrics["failback_after_ready_s"]),
                         "-" if r.metrics["p99_shift_ms"] is None else f"{r.metrics['p99_shift_ms']:.0f}")
@@ -63,15 +65,17 @@ def table(results: Sequence[RunResult]) -> str:
 
 
 def comparison(results: Sequence[RunResult]) -> list[str]:
-    """mcgw's defaults against the flat peer row of the same run, fault by fault."""
+    """mcgw's defaults against the flat peer row of the same run, fault by fault (HTTP, then gRPC)."""
     lines = []
     runs = {(r.policy, r.fault): r.metrics for r in results}
-    for fault in FAULT_TITLES:
-        ours, flat = runs.get(("defaults", fault)), runs.get(("flat", fault))
-        if ours is None or flat is None:
-            continue
-        lines.append(f"{FAULT_TITLES[fault]}: failed requests mcgw {ours['failed']} vs flat {flat['failed']}; "
-                     f"p99 during the shift {ours['p99_shift_ms']} ms vs {flat['p99_shift_ms']} ms")
+    for label, defaults, peer in (("", "defaults", "flat"), ("gRPC ", "grpc-defaults", "grpc-flat")):
+        for fault in FAULT_TITLES:
+            ours, flat = runs.get((defaults, fault)), runs.get((peer, fault))
+            if ours is None or flat is None:
+                continue
+            lines.append(f"{label}{fault_title(defaults, fault)}: failed requests mcgw {ours['failed']} vs flat "
+                         f"{flat['failed']}; p99 during the shift {ours['p99_shift_ms']} ms vs "
+                         f"{flat['p99_shift_ms']} ms")
     return lines
 
 
@@ -116,7 +120,7 @@ def plot(results: Sequence[RunResult], clusters: Sequence[str], path: Path, titl
             if key in result.marks:
                 ax.axvline(result.marks[key], color="black", linestyle=style, linewidth=0.8, alpha=0.7)
         metrics = result.metrics
-        ax.set_title(f"{POLICY_TITLES.get(result.policy, result.policy)}\n{FAULT_TITLES[result.fault]}: "
+        ax.set_title(f"{POLICY_TITLES.get(result.policy, result.policy)}\n{fault_title(result.policy, result.fault)}: "
                      f"{metrics['failed']} failed, shift {_seconds(metrics['shift_s'])} s", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)

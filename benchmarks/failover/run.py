@@ -62,8 +62,9 @@ def _plain(value: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def _emulated(clusterset: ClusterSet, backends: dict[str, list[EchoBackend]]) -> AsyncIterator[EmulatedStack]:
-    stack = EmulatedStack(clusterset, backends, LOCAL, ORDER)
+async def _emulated(clusterset: ClusterSet, backends: dict[str, list[EchoBackend]],
+                    protocol: str) -> AsyncIterator[EmulatedStack]:
+    stack = EmulatedStack(clusterset, backends, LOCAL, ORDER, protocol)
     await stack.start()
     try:
         yield stack
@@ -72,27 +73,40 @@ async def _emulated(clusterset: ClusterSet, backends: dict[str, list[EchoBackend
 
 
 @contextlib.asynccontextmanager
-async def _mcgw(clusterset: ClusterSet, backends: dict[str, list[EchoBackend]]) -> AsyncIterator[Stack]:
+async def _mcgw(clusterset: ClusterSet, backends: dict[str, dict[str, list[EchoBackend]]]) -> AsyncIterator[Stack]:
     from .mcgw_stack import McgwStack
 
-    async with McgwStack.running(clusterset, backends, LOCAL, ORDER) as stack:
+    async with McgwStack.running(clusterset, backends["http"], LOCAL, ORDER, backends.get("grpc")) as stack:
         yield stack
+
+
+def _start_backends(clusterset: ClusterSet, protocol: str) -> dict[str, list[EchoBackend]]:
+    """Echo backends in every cluster: HTTP ones (pods ``cart-*``) or gRPC ones (pods ``rpc-*``)."""
+    if protocol == "grpc":
+        return {name: [clusterset.start_grpc_echo(name, namespace="bench-failover", pod=f"rpc-{name}-{i}")
+                       for i in range(BACKENDS_PER_CLUSTER)] for name in ORDER}
+    return {name: [clusterset.start_echo(name, namespace="bench-failover", pod=f"cart-{name}-{i}")
+                   for i in range(BACKENDS_PER_CLUSTER)] for name in ORDER}
 
 
 async def _run(args: argparse.Namespace, clusterset: ClusterSet) -> tuple[list[RunResult], dict[str, Any]]:
     timing = Timing(rate=args.rate, hold=args.hold)
-    backends = {name: [clusterset.start_echo(name, namespace="bench-failover", pod=f"cart-{name}-{i}")
-                       for i in range(BACKENDS_PER_CLUSTER)] for name in ORDER}
     policies = [p for p in POLICIES if p.key in args.policies]
+    # HTTP backends always: mcgw's stack serves its HTTP route whatever rows run.
+    protocols = ["http", *(["grpc"] if any(p.protocol == "grpc" for p in policies) else [])]
+    backends = {protocol: _start_backends(clusterset, protocol) for protocol in protocols}
     progress = Progress(len(policies) * len(args.faults))
     results: list[RunResult] = []
     async with contextlib.AsyncExitStack() as stacks:
-        emulated = await stacks.enter_async_context(_emulated(clusterset, backends))
-        ours: Stack = emulated if args.emulate else await stacks.enter_async_context(_mcgw(clusterset, backends))
+        emulated = {protocol: await stacks.enter_async_context(_emulated(clusterset, backends[protocol], protocol))
+                    for protocol in protocols}
+        ours: dict[str, Stack] = dict(emulated) if args.emulate else dict.fromkeys(
+            protocols, await stacks.enter_async_context(_mcgw(clusterset, backends)))
         for policy in policies:
-            stack: Stack = emulated if policy.flat else ours
+            stack: Stack = emulated[policy.protocol] if policy.flat else ours[policy.protocol]
             for fault in args.faults:
-                results.append(await run_one(stack, clusterset, backends[LOCAL], policy, fault, timing, progress))
+                results.append(await run_one(stack, clusterset, backends[policy.protocol][LOCAL], policy, fault,
+                                             timing, progress))
     settings = {"rate_per_s": timing.rate, "warm_s": timing.warm, "hold_s": timing.hold, "tail_s": timing.tail,
                 "apiserver_lost_lead_s": timing.lost_lead, "kubelet_not_ready_after_s": timing.not_ready_after,
                 "kubelet_ready_after_s": timing.ready_after, "request_timeout_s": timing.timeout,
@@ -108,9 +122,10 @@ def _cluster_config(results: list[RunResult], policy: str) -> Any:
 
 def _policy_description(policy: PolicyMode) -> dict[str, Any]:
     if policy.flat:
-        return {"title": policy.title, "emulated_peer": True,
+        return {"title": policy.title, "protocol": policy.protocol, "emulated_peer": True,
                 "envoy": "all endpoints at priority 0; no health checks, outlier detection or retries"}
-    return {"title": policy.title, "failover_policy_spec": policy.spec, "settings": _plain(settings_for(policy))}
+    return {"title": policy.title, "protocol": policy.protocol, "failover_policy_spec": policy.spec,
+            "settings": _plain(settings_for(policy))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +148,8 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
         results, settings = asyncio.run(_run(args, clusterset))
     health_check_interval = settings_for(next(p for p in POLICIES if p.key == "defaults")).health_check
     interval_s = (health_check_interval.interval_ms if health_check_interval else 0) / 1000
-    goals = report.goals(results, interval_s)
+    goals = {**report.goals(results, interval_s),
+             **report.goals(results, interval_s, policy="grpc-defaults", prefix="gRPC ")}
     document = {
         "benchmark": "failover",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -162,7 +178,7 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
     for line in report.comparison(results):
         print(line)
     if goals:
-        print("\ngoals (mcgw defaults):")
+        print("\ngoals (mcgw defaults; gRPC: the gRPC rows'):")
         for name, goal in goals.items():
             print(f"  {'met' if goal['met'] else 'NOT met':<8} {name}: {goal['measured']}")
     print(f"\nwrote {args.out / 'failover.json'} and {args.out / 'failover.png'}")

@@ -41,12 +41,14 @@ FAULT_TITLES = {"backend-kill": "backend kill", "backend-503": "backend 503", "b
 
 @dataclass(frozen=True)
 class PolicyMode:
-    """A policy row: the FailoverPolicy spec it applies (None: mcgw's defaults, no policy), or the flat peer."""
+    """A policy row: the FailoverPolicy spec it applies (None: mcgw's defaults, no policy), or the flat peer;
+    ``protocol`` "grpc": unary gRPC calls through a GRPCRoute to gRPC echo backends instead of HTTP requests."""
 
     key: str
     title: str
     spec: dict[str, Any] | None = None
     flat: bool = False
+    protocol: str = "http"
 
 
 OFF = {"enabled": False}
@@ -56,7 +58,18 @@ POLICIES = (
     PolicyMode("outlier-retries", "outlier detection + retries", {"healthCheck": OFF}),
     PolicyMode("defaults", "mcgw defaults"),
     PolicyMode("flat", "flat (one priority, as Envoy Gateway does)", flat=True),
+    PolicyMode("grpc-defaults", "gRPC: mcgw defaults", protocol="grpc"),
+    PolicyMode("grpc-flat", "gRPC: flat (one priority)", flat=True, protocol="grpc"),
 )
+PROTOCOLS = ("http", "grpc")
+PROTOCOL_OF = {p.key: p.protocol for p in POLICIES}
+
+
+def fault_title(policy: str, fault: str) -> str:
+    """How a fault reads in a policy row: "backend-503" of a gRPC row fails every call with UNAVAILABLE."""
+    if fault == "backend-503" and PROTOCOL_OF.get(policy) == "grpc":
+        return "backend UNAVAILABLE"
+    return FAULT_TITLES.get(fault, fault)
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,8 @@ class Stack(Protocol):
     order: list[str]  # clusters by priority for the local gateway
 
     async def prepare(self, policy: PolicyMode) -> str:
-        """Apply the policy, start a fresh Envoy, wait until it serves locally; returns the URL to load."""
+        """Apply the policy, start a fresh Envoy, wait until it serves locally; returns the URL to load
+        (``grpc://`` for a gRPC row)."""
         ...
 
     async def set_ready(self, cluster: str, ready: bool) -> None:
@@ -175,7 +189,7 @@ async def _watch(load: OpenLoopLoad, progress: Progress, prefix: str, phase: lis
 
 async def run_one(stack: Stack, clusterset: ClusterSet, backends: Sequence[EchoBackend], policy: PolicyMode,
                   fault_kind: str, timing: Timing, progress: Progress) -> RunResult:
-    prefix = progress.start(f"{policy.title[:28]:<28} | {FAULT_TITLES[fault_kind]:<21}")
+    prefix = progress.start(f"{policy.title[:28]:<28} | {fault_title(policy.key, fault_kind):<21}")
     progress.update(prefix, "preparing")
     url = await stack.prepare(policy)
     fault = _fault(fault_kind, clusterset, backends, stack.local)

@@ -18,6 +18,7 @@ from mcgw.objects.model import FailoverPolicy
 from mcgw.semantics.policy.failover import DEFAULTS, FailoverSettings, apply_policy
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
+from tests.e2e.testbed.grpc_echo import answered_by as grpc_answered_by
 
 from .emulation import EmulatedControlPlane, Endpoint, Source
 from .scenario import PolicyMode
@@ -35,8 +36,18 @@ def settings_for(policy: PolicyMode) -> FailoverSettings:
         "spec": {"targetRefs": [SERVICE_IMPORT_REF], **policy.spec}}))
 
 
+GRPC_METHOD = "demo.Echo/Say"  # what a gRPC row calls; the gRPC echo backends answer every method
+
+
+def url_for(protocol: str, port: int) -> str:
+    """What a run loads through a gateway listening on loopback ``port`` (see OpenLoopLoad)."""
+    return f"grpc://127.0.0.1:{port}/{GRPC_METHOD}" if protocol == "grpc" else f"http://127.0.0.1:{port}/cart"
+
+
 def answered_by(url: str) -> str:
-    """The cluster that answered one request, or "" when it failed."""
+    """The cluster that answered one request (or gRPC call), or "" when it failed."""
+    if url.startswith("grpc://"):
+        return grpc_answered_by(url)
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return str(json.loads(response.read()).get("cluster", ""))
@@ -99,17 +110,19 @@ async def stop_envoy(envoy: EnvoyProcess | None, cluster_name: str) -> dict[str,
 
 
 class EmulatedStack:
-    """The benchmark's own xDS server and translation; readiness reports go straight to EDS."""
+    """The benchmark's own xDS server and translation; readiness reports go straight to EDS. One per
+    protocol: a gRPC one routes to gRPC ``backends`` over HTTP/2."""
 
     def __init__(self, clusterset: ClusterSet, backends: dict[str, list[EchoBackend]], local: str,
-                 order: list[str]) -> None:
+                 order: list[str], protocol: str = "http") -> None:
         self.clusterset = clusterset
         self.local = local
         self.order = order
-        self.node = NodeIdentity(local, "bench", "gw")
+        self.protocol = protocol
+        self.node = NodeIdentity(local, "bench", "gw" if protocol == "http" else f"gw-{protocol}")
         self.listen_port = free_port()
         self.sources = {c: Source(c, [Endpoint(b.address, b.port) for b in bs]) for c, bs in backends.items()}
-        self.control_plane = EmulatedControlPlane(self.node, self.listen_port, self.sources)
+        self.control_plane = EmulatedControlPlane(self.node, self.listen_port, self.sources, protocol == "grpc")
         self.xds_port = 0
         self.envoy: EnvoyProcess | None = None
         self.cluster_name = "bench/cart"
@@ -129,7 +142,7 @@ class EmulatedStack:
                                      None if policy.flat else settings_for(policy))
         self.envoy = await asyncio.to_thread(self.clusterset.start_envoy, self.local, self.node,
                                              XdsTarget("127.0.0.1", self.xds_port))
-        url = f"http://127.0.0.1:{self.listen_port}/cart"
+        url = url_for(self.protocol, self.listen_port)
         await wait_serving(url, set(self.order) if policy.flat else {self.local})
         return url
 

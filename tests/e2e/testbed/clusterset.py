@@ -73,6 +73,7 @@ class EchoBackend:
     port: int
     process: ManagedProcess
     argv: list[str] = field(default_factory=list)
+    protocol: str = "http"  # "grpc": a gRPC echo backend (tests/e2e/testbed/grpc_echo.py)
 
     def get(self, path: str = "/") -> dict[str, Any]:
         with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=5) as response:
@@ -153,15 +154,24 @@ class ClusterSet:
     def start_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
                    port: int = 8080) -> EchoBackend:
         """Start an echo backend on a new pod address in ``cluster``'s namespace and wait until it answers."""
+        return self._start_echo("mcgw.app.echo", "http", cluster, namespace, pod, port)
+
+    def start_grpc_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
+                        port: int = 8080) -> EchoBackend:
+        """Start a gRPC echo backend on a new pod address in ``cluster``'s namespace and wait until it is SERVING."""
+        return self._start_echo("tests.e2e.testbed.grpc_echo", "grpc", cluster, namespace, pod, port)
+
+    def _start_echo(self, module: str, protocol: str, cluster: str, namespace: str, pod: str | None,
+                    port: int) -> EchoBackend:
         net = self.net(cluster)
         address = net.add_pod_address()
         pod_name = pod or f"echo-{cluster}-{len(net.pods)}"
         argv = net.exec_argv([
-            sys.executable, "-m", "mcgw.app.echo", "--host", address, "--port", str(port),
+            sys.executable, "-m", module, "--host", address, "--port", str(port),
             "--cluster", cluster, "--namespace", namespace, "--pod", pod_name,
         ])
         backend = EchoBackend(cluster, namespace, pod_name, address, port, self._spawn_echo(cluster, pod_name, argv),
-                              argv)
+                              argv, protocol)
         self._wait_echo(backend)
         return backend
 
@@ -177,6 +187,12 @@ class ClusterSet:
         return process
 
     def _wait_echo(self, backend: EchoBackend) -> None:
+        if backend.protocol == "grpc":
+            from .grpc_echo import serving  # local: only gRPC users need grpcio loaded
+
+            wait_until(lambda: serving(backend.address, backend.port), 30, f"gRPC echo backend {backend.pod}",
+                       backend.process)
+            return
         wait_until(lambda: backend.get("/healthz")["ok"] is True, 30, f"echo backend {backend.pod}", backend.process)
 
     def start_envoy(self, cluster: str, node: NodeIdentity | None = None, xds: XdsTarget | None = None,

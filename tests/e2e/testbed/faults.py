@@ -8,7 +8,9 @@
 | ``ApiServerLost`` | an API server of the cluster stops (``add_apiserver``) | nothing: the controller notices |
 
 ``inject`` and ``restore`` block until the change is made; ``restore`` waits until restarted backends
-answer again. Each may be injected and restored any number of times.
+answer again. Each may be injected and restored any number of times. gRPC echo backends
+(``grpc_echo``) take the same faults; ``Backend503`` makes them fail every call with ``UNAVAILABLE``
+(``grpc-status: 14``) and their health service answer NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -34,8 +36,20 @@ class Fault(Protocol):
     def restore(self) -> None: ...
 
 
+# The mode that makes an echo backend fail every answer, health checks included, by its protocol.
+FAILING_MODE = {"http": "503", "grpc": "unavailable"}
+
+
 def set_echo_mode(backend: EchoBackend, mode: str) -> None:
-    """Tell an echo backend to answer normally (``"ok"``) or 503 (``"503"``), health checks included."""
+    """Tell an echo backend to answer normally (``"ok"``) or fail (``FAILING_MODE``: an HTTP one 503, a
+    gRPC one ``UNAVAILABLE``), health checks included."""
+    if backend.protocol == "grpc":
+        from .grpc_echo import set_mode  # local: only gRPC users need grpcio loaded
+
+        answer = set_mode(backend.address, backend.port, mode)
+        if answer.get("mode") != mode:
+            raise RuntimeError(f"gRPC echo backend {backend.pod} did not take mode {mode!r}: {answer}")
+        return
     request = urllib.request.Request(f"http://{backend.address}:{backend.port}/__mcgw/fault",
                                      data=json.dumps({"mode": mode}).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -67,16 +81,17 @@ class BackendKill:
 
 
 class Backend503:
-    """The backends stay up but answer 503 (their health endpoint too), as a broken dependency would."""
-
-    name = "backend 503"
+    """The backends stay up but answer 503 (their health endpoint too), as a broken dependency would; gRPC
+    echo backends fail every call with ``UNAVAILABLE`` instead (and their health service says NOT_SERVING)."""
 
     def __init__(self, backends: Sequence[EchoBackend]) -> None:
         self.backends = list(backends)
+        grpc = any(b.protocol == "grpc" for b in self.backends)
+        self.name = "backend UNAVAILABLE" if grpc else "backend 503"
 
     def inject(self) -> None:
         for backend in self.backends:
-            set_echo_mode(backend, "503")
+            set_echo_mode(backend, FAILING_MODE[backend.protocol])
 
     def restore(self) -> None:
         for backend in self.backends:

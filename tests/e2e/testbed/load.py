@@ -8,6 +8,9 @@ The generator runs in a process of its own, so it keeps its pace while the calle
 fault, waiting for an API server) or runs a controller in-process. Every request is recorded as a
 ``Sample``: when it was sent, which cluster answered (the echo backend's JSON), its status and latency.
 A request with no answer within ``timeout`` is a failure with status 0.
+
+A ``grpc://host:port/package.Service/Method`` URL makes the requests unary gRPC calls (empty request,
+one HTTP/2 connection, the deadline ``timeout``) to a gRPC echo backend (``grpc_echo``) behind a gateway.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +41,8 @@ class Sample:
     """One request: ``sent`` in seconds since the load started, ``latency`` in seconds.
 
     ``status`` is 0 when no HTTP answer came (timeout, refused or reset connection); ``cluster`` is the
-    answering cluster from the echo JSON, or ``""``.
+    answering cluster from the echo JSON, or ``""``. A gRPC call's ``status`` is 200 when it ended with
+    status OK, else 0 with the gRPC status in ``error`` (``"UNAVAILABLE: ..."``, or ``"timeout"``).
     """
 
     sent: float
@@ -186,18 +190,9 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()
 
-    async def one(session: aiohttp.ClientSession) -> None:
+    async def one(call: Call) -> None:
         started = time.monotonic()
-        status, cluster, error = 0, "", ""
-        try:
-            async with session.get(url) as response:
-                body = await response.read()
-                status = response.status
-            cluster = _cluster(body)
-        except TimeoutError:
-            error = "timeout"
-        except aiohttp.ClientError as failure:
-            error = f"{type(failure).__name__}: {failure}"
+        status, cluster, error = await call()
         latency = time.monotonic() - started
         if status and latency > limit:  # answered, but later than the client would have waited
             status, error = 0, "timeout"
@@ -210,10 +205,9 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
                 emit({"samples": batch[:]})
                 batch.clear()
 
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=new_connections,
-                                     ssl=not url.startswith("https:"))
     pending: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=limit)) as session:
+    client = _grpc_client(url, limit) if url.startswith("grpc://") else _http_client(url, limit, new_connections)
+    async with client as call:
         flusher = asyncio.create_task(flush())
         t0 = time.monotonic()
         emit({"start": t0})
@@ -224,7 +218,7 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
                 await asyncio.sleep(delay)
             else:
                 lag = max(lag, -delay)
-            task = asyncio.create_task(one(session))
+            task = asyncio.create_task(one(call))
             pending.add(task)
             task.add_done_callback(pending.discard)
             index += 1
@@ -233,6 +227,50 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
     if batch:
         emit({"samples": batch})
     emit({"done": lag})
+
+
+# One request: (status, cluster, error) as a Sample records them.
+Call = Callable[[], Awaitable[tuple[int, str, str]]]
+
+
+@contextlib.asynccontextmanager
+async def _http_client(url: str, limit: float, new_connections: bool) -> AsyncIterator[Call]:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=new_connections,
+                                     ssl=not url.startswith("https:"))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=limit)) as session:
+        async def call() -> tuple[int, str, str]:
+            try:
+                async with session.get(url) as response:
+                    body = await response.read()
+                    return response.status, _cluster(body), ""
+            except TimeoutError:
+                return 0, "", "timeout"
+            except aiohttp.ClientError as failure:
+                return 0, "", f"{type(failure).__name__}: {failure}"
+
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def _grpc_client(url: str, limit: float) -> AsyncIterator[Call]:
+    """Unary calls of ``grpc://host:port/package.Service/Method`` over one channel."""
+    import grpc  # local: HTTP loads need no grpcio
+
+    target, _, method = url.removeprefix("grpc://").partition("/")
+    async with grpc.aio.insecure_channel(target, options=(("grpc.enable_http_proxy", 0),)) as channel:
+        unary = channel.unary_unary(f"/{method}")
+
+        async def call() -> tuple[int, str, str]:
+            try:
+                body: bytes = await unary(b"", timeout=limit)
+            except grpc.aio.AioRpcError as failure:
+                code = failure.code()
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return 0, "", "timeout"
+                return 0, "", f"{code.name}: {failure.details()}"
+            return 200, _cluster(body), ""
+
+        yield call
 
 
 def _child_main(argv: list[str]) -> None:
