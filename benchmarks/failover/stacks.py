@@ -12,13 +12,13 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from mcgw.app.grpc_echo import answered_by as grpc_answered_by
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.dataplane.process import EnvoyProcess
 from mcgw.objects.model import FailoverPolicy
 from mcgw.semantics.policy.failover import DEFAULTS, FailoverSettings, apply_policy
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
-from tests.e2e.testbed.grpc_echo import answered_by as grpc_answered_by
 
 from .emulation import EmulatedControlPlane, Endpoint, Source
 from .scenario import PolicyMode

@@ -6,7 +6,7 @@ Two beds, as in ``test_failover_e2e``: ``host`` (the test starts east's Envoy on
 off, calls on loopback) and ``provisioned`` (mcgw provisions east's Gateway as a pod east's pod runner
 runs; calls go to the Gateway's address from east's load balancer).
 
-The backends are gRPC echo servers (``tests/e2e/testbed/grpc_echo.py``) in each cluster's pod network,
+The backends are gRPC echo servers (``mcgw/app/grpc_echo.py``) in each cluster's pod network,
 health-checked by Envoy with ``grpc.health.v1``. With mcgw's defaults (no FailoverPolicy) and east's
 ``failoverOrder: [west, central]``: killing east's backends, making them fail every call with
 ``UNAVAILABLE``, or cutting east's pod network fails no call; once traffic has moved every answer comes
@@ -31,6 +31,7 @@ import pytest_asyncio
 import yaml
 
 from mcgw.app.config import load_run_config
+from mcgw.app.grpc_echo import CHANNEL_OPTIONS, HEALTH_METHOD, NOT_SERVING, SERVING, answered_by
 from mcgw.app.run import Controller
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.support.netutil import free_port
@@ -56,7 +57,6 @@ from tests.e2e.test_failover_e2e import (
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode
-from tests.e2e.testbed.grpc_echo import CHANNEL_OPTIONS, HEALTH_METHOD, NOT_SERVING, SERVING, answered_by
 from tests.e2e.testbed.load import OpenLoopLoad, between, failures, served_by, settled_at
 from tests.e2e.xds_credentials import host_envoy_tls
 

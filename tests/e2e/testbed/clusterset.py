@@ -73,7 +73,7 @@ class EchoBackend:
     port: int
     process: ManagedProcess
     argv: list[str] = field(default_factory=list)
-    protocol: str = "http"  # "grpc": a gRPC echo backend (tests/e2e/testbed/grpc_echo.py)
+    protocol: str = "http"  # "grpc": a gRPC echo backend (mcgw/app/grpc_echo.py)
 
     def get(self, path: str = "/") -> dict[str, Any]:
         with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=5) as response:
@@ -159,7 +159,7 @@ class ClusterSet:
     def start_grpc_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
                         port: int = 8080) -> EchoBackend:
         """Start a gRPC echo backend on a new pod address in ``cluster``'s namespace and wait until it is SERVING."""
-        return self._start_echo("tests.e2e.testbed.grpc_echo", "grpc", cluster, namespace, pod, port)
+        return self._start_echo("mcgw.app.grpc_echo", "grpc", cluster, namespace, pod, port)
 
     def _start_echo(self, module: str, protocol: str, cluster: str, namespace: str, pod: str | None,
                     port: int) -> EchoBackend:
@@ -188,7 +188,7 @@ class ClusterSet:
 
     def _wait_echo(self, backend: EchoBackend) -> None:
         if backend.protocol == "grpc":
-            from .grpc_echo import serving  # local: only gRPC users need grpcio loaded
+            from mcgw.app.grpc_echo import serving  # local: only gRPC users need grpcio loaded
 
             wait_until(lambda: serving(backend.address, backend.port), 30, f"gRPC echo backend {backend.pod}",
                        backend.process)

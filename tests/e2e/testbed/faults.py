@@ -44,7 +44,7 @@ def set_echo_mode(backend: EchoBackend, mode: str) -> None:
     """Tell an echo backend to answer normally (``"ok"``) or fail (``FAILING_MODE``: an HTTP one 503, a
     gRPC one ``UNAVAILABLE``), health checks included."""
     if backend.protocol == "grpc":
-        from .grpc_echo import set_mode  # local: only gRPC users need grpcio loaded
+        from mcgw.app.grpc_echo import set_mode  # local: only gRPC users need grpcio loaded
 
         answer = set_mode(backend.address, backend.port, mode)
         if answer.get("mode") != mode:

@@ -1,12 +1,12 @@
-"""A gRPC echo backend that says which cluster answered, for GRPCRoute failover tests and benchmarks.
+"""A gRPC sample backend that says which cluster answered: the demo's, the failover tests' and benchmarks'.
 
-The gRPC counterpart of ``mcgw.app.echo``, run the same way inside a cluster's network namespace
-(``python -m tests.e2e.testbed.grpc_echo``). No generated stubs: messages are raw bytes.
+The gRPC counterpart of ``mcgw.app.echo``: the demo runs it on loopback, the test bed inside a cluster's
+network namespace (``python -m mcgw.app.grpc_echo``). No generated stubs: messages are raw bytes.
 
 - every method of any service other than the two below answers JSON bytes
   (``{"cluster", "namespace", "pod", "method"}``), which the open-loop load reads like the HTTP echo's;
 - ``grpc.health.v1.Health/Check`` answers SERVING, which mcgw's health checks of gRPC backends ask for;
-- ``mcgw.testbed.Fault/Set`` with the mode's name as the request: ``"unavailable"`` makes every call
+- ``mcgw.echo.Fault/Set`` with the mode's name as the request: ``"unavailable"`` makes every call
   fail with ``UNAVAILABLE`` and the health service answer NOT_SERVING, until ``"ok"``.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-FAULT_METHOD = "/mcgw.testbed.Fault/Set"
+FAULT_METHOD = "/mcgw.echo.Fault/Set"
 HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 FAULT_MODES = ("ok", "unavailable")
 # grpc.health.v1.HealthCheckResponse{status: SERVING} and {status: NOT_SERVING}, encoded.
