@@ -15,12 +15,13 @@ import ipaddress
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from mcgw.app import grpc_echo
 from mcgw.app.echo import make_app
 from mcgw.app.standalone import Standalone, StandaloneOptions
 from mcgw.objects.model import EndpointSlice
@@ -37,6 +38,13 @@ class Backend:
     pod: str
     address: str
     port: int
+    protocol: str = "http"  # the EndpointSlice port's name says which sample backend: grpc, or else HTTP
+
+
+# Stops a sample backend.
+Stop = Callable[[], Awaitable[object]]
+GRPC_PORT = 8081
+GRPC_METHOD = "demo.Greeter/Hello"
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class Check:
     """One example request, what the route promises, and what came back."""
 
     description: str
-    curl: str
+    command: str  # what a user runs to try it
     expected: str
     observed: str
     ok: bool
@@ -68,12 +76,13 @@ def demo_backends(root: Path) -> list[Backend]:
             if not isinstance(item, EndpointSlice):
                 continue
             service = item.service_name or item.metadata.name
-            for port in (p.port for p in item.ports if p.port):
+            for port, name in ((p.port, p.name) for p in item.ports if p.port):
+                protocol = "grpc" if name == "grpc" else "http"
                 for index, endpoint in enumerate(item.endpoints):
                     for address in endpoint.addresses:
                         if ipaddress.ip_address(address).is_loopback:
                             backends.append(Backend(cluster, item.metadata.namespace, f"{service}-{index}",
-                                                    address, port))
+                                                    address, port, protocol))
     return backends
 
 
@@ -90,6 +99,20 @@ def _request(url: str, headers: dict[str, str] | None = None) -> Answer:
 
 def _service(pod: str) -> str:
     return pod.rsplit("-", 1)[0]
+
+
+def grpc_command(address: str) -> str:
+    """What a user runs to make the demo's gRPC call through a gateway (no grpcurl needed)."""
+    return f".venv/bin/python -m mcgw.app.grpc_echo --call {address}:{GRPC_PORT} {GRPC_METHOD}"
+
+
+def _grpc_cluster(address: str) -> str:
+    """The cluster that answered one gRPC call through the gateway at ``address``, or the failure."""
+    answer = grpc_echo.call(f"{address}:{GRPC_PORT}", GRPC_METHOD)
+    try:
+        return str(json.loads(answer)["cluster"])
+    except (ValueError, KeyError, TypeError):
+        return answer.split(":", 1)[0]  # the gRPC status of a failed call
 
 
 async def example_checks(gateways: dict[str, str]) -> list[Check]:
@@ -119,55 +142,89 @@ async def example_checks(gateways: dict[str, str]) -> list[Check]:
         checks.append(Check(
             f"{cluster}: a path no route matches", f"curl -si {base}/nothing-here",
             "404", str(missing.status), missing.status == 404))
+        answered = await asyncio.to_thread(_grpc_cluster, address)
+        checks.append(Check(
+            f"{cluster}: a gRPC call of {GRPC_METHOD} (GRPCRoute to the greeter ServiceImport) is answered locally",
+            grpc_command(address), f"an answer from cluster {cluster}", f"an answer from cluster {answered}"
+            if answered in gateways else answered, answered == cluster))
     return checks
 
 
 FAILOVER_SAMPLES = 40
 
 
-async def _serve(backend: Backend) -> web.AppRunner:
+async def _serve(backend: Backend) -> Stop:
+    if backend.protocol == "grpc":
+        server = await grpc_echo.start(backend.address, backend.port, backend.cluster, backend.namespace, backend.pod)
+        return lambda: server.stop(None)
     runner = web.AppRunner(make_app(backend.cluster, backend.namespace, backend.pod), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, backend.address, backend.port).start()
-    return runner
+    return runner.cleanup
 
 
-async def _answers(url: str, count: int) -> collections.Counter[str]:
-    """Which cluster answered each of ``count`` requests (a failed request counts under its status)."""
+@dataclass(frozen=True)
+class Probe:
+    """One way of reaching a ServiceImport through a gateway: what it is, how a user tries it, who answers."""
+
+    what: str
+    command: str
+    answered_by: Callable[[], str]  # the cluster that answered, or what failed
+
+
+def _http_cluster(url: str) -> str:
+    answer = _request(url)
+    return answer.cluster if answer.status == 200 else f"HTTP {answer.status}"
+
+
+def failover_probes(gateway: str) -> list[Probe]:
+    url = f"http://{gateway}:8080/failover"
+    return [Probe("HTTP /failover (HTTPRoute to the store ServiceImport)", f"curl -s {url}",
+                  lambda: _http_cluster(url)),
+            Probe(f"gRPC {GRPC_METHOD} (GRPCRoute to the greeter ServiceImport)", grpc_command(gateway),
+                  lambda: _grpc_cluster(gateway))]
+
+
+async def _answers(probe: Probe, count: int) -> collections.Counter[str]:
+    """Which cluster answered each of ``count`` tries (a failed one counts under what failed)."""
     seen: collections.Counter[str] = collections.Counter()
     for _ in range(count):
-        answer = await asyncio.to_thread(_request, url)
-        seen[answer.cluster if answer.status == 200 else f"HTTP {answer.status}"] += 1
+        seen[await asyncio.to_thread(probe.answered_by)] += 1
     return seen
 
 
-async def failover_checks(gateway: str, local: str, next_cluster: str, runners: list[web.AppRunner],
-                          backends: list[Backend]) -> tuple[list[Check], list[web.AppRunner]]:
-    """Stop ``local``'s store backends, show that the ServiceImport route answers from the next cluster without
-    a failed request, then start them again and show traffic come back."""
-    url = f"http://{gateway}:8080/failover"
-    before = await _answers(url, 10)
-    checks = [Check(f"{local}: /failover is served locally while {local}'s store is up", f"curl -s {url}",
-                    f"200 from cluster {local}", ", ".join(f"{k} {v}" for k, v in sorted(before.items())),
-                    set(before) == {local})]
-    for runner in runners:
-        await runner.cleanup()
-    during = await _answers(url, FAILOVER_SAMPLES)
-    checks.append(Check(
-        f"{local}'s store backends stopped: the next priority answers, no request fails",
-        f"curl -s {url}", f"200 from cluster {next_cluster} (east's failoverOrder), 0 failed",
-        ", ".join(f"{k} {v}" for k, v in sorted(during.items())), set(during) == {next_cluster}, steady=False))
+def _tally(seen: collections.Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
+
+
+async def failover_checks(probes: list[Probe], local: str, next_cluster: str, stops: list[Stop],
+                          backends: list[Backend]) -> tuple[list[Check], list[Stop]]:
+    """Stop ``local``'s backends of the probed services, show that every probe is answered by the next cluster
+    without a failure, then start them again and show traffic come back."""
+    checks = []
+    for probe in probes:
+        before = await _answers(probe, 10)
+        checks.append(Check(f"{local}: {probe.what} is served locally while {local}'s backends are up",
+                            probe.command, f"answers from cluster {local}", _tally(before), set(before) == {local}))
+    for stop in stops:
+        await stop()
+    for probe in probes:
+        during = await _answers(probe, FAILOVER_SAMPLES)
+        checks.append(Check(
+            f"{local}'s backends stopped: {probe.what} is answered by the next priority, nothing fails",
+            probe.command, f"answers from cluster {next_cluster} ({local}'s failoverOrder), 0 failed",
+            _tally(during), set(during) == {next_cluster}, steady=False))
     restarted = [await _serve(backend) for backend in backends]
-    deadline = asyncio.get_running_loop().time() + 30
-    after: collections.Counter[str] = collections.Counter()
-    while asyncio.get_running_loop().time() < deadline:
-        after = await _answers(url, 5)
-        if set(after) == {local}:
-            break
-        await asyncio.sleep(0.5)
-    checks.append(Check(f"{local}'s store is back: traffic returns to it", f"curl -s {url}",
-                        f"200 from cluster {local}", ", ".join(f"{k} {v}" for k, v in sorted(after.items())),
-                        set(after) == {local}))
+    for probe in probes:
+        deadline = asyncio.get_running_loop().time() + 30
+        after: collections.Counter[str] = collections.Counter()
+        while asyncio.get_running_loop().time() < deadline:
+            after = await _answers(probe, 5)
+            if set(after) == {local}:
+                break
+            await asyncio.sleep(0.5)
+        checks.append(Check(f"{local}'s backends are back: {probe.what} returns to them", probe.command,
+                            f"answers from cluster {local}", _tally(after), set(after) == {local}))
     return checks, restarted
 
 
@@ -177,13 +234,13 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.callback(tell, "stopped every Envoy, the backends, the xDS and admin servers")
         backends = demo_backends(root)
-        runners: dict[Backend, web.AppRunner] = {}
+        runners: dict[Backend, Stop] = {}
         for backend in backends:
             runners[backend] = await _serve(backend)
 
         async def stop_backends() -> None:
-            for runner in runners.values():
-                await runner.cleanup()
+            for stop in runners.values():
+                await stop()
 
         cleanup.push_async_callback(stop_backends)
         tell(f"1. {len(backends)} sample backends on loopback, from the EndpointSlices in {root}")
@@ -197,25 +254,26 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
         gateways = {}
         for (cluster, (namespace, name)), envoy in sorted(standalone.fleet.envoys.items()):
             gateways[cluster] = envoy.address
-            tell(f"3. cluster {cluster}: Envoy for Gateway {namespace}/{name} is LIVE on {envoy.address}:8080 "
+            tell(f"3. cluster {cluster}: Envoy for Gateway {namespace}/{name} is LIVE on {envoy.address}:8080 and "
+                 f":{GRPC_PORT} "
                  f"(Envoy admin 127.0.0.1:{envoy.process.admin_port})")
         _check_gateway_addresses(standalone, gateways)
         checks = await example_checks(gateways)
         tell("4. example requests (sent by the demo just now):")
         _report(tell, checks)
         if "east" in gateways and root == QUICKSTART:
-            local = [b for b in backends if b.cluster == "east" and b.pod.startswith("store-") and
-                     not b.pod.startswith("store-v2")]
+            local = [b for b in backends if b.cluster == "east" and _service(b.pod) in ("store", "greeter")]
             stopped = [runners.pop(b) for b in local]
-            failover, restarted = await failover_checks(gateways["east"], "east", "central", stopped, local)
+            failover, restarted = await failover_checks(failover_probes(gateways["east"]), "east", "central",
+                                                        stopped, local)
             runners.update(zip(local, restarted, strict=True))
-            tell("5. failover through the ServiceImport (east prefers central, then west):")
+            tell("5. failover through the ServiceImports (east prefers central, then west):")
             _report(tell, failover)
             checks += failover
         if not once:
             tell("\nTry them yourself (each gateway answers on its own loopback address):")
-            for curl, expected in dict.fromkeys((c.curl, c.expected) for c in checks if c.steady):
-                tell(f"  {curl}    # {expected}")
+            for command, expected in dict.fromkeys((c.command, c.expected) for c in checks if c.steady):
+                tell(f"  {command}    # {expected}")
             tell(f"  curl -s http://127.0.0.1:{standalone.admin_port}/api/status    "
                  "# every object's computed status, and the connected Envoys with their ACK/NACK state")
             tell(f"Edit the files under {root} and the change is applied within a second. Ctrl-C stops it all.")
@@ -226,7 +284,7 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
 def _report(tell: Callable[[str], None], checks: list[Check]) -> None:
     for check in checks:
         tell(f"   [{'ok' if check.ok else 'UNEXPECTED'}] {check.description}\n"
-             f"        {check.curl}\n        expected: {check.expected}\n        observed: {check.observed}")
+             f"        {check.command}\n        expected: {check.expected}\n        observed: {check.observed}")
 
 
 def _check_gateway_addresses(standalone: Standalone, gateways: dict[str, str]) -> None:

@@ -96,23 +96,47 @@ def set_mode(address: str, port: int, mode: str) -> dict[str, str]:
     return result
 
 
-async def serve(host: str, port: int, cluster: str, namespace: str, pod: str) -> None:
+async def start(host: str, port: int, cluster: str, namespace: str, pod: str) -> grpc.aio.Server:
+    """A started backend on ``host:port``; ``stop(None)`` ends it."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((EchoHandler(cluster, namespace, pod),))
     server.add_insecure_port(f"{host}:{port}")
     await server.start()
+    return server
+
+
+async def serve(host: str, port: int, cluster: str, namespace: str, pod: str) -> None:
+    server = await start(host, port, cluster, namespace, pod)
     print(f"gRPC echo backend {cluster}/{namespace}/{pod} listening on {host}:{port}", flush=True)
     await server.wait_for_termination()
 
 
+def call(target: str, method: str, timeout: float = 5.0) -> str:
+    """One unary call of ``method`` (``package.Service/Method``) at ``target`` (``host:port``): the answer, or
+    the gRPC status and message of a failed call."""
+    with grpc.insecure_channel(target, CHANNEL_OPTIONS) as channel:
+        try:
+            answer: bytes = channel.unary_unary(f"/{method}")(b"", timeout=timeout)
+        except grpc.RpcError as error:
+            return f"{error.code().name}: {error.details()}"
+    return answer.decode(errors="replace")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", required=True)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--call", nargs=2, metavar=("HOST:PORT", "SERVICE/METHOD"),
+                        help="make one unary call (through a gateway, say) and print the answer, instead of serving")
+    parser.add_argument("--host")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--cluster")
     parser.add_argument("--namespace", default="default")
-    parser.add_argument("--pod", required=True)
+    parser.add_argument("--pod")
     args = parser.parse_args()
+    if args.call:
+        print(call(*args.call))
+        return
+    if not (args.host and args.cluster and args.pod):
+        parser.error("serving needs --host, --cluster and --pod")
     asyncio.run(serve(args.host, args.port, args.cluster, args.namespace, args.pod))
 
 

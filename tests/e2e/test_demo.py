@@ -3,6 +3,7 @@ against what it says they should show, then Ctrl-C leaves nothing listening."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,11 +13,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mcgw.app import grpc_echo
 from mcgw.app.demo import _request, _service
 
 REPO = Path(__file__).resolve().parents[2]
 CURL = re.compile(r"^\s+curl -s(?:i)? (?:-H '(?P<header>[^:]+): (?P<value>[^']+)' )?(?P<url>http://\S+)"
                   r"\s+# (?P<expect>.+)$")
+GRPC_CALL = re.compile(r"^\s+\.venv/bin/python -m mcgw\.app\.grpc_echo --call (?P<target>\S+) (?P<method>\S+)"
+                       r"\s+# an answer from cluster (?P<cluster>\w+)$")
 
 
 def _listening(host: str, port: int) -> bool:
@@ -67,6 +71,12 @@ def test_make_demo_prints_urls_that_answer_as_it_says() -> None:
             else:
                 assert _service(answer.pod) in ("store", "store-v2"), (url, answer)
         assert len(gateways) == 3, "each cluster's gateway answers on its own address"
+        calls = [m for m in map(GRPC_CALL.match, lines) if m]
+        assert len(calls) == 3, output  # one gRPC call for each cluster's gateway
+        for match in calls:
+            answer = json.loads(grpc_echo.call(match["target"], match["method"]))
+            assert (answer["cluster"], answer["pod"]) == (match["cluster"], "greeter-0"), (match[0], answer)
+            gateways.add(match["target"])
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:
