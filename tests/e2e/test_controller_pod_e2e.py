@@ -13,11 +13,13 @@ What the test sets up, as an operator would before installing:
 Then the pod runner runs the controller pod (image ``mcgw`` mapped to this checkout's ``mcgw``, read-only
 root filesystem, /tmp an emptyDir); kube-apiserver enforces the RBAC on every request it makes.
 
-- The pod becomes Ready; every member is available to it and it holds each member's Lease.
+- Both replicas (the chart's default) become Ready and serve xDS; every member is available to each, and
+  each member's Lease is held by exactly one of them. When the pod holding east's Lease is deleted, the
+  other replica takes every Lease it held, and the Deployment's new pod joins.
 - It provisions east's Gateway; the Envoy pod dials its xDS address; traffic flows to east's backends, and
   when they are killed every request is still answered, by west (east's failoverOrder), none failed.
-- A verb taken from the ClusterRole in central, then a restart: the new pod keeps running (no restart, no
-  crash loop), and its log and /api/status name the verb and the resource it lacks.
+- A verb taken from the ClusterRole in central, then a restart: the new pods keep running (no restart, no
+  crash loop), and each one's log and /api/status name the verb and the resource it lacks.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 RBAC = "rbac.authorization.k8s.io/v1"
 XDS_PORT, ADMIN_PORT = 18000, 19000
 RATE = 200.0
+REPLICAS = 2  # the chart's default: every replica serves xDS, each member's Lease holder writes there
 
 
 @dataclass
@@ -87,9 +90,10 @@ class Installed:
                                          "app.kubernetes.io%2Finstance%3D" + RELEASE)
         return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
 
-    def ready_pod(self) -> dict[str, Any] | None:
-        ready = [p for p in self.pods() if _ready(p)]
-        return ready[0] if len(ready) == 1 and len(self.pods()) == 1 else None
+    def ready_pods(self) -> list[dict[str, Any]] | None:
+        """Every replica, when there are exactly the chart's number of them and each is Ready."""
+        pods = self.pods()
+        return pods if len(pods) == REPLICAS and all(_ready(p) for p in pods) else None
 
     def status(self, pod: dict[str, Any]) -> dict[str, Any] | None:
         return get_json(f"http://{pod['status']['podIP']}:{ADMIN_PORT}/api/status")
@@ -160,7 +164,7 @@ def _member_kubeconfig(clusterset: ClusterSet, name: str) -> str:
 
 def _values(clusterset: ClusterSet, lease: str, xds_ip: str) -> dict[str, Any]:
     return {
-        "replicaCount": 1,
+        "replicaCount": REPLICAS,
         "logFormat": "text",
         "members": [{"name": name, "region": f"region-{name}", "existingSecret": f"mcgw-member-{name}",
                      **({"failoverOrder": ["west", "central"]} if name == "east" else {})} for name in ORDER],
@@ -219,13 +223,14 @@ async def installed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFac
     try:
         try:
             install_seconds = await _install(clusterset, directory, _values(clusterset, lease, xds_ip))
-            pod = await until(lambda: asyncio.to_thread(_single_ready_pod, hub), 60, "the controller pod to be Ready")
+            pods = await until(lambda: asyncio.to_thread(_ready_pods, hub), 60, "both controller pods to be Ready")
         except BaseException:
             print(await asyncio.to_thread(_diagnosis, hub), flush=True)
             raise
-        ready_seconds = _seconds_between(pod["metadata"]["creationTimestamp"], _ready_since(pod))
-        print(f"\n[controller-pod] helm install --wait returned after {install_seconds:.1f}s; pod "
-              f"{pod['metadata']['name']} Ready {ready_seconds:.0f}s after it was created", flush=True)
+        ready_seconds = max(_seconds_between(pod["metadata"]["creationTimestamp"], _ready_since(pod)) for pod in pods)
+        print(f"\n[controller-pod] helm install --wait returned after {install_seconds:.1f}s; pods "
+              f"{', '.join(p['metadata']['name'] for p in pods)} Ready at most {ready_seconds:.0f}s after they "
+              "were created", flush=True)
         for name in ORDER:
             await asyncio.to_thread(_export, clusterset.clusters[name], backends[name], SHOP)
         yield Installed(clusterset, lease, install_seconds, ready_seconds, backends)
@@ -272,11 +277,11 @@ def _gateway_diagnosis(installed: Installed) -> str:
     return "\n".join(lines)
 
 
-def _single_ready_pod(hub: MemberCluster) -> dict[str, Any] | None:
+def _ready_pods(hub: MemberCluster) -> list[dict[str, Any]] | None:
     listed = hub.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector="
                                 f"app.kubernetes.io%2Finstance%3D{RELEASE}")["items"]
     live = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
-    return live[0] if len(live) == 1 and _ready(live[0]) else None
+    return live if len(live) == REPLICAS and all(_ready(p) for p in live) else None
 
 
 def _ready_since(pod: dict[str, Any]) -> str:
@@ -306,28 +311,64 @@ def _lease_holder(cluster: MemberCluster, lease: str) -> str:
     return str((found.get("spec") or {}).get("holderIdentity") or "")
 
 
-async def test_the_installed_controller_pod_is_ready_and_leads_every_member(installed: Installed) -> None:
-    pod = installed.ready_pod()
-    assert pod is not None
-    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
-    (container,) = pod["status"]["containerStatuses"]
-    assert (container["restartCount"], "running" in container["state"]) == (0, True)
-    assert container["image"].startswith("mcgw:")
-    assert await asyncio.to_thread(_http_status, f"http://{ip}:{ADMIN_PORT}/readyz") == 200
+def _holders(installed: Installed) -> dict[str, str]:
+    """Each member's Lease holder, as the pod name in mcgw's identity (``<hostname>_<suffix>``)."""
+    return {member: _lease_holder(installed.clusterset.clusters[member], installed.lease).split("_")[0]
+            for member in ORDER}
 
-    def all_available() -> dict[str, Any] | None:
-        status = installed.status(pod)
-        clusters = (status or {}).get("clusters", {})
-        ok = sorted(clusters) == sorted(ORDER) and all(c["available"] and c["synced"] for c in clusters.values())
-        return status if ok and all((status or {}).get("leader", {}).get(n) for n in ORDER) else None
 
-    status = await until(lambda: asyncio.to_thread(all_available), 60,
-                         "every member available to the pod, and every Lease held")
-    assert status["xdsSecurity"]["mode"] == "mtls"
-    # Each member's Lease is held by the pod (mcgw's identity starts with its hostname, the pod's name).
-    for member in ORDER:
-        holder = await asyncio.to_thread(_lease_holder, installed.clusterset.clusters[member], installed.lease)
-        assert holder.startswith(f"{name}_"), (member, holder)
+async def _every_member_led(installed: Installed) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Both replicas Ready, every member available to each, and every member's Lease held by one of them,
+    which says so on its /api/status while the other does not."""
+
+    def settled() -> tuple[list[dict[str, Any]], dict[str, str]] | None:
+        pods = installed.ready_pods()
+        if pods is None:
+            return None
+        statuses = {p["metadata"]["name"]: installed.status(p) or {} for p in pods}
+        for status in statuses.values():
+            clusters = status.get("clusters", {})
+            if sorted(clusters) != sorted(ORDER) or not all(c["available"] and c["synced"] for c in clusters.values()):
+                return None
+        holders = _holders(installed)
+        leads = {member: [n for n, st in statuses.items() if st.get("leader", {}).get(member)] for member in ORDER}
+        if any(leads[member] != [holders[member]] for member in ORDER):
+            return None
+        return pods, holders
+
+    return await until(lambda: asyncio.to_thread(settled), 90,
+                       "both replicas available to every member, each member's Lease held by exactly one")
+
+
+async def test_two_installed_replicas_serve_and_each_member_has_one_leader(installed: Installed) -> None:
+    pods, holders = await _every_member_led(installed)
+    for pod in pods:
+        (container,) = pod["status"]["containerStatuses"]
+        assert (container["restartCount"], "running" in container["state"]) == (0, True)
+        assert container["image"].startswith("mcgw:")
+        # Every replica serves xDS and is ready for it, leader or not.
+        assert await asyncio.to_thread(_http_status, f"http://{pod['status']['podIP']}:{ADMIN_PORT}/readyz") == 200
+        assert (installed.status(pod) or {})["xdsSecurity"]["mode"] == "mtls"
+    assert set(holders.values()) <= {p["metadata"]["name"] for p in pods}
+    print(f"\n[controller-pod] Lease holders: {holders}", flush=True)
+
+
+async def test_when_a_leader_pod_goes_the_other_replica_takes_its_leases(installed: Installed) -> None:
+    _, holders = await _every_member_led(installed)
+    leader = holders["east"]
+    gone = time.monotonic()
+    installed.hub.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{leader}")
+
+    def taken_over() -> dict[str, str] | None:
+        now = _holders(installed)
+        return now if all(holder and holder != leader for holder in now.values()) else None
+
+    now = await until(lambda: asyncio.to_thread(taken_over), 60, f"every Lease held by a pod other than {leader}")
+    took = time.monotonic() - gone
+    # The Deployment replaces the pod; the set settles again with one leader per member.
+    await _every_member_led(installed)
+    print(f"\n[controller-pod] deleted {leader} (east's Lease holder): every Lease held by another replica "
+          f"after {took:.1f}s ({now})", flush=True)
 
 
 async def test_it_provisions_a_gateway_whose_traffic_fails_over_without_a_failed_request(
@@ -342,11 +383,12 @@ async def test_it_provisions_a_gateway_whose_traffic_fails_over_without_a_failed
         print(await asyncio.to_thread(_gateway_diagnosis, installed), flush=True)
         raise
     (envoy_pod,) = await asyncio.to_thread(_gateway_pods, east, INFRA)
-    # The Envoy's xDS server is the controller pod, dialled at the xDS Service's load balancer address.
-    pod = installed.ready_pod()
-    assert pod is not None
-    status = installed.status(pod) or {}
-    assert [n["cluster"] for n in status["nodes"] if n["group"]["gateway"] == f"{INFRA}/public"] == ["east"]
+    # The Envoy's xDS server is one of the controller pods, dialled at the xDS Service's load balancer address.
+    pods = installed.ready_pods()
+    assert pods is not None
+    nodes = [n["cluster"] for pod in pods for n in (installed.status(pod) or {})["nodes"]
+             if n["group"]["gateway"] == f"{INFRA}/public"]
+    assert nodes == ["east"]
     url = f"http://{address}:80/cart"
     await _served_only_by(url, "east")
     bed = Bed(clusterset, installed.backends, PodEnvoy.of(clusterset, "east", envoy_pod), url, "controller-pod")
@@ -402,47 +444,59 @@ async def test_a_missing_permission_is_named_and_the_pod_keeps_running(installed
         central.request("PUT", f"/apis/{RBAC}/clusterroles/mcgw", {**role, "metadata": current["metadata"]})
 
     def recovered() -> bool:
-        pod = installed.ready_pod()
-        status = installed.status(pod) if pod else None
-        return bool(status and status["clusters"]["central"]["available"])
+        pods = installed.ready_pods() or []
+        statuses = [installed.status(pod) for pod in pods]
+        return bool(pods) and all(st and st["clusters"]["central"]["available"] for st in statuses)
 
     # Given back, the permission is used at the next attempt: central is available again, no restart.
     await until(lambda: asyncio.to_thread(recovered), 60, "central to be available once the verb is back")
 
 
+async def _central_reason(installed: Installed, pod: dict[str, Any], wanted: str) -> dict[str, Any]:
+    """Central's entry in ``pod``'s /api/status once its reason contains ``wanted``."""
+
+    def reported() -> dict[str, Any] | None:
+        central_status = (installed.status(pod) or {}).get("clusters", {}).get("central", {})
+        return central_status if wanted in central_status.get("reason", "") else None
+
+    found: dict[str, Any] = await until(lambda: asyncio.to_thread(reported), 60,
+                                        f"{pod['metadata']['name']}: central's reason to name the permission")
+    return found
+
+
 async def _restarted_without_watch(installed: Installed) -> None:
     """Restart the controller while central's role lacks watch on endpointslices; what the new pod says."""
     hub = installed.hub
-    before = installed.ready_pod()
+    before = installed.ready_pods()
     assert before is not None
-    # A restart (an established watch is not re-authorised): the new pod lists with the narrower role.
+    old = {p["metadata"]["uid"] for p in before}
+    # A restart (an established watch is not re-authorised): the new pods list with the narrower role.
     hub.request("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{RELEASE}", {"spec": {"template": {
         "metadata": {"annotations": {"mcgw.test/restarted-at": rfc3339()}}}}},
         content_type="application/strategic-merge-patch+json")
 
-    def replaced() -> dict[str, Any] | None:
-        pod = installed.ready_pod()
-        return pod if pod is not None and pod["metadata"]["uid"] != before["metadata"]["uid"] else None
+    def replaced() -> list[dict[str, Any]] | None:
+        pods = installed.ready_pods()
+        return pods if pods is not None and not old & {p["metadata"]["uid"] for p in pods} else None
 
-    pod = await until(lambda: asyncio.to_thread(replaced), 120, "the new controller pod to be Ready")
+    pods = await until(lambda: asyncio.to_thread(replaced), 180, "both new controller pods to be Ready")
     wanted = 'cannot watch resource "endpointslices" in API group "discovery.k8s.io"'
 
-    def reported() -> dict[str, Any] | None:
+    for pod in pods:  # every replica reads every member, leader or not: each says what it lacks
+        central_status = await _central_reason(installed, pod, wanted)
+        assert central_status["available"] is False
         status = installed.status(pod) or {}
-        central_status = status.get("clusters", {}).get("central", {})
-        return central_status if wanted in central_status.get("reason", "") else None
-
-    central_status = await until(lambda: asyncio.to_thread(reported), 60, "central's reason to name the permission")
-    assert central_status["available"] is False
-    status = installed.status(pod) or {}
-    assert all(status["clusters"][name]["available"] for name in ("east", "west"))
-    failing = [i for i in status["informers"]["central"] if wanted in i["last_error"]]
-    assert [i["kind"] for i in failing] == ["EndpointSlice"], failing
-    log = await asyncio.to_thread(_pod_log, hub, pod["metadata"]["name"])
-    assert wanted in log
-    # Reported, not crashed: the same container runs on, still Ready, never restarted.
+        assert all(status["clusters"][name]["available"] for name in ("east", "west"))
+        failing = [i for i in status["informers"]["central"] if wanted in i["last_error"]]
+        assert [i["kind"] for i in failing] == ["EndpointSlice"], failing
+        log = await asyncio.to_thread(_pod_log, hub, pod["metadata"]["name"])
+        assert wanted in log
+    # Reported, not crashed: the same containers run on, still Ready, never restarted.
     await asyncio.sleep(5)
-    (now,) = [p for p in installed.pods() if p["metadata"]["uid"] == pod["metadata"]["uid"]]
-    (container,) = now["status"]["containerStatuses"]
-    assert (container["restartCount"], "running" in container["state"], _ready(now)) == (0, True, True)
+    uids = {p["metadata"]["uid"] for p in pods}
+    now = [p for p in installed.pods() if p["metadata"]["uid"] in uids]
+    assert len(now) == REPLICAS
+    for pod in now:
+        (container,) = pod["status"]["containerStatuses"]
+        assert (container["restartCount"], "running" in container["state"], _ready(pod)) == (0, True, True)
     print(f"\n[controller-pod] central without watch on endpointslices: {central_status['reason']}", flush=True)
