@@ -52,6 +52,8 @@ PROFILE_CORE_FEATURES: dict[str, tuple[str, ...]] = {
     "GATEWAY-HTTP": ("Gateway", "ReferenceGrant", "HTTPRoute"),
     "GATEWAY-GRPC": ("Gateway", "ReferenceGrant", "GRPCRoute"),
     "GATEWAY-TLS": ("Gateway", "ReferenceGrant", "TLSRoute"),
+    "GATEWAY-TCP": ("Gateway", "ReferenceGrant", "TCPRoute"),
+    "GATEWAY-UDP": ("Gateway", "ReferenceGrant", "UDPRoute"),
 }
 # What `make conformance` runs: every profile whose core tests all pass.
 DEFAULT_PROFILES = "GATEWAY-HTTP,GATEWAY-GRPC"
