@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -77,8 +77,7 @@ class UdpBackend(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         assert self.transport is not None
@@ -258,7 +257,7 @@ async def test_tcp_connections_fail_over_to_the_next_cluster_with_no_failed_new_
         for _, _, writer in open_before:
             writer.close()
         print(f"\n{len(results)} new connections at {RATE}/s, {len(after)} after east's backend was killed, "
-              f"{len(failed)} failed; first answer from west {first_west * 1000:.0f} ms after the kill; "
+              f"{len(failed)} failed; the first connection opened {first_west * 1000:.0f} ms after the kill was served by west; "
               f"{sum(cut)} of {len(open_before)} connections open at the kill were closed")
         assert failed == [], f"new connections failed while failing over: {failed[:5]}"
         assert all(cut), "a connection to the dead backend was left open instead of closed"
