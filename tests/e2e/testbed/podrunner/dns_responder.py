@@ -8,8 +8,10 @@ Standalone (the pod runner starts it as a script, in the pod's network namespace
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import struct
+import sys
 
 _HEADER = struct.Struct("!HHHHHH")
 TYPE_A = 1
@@ -64,7 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("-conf", default="", help="CoreDNS's Corefile (ignored)")
     parser.add_argument("-dns.port", dest="port", type=int, default=53)
-    serve(parser.parse_args().port)
+    port = parser.parse_args().port
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a pod's deletion is a clean stop
+    serve(port)
 
 
 if __name__ == "__main__":
