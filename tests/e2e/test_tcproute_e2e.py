@@ -257,7 +257,8 @@ async def test_tcp_connections_fail_over_to_the_next_cluster_with_no_failed_new_
         for _, _, writer in open_before:
             writer.close()
         print(f"\n{len(results)} new connections at {RATE}/s, {len(after)} after east's backend was killed, "
-              f"{len(failed)} failed; the first connection opened {first_west * 1000:.0f} ms after the kill was served by west; "
+              f"{len(failed)} failed; the first connection opened {first_west * 1000:.0f} ms after the kill was "
+              "served by west; "
               f"{sum(cut)} of {len(open_before)} connections open at the kill were closed")
         assert failed == [], f"new connections failed while failing over: {failed[:5]}"
         assert all(cut), "a connection to the dead backend was left open instead of closed"
