@@ -198,3 +198,17 @@ def test_a_service_import_backend_of_a_udp_route_has_no_health_checks_envoy_cann
     assert "outlierDetection" not in cluster
     (assignment,) = _messages(output, "ClusterLoadAssignment")
     assert assignment["policy"]["overprovisioningFactor"] == 100000
+
+
+def test_a_failover_policy_targeting_a_tcp_route_gives_its_backend_a_cluster_of_its_own() -> None:
+    policy = {"apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
+              "metadata": {"name": "db-failover", "namespace": "infra", "generation": 1},
+              "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "TCPRoute", "name": "db"}],
+                       "healthCheck": {"enabled": False}, "retry": {"attempts": 1}}}
+    output = _translate(_objects(*_exported("TCPRoute", 5432), policy), exported=True)
+    (cluster,) = _messages(output, "Cluster")
+    assert cluster["name"] == "serviceimport/infra/db/5432/policy/db-failover/tcp"
+    assert "healthChecks" not in cluster
+    assert _tcp_proxy(_listeners(output)["infra/public/5432"])["maxConnectAttempts"] == 2
+    (condition, *_) = output.statuses()["FailoverPolicy"]["infra/db-failover"]["conditions"]
+    assert (condition["type"], condition["status"]) == ("Accepted", "True")
