@@ -113,16 +113,18 @@ class Backends:
 
     def as_stream(self, backend: ir.BackendIR, protocol: Literal["TCP", "UDP"]) -> ir.BackendIR:
         """``backend`` as a TCPRoute's or UDPRoute's: a cluster of its own (``…/tcp``, ``…/udp``) whose health
-        checks connect rather than speak HTTP (UDP: none), no HTTP protocol options, and for UDP no TLS
-        (datagrams are not TLS). Shared while ``backend`` itself is."""
+        checks connect rather than speak HTTP (UDP: none), and no HTTP protocol options. A backend that a
+        BackendTLSPolicy says to reach over TLS is unusable over UDP (there is no TLS for datagrams here), never
+        sent datagrams in plaintext. Shared while ``backend`` itself is."""
         if not backend.valid:
             return backend
+        if protocol == "UDP" and backend.tls is not None:
+            return ir.BackendIR(f"{backend.name}/udp/tls-not-possible", backend.weight, False, "Invalid")
         key = (backend.name, backend.weight, protocol)
         cached = self._streams.get(key)
         if cached is not None and cached[0] is backend:
             return cached[1]
-        derived = backend._replace(name=f"{backend.name}/{protocol.lower()}", h2c=False, stream=protocol,
-                                   tls=backend.tls if protocol == "TCP" else None)
+        derived = backend._replace(name=f"{backend.name}/{protocol.lower()}", h2c=False, stream=protocol)
         self._streams[key] = (backend, derived)
         return derived
 

@@ -212,3 +212,13 @@ def test_a_failover_policy_targeting_a_tcp_route_gives_its_backend_a_cluster_of_
     assert _tcp_proxy(_listeners(output)["infra/public/5432"])["maxConnectAttempts"] == 2
     (condition, *_) = output.statuses()["FailoverPolicy"]["infra/db-failover"]["conditions"]
     assert (condition["type"], condition["status"]) == ("Accepted", "True")
+
+
+def test_a_udp_backend_a_backend_tls_policy_covers_gets_no_datagrams_rather_than_plaintext_ones() -> None:
+    policy = {"apiVersion": V1, "kind": "BackendTLSPolicy",
+              "metadata": {"name": "dns-tls", "namespace": "infra", "generation": 1},
+              "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "dns"}],
+                       "validation": {"hostname": "dns.example.com", "wellKnownCACertificates": "System"}}}
+    output = _translate(_objects(policy, _route("UDPRoute", "dns", [{"name": "dns", "port": 53}])))
+    assert _messages(output, "Cluster") == []
+    assert "infra/public/80/udp" in _listeners(output)  # its share names no cluster: dropped, never a NACK
