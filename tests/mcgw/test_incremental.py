@@ -98,7 +98,8 @@ def gateway(world: World, draw: Draw) -> None:
     # TCP and UDP listeners: a UDP one shares the HTTP port's number, a TCP one on it conflicts.
     for stream in draw(st.lists(st.sampled_from([
             {"name": "db", "port": 5432, "protocol": "TCP"}, {"name": "db-80", "port": 80, "protocol": "TCP"},
-            {"name": "dns", "port": 80, "protocol": "UDP"}, {"name": "dns-53", "port": 53, "protocol": "UDP"}]),
+            {"name": "dns", "port": 80, "protocol": "UDP", "hostname": "a.example.com"},
+            {"name": "dns-53", "port": 53, "protocol": "UDP"}]),
             max_size=2, unique_by=str)):
         listeners.append({**stream, "allowedRoutes": allowed})
     spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),

@@ -222,3 +222,17 @@ def test_a_udp_backend_a_backend_tls_policy_covers_gets_no_datagrams_rather_than
     output = _translate(_objects(policy, _route("UDPRoute", "dns", [{"name": "dns", "port": 53}])))
     assert _messages(output, "Cluster") == []
     assert "infra/public/80/udp" in _listeners(output)  # its share names no cluster: dropped, never a NACK
+
+
+def test_a_udp_listener_on_the_http_port_number_takes_no_hostname_from_the_http_listener() -> None:
+    """Listener isolation is among listeners that route hostnames: a UDP listener's hostname means nothing."""
+    http_route = {"apiVersion": V1, "kind": "HTTPRoute",
+                  "metadata": {"name": "web", "namespace": "infra", "generation": 1},
+                  "spec": {"parentRefs": [{"name": "public", "sectionName": "http"}], "hostnames": ["a.example.com"],
+                           "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}]}}
+    output = _translate(_objects(http_route, listeners=[
+        {"name": "http", "port": 80, "protocol": "HTTP"},
+        {"name": "dns", "port": 80, "protocol": "UDP", "hostname": "a.example.com"}]))
+    (table,) = _messages(output, "RouteConfiguration")
+    (vhost,) = [v for v in table["virtualHosts"] if "a.example.com" in v["domains"]]
+    assert [route["name"] for route in vhost["routes"]] == ["infra/web/rule/0/match/0"]

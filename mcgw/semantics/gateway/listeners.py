@@ -38,8 +38,9 @@ from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "UDP")
-# Protocols that route no hostname: two such listeners on one port are indistinct whatever their hostnames.
-_HOSTLESS = frozenset({"TCP", "UDP"})
+# Protocols that route no hostname: two such listeners on one port are indistinct whatever their hostnames,
+# and their hostnames take none from another listener of the port.
+HOSTLESS_PROTOCOLS = frozenset({"TCP", "UDP"})
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ def _conflicts(listeners: tuple[Listener, ...]) -> dict[str, tuple[str, str]]:
             continue
         by_hostname: dict[str | None, list[Listener]] = {}
         for listener in group:
-            by_hostname.setdefault(None if listener.protocol in _HOSTLESS else listener.hostname, []).append(listener)
+            hostname = None if listener.protocol in HOSTLESS_PROTOCOLS else listener.hostname
+            by_hostname.setdefault(hostname, []).append(listener)
         for hostname, same in by_hostname.items():
             if len(same) < 2:
                 continue
