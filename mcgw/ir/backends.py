@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from mcgw import ir
 from mcgw.ir.failover import FailoverContext
 from mcgw.semantics.endpoints import EndpointLookup
@@ -51,6 +53,7 @@ class Backends:
         self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
         self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
         self._grpc: dict[tuple[str, int], tuple[ir.BackendIR, ir.BackendIR]] = {}
+        self._streams: dict[tuple[str, int, str], tuple[ir.BackendIR, ir.BackendIR]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
@@ -87,7 +90,7 @@ class Backends:
             ref = resolved.ref
             if resolved.problem is not None:
                 out.append(_new(ir.BackendIR, (f"{route[1]}/{route[2]}/rule/{index}/invalid-backend/{j}", ref.weight,
-                                               False, "Invalid", (), None, False, None, False)))
+                                               False, "Invalid", (), None, False, None, False, None)))
             elif ref.kind == "Service":
                 key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
                 out.append(known.get(key) or self._add(key, None))
@@ -106,6 +109,23 @@ class Backends:
             return cached[1]
         derived = backend._replace(name=f"{backend.name}/grpc", grpc=True)
         self._grpc[key] = (backend, derived)
+        return derived
+
+    def as_stream(self, backend: ir.BackendIR, protocol: Literal["TCP", "UDP"]) -> ir.BackendIR:
+        """``backend`` as a TCPRoute's or UDPRoute's: a cluster of its own (``…/tcp``, ``…/udp``) whose health
+        checks connect rather than speak HTTP (UDP: none), and no HTTP protocol options. A backend that a
+        BackendTLSPolicy says to reach over TLS is unusable over UDP (there is no TLS for datagrams here), never
+        sent datagrams in plaintext. Shared while ``backend`` itself is."""
+        if not backend.valid:
+            return backend
+        if protocol == "UDP" and backend.tls is not None:
+            return ir.BackendIR(f"{backend.name}/udp/tls-not-possible", backend.weight, False, "Invalid")
+        key = (backend.name, backend.weight, protocol)
+        cached = self._streams.get(key)
+        if cached is not None and cached[0] is backend:
+            return cached[1]
+        derived = backend._replace(name=f"{backend.name}/{protocol.lower()}", h2c=False, stream=protocol)
+        self._streams[key] = (backend, derived)
         return derived
 
     def _add(self, key: tuple[str, str, str, int | None, int, str | None], route: RouteKey | None) -> ir.BackendIR:

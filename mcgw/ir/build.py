@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from mcgw import ir
 from mcgw.ir.backends import Backends
 from mcgw.ir.failover import FailoverContext
-from mcgw.ir.gateway import gateway_ir, gateway_shape
-from mcgw.ir.httproute import RankedRoute, virtual_host
+from mcgw.ir.gateway import StreamKey, gateway_ir, gateway_shape
+from mcgw.ir.httproute import PrecedenceKey, RankedRoute, virtual_host
 from mcgw.ir.routekinds import ROUTE_BUILDERS
 from mcgw.objects.model import Secret
 from mcgw.semantics.endpoints import EndpointLookup
@@ -22,6 +22,10 @@ from mcgw.semantics.gateway.backends import AppProtocolLookup, PortNameLookup
 from mcgw.semantics.gateway.evaluate import Evaluation, GatewayKey
 from mcgw.semantics.gateway.routes import RouteKey
 from mcgw.semantics.policy.backendtls import NO_BACKEND_TLS, BackendTLSResolution
+
+
+def _by_precedence(entry: RankedRoute) -> PrecedenceKey:
+    return entry[0]
 
 
 def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLookup,
@@ -42,10 +46,16 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
               for key, gateway in sorted(evaluation.gateways.items())}
     # gateway -> port -> hostname -> routes bound there (a route bound through two listeners counts once)
     members: dict[GatewayKey, dict[int, dict[str, dict[RouteKey, None]]]] = {key: {} for key in shapes}
+    # gateway -> (protocol, port) of a TCP or UDP listener -> routes bound there
+    streams: dict[GatewayKey, dict[StreamKey, dict[RouteKey, None]]] = {key: {} for key in shapes}
     for route_key, result in evaluation.routes.items():
+        protocol = ROUTE_BUILDERS[route_key[0]].listener
         for parent in result.parents:
             for binding in parent.bindings:
                 if binding.usable and binding.gateway in members:
+                    if protocol != "HTTP":
+                        streams[binding.gateway].setdefault((protocol, binding.port), {})[route_key] = None
+                        continue
                     per_port = members[binding.gateway].setdefault(binding.port, {})
                     for hostname in binding.hostnames:
                         per_port.setdefault(hostname, {})[route_key] = None
@@ -64,5 +74,8 @@ def build_gateways(cluster: str, evaluation: Evaluation, endpoints: EndpointLook
         vhosts = {port: tuple(virtual_host(f"{ns}/{name}/{port}", hostname, (e for r in routes for e in of(r)))
                               for hostname, routes in sorted(per_port.items()))
                   for port, per_port in members[key].items()}
-        gateways.append(gateway_ir(cluster, shape, vhosts))
+        stream_routes = {where: tuple(route for _, route in sorted((e for r in routes for e in of(r)),
+                                                                   key=_by_precedence))
+                         for where, routes in streams[key].items()}
+        gateways.append(gateway_ir(cluster, shape, vhosts, stream_routes))
     return gateways

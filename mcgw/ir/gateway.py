@@ -19,6 +19,8 @@ from mcgw.semantics.gateway.evaluate import GatewayKey
 from mcgw.semantics.gateway.hostnames import owner
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
 
+StreamKey = tuple[Literal["TCP", "UDP"], int]  # a TCP or UDP listener: (protocol, port)
+
 
 class PortShape(NamedTuple):
     port: int
@@ -39,6 +41,11 @@ class GatewayShape(NamedTuple):
     secrets: tuple[ir.SecretIR, ...] = ()
     trusted_cas: tuple[ir.TrustedCaIR, ...] = ()
     client_certificate: str | None = None  # the SecretIR name presented to backends over TLS
+    # (protocol, port) of every usable TCP and UDP listener, sorted: each is one Envoy listener of its own.
+    streams: tuple[StreamKey, ...] = ()
+
+
+STREAM_PROTOCOLS = frozenset({"TCP", "UDP"})
 
 
 def secret_name(namespace: str, name: str) -> str:
@@ -78,8 +85,12 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
     usable = [listener for listener in result.listeners if listener.usable]
     https_per_port = Counter(listener.listener.port for listener in usable if listener.listener.protocol == "HTTPS")
     ns, name = key
+    streams = sorted({(listener.listener.protocol, listener.listener.port) for listener in usable
+                      if listener.listener.protocol in STREAM_PROTOCOLS})
     for listener in usable:
         port = listener.listener.port
+        if listener.listener.protocol in STREAM_PROTOCOLS:
+            continue
         protocols.setdefault(port, listener.listener.protocol)
         chains.setdefault(port, [])
         hostnames.setdefault(port, []).append(listener.listener.hostname)
@@ -102,13 +113,16 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
                         tuple(sorted((_secret(used_key, secrets[used_key]) for used_key in used),
                                      key=lambda secret: secret.name)),
                         tuple(cas[name] for name in sorted(cas)),
-                        secret_name(*result.client_certificate) if result.client_certificate is not None else None)
+                        secret_name(*result.client_certificate) if result.client_certificate is not None else None,
+                        tuple(streams))  # type: ignore[arg-type]
 
 
-def gateway_ir(cluster: str, shape: GatewayShape,
-               virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]]) -> ir.GatewayIR:
+def gateway_ir(cluster: str, shape: GatewayShape, virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]],
+               streams: Mapping[StreamKey, tuple[ir.RouteIR, ...]] | None = None) -> ir.GatewayIR:
     """A Gateway's IR: one HTTP listener per port, with the virtual hosts bound there (by port), and an
-    empty one for each listener hostname of a shared port that has none; and the certificates they name."""
+    empty one for each listener hostname of a shared port that has none; one TCP or UDP listener per such
+    port, with the backends of the first (oldest) route of those bound there (``streams``, by protocol and
+    port; none bound: no backends); and the certificates they name."""
     ns, name = shape.key
     listeners = []
     for p in shape.ports:
@@ -117,8 +131,17 @@ def gateway_ir(cluster: str, shape: GatewayShape,
         listeners.append(ir.HTTPListenerIR(port_name, p.port, p.protocol, vhosts, p.tls,
                                            client_validation=p.client_validation,
                                            route_tables=_route_tables(p.tls, vhosts)))
-    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), secrets=shape.secrets,
-                        trusted_cas=shape.trusted_cas, client_certificate=shape.client_certificate)
+    tcp, udp = [], []
+    for protocol, port in shape.streams:
+        routes = (streams or {}).get((protocol, port), ())
+        backends = routes[0].backends if routes else ()
+        if protocol == "TCP":
+            tcp.append(ir.TCPListenerIR(f"{ns}/{name}/{port}", port, backends))
+        else:
+            udp.append(ir.UDPListenerIR(f"{ns}/{name}/{port}/udp", port, backends))
+    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), tcp=tuple(tcp), udp=tuple(udp),
+                        secrets=shape.secrets, trusted_cas=shape.trusted_cas,
+                        client_certificate=shape.client_certificate)
 
 
 def _route_tables(chains: tuple[ir.TlsChainIR, ...],

@@ -118,7 +118,9 @@ class BackendIR(NamedTuple):
     ``failover`` is set for ServiceImport backends (their localities carry one priority per level).
     ``h2c``: the backend speaks HTTP/2 with prior knowledge (appProtocol ``kubernetes.io/h2c``), else HTTP/1.1.
     ``tls``: the backend is reached over TLS, validated as a BackendTLSPolicy says (never in plaintext).
-    ``grpc``: a GRPCRoute's backend: HTTP/2 (h2c, or ALPN h2 over TLS) and gRPC health checks."""
+    ``grpc``: a GRPCRoute's backend: HTTP/2 (h2c, or ALPN h2 over TLS) and gRPC health checks.
+    ``stream``: a TCPRoute's (``TCP``: TCP connect health checks) or UDPRoute's (``UDP``: no active health
+    checks, Envoy has no UDP health checker) backend: bytes or datagrams, no HTTP."""
 
     name: str
     weight: int
@@ -129,6 +131,7 @@ class BackendIR(NamedTuple):
     h2c: bool = False
     tls: UpstreamTlsIR | None = None
     grpc: bool = False
+    stream: Literal["TCP", "UDP"] | None = None
 
 
 class RouteIR(NamedTuple):
@@ -255,7 +258,7 @@ class TLSPassthroughListenerIR(NamedTuple):
 
 
 class TCPListenerIR(NamedTuple):
-    """Every connection on the port goes to ``backends``, weighted."""
+    """Every connection on the port goes to ``backends``, weighted (the oldest route bound there wins)."""
 
     name: str
     port: int
@@ -263,7 +266,8 @@ class TCPListenerIR(NamedTuple):
 
 
 class UDPListenerIR(NamedTuple):
-    """Every datagram session on the port goes to ``backends``, weighted."""
+    """Every datagram session on the port goes to ``backends``, weighted (the oldest route bound there wins).
+    Named ``<ns>/<gateway>/<port>/udp``: a TCP-family listener may have the same port number."""
 
     name: str
     port: int
@@ -399,7 +403,7 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
         if backend.failover is not None and backend.kind != "ServiceImport":
             problems.append(f"{where}: backend {backend.name!r}: only ServiceImport backends fail over")
     elif (backend.kind != "Invalid" or backend.localities or backend.failover is not None or backend.h2c
-          or backend.tls is not None or backend.grpc):
+          or backend.tls is not None or backend.grpc or backend.stream is not None):
         problems.append(f"{where}: invalid backend {backend.name!r} must be of kind Invalid, without endpoints")
     priorities = sorted({locality.priority for locality in backend.localities})
     if priorities != list(range(len(priorities))):
@@ -409,7 +413,8 @@ def _backend_problems(backend: BackendIR, where: str) -> list[str]:
 
 def _cluster_contents(backend: BackendIR) -> tuple[object, ...]:
     """What a backend's Envoy cluster is made of (its weight belongs to the route)."""
-    return backend.kind, backend.localities, backend.failover, backend.h2c, backend.tls, backend.grpc
+    return (backend.kind, backend.localities, backend.failover, backend.h2c, backend.tls, backend.grpc,
+            backend.stream)
 
 
 def _listener_routes(listener: Listener) -> Iterable[tuple[str, tuple[BackendIR, ...]]]:

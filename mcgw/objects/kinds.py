@@ -35,6 +35,8 @@ from mcgw.objects.model import (
     ServiceAccount,
     ServiceExport,
     ServiceImport,
+    TCPRoute,
+    UDPRoute,
 )
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
@@ -96,6 +98,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("Gateway", Gateway, f"{GATEWAY_GROUP}/v1", "gateways", status="gateway", listed=True, gateway_layer=True),
     Kind("HTTPRoute", HTTPRoute, f"{GATEWAY_GROUP}/v1", "httproutes", status="route", listed=True, route=True),
     Kind("GRPCRoute", GRPCRoute, f"{GATEWAY_GROUP}/v1", "grpcroutes", status="route", listed=True, route=True),
+    Kind("TCPRoute", TCPRoute, f"{GATEWAY_GROUP}/v1", "tcproutes", status="route", listed=True, route=True),
+    Kind("UDPRoute", UDPRoute, f"{GATEWAY_GROUP}/v1", "udproutes", status="route", listed=True, route=True),
     Kind("ReferenceGrant", ReferenceGrant, f"{GATEWAY_GROUP}/v1beta1", "referencegrants", listed=True,
          gateway_layer=True),
     Kind("Namespace", Namespace, "v1", "namespaces", namespaced=False, gateway_layer=True),

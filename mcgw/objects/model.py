@@ -430,6 +430,26 @@ class GRPCRouteSpec(_Spec):
 
 
 @_spec
+class StreamRouteRule(_Spec):
+    """A TCPRoute or UDPRoute rule: backendRefs alone (no matches: every connection or datagram)."""
+
+    name: str | None = None
+    backend_refs: tuple[BackendRef, ...] = ()
+
+
+@_spec
+class StreamRouteSpec(_Spec):
+    """TCPRoute's and UDPRoute's spec: parentRefs and one rule; no hostnames (read as none)."""
+
+    parent_refs: tuple[ParentReference, ...] = ()
+    rules: tuple[StreamRouteRule, ...] = (StreamRouteRule(),)
+
+    @property
+    def hostnames(self) -> tuple[str, ...]:
+        return ()
+
+
+@_spec
 class ReferenceGrantFrom(_Spec):
     group: str
     kind: str
@@ -552,6 +572,18 @@ class HTTPRoute(_Object):
 class GRPCRoute(_Object):
     kind: Literal["GRPCRoute"]
     spec: GRPCRouteSpec = GRPCRouteSpec()
+
+
+@_spec
+class TCPRoute(_Object):
+    kind: Literal["TCPRoute"]
+    spec: StreamRouteSpec = StreamRouteSpec()
+
+
+@_spec
+class UDPRoute(_Object):
+    kind: Literal["UDPRoute"]
+    spec: StreamRouteSpec = StreamRouteSpec()
 
 
 @_spec
@@ -728,7 +760,7 @@ Duration = Annotated[str, Field(pattern=GATEWAY_DURATION_PATTERN)]
 @_spec
 class PolicyTargetRef(_Spec):
     group: Literal["multicluster.x-k8s.io", "gateway.networking.k8s.io"]
-    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute"]
+    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute"]
     name: str = Field(min_length=1, max_length=253)
 
 
@@ -896,9 +928,10 @@ class EnvoyProxy(_Object):
     spec: EnvoyProxySpec = EnvoyProxySpec()
 
 
-AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | ReferenceGrant | Namespace | Secret | Service
-             | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount | ConfigMap
-             | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget | BackendTLSPolicy)
+AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | TCPRoute | UDPRoute | ReferenceGrant | Namespace
+             | Secret | Service | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy
+             | ServiceAccount | ConfigMap | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget
+             | BackendTLSPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 

@@ -38,7 +38,7 @@ from mcgw.ir.backends import Backends
 from mcgw.ir.failover import FailoverContext, build_context
 from mcgw.ir.gateway import GatewayShape, gateway_ir, gateway_shape
 from mcgw.ir.httproute import RankedRoute
-from mcgw.ir.routekinds import ROUTE_BUILDERS
+from mcgw.ir.routekinds import ROUTE_BUILDERS, is_stream_slot, stream_slot
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.kinds import GATEWAY_LAYER_KINDS
 from mcgw.objects.model import (
@@ -427,10 +427,15 @@ class IncrementalTranslation:
             if is_route(route):
                 self._routes[key] = _Route(_placeholder(route), named, ())
             return
-        places = tuple({(binding.gateway, binding.port, hostname): None
-                        for parent in result.parents for binding in parent.bindings if binding.usable
-                        for hostname in binding.hostnames})
-        state = _Route(result, named, places, ROUTE_BUILDERS[key[0]].entries(result, self._backends) if places else ())
+        builder = ROUTE_BUILDERS[key[0]]
+        if builder.listener == "HTTP":
+            places = tuple({(binding.gateway, binding.port, hostname): None
+                            for parent in result.parents for binding in parent.bindings if binding.usable
+                            for hostname in binding.hostnames})
+        else:  # one TCP or UDP listener per port: the route's place there, whatever the hostnames
+            places = tuple({(binding.gateway, binding.port, stream_slot(builder.listener)): None
+                            for parent in result.parents for binding in parent.bindings if binding.usable})
+        state = _Route(result, named, places, builder.entries(result, self._backends) if places else ())
         self._routes[key] = state
         self._results[key] = result
         self._count(result, 1)
@@ -457,14 +462,23 @@ class IncrementalTranslation:
             elif gateway is None:
                 ns, name = key
                 vhosts = {}
+                for port_number in {*(port.port for port in shape.ports), *(port for _, port in shape.streams)}:
+                    by_hostname = self._hostnames.get((key, port_number), {})
+                    for hostname in [h for h, v in by_hostname.items() if not v.members]:
+                        del by_hostname[hostname]
+                        del self._vhosts[(key, port_number, hostname)]
                 for port in shape.ports:
                     port_name = f"{ns}/{name}/{port.port}"
                     by_hostname = self._hostnames.get((key, port.port), {})
-                    for hostname in [h for h, v in by_hostname.items() if not v.members]:
-                        del by_hostname[hostname]
-                        del self._vhosts[(key, port.port, hostname)]
-                    vhosts[port.port] = tuple(by_hostname[h].rebuild(port_name, h) for h in sorted(by_hostname))
-                gateway = self._irs[key] = gateway_ir(self.cluster, shape, vhosts)
+                    vhosts[port.port] = tuple(by_hostname[h].rebuild(port_name, h) for h in sorted(by_hostname)
+                                              if not is_stream_slot(h))
+                streams = {}
+                for protocol, port_number in shape.streams:
+                    group = self._hostnames.get((key, port_number), {}).get(stream_slot(protocol))
+                    if group is not None:
+                        streams[(protocol, port_number)] = group.rebuild(f"{ns}/{name}/{port_number}",
+                                                                         stream_slot(protocol)).routes
+                gateway = self._irs[key] = gateway_ir(self.cluster, shape, vhosts, streams)
                 envoy = self._envoy.get(key)
                 if envoy is None:
                     envoy = self._envoy[key] = GatewayResources()

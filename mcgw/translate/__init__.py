@@ -1,7 +1,8 @@
 """IR → Envoy resources. Pure, and the only place that knows Envoy's API.
 
-HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listeners is refused
-(:func:`mcgw.translate.listeners.refuse_unsupported`) rather than half translated.
+A Gateway with TLS passthrough listeners is refused (:func:`mcgw.translate.listeners.refuse_unsupported`)
+rather than half translated. TCP and UDP listeners get one Envoy listener each (:mod:`.streams`), named
+``<ns>/<gateway>/<port>`` (UDP: ``…/<port>/udp``), and their backends' clusters like HTTP routes'.
 
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
 ``<ns>/<gateway>/<port>``; where HTTPS listeners share the port, one each, named
@@ -33,6 +34,7 @@ from mcgw.translate.routes import (
     virtual_host_fields,
 )
 from mcgw.translate.secrets import delivered, redacted, secret, trusted_ca
+from mcgw.translate.streams import stream_clusters, tcp_listener, udp_listener
 
 __all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
 
@@ -67,6 +69,14 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
             vhosts.append(virtual_host_field(parts))
         tables += [Built(name, payload=route_table(name, fields)) for name, fields in listener_tables(port, vhosts)]
     out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
+    streams: list[ir.TCPListenerIR | ir.UDPListenerIR] = [*gateway.tcp, *gateway.udp]
+    for stream in streams:
+        built = tcp_listener(gateway.address, stream) if isinstance(stream, ir.TCPListenerIR) \
+            else udp_listener(gateway.address, stream)
+        if built is not None:
+            out.append(Built(stream.name, built))
+            for backend in stream_clusters(stream):
+                backends.setdefault(backend.name, backend)
     for name, backend in backends.items():
         out += (Built(name, cluster(backend, gateway.client_certificate)), Built(name, load_assignment(backend)))
     tls_clusters = any(backend.tls is not None for backend in backends.values())

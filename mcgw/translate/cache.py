@@ -33,6 +33,7 @@ from mcgw.translate.routes import (
     virtual_host_fields,
 )
 from mcgw.translate.secrets import delivered, secret, trusted_ca
+from mcgw.translate.streams import stream_clusters, stream_shape, tcp_listener, udp_listener
 from xdsserver import ROUTE, Resource
 
 
@@ -189,13 +190,15 @@ class _VirtualHost:
 
 
 class _Cluster:
-    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "grpc", "h2c", "localities", "tls")
+    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "grpc", "h2c", "localities", "stream",
+                 "tls")
 
     def __init__(self, backend: ir.BackendIR, client_certificate: str | None, previous: _Cluster | None) -> None:
         self.localities = backend.localities
         self.failover = backend.failover
         self.h2c = backend.h2c
         self.grpc = backend.grpc
+        self.stream = backend.stream
         self.tls = backend.tls
         self.client_certificate = client_certificate
         self.cluster: Built = previous.cluster if previous is not None \
@@ -206,7 +209,7 @@ class _Cluster:
     def differs(self, backend: ir.BackendIR, client_certificate: str | None) -> bool:
         """Whether the Envoy cluster (not its endpoints) of ``backend`` is another one than this."""
         return self.failover != backend.failover or self.h2c != backend.h2c or self.tls != backend.tls \
-            or self.grpc != backend.grpc \
+            or self.grpc != backend.grpc or self.stream != backend.stream \
             or (backend.tls is not None and self.client_certificate != client_certificate)
 
 
@@ -248,6 +251,20 @@ class GatewayResources:
             known_listener = self._listeners.get(port.name)
             listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (
                 shape, Built(port.name, listener(gateway.address, port)))
+        streams: list[ir.TCPListenerIR | ir.UDPListenerIR] = [*gateway.tcp, *gateway.udp]
+        for stream in streams:
+            stream_key = stream_shape(gateway.address, stream)
+            known_stream = self._listeners.get(stream.name)
+            if known_stream is not None and known_stream[0] == stream_key:
+                listeners[stream.name] = known_stream
+            else:
+                built = tcp_listener(gateway.address, stream) if isinstance(stream, ir.TCPListenerIR) \
+                    else udp_listener(gateway.address, stream)
+                if built is None:
+                    continue
+                listeners[stream.name] = (stream_key, Built(stream.name, built))
+            for backend in stream_clusters(stream):
+                backends.setdefault(backend.name, backend)
         clusters: dict[str, _Cluster] = {}
         client_certificate = gateway.client_certificate
         tls_clusters = False

@@ -10,7 +10,8 @@ panic routing (a dead priority is never used), a retry budget instead of the cir
 
 An h2c backend's cluster speaks HTTP/2 with prior knowledge (its health checks too); every other one
 HTTP/1.1, Envoy's default, whatever the client spoke. A gRPC backend (a GRPCRoute's) speaks HTTP/2 too,
-offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``.
+offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``. A TCPRoute's
+backend is health-checked by connecting; a UDPRoute's is not checked at all (Envoy has no UDP checker).
 
 A backend with a BackendTLSPolicy gets a TLS transport socket (health checks use it too): SNI, the CA
 bundle inline (CA certificates are public), or the data plane's system trust store, and the SANs the
@@ -112,11 +113,28 @@ def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None, htt
     return {"name": "envoy.transport_sockets.tls", "typed_config": pack(context)}
 
 
+def _stream_checks(fields: dict[str, Any], stream: str) -> None:
+    """A TCPRoute's backend is checked by connecting (``tcp_health_check`` with no payload: a completed
+    handshake is healthy); a UDPRoute's has no active check (Envoy has none for UDP) and no outlier detection
+    (the UDP proxy reports no outcomes): its endpoints' EDS health decides."""
+    checks = fields.get("health_checks")
+    if stream == "TCP":
+        if checks:
+            checks[0].pop("http_health_check", None)
+            checks[0].pop("grpc_health_check", None)
+            checks[0]["tcp_health_check"] = {}
+        return
+    fields.pop("health_checks", None)
+    fields.pop("outlier_detection", None)
+
+
 def cluster(backend: ir.BackendIR, client_certificate: str | None = None) -> cluster_pb2.Cluster:
     """The Envoy cluster of ``backend`` for one Gateway: over TLS, it presents that Gateway's
     ``client_certificate`` (an SDS name), so the same backend may have another cluster for another Gateway."""
     fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c, backend.grpc) \
         if backend.failover is not None else {"connect_timeout": _CONNECT_TIMEOUT}
+    if backend.stream is not None:
+        _stream_checks(fields, backend.stream)
     if backend.h2c or backend.grpc:
         fields["typed_extension_protocol_options"] = _H2C_OPTIONS
     if backend.tls is not None:

@@ -84,13 +84,11 @@ class UnsupportedListenerError(ValueError):
 
 
 def refuse_unsupported(gateway: ir.GatewayIR) -> None:
-    """Refuse TLS passthrough, TCP and UDP listeners: leaving them out would drop traffic silently."""
-    if gateway.tls_passthrough or gateway.tcp or gateway.udp:
-        kinds = [(label, listeners) for label, listeners in (
-            ("TLS passthrough", gateway.tls_passthrough), ("TCP", gateway.tcp), ("UDP", gateway.udp)) if listeners]
-        found = "; ".join(f"{label} {', '.join(item.name for item in listeners)}" for label, listeners in kinds)
-        raise UnsupportedListenerError(f"gateway {gateway.namespace}/{gateway.name}: only HTTP and HTTPS "
-                                       f"listeners are translated to Envoy, not {found}")
+    """Refuse TLS passthrough listeners: leaving them out would drop traffic silently."""
+    if gateway.tls_passthrough:
+        found = ", ".join(item.name for item in gateway.tls_passthrough)
+        raise UnsupportedListenerError(f"gateway {gateway.namespace}/{gateway.name}: only HTTP, HTTPS, TCP and "
+                                       f"UDP listeners are translated to Envoy, not TLS passthrough {found}")
 
 
 def listener(address: str, port: ir.HTTPListenerIR) -> listener_pb2.Listener:

@@ -33,10 +33,11 @@ def _statuses(documents: list[Any]) -> dict[str, Any]:
         "httpRoutes": {f"{ns}/{name}": route_status_dict(result)
                        for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "HTTPRoute"},
     }
-    grpc = {f"{ns}/{name}": route_status_dict(result)
-            for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "GRPCRoute"}
-    if grpc:
-        out["grpcRoutes"] = grpc
+    for kind_name, key in (("GRPCRoute", "grpcRoutes"), ("TCPRoute", "tcpRoutes"), ("UDPRoute", "udpRoutes")):
+        routes = {f"{ns}/{name}": route_status_dict(result)
+                  for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == kind_name}
+        if routes:
+            out[key] = routes
     return out
 
 

@@ -1,6 +1,6 @@
 """Incremental translation gives exactly what a full translation gives, whatever the sequence of changes.
 
-Hypothesis drives a small cluster through random changes to routes, Services, ServiceImports,
+Hypothesis drives a small cluster through random changes to routes (HTTP, gRPC, TCP, UDP), Services, ServiceImports,
 EndpointSlices, Gateways (their listeners, client certificates and frontend validation), GatewayClasses,
 ReferenceGrants, Namespaces, Secrets, BackendTLSPolicies, the ConfigMaps holding their CA bundles (and the
 Gateways' frontend ones), and addresses. After each one, a long-lived ClusterTranslator and a from-scratch
@@ -95,6 +95,13 @@ def gateway(world: World, draw: Draw) -> None:
                               "hostname": draw(st.sampled_from([None, "*.example.com", "x.a.example.com"])),
                               "allowedRoutes": {"namespaces": {"from": "All"}}, "tls": {"certificateRefs": [
                                   {"name": "cert"}]}})
+    # TCP and UDP listeners: a UDP one shares the HTTP port's number, a TCP one on it conflicts.
+    for stream in draw(st.lists(st.sampled_from([
+            {"name": "db", "port": 5432, "protocol": "TCP"}, {"name": "db-80", "port": 80, "protocol": "TCP"},
+            {"name": "dns", "port": 80, "protocol": "UDP", "hostname": "a.example.com"},
+            {"name": "dns-53", "port": 53, "protocol": "UDP"}]),
+            max_size=2, unique_by=str)):
+        listeners.append({**stream, "allowedRoutes": allowed})
     spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),
                             "listeners": listeners}
     # The certificate presented to TLS backends: the listeners' Secret, across namespaces, or not a Secret.
@@ -142,9 +149,10 @@ def secret(world: World, draw: Draw) -> None:
 
 
 def grant(world: World, draw: Draw) -> None:
-    which = draw(st.sampled_from(["team-routes", "apps-routes", "certs", "client-ca"]))
+    which = draw(st.sampled_from(["team-routes", "apps-routes", "certs", "client-ca", "team-tcp"]))
     namespace, from_kind, from_ns, to_kind = {
         "team-routes": ("team", "HTTPRoute", "apps", "Service"),  # routes in apps may use Services in team
+        "team-tcp": ("team", "TCPRoute", "apps", "Service"),
         "apps-routes": ("apps", "HTTPRoute", "team", "Service"),
         "certs": ("certs", "Gateway", "infra", "Secret"),
         "client-ca": ("apps", "Gateway", "infra", "ConfigMap"),
@@ -317,6 +325,28 @@ def grpc_route(world: World, draw: Draw) -> None:
                         "rules": [_grpc_rule(draw, ns) for _ in range(draw(st.integers(1, 2)))]}})
 
 
+def stream_route(world: World, draw: Draw) -> None:
+    """A TCPRoute or UDPRoute (one rule of backendRefs): routes of one kind on one listener, only the oldest
+    served; backends shared with the HTTP routes' Services and ServiceImport, on clusters of their own."""
+    kind = draw(st.sampled_from(["TCPRoute", "UDPRoute"]))
+    ns = draw(st.sampled_from(["apps", "team"]))
+    name = draw(st.sampled_from(["r0", "s1"]))  # r0: the name of an HTTPRoute too
+    if draw(st.integers(0, 4)) == 0:
+        world.delete(kind, ns, name)
+        return
+    parents = draw(st.lists(st.sampled_from([
+        {"name": "public", "namespace": "infra"}, {"name": "public", "namespace": "infra", "sectionName": "db"},
+        {"name": "public", "namespace": "infra", "port": 80}, {"name": "edge", "namespace": "infra"}]),
+        min_size=1, max_size=2, unique_by=str))
+    refs = [{key: value for key, value in ref.items() if key != "filters"}
+            for ref in _rule(draw, ns)["backendRefs"]]
+    world.put({"apiVersion": V1, "kind": kind,
+               "metadata": _meta(name, ns, generation=draw(st.integers(1, 3)),
+                                 creationTimestamp=draw(st.sampled_from(["2026-01-01T00:00:00Z",
+                                                                         "2026-01-02T00:00:00Z"]))),
+               "spec": {"parentRefs": parents, "rules": [{"backendRefs": refs}]}})
+
+
 def addresses(world: World, draw: Draw) -> None:
     world.addresses = draw(st.sampled_from([{}, {GATEWAY: ["198.18.0.10"]}, {GATEWAY: ["198.18.0.11"]}]))
 
@@ -371,7 +401,8 @@ def config_map(world: World, draw: Draw) -> None:
 
 
 CHANGES = [gateway_class, gateway, secret, grant, namespace, service, service_import, endpoint_slice, route, route,
-           route, grpc_route, grpc_route, addresses, bind_addresses, backend_tls_policy, config_map]
+           route, grpc_route, grpc_route, stream_route, stream_route, addresses, bind_addresses, backend_tls_policy,
+           config_map]
 
 
 def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:
@@ -388,7 +419,9 @@ def _world() -> World:
                "spec": {"gatewayClassName": "mcgw", "listeners": [
                    {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}},
                    {"name": "selected", "port": 8080, "protocol": "HTTP", "allowedRoutes": {"namespaces": {
-                       "from": "Selector", "selector": {"matchLabels": {"team": "yes"}}}}}]}})
+                       "from": "Selector", "selector": {"matchLabels": {"team": "yes"}}}}},
+                   {"name": "db", "port": 5432, "protocol": "TCP", "allowedRoutes": {"namespaces": {"from": "All"}}},
+                   {"name": "dns", "port": 80, "protocol": "UDP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
     world.put({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta("team", labels={"team": "yes"})})
     # Service app in apps is reached over TLS, and the Gateways' certificate Secret exists: a Gateway change
     # alone can give its TLS clusters a client certificate.

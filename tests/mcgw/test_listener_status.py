@@ -106,11 +106,21 @@ def test_when_every_listener_is_conflicted_the_gateway_is_not_accepted() -> None
 
 
 def test_a_listener_of_an_unsupported_protocol_claims_no_port() -> None:
-    result = _gateway_result(_gateway([{"name": "tcp", "port": 80, "protocol": "TCP"},
+    result = _gateway_result(_gateway([{"name": "sctp", "port": 80, "protocol": "example.com/sctp"},
                                        {"name": "http", "port": 80, "protocol": "HTTP"}]))
     assert _listener(result, "http")[c.CONFLICTED][0] == "False"
     assert _listener(result, "http")[c.PROGRAMMED][0] == "True"
-    assert _listener(result, "tcp")[c.ACCEPTED][:2] == ("False", c.REASON_UNSUPPORTED_PROTOCOL)
+    assert _listener(result, "sctp")[c.ACCEPTED][:2] == ("False", c.REASON_UNSUPPORTED_PROTOCOL)
+
+
+def test_tcp_conflicts_with_http_on_one_port_and_udp_does_not() -> None:
+    result = _gateway_result(_gateway([{"name": "tcp", "port": 80, "protocol": "TCP"},
+                                       {"name": "http", "port": 80, "protocol": "HTTP"},
+                                       {"name": "udp", "port": 80, "protocol": "UDP"}]))
+    assert _listener(result, "tcp")[c.CONFLICTED][:2] == ("True", c.REASON_PROTOCOL_CONFLICT)
+    assert _listener(result, "http")[c.CONFLICTED][:2] == ("True", c.REASON_PROTOCOL_CONFLICT)
+    assert _listener(result, "udp")[c.CONFLICTED][:2] == ("False", c.REASON_NO_CONFLICTS)
+    assert _listener(result, "udp")[c.PROGRAMMED][0] == "True"
 
 
 @pytest.mark.parametrize(("first", "second", "expected"), [

@@ -107,8 +107,8 @@ def test_bad_field_names_the_object_and_the_field() -> None:
 
 
 def test_unknown_kind_and_non_objects_are_refused_clearly() -> None:
-    with pytest.raises(ManifestError, match="unsupported kind 'TCPRoute'"):
-        parse_object({"kind": "TCPRoute", "metadata": {"name": "x"}}, "f.yaml#2")
+    with pytest.raises(ManifestError, match="unsupported kind 'Ingress'"):
+        parse_object({"kind": "Ingress", "metadata": {"name": "x"}}, "f.yaml#2")
     with pytest.raises(ManifestError, match="expected a Kubernetes object"):
         parse_object(["not", "an", "object"], "f.yaml#3")
 

@@ -80,12 +80,13 @@ def test_the_cache_gives_what_a_translation_from_scratch_gives(case: Path) -> No
 def test_listeners_not_yet_translated_are_refused_not_dropped() -> None:
     gateway = _load(CASES[0])[0]
     backend = ir.BackendIR("service/db/postgres/5432", 1, True, "Service")
-    with_tcp = gateway._replace(tcp=(ir.TCPListenerIR("infra/public/5432", 5432, (backend,)),))
-    ir.validate(with_tcp)
-    with pytest.raises(UnsupportedListenerError, match=r"not TCP infra/public/5432"):
-        translate(with_tcp)
-    with pytest.raises(UnsupportedListenerError, match=r"not TCP infra/public/5432"):
-        GatewayResources().update(with_tcp)
+    route = ir.TLSRouteIR("infra/db", ("db.example.com",), (backend,))
+    with_tls = gateway._replace(tls_passthrough=(ir.TLSPassthroughListenerIR("infra/public/5432", 5432, (route,)),))
+    ir.validate(with_tls)
+    with pytest.raises(UnsupportedListenerError, match=r"not TLS passthrough infra/public/5432"):
+        translate(with_tls)
+    with pytest.raises(UnsupportedListenerError, match=r"not TLS passthrough infra/public/5432"):
+        GatewayResources().update(with_tls)
 
 
 def test_from_data_names_what_is_wrong() -> None:

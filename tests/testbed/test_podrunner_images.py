@@ -100,18 +100,38 @@ def test_table_file(tmp_path: Path) -> None:
     assert container_argv(image, ["python", "-c", "1"], []) == ["/usr/bin/python3", "-c", "1"]
 
 
-def test_coredns_stand_in_ignores_its_arguments_stays_up_and_stops_on_sigterm() -> None:
+def test_coredns_is_a_dns_responder_that_answers_a_queries_over_udp_and_stops_on_sigterm() -> None:
     import signal
+    import socket
+    import struct
     import subprocess
     import time
 
+    from mcgw.support.netutil import free_port
+
     image = find_image(default_table(None, None, None), "registry.k8s.io/coredns/coredns:v1.12.2")
     assert image is not None
-    argv = container_argv(image, [], ["-conf", "/root/Corefile"])  # as the suite's Deployment says
+    port = free_port("127.0.0.1")
+    # As the suite's Deployment says, plus a port a test may bind.
+    argv = container_argv(image, [], ["-conf", "/root/Corefile", "-dns.port", str(port)])
+    assert argv[1].startswith("/opt/coredns/")
+    argv[1] = argv[1].replace("/opt/coredns", image.files["/opt/coredns"], 1)  # run here as the image's file
     process = subprocess.Popen(argv)
+    query = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x03foo\x03bar\x03com\x00" + struct.pack("!HH", 1, 1)
     try:
-        time.sleep(1.5)
-        assert process.poll() is None, "the stand-in must stay up, as a Ready coredns does"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(0.5)
+            answer = b""
+            for _ in range(20):  # until it listens
+                client.sendto(query, ("127.0.0.1", port))
+                try:
+                    answer = client.recv(512)
+                    break
+                except TimeoutError:
+                    time.sleep(0.1)
+        ident, flags, questions, answers, _, _ = struct.unpack_from("!HHHHHH", answer)
+        assert (ident, flags & 0x8000, flags & 0x000F, questions, answers) == (0x1234, 0x8000, 0, 1, 1)
+        assert answer.endswith(socket.inet_aton("127.0.0.1")), "an A record of the client's address"
         process.send_signal(signal.SIGTERM)
         assert process.wait(5) == 0
     finally:

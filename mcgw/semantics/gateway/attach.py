@@ -15,7 +15,7 @@ from mcgw.objects.model import GATEWAY_GROUP, Namespace, ParentReference
 from mcgw.semantics.gateway import conditions as c
 from mcgw.semantics.gateway.hostnames import isolated, route_hostnames_for_listener
 from mcgw.semantics.gateway.limits import route_hostnames_problem
-from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
+from mcgw.semantics.gateway.listeners import HOSTLESS_PROTOCOLS, GatewayResult, ListenerResult
 from mcgw.semantics.gateway.routes import RouteView
 
 _new = tuple.__new__  # skips a named tuple's Python-level constructor
@@ -110,7 +110,8 @@ def attach(route: RouteView, gateways: Mapping[tuple[str, str], GatewayResult],
             if hostnames is not None:
                 port = listener.listener.port
                 others = [other.listener.hostname for other in gateway.listeners
-                          if other is not listener and other.usable and other.listener.port == port]
+                          if other is not listener and other.usable and other.listener.port == port
+                          and other.listener.protocol not in HOSTLESS_PROTOCOLS]
                 served = isolated(hostnames, listener.listener.hostname, others) if others else tuple(hostnames)
                 bindings.append(_new(Binding, (key, listener.listener.name, port, listener.usable, served)))
         if not bindings:

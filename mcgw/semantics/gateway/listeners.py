@@ -37,7 +37,10 @@ from mcgw.semantics.gateway.parameters import Proxies, class_parameters, gateway
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
-SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
+SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "UDP")
+# Protocols that route no hostname: two such listeners on one port are indistinct whatever their hostnames,
+# and their hostnames take none from another listener of the port.
+HOSTLESS_PROTOCOLS = frozenset({"TCP", "UDP"})
 
 
 @dataclass(frozen=True)
@@ -139,11 +142,12 @@ def pem_problem(certificate_b64: str, key_b64: str) -> str | None:
 def _conflicts(listeners: tuple[Listener, ...]) -> dict[str, tuple[str, str]]:
     """Listener name → (reason, message) for every listener that is not distinct. All of them, not the
     later ones only: the spec forbids choosing a winner among indistinct listeners."""
-    by_port: dict[int, list[Listener]] = {}
+    # A UDP listener shares its port number with a TCP-family one (HTTP, HTTPS, TCP): they are other sockets.
+    by_port: dict[tuple[int, bool], list[Listener]] = {}
     for listener in listeners:
-        by_port.setdefault(listener.port, []).append(listener)
+        by_port.setdefault((listener.port, listener.protocol == "UDP"), []).append(listener)
     conflicts: dict[str, tuple[str, str]] = {}
-    for port, group in by_port.items():
+    for (port, _), group in by_port.items():
         if len({listener.protocol for listener in group}) > 1:
             for listener in group:
                 others = ", ".join(f"{other.name} ({other.protocol})" for other in group
@@ -154,7 +158,8 @@ def _conflicts(listeners: tuple[Listener, ...]) -> dict[str, tuple[str, str]]:
             continue
         by_hostname: dict[str | None, list[Listener]] = {}
         for listener in group:
-            by_hostname.setdefault(listener.hostname, []).append(listener)
+            hostname = None if listener.protocol in HOSTLESS_PROTOCOLS else listener.hostname
+            by_hostname.setdefault(hostname, []).append(listener)
         for hostname, same in by_hostname.items():
             if len(same) < 2:
                 continue

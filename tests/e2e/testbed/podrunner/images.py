@@ -20,12 +20,15 @@ ENVOY_REPOSITORIES = ("docker.io/envoyproxy/envoy", "docker.io/envoyproxy/envoy-
 # charts/mcgw's default image is plain ``mcgw`` (docker.io/library/mcgw once normalised).
 MCGW_REPOSITORIES = ("ghcr.io/mcgw-io/mcgw", "mcgw")
 MCGW_IMAGE_BIN = "/opt/mcgw/bin"
-# The conformance suite's base manifests run coredns for its UDPRoute tests, and its set-up waits until
-# every pod of the namespace is Ready. mcgw claims no UDPRoute feature yet, so a stand-in that stays up
-# (and sends nothing anywhere: the real Corefile forwards to public resolvers) is enough; it ignores the
-# coredns arguments and exits on SIGTERM. It runs /bin/sh because the pod mounts its config over /root.
+# The conformance suite's base manifests run coredns for its UDPRoute tests (UDPRouteSimple sends it a DNS
+# query through the Gateway), and its set-up waits until every pod of the namespace is Ready. A DNS
+# responder of the test bed's own stands in (it answers itself and forwards nothing: the real Corefile
+# forwards to public resolvers); it ignores the coredns arguments. It runs on the system Python 3, standard
+# library only, because the pod mounts its config over /root, which hides the venv's interpreter; its
+# script is an image file at /opt/coredns.
 COREDNS_REPOSITORY = "registry.k8s.io/coredns/coredns"
-_STAND_IN = "trap 'exit 0' TERM; while :; do sleep 1; done"
+DNS_RESPONDER = Path(__file__).with_name("dns_responder.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,9 @@ def default_table(envoy: Path | None, mcgw: Path | None, echo_basic: Path | None
         for repository in ENVOY_REPOSITORIES:
             table.append(Image(repository, cmd=("envoy", "-c", "/etc/envoy/envoy.yaml"), binaries=binaries,
                                flags_go_to="envoy"))
-    table.append(Image(COREDNS_REPOSITORY, entrypoint=("/bin/sh", "-c", _STAND_IN, "coredns"),
-                       binaries={"/bin/sh": "/bin/sh"}))
+    # CoreDNS: a DNS responder over UDP (the suite's UDPRoute tests query it through the Gateway).
+    table.append(Image(COREDNS_REPOSITORY, entrypoint=(SYSTEM_PYTHON, f"/opt/coredns/{DNS_RESPONDER.name}"),
+                       files={"/opt/coredns": str(DNS_RESPONDER.parent)}))
     if mcgw is not None and mcgw_source is not None and mcgw_launcher is not None:
         files = {"/opt/mcgw/venv": str(mcgw.parent.parent), "/opt/mcgw/src": str(mcgw_source),
                  "/opt/mcgw/bin": str(mcgw_launcher)}
