@@ -51,6 +51,7 @@ class Backends:
         self._localities: dict[tuple[str, str, int], tuple[ir.LocalityIR, ...]] = {}
         self._keys: dict[tuple[str, str], list[tuple[str, str, str, int | None, int, str | None]]] = {}
         self._grpc: dict[tuple[str, int], tuple[ir.BackendIR, ir.BackendIR]] = {}
+        self._tcp: dict[tuple[str, int], tuple[ir.BackendIR, ir.BackendIR]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what was built for this Service (or ServiceImport): its endpoints may have changed."""
@@ -87,7 +88,7 @@ class Backends:
             ref = resolved.ref
             if resolved.problem is not None:
                 out.append(_new(ir.BackendIR, (f"{route[1]}/{route[2]}/rule/{index}/invalid-backend/{j}", ref.weight,
-                                               False, "Invalid", (), None, False, None, False)))
+                                               False, "Invalid", (), None, False, None, False, False)))
             elif ref.kind == "Service":
                 key = (resolved.namespace, ref.name, "Service", ref.port, ref.weight, None)
                 out.append(known.get(key) or self._add(key, None))
@@ -106,6 +107,20 @@ class Backends:
             return cached[1]
         derived = backend._replace(name=f"{backend.name}/grpc", grpc=True)
         self._grpc[key] = (backend, derived)
+        return derived
+
+    def as_tcp(self, backend: ir.BackendIR) -> ir.BackendIR:
+        """``backend`` as a connection-level route's (TLSRoute): a cluster of its own that forwards bytes, with
+        TCP connect health checks and no HTTP or upstream TLS options (a passed-through connection already
+        carries the client's TLS). Shared while ``backend`` itself is (it is built again after :meth:`forget`)."""
+        if not backend.valid:
+            return backend
+        key = (backend.name, backend.weight)
+        cached = self._tcp.get(key)
+        if cached is not None and cached[0] is backend:
+            return cached[1]
+        derived = backend._replace(name=f"{backend.name}/tcp", h2c=False, tls=None, grpc=False, tcp=True)
+        self._tcp[key] = (backend, derived)
         return derived
 
     def _add(self, key: tuple[str, str, str, int | None, int, str | None], route: RouteKey | None) -> ir.BackendIR:

@@ -123,7 +123,7 @@ def rule_mirrors(result: RouteResult, index: int,
     route = result.route
     key = (route.kind, route.metadata.namespace, route.metadata.name)
     # The resolved mirrors are the rule's RequestMirror filters, in order (semantics' resolve_mirrors).
-    filters = [f.request_mirror for f in route.spec.rules[index].filters
+    filters = [f.request_mirror for f in getattr(route.spec.rules[index], "filters", ())
                if f.type == "RequestMirror" and f.request_mirror is not None]
     kept = [(m, _share(f)) for m, f in zip(mirrors[index], filters, strict=True) if m.problem is None]
     shares = tuple([share for _, share in kept])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from mcgw.ir import grpcroute, httproute
+from mcgw.ir import grpcroute, httproute, tlsroute
 from mcgw.ir.backends import Backends
 from mcgw.ir.httproute import RankedRoute
 from mcgw.semantics.gateway.evaluate import RouteResult
@@ -23,4 +23,5 @@ class RouteBuilder(NamedTuple):
 ROUTE_BUILDERS: Mapping[str, RouteBuilder] = {
     "HTTPRoute": RouteBuilder(httproute.route_entries, httproute.refresh_backends),
     "GRPCRoute": RouteBuilder(grpcroute.route_entries, grpcroute.refresh_backends),
+    "TLSRoute": RouteBuilder(tlsroute.route_entries, tlsroute.refresh_backends),
 }

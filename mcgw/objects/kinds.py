@@ -35,6 +35,7 @@ from mcgw.objects.model import (
     ServiceAccount,
     ServiceExport,
     ServiceImport,
+    TLSRoute,
 )
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
@@ -96,6 +97,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("Gateway", Gateway, f"{GATEWAY_GROUP}/v1", "gateways", status="gateway", listed=True, gateway_layer=True),
     Kind("HTTPRoute", HTTPRoute, f"{GATEWAY_GROUP}/v1", "httproutes", status="route", listed=True, route=True),
     Kind("GRPCRoute", GRPCRoute, f"{GATEWAY_GROUP}/v1", "grpcroutes", status="route", listed=True, route=True),
+    Kind("TLSRoute", TLSRoute, f"{GATEWAY_GROUP}/v1", "tlsroutes", status="route", listed=True, route=True),
     Kind("ReferenceGrant", ReferenceGrant, f"{GATEWAY_GROUP}/v1beta1", "referencegrants", listed=True,
          gateway_layer=True),
     Kind("Namespace", Namespace, "v1", "namespaces", namespaced=False, gateway_layer=True),

@@ -430,6 +430,21 @@ class GRPCRouteSpec(_Spec):
 
 
 @_spec
+class TLSRouteRule(_Spec):
+    """A TLSRoute rule: only backendRefs (the CRD allows one rule); they have no filters."""
+
+    name: str | None = None
+    backend_refs: tuple[BackendRef, ...] = ()
+
+
+@_spec
+class TLSRouteSpec(_Spec):
+    parent_refs: tuple[ParentReference, ...] = ()
+    hostnames: tuple[str, ...] = ()  # SNI names; the CRD requires at least one
+    rules: tuple[TLSRouteRule, ...] = (TLSRouteRule(),)
+
+
+@_spec
 class ReferenceGrantFrom(_Spec):
     group: str
     kind: str
@@ -552,6 +567,12 @@ class HTTPRoute(_Object):
 class GRPCRoute(_Object):
     kind: Literal["GRPCRoute"]
     spec: GRPCRouteSpec = GRPCRouteSpec()
+
+
+@_spec
+class TLSRoute(_Object):
+    kind: Literal["TLSRoute"]
+    spec: TLSRouteSpec = TLSRouteSpec()
 
 
 @_spec
@@ -728,7 +749,7 @@ Duration = Annotated[str, Field(pattern=GATEWAY_DURATION_PATTERN)]
 @_spec
 class PolicyTargetRef(_Spec):
     group: Literal["multicluster.x-k8s.io", "gateway.networking.k8s.io"]
-    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute"]
+    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute", "TLSRoute"]
     name: str = Field(min_length=1, max_length=253)
 
 
@@ -896,9 +917,9 @@ class EnvoyProxy(_Object):
     spec: EnvoyProxySpec = EnvoyProxySpec()
 
 
-AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | ReferenceGrant | Namespace | Secret | Service
-             | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount | ConfigMap
-             | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget | BackendTLSPolicy)
+AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | TLSRoute | ReferenceGrant | Namespace | Secret
+             | Service | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy | ServiceAccount
+             | ConfigMap | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget | BackendTLSPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))
 

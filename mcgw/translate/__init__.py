@@ -1,7 +1,8 @@
 """IR → Envoy resources. Pure, and the only place that knows Envoy's API.
 
-HTTP listeners only, for now: a Gateway with TLS passthrough, TCP or UDP listeners is refused
-(:func:`mcgw.translate.listeners.refuse_unsupported`) rather than half translated.
+HTTP and TLS listeners only, for now: a Gateway with TCP or UDP listeners is refused
+(:func:`mcgw.translate.listeners.refuse_unsupported`) rather than half translated. A TLS port (passthrough,
+terminate, or both) is one Listener with a filter chain per route, chosen by SNI (:mod:`.tls`).
 
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
 ``<ns>/<gateway>/<port>``; where HTTPS listeners share the port, one each, named
@@ -33,6 +34,7 @@ from mcgw.translate.routes import (
     virtual_host_fields,
 )
 from mcgw.translate.secrets import delivered, redacted, secret, trusted_ca
+from mcgw.translate.tls import tls_backends, tls_listener, tls_ports
 
 __all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
 
@@ -67,6 +69,11 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
             vhosts.append(virtual_host_field(parts))
         tables += [Built(name, payload=route_table(name, fields)) for name, fields in listener_tables(port, vhosts)]
     out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
+    for number, (passthrough, terminate) in tls_ports(gateway).items():
+        built = tls_listener(gateway, number, passthrough, terminate)
+        out.append(Built(built.name, built))
+    for name, backend in tls_backends(gateway).items():
+        backends.setdefault(name, backend)
     for name, backend in backends.items():
         out += (Built(name, cluster(backend, gateway.client_certificate)), Built(name, load_assignment(backend)))
     tls_clusters = any(backend.tls is not None for backend in backends.values())

@@ -33,6 +33,7 @@ from mcgw.translate.routes import (
     virtual_host_fields,
 )
 from mcgw.translate.secrets import delivered, secret, trusted_ca
+from mcgw.translate.tls import tls_backends, tls_listener, tls_ports
 from xdsserver import ROUTE, Resource
 
 
@@ -189,13 +190,14 @@ class _VirtualHost:
 
 
 class _Cluster:
-    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "grpc", "h2c", "localities", "tls")
+    __slots__ = ("client_certificate", "cluster", "endpoints", "failover", "grpc", "h2c", "localities", "tcp", "tls")
 
     def __init__(self, backend: ir.BackendIR, client_certificate: str | None, previous: _Cluster | None) -> None:
         self.localities = backend.localities
         self.failover = backend.failover
         self.h2c = backend.h2c
         self.grpc = backend.grpc
+        self.tcp = backend.tcp
         self.tls = backend.tls
         self.client_certificate = client_certificate
         self.cluster: Built = previous.cluster if previous is not None \
@@ -206,7 +208,7 @@ class _Cluster:
     def differs(self, backend: ir.BackendIR, client_certificate: str | None) -> bool:
         """Whether the Envoy cluster (not its endpoints) of ``backend`` is another one than this."""
         return self.failover != backend.failover or self.h2c != backend.h2c or self.tls != backend.tls \
-            or self.grpc != backend.grpc \
+            or self.grpc != backend.grpc or self.tcp != backend.tcp \
             or (backend.tls is not None and self.client_certificate != client_certificate)
 
 
@@ -248,6 +250,14 @@ class GatewayResources:
             known_listener = self._listeners.get(port.name)
             listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (
                 shape, Built(port.name, listener(gateway.address, port)))
+        for number, (passthrough, terminate) in tls_ports(gateway).items():
+            name = f"{gateway.namespace}/{gateway.name}/{number}"
+            tls_shape = (gateway.address, passthrough, terminate)
+            known_listener = self._listeners.get(name)
+            listeners[name] = known_listener if known_listener is not None and known_listener[0] == tls_shape else (
+                tls_shape, Built(name, tls_listener(gateway, number, passthrough, terminate)))
+        for name, backend in tls_backends(gateway).items():
+            backends.setdefault(name, backend)
         clusters: dict[str, _Cluster] = {}
         client_certificate = gateway.client_certificate
         tls_clusters = False

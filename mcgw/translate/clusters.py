@@ -10,7 +10,8 @@ panic routing (a dead priority is never used), a retry budget instead of the cir
 
 An h2c backend's cluster speaks HTTP/2 with prior knowledge (its health checks too); every other one
 HTTP/1.1, Envoy's default, whatever the client spoke. A gRPC backend (a GRPCRoute's) speaks HTTP/2 too,
-offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``.
+offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``. A TCP backend (a
+TLSRoute's) forwards bytes and is health-checked by TCP connect.
 
 A backend with a BackendTLSPolicy gets a TLS transport socket (health checks use it too): SNI, the CA
 bundle inline (CA certificates are public), or the data plane's system trust store, and the SANs the
@@ -55,7 +56,7 @@ _H2C_OPTIONS = {_HTTP_PROTOCOL_OPTIONS: pack(http_protocol_options_pb2.HttpProto
     explicit_http_config={"http2_protocol_options": {}}))}
 
 
-def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool) -> dict[str, Any]:
+def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool, tcp: bool = False) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "connect_timeout": _FAILOVER_CONNECT_TIMEOUT,
         # Panic 0: a dead priority is never used. Merge window 0: a health change (check, ejection) reaches
@@ -71,7 +72,9 @@ def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool) -> dict[str
             "unhealthy_threshold": {"value": check.unhealthy_threshold},
             "healthy_threshold": {"value": check.healthy_threshold},
         }]
-        if grpc:  # the server's overall health (service ""), as grpc.health.v1 defines it
+        if tcp:  # a connection-level backend: healthy while it accepts connections
+            fields["health_checks"][0]["tcp_health_check"] = {}
+        elif grpc:  # the server's overall health (service ""), as grpc.health.v1 defines it
             fields["health_checks"][0]["grpc_health_check"] = {}
         else:  # an h2c backend may refuse HTTP/1.1, probes included
             fields["health_checks"][0]["http_health_check"] = {
@@ -115,7 +118,7 @@ def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None, htt
 def cluster(backend: ir.BackendIR, client_certificate: str | None = None) -> cluster_pb2.Cluster:
     """The Envoy cluster of ``backend`` for one Gateway: over TLS, it presents that Gateway's
     ``client_certificate`` (an SDS name), so the same backend may have another cluster for another Gateway."""
-    fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c, backend.grpc) \
+    fields: dict[str, Any] = _failover_fields(backend.failover, backend.h2c, backend.grpc, backend.tcp) \
         if backend.failover is not None else {"connect_timeout": _CONNECT_TIMEOUT}
     if backend.h2c or backend.grpc:
         fields["typed_extension_protocol_options"] = _H2C_OPTIONS

@@ -84,12 +84,11 @@ class UnsupportedListenerError(ValueError):
 
 
 def refuse_unsupported(gateway: ir.GatewayIR) -> None:
-    """Refuse TLS passthrough, TCP and UDP listeners: leaving them out would drop traffic silently."""
-    if gateway.tls_passthrough or gateway.tcp or gateway.udp:
-        kinds = [(label, listeners) for label, listeners in (
-            ("TLS passthrough", gateway.tls_passthrough), ("TCP", gateway.tcp), ("UDP", gateway.udp)) if listeners]
+    """Refuse TCP and UDP listeners: leaving them out would drop traffic silently."""
+    if gateway.tcp or gateway.udp:
+        kinds = [(label, listeners) for label, listeners in (("TCP", gateway.tcp), ("UDP", gateway.udp)) if listeners]
         found = "; ".join(f"{label} {', '.join(item.name for item in listeners)}" for label, listeners in kinds)
-        raise UnsupportedListenerError(f"gateway {gateway.namespace}/{gateway.name}: only HTTP and HTTPS "
+        raise UnsupportedListenerError(f"gateway {gateway.namespace}/{gateway.name}: only HTTP, HTTPS and TLS "
                                        f"listeners are translated to Envoy, not {found}")
 
 

@@ -20,6 +20,7 @@ def delivered(gateway: ir.GatewayIR, tls_clusters: bool) -> tuple[ir.SecretIR, .
     if gateway.client_certificate is None or tls_clusters:
         return gateway.secrets
     named = {name for port in gateway.http for chain in port.tls for name in chain.certificates}
+    named |= {name for port in gateway.tls_terminate for route in port.routes for name in route.certificates}
     return tuple(item for item in gateway.secrets if item.name in named)
 
 

@@ -160,7 +160,7 @@ async def test_status_document_lists_gateway_api_and_mcs_objects_with_computed_s
 
     listed = east["objects"]
     assert sorted(listed) == ["BackendTLSPolicy", "GRPCRoute", "Gateway", "GatewayClass", "HTTPRoute", "ReferenceGrant",
-                              "ServiceExport", "ServiceImport"]  # no Secrets, Services, EndpointSlices or Namespaces
+                              "ServiceExport", "ServiceImport", "TLSRoute"]  # no Secrets, Services, EndpointSlices or Namespaces
     gateway = listed["Gateway"]["infra/public"]["status"]
     assert gateway["addresses"] == [{"type": "IPAddress", "value": "198.18.1.1"}]
     assert {c["type"]: c["status"] for c in gateway["conditions"]} == {"Accepted": "True", "Programmed": "True",

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeGuard
 
-from mcgw.objects.model import GATEWAY_GROUP, GRPCRoute, HTTPRoute
-from mcgw.semantics.gateway import grpcroute, httproute
+from mcgw.objects.model import GATEWAY_GROUP, GRPCRoute, HTTPRoute, TLSRoute
+from mcgw.semantics.gateway import grpcroute, httproute, tlsroute
 from mcgw.semantics.gateway.routes import RuleCheck
 
 # Every route model mcgw serves: a route result holds one of these.
-AnyRoute = HTTPRoute | GRPCRoute
+AnyRoute = HTTPRoute | GRPCRoute | TLSRoute
 
 
 class RouteKind(NamedTuple):
@@ -30,6 +30,7 @@ ROUTE_KINDS: Mapping[str, RouteKind] = {
                            frozenset({"HTTP", "HTTPS"})),
     "GRPCRoute": RouteKind("GRPCRoute", GRPCRoute, grpcroute.check_rules, httproute.named_backends,
                            frozenset({"HTTP", "HTTPS"})),
+    "TLSRoute": RouteKind("TLSRoute", TLSRoute, tlsroute.check_rules, tlsroute.named_backends, frozenset({"TLS"})),
 }
 ROUTE_MODELS: tuple[type, ...] = tuple(kind.model for kind in ROUTE_KINDS.values())
 
