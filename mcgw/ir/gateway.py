@@ -125,8 +125,9 @@ def gateway_ir(cluster: str, shape: GatewayShape,
             through, terminated = _tls_routes(p.tls, virtual_hosts.get(p.port, ()))
             if through:
                 passthrough.append(ir.TLSPassthroughListenerIR(f"{port_name}/passthrough", p.port, through))
-            if terminated:
-                terminate.append(ir.TLSTerminateListenerIR(f"{port_name}/terminate", p.port, terminated))
+            certificates = tuple(dict.fromkeys(name for chain in p.tls for name in chain.certificates))
+            if certificates:
+                terminate.append(ir.TLSTerminateListenerIR(f"{port_name}/terminate", p.port, certificates, terminated))
             continue
         vhosts = _with_listener_hostnames(port_name, virtual_hosts.get(p.port, ()), p.listener_hostnames)
         listeners.append(ir.HTTPListenerIR(port_name, p.port, p.protocol, vhosts,

@@ -268,11 +268,13 @@ class TLSTerminateRouteIR(NamedTuple):
 
 
 class TLSTerminateListenerIR(NamedTuple):
-    """The TLS listeners of one port with ``tls.mode: Terminate``. A port may have a passthrough listener
+    """The TLS listeners of one port with ``tls.mode: Terminate``: every certificate they have (SecretIR
+    names; each route names those of its listener) and their routes. A port may have a passthrough listener
     too (mixed modes): both become one Envoy listener, its filter chains chosen by SNI."""
 
     name: str
     port: int
+    certificates: tuple[str, ...]
     routes: tuple[TLSTerminateRouteIR, ...]
 
 
@@ -519,7 +521,7 @@ def _secret_problems(gateway: GatewayIR) -> list[str]:
     problems += [f"secret {secret.name}: no certificate chain or no private key" for secret in gateway.secrets
                  if not secret.certificate_chain or not secret.private_key]
     named = {name for listener in gateway.http for chain in listener.tls for name in chain.certificates}
-    named |= {name for listener in gateway.tls_terminate for route in listener.routes for name in route.certificates}
+    named |= {name for listener in gateway.tls_terminate for name in listener.certificates}
     problems += [f"certificate {name} named by a TLS chain but not among the secrets"
                  for name in sorted(named - set(names))]
     if gateway.client_certificate is not None:
@@ -552,6 +554,8 @@ def _passthrough_problems(listener: TLSPassthroughListenerIR | TLSTerminateListe
     if isinstance(listener, TLSTerminateListenerIR):
         problems += [f"listener {listener.name}: route {route.name} terminates TLS without certificates"
                      for route in listener.routes if not route.certificates]
+        problems += [f"listener {listener.name}: route {route.name} names certificate {name}, not the listener's"
+                     for route in listener.routes for name in route.certificates if name not in listener.certificates]
     return problems
 
 

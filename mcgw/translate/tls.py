@@ -64,8 +64,9 @@ def _chain(route: ir.TLSRouteIR | ir.TLSTerminateRouteIR) -> dict[str, object]:
 def tls_ports(gateway: ir.GatewayIR) -> dict[int, tuple[ir.TLSPassthroughListenerIR | None,
                                                          ir.TLSTerminateListenerIR | None]]:
     """The Gateway's TLS ports in port order, each with its passthrough and its terminate listener (or None)."""
-    passthrough = {item.port: item for item in gateway.tls_passthrough}
-    terminate = {item.port: item for item in gateway.tls_terminate}
+    passthrough = {item.port: item for item in gateway.tls_passthrough if item.routes}
+    terminate = {item.port: item for item in gateway.tls_terminate if item.routes}
+    # A port without routes has no Envoy listener: connections to it are refused.
     return {port: (passthrough.get(port), terminate.get(port)) for port in sorted({*passthrough, *terminate})}
 
 

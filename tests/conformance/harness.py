@@ -54,7 +54,7 @@ PROFILE_CORE_FEATURES: dict[str, tuple[str, ...]] = {
     "GATEWAY-TLS": ("Gateway", "ReferenceGrant", "TLSRoute"),
 }
 # What `make conformance` runs: every profile whose core tests all pass.
-DEFAULT_PROFILES = "GATEWAY-HTTP,GATEWAY-GRPC"
+DEFAULT_PROFILES = "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS"
 _CORE = {f for features in PROFILE_CORE_FEATURES.values() for f in features}
 EXTENDED_FEATURES: tuple[str, ...] = tuple(f for f in SUPPORTED_FEATURES if f not in _CORE)
 

@@ -159,8 +159,9 @@ async def test_status_document_lists_gateway_api_and_mcs_objects_with_computed_s
     assert east["since"].endswith("Z")
 
     listed = east["objects"]
+    # No Secrets, Services, EndpointSlices or Namespaces.
     assert sorted(listed) == ["BackendTLSPolicy", "GRPCRoute", "Gateway", "GatewayClass", "HTTPRoute", "ReferenceGrant",
-                              "ServiceExport", "ServiceImport", "TLSRoute"]  # no Secrets, Services, EndpointSlices or Namespaces
+                              "ServiceExport", "ServiceImport", "TLSRoute"]
     gateway = listed["Gateway"]["infra/public"]["status"]
     assert gateway["addresses"] == [{"type": "IPAddress", "value": "198.18.1.1"}]
     assert {c["type"]: c["status"] for c in gateway["conditions"]} == {"Accepted": "True", "Programmed": "True",

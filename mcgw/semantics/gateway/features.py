@@ -8,11 +8,12 @@ the conformance run, never before. Sorted by name, as the API requires.
 from __future__ import annotations
 
 SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
-    # The GATEWAY-HTTP and GATEWAY-GRPC profiles' core features.
+    # The GATEWAY-HTTP, GATEWAY-GRPC and GATEWAY-TLS profiles' core features.
     "Gateway",
     "GRPCRoute",
     "HTTPRoute",
     "ReferenceGrant",
+    "TLSRoute",
     # Extended features whose every test passed in the conformance run at suite v1.6.3
     # (conformance/reports/); the ones still missing are listed in conformance/README.md.
     "BackendTLSPolicy",
@@ -50,4 +51,6 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
+    "TLSRouteModeMixed",
+    "TLSRouteModeTerminate",
 )))
