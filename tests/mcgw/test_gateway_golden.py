@@ -37,6 +37,10 @@ def _statuses(documents: list[Any]) -> dict[str, Any]:
             for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "GRPCRoute"}
     if grpc:
         out["grpcRoutes"] = grpc
+    tls = {f"{ns}/{name}": route_status_dict(result)
+           for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "TLSRoute"}
+    if tls:
+        out["tlsRoutes"] = tls
     return out
 
 
