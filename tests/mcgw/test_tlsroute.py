@@ -119,7 +119,8 @@ def test_terminate_completes_the_handshake_with_the_listener_certificate_by_sds(
 
 def test_a_terminate_listener_without_routes_sends_no_private_key() -> None:
     output = _translate(_parse([*_gateway(TERMINATE, PASSTHROUGH | {"port": 8443})]))
-    assert _messages(output, "Listener") == [] and _messages(output, "Secret") == []
+    assert _messages(output, "Listener") == []
+    assert _messages(output, "Secret") == []
 
 
 def test_both_modes_share_a_port_chosen_by_sni() -> None:
@@ -136,7 +137,8 @@ def test_both_modes_share_a_port_chosen_by_sni() -> None:
 
 def test_the_oldest_route_takes_a_name_two_routes_claim() -> None:
     objects = _parse([*_gateway(PASSTHROUGH), *_service("old"), *_service("new", address="198.18.1.11"),
-                      _route("new", ["db.example.com"], [{"name": "new", "port": 8443}], created="2026-02-01T00:00:00Z"),
+                      _route("new", ["db.example.com"], [{"name": "new", "port": 8443}],
+                             created="2026-02-01T00:00:00Z"),
                       _route("old", ["db.example.com"], [{"name": "old", "port": 8443}])])
     output = _translate(objects)
     assert _proxy(_chains(output)[("db.example.com",)])["cluster"] == "service/infra/old/8443/tcp"
@@ -183,7 +185,8 @@ def test_a_service_import_backend_fails_over_by_priority_with_tcp_connect_checks
     (cluster,) = [c for c in _messages(output, "Cluster") if c["name"].endswith("/tcp")]
     assert cluster["name"] == "serviceimport/shop/cart/80/tcp"
     (check,) = cluster["healthChecks"]
-    assert "tcpHealthCheck" in check and "httpHealthCheck" not in check
+    assert "tcpHealthCheck" in check
+    assert "httpHealthCheck" not in check
     assert cluster["commonLbConfig"]["healthyPanicThreshold"] == {}
     assert "typedExtensionProtocolOptions" not in cluster  # bytes, not HTTP
     (assignment,) = [a for a in _messages(output, "ClusterLoadAssignment") if a["clusterName"] == cluster["name"]]
