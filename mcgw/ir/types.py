@@ -578,7 +578,9 @@ def validate(gateway: GatewayIR) -> None:
     """Check the invariants the translator relies on; :class:`InvalidIRError` lists every one broken.
 
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
-    (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
+    (a UDP listener may share its number; TLS passthrough and terminate listeners of one port count as one,
+    every SNI name there choosing one route of either, and a terminate route naming only its listener's
+    certificates); an HTTP listener has TLS chains exactly when it is HTTPS,
     each with certificates and no SNI name choosing two of them, and per-listener route tables (if any) one
     per chain, named by it, none serving a hostname another serves or that it answers 421 for; the
     Gateway's secrets are exactly the certificates its chains and its client certificate name, sorted,
