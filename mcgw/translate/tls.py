@@ -9,8 +9,8 @@ terminate chain completes the handshake with its listener's certificates (by SDS
 then forwards the decrypted bytes. Both reach their backends through ``tcp_proxy``, weighted; a backend
 that did not resolve keeps its share under a cluster name that no cluster has, so its share of
 connections is closed, as the spec wants for a backend that cannot be reached. With a ServiceImport
-backend, a failed connect is tried again (``max_connect_attempts``) on the next healthy host, which is
-the next priority's once the local cluster's hosts are down.
+backend, a failed connect is tried again (``max_connect_attempts``, after a short backoff) on the next
+healthy host, which is the next priority's once the local cluster's hosts are down.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from mcgw.translate.listeners import ADS, pack
 
 _TLS_INSPECTOR = {"name": "envoy.filters.listener.tls_inspector",
                   "typed_config": pack(tls_inspector_pb2.TlsInspector())}
+
+
+_CONNECT_BACKOFF = {"base_interval": {"nanos": 25_000_000}, "max_interval": {"nanos": 250_000_000}}
 
 
 def _no_backend(route_name: str) -> str:
@@ -44,6 +47,9 @@ def _tcp_proxy(route_name: str, backends: tuple[ir.BackendIR, ...]) -> dict[str,
     retry = next((b.failover.retry for b in shares if b.valid and b.failover is not None and b.failover.retry), None)
     if retry is not None:
         fields["max_connect_attempts"] = {"value": retry.attempts + 1}
+        # Without a pause, every attempt can reach the refusing host again before its ejection (decided on
+        # Envoy's main thread) reaches the worker that retries.
+        fields["backoff_options"] = _CONNECT_BACKOFF
     proxy = tcp_proxy_pb2.TcpProxy(**fields)
     return {"name": "envoy.filters.network.tcp_proxy", "typed_config": pack(proxy)}
 

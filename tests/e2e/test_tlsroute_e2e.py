@@ -180,16 +180,21 @@ async def test_tls_passthrough_by_sni_shows_the_backend_certificate_and_fails_ov
 
         connections = asyncio.create_task(load())
         await asyncio.sleep(1.0)
-        await backends["db-east"].stop()  # east's backend goes away: its port refuses connections
+        # East's backend goes away: its port refuses connections. The one connection under way at that moment
+        # may already have reached it (its bytes are the client's own handshake), and is lost with it.
+        in_flight = len(answers)
+        await backends["db-east"].stop()
         stopped_at = len(answers)
         deadline = time.monotonic() + 30
-        while answers[-20:] != [("db-west", backends["db-west"].der)] * 20:
+        while len(answers) < stopped_at + 100 or answers[-20:] != [("db-west", backends["db-west"].der)] * 20:
             assert time.monotonic() < deadline, f"connections never moved to west; last {answers[-3:]}"
             await asyncio.sleep(0.1)
         stop.set()
         await connections
-        failed = [a for a in answers if isinstance(a, str)]
+        lost = [in_flight] if isinstance(answers[in_flight], str) else []  # the listening socket closes at once
+        failed = [(i, a) for i, a in enumerate(answers) if isinstance(a, str) and i not in lost]
         print(f"\n{len(answers)} connections, {len(answers) - stopped_at} after east's db stopped, "
-              f"{len(failed)} failed")
+              f"{len(failed)} failed, {len(lost)} lost (under way when it stopped)")
         assert failed == [], f"connections failed while failing over: {failed[:5]}"
+        assert {a[0] for a in answers[:stopped_at] if isinstance(a, tuple)} == {"db-east"}  # east first
         assert {a[0] for a in answers if isinstance(a, tuple)} <= {"db-east", "db-west"}

@@ -193,7 +193,10 @@ def test_a_service_import_backend_fails_over_by_priority_with_tcp_connect_checks
     assert {loc["locality"]["subZone"]: loc.get("priority", 0) for loc in assignment["endpoints"]} == \
         {"east": 0, "west": 1, "central": 2}
     # A refused connect is tried again, on the next healthy host: the next priority's once east's are down.
-    assert _proxy(next(iter(_chains(output).values())))["maxConnectAttempts"] == 4
+    proxy = _proxy(next(iter(_chains(output).values())))
+    assert proxy["maxConnectAttempts"] == 4
+    # Paced, so that the refusing host's ejection reaches the retrying worker before the next attempt.
+    assert proxy["backoffOptions"] == {"baseInterval": "0.025s", "maxInterval": "0.250s"}
 
 
 def test_a_failover_policy_can_target_a_tls_route() -> None:
