@@ -111,20 +111,26 @@ class Backends:
         self._grpc[key] = (backend, derived)
         return derived
 
-    def as_stream(self, backend: ir.BackendIR, protocol: Literal["TCP", "UDP"]) -> ir.BackendIR:
-        """``backend`` as a TCPRoute's or UDPRoute's: a cluster of its own (``…/tcp``, ``…/udp``) whose health
-        checks connect rather than speak HTTP (UDP: none), and no HTTP protocol options. A backend that a
-        BackendTLSPolicy says to reach over TLS is unusable over UDP (there is no TLS for datagrams here), never
-        sent datagrams in plaintext. Shared while ``backend`` itself is."""
+    def as_stream(self, backend: ir.BackendIR, protocol: Literal["TCP", "UDP"],
+                  originate_tls: bool = True) -> ir.BackendIR:
+        """``backend`` as a TCPRoute's, TLSRoute's or UDPRoute's: a cluster of its own (``…/tcp``, ``…/udp``)
+        whose health checks connect rather than speak HTTP (UDP: none), and no HTTP protocol options. A backend
+        that a BackendTLSPolicy says to reach over TLS is unusable over UDP (there is no TLS for datagrams
+        here), never sent datagrams in plaintext. ``originate_tls`` False (a TLSRoute: the connection already
+        carries TLS) drops the policy's upstream TLS, in a cluster named apart (``…/tcp/no-tls``) so a TCPRoute
+        to the same port keeps it. Shared while ``backend`` itself is."""
         if not backend.valid:
             return backend
         if protocol == "UDP" and backend.tls is not None:
             return ir.BackendIR(f"{backend.name}/udp/tls-not-possible", backend.weight, False, "Invalid")
-        key = (backend.name, backend.weight, protocol)
+        dropped = not originate_tls and backend.tls is not None
+        key = (backend.name, backend.weight, protocol + ("/no-tls" if dropped else ""))
         cached = self._streams.get(key)
         if cached is not None and cached[0] is backend:
             return cached[1]
-        derived = backend._replace(name=f"{backend.name}/{protocol.lower()}", h2c=False, stream=protocol)
+        name = f"{backend.name}/{protocol.lower()}" + ("/no-tls" if dropped else "")
+        derived = backend._replace(name=name, h2c=False, grpc=False, stream=protocol,
+                                   tls=None if dropped else backend.tls)
         self._streams[key] = (backend, derived)
         return derived
 

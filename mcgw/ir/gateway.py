@@ -23,8 +23,11 @@ StreamKey = tuple[Literal["TCP", "UDP"], int]  # a TCP or UDP listener: (protoco
 
 
 class PortShape(NamedTuple):
+    """One usable port. On a TLS port, ``tls`` has one chain per Gateway listener, without certificates for
+    one that passes TLS through."""
+
     port: int
-    protocol: Literal["HTTP", "HTTPS"]
+    protocol: Literal["HTTP", "HTTPS", "TLS"]
     tls: tuple[ir.TlsChainIR, ...]
     # Where listeners share the port, each listener hostname has a virtual host even without routes, so that
     # its requests never fall through to a less specific listener's routes (listener isolation).
@@ -103,8 +106,11 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
                 ca_name = trusted_ca_name(key, validation.scope)
                 validations[port] = ir.ClientValidationIR(ca_name, validation.mode == "AllowInsecureFallback")
                 cas[ca_name] = ir.TrustedCaIR(ca_name, validation.ca_certificates)
+        elif listener.listener.protocol == "TLS":
+            chains[port].append(_tls_chain(listener, used, ""))
     ports = tuple(PortShape(port, protocols[port], tuple(chains[port]),  # type: ignore[arg-type]
-                            tuple(sorted({h for h in hostnames[port] if h})) if len(hostnames[port]) > 1 else (),
+                            tuple(sorted({h for h in hostnames[port] if h}))
+                            if len(hostnames[port]) > 1 and protocols[port] != "TLS" else (),
                             validations.get(port))
                   for port in sorted(protocols))
     if result.client_certificate is not None:
@@ -125,11 +131,21 @@ def gateway_ir(cluster: str, shape: GatewayShape, virtual_hosts: Mapping[int, tu
     port; none bound: no backends); and the certificates they name."""
     ns, name = shape.key
     listeners = []
+    passthrough: list[ir.TLSPassthroughListenerIR] = []
+    terminate: list[ir.TLSTerminateListenerIR] = []
     for p in shape.ports:
         port_name = f"{ns}/{name}/{p.port}"
+        if p.protocol == "TLS":
+            through, terminated = _tls_routes(p.tls, virtual_hosts.get(p.port, ()))
+            if through:
+                passthrough.append(ir.TLSPassthroughListenerIR(f"{port_name}/passthrough", p.port, through))
+            certificates = tuple(dict.fromkeys(name for chain in p.tls for name in chain.certificates))
+            if certificates:
+                terminate.append(ir.TLSTerminateListenerIR(f"{port_name}/terminate", p.port, certificates, terminated))
+            continue
         vhosts = _with_listener_hostnames(port_name, virtual_hosts.get(p.port, ()), p.listener_hostnames)
-        listeners.append(ir.HTTPListenerIR(port_name, p.port, p.protocol, vhosts, p.tls,
-                                           client_validation=p.client_validation,
+        listeners.append(ir.HTTPListenerIR(port_name, p.port, p.protocol, vhosts,
+                                           p.tls, client_validation=p.client_validation,
                                            route_tables=_route_tables(p.tls, vhosts)))
     tcp, udp = [], []
     for protocol, port in shape.streams:
@@ -139,9 +155,39 @@ def gateway_ir(cluster: str, shape: GatewayShape, virtual_hosts: Mapping[int, tu
             tcp.append(ir.TCPListenerIR(f"{ns}/{name}/{port}", port, backends))
         else:
             udp.append(ir.UDPListenerIR(f"{ns}/{name}/{port}/udp", port, backends))
-    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), tcp=tuple(tcp), udp=tuple(udp),
-                        secrets=shape.secrets, trusted_cas=shape.trusted_cas,
-                        client_certificate=shape.client_certificate)
+    return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), tuple(passthrough), tcp=tuple(tcp),
+                        udp=tuple(udp), secrets=shape.secrets, trusted_cas=shape.trusted_cas,
+                        client_certificate=shape.client_certificate, tls_terminate=tuple(terminate))
+
+
+def _tls_routes(chains: tuple[ir.TlsChainIR, ...], vhosts: tuple[ir.VirtualHostIR, ...],
+                ) -> tuple[tuple[ir.TLSRouteIR, ...], tuple[ir.TLSTerminateRouteIR, ...]]:
+    """A TLS port's routes by mode: each SNI name (a virtual host's hostname; ``*`` is any) goes to the first
+    route bound there (the oldest), through the listener that is the most specific for it (attachment left
+    no other); names one route wins through one listener make one filter chain."""
+    listener_hostnames = [chain.server_names[0] if chain.server_names else None for chain in chains]
+    groups: dict[tuple[str, int, bool], tuple[list[str], ir.RouteIR]] = {}
+    for vhost in vhosts:
+        index = owner(vhost.hostname, listener_hostnames) if vhost.routes else None
+        if index is None:
+            continue
+        winner = vhost.routes[0]
+        any_name = vhost.hostname == "*"
+        names, _ = groups.setdefault((winner.name, index, any_name), ([], winner))
+        if not any_name:
+            names.append(vhost.hostname)
+    through: list[ir.TLSRouteIR] = []
+    terminated: list[ir.TLSTerminateRouteIR] = []
+    taken: dict[str, int] = {}
+    for (route_name, index, _), (names, winner) in groups.items():
+        seen = taken[route_name] = taken.get(route_name, 0) + 1
+        unique = route_name if seen == 1 else f"{route_name}/{seen - 1}"
+        certificates = chains[index].certificates
+        if certificates:
+            terminated.append(ir.TLSTerminateRouteIR(unique, tuple(names), certificates, winner.backends))
+        else:
+            through.append(ir.TLSRouteIR(unique, tuple(names), winner.backends))
+    return tuple(through), tuple(terminated)
 
 
 def _route_tables(chains: tuple[ir.TlsChainIR, ...],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal, NamedTuple
 
-from mcgw.ir import grpcroute, httproute, tcproute, udproute
+from mcgw.ir import grpcroute, httproute, tcproute, tlsroute, udproute
 from mcgw.ir.backends import Backends
 from mcgw.ir.httproute import RankedRoute
 from mcgw.semantics.gateway.evaluate import RouteResult
@@ -18,14 +18,15 @@ from mcgw.semantics.gateway.evaluate import RouteResult
 class RouteBuilder(NamedTuple):
     entries: Callable[[RouteResult, Backends], tuple[RankedRoute, ...]]
     refresh_backends: Callable[[RouteResult, tuple[RankedRoute, ...], Backends], tuple[RankedRoute, ...]]
-    # The listeners it fills: HTTP ones (virtual hosts by hostname), or one TCP or UDP listener per port
-    # (the oldest route bound to it is the one served).
+    # The listeners it fills: HTTP ones (virtual hosts by hostname; a TLS port's SNI names too), or one TCP
+    # or UDP listener per port (the oldest route bound to it is the one served).
     listener: Literal["HTTP", "TCP", "UDP"] = "HTTP"
 
 
 ROUTE_BUILDERS: Mapping[str, RouteBuilder] = {
     "HTTPRoute": RouteBuilder(httproute.route_entries, httproute.refresh_backends),
     "GRPCRoute": RouteBuilder(grpcroute.route_entries, grpcroute.refresh_backends),
+    "TLSRoute": RouteBuilder(tlsroute.route_entries, tlsroute.refresh_backends),
     "TCPRoute": RouteBuilder(tcproute.route_entries, tcproute.refresh_backends, "TCP"),
     "UDPRoute": RouteBuilder(udproute.route_entries, udproute.refresh_backends, "UDP"),
 }

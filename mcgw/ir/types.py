@@ -119,7 +119,7 @@ class BackendIR(NamedTuple):
     ``h2c``: the backend speaks HTTP/2 with prior knowledge (appProtocol ``kubernetes.io/h2c``), else HTTP/1.1.
     ``tls``: the backend is reached over TLS, validated as a BackendTLSPolicy says (never in plaintext).
     ``grpc``: a GRPCRoute's backend: HTTP/2 (h2c, or ALPN h2 over TLS) and gRPC health checks.
-    ``stream``: a TCPRoute's (``TCP``: TCP connect health checks) or UDPRoute's (``UDP``: no active health
+    ``stream``: a TCPRoute's or TLSRoute's (``TCP``: TCP connect health checks) or UDPRoute's (``UDP``: no active health
     checks, Envoy has no UDP health checker) backend: bytes or datagrams, no HTTP."""
 
     name: str
@@ -257,6 +257,28 @@ class TLSPassthroughListenerIR(NamedTuple):
     routes: tuple[TLSRouteIR, ...]
 
 
+class TLSTerminateRouteIR(NamedTuple):
+    """TLS terminated with ``certificates`` (SecretIR names, the Gateway's ``secrets`` carry them) for
+    connections whose SNI is one of ``server_names`` (empty: any); the decrypted bytes go to ``backends``,
+    weighted."""
+
+    name: str
+    server_names: tuple[str, ...]
+    certificates: tuple[str, ...]
+    backends: tuple[BackendIR, ...]
+
+
+class TLSTerminateListenerIR(NamedTuple):
+    """The TLS listeners of one port with ``tls.mode: Terminate``: every certificate they have (SecretIR
+    names; each route names those of its listener) and their routes. A port may have a passthrough listener
+    too (mixed modes): both become one Envoy listener, its filter chains chosen by SNI."""
+
+    name: str
+    port: int
+    certificates: tuple[str, ...]
+    routes: tuple[TLSTerminateRouteIR, ...]
+
+
 class TCPListenerIR(NamedTuple):
     """Every connection on the port goes to ``backends``, weighted (the oldest route bound there wins)."""
 
@@ -290,6 +312,7 @@ class GatewayIR(NamedTuple):
     trusted_cas: tuple[TrustedCaIR, ...] = ()  # what the client validations name, sorted by name
     # The SecretIR name of the certificate presented to every backend reached over TLS (spec.tls.backend).
     client_certificate: str | None = None
+    tls_terminate: tuple[TLSTerminateListenerIR, ...] = ()
 
 
 def to_data(value: Any, *, private_keys: bool = False) -> Any:
@@ -377,7 +400,7 @@ class InvalidIRError(ValueError):
     """The IR breaks an invariant that the translator relies on."""
 
 
-Listener = HTTPListenerIR | TLSPassthroughListenerIR | TCPListenerIR | UDPListenerIR
+Listener = HTTPListenerIR | TLSPassthroughListenerIR | TLSTerminateListenerIR | TCPListenerIR | UDPListenerIR
 
 
 def _duplicates(values: Iterable[Any]) -> list[Any]:
@@ -425,7 +448,7 @@ def _listener_routes(listener: Listener) -> Iterable[tuple[str, tuple[BackendIR,
                 where = f"route {route.name} of {vhost.name}"
                 yield where, route.backends
                 yield where, route.mirrors
-    elif isinstance(listener, TLSPassthroughListenerIR):
+    elif isinstance(listener, TLSPassthroughListenerIR | TLSTerminateListenerIR):
         for tls_route in listener.routes:
             yield f"route {tls_route.name} of {listener.name}", tls_route.backends
     else:
@@ -501,6 +524,7 @@ def _secret_problems(gateway: GatewayIR) -> list[str]:
     problems += [f"secret {secret.name}: no certificate chain or no private key" for secret in gateway.secrets
                  if not secret.certificate_chain or not secret.private_key]
     named = {name for listener in gateway.http for chain in listener.tls for name in chain.certificates}
+    named |= {name for listener in gateway.tls_terminate for name in listener.certificates}
     problems += [f"certificate {name} named by a TLS chain but not among the secrets"
                  for name in sorted(named - set(names))]
     if gateway.client_certificate is not None:
@@ -527,12 +551,26 @@ def _shares(route: RouteIR) -> bool:
         d >= 1 and 0 <= n <= d for n, d in route.mirror_fractions)
 
 
-def _passthrough_problems(listener: TLSPassthroughListenerIR) -> list[str]:
+def _passthrough_problems(listener: TLSPassthroughListenerIR | TLSTerminateListenerIR) -> list[str]:
     problems = [f"listener {listener.name}: route name {name} repeated"
                 for name in _duplicates(r.name for r in listener.routes)]
-    names = [name for route in listener.routes for name in (route.server_names or ("*any*",))]
-    problems += [f"listener {listener.name}: SNI {name} chooses more than one route" for name in _duplicates(names)]
+    if isinstance(listener, TLSTerminateListenerIR):
+        problems += [f"listener {listener.name}: route {route.name} terminates TLS without certificates"
+                     for route in listener.routes if not route.certificates]
+        problems += [f"listener {listener.name}: route {route.name} names certificate {name}, not the listener's"
+                     for route in listener.routes for name in route.certificates if name not in listener.certificates]
     return problems
+
+
+def _sni_problems(gateway: GatewayIR) -> list[str]:
+    """Per port, every SNI name (or "any") chooses one route of the TLS listeners there, whatever their mode."""
+    by_port: dict[int, list[str]] = {}
+    tls: list[TLSPassthroughListenerIR | TLSTerminateListenerIR] = [*gateway.tls_passthrough, *gateway.tls_terminate]
+    for listener in tls:
+        by_port.setdefault(listener.port, []).extend(
+            name for route in listener.routes for name in (route.server_names or ("*any*",)))
+    return [f"port {port}: SNI {name} chooses more than one TLS route"
+            for port, names in sorted(by_port.items()) for name in _duplicates(names)]
 
 
 # The Gateway API's bound on a backendRef weight; at most 16 backends per rule keep the sum within uint32.
@@ -543,7 +581,9 @@ def validate(gateway: GatewayIR) -> None:
     """Check the invariants the translator relies on; :class:`InvalidIRError` lists every one broken.
 
     Listener names are unique in the Gateway; a port has at most one HTTP, HTTPS, TLS or TCP listener
-    (a UDP listener may share its number); an HTTP listener has TLS chains exactly when it is HTTPS,
+    (a UDP listener may share its number; TLS passthrough and terminate listeners of one port count as one,
+    every SNI name there choosing one route of either, and a terminate route naming only its listener's
+    certificates); an HTTP listener has TLS chains exactly when it is HTTPS,
     each with certificates and no SNI name choosing two of them, and per-listener route tables (if any) one
     per chain, named by it, none serving a hostname another serves or that it answers 421 for; the
     Gateway's secrets are exactly the certificates its chains and its client certificate name, sorted,
@@ -555,17 +595,25 @@ def validate(gateway: GatewayIR) -> None:
     fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
     run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.
     """
-    listeners: list[Listener] = [*gateway.http, *gateway.tls_passthrough, *gateway.tcp, *gateway.udp]
+    listeners: list[Listener] = [*gateway.http, *gateway.tls_passthrough, *gateway.tls_terminate, *gateway.tcp,
+                                 *gateway.udp]
     problems = [f"listener name {name} repeated" for name in _duplicates(item.name for item in listeners)]
     problems += [f"listener {item.name}: port {item.port} out of range" for item in listeners
                  if not 0 < item.port < 65536]
-    stream_ports = [item.port for item in listeners if not isinstance(item, UDPListenerIR)]
+    # A port's TLS listeners of both modes make one Envoy listener, so they count once.
+    tls: list[TLSPassthroughListenerIR | TLSTerminateListenerIR] = [*gateway.tls_passthrough, *gateway.tls_terminate]
+    stream_ports = [item.port for item in gateway.http] + [item.port for item in gateway.tcp] \
+        + sorted({item.port for item in tls})
     problems += [f"port {port} has more than one TCP listener" for port in _duplicates(stream_ports)]
+    problems += [f"port {port} has more than one TLS {mode} listener"
+                 for mode, group in (("passthrough", gateway.tls_passthrough), ("terminate", gateway.tls_terminate))
+                 for port in _duplicates(item.port for item in group)]
     problems += [f"port {port} has more than one UDP listener" for port in _duplicates(u.port for u in gateway.udp)]
     for listener in gateway.http:
         problems += _http_problems(listener)
-    for passthrough in gateway.tls_passthrough:
+    for passthrough in tls:
         problems += _passthrough_problems(passthrough)
+    problems += _sni_problems(gateway)
     problems += _secret_problems(gateway)
     clusters: dict[str, BackendIR] = {}
     for item in listeners:

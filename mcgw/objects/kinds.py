@@ -36,6 +36,7 @@ from mcgw.objects.model import (
     ServiceExport,
     ServiceImport,
     TCPRoute,
+    TLSRoute,
     UDPRoute,
 )
 
@@ -98,6 +99,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("Gateway", Gateway, f"{GATEWAY_GROUP}/v1", "gateways", status="gateway", listed=True, gateway_layer=True),
     Kind("HTTPRoute", HTTPRoute, f"{GATEWAY_GROUP}/v1", "httproutes", status="route", listed=True, route=True),
     Kind("GRPCRoute", GRPCRoute, f"{GATEWAY_GROUP}/v1", "grpcroutes", status="route", listed=True, route=True),
+    Kind("TLSRoute", TLSRoute, f"{GATEWAY_GROUP}/v1", "tlsroutes", status="route", listed=True, route=True),
     Kind("TCPRoute", TCPRoute, f"{GATEWAY_GROUP}/v1", "tcproutes", status="route", listed=True, route=True),
     Kind("UDPRoute", UDPRoute, f"{GATEWAY_GROUP}/v1", "udproutes", status="route", listed=True, route=True),
     Kind("ReferenceGrant", ReferenceGrant, f"{GATEWAY_GROUP}/v1beta1", "referencegrants", listed=True,

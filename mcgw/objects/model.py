@@ -431,7 +431,8 @@ class GRPCRouteSpec(_Spec):
 
 @_spec
 class StreamRouteRule(_Spec):
-    """A TCPRoute or UDPRoute rule: backendRefs alone (no matches: every connection or datagram)."""
+    """A TLSRoute, TCPRoute or UDPRoute rule: backendRefs alone (no matches: every connection or datagram;
+    a TLSRoute's hostnames choose by SNI)."""
 
     name: str | None = None
     backend_refs: tuple[BackendRef, ...] = ()
@@ -447,6 +448,13 @@ class StreamRouteSpec(_Spec):
     @property
     def hostnames(self) -> tuple[str, ...]:
         return ()
+
+
+@_spec
+class TLSRouteSpec(_Spec):
+    parent_refs: tuple[ParentReference, ...] = ()
+    hostnames: tuple[str, ...] = ()  # SNI names; the CRD requires at least one
+    rules: tuple[StreamRouteRule, ...] = (StreamRouteRule(),)
 
 
 @_spec
@@ -584,6 +592,12 @@ class TCPRoute(_Object):
 class UDPRoute(_Object):
     kind: Literal["UDPRoute"]
     spec: StreamRouteSpec = StreamRouteSpec()
+
+
+@_spec
+class TLSRoute(_Object):
+    kind: Literal["TLSRoute"]
+    spec: TLSRouteSpec = TLSRouteSpec()
 
 
 @_spec
@@ -760,7 +774,7 @@ Duration = Annotated[str, Field(pattern=GATEWAY_DURATION_PATTERN)]
 @_spec
 class PolicyTargetRef(_Spec):
     group: Literal["multicluster.x-k8s.io", "gateway.networking.k8s.io"]
-    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute"]
+    kind: Literal["ServiceImport", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"]
     name: str = Field(min_length=1, max_length=253)
 
 
@@ -928,9 +942,9 @@ class EnvoyProxy(_Object):
     spec: EnvoyProxySpec = EnvoyProxySpec()
 
 
-AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | TCPRoute | UDPRoute | ReferenceGrant | Namespace
-             | Secret | Service | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy | EnvoyProxy
-             | ServiceAccount | ConfigMap | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget
+AnyObject = (GatewayClass | Gateway | HTTPRoute | GRPCRoute | TLSRoute | TCPRoute | UDPRoute | ReferenceGrant
+             | Namespace | Secret | Service | ServiceImport | ServiceExport | EndpointSlice | FailoverPolicy
+             | EnvoyProxy | ServiceAccount | ConfigMap | Deployment | HorizontalPodAutoscaler | PodDisruptionBudget
              | BackendTLSPolicy)
 KubeObject = Annotated[AnyObject, Field(discriminator="kind")]
 SUPPORTED_KINDS: tuple[str, ...] = tuple(model.__name__ for model in get_args(AnyObject))

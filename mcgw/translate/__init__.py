@@ -1,8 +1,9 @@
 """IR → Envoy resources. Pure, and the only place that knows Envoy's API.
 
-A Gateway with TLS passthrough listeners is refused (:func:`mcgw.translate.listeners.refuse_unsupported`)
-rather than half translated. TCP and UDP listeners get one Envoy listener each (:mod:`.streams`), named
-``<ns>/<gateway>/<port>`` (UDP: ``…/<port>/udp``), and their backends' clusters like HTTP routes'.
+Every listener kind of the IR is translated. A TLS port (passthrough, terminate, or both) is one Listener
+with a filter chain per route, chosen by SNI (:mod:`.tls`); TCP and UDP listeners get one Envoy listener
+each (:mod:`.streams`), named ``<ns>/<gateway>/<port>`` (UDP: ``…/<port>/udp``), and their backends'
+clusters like HTTP routes'.
 
 Per HTTP listener (one per Gateway port): one Listener and one RouteConfiguration (named
 ``<ns>/<gateway>/<port>``; where HTTPS listeners share the port, one each, named
@@ -25,7 +26,7 @@ from __future__ import annotations
 from mcgw import ir
 from mcgw.translate.cache import Built, GatewayResources
 from mcgw.translate.clusters import cluster, load_assignment
-from mcgw.translate.listeners import UnsupportedListenerError, listener, refuse_unsupported
+from mcgw.translate.listeners import listener
 from mcgw.translate.routes import (
     listener_tables,
     route_field,
@@ -35,14 +36,14 @@ from mcgw.translate.routes import (
 )
 from mcgw.translate.secrets import delivered, redacted, secret, trusted_ca
 from mcgw.translate.streams import stream_clusters, tcp_listener, udp_listener
+from mcgw.translate.tls import tls_backends, tls_listener, tls_ports
 
-__all__ = ["Built", "GatewayResources", "UnsupportedListenerError", "redacted", "translate"]
+__all__ = ["Built", "GatewayResources", "redacted", "translate"]
 
 
 def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
     """Every Envoy resource one Gateway's Envoys receive: route tables, listeners, clusters with their
     endpoints (in the order routes first name them), then the secrets and trusted CAs the listeners name."""
-    refuse_unsupported(gateway)
     tables: list[Built] = []
     backends: dict[str, ir.BackendIR] = {}
     # A route bound under several hostnames is encoded once; one that redirects once per listener (its port).
@@ -77,6 +78,11 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
             out.append(Built(stream.name, built))
             for backend in stream_clusters(stream):
                 backends.setdefault(backend.name, backend)
+    for number, (passthrough, terminate) in tls_ports(gateway).items():
+        built = tls_listener(gateway, number, passthrough, terminate)
+        out.append(Built(built.name, built))
+    for name, backend in tls_backends(gateway).items():
+        backends.setdefault(name, backend)
     for name, backend in backends.items():
         out += (Built(name, cluster(backend, gateway.client_certificate)), Built(name, load_assignment(backend)))
     tls_clusters = any(backend.tls is not None for backend in backends.values())

@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 
 from mcgw import ir
 from mcgw.translate.clusters import cluster, load_assignment
-from mcgw.translate.listeners import listener, refuse_unsupported
+from mcgw.translate.listeners import listener
 from mcgw.translate.routes import (
     listener_tables,
     route_clusters,
@@ -34,6 +34,7 @@ from mcgw.translate.routes import (
 )
 from mcgw.translate.secrets import delivered, secret, trusted_ca
 from mcgw.translate.streams import stream_clusters, stream_shape, tcp_listener, udp_listener
+from mcgw.translate.tls import tls_backends, tls_listener, tls_ports
 from xdsserver import ROUTE, Resource
 
 
@@ -226,7 +227,6 @@ class GatewayResources:
         self._trusted_cas: dict[str, tuple[ir.TrustedCaIR, Built]] = {}
 
     def update(self, gateway: ir.GatewayIR) -> tuple[Built, ...]:
-        refuse_unsupported(gateway)
         memo: dict[object, _Route] = {}
         vhosts: dict[str, _VirtualHost] = {}
         tables: dict[str, tuple[tuple[bytes, ...], Built]] = {}
@@ -265,6 +265,14 @@ class GatewayResources:
                 listeners[stream.name] = (stream_key, Built(stream.name, built))
             for backend in stream_clusters(stream):
                 backends.setdefault(backend.name, backend)
+        for number, (passthrough, terminate) in tls_ports(gateway).items():
+            name = f"{gateway.namespace}/{gateway.name}/{number}"
+            tls_shape = (gateway.address, passthrough, terminate)
+            known_listener = self._listeners.get(name)
+            listeners[name] = known_listener if known_listener is not None and known_listener[0] == tls_shape else (
+                tls_shape, Built(name, tls_listener(gateway, number, passthrough, terminate)))
+        for name, backend in tls_backends(gateway).items():
+            backends.setdefault(name, backend)
         clusters: dict[str, _Cluster] = {}
         client_certificate = gateway.client_certificate
         tls_clusters = False

@@ -10,7 +10,7 @@ panic routing (a dead priority is never used), a retry budget instead of the cir
 
 An h2c backend's cluster speaks HTTP/2 with prior knowledge (its health checks too); every other one
 HTTP/1.1, Envoy's default, whatever the client spoke. A gRPC backend (a GRPCRoute's) speaks HTTP/2 too,
-offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``. A TCPRoute's
+offers ALPN h2 when it is reached over TLS, and is health-checked with ``grpc.health.v1``. A TCPRoute's or TLSRoute's
 backend is health-checked by connecting; a UDPRoute's is not checked at all (Envoy has no UDP checker).
 
 A backend with a BackendTLSPolicy gets a TLS transport socket (health checks use it too): SNI, the CA
@@ -114,7 +114,7 @@ def _transport_socket(tls: ir.UpstreamTlsIR, client_certificate: str | None, htt
 
 
 def _stream_checks(fields: dict[str, Any], stream: str) -> None:
-    """A TCPRoute's backend is checked by connecting (``tcp_health_check`` with no payload: a completed
+    """A TCPRoute's or TLSRoute's backend is checked by connecting (``tcp_health_check`` with no payload: a completed
     handshake is healthy); a UDPRoute's has no active check (Envoy has none for UDP) and no outlier detection
     (the UDP proxy reports no outcomes): its endpoints' EDS health decides."""
     checks = fields.get("health_checks")

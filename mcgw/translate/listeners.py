@@ -79,18 +79,6 @@ def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object],
     return out
 
 
-class UnsupportedListenerError(ValueError):
-    """The IR has listeners of a kind the Envoy translator does not translate yet."""
-
-
-def refuse_unsupported(gateway: ir.GatewayIR) -> None:
-    """Refuse TLS passthrough listeners: leaving them out would drop traffic silently."""
-    if gateway.tls_passthrough:
-        found = ", ".join(item.name for item in gateway.tls_passthrough)
-        raise UnsupportedListenerError(f"gateway {gateway.namespace}/{gateway.name}: only HTTP, HTTPS, TCP and "
-                                       f"UDP listeners are translated to Envoy, not TLS passthrough {found}")
-
-
 def listener(address: str, port: ir.HTTPListenerIR) -> listener_pb2.Listener:
     """The Envoy listener of one Gateway port (``port.virtual_hosts`` is not read)."""
     hcm = _hcm(port.name)

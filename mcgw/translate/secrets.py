@@ -14,12 +14,14 @@ from mcgw import ir
 
 
 def delivered(gateway: ir.GatewayIR, tls_clusters: bool) -> tuple[ir.SecretIR, ...]:
-    """The Gateway's secrets that its Envoys receive: the ones its TLS chains name, and its client certificate
-    only while one of its clusters (``tls_clusters``) is reached over TLS, so no snapshot holds a key that
-    no listener or cluster names."""
-    if gateway.client_certificate is None or tls_clusters:
-        return gateway.secrets
+    """The Gateway's secrets that its Envoys receive: the ones its TLS chains (and TLS routes that terminate)
+    name, and its client certificate only while one of its clusters (``tls_clusters``) is reached over TLS,
+    so no snapshot holds a key that no listener or cluster names."""
     named = {name for port in gateway.http for chain in port.tls for name in chain.certificates}
+    # A TLS terminate listener's certificates only while a route's filter chain uses them.
+    named |= {name for port in gateway.tls_terminate for route in port.routes for name in route.certificates}
+    if gateway.client_certificate is not None and tls_clusters:
+        named.add(gateway.client_certificate)
     return tuple(item for item in gateway.secrets if item.name in named)
 
 

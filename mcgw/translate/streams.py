@@ -33,8 +33,9 @@ from mcgw.translate.listeners import pack
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 UDP_PROXY = "envoy.filters.udp_listener.udp_proxy"
-# Between connect attempts: enough for the failed host's ejection (or health check) to reach the worker.
-_RETRY_BACKOFF = {"base_interval": {"nanos": 25_000_000}, "max_interval": {"nanos": 100_000_000}}
+# Between connect attempts: without a pause, every attempt can reach the refusing host again before its
+# ejection (decided on Envoy's main thread) reaches the worker that retries.
+_RETRY_BACKOFF = {"base_interval": {"nanos": 25_000_000}, "max_interval": {"nanos": 250_000_000}}
 # A UDP session without datagrams for this long is forgotten (Envoy's default is 60 s).
 _UDP_IDLE_TIMEOUT = {"seconds": 60}
 
@@ -55,24 +56,31 @@ def _stat_prefix(name: str) -> str:
     return name.replace("/", "_")
 
 
-def tcp_listener(address: str, item: ir.TCPListenerIR) -> listener_pb2.Listener | None:
-    """The Envoy listener of one TCP Gateway listener; None when no backend has a share."""
-    backends = weighted(item.backends)
-    if not backends:
-        return None
-    fields: dict[str, Any] = {"stat_prefix": _stat_prefix(item.name)}
-    if len(backends) == 1:
-        fields["cluster"] = backends[0].name
+def tcp_proxy(name: str, backends: tuple[ir.BackendIR, ...]) -> dict[str, Any]:
+    """The ``tcp_proxy`` filter of a TCP listener or a TLS filter chain (``name``): one cluster, or weighted
+    clusters; none with a share: a cluster that does not exist (``<name>/no-backend``), so connections close."""
+    shares = weighted(backends)
+    fields: dict[str, Any] = {"stat_prefix": _stat_prefix(name)}
+    if len(shares) == 1:
+        fields["cluster"] = shares[0].name
+    elif not shares:
+        fields["cluster"] = f"{name}/no-backend"
     else:
-        fields["weighted_clusters"] = {"clusters": [{"name": b.name, "weight": b.weight} for b in backends]}
-    attempts = connect_attempts(item.backends)
+        fields["weighted_clusters"] = {"clusters": [{"name": b.name, "weight": b.weight} for b in shares]}
+    attempts = connect_attempts(backends)
     if attempts > 1:
         fields["max_connect_attempts"] = {"value": attempts}
         fields["backoff_options"] = _RETRY_BACKOFF
-    proxy = tcp_proxy_pb2.TcpProxy(**fields)
+    return {"name": TCP_PROXY, "typed_config": pack(tcp_proxy_pb2.TcpProxy(**fields))}
+
+
+def tcp_listener(address: str, item: ir.TCPListenerIR) -> listener_pb2.Listener | None:
+    """The Envoy listener of one TCP Gateway listener; None when no backend has a share."""
+    if not weighted(item.backends):
+        return None
     return listener_pb2.Listener(
         name=item.name, address={"socket_address": {"address": address, "port_value": item.port}},
-        filter_chains=[{"filters": [{"name": TCP_PROXY, "typed_config": pack(proxy)}]}])
+        filter_chains=[{"filters": [tcp_proxy(item.name, item.backends)]}])
 
 
 def _udp_action(backend: ir.BackendIR) -> dict[str, Any]:

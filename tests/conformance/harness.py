@@ -56,7 +56,7 @@ PROFILE_CORE_FEATURES: dict[str, tuple[str, ...]] = {
     "GATEWAY-UDP": ("Gateway", "ReferenceGrant", "UDPRoute"),
 }
 # What `make conformance` runs: every profile whose core tests all pass.
-DEFAULT_PROFILES = "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TCP,GATEWAY-UDP"
+DEFAULT_PROFILES = "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP"
 _CORE = {f for features in PROFILE_CORE_FEATURES.values() for f in features}
 EXTENDED_FEATURES: tuple[str, ...] = tuple(f for f in SUPPORTED_FEATURES if f not in _CORE)
 

@@ -95,7 +95,7 @@ def test_report_counts_per_profile_and_failures(tmp_path: Path) -> None:
 
 
 def test_suite_flags() -> None:
-    profiles = ["GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TCP", "GATEWAY-UDP"]
+    profiles = ["GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS", "GATEWAY-TCP", "GATEWAY-UDP"]
     options = Options(profiles=profiles, supported_features=default_features(profiles),
                       version="v0.1.0", contact="a@b", run_test="HTTPRouteSimpleSameNamespace",
                       extra_args=["--debug"])
@@ -103,7 +103,7 @@ def test_suite_flags() -> None:
     assert argv[:4] == ["/bin/suite", "-test.run=^TestConformance$", "-test.v", "-test.timeout=60m"]
     claimed = next(a for a in argv if a.startswith("--supported-features=")).split("=", 1)[1].split(",")
     # The profiles' core features, then exactly what mcgw's GatewayClasses publish.
-    assert claimed[:6] == ["Gateway", "ReferenceGrant", "HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute"]
+    assert claimed[:7] == ["Gateway", "ReferenceGrant", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"]
     assert set(claimed) == set(SUPPORTED_FEATURES)
     assert "--run-test=HTTPRouteSimpleSameNamespace" in argv
     assert "--report-output=/r.yaml" in argv

@@ -159,8 +159,9 @@ async def test_status_document_lists_gateway_api_and_mcs_objects_with_computed_s
     assert east["since"].endswith("Z")
 
     listed = east["objects"]
+    # No Secrets, Services, EndpointSlices or Namespaces.
     assert sorted(listed) == ["BackendTLSPolicy", "GRPCRoute", "Gateway", "GatewayClass", "HTTPRoute", "ReferenceGrant",
-                              "ServiceExport", "ServiceImport", "TCPRoute",
+                              "ServiceExport", "ServiceImport", "TCPRoute", "TLSRoute",
                               "UDPRoute"]  # no Secrets, Services, EndpointSlices or Namespaces
     gateway = listed["Gateway"]["infra/public"]["status"]
     assert gateway["addresses"] == [{"type": "IPAddress", "value": "198.18.1.1"}]

@@ -69,11 +69,11 @@ def test_a_refused_object_is_left_out_and_the_rest_translated(clusterset_dir: Pa
 def test_a_kind_mcgw_does_not_read_is_listed_and_the_rest_translated(clusterset_dir: Path) -> None:
     extra = clusterset_dir / "east" / "other.yaml"
     extra.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\n"
-                     "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: tls}\n")
+                     "apiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {name: tls}\n")
     result = _run("-f", str(clusterset_dir), "-o", "json")
     assert result.returncode == 0, result.stderr
     assert f"{extra} document 1: unsupported kind 'Deployment', skipped" in result.stderr
-    assert f"{extra} document 2: 'TLSRoute' of gateway.networking.k8s.io is not served by mcgw, skipped" \
+    assert f"{extra} document 2: 'ListenerSet' of gateway.networking.k8s.io is not served by mcgw, skipped" \
         in result.stderr
     assert json.loads(result.stdout)["east"]["xds"]["infra/public"]["listeners"]
 

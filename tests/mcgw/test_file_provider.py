@@ -81,10 +81,10 @@ def test_a_file_deleted_removes_its_objects(root: Path) -> None:
 
 def test_a_kind_mcgw_does_not_read_at_start_is_skipped_and_listed(root: Path) -> None:
     rpc = root / "west" / "rpc.yaml"
-    rpc.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: x}\n")
+    rpc.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {name: x}\n")
     provider, store = _provider(root)
     assert provider.skipped["west"] == (
-        f"{rpc} document 1: 'TLSRoute' of gateway.networking.k8s.io is not served by mcgw, skipped",)
+        f"{rpc} document 1: 'ListenerSet' of gateway.networking.k8s.io is not served by mcgw, skipped",)
     assert store["west"].get(("Gateway", "infra", "public")) is not None  # the rest is served
 
 

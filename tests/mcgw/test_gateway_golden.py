@@ -33,7 +33,8 @@ def _statuses(documents: list[Any]) -> dict[str, Any]:
         "httpRoutes": {f"{ns}/{name}": route_status_dict(result)
                        for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == "HTTPRoute"},
     }
-    for kind_name, key in (("GRPCRoute", "grpcRoutes"), ("TCPRoute", "tcpRoutes"), ("UDPRoute", "udpRoutes")):
+    for kind_name, key in (("GRPCRoute", "grpcRoutes"), ("TLSRoute", "tlsRoutes"), ("TCPRoute", "tcpRoutes"),
+                           ("UDPRoute", "udpRoutes")):
         routes = {f"{ns}/{name}": route_status_dict(result)
                   for (kind, ns, name), result in sorted(evaluation.routes.items()) if kind == kind_name}
         if routes:

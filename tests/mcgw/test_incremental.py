@@ -21,6 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mcgw import ir
 from mcgw.objects.model import AnyObject, parse_object
 from mcgw.runtime.pipeline import ClusterOutput, ClusterTranslator, translate_cluster
 from tests.mcgw.certs import self_signed
@@ -102,6 +103,16 @@ def gateway(world: World, draw: Draw) -> None:
             {"name": "dns-53", "port": 53, "protocol": "UDP"}]),
             max_size=2, unique_by=str)):
         listeners.append({**stream, "allowedRoutes": allowed})
+    if draw(st.booleans()):  # TLS: passthrough, terminate, or both modes sharing port 8443 by hostname
+        mode = draw(st.sampled_from(["Passthrough", "Terminate", "both"]))
+        if mode in ("Passthrough", "both"):
+            listeners.append({"name": "pass", "port": 8443, "protocol": "TLS", "tls": {"mode": "Passthrough"},
+                              "hostname": draw(st.sampled_from([None, "*.example.com"])),
+                              "allowedRoutes": {"namespaces": {"from": "All"}}})
+        if mode in ("Terminate", "both"):
+            listeners.append({"name": "term", "port": 8443, "protocol": "TLS", "hostname": "t.example.com",
+                              "allowedRoutes": {"namespaces": {"from": "All"}},
+                              "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]}})
     spec: dict[str, Any] = {"gatewayClassName": draw(st.sampled_from(["mcgw", "mcgw", "other"])),
                             "listeners": listeners}
     # The certificate presented to TLS backends: the listeners' Secret, across namespaces, or not a Secret.
@@ -347,6 +358,29 @@ def stream_route(world: World, draw: Draw) -> None:
                "spec": {"parentRefs": parents, "rules": [{"backendRefs": refs}]}})
 
 
+def tls_route(world: World, draw: Draw) -> None:
+    """A TLSRoute on the TLS listeners (or, refused, on others): SNI names that meet theirs or not, two routes
+    that may claim one name (the older takes it), and the backends an HTTPRoute rule draws (so every kind
+    shares Services, ServiceImports and their failover)."""
+    ns = draw(st.sampled_from(["apps", "team"]))
+    name = draw(st.sampled_from(["r0", "t1"]))  # r0: the name of an HTTPRoute too
+    if draw(st.integers(0, 4)) == 0:
+        world.delete("TLSRoute", ns, name)
+        return
+    parents = draw(st.lists(st.sampled_from([
+        {"name": "public", "namespace": "infra"}, {"name": "public", "namespace": "infra", "sectionName": "pass"},
+        {"name": "edge", "namespace": "infra", "sectionName": "term"}]), min_size=1, max_size=2, unique_by=str))
+    hostnames = draw(st.lists(st.sampled_from(["t.example.com", "*.example.com", "db.example.com", "x.example.org"]),
+                              min_size=1, max_size=2, unique=True))
+    refs = [{k: v for k, v in ref.items() if k != "filters"} for ref in _rule(draw, ns)["backendRefs"]] \
+        or [{"name": "app", "port": 80}]  # a TLSRoute's backendRefs have no filters; the CRD wants one
+    world.put({"apiVersion": V1, "kind": "TLSRoute",
+               "metadata": _meta(name, ns, generation=draw(st.integers(1, 3)),
+                                 creationTimestamp=draw(st.sampled_from(["2026-01-01T00:00:00Z",
+                                                                         "2026-01-02T00:00:00Z"]))),
+               "spec": {"parentRefs": parents, "hostnames": hostnames, "rules": [{"backendRefs": refs}]}})
+
+
 def addresses(world: World, draw: Draw) -> None:
     world.addresses = draw(st.sampled_from([{}, {GATEWAY: ["198.18.0.10"]}, {GATEWAY: ["198.18.0.11"]}]))
 
@@ -401,8 +435,8 @@ def config_map(world: World, draw: Draw) -> None:
 
 
 CHANGES = [gateway_class, gateway, secret, grant, namespace, service, service_import, endpoint_slice, route, route,
-           route, grpc_route, grpc_route, stream_route, stream_route, addresses, bind_addresses, backend_tls_policy,
-           config_map]
+           route, grpc_route, grpc_route, stream_route, stream_route, tls_route, tls_route, addresses, bind_addresses,
+           backend_tls_policy, config_map]
 
 
 def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:
@@ -422,6 +456,18 @@ def _world() -> World:
                        "from": "Selector", "selector": {"matchLabels": {"team": "yes"}}}}},
                    {"name": "db", "port": 5432, "protocol": "TCP", "allowedRoutes": {"namespaces": {"from": "All"}}},
                    {"name": "dns", "port": 80, "protocol": "UDP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+    # TLS: a passthrough and a terminate listener sharing a port, with a route through each.
+    world.put({"apiVersion": V1, "kind": "Gateway", "metadata": _meta("edge", "infra", generation=1),
+               "spec": {"gatewayClassName": "mcgw", "listeners": [
+                   {"name": "pass", "port": 8443, "protocol": "TLS", "hostname": "*.example.com",
+                    "tls": {"mode": "Passthrough"}, "allowedRoutes": {"namespaces": {"from": "All"}}},
+                   {"name": "term", "port": 8443, "protocol": "TLS", "hostname": "t.example.com",
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]},
+                    "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+    world.put({"apiVersion": V1, "kind": "TLSRoute", "metadata": _meta("t1", "apps", generation=1),
+               "spec": {"parentRefs": [{"name": "edge", "namespace": "infra"}],
+                        "hostnames": ["db.example.com", "t.example.com"],
+                        "rules": [{"backendRefs": [{"name": "app", "port": 80}, {"name": "api", "port": 81}]}]}})
     world.put({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta("team", labels={"team": "yes"})})
     # Service app in apps is reached over TLS, and the Gateways' certificate Secret exists: a Gateway change
     # alone can give its TLS clusters a client certificate.
@@ -469,6 +515,8 @@ def test_incremental_translation_equals_full_translation(data: st.DataObject) ->
             objects = tuple(reversed(objects))
         incremental = translator.translate(objects, world.addresses, world.binds)
         full = translate_cluster("east", objects, world.addresses, world.binds)
+        for gateway in full.gateways:
+            ir.validate(gateway)
         assert incremental.statuses() == full.statuses()
         assert incremental.gateways == full.gateways
         serialised = _serialised(incremental)

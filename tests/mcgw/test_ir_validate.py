@@ -106,7 +106,7 @@ def test_a_well_formed_gateway_passes() -> None:
      "route name r repeated"),
     (GATEWAY._replace(tls_passthrough=(ir.TLSPassthroughListenerIR("infra/gw/8443", 8443, (
         ir.TLSRouteIR("r1", (), (WEB,)), ir.TLSRouteIR("r2", (), (WEB,)))),)),
-     "SNI *any* chooses more than one route"),
+     "SNI *any* chooses more than one TLS route"),
     (GATEWAY._replace(tcp=(ir.TCPListenerIR("infra/gw/5432", 5432, (WEB._replace(name=""),)),)),
      "listener infra/gw/5432: a valid backend needs a cluster name"),
 ])

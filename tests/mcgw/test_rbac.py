@@ -74,8 +74,8 @@ def test_leader_election_needs_only_its_leases() -> None:
 
 
 def test_a_kind_added_without_its_permission_is_named() -> None:
-    tls_routes = Kind("TLSRoute", object, "gateway.networking.k8s.io/v1", "tlsroutes", status="route")
-    missing, _ = _difference(_grants("ClusterRole"), needed((*KINDS, tls_routes)))
+    listener_sets = Kind("ListenerSet", object, "gateway.networking.k8s.io/v1", "listenersets", status="route")
+    missing, _ = _difference(_grants("ClusterRole"), needed((*KINDS, listener_sets)))
     group = "gateway.networking.k8s.io"
-    assert missing == [f"get {group}/tlsroutes", f"get {group}/tlsroutes/status", f"list {group}/tlsroutes",
-                       f"update {group}/tlsroutes/status", f"watch {group}/tlsroutes"]
+    assert missing == [f"get {group}/listenersets", f"get {group}/listenersets/status", f"list {group}/listenersets",
+                       f"update {group}/listenersets/status", f"watch {group}/listenersets"]

@@ -18,7 +18,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf import json_format
 
 from mcgw import ir
-from mcgw.translate import GatewayResources, UnsupportedListenerError, redacted, translate
+from mcgw.translate import GatewayResources, redacted, translate
 from tests.envoy_validate import validate
 from tests.mcgw import golden
 
@@ -75,18 +75,6 @@ def test_the_cache_gives_what_a_translation_from_scratch_gives(case: Path) -> No
         resources = GatewayResources()
         assert [(built.name, built.message) for built in resources.update(gateway)] == expected
         assert [(built.name, built.message) for built in resources.update(gateway)] == expected
-
-
-def test_listeners_not_yet_translated_are_refused_not_dropped() -> None:
-    gateway = _load(CASES[0])[0]
-    backend = ir.BackendIR("service/db/postgres/5432", 1, True, "Service")
-    route = ir.TLSRouteIR("infra/db", ("db.example.com",), (backend,))
-    with_tls = gateway._replace(tls_passthrough=(ir.TLSPassthroughListenerIR("infra/public/5432", 5432, (route,)),))
-    ir.validate(with_tls)
-    with pytest.raises(UnsupportedListenerError, match=r"not TLS passthrough infra/public/5432"):
-        translate(with_tls)
-    with pytest.raises(UnsupportedListenerError, match=r"not TLS passthrough infra/public/5432"):
-        GatewayResources().update(with_tls)
 
 
 def test_from_data_names_what_is_wrong() -> None:

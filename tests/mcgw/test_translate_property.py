@@ -1,4 +1,5 @@
-"""Property: whatever HTTPRoutes users write (within the CRD's schema), real Envoy accepts what mcgw emits.
+"""Property: whatever HTTPRoutes and TLSRoutes users write (within the CRDs' schemas), real Envoy accepts what
+mcgw emits.
 
 Hypothesis generates routes with every match and filter kind, including regular expressions that
 RE2 or Envoy would refuse; the translator must drop those rules rather than emit them.
@@ -16,6 +17,7 @@ from mcgw import ir
 from mcgw.objects.model import parse_object
 from mcgw.runtime.pipeline import translate_cluster
 from tests.envoy_validate import validate
+from tests.mcgw.certs import self_signed
 
 _PATH_ALPHABET = "-abcXYZ019/._~!$&'()*+,;=:@"
 paths = st.text(alphabet=_PATH_ALPHABET, max_size=16).map(lambda s: "/" + s)
@@ -151,6 +153,55 @@ def test_envoy_accepts_whatever_routes_translate_to(routes: list[list[dict[str, 
     result = translate_cluster("east", objects, {("apps", "gw"): ["198.18.0.10"]})
     for gateway in result.gateways:
         ir.validate(gateway)
+    for messages in result.resources.values():
+        checked = validate(list(messages))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+TLS_HOSTNAMES = ["a.example.com", "*.example.com", "t.example.com", "x.t.example.com", "*.t.example.com", "*.com",
+                 "b.example.org"]
+
+
+@st.composite
+def tls_route(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    refs = [{"name": draw(st.sampled_from(["app", "missing"])), "port": 80, "weight": draw(st.integers(0, 3))}
+            for _ in range(draw(st.integers(1, 3)))]
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TLSRoute",
+            "metadata": {"name": f"t{index}", "namespace": "apps",
+                         "creationTimestamp": f"2026-01-0{draw(st.integers(1, 2))}T00:00:00Z"},
+            "spec": {"parentRefs": [draw(st.sampled_from([{"name": "gw"}, {"name": "gw", "sectionName": "pass"},
+                                                          {"name": "gw", "sectionName": "term"}]))],
+                     "hostnames": draw(st.lists(st.sampled_from(TLS_HOSTNAMES), min_size=1, max_size=3, unique=True)),
+                     "rules": [{"backendRefs": refs}]}}
+
+
+# A test-only self-signed certificate for the terminate listener.
+TLS_SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+              "metadata": {"name": "cert", "namespace": "apps"}, "data": self_signed("t.example.com")}
+
+
+@settings(max_examples=int(os.environ.get("MCGW_PROPERTY_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), passthrough=st.sampled_from([None, "*.example.com", "a.example.com"]),
+       terminate=st.sampled_from(["none", "t.example.com", "*.t.example.com", "a.example.com"]))
+def test_envoy_accepts_whatever_tls_routes_translate_to(data: st.DataObject, passthrough: str | None,
+                                                        terminate: str) -> None:
+    """TLS listeners of both modes sharing a port, TLSRoutes whose names meet theirs or not, overlap, or are
+    claimed twice: every SNI name chooses one filter chain, and real Envoy accepts the listener."""
+    listeners: list[dict[str, Any]] = [{"name": "pass", "port": 8443, "protocol": "TLS",
+                                        "tls": {"mode": "Passthrough"}}]
+    if passthrough is not None:
+        listeners[0]["hostname"] = passthrough
+    if terminate != "none":
+        listeners.append({"name": "term", "port": 8443, "protocol": "TLS", "hostname": terminate,
+                          "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]}})
+    gateway = {**BASE[1], "spec": {"gatewayClassName": "mcgw", "listeners": listeners}}
+    routes = [data.draw(tls_route(i)) for i in range(data.draw(st.integers(1, 4)))]
+    documents = [BASE[0], gateway, *BASE[2:], TLS_SECRET, *routes]
+    objects = [parse_object(doc, f"generated {i}") for i, doc in enumerate(documents)]
+    result = translate_cluster("east", objects, {("apps", "gw"): ["198.18.0.10"]})
+    for gateway_ir in result.gateways:
+        ir.validate(gateway_ir)
     for messages in result.resources.values():
         checked = validate(list(messages))
         assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -8,12 +8,13 @@ the conformance run, never before. Sorted by name, as the API requires.
 from __future__ import annotations
 
 SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
-    # The GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TCP and GATEWAY-UDP profiles' core features.
+    # The GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS, GATEWAY-TCP and GATEWAY-UDP profiles' core features.
     "Gateway",
     "GRPCRoute",
     "HTTPRoute",
     "ReferenceGrant",
     "TCPRoute",
+    "TLSRoute",
     "UDPRoute",
     # Extended features whose every test passed in the conformance run at suite v1.6.3
     # (conformance/reports/); the ones still missing are listed in conformance/README.md.
@@ -52,4 +53,6 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
+    "TLSRouteModeMixed",
+    "TLSRouteModeTerminate",
 )))

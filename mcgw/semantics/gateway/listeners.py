@@ -37,7 +37,7 @@ from mcgw.semantics.gateway.parameters import Proxies, class_parameters, gateway
 from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.semantics.gateway.routekinds import kinds_for_protocol
 
-SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "UDP")
+SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS", "TLS", "TCP", "UDP")
 # Protocols that route no hostname: two such listeners on one port are indistinct whatever their hostnames,
 # and their hostnames take none from another listener of the port.
 HOSTLESS_PROTOCOLS = frozenset({"TCP", "UDP"})
@@ -276,7 +276,21 @@ def _listener_result(gateway: Gateway, listener: Listener, conflict: tuple[str, 
         if unsupported := [f"{g}/{k}" for g, k in requested if (g, k) not in accepted_kinds]:
             resolved = cond(c.RESOLVED_REFS, "False", c.REASON_INVALID_ROUTE_KINDS,
                             f"route kinds {', '.join(unsupported)} are not supported on {listener.protocol}")
-        if listener.protocol == "HTTPS":
+        if listener.protocol == "TLS":
+            if listener.tls is None:
+                accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE,
+                                "a TLS listener needs tls.mode: Passthrough, or Terminate with tls.certificateRefs")
+            elif listener.tls.mode == "Passthrough":
+                pass  # the backends present their own certificates
+            elif not listener.tls.certificate_refs:
+                accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE,
+                                "a TLS listener with tls.mode Terminate needs tls.certificateRefs")
+            elif problem := _certificate_problems(gateway, listener, secrets, grants):
+                resolved = cond(c.RESOLVED_REFS, "False", *problem)
+            else:
+                certificates = [(r.namespace or gateway.metadata.namespace, r.name)
+                                for r in listener.tls.certificate_refs]
+        elif listener.protocol == "HTTPS":
             if listener.tls is None or not listener.tls.certificate_refs:
                 accepted = cond(c.ACCEPTED, "False", c.REASON_UNSUPPORTED_VALUE,
                                 "an HTTPS listener needs tls.certificateRefs")

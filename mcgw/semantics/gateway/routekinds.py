@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeGuard
 
-from mcgw.objects.model import GATEWAY_GROUP, GRPCRoute, HTTPRoute, TCPRoute, UDPRoute
-from mcgw.semantics.gateway import grpcroute, httproute, tcproute, udproute
+from mcgw.objects.model import GATEWAY_GROUP, GRPCRoute, HTTPRoute, TCPRoute, TLSRoute, UDPRoute
+from mcgw.semantics.gateway import grpcroute, httproute, tcproute, tlsroute, udproute
 from mcgw.semantics.gateway.routes import RuleCheck
 
 # Every route model mcgw serves: a route result holds one of these.
-AnyRoute = HTTPRoute | GRPCRoute | TCPRoute | UDPRoute
+AnyRoute = HTTPRoute | GRPCRoute | TLSRoute | TCPRoute | UDPRoute
 
 
 class RouteKind(NamedTuple):
@@ -30,6 +30,7 @@ ROUTE_KINDS: Mapping[str, RouteKind] = {
                            frozenset({"HTTP", "HTTPS"})),
     "GRPCRoute": RouteKind("GRPCRoute", GRPCRoute, grpcroute.check_rules, httproute.named_backends,
                            frozenset({"HTTP", "HTTPS"})),
+    "TLSRoute": RouteKind("TLSRoute", TLSRoute, tlsroute.check_rules, tlsroute.named_backends, frozenset({"TLS"})),
     "TCPRoute": RouteKind("TCPRoute", TCPRoute, tcproute.check_rules, tcproute.named_backends, frozenset({"TCP"})),
     "UDPRoute": RouteKind("UDPRoute", UDPRoute, udproute.check_rules, udproute.named_backends, frozenset({"UDP"})),
 }
