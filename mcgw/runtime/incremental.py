@@ -3,8 +3,10 @@
 :class:`IncrementalTranslation` keeps the previous objects and every intermediate result, and on each
 call works out what changed and what that touches:
 
-- a changed route (of any kind) is evaluated again (its status, bindings and backends); a route never depends
-  on another route, so no other route is looked at;
+- a changed route (of any kind) is evaluated again (its status, bindings and backends); a route depends on
+  another route only through cross serving (an HTTPRoute and a GRPCRoute never share a hostname on a
+  listener), so the claims on every listener it binds to, before and after, are weighed again, and only
+  the routes of those listeners whose refusals changed are installed again;
 - a Service or ServiceImport that appears or disappears re-evaluates the routes that name it, and a
   Service or EndpointSlice change rebuilds the IR of the routes that name that Service (their
   status cannot change);
@@ -56,6 +58,7 @@ from mcgw.objects.model import (
 )
 from mcgw.semantics.endpoints import service_endpoints
 from mcgw.semantics.gateway.backends import port_app_protocol, port_name
+from mcgw.semantics.gateway.crossserving import Claim, ListenerKey, Refusal, apply_refusals, claims, refusals
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import (
     AttachedCounts,
@@ -220,6 +223,11 @@ class IncrementalTranslation:
         self._shapes: dict[GatewayKey, GatewayShape] = {}
         self._routes: dict[RouteKey, _Route] = {}
         self._results: dict[RouteKey, RouteResult] = {}
+        # Cross serving: each route's result before it, the claims on each listener, and what is refused.
+        self._raw: dict[RouteKey, RouteResult] = {}
+        self._claims: dict[ListenerKey, dict[RouteKey, list[Claim]]] = {}
+        self._refused: dict[ListenerKey, dict[RouteKey, Refusal]] = {}
+        self._refused_of: dict[RouteKey, dict[ListenerKey, Refusal]] = {}
         self._referrers: dict[NamespacedName, set[RouteKey]] = {}  # Service or ServiceImport -> routes naming it
         self._vhosts: dict[VirtualHostKey, _VirtualHost] = {}
         self._hostnames: dict[tuple[GatewayKey, int], dict[str, _VirtualHost]] = {}
@@ -362,9 +370,18 @@ class IncrementalTranslation:
         else:
             evaluate = changed_routes.union(*(self._referrers.get(key, ()) for key in membership))
         rebuild = set().union(*(self._referrers.get(key, ()) for key in endpoints)) - evaluate
-        for route_key in evaluate:
-            self._evaluate(route_key)
-        for route_key in rebuild:
+        listeners: set[ListenerKey] = set()  # listeners whose claims changed
+        evaluated = {route_key: self._evaluate(route_key, listeners) for route_key in evaluate}
+        install = dict.fromkeys(evaluated)
+        install.update(dict.fromkeys(self._weigh(listeners)))
+        for route_key in install:
+            if route_key in evaluated:
+                route, named = evaluated[route_key]
+            else:
+                state = self._routes[route_key]
+                route, named = state.result.route, state.named
+            self._install(route_key, route, named)
+        for route_key in rebuild - install.keys():
             self._rebuild(route_key)
         return self._assemble()
 
@@ -400,15 +417,13 @@ class IncrementalTranslation:
         self._irs.pop(place[0], None)
         return vhost
 
-    def _evaluate(self, key: RouteKey) -> None:
-        """Evaluate one route again (or forget it, if it is gone)."""
+    def _evaluate(self, key: RouteKey,
+                  listeners: set[ListenerKey]) -> tuple[AnyRoute | None, frozenset[NamespacedName]]:
+        """Evaluate one route again (or forget it, if it is gone), before cross serving: its result and claims
+        are stored, the listeners it claimed before or claims now added to ``listeners``. Returns the route and
+        the Services it names, for :meth:`_install`."""
         assert self._layer is not None
-        old = self._routes.pop(key, None)
-        self._results.pop(key, None)
-        if old is not None:
-            self._count(old.result, -1)
-            for place in old.places:
-                self._vhost(place).remove(key, old.entries)
+        old = self._routes.get(key)
         route = self._of(key[0]).get(key[1:])
         named = old.named if old is not None and old.result.route is route else frozenset()
         if old is not None and old.result.route is not route:
@@ -423,10 +438,57 @@ class IncrementalTranslation:
                 named = ROUTE_KINDS[route.kind].named_backends(route)
                 for service in named:
                     self._referrers.setdefault(service, set()).add(key)
-        if result is None:
-            if is_route(route):
+        before = self._raw.pop(key, None)
+        if before is not None:
+            for listener, _ in claims(key, before):
+                listeners.add(listener)
+                self._claims[listener].pop(key, None)
+        if result is not None:
+            self._raw[key] = result
+            for listener, claim in claims(key, result):
+                listeners.add(listener)
+                self._claims.setdefault(listener, {}).setdefault(key, []).append(claim)
+        return (route if is_route(route) else None), named
+
+    def _weigh(self, listeners: set[ListenerKey]) -> set[RouteKey]:
+        """Cross serving again on ``listeners``; the routes whose refusals changed."""
+        changed: set[RouteKey] = set()
+        for listener in listeners:
+            bound = self._claims.get(listener, {})
+            new = refusals(claim for of_route in bound.values() for claim in of_route) if bound else {}
+            old = self._refused.pop(listener, {})
+            if new:
+                self._refused[listener] = new
+            if not bound:
+                self._claims.pop(listener, None)
+            for route_key in old.keys() | new.keys():
+                if old.get(route_key) == new.get(route_key):
+                    continue
+                changed.add(route_key)
+                of_route = self._refused_of.setdefault(route_key, {})
+                if route_key in new:
+                    of_route[listener] = new[route_key]
+                else:
+                    del of_route[listener]
+                if not of_route:
+                    del self._refused_of[route_key]
+        return changed
+
+    def _install(self, key: RouteKey, route: AnyRoute | None, named: frozenset[NamespacedName]) -> None:
+        """Put the route's result, after cross serving, in place of the previous one: its virtual hosts and
+        its counts in ``attachedRoutes``."""
+        old = self._routes.pop(key, None)
+        self._results.pop(key, None)
+        if old is not None:
+            self._count(old.result, -1)
+            for place in old.places:
+                self._vhost(place).remove(key, old.entries)
+        raw = self._raw.get(key)
+        if raw is None:
+            if route is not None:
                 self._routes[key] = _Route(_placeholder(route), named, ())
             return
+        result = apply_refusals(raw, self._refused_of.get(key, {}))
         places = tuple({(binding.gateway, binding.port, hostname): None
                         for parent in result.parents for binding in parent.bindings if binding.usable
                         for hostname in binding.hostnames})
