@@ -163,12 +163,12 @@ def apply_refusals(result: RouteResult, refused: Mapping[ListenerKey, Refusal]) 
         lost = [((b.gateway, b.listener), refused[(b.gateway, b.listener)]) for b in parent.bindings]
         ((gateway, listener), refusal), more = lost[0], len(lost) - 1
         winner = refusal.winner
+        others = f" (and {more} more listener{'s' if more > 1 else ''})" if more else ""
         accepted = c.Condition(
             c.ACCEPTED, "False", c.REASON_HOSTNAME_CONFLICT,
             f"{winner[0]} {winner[1]}/{winner[2]} keeps hostname {refusal.hostname} on listener {listener} of "
-            f"Gateway {gateway[0]}/{gateway[1]}" + (f" (and {more} more listeners)" if more else "") +
-            " (it is older, or first by namespace/name): an HTTPRoute and a GRPCRoute may not share a hostname "
-            "on a listener", generation)
+            f"Gateway {gateway[0]}/{gateway[1]}{others} (it is older, or first by namespace/name): an HTTPRoute "
+            "and a GRPCRoute may not share a hostname on a listener", generation)
         parents[index] = parent._replace(accepted=accepted, bindings=())
         conditions[index] = (accepted, *conditions[index][1:])
     return result._replace(parents=tuple(parents), parent_conditions=tuple(conditions))
