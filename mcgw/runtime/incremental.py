@@ -225,7 +225,8 @@ class IncrementalTranslation:
         self._results: dict[RouteKey, RouteResult] = {}
         # Cross serving: each route's result before it, the claims on each listener, and what is refused.
         self._raw: dict[RouteKey, RouteResult] = {}
-        self._claims: dict[ListenerKey, dict[RouteKey, list[Claim]]] = {}
+        # listener -> kind -> route -> its claims there (a listener with one kind alone refuses nothing)
+        self._claims: dict[ListenerKey, dict[str, dict[RouteKey, list[Claim]]]] = {}
         self._refused: dict[ListenerKey, dict[RouteKey, Refusal]] = {}
         self._refused_of: dict[RouteKey, dict[ListenerKey, Refusal]] = {}
         self._referrers: dict[NamespacedName, set[RouteKey]] = {}  # Service or ServiceImport -> routes naming it
@@ -442,24 +443,27 @@ class IncrementalTranslation:
         if before is not None:
             for listener, _ in claims(key, before):
                 listeners.add(listener)
-                self._claims[listener].pop(key, None)
+                self._claims[listener][key[0]].pop(key, None)
         if result is not None:
             self._raw[key] = result
             for listener, claim in claims(key, result):
                 listeners.add(listener)
-                self._claims.setdefault(listener, {}).setdefault(key, []).append(claim)
+                self._claims.setdefault(listener, {}).setdefault(key[0], {}).setdefault(key, []).append(claim)
         return (route if is_route(route) else None), named
 
     def _weigh(self, listeners: set[ListenerKey]) -> set[RouteKey]:
         """Cross serving again on ``listeners``; the routes whose refusals changed."""
         changed: set[RouteKey] = set()
         for listener in listeners:
-            bound = self._claims.get(listener, {})
-            new = refusals(claim for of_route in bound.values() for claim in of_route) if bound else {}
+            by_kind = self._claims.get(listener, {})
+            for kind in [kind for kind, bound in by_kind.items() if not bound]:
+                del by_kind[kind]
+            new = refusals(claim for bound in by_kind.values() for of_route in bound.values() for claim in of_route) \
+                if len(by_kind) > 1 else {}
             old = self._refused.pop(listener, {})
             if new:
                 self._refused[listener] = new
-            if not bound:
+            if not by_kind:
                 self._claims.pop(listener, None)
             for route_key in old.keys() | new.keys():
                 if old.get(route_key) == new.get(route_key):
