@@ -174,9 +174,10 @@ def service(world: World, draw: Draw) -> None:
         return
     ports = draw(st.sampled_from([[{"name": "http", "port": 80}], [{"name": "http", "port": 80},
                                                                      {"name": "alt", "port": 81}],
-                                  [{"name": "other", "port": 80}]]))
-    app_protocol = draw(st.sampled_from([None, "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"]))
-    if app_protocol is not None:  # h2c changes the cluster, wss the route's resolution
+                                  [{"name": "other", "port": 80}], [{"name": "dns", "port": 80, "protocol": "UDP"}]]))
+    app_protocol = draw(st.sampled_from([None, "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss",
+                                         "kubernetes.io/quic"]))
+    if app_protocol is not None:  # h2c changes the cluster; wss, quic, ws (for GRPCRoutes), UDP the resolution
         ports = [{**ports[0], "appProtocol": app_protocol}, *ports[1:]]
     world.put({"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, ns), "spec": {"ports": ports}})
 
