@@ -123,7 +123,7 @@ def test_a_port_that_is_not_tcp_is_unsupported_for_http(exported: bool) -> None:
     output = _translate(_objects(None, exported=exported, protocol="UDP"), exported)
     condition = _resolved_refs(output)
     assert (condition["status"], condition["reason"]) == ("False", "UnsupportedProtocol")
-    assert "port 8081 is UDP, not TCP" in condition["message"]
+    assert "port 8081 is UDP, not TCP: HTTPRoutes reach their backends over TCP" in condition["message"]
     assert not _backend(output).valid
 
 

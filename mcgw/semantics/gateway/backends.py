@@ -97,7 +97,7 @@ def _protocol_problem(ports: Sequence[ServicePort | ImportPort], where: str, por
     if not any(p.port == port and p.protocol == "TCP" for p in ports):
         protocols = "/".join(sorted({p.protocol for p in ports if p.port == port}))
         return (c.REASON_UNSUPPORTED_PROTOCOL,
-                f"{_prefix(what)}{where} port {port} is {protocols}, not TCP: a {kind} reaches its backends "
+                f"{_prefix(what)}{where} port {port} is {protocols}, not TCP: {kind}s reach their backends "
                 "over TCP; use a TCP port")
     app_protocol = port_app_protocol(ports, port)
     if app_protocol is None:

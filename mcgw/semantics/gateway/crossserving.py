@@ -127,9 +127,10 @@ class _Kept:
 
 def refusals(bound: Iterable[Claim]) -> dict[RouteKey, Refusal]:
     """The routes refused on one listener, given every claim on it."""
-    claimed = sorted(bound)
+    claimed = list(bound)
     if len({claim.route[0] for claim in claimed}) < 2:
         return {}  # one kind alone never conflicts
+    claimed.sort()
     kept: dict[str, _Kept] = {kind: _Kept() for kind in CROSS_SERVING_KINDS}
     refused: dict[RouteKey, Refusal] = {}
     for claim in claimed:
