@@ -71,11 +71,15 @@ class _Kept:
     """The hostnames kept on a listener by one kind, indexed so that a hostname's meeting is a few look-ups.
 
     Hostnames are exact (``a.example.com``), wildcards (``*.example.com``: one or more labels before
-    ``example.com``, never ``example.com`` itself) or ``*`` (everything)."""
+    ``example.com``, never ``example.com`` itself) or ``*`` (everything). Thousands of routes share a listener
+    and few hostnames, so a hostname kept again costs one look-up, as does asking again about one that met
+    nothing."""
 
-    __slots__ = ("by_base", "by_base_suffix", "by_exact", "by_exact_suffix", "everything")
+    __slots__ = ("by_base", "by_base_suffix", "by_exact", "by_exact_suffix", "everything", "known", "misses")
 
     def __init__(self) -> None:
+        self.known: set[str] = set()
+        self.misses: set[str] = set()  # asked since the last new hostname, and met nothing
         self.everything: tuple[RouteKey, str] | None = None
         self.by_exact: dict[str, RouteKey] = {}
         self.by_exact_suffix: dict[str, tuple[RouteKey, str]] = {}  # a proper suffix of an exact name → it
@@ -83,6 +87,10 @@ class _Kept:
         self.by_base_suffix: dict[str, tuple[RouteKey, str]] = {}  # a proper suffix of a base → the wildcard
 
     def add(self, route: RouteKey, hostname: str) -> None:
+        if hostname in self.known:
+            return  # the first route to keep it is the one named
+        self.known.add(hostname)
+        self.misses.clear()
         if hostname == "*":
             self.everything = self.everything or (route, hostname)
         elif hostname.startswith("*."):
@@ -97,6 +105,14 @@ class _Kept:
 
     def meets(self, hostname: str) -> Refusal | None:
         """A kept hostname that some request hostname matches along with ``hostname``, and its route."""
+        if hostname in self.misses:
+            return None
+        found = self._meets(hostname)
+        if found is None:
+            self.misses.add(hostname)
+        return found
+
+    def _meets(self, hostname: str) -> Refusal | None:
         if self.everything is not None:
             return Refusal(*self.everything)
         if hostname == "*":
@@ -131,12 +147,12 @@ def refusals(bound: Iterable[Claim]) -> dict[RouteKey, Refusal]:
     if len({claim.route[0] for claim in claimed}) < 2:
         return {}  # one kind alone never conflicts
     claimed.sort()
-    kept: dict[str, _Kept] = {kind: _Kept() for kind in CROSS_SERVING_KINDS}
+    kept = {kind: _Kept() for kind in CROSS_SERVING_KINDS}
+    other_of = {kind: [index for name, index in kept.items() if name != kind] for kind in kept}
     refused: dict[RouteKey, Refusal] = {}
     for claim in claimed:
         kind = claim.route[0]
-        others = [other for name, other in kept.items() if name != kind]
-        refusal = next((found for hostname in claim.hostnames for other in others
+        refusal = next((found for hostname in claim.hostnames for other in other_of[kind]
                         if (found := other.meets(hostname)) is not None), None)
         if refusal is not None:
             refused[claim.route] = refusal
