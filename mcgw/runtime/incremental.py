@@ -29,6 +29,7 @@ result always equals a full translation of the same objects; tests apply random 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import compress
@@ -58,7 +59,15 @@ from mcgw.objects.model import (
 )
 from mcgw.semantics.endpoints import service_endpoints
 from mcgw.semantics.gateway.backends import port_app_protocol, port_name
-from mcgw.semantics.gateway.crossserving import Claim, ListenerKey, Refusal, apply_refusals, claims, refusals
+from mcgw.semantics.gateway.crossserving import (
+    Claim,
+    ListenerKey,
+    Refusal,
+    apply_refusals,
+    claims,
+    hostnames_meet,
+    refusals,
+)
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import (
     AttachedCounts,
@@ -229,6 +238,7 @@ class IncrementalTranslation:
         self._claims: dict[ListenerKey, dict[str, dict[RouteKey, list[Claim]]]] = {}
         self._refused: dict[ListenerKey, dict[RouteKey, Refusal]] = {}
         self._refused_of: dict[RouteKey, dict[ListenerKey, Refusal]] = {}
+        self._hostnames_on: dict[ListenerKey, dict[str, Counter[str]]] = {}  # listener -> kind -> claimed hostnames
         self._referrers: dict[NamespacedName, set[RouteKey]] = {}  # Service or ServiceImport -> routes naming it
         self._vhosts: dict[VirtualHostKey, _VirtualHost] = {}
         self._hostnames: dict[tuple[GatewayKey, int], dict[str, _VirtualHost]] = {}
@@ -371,7 +381,7 @@ class IncrementalTranslation:
         else:
             evaluate = changed_routes.union(*(self._referrers.get(key, ()) for key in membership))
         rebuild = set().union(*(self._referrers.get(key, ()) for key in endpoints)) - evaluate
-        listeners: set[ListenerKey] = set()  # listeners whose claims changed
+        listeners: dict[ListenerKey, list[Claim]] = {}  # listeners whose claims changed -> the new claims
         evaluated = {route_key: self._evaluate(route_key, listeners) for route_key in evaluate}
         install = dict.fromkeys(evaluated)
         install.update(dict.fromkeys(self._weigh(listeners)))
@@ -419,10 +429,10 @@ class IncrementalTranslation:
         return vhost
 
     def _evaluate(self, key: RouteKey,
-                  listeners: set[ListenerKey]) -> tuple[AnyRoute | None, frozenset[NamespacedName]]:
+                  listeners: dict[ListenerKey, list[Claim]]) -> tuple[AnyRoute | None, frozenset[NamespacedName]]:
         """Evaluate one route again (or forget it, if it is gone), before cross serving: its result and claims
-        are stored, the listeners it claimed before or claims now added to ``listeners``. Returns the route and
-        the Services it names, for :meth:`_install`."""
+        are stored, the listeners it claimed before or claims now added to ``listeners`` with its new claims.
+        Returns the route and the Services it names, for :meth:`_install`."""
         assert self._layer is not None
         old = self._routes.get(key)
         route = self._of(key[0]).get(key[1:])
@@ -441,30 +451,44 @@ class IncrementalTranslation:
                     self._referrers.setdefault(service, set()).add(key)
         before = self._raw.pop(key, None)
         if before is not None:
-            for listener, _ in claims(key, before):
-                listeners.add(listener)
+            for listener, claim in claims(key, before):
+                listeners.setdefault(listener, [])
                 self._claims[listener][key[0]].pop(key, None)
+                counts = self._hostnames_on[listener][key[0]]
+                for hostname in claim.hostnames:
+                    counts[hostname] -= 1
+                    if not counts[hostname]:
+                        del counts[hostname]
         if result is not None:
             self._raw[key] = result
             for listener, claim in claims(key, result):
-                listeners.add(listener)
+                listeners.setdefault(listener, []).append(claim)
                 self._claims.setdefault(listener, {}).setdefault(key[0], {}).setdefault(key, []).append(claim)
+                self._hostnames_on.setdefault(listener, {}).setdefault(key[0], Counter()).update(claim.hostnames)
         return (route if is_route(route) else None), named
 
-    def _weigh(self, listeners: set[ListenerKey]) -> set[RouteKey]:
-        """Cross serving again on ``listeners``; the routes whose refusals changed."""
+    def _weigh(self, listeners: Mapping[ListenerKey, list[Claim]]) -> set[RouteKey]:
+        """Cross serving again on ``listeners``; the routes whose refusals changed.
+
+        A listener where nothing was refused keeps its (empty) refusals unless a new claim meets a hostname
+        of the other kind there: two unchanged claims that meet would have been refused before. That is the
+        common case of a listener serving both kinds, weighed without a pass over all of its routes."""
         changed: set[RouteKey] = set()
-        for listener in listeners:
+        for listener, touched in listeners.items():
             by_kind = self._claims.get(listener, {})
             for kind in [kind for kind, bound in by_kind.items() if not bound]:
                 del by_kind[kind]
+                del self._hostnames_on[listener][kind]
+            if not by_kind:
+                self._claims.pop(listener, None)
+                self._hostnames_on.pop(listener, None)
+            if not self._refused.get(listener) and not any(self._meets_other_kind(listener, c) for c in touched):
+                continue
             new = refusals(claim for bound in by_kind.values() for of_route in bound.values() for claim in of_route) \
                 if len(by_kind) > 1 else {}
             old = self._refused.pop(listener, {})
             if new:
                 self._refused[listener] = new
-            if not by_kind:
-                self._claims.pop(listener, None)
             for route_key in old.keys() | new.keys():
                 if old.get(route_key) == new.get(route_key):
                     continue
@@ -477,6 +501,11 @@ class IncrementalTranslation:
                 if not of_route:
                     del self._refused_of[route_key]
         return changed
+
+    def _meets_other_kind(self, listener: ListenerKey, claim: Claim) -> bool:
+        """Whether a hostname of ``claim`` meets one that a route of another kind claims on ``listener``."""
+        return any(hostnames_meet(mine, theirs) for kind, counts in self._hostnames_on.get(listener, {}).items()
+                   if kind != claim.route[0] for theirs in counts for mine in claim.hostnames)
 
     def _install(self, key: RouteKey, route: AnyRoute | None, named: frozenset[NamespacedName]) -> None:
         """Put the route's result, after cross serving, in place of the previous one: its virtual hosts and

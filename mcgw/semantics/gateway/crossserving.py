@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.hostnames import intersection
 from mcgw.semantics.gateway.routes import RouteKey
 
 if TYPE_CHECKING:  # evaluate.py runs this pass
@@ -56,6 +57,11 @@ def claims(key: RouteKey, result: RouteResult) -> Iterator[tuple[ListenerKey, Cl
         for binding in parent.bindings:
             if binding.hostnames:
                 yield (binding.gateway, binding.listener), Claim(order, key, binding.hostnames)
+
+
+def hostnames_meet(first: str, second: str) -> bool:
+    """Whether some request hostname matches both route hostnames (``*``, a route without any, matches all)."""
+    return "*" in (first, second) or intersection(first, second) is not None
 
 
 def _proper_suffixes(hostname: str) -> Iterator[str]:
