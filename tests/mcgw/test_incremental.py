@@ -376,7 +376,7 @@ def config_map(world: World, draw: Draw) -> None:
 
 
 CHANGES = [gateway_class, gateway, secret, grant, namespace, service, service_import, endpoint_slice, route, route,
-           route, grpc_route, grpc_route, addresses, bind_addresses, backend_tls_policy, config_map]
+           route, grpc_route, grpc_route, grpc_route, addresses, bind_addresses, backend_tls_policy, config_map]
 
 
 def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:
