@@ -199,6 +199,8 @@ def apply_refusals(result: RouteResult, refused: Mapping[ListenerKey, Refusal]) 
 
 def cross_serve(results: Mapping[RouteKey, RouteResult]) -> dict[RouteKey, RouteResult]:
     """Every route result with the bindings cross serving refuses taken out (a full pass)."""
+    if len(CROSS_SERVING_KINDS.intersection({key[0] for key in results})) < 2:
+        return dict(results)  # one kind alone refuses nothing: no pass over its bindings
     by_listener: dict[ListenerKey, list[Claim]] = {}
     for key, result in results.items():
         for listener, claim in claims(key, result):
