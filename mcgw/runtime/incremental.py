@@ -3,8 +3,10 @@
 :class:`IncrementalTranslation` keeps the previous objects and every intermediate result, and on each
 call works out what changed and what that touches:
 
-- a changed route (of any kind) is evaluated again (its status, bindings and backends); a route never depends
-  on another route, so no other route is looked at;
+- a changed route (of any kind) is evaluated again (its status, bindings and backends); a route depends on
+  another route only through cross serving (an HTTPRoute and a GRPCRoute never share a hostname on a
+  listener), so the claims on every listener it binds to, before and after, are weighed again, and only
+  the routes of those listeners whose refusals changed are installed again;
 - a Service or ServiceImport that appears or disappears re-evaluates the routes that name it, and a
   Service or EndpointSlice change rebuilds the IR of the routes that name that Service (their
   status cannot change);
@@ -27,6 +29,7 @@ result always equals a full translation of the same objects; tests apply random 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import compress
@@ -56,6 +59,15 @@ from mcgw.objects.model import (
 )
 from mcgw.semantics.endpoints import service_endpoints
 from mcgw.semantics.gateway.backends import port_app_protocol, port_name
+from mcgw.semantics.gateway.crossserving import (
+    Claim,
+    ListenerKey,
+    Refusal,
+    apply_refusals,
+    claims,
+    hostnames_meet,
+    refusals,
+)
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.evaluate import (
     AttachedCounts,
@@ -220,6 +232,13 @@ class IncrementalTranslation:
         self._shapes: dict[GatewayKey, GatewayShape] = {}
         self._routes: dict[RouteKey, _Route] = {}
         self._results: dict[RouteKey, RouteResult] = {}
+        # Cross serving: each route's result before it, the claims on each listener, and what is refused.
+        self._raw: dict[RouteKey, RouteResult] = {}
+        # listener -> kind -> route -> its claims there (a listener with one kind alone refuses nothing)
+        self._claims: dict[ListenerKey, dict[str, dict[RouteKey, list[Claim]]]] = {}
+        self._refused: dict[ListenerKey, dict[RouteKey, Refusal]] = {}
+        self._refused_of: dict[RouteKey, dict[ListenerKey, Refusal]] = {}
+        self._hostnames_on: dict[ListenerKey, dict[str, Counter[str]]] = {}  # listener -> kind -> claimed hostnames
         self._referrers: dict[NamespacedName, set[RouteKey]] = {}  # Service or ServiceImport -> routes naming it
         self._vhosts: dict[VirtualHostKey, _VirtualHost] = {}
         self._hostnames: dict[tuple[GatewayKey, int], dict[str, _VirtualHost]] = {}
@@ -362,9 +381,18 @@ class IncrementalTranslation:
         else:
             evaluate = changed_routes.union(*(self._referrers.get(key, ()) for key in membership))
         rebuild = set().union(*(self._referrers.get(key, ()) for key in endpoints)) - evaluate
-        for route_key in evaluate:
-            self._evaluate(route_key)
-        for route_key in rebuild:
+        listeners: dict[ListenerKey, list[Claim]] = {}  # listeners whose claims changed -> the new claims
+        evaluated = {route_key: self._evaluate(route_key, listeners) for route_key in evaluate}
+        install = dict.fromkeys(evaluated)
+        install.update(dict.fromkeys(self._weigh(listeners)))
+        for route_key in install:
+            if route_key in evaluated:
+                route, named = evaluated[route_key]
+            else:
+                state = self._routes[route_key]
+                route, named = state.result.route, state.named
+            self._install(route_key, route, named)
+        for route_key in rebuild - install.keys():
             self._rebuild(route_key)
         return self._assemble()
 
@@ -400,15 +428,13 @@ class IncrementalTranslation:
         self._irs.pop(place[0], None)
         return vhost
 
-    def _evaluate(self, key: RouteKey) -> None:
-        """Evaluate one route again (or forget it, if it is gone)."""
+    def _evaluate(self, key: RouteKey,
+                  listeners: dict[ListenerKey, list[Claim]]) -> tuple[AnyRoute | None, frozenset[NamespacedName]]:
+        """Evaluate one route again (or forget it, if it is gone), before cross serving: its result and claims
+        are stored, the listeners it claimed before or claims now added to ``listeners`` with its new claims.
+        Returns the route and the Services it names, for :meth:`_install`."""
         assert self._layer is not None
-        old = self._routes.pop(key, None)
-        self._results.pop(key, None)
-        if old is not None:
-            self._count(old.result, -1)
-            for place in old.places:
-                self._vhost(place).remove(key, old.entries)
+        old = self._routes.get(key)
         route = self._of(key[0]).get(key[1:])
         named = old.named if old is not None and old.result.route is route else frozenset()
         if old is not None and old.result.route is not route:
@@ -423,10 +449,79 @@ class IncrementalTranslation:
                 named = ROUTE_KINDS[route.kind].named_backends(route)
                 for service in named:
                     self._referrers.setdefault(service, set()).add(key)
-        if result is None:
-            if is_route(route):
+        before = self._raw.pop(key, None)
+        if before is not None:
+            for listener, claim in claims(key, before):
+                listeners.setdefault(listener, [])
+                self._claims[listener][key[0]].pop(key, None)
+                counts = self._hostnames_on[listener][key[0]]
+                for hostname in claim.hostnames:
+                    counts[hostname] -= 1
+                    if not counts[hostname]:
+                        del counts[hostname]
+        if result is not None:
+            self._raw[key] = result
+            for listener, claim in claims(key, result):
+                listeners.setdefault(listener, []).append(claim)
+                self._claims.setdefault(listener, {}).setdefault(key[0], {}).setdefault(key, []).append(claim)
+                self._hostnames_on.setdefault(listener, {}).setdefault(key[0], Counter()).update(claim.hostnames)
+        return (route if is_route(route) else None), named
+
+    def _weigh(self, listeners: Mapping[ListenerKey, list[Claim]]) -> set[RouteKey]:
+        """Cross serving again on ``listeners``; the routes whose refusals changed.
+
+        A listener where nothing was refused keeps its (empty) refusals unless a new claim meets a hostname
+        of the other kind there: two unchanged claims that meet would have been refused before. That is the
+        common case of a listener serving both kinds, weighed without a pass over all of its routes."""
+        changed: set[RouteKey] = set()
+        for listener, touched in listeners.items():
+            by_kind = self._claims.get(listener, {})
+            for kind in [kind for kind, bound in by_kind.items() if not bound]:
+                del by_kind[kind]
+                del self._hostnames_on[listener][kind]
+            if not by_kind:
+                self._claims.pop(listener, None)
+                self._hostnames_on.pop(listener, None)
+            if not self._refused.get(listener) and not any(self._meets_other_kind(listener, c) for c in touched):
+                continue
+            new = refusals(claim for bound in by_kind.values() for of_route in bound.values() for claim in of_route) \
+                if len(by_kind) > 1 else {}
+            old = self._refused.pop(listener, {})
+            if new:
+                self._refused[listener] = new
+            for route_key in old.keys() | new.keys():
+                if old.get(route_key) == new.get(route_key):
+                    continue
+                changed.add(route_key)
+                of_route = self._refused_of.setdefault(route_key, {})
+                if route_key in new:
+                    of_route[listener] = new[route_key]
+                else:
+                    del of_route[listener]
+                if not of_route:
+                    del self._refused_of[route_key]
+        return changed
+
+    def _meets_other_kind(self, listener: ListenerKey, claim: Claim) -> bool:
+        """Whether a hostname of ``claim`` meets one that a route of another kind claims on ``listener``."""
+        return any(hostnames_meet(mine, theirs) for kind, counts in self._hostnames_on.get(listener, {}).items()
+                   if kind != claim.route[0] for theirs in counts for mine in claim.hostnames)
+
+    def _install(self, key: RouteKey, route: AnyRoute | None, named: frozenset[NamespacedName]) -> None:
+        """Put the route's result, after cross serving, in place of the previous one: its virtual hosts and
+        its counts in ``attachedRoutes``."""
+        old = self._routes.pop(key, None)
+        self._results.pop(key, None)
+        if old is not None:
+            self._count(old.result, -1)
+            for place in old.places:
+                self._vhost(place).remove(key, old.entries)
+        raw = self._raw.get(key)
+        if raw is None:
+            if route is not None:
                 self._routes[key] = _Route(_placeholder(route), named, ())
             return
+        result = apply_refusals(raw, self._refused_of.get(key, {}))
         builder = ROUTE_BUILDERS[key[0]]
         if builder.listener == "HTTP":
             places = tuple({(binding.gateway, binding.port, hostname): None

@@ -1,5 +1,6 @@
 """A backend port's appProtocol (GEP-1911): h2c backends get HTTP/2 with prior knowledge, for Services and
-ServiceImports alike; WebSocket over TLS is UnsupportedProtocol; any other value keeps HTTP/1.1."""
+ServiceImports alike; WebSocket over TLS without a BackendTLSPolicy, another kubernetes.io/ name, a port that
+is not TCP, and WebSocket to a GRPCRoute are UnsupportedProtocol; any other value keeps HTTP/1.1."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from tests.mcgw.manifests import V1, public_gateway
 H2C_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
-def _objects(app_protocol: str | None, *, exported: bool = False) -> list[AnyObject]:
-    port: dict[str, Any] = {"name": "http", "port": 8081, "targetPort": 3001}
+def _objects(app_protocol: str | None, *, exported: bool = False, protocol: str = "TCP",
+             kind: str = "HTTPRoute") -> list[AnyObject]:
+    port: dict[str, Any] = {"name": "http", "port": 8081, "targetPort": 3001, "protocol": protocol}
     if app_protocol is not None:
         port["appProtocol"] = app_protocol
     backend_ref: dict[str, Any] = {"name": "echo", "port": 8081}
@@ -36,7 +38,7 @@ def _objects(app_protocol: str | None, *, exported: bool = False) -> list[AnyObj
          "metadata": {"name": "echo-1", "namespace": "infra", "labels": {"kubernetes.io/service-name": "echo"}},
          "addressType": "IPv4", "ports": [{"name": "http", "port": 3001}],
          "endpoints": [{"addresses": ["198.18.1.10"], "conditions": {"ready": True}}]},
-        {"apiVersion": V1, "kind": "HTTPRoute", "metadata": {"name": "echo", "namespace": "infra", "generation": 1},
+        {"apiVersion": V1, "kind": kind, "metadata": {"name": "echo", "namespace": "infra", "generation": 1},
          "spec": {"parentRefs": [{"name": "public"}], "rules": [{"backendRefs": [backend_ref]}]}},
     ]
     if exported:
@@ -63,8 +65,8 @@ def _clusters(output: ClusterOutput) -> list[dict[str, Any]]:
             if m.DESCRIPTOR.name == "Cluster"]
 
 
-def _resolved_refs(output: ClusterOutput) -> dict[str, Any]:
-    conditions = output.statuses()["HTTPRoute"]["infra/echo"]["parents"][0]["conditions"]
+def _resolved_refs(output: ClusterOutput, kind: str = "HTTPRoute") -> dict[str, Any]:
+    conditions = output.statuses()[kind]["infra/echo"]["parents"][0]["conditions"]
     found: dict[str, Any] = next(c for c in conditions if c["type"] == "ResolvedRefs")
     return found
 
@@ -105,9 +107,50 @@ def test_websocket_over_tls_is_an_unsupported_protocol(exported: bool) -> None:
     assert _clusters(output) == []
 
 
+@pytest.mark.parametrize("exported", [False, True], ids=["Service", "ServiceImport"])
+def test_a_kubernetes_standard_protocol_mcgw_does_not_speak_is_unsupported(exported: bool) -> None:
+    """KEP-3726 reserves kubernetes.io/ for its standard protocols: one mcgw does not know is not HTTP/1.1."""
+    output = _translate(_objects("kubernetes.io/quic", exported=exported), exported)
+    condition = _resolved_refs(output)
+    assert (condition["status"], condition["reason"]) == ("False", "UnsupportedProtocol")
+    assert "appProtocol kubernetes.io/quic" in condition["message"]
+    assert not _backend(output).valid
+    assert _clusters(output) == []
+
+
+@pytest.mark.parametrize("exported", [False, True], ids=["Service", "ServiceImport"])
+def test_a_port_that_is_not_tcp_is_unsupported_for_http(exported: bool) -> None:
+    output = _translate(_objects(None, exported=exported, protocol="UDP"), exported)
+    condition = _resolved_refs(output)
+    assert (condition["status"], condition["reason"]) == ("False", "UnsupportedProtocol")
+    assert "port 8081 is UDP, not TCP: HTTPRoutes reach their backends over TCP" in condition["message"]
+    assert not _backend(output).valid
+
+
+@pytest.mark.parametrize("app_protocol", ["kubernetes.io/ws", "kubernetes.io/wss"])
+def test_a_grpcroute_to_a_websocket_port_is_unsupported(app_protocol: str) -> None:
+    output = _translate(_objects(app_protocol, kind="GRPCRoute"))
+    condition = _resolved_refs(output, "GRPCRoute")
+    assert (condition["status"], condition["reason"]) == ("False", "UnsupportedProtocol")
+    assert "a GRPCRoute speaks gRPC over HTTP/2" in condition["message"]
+    assert not _backend(output).valid
+
+
+@pytest.mark.parametrize("app_protocol", [None, "kubernetes.io/h2c", "example.com/custom"])
+def test_a_grpcroute_speaks_http2_to_other_ports(app_protocol: str | None) -> None:
+    output = _translate(_objects(app_protocol, kind="GRPCRoute"))
+    assert _resolved_refs(output, "GRPCRoute")["status"] == "True"
+    backend = _backend(output)
+    assert backend.valid
+    assert backend.grpc
+    (cluster,) = _clusters(output)
+    assert cluster["typedExtensionProtocolOptions"][H2C_OPTIONS]["explicitHttpConfig"] == {"http2ProtocolOptions": {}}
+
+
 def test_an_app_protocol_change_reaches_the_cluster_incrementally() -> None:
     translator = ClusterTranslator("east")
-    for app_protocol in [None, "kubernetes.io/h2c", "kubernetes.io/wss", "kubernetes.io/h2c", None]:
+    for app_protocol in [None, "kubernetes.io/h2c", "kubernetes.io/wss", "kubernetes.io/h2c", "kubernetes.io/quic",
+                         None]:
         objects = _objects(app_protocol)
         incremental, full = translator.translate(objects), _translate(objects)
         assert incremental.gateways == full.gateways

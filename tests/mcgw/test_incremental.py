@@ -193,9 +193,10 @@ def service(world: World, draw: Draw) -> None:
         return
     ports = draw(st.sampled_from([[{"name": "http", "port": 80}], [{"name": "http", "port": 80},
                                                                      {"name": "alt", "port": 81}],
-                                  [{"name": "other", "port": 80}]]))
-    app_protocol = draw(st.sampled_from([None, "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"]))
-    if app_protocol is not None:  # h2c changes the cluster, wss the route's resolution
+                                  [{"name": "other", "port": 80}], [{"name": "dns", "port": 80, "protocol": "UDP"}]]))
+    app_protocol = draw(st.sampled_from([None, "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss",
+                                         "kubernetes.io/quic"]))
+    if app_protocol is not None:  # h2c changes the cluster; wss, quic, ws (for GRPCRoutes), UDP the resolution
         ports = [{**ports[0], "appProtocol": app_protocol}, *ports[1:]]
     world.put({"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, ns), "spec": {"ports": ports}})
 
@@ -320,17 +321,21 @@ def _grpc_rule(draw: Draw, route_ns: str) -> dict[str, Any]:
 
 def grpc_route(world: World, draw: Draw) -> None:
     ns = draw(st.sampled_from(["apps", "team"]))
-    name = draw(st.sampled_from(["r0", "g1"]))  # r0: the name of an HTTPRoute too
+    name = draw(st.sampled_from(["r0", "g1", "g2"]))  # r0: the name of an HTTPRoute too
     if draw(st.integers(0, 4)) == 0:
         world.delete("GRPCRoute", ns, name)
         return
     parents = draw(st.lists(st.sampled_from([
         {"name": "public", "namespace": "infra"}, {"name": "public", "namespace": "infra", "sectionName": "alt"},
         {"name": "edge", "namespace": "infra"}]), min_size=1, max_size=2, unique_by=str))
-    hostnames = draw(st.lists(st.sampled_from(["g.example.com", "*.example.com"]), max_size=1))
+    # Hostnames that meet the HTTPRoutes' or not, and ages on both sides of theirs: cross serving refuses
+    # one of an HTTPRoute and a GRPCRoute that meet on a listener, so one route's change moves the other's status.
+    hostnames = draw(st.lists(st.sampled_from(["g.example.com", "*.example.com", "a.example.com"]), max_size=2,
+                              unique=True))
     world.put({"apiVersion": V1, "kind": "GRPCRoute",
                "metadata": _meta(name, ns, generation=draw(st.integers(1, 3)),
-                                 creationTimestamp=draw(st.sampled_from(["2026-01-01T00:00:00Z",
+                                 creationTimestamp=draw(st.sampled_from(["2025-12-31T00:00:00Z",
+                                                                         "2026-01-01T00:00:00Z",
                                                                          "2026-01-02T00:00:00Z"]))),
                "spec": {"parentRefs": parents, "hostnames": hostnames,
                         "rules": [_grpc_rule(draw, ns) for _ in range(draw(st.integers(1, 2)))]}})
@@ -435,8 +440,8 @@ def config_map(world: World, draw: Draw) -> None:
 
 
 CHANGES = [gateway_class, gateway, secret, grant, namespace, service, service_import, endpoint_slice, route, route,
-           route, grpc_route, grpc_route, stream_route, stream_route, tls_route, tls_route, addresses, bind_addresses,
-           backend_tls_policy, config_map]
+           route, grpc_route, grpc_route, grpc_route, stream_route, stream_route, tls_route, tls_route, addresses,
+           bind_addresses, backend_tls_policy, config_map]
 
 
 def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:
@@ -486,9 +491,11 @@ def _world() -> World:
                    "metadata": _meta(f"{name}-1", ns, labels={"kubernetes.io/service-name": name}),
                    "ports": [{"name": "http", "port": 8080}, {"name": "alt", "port": 9090}],
                    "endpoints": [{"addresses": [f"198.18.0.{i}"]} for i in (1, 2)]})
-    for i, (ns, name) in enumerate([("apps", "r0"), ("team", "r1"), ("apps", "r2")]):
-        world.put({"apiVersion": V1, "kind": "HTTPRoute", "metadata": _meta(name, ns),
-                   "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}],
+    for i, (ns, name, hostnames) in enumerate([("apps", "r0", ["a.example.com"]), ("team", "r1", []),
+                                               ("apps", "r2", ["b.example.org"])]):
+        world.put({"apiVersion": V1, "kind": "HTTPRoute",
+                   "metadata": _meta(name, ns, creationTimestamp="2026-01-01T12:00:00Z"),
+                   "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}], "hostnames": hostnames,
                             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/{i}"}}],
                                        "backendRefs": [{"name": "app", "port": 80},
                                                        {"name": "api", "namespace": "apps", "port": 81},

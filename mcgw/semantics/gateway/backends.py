@@ -7,9 +7,14 @@ so the translator can answer 500 for its share of the traffic.
 A Service (or ServiceImport) port's ``appProtocol`` says what the backend speaks (GEP-1911, the standard
 names of KEP-3726): ``kubernetes.io/h2c`` is HTTP/2 with prior knowledge, ``kubernetes.io/ws`` WebSocket
 (upgrades pass on every route anyway), ``kubernetes.io/wss`` WebSocket over TLS, which needs a
-BackendTLSPolicy for that port (the TLS it is spoken over): without one that backendRef is
-UnsupportedProtocol. Any other value is implementation specific and mcgw speaks HTTP/1.1 to it, as
-without one.
+BackendTLSPolicy for that port (the TLS it is spoken over). A route that cannot speak the port's protocol
+has an UnsupportedProtocol backendRef (GEP-1911: the backend is invalid, and its share answers 500): for the
+kinds that speak HTTP to their backends (HTTPRoute, GRPCRoute), a port with no TCP protocol, any other
+``kubernetes.io/`` name (the prefix is KEP-3726's, so it is a standard protocol mcgw does not speak),
+``kubernetes.io/wss`` without a BackendTLSPolicy, and for a GRPCRoute a WebSocket port (gRPC needs HTTP/2,
+a WebSocket backend speaks HTTP/1.1). Any other value (an IANA service name such as ``http``, or a
+domain-prefixed one) is not a standard name; mcgw speaks HTTP/1.1 to it, as without one (a GRPCRoute
+HTTP/2), which GEP-1911 allows for a port whose protocol is not given in its terms.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ SERVICE_IMPORT = (MCS_GROUP, "ServiceImport")
 APP_PROTOCOL_H2C = "kubernetes.io/h2c"
 APP_PROTOCOL_WS = "kubernetes.io/ws"
 APP_PROTOCOL_WSS = "kubernetes.io/wss"
+_STANDARD_PREFIX = "kubernetes.io/"  # KEP-3726 reserves it for the standard application protocols
+_STANDARD = frozenset({APP_PROTOCOL_H2C, APP_PROTOCOL_WS, APP_PROTOCOL_WSS})
+_HTTP_KINDS = frozenset({"HTTPRoute", "GRPCRoute"})  # the route kinds that speak HTTP to their backends, over TCP
 
 # (namespace, name, port) of a Service → that port's appProtocol, if any.
 AppProtocolLookup = Callable[[str, str, int], str | None]
@@ -80,15 +88,34 @@ def app_protocol_lookup(services: Mapping[tuple[str, str], object]) -> AppProtoc
     return lookup
 
 
-def _protocol_problem(app_protocol: str | None, where: str, port: int | None,
-                      what: str, tls: bool) -> tuple[str, str] | None:
-    """A port whose protocol mcgw cannot speak is an unusable backend (GEP-1911: UnsupportedProtocol):
-    WebSocket over TLS without a BackendTLSPolicy saying how to reach it over TLS."""
-    if app_protocol != APP_PROTOCOL_WSS or tls:
+def _protocol_problem(ports: Sequence[ServicePort | ImportPort], where: str, port: int | None,
+                      what: str, tls: bool, kind: str) -> tuple[str, str] | None:
+    """A port whose protocol a route of ``kind`` cannot speak is an unusable backend (GEP-1911:
+    UnsupportedProtocol). Only the kinds that speak HTTP are judged here."""
+    if kind not in _HTTP_KINDS:
         return None
-    return (c.REASON_UNSUPPORTED_PROTOCOL,
-            f"{_prefix(what)}{where} port {port} has appProtocol {APP_PROTOCOL_WSS}: WebSocket over TLS to a "
-            f"backend needs a BackendTLSPolicy targeting that port; add one, or use {APP_PROTOCOL_WS}")
+    if not any(p.port == port and p.protocol == "TCP" for p in ports):
+        protocols = "/".join(sorted({p.protocol for p in ports if p.port == port}))
+        return (c.REASON_UNSUPPORTED_PROTOCOL,
+                f"{_prefix(what)}{where} port {port} is {protocols}, not TCP: {kind}s reach their backends "
+                "over TCP; use a TCP port")
+    app_protocol = port_app_protocol(ports, port)
+    if app_protocol is None:
+        return None
+    said = f"{_prefix(what)}{where} port {port} has appProtocol {app_protocol}"
+    if app_protocol.startswith(_STANDARD_PREFIX) and app_protocol not in _STANDARD:
+        return (c.REASON_UNSUPPORTED_PROTOCOL,
+                f"{said}, a Kubernetes standard application protocol mcgw does not speak to backends (it speaks "
+                f"{', '.join(sorted(_STANDARD))}, or HTTP/1.1 without an appProtocol)")
+    if kind == "GRPCRoute" and app_protocol in (APP_PROTOCOL_WS, APP_PROTOCOL_WSS):
+        return (c.REASON_UNSUPPORTED_PROTOCOL,
+                f"{said}: a GRPCRoute speaks gRPC over HTTP/2, which a WebSocket backend does not; use "
+                f"{APP_PROTOCOL_H2C} or no appProtocol")
+    if app_protocol == APP_PROTOCOL_WSS and not tls:
+        return (c.REASON_UNSUPPORTED_PROTOCOL,
+                f"{said}: WebSocket over TLS to a backend needs a BackendTLSPolicy targeting that port; add one, "
+                f"or use {APP_PROTOCOL_WS}")
+    return None
 
 
 class ResolvedMirror(NamedTuple):
@@ -111,7 +138,7 @@ class ResolvedBackend(NamedTuple):
         return self.ref.group, self.ref.kind
 
 
-def _port_problem(service: object, namespace: str, ref: BackendObjectReference,
+def _port_problem(service: object, namespace: str, ref: BackendObjectReference, kind: str,
                   what: str = "backendRef", tls: TlsLookup | None = None) -> tuple[str, str] | None:
     """A Service reference needs a port the Service has: any other gets no endpoints (503 for every request)."""
     if not isinstance(service, Service):
@@ -120,14 +147,13 @@ def _port_problem(service: object, namespace: str, ref: BackendObjectReference,
     for service_port in ports:
         if service_port.port == ref.port:
             protected = tls is not None and tls("Service", namespace, ref.name, port_name(ports, ref.port))
-            return _protocol_problem(port_app_protocol(ports, ref.port), f"Service {namespace}/{ref.name}",
-                                     ref.port, what, protected)
+            return _protocol_problem(ports, f"Service {namespace}/{ref.name}", ref.port, what, protected, kind)
     have = ", ".join(str(p.port) for p in ports) or "none"
     return (c.REASON_BACKEND_NOT_FOUND,
             f"{_prefix(what)}Service {namespace}/{ref.name} has no port {ref.port}; use one of its ports ({have})")
 
 
-def _import_problem(imported: object, namespace: str, ref: BackendObjectReference,
+def _import_problem(imported: object, namespace: str, ref: BackendObjectReference, kind: str,
                     what: str = "backendRef", tls: TlsLookup | None = None) -> tuple[str, str] | None:
     """A ServiceImport that no cluster exports, or without the port asked for, has no endpoints to send to."""
     if not isinstance(imported, ImportedService):
@@ -144,8 +170,7 @@ def _import_problem(imported: object, namespace: str, ref: BackendObjectReferenc
     if ref.port is not None:
         protected = tls is not None and tls("ServiceImport", namespace, ref.name,
                                             port_name(imported.ports, ref.port))
-        return _protocol_problem(port_app_protocol(imported.ports, ref.port), f"ServiceImport {where}",
-                                 ref.port, what, protected)
+        return _protocol_problem(imported.ports, f"ServiceImport {where}", ref.port, what, protected, kind)
     return None
 
 
@@ -196,9 +221,11 @@ def _problem(route: RouteView, ref: BackendObjectReference, namespace: str, know
         if ref.port is None:  # whether or not the Service objects are known: a Service has no default port
             return c.REASON_BACKEND_NOT_FOUND, f"{what} to Service {namespace}/{ref.name} has no port; set port"
         if known.service_objects is not None:
-            return _port_problem(known.service_objects.get((namespace, ref.name)), namespace, ref, what, known.tls)
+            return _port_problem(known.service_objects.get((namespace, ref.name)), namespace, ref, route.kind, what,
+                                 known.tls)
     elif known.imported is not None:
-        return _import_problem(known.imported.get((namespace, ref.name)), namespace, ref, what, known.tls)
+        return _import_problem(known.imported.get((namespace, ref.name)), namespace, ref, route.kind, what,
+                               known.tls)
     return None
 
 

@@ -4,9 +4,11 @@ Evaluation has two layers, so that the incremental translator can redo only what
 the Gateway layer (:func:`evaluate_gateways`: classes, Gateways, listeners, from GatewayClasses,
 Gateways, Secrets, ReferenceGrants, Namespaces and the ConfigMaps of frontend CA bundles) and one route
 at a time (:func:`evaluate_route`), which depends on that layer, on the route, on ReferenceGrants and
-on which Services and ServiceImports exist, but never on other routes. ``attachedRoutes`` is counted last
-(:func:`count_attached`). Routes are listed oldest first (creationTimestamp, then namespace/name),
-the order in which the spec breaks ties, so the outcome never depends on the order objects were listed.
+on which Services and ServiceImports exist, but not on other routes, save for one rule applied after it to
+the routes bound to each listener (:mod:`.crossserving`: an HTTPRoute and a GRPCRoute never share a
+hostname on a listener). ``attachedRoutes`` is counted last (:func:`count_attached`). Routes are listed
+oldest first (creationTimestamp, then namespace/name), the order in which the spec breaks ties, so the
+outcome never depends on the order objects were listed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mcgw.semantics.gateway.backends import (
     resolved_refs_condition,
 )
 from mcgw.semantics.gateway.client_certificate import with_gateway_refs
+from mcgw.semantics.gateway.crossserving import cross_serve
 from mcgw.semantics.gateway.dataplane import Dataplane
 from mcgw.semantics.gateway.listeners import GatewayResult, class_status, gateway_status
 from mcgw.semantics.gateway.routekinds import ROUTE_KINDS, AnyRoute, is_route
@@ -141,6 +144,7 @@ def evaluate_route(route: AnyRoute, layer: GatewayLayer, services: Collection[tu
                    service_imports: Collection[tuple[str, str]],
                    tls: TlsLookup | None = None) -> RouteResult | None:
     """The route's status and resolved backends and mirrors; ``None`` if none of its parents is one of ours.
+    Cross serving (:func:`.crossserving.cross_serve`) is still to be applied over all routes.
 
     ``services`` as a mapping to the Service objects also checks each backendRef's port against the
     Service's ports; a caller that passes one must evaluate a route again when a Service it names changes, or
@@ -198,4 +202,5 @@ def evaluate(objects: ClusterObjects, addresses: Mapping[tuple[str, str], list[s
         result = evaluate_route(route, layer, objects.services, objects.service_imports, objects.tls)
         if result is not None:
             routes[route_key(route)] = result
+    routes = cross_serve(routes)
     return Evaluation(layer.classes, count_attached(layer.gateways, routes.values()), routes)
