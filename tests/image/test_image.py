@@ -1,0 +1,201 @@
+"""The image ``make image`` builds: a valid OCI image whose config is what the Dockerfile says, whose
+entrypoint is the venv's mcgw running as the unprivileged user, with mcgw's dependencies and no Envoy.
+
+Building needs root (its RUN steps run in chroots) and, the first time, Debian's mirror and PyPI; the
+steps are cached in ~/.cache/mcgw/image/, so after ``make image`` this builds in seconds. Without root
+the module skips; under CI it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hack.image import chroot, dockerfile
+from hack.image.__main__ import REPOSITORY, default_tag
+from hack.image.build import CACHE, build
+from hack.image.oci import Image, LayoutError, read_layout
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "translate"
+
+
+def _require_root() -> None:
+    missing = [tool for tool in ("debootstrap", "unshare", "skopeo") if shutil.which(tool) is None]
+    why = "building the image needs root" if os.geteuid() != 0 else (
+        f"missing {', '.join(missing)} (make sysdeps)" if missing else "")
+    if not why:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"the image tier cannot run in CI: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    _require_root()
+    folder = tmp_path_factory.mktemp("image")
+    result = build(REPO / "Dockerfile", REPO, folder / "oci", tag=default_tag(), archive=folder / "mcgw.tar",
+                   cache=CACHE)
+    assert result.archive is not None
+    yield result.layout, result.archive
+
+
+@pytest.fixture(scope="module")
+def image(built: tuple[Path, Path]) -> Image:
+    return read_layout(built[0])
+
+
+@pytest.fixture(scope="module")
+def rootfs(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rootfs") / "root"
+    image.unpack(root)
+    return root
+
+
+def _final_stage_config() -> dict[str, Any]:
+    """What the Dockerfile's last stage says the config is."""
+    stage = dockerfile.read(REPO / "Dockerfile")[-1]
+    said: dict[str, Any] = {"Env": {}}
+    for instruction in stage.instructions:
+        if instruction.keyword == "ENV":
+            said["Env"].update(dockerfile.env_pairs(instruction, said["Env"]))
+        elif instruction.keyword == "USER":
+            said["User"] = instruction.args[0]
+        elif instruction.keyword == "WORKDIR":
+            said["WorkingDir"] = instruction.args[0]
+        elif instruction.keyword in {"ENTRYPOINT", "CMD"}:
+            said["Entrypoint" if instruction.keyword == "ENTRYPOINT" else "Cmd"] = list(instruction.args)
+    return said
+
+
+def _run(image: Image, rootfs: Path, args: list[str] | None = None, *, entrypoint: list[str] | None = None,
+         binds: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the container as a runtime does from the config: Entrypoint + (args or Cmd), User, Env, WorkingDir."""
+    config = image.config["config"]
+    uid, _, gid = config["User"].partition(":")
+    argv = [*(entrypoint or config["Entrypoint"]), *(args if args is not None else config.get("Cmd", []))]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    spec = chroot.Spec(root=str(rootfs), argv=argv, env=env, uid=int(uid), gid=int(gid or 0),
+                       cwd=config["WorkingDir"], binds=binds or {})
+    return chroot.run(spec, capture=True, timeout=120)
+
+
+def test_layout_is_a_valid_oci_image(built: tuple[Path, Path], image: Image) -> None:
+    layout, _ = built
+    assert image.index["manifests"][0]["annotations"]["io.containerd.image.name"] == default_tag()
+    # skopeo reads the layout itself and checks every blob against its digest as it copies them.
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout}"], capture_output=True, text=True, check=True)
+    assert json.loads(raw.stdout) == image.manifest
+    config = subprocess.run(["skopeo", "inspect", "--config", f"oci:{layout}"], capture_output=True, text=True,
+                            check=True)
+    assert json.loads(config.stdout)["config"] == image.config["config"]
+    copy = layout.parent / "copied"
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--quiet", f"oci:{layout}", f"dir:{copy}"],
+                   check=True, capture_output=True)
+    assert sorted(p.name for p in copy.iterdir() if p.name not in {"manifest.json", "version"}) == sorted(
+        [image.manifest["config"]["digest"].split(":")[1], *(lay["digest"].split(":")[1]
+                                                             for lay in image.manifest["layers"])])
+
+
+def test_a_corrupted_layer_is_refused(built: tuple[Path, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "oci"
+    shutil.copytree(built[0], copy)
+    image = read_layout(copy)
+    last = image.blob(image.manifest["layers"][-1]["digest"])
+    last.chmod(0o644)
+    with open(last, "r+b") as blob:
+        blob.seek(100)
+        blob.write(b"\0" * 16)
+    with pytest.raises(LayoutError, match="does not match its digest"):
+        read_layout(copy)
+
+
+def test_docker_archive_is_readable_with_its_tag(built: tuple[Path, Path], image: Image) -> None:
+    _, archive = built
+    inspected = subprocess.run(["skopeo", "inspect", f"docker-archive:{archive}"], capture_output=True, text=True,
+                               check=True)
+    found = json.loads(inspected.stdout)
+    assert found["RepoTags"] == [default_tag().rpartition(":")[2]] or found["Name"].endswith(REPOSITORY)
+    assert found["Layers"] == [layer["digest"] for layer in image.manifest["layers"]]
+
+
+def test_config_is_what_the_dockerfile_says(image: Image) -> None:
+    config = image.config["config"]
+    said = _final_stage_config()
+    assert config["Entrypoint"] == said["Entrypoint"] == ["mcgw"]
+    assert config["Cmd"] == said["Cmd"]
+    assert config["User"] == said["User"]
+    assert config["WorkingDir"] == said["WorkingDir"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert {key: env[key] for key in said["Env"]} == said["Env"]
+    uid, _, gid = config["User"].partition(":")
+    assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0  # runAsNonRoot needs a number
+    assert image.config["rootfs"]["diff_ids"] and image.config["os"] == "linux"
+
+
+def test_entrypoint_answers_as_the_unprivileged_user(image: Image, rootfs: Path) -> None:
+    done = _run(image, rootfs)  # Cmd: --help
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: mcgw")
+    assert "translate" in done.stdout
+    who = _run(image, rootfs, ["-c", "import os, shutil, sys; print(os.getuid(), os.getgid(), sys.prefix, "
+                                     "shutil.which('mcgw'))"], entrypoint=["python3"])
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.split() == ["65532", "65532", "/opt/mcgw", "/opt/mcgw/bin/mcgw"]
+
+
+def test_the_user_cannot_change_the_installed_code(image: Image, rootfs: Path) -> None:
+    done = _run(image, rootfs, ["-c", "import mcgw; open(mcgw.__file__, 'a')"], entrypoint=["python3"])
+    assert done.returncode != 0
+    assert "PermissionError" in done.stderr
+
+
+def test_translate_gives_what_the_checkout_gives(image: Image, rootfs: Path) -> None:
+    args = ["translate", "-f", "/work/example", "-o", "json"]
+    inside = _run(image, rootfs, args, binds={str(EXAMPLE): "/work/example"})
+    outside = subprocess.run([sys.executable, "-m", "mcgw", "translate", "-f", str(EXAMPLE), "-o", "json"],
+                             capture_output=True, text=True, check=False, cwd=REPO)
+    assert inside.returncode == outside.returncode == 0, inside.stderr
+    translated = json.loads(inside.stdout)
+    assert translated == json.loads(outside.stdout)
+    assert translated  # the example has gateways in both clusters
+
+
+def test_no_envoy_and_only_mcgw_with_its_dependencies(image: Image, rootfs: Path) -> None:
+    executables = [path for path in rootfs.rglob("envoy*") if path.is_file()
+                   and path.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)]
+    assert executables == []
+    script = (
+        "import importlib.metadata as md, re\n"
+        "installed = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() for d in md.distributions()}\n"
+        "wanted, todo = set(), ['mcgw']\n"
+        "while todo:\n"
+        "    name = todo.pop()\n"
+        "    if name in wanted: continue\n"
+        "    wanted.add(name)\n"
+        "    for req in md.requires(name) or []:\n"
+        "        if 'extra ==' in req: continue\n"
+        "        todo.append(re.sub(r'[-_.]+', '-', re.match(r'[A-Za-z0-9._-]+', req).group()).lower())\n"
+        "print(sorted(installed - wanted), sorted(wanted - installed))\n")
+    done = _run(image, rootfs, ["-c", script], entrypoint=["python3"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] []"  # nothing but the closure: no pip, setuptools, test or dev tools
+
+
+def test_chart_default_image_is_what_make_image_tags() -> None:
+    values = yaml.safe_load((REPO / "charts/mcgw/values.yaml").read_text())
+    chart = yaml.safe_load((REPO / "charts/mcgw/Chart.yaml").read_text())
+    repository, _, tag = default_tag().partition(":")
+    assert values["image"]["repository"] == repository == REPOSITORY
+    assert (values["image"]["tag"] or chart["appVersion"]) == tag
