@@ -46,4 +46,5 @@ def _manifest_layers(layout: Path) -> list[dict[str, int]]:
     return read_layout(layout).manifest["layers"]  # type: ignore[no-any-return]
 
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -188,38 +188,39 @@ class Builder:
 
     def _copy_tree(self, origin: Path, target: Path, from_context: bool, uid: int, gid: int) -> None:
         target.mkdir(parents=True, exist_ok=True)
+        for source in self._tree(origin, from_context):
+            destination = target / source.relative_to(origin)
+            if source.is_dir() and not source.is_symlink():
+                destination.mkdir(exist_ok=True)
+                shutil.copystat(source, destination)
+            else:
+                shutil.copy2(source, destination, follow_symlinks=False)
+            os.lchown(destination, uid, gid)
+
+    def _tree(self, origin: Path, from_context: bool) -> list[Path]:
+        """Everything below ``origin``, parents first; from the context, less what .dockerignore excludes."""
+        found: list[Path] = []
         for folder, subfolders, files in os.walk(origin):
-            relative = Path(folder).relative_to(origin)
-            for name in [*subfolders, *files]:
-                source = Path(folder) / name
-                if from_context and self._ignored(source):
+            subfolders.sort()
+            for name in [*sorted(subfolders), *sorted(files)]:
+                path = Path(folder) / name
+                if from_context and _ignored(path.relative_to(self.context).as_posix(), self.ignore):
                     if name in subfolders:
                         subfolders.remove(name)
                     continue
-                destination = target / relative / name
-                if source.is_dir() and not source.is_symlink():
-                    destination.mkdir(exist_ok=True)
-                    shutil.copystat(source, destination)
-                else:
-                    shutil.copy2(source, destination, follow_symlinks=False)
-                os.lchown(destination, uid, gid)
-
-    def _ignored(self, path: Path) -> bool:
-        return _ignored(path.relative_to(self.context).as_posix(), self.ignore)
+                found.append(path)
+        return found
 
     def _content_digest(self, sources: list[str]) -> str:
         digest = hashlib.sha256()
         for source in sources:
             origin = _inside(self.context, source)
-            paths = [origin] if not origin.is_dir() else sorted(
-                p for p in origin.rglob("*") if not self._ignored(p) and not any(
-                    self._ignored(parent) for parent in p.relative_to(self.context).parents if parent != Path(".")))
-            for path in paths:
+            for path in [origin] if not origin.is_dir() else self._tree(origin, True):
                 digest.update(f"{path.relative_to(self.context)}\0{path.lstat().st_mode}\0".encode())
-                if path.is_file() and not path.is_symlink():
-                    digest.update(path.read_bytes())
-                elif path.is_symlink():
+                if path.is_symlink():
                     digest.update(os.readlink(path).encode())
+                elif path.is_file():
+                    digest.update(path.read_bytes())
         return digest.hexdigest()
 
     def workdir(self, state: State, instruction: dockerfile.Instruction) -> None:

@@ -59,9 +59,9 @@ def _prepare(spec: Spec) -> None:
     for device in DEVICES:
         (root / "dev" / device).touch()
         _mount("--bind", f"/dev/{device}", str(root / "dev" / device))
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, root / "dev" / name)
+    for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                       ("stderr", "/proc/self/fd/2")):
+        os.symlink(link, root / "dev" / name)
     (root / "dev" / "pts").mkdir()
     _mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620", "devpts", str(root / "dev" / "pts"))
     os.symlink("pts/ptmx", root / "dev" / "ptmx")

@@ -84,7 +84,7 @@ def write(root: Path, changed: list[str], removed: list[str], out: Path) -> Laye
     tmp = out.with_suffix(".partial")
     with open(tmp, "wb") as raw:
         compressed = _Hashing(raw)
-        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=6, mtime=0) as zipped:  # type: ignore[arg-type]
+        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=6, mtime=0) as zipped:
             plain = _Hashing(zipped)
             with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for path in changed:

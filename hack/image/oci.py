@@ -121,8 +121,8 @@ class Image:
 
 
 def _verified(layout: Path, descriptor: dict[str, Any]) -> bytes:
-    path = layout / "blobs" / "sha256" / descriptor["digest"].split(":")[1]
-    data = path.read_bytes()
+    path = layout / "blobs" / "sha256" / str(descriptor["digest"]).split(":")[1]
+    data: bytes = path.read_bytes()
     if f"sha256:{hashlib.sha256(data).hexdigest()}" != descriptor["digest"] or len(data) != descriptor["size"]:
         raise LayoutError(f"blob {descriptor['digest']} does not match its digest or size")
     return data

@@ -32,11 +32,12 @@ path-exclude /usr/share/lintian/*
 path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
 """
-APT_CONFIG = """\
-APT::Install-Recommends "false";
-Acquire::Languages "none";
-DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-"""
+APT_CONFIG = (
+    'APT::Install-Recommends "false";\n'
+    'Acquire::Languages "none";\n'
+    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb'
+    ' /var/cache/apt/*.bin || true"; };\n'
+)
 SOURCES = """\
 Types: deb
 URIs: {mirror}
