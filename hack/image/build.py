@@ -109,15 +109,15 @@ class Builder:
         changed, removed = layers.changes(before, layers.snapshot(root))
         layer = None
         if changed or removed:
-            partial = self.blobs / f"step-{key[:16]}.tmp.gz"
+            partial = self.blobs / f"step-{key[:16]}.{os.getpid()}.gz"
             written = layers.write(root, changed, removed, partial)
             layer = replace(written, path=self.blobs / written.digest.split(":")[1])
             os.replace(partial, layer.path)
         self.run_count += 1
         size = f"{layer.size / 1e6:.1f} MB layer" if layer else "no layer"
         _log(f"line {instruction.line}: {instruction.keyword} ran in {time.monotonic() - started:.1f}s, {size}")
-        record.write_text(json.dumps(None if layer is None else
-                                     {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}))
+        _write_atomically(record, json.dumps(None if layer is None else
+                                             {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}))
         self._record(state, instruction, key, layer)
         if layer is not None:
             state.applied += 1  # its files are already on disk
@@ -251,6 +251,12 @@ class Builder:
 
 class BuildError(RuntimeError):
     """A step failed; the message names its line."""
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def _inside(root: Path, path: str) -> Path:

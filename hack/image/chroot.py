@@ -27,6 +27,8 @@ class Spec:
     gid: int = 0
     cwd: str = "/"
     binds: dict[str, str] = field(default_factory=dict)  # host file or folder -> path inside, read-only
+    read_only: bool = False  # the root file system, as with a pod's readOnlyRootFilesystem
+    tmpfs: list[str] = field(default_factory=list)  # writable empty folders over it, as emptyDir volumes
 
 
 def run(spec: Spec, *, capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
@@ -52,8 +54,13 @@ def _mount_point(path: Path, like: Path) -> None:
 def _prepare(spec: Spec) -> None:
     root = Path(spec.root)
     _mount("--make-rprivate", "/")
-    for name in ("proc", "dev", "run"):
-        (root / name).mkdir(exist_ok=True)
+    for name in ("proc", "dev", "run", *(inside.lstrip("/") for inside in spec.tmpfs)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    for host, inside in spec.binds.items():
+        _mount_point(root / inside.lstrip("/"), Path(host))
+    if spec.read_only:  # mount points made first: afterwards nothing can be created in it
+        _mount("--bind", str(root), str(root))
+        _mount("-o", "remount,bind,ro", str(root))
     _mount("-t", "proc", "proc", str(root / "proc"))
     _mount("-t", "tmpfs", "-o", "mode=755,nosuid", "tmpfs", str(root / "dev"))
     for device in DEVICES:
@@ -68,9 +75,10 @@ def _prepare(spec: Spec) -> None:
     (root / "dev" / "shm").mkdir()
     _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", str(root / "dev" / "shm"))
     _mount("-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", str(root / "run"))
+    for inside in spec.tmpfs:
+        _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", str(root / inside.lstrip("/")))
     for host, inside in spec.binds.items():
         target = root / inside.lstrip("/")
-        _mount_point(target, Path(host))
         _mount("--rbind" if Path(host).is_dir() else "--bind", host, str(target))
         _mount("-o", "remount,bind,ro", str(target))
 

@@ -81,7 +81,7 @@ class _Hashing:
 
 def write(root: Path, changed: list[str], removed: list[str], out: Path) -> Layer:
     """Write the layer of ``changed`` paths under ``root`` and whiteouts for ``removed`` to ``out`` (gzip)."""
-    tmp = out.with_suffix(".partial")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.partial")  # concurrent builds share the cache
     with open(tmp, "wb") as raw:
         compressed = _Hashing(raw)
         with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=6, mtime=0) as zipped:

@@ -127,7 +127,9 @@ def base_layer(reference: str, cache: Path) -> layers.Layer:
         before: dict[str, layers.Entry] = {}
         changed, removed = layers.changes(before, layers.snapshot(root))
         layer = layers.write(root, changed, removed, blob)
-    meta.write_text(json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}))
+    partial = meta.with_name(f"{meta.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}))
+    os.replace(partial, meta)
     os.chmod(blob, 0o644)
     _log(f"base {reference}: {layer.size / 1e6:.1f} MB compressed in {time.monotonic() - started:.0f}s")
     return layer

@@ -82,13 +82,14 @@ def _final_stage_config() -> dict[str, Any]:
 
 def _run(image: Image, rootfs: Path, args: list[str] | None = None, *, entrypoint: list[str] | None = None,
          binds: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the container as a runtime does from the config: Entrypoint + (args or Cmd), User, Env, WorkingDir."""
+    """Run the container as a runtime does from the config (Entrypoint + args or Cmd, User, Env, WorkingDir),
+    in the chart's pod security context: a read-only root file system with an emptyDir at /tmp."""
     config = image.config["config"]
     uid, _, gid = config["User"].partition(":")
     argv = [*(entrypoint or config["Entrypoint"]), *(args if args is not None else config.get("Cmd", []))]
     env = dict(item.split("=", 1) for item in config["Env"])
     spec = chroot.Spec(root=str(rootfs), argv=argv, env=env, uid=int(uid), gid=int(gid or 0),
-                       cwd=config["WorkingDir"], binds=binds or {})
+                       cwd=config["WorkingDir"], binds=binds or {}, read_only=True, tmpfs=["/tmp"])
     return chroot.run(spec, capture=True, timeout=120)
 
 
@@ -168,6 +169,20 @@ def test_the_user_cannot_change_the_installed_code(image: Image, rootfs: Path) -
     done = _run(image, rootfs, ["-c", "import mcgw; open(mcgw.__file__, 'a')"], entrypoint=["python3"])
     assert done.returncode != 0
     assert "PermissionError" in done.stderr
+    scratch = _run(image, rootfs, ["-c", "import os; open('scratch', 'w').write('x'); print(os.getcwd())"],
+                   entrypoint=["python3"])
+    assert scratch.returncode == 0, scratch.stderr  # the working directory is the writable /tmp
+    assert scratch.stdout.strip() == "/tmp"
+
+
+def test_the_pod_security_context_is_what_the_chart_says(image: Image) -> None:
+    """The chart's runAsUser/runAsGroup are the image's user, and it mounts its emptyDir where the image runs."""
+    values = yaml.safe_load((REPO / "charts/mcgw/values.yaml").read_text())
+    uid, _, gid = image.config["config"]["User"].partition(":")
+    assert values["podSecurityContext"]["runAsNonRoot"] is True
+    assert (values["podSecurityContext"]["runAsUser"], values["podSecurityContext"]["runAsGroup"]) == (
+        int(uid), int(gid))
+    assert values["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_translate_gives_what_the_checkout_gives(image: Image, rootfs: Path) -> None:
