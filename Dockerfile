@@ -3,7 +3,7 @@
 # `make image` builds it without a Docker engine (hack/image/ runs these very steps); `docker build .` works too.
 
 # Debian's python3 on bookworm-slim: the same interpreter the venv was built against in both stages.
-FROM debian:bookworm-slim AS python
+FROM debian:bookworm-slim AS debian-python
 RUN apt-get update \
  && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
@@ -11,7 +11,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
 # Builds mcgw's wheel and installs it, with its dependencies, into /opt/mcgw.
-FROM python AS build
+FROM debian-python AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -26,7 +26,7 @@ RUN /opt/mcgw/bin/pip wheel --no-cache-dir --quiet --no-deps --wheel-dir /wheels
  && /opt/mcgw/bin/pip uninstall --yes --quiet setuptools pip
 
 # The runtime: the interpreter and the venv, run as an unprivileged numeric user.
-FROM python
+FROM debian-python
 COPY --from=build /opt/mcgw /opt/mcgw
 ENV PATH=/opt/mcgw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -212,7 +212,8 @@ def test_no_envoy_and_only_mcgw_with_its_dependencies(image: Image, rootfs: Path
     done = _run(image, rootfs, ["-c", script], entrypoint=["python3"])
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    installed = {canonicalize_name(name): requires for name, requires in found["installed"].items()}
+    installed: dict[str, list[str]] = {canonicalize_name(name): requires
+                                       for name, requires in found["installed"].items()}
     wanted: set[str] = set()
     todo = ["mcgw"]
     while todo:
