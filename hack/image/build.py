@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,7 +89,8 @@ class Builder:
         state.applied = len(state.layers)
         return state.root
 
-    def _step(self, state: State, instruction: dockerfile.Instruction, key_parts: list[str], action: object) -> None:
+    def _step(self, state: State, instruction: dockerfile.Instruction, key_parts: list[str],
+              action: Callable[[Path], None]) -> None:
         """Run a step that may change files (or take its layer from the cache) and record it."""
         key = _hash(state.chain, instruction.text, *key_parts)
         record = self.steps / f"{key}.json"
@@ -105,7 +107,7 @@ class Builder:
         root = self.materialize(state)
         before = layers.snapshot(root)
         started = time.monotonic()
-        action(root)  # type: ignore[operator]
+        action(root)
         changed, removed = layers.changes(before, layers.snapshot(root))
         layer = None
         if changed or removed:
@@ -135,10 +137,10 @@ class Builder:
             return State(layers=list(parent.layers), chain=parent.chain, env=dict(parent.env), user=parent.user,
                          workdir=parent.workdir, entrypoint=parent.entrypoint, cmd=parent.cmd,
                          labels=dict(parent.labels), history=list(parent.history))
-        layer = rootfs.base_layer(base, self.cache)
-        shutil.copyfile(layer.path, self.blobs / layer.digest.split(":")[1]) if not (
-            self.blobs / layer.digest.split(":")[1]).exists() else None
-        layer = replace(layer, path=self.blobs / layer.digest.split(":")[1])
+        made = rootfs.base_layer(base, self.cache)
+        layer = replace(made, path=self.blobs / made.digest.split(":")[1])
+        if not layer.path.exists():
+            shutil.copyfile(made.path, layer.path)
         return State(layers=[layer], chain=_hash("base", base, layer.digest), env={"PATH": DEFAULT_PATH},
                      cmd=["bash"], history=[{"created_by": f"debootstrap for {base} (hack/image/rootfs.py)"}])
 
