@@ -56,8 +56,10 @@ def _prepare(spec: Spec) -> None:
     _mount("--make-rprivate", "/")
     for name in ("proc", "dev", "run", *(inside.lstrip("/") for inside in spec.tmpfs)):
         (root / name).mkdir(parents=True, exist_ok=True)
+    volatile = ("dev/", "run/", *(f"{inside.strip('/')}/" for inside in spec.tmpfs))
     for host, inside in spec.binds.items():
-        _mount_point(root / inside.lstrip("/"), Path(host))
+        if not inside.lstrip("/").startswith(volatile):
+            _mount_point(root / inside.lstrip("/"), Path(host))
     if spec.read_only:  # mount points made first: afterwards nothing can be created in it
         _mount("--bind", str(root), str(root))
         _mount("-o", "remount,bind,ro", str(root))
@@ -79,6 +81,7 @@ def _prepare(spec: Spec) -> None:
         _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", str(root / inside.lstrip("/")))
     for host, inside in spec.binds.items():
         target = root / inside.lstrip("/")
+        _mount_point(target, Path(host))  # one on a tmpfs mounted above can only be made now
         _mount("--rbind" if Path(host).is_dir() else "--bind", host, str(target))
         _mount("-o", "remount,bind,ro", str(target))
 

@@ -185,6 +185,22 @@ def test_the_pod_security_context_is_what_the_chart_says(image: Image) -> None:
     assert values["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_the_build_only_trust_stays_out_of_the_image(image: Image, rootfs: Path, tmp_path: Path) -> None:
+    """RUN steps see the host's pip CA bundle under /run (a tmpfs); the image has neither it nor PIP_CERT."""
+    assert not any(item.startswith("PIP_CERT=") for item in image.config["config"]["Env"])
+    assert list((rootfs / "run").iterdir()) == []
+    host_bundle = os.environ.get("PIP_CERT")
+    if host_bundle and Path(host_bundle).is_file():
+        assert (rootfs / "etc/ssl/certs/ca-certificates.crt").read_bytes() != Path(host_bundle).read_bytes()
+    secret = tmp_path / "bundle"
+    secret.write_text("build-only\n")
+    seen = _run(image, rootfs, ["-c", "print(open('/run/build/bundle').read(), end='')"], entrypoint=["python3"],
+                binds={str(secret): "/run/build/bundle"})
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout == "build-only\n"
+    assert not (rootfs / "run/build").exists()
+
+
 def test_translate_gives_what_the_checkout_gives(image: Image, rootfs: Path) -> None:
     args = ["translate", "-f", "/work/example", "-o", "json"]
     inside = _run(image, rootfs, args, binds={str(EXAMPLE): "/work/example"})
