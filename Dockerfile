@@ -17,7 +17,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/mcgw
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone: a change to mcgw's sources does not reinstall them.
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt \
+ && /opt/mcgw/bin/pip install --no-cache-dir --quiet --requirement /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY README.md ./
 COPY mcgw mcgw
 COPY xdsserver xdsserver
 # pip, and the setuptools venv brings along, are needed to install but not to run: they stay behind.
