@@ -31,11 +31,31 @@ class Spec:
     tmpfs: list[str] = field(default_factory=list)  # writable empty folders over it, as emptyDir volumes
 
 
+def _command(spec: Spec) -> list[str]:
+    return ["unshare", "--mount", "--pid", "--fork", "--kill-child",
+            sys.executable, "-m", "hack.image.chroot", json.dumps(asdict(spec))]
+
+
+def _host_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
 def run(spec: Spec, *, capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    command = ["unshare", "--mount", "--pid", "--fork", "--kill-child",
-               sys.executable, "-m", "hack.image.chroot", json.dumps(asdict(spec))]
-    return subprocess.run(command, cwd=REPO, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                          capture_output=capture, text=True, timeout=timeout, check=False)
+    return subprocess.run(_command(spec), cwd=REPO, env=_host_env(), capture_output=capture, text=True,
+                          timeout=timeout, check=False)
+
+
+def start(spec: Spec, *, stdout: int | None = None, stderr: int | None = None) -> subprocess.Popen[str]:
+    """Start the program and return at once; ``program_pid`` finds the program itself (PID 1 inside)."""
+    return subprocess.Popen(_command(spec), cwd=REPO, env=_host_env(), text=True, stdout=stdout, stderr=stderr)
+
+
+def program_pid(started: subprocess.Popen[str]) -> int | None:
+    """The host PID of the program: unshare's one child. Signals for the program go there (PID 1 inside
+    its namespace gets only the signals it handles, as in a container)."""
+    children = Path(f"/proc/{started.pid}/task/{started.pid}/children")
+    found = children.read_text().split() if children.exists() else []
+    return int(found[0]) if found else None
 
 
 def _mount(*args: str) -> None:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -80,16 +84,21 @@ def _final_stage_config() -> dict[str, Any]:
     return said
 
 
-def _run(image: Image, rootfs: Path, args: list[str] | None = None, *, entrypoint: list[str] | None = None,
-         binds: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the container as a runtime does from the config (Entrypoint + args or Cmd, User, Env, WorkingDir),
+def _spec(image: Image, rootfs: Path, args: list[str] | None = None, *, entrypoint: list[str] | None = None,
+          binds: dict[str, str] | None = None) -> chroot.Spec:
+    """The container as a runtime makes it from the config (Entrypoint + args or Cmd, User, Env, WorkingDir),
     in the chart's pod security context: a read-only root file system with an emptyDir at /tmp."""
     config = image.config["config"]
     uid, _, gid = config["User"].partition(":")
     argv = [*(entrypoint or config["Entrypoint"]), *(args if args is not None else config.get("Cmd", []))]
     env = dict(item.split("=", 1) for item in config["Env"])
-    spec = chroot.Spec(root=str(rootfs), argv=argv, env=env, uid=int(uid), gid=int(gid or 0),
+    return chroot.Spec(root=str(rootfs), argv=argv, env=env, uid=int(uid), gid=int(gid or 0),
                        cwd=config["WorkingDir"], binds=binds or {}, read_only=True, tmpfs=["/tmp"])
+
+
+def _run(image: Image, rootfs: Path, args: list[str] | None = None, *, entrypoint: list[str] | None = None,
+         binds: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    spec = _spec(image, rootfs, args, entrypoint=entrypoint, binds=binds)
     return chroot.run(spec, capture=True, timeout=120)
 
 
@@ -210,6 +219,47 @@ def test_translate_gives_what_the_checkout_gives(image: Image, rootfs: Path) -> 
     translated = json.loads(inside.stdout)
     assert translated == json.loads(outside.stdout)
     assert translated  # the example has gateways in both clusters
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_controller_serves_and_stops_on_sigterm(image: Image, rootfs: Path) -> None:
+    """``mcgw standalone`` from the image: its xDS (gRPC) and admin (aiohttp) servers come up, /readyz
+    answers on loopback, and SIGTERM, as the kubelet sends it, stops it cleanly."""
+    admin, xds = _free_port(), _free_port()
+    spec = _spec(image, rootfs, ["standalone", "-f", "/work/example", "--no-envoy", "--drain-grace", "1",
+                                 f"--admin-listen=127.0.0.1:{admin}", f"--xds-listen=127.0.0.1:{xds}"],
+                 binds={str(EXAMPLE): "/work/example"})
+    started = chroot.start(spec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        ready = ""
+        while time.monotonic() < deadline and started.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2) as answer:
+                    ready = answer.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert ready, "the controller never answered /readyz"
+        with socket.create_connection(("127.0.0.1", xds), timeout=5):
+            pass  # the xDS port accepts connections
+        pid = chroot.program_pid(started)
+        assert pid is not None
+        ids = {line.split(":")[0]: set(line.split()[1:]) for line in Path(f"/proc/{pid}/status").read_text()
+               .splitlines() if line.startswith(("Uid:", "Gid:"))}
+        assert ids == {"Uid": {"65532"}, "Gid": {"65532"}}  # real, effective, saved and filesystem ids
+        os.kill(pid, signal.SIGTERM)
+        output, _ = started.communicate(timeout=60)
+    finally:
+        if started.poll() is None:
+            started.kill()
+            started.communicate()
+    assert started.returncode == 0, output
 
 
 def test_no_envoy_and_only_mcgw_with_its_dependencies(image: Image, rootfs: Path) -> None:
