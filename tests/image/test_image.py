@@ -221,6 +221,18 @@ def test_translate_gives_what_the_checkout_gives(image: Image, rootfs: Path) -> 
     assert translated  # the example has gateways in both clusters
 
 
+def test_provisioning_renders_the_envoy_bootstrap(image: Image, rootfs: Path) -> None:
+    """What ``mcgw run`` provisions needs deploy/envoy/bootstrap.yaml, which is not in the wheel: the image
+    carries it where MCGW_BOOTSTRAP_TEMPLATE points; ``gateway-manifests`` renders the same objects."""
+    args = ["gateway-manifests", "--cluster", "east", "--gateway", "shop/web", "--xds", "mcgw.mcgw-system:18000",
+            "--port", "80", "--xds-insecure"]
+    inside = _run(image, rootfs, args)
+    outside = subprocess.run([sys.executable, "-m", "mcgw", *args], capture_output=True, text=True, check=False,
+                             cwd=REPO)
+    assert inside.returncode == outside.returncode == 0, inside.stderr
+    assert list(yaml.safe_load_all(inside.stdout)) == list(yaml.safe_load_all(outside.stdout))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
