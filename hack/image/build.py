@@ -22,8 +22,7 @@ from . import chroot, dockerfile, layers, oci, rootfs
 
 CACHE = Path(os.environ.get("MCGW_CACHE", Path.home() / ".cache" / "mcgw")) / "image"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The host's CA bundle, when pip is told to use one (a proxy that re-signs TLS): bound into RUN steps at
-# this path with PIP_CERT pointing at it, like Docker's proxy build arguments never part of the image.
+# The host's CA bundle (for a proxy that re-signs TLS) as RUN steps see it, with PIP_CERT naming it.
 BUILD_CA = "/run/build/ca-certificates.crt"
 
 
@@ -76,7 +75,7 @@ class Builder:
         self.ignore = _read_ignore(context / ".dockerignore")
         self.run_count = 0
         self.cached_count = 0
-        self.build_env, self.build_binds = _build_trust()
+        self.build_env, self.build_binds = _build_environment()
 
     # -- the filesystem of a stage --------------------------------------------------------------------
     def materialize(self, state: State) -> Path:
@@ -316,11 +315,20 @@ def _ignored(relative: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> boo
     return ignored
 
 
-def _build_trust() -> tuple[dict[str, str], dict[str, str]]:
-    bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    if bundle and Path(bundle).is_file():
-        return {"PIP_CERT": BUILD_CA}, {str(Path(bundle).resolve()): BUILD_CA}
-    return {}, {}
+# Like Docker's predefined proxy build arguments: taken from the host for RUN steps, never in the image.
+PASSED_THROUGH = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                  "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+HOST_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _build_environment() -> tuple[dict[str, str], dict[str, str]]:
+    """The environment and files RUN steps get from the host: proxy and index settings, and the CA bundle
+    pip is told to use (else the host's), at ``BUILD_CA`` on the step's tmpfs /run."""
+    env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or HOST_BUNDLE
+    if Path(bundle).is_file():
+        return {**env, "PIP_CERT": BUILD_CA}, {str(Path(bundle).resolve()): BUILD_CA}
+    return env, {}
 
 
 def build(dockerfile_path: Path, context: Path, output: Path, *, tag: str, archive: Path | None = None,

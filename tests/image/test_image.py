@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 
 from hack.image import chroot, dockerfile
 from hack.image.__main__ import REPOSITORY, default_tag
-from hack.image.build import CACHE, build
+from hack.image.build import CACHE, PASSED_THROUGH, build
 from hack.image.oci import Image, LayoutError, read_layout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,7 +196,8 @@ def test_the_pod_security_context_is_what_the_chart_says(image: Image) -> None:
 
 def test_the_build_only_trust_stays_out_of_the_image(image: Image, rootfs: Path, tmp_path: Path) -> None:
     """RUN steps see the host's pip CA bundle under /run (a tmpfs); the image has neither it nor PIP_CERT."""
-    assert not any(item.startswith("PIP_CERT=") for item in image.config["config"]["Env"])
+    names = {item.split("=", 1)[0] for item in image.config["config"]["Env"]}
+    assert names.isdisjoint({"PIP_CERT", *PASSED_THROUGH})
     assert list((rootfs / "run").iterdir()) == []
     host_bundle = os.environ.get("PIP_CERT")
     if host_bundle and Path(host_bundle).is_file():
