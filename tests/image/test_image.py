@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,11 @@ def image(built: tuple[Path, Path]) -> Image:
 
 
 @pytest.fixture(scope="module")
-def rootfs(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rootfs(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("rootfs") / "root"
     image.unpack(root)
-    return root
+    yield root
+    shutil.rmtree(root)  # 360 MB; pytest would keep it with its last three runs
 
 
 def _final_stage_config() -> dict[str, Any]:
