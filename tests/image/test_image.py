@@ -48,13 +48,14 @@ def _require_root() -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     _require_root()
     folder = tmp_path_factory.mktemp("image")
     result = build(REPO / "Dockerfile", REPO, folder / "oci", tag=default_tag(), archive=folder / "mcgw.tar",
                    cache=CACHE)
     assert result.archive is not None
-    return result.layout, result.archive
+    yield result.layout, result.archive
+    shutil.rmtree(folder)
 
 
 @pytest.fixture(scope="module")
