@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo lint deps sysdeps testbed pytest clean conformance manifests
+.PHONY: test demo lint deps sysdeps testbed pytest clean conformance manifests image
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,12 @@ $(VENV)/.installed: pyproject.toml
 
 deps: $(VENV)/.installed
 
-# iproute2 builds the test network; Go builds kube-apiserver and etcd from the module proxy.
+# iproute2 builds the test network; debootstrap the container image's root filesystem; skopeo checks the
+# image with a second, independent reader; Go builds kube-apiserver and etcd from the module proxy.
 sysdeps:
 	@command -v ip >/dev/null || { echo "installing iproute2"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iproute2; }
+	@command -v debootstrap >/dev/null && command -v skopeo >/dev/null || { echo "installing debootstrap and skopeo"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq debootstrap skopeo; }
 	@command -v go >/dev/null || { echo "the Go toolchain (>= 1.26) is required to build the test bed: https://go.dev/doc/install" >&2; exit 1; }
 
 # kube-apiserver, etcd, helm and the upstream CRDs, cached in ~/.cache/mcgw keyed by version.
@@ -25,7 +28,7 @@ testbed: deps sysdeps
 	$(PY) -m tests.e2e.testbed
 
 lint: deps
-	$(PY) -m ruff check mcgw xdsserver tests benchmarks
+	$(PY) -m ruff check mcgw xdsserver tests benchmarks hack
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
@@ -36,7 +39,7 @@ pytest: deps
 
 # The conformance suite runs the claimed tests too; its report goes to the (uncommitted) log directory,
 # `make conformance` writes the official one under conformance/reports/.
-test: testbed lint pytest
+test: testbed image lint pytest
 	$(MAKE) --no-print-directory conformance CONFORMANCE_REPORT=conformance/logs/make-test-report.yaml
 
 demo: deps
@@ -50,6 +53,12 @@ conformance: deps sysdeps
 # Rewrite deploy/rbac/mcgw.yaml and deploy/mcgw/mcgw.yaml from charts/mcgw (tests/chart fails until they match).
 manifests: deps
 	$(PY) -m tests.chart --update
+
+# The controller image from the Dockerfile, without a Docker engine (hack/image/, root for its chroots):
+# build/image/oci (an OCI image layout) and build/image/mcgw.tar (for `docker load`); steps cached in
+# ~/.cache/mcgw/image/. docs/install.md says how to push it.
+image: deps sysdeps
+	$(SUDO) $(PY) -m hack.image
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
