@@ -34,10 +34,7 @@ RUN /opt/mcgw/bin/pip wheel --no-cache-dir --quiet --no-deps --wheel-dir /wheels
 # The runtime: the interpreter and the venv, run as an unprivileged numeric user.
 FROM debian-python
 COPY --from=build /opt/mcgw /opt/mcgw
-# The Envoy bootstrap template provisioning renders is not in the wheel: it lives beside the venv.
-COPY deploy/envoy/bootstrap.yaml /opt/mcgw/share/envoy/bootstrap.yaml
 ENV PATH=/opt/mcgw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    MCGW_BOOTSTRAP_TEMPLATE=/opt/mcgw/share/envoy/bootstrap.yaml \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 65532:65532

@@ -1,4 +1,5 @@
-"""Render the gateway Envoy bootstrap from ``deploy/envoy/bootstrap.yaml`` (or ``$MCGW_BOOTSTRAP_TEMPLATE``).
+"""Render the gateway Envoy bootstrap from ``envoy-bootstrap.yaml`` beside this module (or
+``$MCGW_BOOTSTRAP_TEMPLATE``).
 
 The rendering itself is pure and lives in :mod:`mcgw.provisioning.bootstrap`, which the provisioned
 Envoys' ConfigMaps use too; this module reads the template for standalone mode, the demo and the test
@@ -23,7 +24,8 @@ from mcgw.provisioning.bootstrap import (
 __all__ = ["XDS_CLUSTER_NAME", "AdsApiType", "NodeIdentity", "XdsClientTls", "XdsTarget", "read_template",
            "render_bootstrap", "template_path"]
 
-_DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "bootstrap.yaml"
+# Package data (in the wheel, so in the image); deploy/envoy/bootstrap.yaml links to it.
+_DEFAULT_TEMPLATE = Path(__file__).resolve().with_name("envoy-bootstrap.yaml")
 
 
 def template_path() -> Path:

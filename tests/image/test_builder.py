@@ -58,8 +58,10 @@ def test_the_repositorys_dockerfile_is_read() -> None:
 
 def test_dockerignore_sends_only_the_package_sources() -> None:
     rules = _read_ignore(REPO / ".dockerignore")
-    sent = ["pyproject.toml", "README.md", "mcgw/app/cli.py", "xdsserver/__init__.py", "deploy/envoy/bootstrap.yaml"]
-    kept_out = ["tests/conftest.py", "deploy/envoy/README.md", "deploy/mcgw/mcgw.yaml", ".venv/bin/python",
+    sent = ["pyproject.toml", "README.md", "mcgw/app/cli.py", "xdsserver/__init__.py",
+            "mcgw/dataplane/envoy-bootstrap.yaml"]
+    kept_out = ["tests/conftest.py", "deploy/envoy/README.md", "deploy/envoy/bootstrap.yaml", "deploy/mcgw/mcgw.yaml",
+                ".venv/bin/python",
                 "mcgw/app/__pycache__/cli.cpython-311.pyc", "mcgw/app/x.pyc", "docs/install.md",
                 "build/image/mcgw.tar"]
     assert [path for path in sent if _ignored(path, rules)] == []

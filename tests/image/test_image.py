@@ -226,8 +226,8 @@ def test_translate_gives_what_the_checkout_gives(image: Image, rootfs: Path) -> 
 
 
 def test_provisioning_renders_the_envoy_bootstrap(image: Image, rootfs: Path) -> None:
-    """What ``mcgw run`` provisions needs deploy/envoy/bootstrap.yaml, which is not in the wheel: the image
-    carries it where MCGW_BOOTSTRAP_TEMPLATE points; ``gateway-manifests`` renders the same objects."""
+    """What ``mcgw run`` provisions needs the Envoy bootstrap template, package data of the wheel:
+    ``gateway-manifests`` in the image renders the same objects as the checkout."""
     args = ["gateway-manifests", "--cluster", "east", "--gateway", "shop/web", "--xds", "mcgw.mcgw-system:18000",
             "--port", "80", "--xds-insecure"]
     inside = _run(image, rootfs, args)
