@@ -45,6 +45,7 @@ class Backend:
 Stop = Callable[[], Awaitable[object]]
 GRPC_PORT = 8081
 GRPC_METHOD = "demo.Greeter/Hello"
+TCP_PORT = 5432  # a TCPRoute forwards it, bytes only; the sample ledger answers HTTP, so curl shows who it is
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ async def example_checks(gateways: dict[str, str]) -> list[Check]:
         checks.append(Check(
             f"{cluster}: a path no route matches", f"curl -si {base}/nothing-here",
             "404", str(missing.status), missing.status == 404))
+        tcp = f"http://{address}:{TCP_PORT}/"
+        reached = await asyncio.to_thread(_request, tcp)
+        checks.append(Check(
+            f"{cluster}: a TCP connection to port {TCP_PORT} (TCPRoute to the ledger ServiceImport) is served locally",
+            f"curl -s {tcp}", f"200 from cluster {cluster}, service ledger",
+            f"{reached.status} from cluster {reached.cluster}, service {_service(reached.pod)}",
+            (reached.status, reached.cluster, _service(reached.pod)) == (200, cluster, "ledger")))
         answered = await asyncio.to_thread(_grpc_cluster, address)
         checks.append(Check(
             f"{cluster}: a gRPC call of {GRPC_METHOD} (GRPCRoute to the greeter ServiceImport) is answered locally",
@@ -182,7 +190,9 @@ def failover_probes(gateway: str) -> list[Probe]:
     return [Probe("HTTP /failover (HTTPRoute to the store ServiceImport)", f"curl -s {url}",
                   lambda: _http_cluster(url)),
             Probe(f"gRPC {GRPC_METHOD} (GRPCRoute to the greeter ServiceImport)", grpc_command(gateway),
-                  lambda: _grpc_cluster(gateway))]
+                  lambda: _grpc_cluster(gateway)),
+            Probe(f"a new TCP connection to port {TCP_PORT} (TCPRoute to the ledger ServiceImport)",
+                  f"curl -s http://{gateway}:{TCP_PORT}/", lambda: _http_cluster(f"http://{gateway}:{TCP_PORT}/"))]
 
 
 async def _answers(probe: Probe, count: int) -> collections.Counter[str]:
@@ -254,15 +264,15 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
         gateways = {}
         for (cluster, (namespace, name)), envoy in sorted(standalone.fleet.envoys.items()):
             gateways[cluster] = envoy.address
-            tell(f"3. cluster {cluster}: Envoy for Gateway {namespace}/{name} is LIVE on {envoy.address}:8080 and "
-                 f":{GRPC_PORT} "
+            tell(f"3. cluster {cluster}: Envoy for Gateway {namespace}/{name} is LIVE on {envoy.address}:8080, "
+                 f":{GRPC_PORT} and :{TCP_PORT} "
                  f"(Envoy admin 127.0.0.1:{envoy.process.admin_port})")
         _check_gateway_addresses(standalone, gateways)
         checks = await example_checks(gateways)
         tell("4. example requests (sent by the demo just now):")
         _report(tell, checks)
         if "east" in gateways and root == QUICKSTART:
-            local = [b for b in backends if b.cluster == "east" and _service(b.pod) in ("store", "greeter")]
+            local = [b for b in backends if b.cluster == "east" and _service(b.pod) in ("store", "greeter", "ledger")]
             stopped = [runners.pop(b) for b in local]
             failover, restarted = await failover_checks(failover_probes(gateways["east"]), "east", "central",
                                                         stopped, local)

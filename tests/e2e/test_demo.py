@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from mcgw.app import grpc_echo
-from mcgw.app.demo import _request, _service
+from mcgw.app.demo import TCP_PORT, _request, _service
 
 REPO = Path(__file__).resolve().parents[2]
 CURL = re.compile(r"^\s+curl -s(?:i)? (?:-H '(?P<header>[^:]+): (?P<value>[^']+)' )?(?P<url>http://\S+)"
@@ -49,7 +49,7 @@ def test_make_demo_prints_urls_that_answer_as_it_says() -> None:
         assert lines[-1].startswith("Edit the files under"), output
         assert "UNEXPECTED" not in output, output
         curls = [m for m in map(CURL.match, lines) if m]
-        assert len(curls) >= 9, output  # three requests for each of the three clusters, plus /api/status
+        assert len(curls) >= 12, output  # four for each of the three clusters, plus /api/status
         gateways = set()
         for match in curls:
             url, expect = match["url"], match["expect"]
@@ -66,11 +66,13 @@ def test_make_demo_prints_urls_that_answer_as_it_says() -> None:
             cluster = re.search(r"cluster (\w+)", expect)
             assert cluster, expect
             assert (answer.status, answer.cluster) == (200, cluster[1]), (url, expect, answer)
-            if "service store-v2" in expect:
+            if url.split("/")[2].endswith(f":{TCP_PORT}"):  # the TCPRoute's port: curl speaks HTTP on a TCP connection
+                assert _service(answer.pod) == "ledger", (url, answer)
+            elif "service store-v2" in expect:
                 assert (_service(answer.pod), answer.served_by) == ("store-v2", "store-v2"), (url, answer)
             else:
                 assert _service(answer.pod) in ("store", "store-v2"), (url, answer)
-        assert len(gateways) == 3, "each cluster's gateway answers on its own address"
+        assert len({gateway.split(":")[0] for gateway in gateways}) == 3, "each cluster's gateway has its address"
         calls = [m for m in map(GRPC_CALL.match, lines) if m]
         assert len(calls) == 3, output  # one gRPC call for each cluster's gateway
         for match in calls:
