@@ -233,12 +233,16 @@ class ProvisioningSettings(ConfigModel):
 
     ``xdsAddress`` is where those Envoys dial mcgw's xDS server, from inside their cluster (the default is
     ``xds.listen`` when that is a concrete address); ``addressPools`` limits the static ``spec.addresses``
-    mcgw asks load balancers for (empty: any).
+    mcgw asks load balancers for (empty: any). ``xdsReplicas`` is how many mcgw replicas serve xDS behind
+    ``xdsAddress`` (the chart's replicaCount): with more than one, an Envoy may be connected to another
+    replica than the one writing status, so a Gateway whose Envoys are ready and connected to none of this
+    replica's xDS streams counts as programmed (their readiness says they have their configuration).
     """
 
     enabled: bool = True
     xds_address: ListenAddress | None = None
     address_pools: tuple[IPvAnyNetwork, ...] = ()
+    xds_replicas: int = Field(default=1, ge=1)
 
 
 class RunConfig(ConfigModel):

@@ -137,6 +137,7 @@ class Provisioning:
         self._mark_dirty = mark_dirty
         self._nodes = nodes
         self.pools = pools
+        self.xds_replicas = config.provisioning.xds_replicas
         self._acks_used: dict[str, dict[GatewayKey, EnvoyAcks]] = {}  # what the last status of a cluster read
         self._rendered: dict[str, dict[GatewayKey, _Rendered]] = {}
         self._delay: dict[str, float] = {}
@@ -257,7 +258,8 @@ class Provisioning:
             result[(namespace, name)] = Dataplane(
                 service if isinstance(service, Service) and is_ours(service.metadata.labels) else None,
                 deployment if isinstance(deployment, Deployment) and is_ours(deployment.metadata.labels) else None,
-                acks.get((namespace, name), EnvoyAcks()), blocked, self.pools, generated, RESERVED_PORTS)
+                acks.get((namespace, name), EnvoyAcks()), blocked, self.pools, generated, RESERVED_PORTS,
+                self.xds_replicas > 1)
         return result
 
     async def watch_envoys(self) -> None:

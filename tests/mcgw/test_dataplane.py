@@ -41,7 +41,8 @@ def _statuses(documents: list[Any]) -> dict[str, Any]:
         assert deployment is None or isinstance(deployment, Deployment)
         dataplane[(namespace, name)] = Dataplane(
             service, deployment, EnvoyAcks(**facts.get("envoys", {}).get(f"{namespace}/{name}", {})),
-            tuple(facts.get("blocked", {}).get(f"{namespace}/{name}", [])), pools, generated)
+            tuple(facts.get("blocked", {}).get(f"{namespace}/{name}", [])), pools, generated,
+            other_xds_servers=f"{namespace}/{name}" in facts.get("replicated", []))
     evaluation = evaluate(ClusterObjects.of(objects), dataplane=dataplane)
     return {f"{ns}/{name}": {key: value for key, value in gateway_status_dict(result).items() if key != "listeners"}
             for (ns, name), result in sorted(evaluation.gateways.items())}

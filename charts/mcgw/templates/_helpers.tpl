@@ -104,7 +104,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if $v.tls.existingSecret -}}
 {{- $_ := set $xds "tls" (dict "cert" "/etc/mcgw/xds-tls/tls.crt" "key" "/etc/mcgw/xds-tls/tls.key" "clientCa" "/etc/mcgw/xds-tls/ca.crt") -}}
 {{- end -}}
-{{- $provisioning := dict "enabled" .Values.provisioning.enabled "addressPools" .Values.provisioning.addressPools -}}
+{{- $provisioning := dict "enabled" .Values.provisioning.enabled "addressPools" .Values.provisioning.addressPools "xdsReplicas" (int .Values.replicaCount) -}}
 {{- if .Values.provisioning.enabled }}{{ $_ := set $provisioning "xdsAddress" (include "mcgw.xdsAddress" .) }}{{ end -}}
 {{- $admin := dict "listen" (include "mcgw.hostPort" (dict "host" .Values.admin.listenAddress "port" (int .Values.admin.port))) -}}
 {{- $config := dict "clusters" $clusters "xds" $xds "provisioning" $provisioning "admin" $admin "reconcile" .Values.reconcile "leaderElection" .Values.leaderElection "lostClusterTtl" .Values.lostClusterTtl -}}

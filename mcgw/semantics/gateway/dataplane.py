@@ -13,7 +13,8 @@ Gateway's status follows from those facts alone.
 - **Programmed=True** only once the Deployment has a ready replica (ready means "has its configuration":
   see ``mcgw.provisioning.render``) and at least one Envoy of the Gateway is current with the xDS server
   (it ACKed what it was last sent, LDS and RDS); otherwise ``Programmed=False Pending``, saying what it
-  waits for.
+  waits for. Where other mcgw replicas serve xDS too, a ready Envoy connected to none of this replica's
+  streams is taken as current (it may be another replica's; a rejection seen here still counts).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Dataplane:
     pools: tuple[IPNetwork, ...] = ()
     name: str = ""  # the generated objects' name
     reserved_ports: frozenset[int] = frozenset()  # ports the provisioned Envoy uses itself (readiness, admin)
+    # Other mcgw replicas serve xDS too: the Gateway's Envoys may be connected to one of them.
+    other_xds_servers: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,5 +112,7 @@ def _pending(gateway: Gateway, object_name: str, observed: Dataplane) -> str:
         return (f"{envoys.rejected} of {envoys.connected} connected Envoys rejected the current configuration "
                 "(see /api/status for why)")
     if not envoys.connected:
+        if observed.other_xds_servers:  # a ready Envoy has its configuration, from whichever replica it dials
+            return ""
         return "waiting for an Envoy of this Gateway to connect to the xDS server"
     return f"waiting for an Envoy of this Gateway to ACK the current configuration ({envoys.connected} connected)"
