@@ -5,6 +5,9 @@ namespace (``python -m mcgw.app.echo``). Tests and benchmarks read the JSON to t
 
 Failover tests need a backend that fails on demand without dying: ``POST /__mcgw/fault`` with
 ``{"mode": "503"}`` makes every answer, ``/healthz`` included, a 503 until ``{"mode": "ok"}``.
+
+With ``--tls-cert`` and ``--tls-key`` it serves HTTPS with that certificate: the backend of a TLS
+passthrough route, whose clients must see this certificate and not the gateway's.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import ssl
+from pathlib import Path
 
 from aiohttp import web
 
@@ -70,11 +75,19 @@ def make_app(cluster: str, namespace: str, pod: str) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, cluster: str, namespace: str, pod: str) -> None:
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def serve(host: str, port: int, cluster: str, namespace: str, pod: str,
+                tls: ssl.SSLContext | None = None) -> None:
     runner = web.AppRunner(make_app(cluster, namespace, pod), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"echo backend {cluster}/{namespace}/{pod} listening on {host}:{port}", flush=True)
+    await web.TCPSite(runner, host, port, ssl_context=tls).start()
+    scheme = "https" if tls else "http"
+    print(f"echo backend {cluster}/{namespace}/{pod} listening on {scheme}://{host}:{port}", flush=True)
     await asyncio.Event().wait()
 
 
@@ -85,8 +98,13 @@ def main() -> None:
     parser.add_argument("--cluster", required=True)
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--pod", required=True)
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.cluster, args.namespace, args.pod))
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = server_tls(args.tls_cert, args.tls_key) if args.tls_cert else None
+    asyncio.run(serve(args.host, args.port, args.cluster, args.namespace, args.pod, tls))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
-import yaml
 
 from mcgw.app.config import load_run_config
 from mcgw.app.run import Controller
@@ -38,6 +37,7 @@ from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.support.netutil import free_port
 from tests.e2e.provisioned import Mcgw, PodEnvoy, run_config, until
 from tests.e2e.testbed import ClusterSet, EchoBackend
+from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode
 from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, served_by, settled_at
@@ -69,17 +69,7 @@ def _create(cluster: MemberCluster, path: str, body: dict[str, Any]) -> None:
 
 def _export(cluster: MemberCluster, backends: Sequence[EchoBackend], shop: str) -> None:
     """Service ``cart`` with the EndpointSlice kube would write for its pods, exported to the ClusterSet."""
-    _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": shop}})
-    _create(cluster, f"/api/v1/namespaces/{shop}/services", {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "cart"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
-    _create(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{shop}/endpointslices", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"cart-{cluster.name}", "labels": {"kubernetes.io/service-name": "cart"}},
-        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [b.address], "conditions": {"ready": True}} for b in backends]})
-    _create(cluster, f"/apis/{MCS}/v1beta1/namespaces/{shop}/serviceexports", {
-        "apiVersion": f"{MCS}/v1beta1", "kind": "ServiceExport", "metadata": {"name": "cart"}})
+    bed_objects.service(cluster, shop, "cart", backends, "http")
 
 
 def _gateway_and_route(cluster: MemberCluster, port: int, shop: str, infra: str, provisioned: bool) -> None:
@@ -104,16 +94,7 @@ def _gateway_and_route(cluster: MemberCluster, port: int, shop: str, infra: str,
 
 
 def _run_config(directory: Path, clusterset: ClusterSet, xds_port: int) -> Path:
-    path = directory / "mcgw-failover.yaml"
-    path.write_text(yaml.safe_dump({
-        "clusters": [{"name": name, "kubeconfig": str(clusterset.clusters[name].kubeconfig), "context": name,
-                      **({"failoverOrder": ["west", "central"]} if name == "east" else {})} for name in ORDER],
-        "xds": {"listen": f"127.0.0.1:{xds_port}"},
-        "admin": {"listen": "127.0.0.1:0"},
-        "leaderElection": {"leaseDuration": 4, "renewDeadline": 3, "retryPeriod": 0.5},
-        "provisioning": {"enabled": False},  # the Envoys run on the host, started by the test
-    }))
-    return path
+    return bed_objects.run_config(directory / "mcgw-failover.yaml", clusterset, ORDER, xds_port)
 
 
 def _answered_by(url: str) -> str:

@@ -28,7 +28,6 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-import yaml
 
 from mcgw.app.config import load_run_config
 from mcgw.app.grpc_echo import CHANNEL_OPTIONS, HEALTH_METHOD, NOT_SERVING, SERVING, answered_by
@@ -55,6 +54,7 @@ from tests.e2e.test_failover_e2e import (
     _settled,
 )
 from tests.e2e.testbed import ClusterSet, EchoBackend
+from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, set_echo_mode
 from tests.e2e.testbed.load import OpenLoopLoad, between, failures, served_by, settled_at
@@ -68,17 +68,7 @@ METHOD = "demo.Echo/Say"
 
 def _export(cluster: MemberCluster, backends: Sequence[EchoBackend], shop: str) -> None:
     """Service ``echo`` (port 80 → the servers' 8080) with its EndpointSlice, exported to the ClusterSet."""
-    _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": shop}})
-    _create(cluster, f"/api/v1/namespaces/{shop}/services", {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
-        "spec": {"ports": [{"name": "grpc", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
-    _create(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{shop}/endpointslices", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"echo-{cluster.name}", "labels": {"kubernetes.io/service-name": "echo"}},
-        "addressType": "IPv4", "ports": [{"name": "grpc", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [b.address], "conditions": {"ready": True}} for b in backends]})
-    _create(cluster, f"/apis/{MCS}/v1beta1/namespaces/{shop}/serviceexports", {
-        "apiVersion": f"{MCS}/v1beta1", "kind": "ServiceExport", "metadata": {"name": "echo"}})
+    bed_objects.service(cluster, shop, "echo", backends, "grpc")
 
 
 def _gateway_and_route(cluster: MemberCluster, port: int, shop: str, infra: str, provisioned: bool) -> None:
@@ -103,16 +93,7 @@ def _gateway_and_route(cluster: MemberCluster, port: int, shop: str, infra: str,
 
 
 def _run_config(directory: Path, clusterset: ClusterSet, xds_port: int) -> Path:
-    path = directory / "mcgw-grpc-failover.yaml"
-    path.write_text(yaml.safe_dump({
-        "clusters": [{"name": name, "kubeconfig": str(clusterset.clusters[name].kubeconfig), "context": name,
-                      **({"failoverOrder": ["west", "central"]} if name == "east" else {})} for name in ORDER],
-        "xds": {"listen": f"127.0.0.1:{xds_port}"},
-        "admin": {"listen": "127.0.0.1:0"},
-        "leaderElection": {"leaseDuration": 4, "renewDeadline": 3, "retryPeriod": 0.5},
-        "provisioning": {"enabled": False},  # east's Envoy runs on the host, started by the test
-    }))
-    return path
+    return bed_objects.run_config(directory / "mcgw-grpc-failover.yaml", clusterset, ORDER, xds_port)
 
 
 def _call(target: str, method: str, request: bytes = b"") -> bytes | grpc.StatusCode:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from mcgw.dataplane.process import EnvoyProcess
 from .build import REPO, Artifacts, ensure_artifacts
 from .cluster import MemberCluster, start_member_cluster
 from .network import ClusterNetwork, TestNetwork, sweep_stale
+from .pki import IssuedCert
 from .processes import ManagedProcess, free_port, wait_until
 
 DEFAULT_CLUSTER_NAMES = ["east", "west", "central", "north", "south", "alpha", "beta", "gamma"]
@@ -73,10 +75,13 @@ class EchoBackend:
     port: int
     process: ManagedProcess
     argv: list[str] = field(default_factory=list)
-    protocol: str = "http"  # "grpc": a gRPC echo backend (mcgw/app/grpc_echo.py)
+    protocol: str = "http"  # "https": with a certificate of its own; "grpc": mcgw/app/grpc_echo.py
 
     def get(self, path: str = "/") -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=5) as response:
+        """``path`` from the backend itself; HTTPS is not verified (this checks it runs, not who it is)."""
+        context = ssl._create_unverified_context() if self.protocol == "https" else None
+        url = f"{self.protocol}://{self.address}:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
             result: dict[str, Any] = json.loads(response.read())
             return result
 
@@ -152,9 +157,11 @@ class ClusterSet:
         self.loadbalancers.clear()
 
     def start_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
-                   port: int = 8080) -> EchoBackend:
-        """Start an echo backend on a new pod address in ``cluster``'s namespace and wait until it answers."""
-        return self._start_echo("mcgw.app.echo", "http", cluster, namespace, pod, port)
+                   port: int = 8080, tls: IssuedCert | None = None) -> EchoBackend:
+        """Start an echo backend on a new pod address in ``cluster``'s namespace and wait until it answers;
+        with ``tls``, it serves HTTPS with that certificate."""
+        extra = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []
+        return self._start_echo("mcgw.app.echo", "https" if tls else "http", cluster, namespace, pod, port, extra)
 
     def start_grpc_echo(self, cluster: str, namespace: str = "default", pod: str | None = None,
                         port: int = 8080) -> EchoBackend:
@@ -162,13 +169,13 @@ class ClusterSet:
         return self._start_echo("mcgw.app.grpc_echo", "grpc", cluster, namespace, pod, port)
 
     def _start_echo(self, module: str, protocol: str, cluster: str, namespace: str, pod: str | None,
-                    port: int) -> EchoBackend:
+                    port: int, extra: list[str] | None = None) -> EchoBackend:
         net = self.net(cluster)
         address = net.add_pod_address()
         pod_name = pod or f"echo-{cluster}-{len(net.pods)}"
         argv = net.exec_argv([
             sys.executable, "-m", module, "--host", address, "--port", str(port),
-            "--cluster", cluster, "--namespace", namespace, "--pod", pod_name,
+            "--cluster", cluster, "--namespace", namespace, "--pod", pod_name, *(extra or []),
         ])
         backend = EchoBackend(cluster, namespace, pod_name, address, port, self._spawn_echo(cluster, pod_name, argv),
                               argv, protocol)

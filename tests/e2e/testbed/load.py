@@ -11,6 +11,12 @@ A request with no answer within ``timeout`` is a failure with status 0.
 
 A ``grpc://host:port/package.Service/Method`` URL makes the requests unary gRPC calls (empty request,
 one HTTP/2 connection, the deadline ``timeout``) to a gRPC echo backend (``grpc_echo``) behind a gateway.
+
+For TCP and TLS routes every request is a new connection (what such a route forwards is connections):
+``tcp://host:port/path`` connects and asks the echo backend for ``path`` in HTTP/1.0 over the raw stream;
+``tls://host:port/path?sni=NAME&ca=FILE`` does the same inside TLS, with ``NAME`` as the SNI and the name
+checked, verified against the CA in ``FILE``, and records the certificate's subject CN as the sample's
+``peer``: with TLS passthrough, the certificate of the backend that answered, never the gateway's.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import contextlib
 import json
 import math
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +58,7 @@ class Sample:
     status: int
     cluster: str
     error: str = ""
+    peer: str = ""  # tls:// only: the subject CN of the certificate the client verified
 
     @property
     def ok(self) -> bool:
@@ -181,9 +190,9 @@ class OpenLoopLoad:
 
 async def _generate(url: str, rate: float, limit: float, stopping: threading.Event,
                     new_connections: bool = False) -> None:
-    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error]. HTTPS
-    does not verify the gateway's certificate (test certificates are self-signed)."""
-    batch: list[tuple[float, float, int, str, str]] = []
+    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error, peer].
+    HTTPS does not verify the gateway's certificate (test certificates are self-signed); tls:// does."""
+    batch: list[tuple[float, float, int, str, str, str]] = []
     lag = 0.0
 
     def emit(message: dict[str, Any]) -> None:
@@ -192,11 +201,11 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
 
     async def one(call: Call) -> None:
         started = time.monotonic()
-        status, cluster, error = await call()
+        status, cluster, error, *peer = await call()
         latency = time.monotonic() - started
         if status and latency > limit:  # answered, but later than the client would have waited
             status, error = 0, "timeout"
-        batch.append((started, latency, status, cluster, error))
+        batch.append((started, latency, status, cluster, error, peer[0] if peer else ""))
 
     async def flush() -> None:
         while True:
@@ -206,7 +215,7 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
                 batch.clear()
 
     pending: set[asyncio.Task[None]] = set()
-    client = _grpc_client(url, limit) if url.startswith("grpc://") else _http_client(url, limit, new_connections)
+    client = _client(url, limit, new_connections)
     async with client as call:
         flusher = asyncio.create_task(flush())
         t0 = time.monotonic()
@@ -229,8 +238,17 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
     emit({"done": lag})
 
 
-# One request: (status, cluster, error) as a Sample records them.
-Call = Callable[[], Awaitable[tuple[int, str, str]]]
+# One request: (status, cluster, error[, peer]) as a Sample records them.
+Call = Callable[[], Awaitable[tuple[int, str, str] | tuple[int, str, str, str]]]
+
+
+def _client(url: str, limit: float, new_connections: bool) -> contextlib.AbstractAsyncContextManager[Call]:
+    scheme = url.partition("://")[0]
+    if scheme == "grpc":
+        return _grpc_client(url, limit)
+    if scheme in ("tcp", "tls"):
+        return _stream_client(url, limit)
+    return _http_client(url, limit, new_connections)
 
 
 @contextlib.asynccontextmanager
@@ -271,6 +289,59 @@ async def _grpc_client(url: str, limit: float) -> AsyncIterator[Call]:
             return 200, _cluster(body), ""
 
         yield call
+
+
+@contextlib.asynccontextmanager
+async def _stream_client(url: str, limit: float) -> AsyncIterator[Call]:
+    """One new connection per call: ``tcp://`` in the clear, ``tls://`` verified (see the module's doc)."""
+    parsed = urllib.parse.urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 0
+    query = urllib.parse.parse_qs(parsed.query)
+    context: ssl.SSLContext | None = None
+    sni = ""
+    if parsed.scheme == "tls":
+        sni = query["sni"][0]
+        context = ssl.create_default_context(cafile=query["ca"][0])
+    request = f"GET {parsed.path or '/'} HTTP/1.0\r\nHost: {sni or host}\r\n\r\n".encode()
+
+    async def call() -> tuple[int, str, str, str]:
+        try:
+            reader, writer = await asyncio.open_connection(host, port, ssl=context,
+                                                           server_hostname=sni or None)
+        except ssl.SSLError as failure:
+            return 0, "", f"tls: {failure.reason or failure}", ""
+        except OSError as failure:
+            return 0, "", f"connect: {type(failure).__name__}", ""
+        try:
+            peer = _common_name(writer.get_extra_info("peercert")) if context else ""
+            writer.write(request)
+            response = await reader.read()
+            head, _, body = response.partition(b"\r\n\r\n")
+            if not head:
+                return 0, "", "closed before an answer", peer
+            status = int(head.split(b" ", 2)[1])
+            return status, _cluster(body), "", peer
+        except (OSError, ValueError, IndexError) as failure:
+            return 0, "", f"answer: {type(failure).__name__}", ""
+        finally:
+            writer.close()
+
+    async def bounded() -> tuple[int, str, str, str]:
+        try:
+            return await asyncio.wait_for(call(), limit)
+        except TimeoutError:
+            return 0, "", "timeout", ""
+
+    yield bounded
+
+
+def _common_name(certificate: Any) -> str:
+    """The subject CN of a certificate as ``SSLObject.getpeercert()`` gives it."""
+    for attributes in (certificate or {}).get("subject", ()):
+        for key, value in attributes:
+            if key == "commonName":
+                return str(value)
+    return ""
 
 
 def _child_main(argv: list[str]) -> None:
@@ -343,6 +414,19 @@ def time_to_settle(samples: Sequence[Sample], since: float, clusters: Iterable[s
     """Seconds from ``since`` until every answer comes from ``clusters`` (see ``settled_at``)."""
     at = settled_at(samples, since, clusters)
     return None if at is None else max(0.0, at - since)
+
+
+async def until_served_by(load: OpenLoopLoad, since: float, cluster: str, streak: int = 100,
+                          within: float = 30) -> None:
+    """Wait until the last ``streak`` requests sent after ``since`` were each answered by ``cluster``."""
+    deadline = time.monotonic() + within
+    while True:
+        answered = sorted(load.answered_since(since), key=lambda s: s.sent)[-streak:]
+        if len(answered) == streak and all(s.ok and s.cluster == cluster for s in answered):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"requests never all went to {cluster} within {within:g} s: {answered[-5:]}")
+        await asyncio.sleep(0.1)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
