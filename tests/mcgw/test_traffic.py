@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mcgw.runtime.traffic import LocalityCounts, ServiceKey, TrafficTracker, service_of
+from mcgw.runtime.traffic import FailoverEvent, LocalityCounts, ServiceKey, TrafficTracker, service_of
 
 CART = "serviceimport/shop/cart/80"
 KEY = ServiceKey("east", "infra/public", "shop/cart:80")
 
 
 def _report(tracker: TrafficTracker, at: float, east: int, west: int, node: str = "infra/public/a",
-            errors: int = 0, cluster: str = CART):
+            errors: int = 0, cluster: str = CART) -> list[FailoverEvent]:
     return tracker.record(at, "east", "infra/public", node, 1.0, [(cluster, [
         LocalityCounts("east", 0, east - errors, errors, 1 if east else 0),
         LocalityCounts("west", 1, west, 0, 0)])])
@@ -51,7 +51,7 @@ def test_the_replicas_of_a_gateway_add_up() -> None:
 
 
 def test_a_move_to_the_next_level_is_one_failover_event_and_the_move_back_another() -> None:
-    seen = []
+    seen: list[FailoverEvent] = []
     tracker = TrafficTracker(on_event=seen.append)
     assert _report(tracker, 0.0, east=200, west=0) == []
     assert _report(tracker, 1.0, east=200, west=0) == []
