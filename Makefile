@@ -16,11 +16,13 @@ $(VENV)/.installed: pyproject.toml
 deps: $(VENV)/.installed
 
 # iproute2 builds the test network; debootstrap the container image's root filesystem; skopeo checks the
-# image with a second, independent reader; Go builds kube-apiserver and etcd from the module proxy.
+# image with a second, independent reader; Debian's chromium tests the dashboard in a real browser; Go builds
+# kube-apiserver and etcd from the module proxy.
 sysdeps:
 	@command -v ip >/dev/null || { echo "installing iproute2"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iproute2; }
 	@command -v debootstrap >/dev/null && command -v skopeo >/dev/null || { echo "installing debootstrap and skopeo"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq debootstrap skopeo; }
+	@command -v chromium >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	@command -v go >/dev/null || { echo "the Go toolchain (>= 1.26) is required to build the test bed: https://go.dev/doc/install" >&2; exit 1; }
 
 # kube-apiserver, etcd, helm and the upstream CRDs, cached in ~/.cache/mcgw keyed by version.

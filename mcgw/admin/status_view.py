@@ -13,6 +13,7 @@ from typing import Any
 
 from mcgw.objects.kinds import LISTED_KINDS
 from mcgw.runtime.reconciler import ClusterReport, Reconciler
+from mcgw.runtime.traffic import FailoverEvent, TrafficTracker
 from mcgw.semantics.mcs import IMPORT_MANAGED_BY, MANAGER, ClusterMcs, McsResult
 from mcgw.store import ClusterStore, Store
 from mcgw.support.timestamps import rfc3339
@@ -154,10 +155,41 @@ def _mcs(result: McsResult | None) -> dict[str, Any]:
     }
 
 
+def _event(event: FailoverEvent) -> dict[str, Any]:
+    return {"at": rfc3339(event.at), "cluster": event.key.cluster, "gateway": event.key.gateway,
+            "service": event.key.service,
+            "from": {"priority": event.from_priority, "clusters": list(event.from_clusters)},
+            "to": {"priority": event.to_priority, "clusters": list(event.to_clusters)},
+            "share": event.share, "requestsPerSecond": event.requests_per_s}
+
+
+def traffic_document(tracker: TrafficTracker | None, now: float) -> dict[str, Any]:
+    """What the gateways' load reports say: per Gateway and ServiceImport, the traffic of each priority level
+    over the current window and the last minute, the level that serves, and the failover events (newest last).
+    ``now`` is on the tracker's clock (wall-clock seconds)."""
+    if tracker is None:
+        return {"enabled": False, "services": [], "events": []}
+    return {
+        "enabled": True,
+        "windowSeconds": tracker.window,
+        "services": [
+            {"cluster": traffic.key.cluster, "gateway": traffic.key.gateway, "service": traffic.key.service,
+             "servingPriority": traffic.serving_priority,
+             "levels": [{"priority": level.priority, "clusters": list(level.clusters),
+                         "requestsPerSecond": level.requests_per_s, "errorsPerSecond": level.errors_per_s,
+                         "inFlight": level.in_flight, "share": round(level.share, 3),
+                         "requestsPerSecondLastMinute": level.requests_per_s_1m}
+                        for level in traffic.levels]}
+            for traffic in tracker.services(now)],
+        "events": [_event(event) for event in tracker.events],
+    }
+
+
 def status_document(store: Store, reconciler: Reconciler, xds_status: StatusRegistry | None,
-                    extra: Mapping[str, Any] | None = None, mcs: McsResult | None = None) -> dict[str, Any]:
+                    extra: Mapping[str, Any] | None = None, mcs: McsResult | None = None,
+                    traffic: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON served on ``/api/status``; ``extra`` adds top-level keys (a mode's own facts); ``mcs`` is the MCS
-    controller's last result (export and import statuses, lost clusters)."""
+    controller's last result (export and import statuses, lost clusters); ``traffic`` is ``traffic_document``'s."""
     nodes = sorted(xds_status.nodes() if xds_status else [],
                    key=lambda n: (n.cluster, n.node_id, n.connected_at, n.peer))
     document: dict[str, Any] = {
@@ -167,6 +199,7 @@ def status_document(store: Store, reconciler: Reconciler, xds_status: StatusRegi
         "nodes": [_node(n) for n in nodes],
         "rejections": [_rejection(r) for r in (xds_status.rejections() if xds_status else [])],
         "rejectingNodes": [_rejecting_node(n) for n in (xds_status.rejected_nodes() if xds_status else [])],
+        "traffic": dict(traffic) if traffic is not None else traffic_document(None, 0.0),
     }
     for key, value in (extra or {}).items():
         if key in document:
