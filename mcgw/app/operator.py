@@ -167,6 +167,29 @@ def _import_rows(document: dict[str, Any], style: Style) -> list[list[str]]:
     return rows
 
 
+def _traffic_rows(document: dict[str, Any], style: Style) -> list[list[str]]:
+    """Per Gateway and ServiceImport, each priority level's share and rate from the load reports; the serving
+    level marked."""
+    rows = []
+    for service in (document.get("traffic") or {}).get("services") or []:
+        for level in service.get("levels") or []:
+            serving = level["priority"] == service.get("servingPriority")
+            rows.append([service["cluster"], service["gateway"], service["service"], str(level["priority"]),
+                         ",".join(level["clusters"]), style.good("serving") if serving else "",
+                         f"{round(100 * level['share'])}%", f"{level['requestsPerSecond']:g}",
+                         f"{level['errorsPerSecond']:g}", f"{level.get('requestsPerSecondLastMinute', 0):g}"])
+    return rows
+
+
+def _failover_rows(document: dict[str, Any], limit: int = 10) -> list[list[str]]:
+    events = (document.get("traffic") or {}).get("events") or []
+    return [[event["at"], event["cluster"], event["gateway"], event["service"],
+             f"{event['from']['priority']} ({','.join(event['from']['clusters'])})",
+             f"{event['to']['priority']} ({','.join(event['to']['clusters'])})",
+             f"{round(100 * event['share'])}% of {event['requestsPerSecond']:g}/s"]
+            for event in events[-limit:]]
+
+
 def xds_state(state: dict[str, Any] | None) -> str:
     """As ``istioctl proxy-status`` says it: SYNCED (the last version sent was ACKed), NACKED (it was
     rejected), STALE (sent, no answer yet), NOT SENT."""
@@ -209,6 +232,12 @@ def render_status(document: dict[str, Any], style: Style) -> str:
                           _import_rows(document, style), style))
     sections.append(table(["CLUSTER", "GATEWAY", "ENVOY", "MODE", *[SHORT[t] for t in XDS_TYPES]],
                           _envoy_rows(document, style, versions=False), style))
+    traffic = document.get("traffic") or {}
+    if traffic.get("enabled"):
+        sections.append(table(["CLUSTER", "GATEWAY", "SERVICEIMPORT", "PRIORITY", "CLUSTERS", "", "SHARE", "REQ/S",
+                               "ERR/S", "REQ/S 1m"], _traffic_rows(document, style), style))
+        sections.append(table(["FAILOVER AT", "CLUSTER", "GATEWAY", "SERVICEIMPORT", "FROM", "TO", "MOVED"],
+                              _failover_rows(document), style))
     problems = [f"{cluster}: {error}" for cluster, facts in document.get("clusters", {}).items()
                 for error in (facts.get("lastTranslation") or {}).get("errors") or []]
     problems += [f"{cluster}: {text}" for cluster, text in (document.get("fileErrors") or {}).items()]

@@ -56,3 +56,29 @@ def test_colour_only_when_asked() -> None:
 
 def _plain(text: str) -> str:
     return re.sub(r"\033\[[0-9;]*m", "", text)
+
+
+def test_status_shows_which_level_serves_and_the_failovers() -> None:
+    document = _document()
+    level = {"requestsPerSecond": 0.0, "errorsPerSecond": 0.0, "inFlight": 0, "share": 0.0,
+             "requestsPerSecondLastMinute": 120.0}
+    document["traffic"] = {"enabled": True, "services": [{
+        "cluster": "east", "gateway": "infra/public", "service": "shop/cart:80", "servingPriority": 1,
+        "levels": [{**level, "priority": 0, "clusters": ["east"]},
+                   {**level, "priority": 1, "clusters": ["west"], "share": 0.98, "requestsPerSecond": 196.0,
+                    "errorsPerSecond": 4.0}]}],
+        "events": [{"at": "2026-12-02T13:00:00Z", "cluster": "east", "gateway": "infra/public",
+                    "service": "shop/cart:80", "from": {"priority": 0, "clusters": ["east"]},
+                    "to": {"priority": 1, "clusters": ["west"]}, "share": 0.98, "requestsPerSecond": 200.0}]}
+    lines = render_status(document, Style(colour=False)).splitlines()
+    (west,) = [line for line in lines if "shop/cart:80" in line and " west " in line and "serving" in line]
+    assert re.search(r"\b1\s+west\s+serving\s+98%\s+196\s+4\s+120$", west), west
+    (moved,) = [line for line in lines if line.startswith("2026-12-02T13:00:00Z")]
+    assert re.search(r"0 \(east\)\s+1 \(west\)\s+98% of 200/s$", moved), moved
+
+
+def test_without_load_reports_status_shows_no_traffic_tables() -> None:
+    text = render_status(_document() | {"traffic": {"enabled": False, "services": [], "events": []}},
+                         Style(colour=False))
+    assert "REQ/S 1m" not in text
+    assert "FAILOVER AT" not in text
