@@ -9,10 +9,14 @@ status writer as they happen.
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from mcgw.runtime.reconciler import ClusterReport, Reconciler
+from mcgw.runtime.traffic import TrafficTracker
 from mcgw.store import Store
 
 # A cluster's translation takes milliseconds for a few routes and seconds for thousands.
@@ -79,3 +83,42 @@ class ControllerMetrics:
 
     def status_failed(self, cluster: str, kind: str) -> None:
         self.status_errors.labels(cluster, kind).inc()
+
+
+_SOURCE_LABELS = ["cluster", "gateway", "service", "source_cluster", "priority"]
+_SERVICE_LABELS = ["cluster", "gateway", "service"]
+
+
+class TrafficCollector(Collector):
+    """The gateways' load reports as Prometheus metrics, read from the tracker at each scrape: requests and
+    errors per source cluster and priority (counters since the controller started), requests in flight, the
+    level serving now, and failovers. ``cluster`` is the Gateway's member cluster."""
+
+    def __init__(self, tracker: TrafficTracker, clock: Callable[[], float]) -> None:
+        self.tracker, self.clock = tracker, clock
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.tracker.totals()
+        requests = CounterMetricFamily("mcgw_upstream_requests", "Requests a Gateway's Envoys completed to a "
+                                       "ServiceImport, by source cluster and priority (load reports)",
+                                       labels=_SOURCE_LABELS)
+        errors = CounterMetricFamily("mcgw_upstream_errors", "Of those, the ones that failed (5xx, reset, timeout)",
+                                     labels=_SOURCE_LABELS)
+        for labels, value in sorted(totals.requests.items()):
+            requests.add_metric(list(labels), value)
+        for labels, value in sorted(totals.errors.items()):
+            errors.add_metric(list(labels), value)
+        in_flight = GaugeMetricFamily("mcgw_upstream_requests_in_flight", "Requests in flight at the last report",
+                                      labels=_SOURCE_LABELS)
+        serving = GaugeMetricFamily("mcgw_upstream_serving_priority", "The priority level that serves most of a "
+                                    "ServiceImport's requests through a Gateway now", labels=_SERVICE_LABELS)
+        for traffic in self.tracker.services(self.clock()):
+            for (source, priority), value in sorted(traffic.in_flight.items()):
+                in_flight.add_metric([*traffic.key.labels(), source, str(priority)], value)
+            if traffic.serving_priority is not None:
+                serving.add_metric(list(traffic.key.labels()), traffic.serving_priority)
+        failovers = CounterMetricFamily("mcgw_failovers", "Times the serving level of a ServiceImport through a "
+                                        "Gateway changed", labels=_SERVICE_LABELS)
+        for service_labels, count in sorted(totals.failovers.items()):
+            failovers.add_metric(list(service_labels), count)
+        yield from (requests, errors, in_flight, serving, failovers)

@@ -89,6 +89,7 @@ class ServiceTraffic:
     key: ServiceKey
     serving_priority: int | None  # the level with most requests in the current window; None before any traffic
     levels: tuple[LevelTraffic, ...]
+    in_flight: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (source cluster, priority) → now
 
 
 @dataclass(slots=True)
@@ -221,8 +222,20 @@ class TrafficTracker:
         for key, state in sorted(self._services.items(), key=lambda item: item[0].labels()):
             self._expire(state, now)
             if state.intervals:
-                out.append(ServiceTraffic(key, state.serving, self._levels(state, now)))
+                out.append(ServiceTraffic(key, state.serving, self._levels(state, now), self._in_flight(state, now)))
         return out
+
+    def _in_flight(self, state: _Service, now: float) -> dict[tuple[str, int], int]:
+        latest: dict[str, _Interval] = {}
+        for interval in state.intervals:
+            if interval.at >= now - self.current:
+                latest[interval.node] = interval
+        in_flight: dict[tuple[str, int], int] = {}
+        for interval in latest.values():
+            for count in interval.counts:
+                key = (count.source_cluster, count.priority)
+                in_flight[key] = in_flight.get(key, 0) + count.in_progress
+        return in_flight
 
     def totals(self) -> Totals:
         return Totals(dict(self._requests), dict(self._errors), dict(self._failovers))

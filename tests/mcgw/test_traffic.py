@@ -114,3 +114,33 @@ def test_the_event_history_is_bounded() -> None:
 def test_windows_must_make_sense() -> None:
     with pytest.raises(ValueError, match="current"):
         TrafficTracker(window=1.0, current=2.0)
+
+
+def test_the_metrics_say_what_the_reports_said() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mcgw.admin.metrics import TrafficCollector
+
+    tracker = TrafficTracker()
+    registry = CollectorRegistry()
+    now = [0.0]
+    registry.register(TrafficCollector(tracker, lambda: now[0]))
+    _report(tracker, 0.0, east=100, west=0, errors=2)
+    _report(tracker, 1.0, east=10, west=190)
+    now[0] = 1.0
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(generate_latest(registry).decode())
+               for sample in family.samples}
+    service = (("cluster", "east"), ("gateway", "infra/public"), ("service", "shop/cart:80"))
+
+    def at(name: str, source: str | None = None, priority: str | None = None) -> float:
+        extra = () if source is None else (("priority", priority), ("source_cluster", source))
+        return samples[(name, tuple(sorted((*service, *extra))))]
+
+    assert at("mcgw_upstream_requests_total", "east", "0") == 110
+    assert at("mcgw_upstream_requests_total", "west", "1") == 190
+    assert at("mcgw_upstream_errors_total", "east", "0") == 2
+    assert at("mcgw_upstream_requests_in_flight", "east", "0") == 1
+    assert at("mcgw_upstream_serving_priority") == 1
+    assert at("mcgw_failovers_total") == 1
