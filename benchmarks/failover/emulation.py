@@ -8,7 +8,9 @@ Two uses:
   controller, to check the harness or try a setting before the translation has it.
 
 For a gRPC row the backends speak HTTP/2 (and, with settings, are checked with grpc.health.v1 and
-retried on UNAVAILABLE), as mcgw translates a GRPCRoute's ServiceImport backend.
+retried on UNAVAILABLE), as mcgw translates a GRPCRoute's ServiceImport backend. For a TCP row the listener
+proxies connections (``tcp_proxy``); with settings, the backends get TCP connect checks and a refused or timed
+out connect is made again (``max_connect_attempts``), as mcgw translates a TCPRoute's.
 
 The resources follow the combination measured in ``shared/reference/failover.md``, plus
 ``update_merge_window: 0s`` (Envoy's default merges host health changes for 1 s, which delays both a
@@ -59,10 +61,11 @@ _HTTP2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
     "explicit_http_config": {"http2_protocol_options": {}}}}
 
 
-def cluster_resource(name: str, settings: FailoverSettings | None, grpc: bool = False) -> dict[str, Any]:
+def cluster_resource(name: str, settings: FailoverSettings | None, kind: str = "http") -> dict[str, Any]:
     """The Envoy Cluster; ``settings`` None is the flat peer (Envoy's defaults, Envoy Gateway's 10 s connect).
-    ``grpc``: HTTP/2 to the backends, health-checked with grpc.health.v1."""
-    protocol = {"typed_extension_protocol_options": _HTTP2} if grpc else {}
+    ``kind`` "grpc": HTTP/2 to the backends, health-checked with grpc.health.v1; "tcp": TCP connect checks."""
+    protocol = {"typed_extension_protocol_options": _HTTP2} if kind == "grpc" else {}
+    checker: dict[str, dict[str, Any]] = {"grpc": {"grpc_health_check": {}}, "tcp": {"tcp_health_check": {}}}
     if settings is None:
         return {"@type": _T + "envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS",
                 "connect_timeout": "10s", "eds_cluster_config": {"eds_config": ADS}, **protocol}
@@ -77,7 +80,7 @@ def cluster_resource(name: str, settings: FailoverSettings | None, grpc: bool = 
             "timeout": _seconds(hc.timeout_ms), "interval": _seconds(hc.interval_ms),
             "no_traffic_interval": _seconds(hc.no_traffic_interval_ms),
             "unhealthy_threshold": hc.unhealthy_threshold, "healthy_threshold": hc.healthy_threshold,
-            **({"grpc_health_check": {}} if grpc else {"http_health_check": {"path": hc.path}}),
+            **checker.get(kind, {"http_health_check": {"path": hc.path}}),
         }]
     if (od := settings.outlier) is not None:
         resource["outlier_detection"] = {
@@ -132,11 +135,27 @@ def load_assignment(name: str, levels: list[list[Source]], settings: FailoverSet
     return resource
 
 
+def tcp_listener(name: str, listener: str, listen_port: int, settings: FailoverSettings | None) -> dict[str, Any]:
+    """A listener proxying each connection to the cluster; with settings, a failed connect is tried again on
+    another host (and priority) up to the retry attempts, as mcgw's TCPRoute translation does."""
+    proxy: dict[str, Any] = {"@type": _T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                             "stat_prefix": "bench", "cluster": name}
+    if settings is not None and settings.retry is not None:
+        proxy["max_connect_attempts"] = settings.retry.attempts + 1
+    return {"@type": _T + "envoy.config.listener.v3.Listener", "name": listener,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": proxy}]}]}
+
+
 def gateway_resources(listen_port: int, levels: list[list[Source]],
-                      settings: FailoverSettings | None, grpc: bool = False) -> list[dict[str, Any]]:
-    name, listener = "bench/cart", "bench/gw/http"
+                      settings: FailoverSettings | None, kind: str = "http") -> list[dict[str, Any]]:
+    name, listener = "bench/cart", f"bench/gw/{kind}"
+    if kind == "tcp":
+        return [cluster_resource(name, settings, kind), load_assignment(name, levels, settings),
+                tcp_listener(name, listener, listen_port, settings)]
+    grpc = kind == "grpc"
     return [
-        cluster_resource(name, settings, grpc),
+        cluster_resource(name, settings, kind),
         load_assignment(name, levels, settings),
         {"@type": _T + "envoy.config.listener.v3.Listener", "name": listener,
          "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
@@ -157,11 +176,11 @@ class EmulatedControlPlane:
     ``frozen`` emulates a lost API server: readiness reports are held back until it thaws.
     """
 
-    def __init__(self, node: NodeIdentity, listen_port: int, sources: dict[str, Source], grpc: bool = False) -> None:
+    def __init__(self, node: NodeIdentity, listen_port: int, sources: dict[str, Source], kind: str = "http") -> None:
         self.node = node
         self.listen_port = listen_port
         self.sources = sources
-        self.grpc = grpc
+        self.kind = kind
         self.levels: list[list[Source]] = []
         self.settings: FailoverSettings | None = None
         self.cache = SnapshotCache()
@@ -202,7 +221,7 @@ class EmulatedControlPlane:
             self.set_ready(cluster, ready)
 
     def publish(self) -> None:
-        resources = gateway_resources(self.listen_port, self.levels, self.settings, self.grpc)
+        resources = gateway_resources(self.listen_port, self.levels, self.settings, self.kind)
         group = (self.node.cluster, f"{self.node.namespace}/{self.node.gateway}")
         self.cache.set_snapshot(group, Snapshot.from_messages(
             (message_from_dict(r) for r in resources), self.cache.get(group)))

@@ -5,7 +5,8 @@ Each run applies its policy row as a FailoverPolicy on the ServiceImport (none f
 starts a fresh Envoy for east's gateway, so no health or ejection state carries over between runs.
 
 gRPC rows use a service of their own (``rpc``, gRPC echo backends) and a Gateway of their own (``gw-grpc``)
-with a GRPCRoute to its ServiceImport, so each run's Envoy holds one backend cluster.
+with a GRPCRoute to its ServiceImport, so each run's Envoy holds one backend cluster. TCP rows do the same
+with ``db`` (echo backends) and ``gw-tcp``, a TCP listener with a TCPRoute.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from .stacks import SERVICE_IMPORT_REF, backend_cluster, stop_envoy, url_for, wa
 
 NAMESPACE, INFRA, GATEWAY, SERVICE = "bench-failover", "bench-infra", "gw", "cart"
 GRPC_GATEWAY, GRPC_SERVICE = "gw-grpc", "rpc"
+TCP_GATEWAY, TCP_SERVICE = "gw-tcp", "db"
+ROUTE_KINDS = {"http": ("HTTPRoute", "httproutes", "HTTP"), "grpc": ("GRPCRoute", "grpcroutes", "HTTP"),
+               "tcp": ("TCPRoute", "tcproutes", "TCP")}
 GW = "gateway.networking.k8s.io"
 MCS = "multicluster.x-k8s.io"
 
@@ -87,8 +91,8 @@ def export_service(cluster: MemberCluster, backends: list[EchoBackend], service:
 
 
 def route_to_import(cluster: MemberCluster, port: int, served: Served | None = None) -> None:
-    """East's Gateway on loopback and a route whose backend is the ServiceImport: an HTTPRoute, or for a gRPC
-    ``served`` a GRPCRoute (every method)."""
+    """East's Gateway on loopback and a route whose backend is the ServiceImport: an HTTPRoute, for a gRPC
+    ``served`` a GRPCRoute (every method), for a TCP one a TCP listener and a TCPRoute."""
     served = served or Served("http", SERVICE, GATEWAY, port, {})
     _create(cluster, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": INFRA}})
     with contextlib.suppress(urllib.error.HTTPError):  # shared by every user of the test bed
@@ -98,9 +102,9 @@ def route_to_import(cluster: MemberCluster, port: int, served: Served | None = N
     _create(cluster, f"/apis/{GW}/v1/namespaces/{INFRA}/gateways", {
         "apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": served.gateway, "namespace": INFRA},
         "spec": {"gatewayClassName": "mcgw", "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
-                 "listeners": [{"name": "http", "port": port, "protocol": "HTTP",
+                 "listeners": [{"name": served.protocol, "port": port, "protocol": ROUTE_KINDS[served.protocol][2],
                                 "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
-    kind, plural = ("GRPCRoute", "grpcroutes") if served.protocol == "grpc" else ("HTTPRoute", "httproutes")
+    kind, plural, _ = ROUTE_KINDS[served.protocol]
     _create(cluster, f"/apis/{GW}/v1/namespaces/{NAMESPACE}/{plural}", {
         "apiVersion": f"{GW}/v1", "kind": kind, "metadata": {"name": served.service, "namespace": NAMESPACE},
         "spec": {"parentRefs": [{"name": served.gateway, "namespace": INFRA}],
@@ -131,11 +135,23 @@ def _routes(dump: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def applied(dump: dict[str, Any], expect: dict[str, bool]) -> bool:
-    """Whether Envoy's configuration has exactly the mechanisms the policy row asks for."""
+def _tcp_proxies(dump: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f.get("typed_config", {}) for c in dump.get("configs", []) for entry in c.get("dynamic_listeners", [])
+            for chain in entry.get("active_state", {}).get("listener", {}).get("filter_chains", [])
+            for f in chain.get("filters", []) if f.get("name") == "envoy.filters.network.tcp_proxy"]
+
+
+def applied(dump: dict[str, Any], expect: dict[str, bool], protocol: str = "http") -> bool:
+    """Whether Envoy's configuration has exactly the mechanisms the policy row asks for (a TCP listener's
+    retry is its connect attempts)."""
     cluster = backend_cluster(dump)
     if cluster is None:
         return False
+    if protocol == "tcp":
+        proxies = _tcp_proxies(dump)
+        seen = {"healthCheck": bool(cluster.get("health_checks")), "outlierDetection": "outlier_detection" in cluster,
+                "retry": any(int(p.get("max_connect_attempts", 1)) > 1 for p in proxies)}
+        return bool(proxies) and seen == expect
     routes = _routes(dump)
     retry = any("retry_policy" in r.get("route", {}) for r in routes) or any(
         "retry_policy" in host for c in dump.get("configs", []) for e in c.get("dynamic_route_configs", [])
@@ -172,12 +188,14 @@ class McgwStack:
     @contextlib.asynccontextmanager
     async def running(cls, clusterset: ClusterSet, backends: dict[str, list[EchoBackend]], local: str,
                       order: list[str], grpc_backends: dict[str, list[EchoBackend]] | None = None,
-                      ) -> AsyncIterator[McgwStack]:
-        """``grpc_backends``: serve the gRPC rows too."""
+                      tcp_backends: dict[str, list[EchoBackend]] | None = None) -> AsyncIterator[McgwStack]:
+        """``grpc_backends``, ``tcp_backends``: serve the gRPC rows, the TCP rows too."""
         xds_port = free_port()
         served = {"http": Served("http", SERVICE, GATEWAY, free_port(), backends)}
         if grpc_backends is not None:
             served["grpc"] = Served("grpc", GRPC_SERVICE, GRPC_GATEWAY, free_port(), grpc_backends)
+        if tcp_backends is not None:
+            served["tcp"] = Served("tcp", TCP_SERVICE, TCP_GATEWAY, free_port(), tcp_backends)
         # The controller reads the local cluster through an API server of its own, which the
         # "local API server lost" fault stops; the benchmark's kubelet writes through the main one.
         local_apiserver = await asyncio.to_thread(clusterset.clusters[local].add_apiserver, "bench-failover")
@@ -228,7 +246,7 @@ class McgwStack:
         deadline = time.monotonic() + 60
         while True:
             self.last_dump = await asyncio.to_thread(self.envoy.config_dump)
-            if applied(self.last_dump, expect):
+            if applied(self.last_dump, expect, policy.protocol):
                 break
             if time.monotonic() > deadline:
                 cluster = backend_cluster(self.last_dump)

@@ -30,6 +30,12 @@ def goals(results: Sequence[RunResult], health_check_interval_s: float, policy: 
         if m is None:
             continue
         check(f"{fault}: 0 failed requests", fault, m["failed"] == 0, m["failed"])
+    if policy.startswith("tcp"):  # connections a dying backend had accepted are lost whatever the gateway does
+        for fault in ("backend-kill", "apiserver-lost"):
+            if (m := by_fault.get(fault)) is not None:
+                check(f"{fault}: 0 failed new connections once the kill landed", fault,
+                      m["failed_after_injected"] == 0,
+                      {"after": m["failed_after_injected"], "while_killing": m["failed_while_injecting"]})
         check(f"{fault}: full shift within 1 s", fault, m["shift_s"] is not None and m["shift_s"] <= 1.0,
               m["shift_s"])
     if (m := by_fault.get("blackhole")) is not None:
@@ -65,10 +71,11 @@ def table(results: Sequence[RunResult]) -> str:
 
 
 def comparison(results: Sequence[RunResult]) -> list[str]:
-    """mcgw's defaults against the flat peer row of the same run, fault by fault (HTTP, then gRPC)."""
+    """mcgw's defaults against the flat peer row of the same run, fault by fault (HTTP, gRPC, then TCP)."""
     lines = []
     runs = {(r.policy, r.fault): r.metrics for r in results}
-    for label, defaults, peer in (("", "defaults", "flat"), ("gRPC ", "grpc-defaults", "grpc-flat")):
+    for label, defaults, peer in (("", "defaults", "flat"), ("gRPC ", "grpc-defaults", "grpc-flat"),
+                                  ("TCP ", "tcp-defaults", "tcp-flat")):
         for fault in FAULT_TITLES:
             ours, flat = runs.get((defaults, fault)), runs.get((peer, fault))
             if ours is None or flat is None:

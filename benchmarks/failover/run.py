@@ -24,7 +24,7 @@ from tests.e2e.testbed.clusterset import EchoBackend
 
 from . import __doc__ as package_doc
 from . import report
-from .scenario import FAULTS, POLICIES, PolicyMode, Progress, RunResult, Stack, Timing, run_one
+from .scenario import FAULTS, POLICIES, PolicyMode, Progress, RunResult, Stack, Timing, applies, run_one
 from .stacks import EmulatedStack, settings_for
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -42,7 +42,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=Timing.hold, help="seconds between the fault and the restore")
     parser.add_argument("--emulate", action="store_true",
                         help="serve every policy row from the benchmark's own translation instead of mcgw")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for failover.json and failover.png")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for NAME.json and NAME.png")
+    parser.add_argument("--name", default="failover",
+                        help="file name of the results (failover-tcp for the TCP rows run alone)")
     return parser.parse_args(argv)
 
 
@@ -76,12 +78,17 @@ async def _emulated(clusterset: ClusterSet, backends: dict[str, list[EchoBackend
 async def _mcgw(clusterset: ClusterSet, backends: dict[str, dict[str, list[EchoBackend]]]) -> AsyncIterator[Stack]:
     from .mcgw_stack import McgwStack
 
-    async with McgwStack.running(clusterset, backends["http"], LOCAL, ORDER, backends.get("grpc")) as stack:
+    async with McgwStack.running(clusterset, backends["http"], LOCAL, ORDER, backends.get("grpc"),
+                                 backends.get("tcp")) as stack:
         yield stack
 
 
 def _start_backends(clusterset: ClusterSet, protocol: str) -> dict[str, list[EchoBackend]]:
-    """Echo backends in every cluster: HTTP ones (pods ``cart-*``) or gRPC ones (pods ``rpc-*``)."""
+    """Echo backends in every cluster: HTTP ones (pods ``cart-*``), gRPC ones (pods ``rpc-*``) or the TCP rows'
+    (pods ``db-*``: the same echo server, spoken to over the raw connection)."""
+    if protocol == "tcp":
+        return {name: [clusterset.start_echo(name, namespace="bench-failover", pod=f"db-{name}-{i}")
+                       for i in range(BACKENDS_PER_CLUSTER)] for name in ORDER}
     if protocol == "grpc":
         return {name: [clusterset.start_grpc_echo(name, namespace="bench-failover", pod=f"rpc-{name}-{i}")
                        for i in range(BACKENDS_PER_CLUSTER)] for name in ORDER}
@@ -93,9 +100,9 @@ async def _run(args: argparse.Namespace, clusterset: ClusterSet) -> tuple[list[R
     timing = Timing(rate=args.rate, hold=args.hold)
     policies = [p for p in POLICIES if p.key in args.policies]
     # HTTP backends always: mcgw's stack serves its HTTP route whatever rows run.
-    protocols = ["http", *(["grpc"] if any(p.protocol == "grpc" for p in policies) else [])]
+    protocols = ["http", *(p for p in ("grpc", "tcp") if any(policy.protocol == p for policy in policies))]
     backends = {protocol: _start_backends(clusterset, protocol) for protocol in protocols}
-    progress = Progress(len(policies) * len(args.faults))
+    progress = Progress(sum(applies(p.key, f) for p in policies for f in args.faults))
     results: list[RunResult] = []
     async with contextlib.AsyncExitStack() as stacks:
         emulated = {protocol: await stacks.enter_async_context(_emulated(clusterset, backends[protocol], protocol))
@@ -104,7 +111,7 @@ async def _run(args: argparse.Namespace, clusterset: ClusterSet) -> tuple[list[R
             protocols, await stacks.enter_async_context(_mcgw(clusterset, backends)))
         for policy in policies:
             stack: Stack = emulated[policy.protocol] if policy.flat else ours[policy.protocol]
-            for fault in args.faults:
+            for fault in (f for f in args.faults if applies(policy.key, f)):
                 results.append(await run_one(stack, clusterset, backends[policy.protocol][LOCAL], policy, fault,
                                              timing, progress))
     settings = {"rate_per_s": timing.rate, "warm_s": timing.warm, "hold_s": timing.hold, "tail_s": timing.tail,
@@ -149,7 +156,8 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
     health_check_interval = settings_for(next(p for p in POLICIES if p.key == "defaults")).health_check
     interval_s = (health_check_interval.interval_ms if health_check_interval else 0) / 1000
     goals = {**report.goals(results, interval_s),
-             **report.goals(results, interval_s, policy="grpc-defaults", prefix="gRPC ")}
+             **report.goals(results, interval_s, policy="grpc-defaults", prefix="gRPC "),
+             **report.goals(results, interval_s, policy="tcp-defaults", prefix="TCP ")}
     document = {
         "benchmark": "failover",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -169,17 +177,17 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
     text = json.dumps(document, indent=2)
     # Timelines are long columns: one line each keeps the file readable and small.
     body = ",\n".join(f'    "{key}": {json.dumps(value, separators=(",", ":"))}' for key, value in timelines.items())
-    (args.out / "failover.json").write_text(text[:-2] + ',\n  "timelines": {\n' + body + "\n  }\n}\n")
+    (args.out / f"{args.name}.json").write_text(text[:-2] + ',\n  "timelines": {\n' + body + "\n  }\n}\n")
     title = (f"mcgw failover: {settings['rate_per_s']:g} req/s open loop, gateway in {LOCAL}, "
              f"priorities {' > '.join(ORDER)} ({settings['stack']})")
-    report.plot(results, ORDER, args.out / "failover.png", title)
+    report.plot(results, ORDER, args.out / f"{args.name}.png", title)
     print()
     print(report.table(results))
     for line in report.comparison(results):
         print(line)
     if goals:
-        print("\ngoals (mcgw defaults; gRPC: the gRPC rows'):")
+        print("\ngoals (mcgw defaults; gRPC, TCP: those rows'):")
         for name, goal in goals.items():
             print(f"  {'met' if goal['met'] else 'NOT met':<8} {name}: {goal['measured']}")
-    print(f"\nwrote {args.out / 'failover.json'} and {args.out / 'failover.png'}")
+    print(f"\nwrote {args.out / (args.name + '.json')} and {args.out / (args.name + '.png')}")
 

@@ -42,7 +42,8 @@ FAULT_TITLES = {"backend-kill": "backend kill", "backend-503": "backend 503", "b
 @dataclass(frozen=True)
 class PolicyMode:
     """A policy row: the FailoverPolicy spec it applies (None: mcgw's defaults, no policy), or the flat peer;
-    ``protocol`` "grpc": unary gRPC calls through a GRPCRoute to gRPC echo backends instead of HTTP requests."""
+    ``protocol`` "grpc": unary gRPC calls through a GRPCRoute to gRPC echo backends instead of HTTP requests;
+    "tcp": a new TCP connection per request through a TCPRoute (the echo backend answers over the raw stream)."""
 
     key: str
     title: str
@@ -60,9 +61,17 @@ POLICIES = (
     PolicyMode("flat", "flat (one priority, as Envoy Gateway does)", flat=True),
     PolicyMode("grpc-defaults", "gRPC: mcgw defaults", protocol="grpc"),
     PolicyMode("grpc-flat", "gRPC: flat (one priority)", flat=True, protocol="grpc"),
+    PolicyMode("tcp-defaults", "TCP: mcgw defaults", protocol="tcp"),
+    PolicyMode("tcp-flat", "TCP: flat (one priority)", flat=True, protocol="tcp"),
 )
-PROTOCOLS = ("http", "grpc")
+PROTOCOLS = ("http", "grpc", "tcp")
 PROTOCOL_OF = {p.key: p.protocol for p in POLICIES}
+
+
+def applies(policy: str, fault: str) -> bool:
+    """Whether a fault means something to a row: an HTTP 503 inside a TCP connection the backend accepted is
+    a connection that worked, so the TCP rows have no "backend 503"."""
+    return not (fault == "backend-503" and PROTOCOL_OF.get(policy) == "tcp")
 
 
 def fault_title(policy: str, fault: str) -> str:
@@ -210,6 +219,7 @@ async def run_one(stack: Stack, clusterset: ClusterSet, backends: Sequence[EchoB
         marks["fault"] = load.mark("fault")
         phase[0] = "fault"
         await asyncio.to_thread(fault.inject)
+        marks["injected"] = load.mark("injected")  # the backends are dead (waited for), or the link is down
         kubelet.report(False, timing.not_ready_after, load.now)
         await asyncio.sleep(max(0.0, marks["fault"] + timing.hold - load.now()))
         phase[0] = "restore"
@@ -280,6 +290,10 @@ def measure(samples: Sequence[Sample], marks: dict[str, float], local: str, orde
         "requests": len(samples),
         "failed": len(failures(samples)),
         "failed_during_fault": len(failures(faulted)),
+        # A TCP connection accepted by a backend that then dies cannot be saved by anyone: the ones sent while
+        # the fault was being injected are counted apart from those sent once it had landed.
+        "failed_while_injecting": len(failures(between(samples, fault, marks.get("injected", fault)))),
+        "failed_after_injected": len(failures(between(samples, marks.get("injected", fault), end))),
         "failed_after_restore": len(failures(between(samples, restore, end))),
         "shift_s": _round(shift),
         "failback_s": _round(failback),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -41,13 +42,34 @@ GRPC_METHOD = "demo.Echo/Say"  # what a gRPC row calls; the gRPC echo backends a
 
 def url_for(protocol: str, port: int) -> str:
     """What a run loads through a gateway listening on loopback ``port`` (see OpenLoopLoad)."""
-    return f"grpc://127.0.0.1:{port}/{GRPC_METHOD}" if protocol == "grpc" else f"http://127.0.0.1:{port}/cart"
+    if protocol == "grpc":
+        return f"grpc://127.0.0.1:{port}/{GRPC_METHOD}"
+    if protocol == "tcp":
+        return f"tcp://127.0.0.1:{port}/db"
+    return f"http://127.0.0.1:{port}/cart"
+
+
+def _tcp_answered_by(url: str) -> str:
+    """One new connection: the echo backend's cluster, from its HTTP/1.0 answer over the raw stream."""
+    address, _, path = url.removeprefix("tcp://").partition("/")
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2) as connection:
+            connection.sendall(f"GET /{path} HTTP/1.0\r\nHost: db\r\n\r\n".encode())
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        return str(json.loads(answer.partition(b"\r\n\r\n")[2]).get("cluster", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def answered_by(url: str) -> str:
-    """The cluster that answered one request (or gRPC call), or "" when it failed."""
+    """The cluster that answered one request (gRPC call, TCP connection), or "" when it failed."""
     if url.startswith("grpc://"):
         return grpc_answered_by(url)
+    if url.startswith("tcp://"):
+        return _tcp_answered_by(url)
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return str(json.loads(response.read()).get("cluster", ""))
@@ -111,7 +133,7 @@ async def stop_envoy(envoy: EnvoyProcess | None, cluster_name: str) -> dict[str,
 
 class EmulatedStack:
     """The benchmark's own xDS server and translation; readiness reports go straight to EDS. One per
-    protocol: a gRPC one routes to gRPC ``backends`` over HTTP/2."""
+    protocol: a gRPC one routes to gRPC ``backends`` over HTTP/2, a TCP one proxies connections."""
 
     def __init__(self, clusterset: ClusterSet, backends: dict[str, list[EchoBackend]], local: str,
                  order: list[str], protocol: str = "http") -> None:
@@ -122,7 +144,7 @@ class EmulatedStack:
         self.node = NodeIdentity(local, "bench", "gw" if protocol == "http" else f"gw-{protocol}")
         self.listen_port = free_port()
         self.sources = {c: Source(c, [Endpoint(b.address, b.port) for b in bs]) for c, bs in backends.items()}
-        self.control_plane = EmulatedControlPlane(self.node, self.listen_port, self.sources, protocol == "grpc")
+        self.control_plane = EmulatedControlPlane(self.node, self.listen_port, self.sources, protocol)
         self.xds_port = 0
         self.envoy: EnvoyProcess | None = None
         self.cluster_name = "bench/cart"
@@ -141,7 +163,7 @@ class EmulatedStack:
         self.control_plane.configure(None if policy.flat else self.order,
                                      None if policy.flat else settings_for(policy))
         self.envoy = await asyncio.to_thread(self.clusterset.start_envoy, self.local, self.node,
-                                             XdsTarget("127.0.0.1", self.xds_port))
+                                             XdsTarget("127.0.0.1", self.xds_port, load_reports=False))
         url = url_for(self.protocol, self.listen_port)
         await wait_serving(url, set(self.order) if policy.flat else {self.local})
         return url

@@ -89,6 +89,7 @@ class XdsTarget:
     port: int
     api_type: AdsApiType = "DELTA_GRPC"
     tls: XdsClientTls | XdsClientSds | None = None
+    load_reports: bool = True  # send LRS reports to the same server (it must serve LoadReportingService)
 
 
 def _sds_source(tls: XdsClientSds, file_name: str) -> dict[str, Any]:
@@ -193,6 +194,8 @@ def render_bootstrap_text(
             if cluster["name"] == XDS_CLUSTER_NAME:
                 cluster["transport_socket"] = (_sds_transport_socket(xds.tls) if isinstance(xds.tls, XdsClientSds)
                                                else _transport_socket(xds.tls))
+    if xds is None or not xds.load_reports:
+        bootstrap.pop("cluster_manager", None)
     if xds is None:
         bootstrap.pop("dynamic_resources", None)
         clusters = bootstrap["static_resources"]["clusters"]
