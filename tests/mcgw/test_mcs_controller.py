@@ -1,5 +1,5 @@
 """The MCS controller loop: readiness gate, lost-cluster deadlines without any store event, unavailable
-clusters skipped, failed writes retried, the view's subscribers, and the lost-cluster metrics."""
+clusters skipped, failed writes retried, the view's subscribers, the lost-cluster and ready-endpoint metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.semantics.mcs import ClusterMcs, McsResult
 from mcgw.store import Store
-from tests.mcgw.test_mcs import endpoint_slice, exported_by_east_and_west, parsed, ready
+from tests.mcgw.test_mcs import endpoint_slice, exported_by_east_and_west, not_ready, parsed, ready
 
 
 class RecordingWriter:
@@ -178,3 +178,26 @@ async def test_lost_clusters_are_visible_in_the_metrics() -> None:
     await controller.reconcile()
     assert registry.get_sample_value("mcgw_mcs_lost_clusters", {"state": "kept"}) == 0
     assert registry.get_sample_value("mcgw_mcs_lost_cluster_exports", {"cluster": "west", "state": "kept"}) is None
+
+
+async def test_ready_endpoints_per_source_cluster_are_visible_in_the_metrics() -> None:
+    store = filled_store()
+    registry = CollectorRegistry()
+    controller = McsController(store, metrics=McsMetrics(registry))
+
+    def ready_endpoints(source: str) -> float | None:
+        return registry.get_sample_value("mcgw_mcs_ready_endpoints", {"service": "shop/cart", "source_cluster": source})
+
+    await controller.reconcile()
+    assert (ready_endpoints("east"), ready_endpoints("west")) == (2, 1)  # east's draining and not-ready: not counted
+    store.set_available("west", False, "connection refused")
+    await controller.reconcile()
+    assert ready_endpoints("west") == 1  # kept within the lost-cluster TTL, so still served
+    store.set_available("west", True)
+    west = exported_by_east_and_west()["west"]
+    fill(store, "west", [*west[:3], endpoint_slice("cart-xyz", endpoints=[not_ready("10.1.0.1")])])
+    await controller.reconcile()
+    assert (ready_endpoints("east"), ready_endpoints("west")) == (2, 0)
+    fill(store, "west", west[:2])  # no ServiceExport: west no longer a source
+    await controller.reconcile()
+    assert (ready_endpoints("east"), ready_endpoints("west")) == (2, None)

@@ -1,5 +1,5 @@
 """Build and cache the real Kubernetes parts of the test bed: kube-apiserver, kube-controller-manager, etcd,
-helm (for the chart's tests) and the upstream CRDs.
+helm (for the chart's tests), promtool (for the monitoring rules' tests) and the upstream CRDs.
 
 Everything comes through the Go module proxy, pinned by the wrapper modules under ``hack/``.
 Results are cached in ``~/.cache/mcgw/`` keyed by version (and by a hash of the wrapper's go.sum,
@@ -40,6 +40,7 @@ class Artifacts:
     etcd_version: str
     echo_basic: Path | None = None  # the conformance suite's backend, which pods of that image run
     helm: Path | None = None  # lints and renders charts/mcgw
+    promtool: Path | None = None  # checks and unit-tests deploy/monitoring's rules
 
 
 def required_version(go_mod: Path, module: str) -> str:
@@ -168,6 +169,39 @@ def helm_binary() -> Path:
     return build_go_binary("helm", HACK / "helm", f"{HELM_MODULE}/cmd/helm", version, ldflags)
 
 
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+
+
+def promtool_version() -> str:
+    return required_version(HACK / "promtool" / "go.mod", PROMETHEUS_MODULE)
+
+
+def cached_promtool() -> Path | None:
+    """The cached promtool binary, or None; never builds."""
+    try:
+        path = cached_binary_path("promtool", HACK / "promtool", promtool_version())
+    except (OSError, RuntimeError):
+        return None
+    return path if path.exists() else None
+
+
+def prometheus_release(module_version: str) -> str:
+    """The Prometheus release of a module version: v0.316.0 is 3.16.0 (from 3.0 on, the module's minor is
+    major*100 + minor), v0.55.1 is 2.55.1."""
+    match = re.fullmatch(r"v0\.(\d+)\.(\d+)", module_version)
+    if not match:
+        raise RuntimeError(f"{module_version} is not a Prometheus module version (v0.<minor>.<patch>)")
+    minor, patch = int(match.group(1)), match.group(2)
+    return f"{minor // 100}.{minor % 100}.{patch}" if minor >= 300 else f"2.{minor}.{patch}"
+
+
+def promtool_binary() -> Path:
+    """promtool from the published prometheus module (hack/promtool), stamped as Prometheus's release does."""
+    version = promtool_version()
+    ldflags = f"-s -w -X github.com/prometheus/common/version.Version={prometheus_release(version)}"
+    return build_go_binary("promtool", HACK / "promtool", f"{PROMETHEUS_MODULE}/cmd/promtool", version, ldflags)
+
+
 def _is_crd(path: Path) -> bool:
     return any(
         isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
@@ -217,7 +251,7 @@ def ensure_artifacts() -> Artifacts:
     from .conformance_build import echo_basic_binary  # local: that module imports this one
 
     return Artifacts(kube, controller_manager, etcd, copy_crds(), kube_version, etcd_version, echo_basic_binary(),
-                     helm_binary())
+                     helm_binary(), promtool_binary())
 
 
 def cached_artifacts() -> Artifacts | None:
@@ -236,9 +270,11 @@ def cached_artifacts() -> Artifacts | None:
 
     echo_basic = cached_echo_basic()
     helm = cached_helm()
+    promtool = cached_promtool()
     if (kube.exists() and controller_manager.exists() and etcd.exists() and (crds / ".complete").exists()
-            and echo_basic is not None and helm is not None):
-        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version, echo_basic, helm)
+            and echo_basic is not None and helm is not None and promtool is not None):
+        return Artifacts(kube, controller_manager, etcd, crds, kube_version, etcd_version, echo_basic, helm,
+                         promtool)
     return None
 
 
@@ -252,6 +288,7 @@ def main() -> int:
     _log(
         f"ready in {time.monotonic() - started:.1f}s: kube-apiserver and kube-controller-manager "
         f"{artifacts.kube_version}, etcd {artifacts.etcd_version}, helm {helm_version()}, "
+        f"promtool {promtool_version()}, "
         f"CRDs in {artifacts.crd_dir}"
     )
     return 0
