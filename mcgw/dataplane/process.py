@@ -60,6 +60,7 @@ class EnvoyProcess(LoggedProcess):
             "--concurrency", "1",
             "--log-level", log_level,
             "--drain-time-s", "1",
+            "--file-flush-interval-msec", "1000",  # access log lines within a second, not Envoy's 10 s
         ]
         super().__init__(name, [*(wrap_argv or []), *argv], workdir / f"{name}.log")
 

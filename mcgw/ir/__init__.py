@@ -5,9 +5,12 @@ beside it build it from evaluated Gateways and routes. ``from mcgw import ir`` g
 """
 
 from .types import (
+    DEFAULT_ACCESS_LOG,
     NO_BACKEND_HEADERS,
     NO_HEADER_OPS,
+    PER_MILLION,
     REDACTED,
+    AccessLogIR,
     BackendHeadersIR,
     BackendIR,
     ClientValidationIR,
@@ -47,9 +50,12 @@ from .types import (
 )
 
 __all__ = [
+    "DEFAULT_ACCESS_LOG",
     "NO_BACKEND_HEADERS",
     "NO_HEADER_OPS",
+    "PER_MILLION",
     "REDACTED",
+    "AccessLogIR",
     "BackendHeadersIR",
     "BackendIR",
     "ClientValidationIR",

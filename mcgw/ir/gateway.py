@@ -4,7 +4,10 @@ TLS chains name their certificates (``secret/<namespace>/<name>``, after the Kub
 the client certificate the Gateway presents to backends; the contents are the Gateway's ``secrets``, apart,
 so that a rotated certificate changes those and no listener or cluster. An HTTPS port's client validation
 names its CA bundle the same way (``client-ca/<namespace>/<gateway>/<scope>``, after the frontend
-configuration), its content in ``trusted_cas``, so that a changed CA ConfigMap changes no listener."""
+configuration), its content in ``trusted_cas``, so that a changed CA ConfigMap changes no listener.
+
+Its access log comes from its parameters (``spec.accessLog`` of its EnvoyProxy over its class's): on, as
+JSON, for every request unless they say otherwise."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 from mcgw import ir
-from mcgw.objects.model import Secret
+from mcgw.objects.model import EnvoyProxySpec, Secret
 from mcgw.semantics.gateway.evaluate import GatewayKey
 from mcgw.semantics.gateway.hostnames import owner
 from mcgw.semantics.gateway.listeners import GatewayResult, ListenerResult
@@ -46,6 +49,7 @@ class GatewayShape(NamedTuple):
     client_certificate: str | None = None  # the SecretIR name presented to backends over TLS
     # (protocol, port) of every usable TCP and UDP listener, sorted: each is one Envoy listener of its own.
     streams: tuple[StreamKey, ...] = ()
+    access_log: ir.AccessLogIR | None = ir.DEFAULT_ACCESS_LOG
 
 
 STREAM_PROTOCOLS = frozenset({"TCP", "UDP"})
@@ -59,6 +63,20 @@ def secret_name(namespace: str, name: str) -> str:
 def trusted_ca_name(gateway: GatewayKey, scope: str) -> str:
     """The SDS name of a Gateway's frontend CA bundle (``scope``: ``default`` or a perPort entry's port)."""
     return f"client-ca/{gateway[0]}/{gateway[1]}/{scope}"
+
+
+def access_log(parameters: EnvoyProxySpec | None) -> ir.AccessLogIR | None:
+    """The access log a Gateway's parameters ask for (None: off); what they leave out keeps the default."""
+    settings = parameters.access_log if parameters is not None else None
+    if settings is None:
+        return ir.DEFAULT_ACCESS_LOG
+    if settings.enabled is False:
+        return None
+    default = ir.DEFAULT_ACCESS_LOG
+    sampled = default.sampled_per_million if settings.sampling is None \
+        else round(settings.sampling * ir.PER_MILLION / 100)
+    log = ir.AccessLogIR(settings.format or default.format, sampled)
+    return default if log == default else log
 
 
 def _tls_chain(listener: ListenerResult, used: dict[tuple[str, str], None], route_table: str) -> ir.TlsChainIR:
@@ -120,7 +138,7 @@ def gateway_shape(key: GatewayKey, result: GatewayResult, secrets: Mapping[tuple
                                      key=lambda secret: secret.name)),
                         tuple(cas[name] for name in sorted(cas)),
                         secret_name(*result.client_certificate) if result.client_certificate is not None else None,
-                        tuple(streams))  # type: ignore[arg-type]
+                        tuple(streams), access_log(result.parameters))  # type: ignore[arg-type]
 
 
 def gateway_ir(cluster: str, shape: GatewayShape, virtual_hosts: Mapping[int, tuple[ir.VirtualHostIR, ...]],
@@ -157,7 +175,8 @@ def gateway_ir(cluster: str, shape: GatewayShape, virtual_hosts: Mapping[int, tu
             udp.append(ir.UDPListenerIR(f"{ns}/{name}/{port}/udp", port, backends))
     return ir.GatewayIR(cluster, ns, name, shape.address, tuple(listeners), tuple(passthrough), tcp=tuple(tcp),
                         udp=tuple(udp), secrets=shape.secrets, trusted_cas=shape.trusted_cas,
-                        client_certificate=shape.client_certificate, tls_terminate=tuple(terminate))
+                        client_certificate=shape.client_certificate, tls_terminate=tuple(terminate),
+                        access_log=shape.access_log)
 
 
 def _tls_routes(chains: tuple[ir.TlsChainIR, ...], vhosts: tuple[ir.VirtualHostIR, ...],

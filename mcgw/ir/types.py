@@ -296,6 +296,21 @@ class UDPListenerIR(NamedTuple):
     backends: tuple[BackendIR, ...]
 
 
+# Envoy's access log sampling denominator: a share is given in parts per million.
+PER_MILLION = 1_000_000
+
+
+class AccessLogIR(NamedTuple):
+    """A Gateway's access log: every Envoy writes one line per HTTP request, TCP or TLS connection and UDP
+    session to its stdout, as JSON or text, for ``sampled_per_million`` of them (chosen at random)."""
+
+    format: Literal["json", "text"] = "json"
+    sampled_per_million: int = PER_MILLION
+
+
+DEFAULT_ACCESS_LOG = AccessLogIR()
+
+
 class GatewayIR(NamedTuple):
     """One Gateway's listeners by kind, as Envoy needs them apart: HTTP ones carry route tables, the
     others forward connections (TLS passthrough by SNI) or datagrams."""
@@ -313,6 +328,7 @@ class GatewayIR(NamedTuple):
     # The SecretIR name of the certificate presented to every backend reached over TLS (spec.tls.backend).
     client_certificate: str | None = None
     tls_terminate: tuple[TLSTerminateListenerIR, ...] = ()
+    access_log: AccessLogIR | None = DEFAULT_ACCESS_LOG  # None: the Gateway's parameters turn it off
 
 
 def to_data(value: Any, *, private_keys: bool = False) -> Any:
@@ -593,7 +609,8 @@ def validate(gateway: GatewayIR) -> None:
     are one share of at most 1 per mirror, and its backend header filters, if any, one per backend. Every
     backend a route reaches is usable (a cluster name, kind Service or ServiceImport; only ServiceImport
     fails over) or marked unusable (``valid`` False, kind Invalid, nothing else); its locality priorities
-    run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds.
+    run from 0 without gaps; and backends that name the same Envoy cluster agree on what it holds. An access
+    log samples between none and all (0 to 1,000,000 per million).
     """
     listeners: list[Listener] = [*gateway.http, *gateway.tls_passthrough, *gateway.tls_terminate, *gateway.tcp,
                                  *gateway.udp]
@@ -615,6 +632,9 @@ def validate(gateway: GatewayIR) -> None:
         problems += _passthrough_problems(passthrough)
     problems += _sni_problems(gateway)
     problems += _secret_problems(gateway)
+    if gateway.access_log is not None and not 0 <= gateway.access_log.sampled_per_million <= PER_MILLION:
+        problems.append(f"access log samples {gateway.access_log.sampled_per_million} per million, not 0 to "
+                        f"{PER_MILLION}")
     clusters: dict[str, BackendIR] = {}
     for item in listeners:
         for where, backends in _listener_routes(item):

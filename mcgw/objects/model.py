@@ -914,6 +914,15 @@ class EnvoyDisruptionBudget(_Spec):
 
 
 @_spec
+class EnvoyAccessLog(_Spec):
+    """Each Envoy's access log on its stdout: one line per HTTP request, TCP or TLS connection and UDP session."""
+
+    enabled: bool | None = None
+    format: Literal["json", "text"] | None = None
+    sampling: float | None = Field(None, ge=0, le=100)  # percent of requests, connections and sessions logged
+
+
+@_spec
 class EnvoyProxySpec(_Spec):
     """How a Gateway's Envoys are run. Every field is optional: what a GatewayClass's EnvoyProxy leaves
     out keeps mcgw's default, what a Gateway's leaves out keeps its class's."""
@@ -931,6 +940,7 @@ class EnvoyProxySpec(_Spec):
     bootstrap: dict[str, Any] | None = None  # extra top-level fields of Envoy's bootstrap
     autoscaling: EnvoyAutoscaling | None = None
     pod_disruption_budget: EnvoyDisruptionBudget | None = None
+    access_log: EnvoyAccessLog | None = None
 
 
 @_spec

@@ -13,6 +13,7 @@ backend Service port (shared by every route that uses it);
 per certificate the Gateway's listeners use, per CA bundle its HTTPS ports verify client certificates
 against, and for its client certificate toward backends reached over TLS, one SDS Secret
 (:mod:`.secrets`), which only this Gateway's Envoys receive; so a backend's cluster is per Gateway too.
+Every listener writes the Gateway's access log, if it has one, to Envoy's stdout (:mod:`.accesslog`).
 Show resources through :func:`redacted`: Secrets hold private keys.
 
 Route tables are encoded straight to bytes (:mod:`.routes`); listeners and clusters, a few per backend,
@@ -69,11 +70,11 @@ def translate(gateway: ir.GatewayIR) -> tuple[Built, ...]:
                 parts.append(field)
             vhosts.append(virtual_host_field(parts))
         tables += [Built(name, payload=route_table(name, fields)) for name, fields in listener_tables(port, vhosts)]
-    out = tables + [Built(port.name, listener(gateway.address, port)) for port in gateway.http]
+    out = tables + [Built(port.name, listener(gateway.address, port, gateway.access_log)) for port in gateway.http]
     streams: list[ir.TCPListenerIR | ir.UDPListenerIR] = [*gateway.tcp, *gateway.udp]
     for stream in streams:
-        built = tcp_listener(gateway.address, stream) if isinstance(stream, ir.TCPListenerIR) \
-            else udp_listener(gateway.address, stream)
+        built = tcp_listener(gateway.address, stream, gateway.access_log) if isinstance(stream, ir.TCPListenerIR) \
+            else udp_listener(gateway.address, stream, gateway.access_log)
         if built is not None:
             out.append(Built(stream.name, built))
             for backend in stream_clusters(stream):

@@ -247,19 +247,20 @@ class GatewayResources:
                 if table is None or table[0] != key:
                     table = (key, Built(name, payload=route_table(name, key)))
                 tables[name] = table
-            shape = (gateway.address, _listener_shape(port))
+            shape = (gateway.address, gateway.access_log, _listener_shape(port))
             known_listener = self._listeners.get(port.name)
             listeners[port.name] = known_listener if known_listener is not None and known_listener[0] == shape else (
-                shape, Built(port.name, listener(gateway.address, port)))
+                shape, Built(port.name, listener(gateway.address, port, gateway.access_log)))
         streams: list[ir.TCPListenerIR | ir.UDPListenerIR] = [*gateway.tcp, *gateway.udp]
         for stream in streams:
-            stream_key = stream_shape(gateway.address, stream)
+            stream_key = stream_shape(gateway.address, stream, gateway.access_log)
             known_stream = self._listeners.get(stream.name)
             if known_stream is not None and known_stream[0] == stream_key:
                 listeners[stream.name] = known_stream
             else:
-                built = tcp_listener(gateway.address, stream) if isinstance(stream, ir.TCPListenerIR) \
-                    else udp_listener(gateway.address, stream)
+                log = gateway.access_log
+                built = tcp_listener(gateway.address, stream, log) if isinstance(stream, ir.TCPListenerIR) \
+                    else udp_listener(gateway.address, stream, log)
                 if built is None:
                     continue
                 listeners[stream.name] = (stream_key, Built(stream.name, built))
@@ -267,7 +268,7 @@ class GatewayResources:
                 backends.setdefault(backend.name, backend)
         for number, (passthrough, terminate) in tls_ports(gateway).items():
             name = f"{gateway.namespace}/{gateway.name}/{number}"
-            tls_shape = (gateway.address, passthrough, terminate)
+            tls_shape = (gateway.address, gateway.access_log, passthrough, terminate)
             known_listener = self._listeners.get(name)
             listeners[name] = known_listener if known_listener is not None and known_listener[0] == tls_shape else (
                 tls_shape, Built(name, tls_listener(gateway, number, passthrough, terminate)))

@@ -14,7 +14,8 @@ The connection manager detects the client's codec (HTTP/1.1, or HTTP/2 by its pr
 knowledge in cleartext, by ALPN over TLS) and lets WebSocket upgrades through on every route: GEP-1911
 says a backend without ``appProtocol: kubernetes.io/ws`` need not lose them, and a backend that does
 not speak WebSocket refuses the upgrade itself. Envoy's CORS filter, before the router, applies the CORS
-policy of the route a request takes, if it has one.
+policy of the route a request takes, if it has one. Each request is written to the access log, if the
+Gateway has one (:mod:`.accesslog`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from mcgw import ir
+from mcgw.translate.accesslog import access_logs
 
 ADS = {"ads": {}, "resource_api_version": "V3"}
 CORS_FILTER = "envoy.filters.http.cors"
@@ -40,7 +42,8 @@ def pack(message: Message) -> any_pb2.Any:
     return packed
 
 
-def _hcm(port_name: str, route_table: str = "") -> dict[str, object]:
+def _hcm(port: ir.HTTPListenerIR, access_log: ir.AccessLogIR | None, route_table: str = "") -> dict[str, object]:
+    port_name = port.name
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=port_name.replace("/", "_"),
         rds={"route_config_name": route_table or port_name, "config_source": ADS},
@@ -49,6 +52,7 @@ def _hcm(port_name: str, route_table: str = "") -> dict[str, object]:
                       {"name": "envoy.filters.http.router", "typed_config": pack(router_pb2.Router())}],
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         upgrade_configs=[{"upgrade_type": "websocket"}],
+        access_log=access_logs(access_log, port.protocol, port_name),
     )
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": pack(manager)}
 
@@ -79,16 +83,18 @@ def _tls_chain(chain: ir.TlsChainIR, hcm: dict[str, object],
     return out
 
 
-def listener(address: str, port: ir.HTTPListenerIR) -> listener_pb2.Listener:
-    """The Envoy listener of one Gateway port (``port.virtual_hosts`` is not read)."""
-    hcm = _hcm(port.name)
+def listener(address: str, port: ir.HTTPListenerIR,
+             access_log: ir.AccessLogIR | None = None) -> listener_pb2.Listener:
+    """The Envoy listener of one Gateway port (``port.virtual_hosts`` is not read), logging to ``access_log``."""
+    hcm = _hcm(port, access_log)
     fields: dict[str, object] = {
         "name": port.name,
         "address": {"socket_address": {"address": address, "port_value": port.port}},
     }
     if port.protocol == "HTTPS":
         fields["filter_chains"] = [
-            _tls_chain(chain, _hcm(port.name, chain.route_table) if chain.route_table else hcm, port.client_validation)
+            _tls_chain(chain, _hcm(port, access_log, chain.route_table) if chain.route_table else hcm,
+                       port.client_validation)
             for chain in port.tls]
         fields["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector",
                                        "typed_config": pack(tls_inspector_pb2.TlsInspector())}]

@@ -15,6 +15,9 @@ hold across sessions and one session stays on one backend.
 An unusable backend (``valid`` False) is named by a cluster that does not exist: Envoy accepts the
 configuration and closes (drops) what its share gets, as an HTTP route answers 500. A listener with no
 backend weight at all gets no Envoy listener: connections are refused, datagrams dropped.
+
+Each connection is written to the Gateway's access log (if it has one) when it closes, each UDP session
+when it ends (:mod:`.accesslog`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb
 from envoy.extensions.matching.input_matchers.consistent_hashing.v3 import consistent_hashing_pb2
 
 from mcgw import ir
+from mcgw.translate.accesslog import Kind, access_logs
 from mcgw.translate.listeners import pack
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -56,11 +60,15 @@ def _stat_prefix(name: str) -> str:
     return name.replace("/", "_")
 
 
-def tcp_proxy(name: str, backends: tuple[ir.BackendIR, ...]) -> dict[str, Any]:
+def tcp_proxy(name: str, backends: tuple[ir.BackendIR, ...], access_log: ir.AccessLogIR | None = None,
+              listener: str = "", kind: Kind = "TCP") -> dict[str, Any]:
     """The ``tcp_proxy`` filter of a TCP listener or a TLS filter chain (``name``): one cluster, or weighted
-    clusters; none with a share: a cluster that does not exist (``<name>/no-backend``), so connections close."""
+    clusters; none with a share: a cluster that does not exist (``<name>/no-backend``), so connections close.
+    Connections are logged to ``access_log`` as ``listener``'s; a TLS chain's lines also name its route."""
     shares = weighted(backends)
-    fields: dict[str, Any] = {"stat_prefix": _stat_prefix(name)}
+    fields: dict[str, Any] = {"stat_prefix": _stat_prefix(name),
+                              "access_log": access_logs(access_log, kind, listener or name,
+                                                        name if kind == "TLS" else "")}
     if len(shares) == 1:
         fields["cluster"] = shares[0].name
     elif not shares:
@@ -74,13 +82,14 @@ def tcp_proxy(name: str, backends: tuple[ir.BackendIR, ...]) -> dict[str, Any]:
     return {"name": TCP_PROXY, "typed_config": pack(tcp_proxy_pb2.TcpProxy(**fields))}
 
 
-def tcp_listener(address: str, item: ir.TCPListenerIR) -> listener_pb2.Listener | None:
+def tcp_listener(address: str, item: ir.TCPListenerIR,
+                 access_log: ir.AccessLogIR | None = None) -> listener_pb2.Listener | None:
     """The Envoy listener of one TCP Gateway listener; None when no backend has a share."""
     if not weighted(item.backends):
         return None
     return listener_pb2.Listener(
         name=item.name, address={"socket_address": {"address": address, "port_value": item.port}},
-        filter_chains=[{"filters": [tcp_proxy(item.name, item.backends)]}])
+        filter_chains=[{"filters": [tcp_proxy(item.name, item.backends, access_log)]}])
 
 
 def _udp_action(backend: ir.BackendIR) -> dict[str, Any]:
@@ -106,13 +115,15 @@ def _udp_matcher(backends: list[ir.BackendIR]) -> dict[str, Any]:
     return {"matcher_list": {"matchers": matchers}, "on_no_match": _udp_action(backends[-1])}
 
 
-def udp_listener(address: str, item: ir.UDPListenerIR) -> listener_pb2.Listener | None:
+def udp_listener(address: str, item: ir.UDPListenerIR,
+                 access_log: ir.AccessLogIR | None = None) -> listener_pb2.Listener | None:
     """The Envoy listener of one UDP Gateway listener; None when no backend has a share."""
     backends = weighted(item.backends)
     if not backends:
         return None
     proxy = udp_proxy_pb2.UdpProxyConfig(stat_prefix=_stat_prefix(item.name), matcher=_udp_matcher(backends),
-                                         idle_timeout=_UDP_IDLE_TIMEOUT)
+                                         idle_timeout=_UDP_IDLE_TIMEOUT,
+                                         access_log=access_logs(access_log, "UDP", item.name))
     return listener_pb2.Listener(
         name=item.name,
         address={"socket_address": {"protocol": "UDP", "address": address, "port_value": item.port}},
@@ -120,10 +131,12 @@ def udp_listener(address: str, item: ir.UDPListenerIR) -> listener_pb2.Listener 
         listener_filters=[{"name": UDP_PROXY, "typed_config": pack(proxy)}])
 
 
-def stream_shape(address: str, item: ir.TCPListenerIR | ir.UDPListenerIR) -> tuple[object, ...]:
-    """What the Envoy listener is made of: its backends' names, weights and retries, not their endpoints."""
+def stream_shape(address: str, item: ir.TCPListenerIR | ir.UDPListenerIR,
+                 access_log: ir.AccessLogIR | None = None) -> tuple[object, ...]:
+    """What the Envoy listener is made of: its backends' names, weights and retries (not their endpoints), and
+    its access log."""
     return (address, type(item).__name__, item.name, item.port,
-            tuple([(b.name, b.weight, b.valid) for b in item.backends]), connect_attempts(item.backends))
+            tuple([(b.name, b.weight, b.valid) for b in item.backends]), connect_attempts(item.backends), access_log)
 
 
 def stream_clusters(item: ir.TCPListenerIR | ir.UDPListenerIR) -> list[ir.BackendIR]:

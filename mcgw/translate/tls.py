@@ -11,6 +11,9 @@ that did not resolve keeps its share under a cluster name that no cluster has, s
 connections is closed, as the spec wants for a backend that cannot be reached. With a ServiceImport
 backend, a failed connect is tried again (``max_connect_attempts``, after a short backoff) on the next
 healthy host, which is the next priority's once the local cluster's hosts are down.
+
+Each connection is written to the Gateway's access log (if it has one) when it closes, naming the route
+its SNI chose; a connection that no chain takes is logged by the listener itself (flag ``NR``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from mcgw import ir
+from mcgw.translate.accesslog import access_logs
 from mcgw.translate.listeners import ADS, pack
 from mcgw.translate.streams import tcp_proxy
 
@@ -27,10 +31,12 @@ _TLS_INSPECTOR = {"name": "envoy.filters.listener.tls_inspector",
                   "typed_config": pack(tls_inspector_pb2.TlsInspector())}
 
 
-def _chain(route: ir.TLSRouteIR | ir.TLSTerminateRouteIR) -> dict[str, object]:
+def _chain(route: ir.TLSRouteIR | ir.TLSTerminateRouteIR, access_log: ir.AccessLogIR | None,
+           listener: str) -> dict[str, object]:
     # Named by mode too: one TLSRoute may win names through a passthrough and a terminate listener of the port.
     mode = "terminate" if isinstance(route, ir.TLSTerminateRouteIR) else "passthrough"
-    chain: dict[str, object] = {"name": f"{mode}/{route.name}", "filters": [tcp_proxy(route.name, route.backends)]}
+    chain: dict[str, object] = {"name": f"{mode}/{route.name}",
+                                "filters": [tcp_proxy(route.name, route.backends, access_log, listener, "TLS")]}
     if route.server_names:
         chain["filter_chain_match"] = {"server_names": list(route.server_names)}
     if isinstance(route, ir.TLSTerminateRouteIR):
@@ -61,11 +67,13 @@ def tls_listener(gateway: ir.GatewayIR, port: int, passthrough: ir.TLSPassthroug
         routes += passthrough.routes
     if terminate is not None:
         routes += terminate.routes
+    name = listener_name(gateway, port)
     return listener_pb2.Listener(
-        name=listener_name(gateway, port),
+        name=name,
         address={"socket_address": {"address": gateway.address, "port_value": port}},
         listener_filters=[_TLS_INSPECTOR],
-        filter_chains=[_chain(route) for route in routes],
+        filter_chains=[_chain(route, gateway.access_log, name) for route in routes],
+        access_log=access_logs(gateway.access_log, "TLS-unmatched", name),
     )
 
 

@@ -5,11 +5,16 @@ Regenerate every golden file with ``pytest --update-golden``, then review the di
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from mcgw.translate import redacted
 
 
 def cases(directory: Path) -> list[Path]:
@@ -26,3 +31,18 @@ def check(case: Path, produce: Callable[[list[Any]], Any], update: bool) -> None
             raise AssertionError(f"{expected_path.name} did not exist; wrote it, review and commit it")
         return
     assert actual == expected_path.read_text(), f"{case.name}: output differs from {expected_path.name}"
+
+
+def _sorted_formats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: dict(sorted(item.items())) if key == "jsonFormat" and isinstance(item, dict)
+                else _sorted_formats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_sorted_formats(item) for item in value]
+    return value
+
+
+def envoy_data(message: Message) -> Any:
+    """An Envoy resource as golden files show it: its JSON (keys redacted), with each access log's JSON format
+    sorted by key, since that format is a protobuf Struct, a map that protobuf iterates in no fixed order."""
+    return _sorted_formats(json.loads(json_format.MessageToJson(redacted(message))))

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from google.protobuf import json_format
 
 from mcgw import ir
 from mcgw.objects.model import Gateway, parse_object
 from mcgw.runtime.pipeline import translate_cluster
-from mcgw.translate import redacted
 from tests.envoy_validate import validate
 from tests.mcgw import golden
 
@@ -36,7 +33,7 @@ def _render(documents: list[Any]) -> dict[str, Any]:
     return {
         "status": result.statuses(),
         "ir": [ir.to_data(gateway) for gateway in result.gateways],
-        "xds": {f"{ns}/{name}": [json.loads(json_format.MessageToJson(redacted(m))) for m in messages]
+        "xds": {f"{ns}/{name}": [golden.envoy_data(m) for m in messages]
                 for (ns, name), messages in sorted(result.resources.items())},
     }
 

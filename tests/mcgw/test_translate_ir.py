@@ -8,17 +8,15 @@ rewrites them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from envoy.config.route.v3 import route_pb2
-from google.protobuf import json_format
 
 from mcgw import ir
-from mcgw.translate import GatewayResources, redacted, translate
+from mcgw.translate import GatewayResources, translate
 from tests.envoy_validate import validate
 from tests.mcgw import golden
 
@@ -37,8 +35,7 @@ def _load(case: Path) -> list[ir.GatewayIR]:
 
 
 def _render(documents: list[Any]) -> dict[str, Any]:
-    return {f"{g.namespace}/{g.name}": [json.loads(json_format.MessageToJson(redacted(built.message)))
-                                        for built in translate(g)]
+    return {f"{g.namespace}/{g.name}": [golden.envoy_data(built.message) for built in translate(g)]
             for g in _gateways(documents)}
 
 

@@ -1,9 +1,9 @@
 """Gateway parameters: a GatewayClass's ``parametersRef`` gives defaults, a Gateway's
 ``spec.infrastructure.parametersRef`` overrides them; both name an mcgw.io EnvoyProxy.
 
-Merging: every field the Gateway's EnvoyProxy sets replaces its class's, except ``service``, whose
-fields merge one by one; ``replicas`` and ``autoscaling`` are one choice, so the Gateway setting
-either replaces the class's other one as well. A reference that names another kind, an object that does
+Merging: every field the Gateway's EnvoyProxy sets replaces its class's, except ``service`` and
+``accessLog``, whose fields merge one by one; ``replicas`` and ``autoscaling`` are one choice, so the
+Gateway setting either replaces the class's other one as well. A reference that names another kind, an object that does
 not exist, or one whose content mcgw cannot use is ``InvalidParameters`` on the class or the Gateway,
 with a message that says what to change. Pure: objects in, the merged spec or the problem out.
 """
@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcgw.objects.model import POLICY_GROUP, EnvoyProxy, EnvoyProxySpec, EnvoyServiceSettings, Gateway, GatewayClass
+from mcgw.objects.model import (
+    POLICY_GROUP,
+    EnvoyAccessLog,
+    EnvoyProxy,
+    EnvoyProxySpec,
+    EnvoyServiceSettings,
+    Gateway,
+    GatewayClass,
+)
 
 PARAMETERS_KIND = "EnvoyProxy"
 # Envoy's Bootstrap fields that mcgw renders itself: extra bootstrap settings cannot replace them.
@@ -32,6 +40,8 @@ BOOTSTRAP_FIELDS = frozenset({
 
 Proxies = Mapping[tuple[str, str], EnvoyProxy]  # (namespace, name) -> EnvoyProxy
 DEFAULT_SERVICE_TYPE = "LoadBalancer"
+# Envoy samples access logs in parts per million: a percentage finer than this cannot be told apart.
+ACCESS_LOG_SAMPLING_STEP = 0.0001
 
 
 def service_type(spec: EnvoyProxySpec | None) -> str:
@@ -56,6 +66,11 @@ def spec_problem(spec: EnvoyProxySpec) -> str | None:
     budget = spec.pod_disruption_budget
     if budget is not None and (budget.min_available is None) == (budget.max_unavailable is None):
         return "spec.podDisruptionBudget needs exactly one of minAvailable and maxUnavailable"
+    sampling = spec.access_log.sampling if spec.access_log is not None else None
+    if sampling is not None and abs(sampling * 10_000 - round(sampling * 10_000)) > 1e-6:
+        nearest = max(round(sampling, 4), ACCESS_LOG_SAMPLING_STEP)
+        return (f"spec.accessLog.sampling ({sampling:g}) is finer than Envoy samples: give the percentage in "
+                f"steps of {ACCESS_LOG_SAMPLING_STEP:g} (for example {nearest:g})")
     return None
 
 
@@ -99,6 +114,8 @@ def merge(base: EnvoyProxySpec | None, override: EnvoyProxySpec | None) -> Envoy
         merged.pop("replicas", None)
     if base.service is not None and override.service is not None:
         merged["service"] = EnvoyServiceSettings(**{**_set(base.service), **_set(override.service)})
+    if base.access_log is not None and override.access_log is not None:
+        merged["access_log"] = EnvoyAccessLog(**{**_set(base.access_log), **_set(override.access_log)})
     return EnvoyProxySpec(**merged)
 
 
