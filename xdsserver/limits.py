@@ -27,3 +27,11 @@ class XdsLimits:
     first_request_timeout: float = 15.0
     # Largest gRPC request message accepted (NACK messages echo whole resources); gRPC's own default.
     max_request_bytes: int = 4 * 1024 * 1024
+    # Load reports (LRS): clusters in one report, and localities in one report summed over its clusters.
+    # Above either the stream is closed with RESOURCE_EXHAUSTED; a gateway reports a few clusters with a
+    # locality per source cluster, far below.
+    max_report_clusters: int = 10_000
+    max_report_localities: int = 10_000
+    # Reports one stream may send ahead of its reporting interval: Envoy sends one per interval, so the
+    # allowance refills at that rate; a client reporting faster gets RESOURCE_EXHAUSTED once it is spent.
+    max_report_burst: int = 10

@@ -11,7 +11,8 @@ _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 
 class XdsMetrics:
-    """Streams, pushes, bytes, push→ACK latency and NACKs, labelled by mode or resource type."""
+    """Streams, pushes, bytes, push→ACK latency and NACKs, labelled by mode or resource type; and the load
+    reporting (LRS) streams with their reports. Denials and limits count ADS and LRS streams alike."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -26,6 +27,12 @@ class XdsMetrics:
                               ["reason"], registry=self.registry)
         self.limited = Counter("xds_limited_streams", "Streams closed for exceeding a limit (see XdsLimits)",
                                ["limit"], registry=self.registry)
+        self.lrs_streams = Gauge("xds_lrs_streams", "Open load reporting (LRS) streams", registry=self.registry)
+        self.lrs_reports = Counter("xds_lrs_reports", "Load reports received and handed to the sink",
+                                   registry=self.registry)
+        self.lrs_report_errors = Counter(
+            "xds_lrs_report_errors", "Load reports not delivered: malformed, past a limit, or the sink raised",
+            ["reason"], registry=self.registry)
 
 
 _KNOWN_LABELS = {type_url: type_url.rsplit(".", 1)[-1] for type_url in PUSH_ORDER}

@@ -10,20 +10,23 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry
 
-from .auth import Authorizer, ServerTls, peer_uri_sans, spiffe_authorizer
-from .cache import NodeGroup, SnapshotCache
+from .admission import Admission, NodeGrouper, default_node_group
+from .auth import Authorizer, ServerTls, spiffe_authorizer
+from .cache import SnapshotCache
 from .limits import XdsLimits
+from .lrs import LoadReporting, LoadReportingService
 from .metrics import XdsMetrics
 from .status import NodeStatus, StatusRegistry
 from .streams import DeltaStream, SotwStream, StreamLimitError, StreamObserver
+
+__all__ = ["AggregatedDiscoveryService", "NodeGrouper", "XdsServer", "default_node_group"]
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +41,6 @@ KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_ping_strikes", 0),
 ]
-
-NodeGrouper = Callable[[base_pb2.Node], NodeGroup]
-
-
-def default_node_group(node: base_pb2.Node) -> NodeGroup:
-    """``node.cluster`` is the member cluster; ``node.id`` is ``<namespace>/<gateway>/<instance>``."""
-    parts = node.id.split("/")
-    if not node.cluster or len(parts) != 3 or not all(parts):
-        raise ValueError(
-            f"node id {node.id!r} in cluster {node.cluster!r} is not <namespace>/<gateway>/<instance> with "
-            "node.cluster set to the member cluster ID; fix the gateway's Envoy bootstrap"
-        )
-    return node.cluster, f"{parts[0]}/{parts[1]}"
-
 
 _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
@@ -69,46 +58,21 @@ class AggregatedDiscoveryService:
         self.cache = cache
         self.limits = limits or XdsLimits()
         self.observer = observer
-        self.node_group = node_group
         self.metrics = metrics or XdsMetrics()
-        self.authorizer = authorizer
         self.status = StatusRegistry()
+        self.admission = Admission(cache, node_group, self.metrics, authorizer, self.limits)
         self._stream_ids = itertools.count(1)
 
     async def _admit(self, first: Any, context: grpc.aio.ServicerContext, mode: str) -> NodeStatus:
         """Check the node and the caller's identity; abort the RPC with a precise reason otherwise."""
-        try:
-            group = self.node_group(first.node)
-        except ValueError as error:
-            self.metrics.denied.labels("bad_node").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        if self.authorizer is not None:
-            uris = peer_uri_sans(context.auth_context())
-            if not self.authorizer(uris, group):
-                self.metrics.denied.labels("identity").inc()
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"client identity {uris or 'none'} may not read node group {group[0]}/{group[1]}",
-                )
-        if self.cache.get(group) is None:
-            self.metrics.denied.labels("unknown_group").inc()
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no configuration for node group {group[0]}/{group[1]} (node {first.node.id!r}); "
-                "check node.cluster and node.id in the Envoy bootstrap",
-            )
+        group = await self.admission.admit(first.node, context)
         return NodeStatus(first.node.id, first.node.cluster, group, mode, context.peer())
 
     async def _serve(self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext,
                      mode: str) -> AsyncIterator[Any]:
         limits = self.limits
         requests_in = aiter(request_iterator)
-        try:
-            first = await asyncio.wait_for(anext(requests_in, None), limits.first_request_timeout)
-        except TimeoutError:
-            self.metrics.limited.labels("first_request_timeout").inc()
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"no first request (with the node identity) within {limits.first_request_timeout:g} s")
+        first = await self.admission.first_request(requests_in, context)
         if first is None:
             return
         node = await self._admit(first, context, mode)
@@ -196,7 +160,9 @@ class AggregatedDiscoveryService:
 
 
 class XdsServer:
-    """A grpc.aio server carrying ADS, with Envoy-compatible keepalive and optional (m)TLS.
+    """A grpc.aio server carrying ADS, with Envoy-compatible keepalive and optional (m)TLS; with
+    ``load_reporting``, also the Load Reporting Service (LRS, see :mod:`xdsserver.lrs`) on the same port,
+    behind the same admission: Envoy reports there with the identity it reads its configuration with.
 
     When ``tls`` verifies clients (``TlsConfig`` with ``client_ca``, or ``RotatingTls``), every stream must
     present a client certificate whose SPIFFE URI names the node group it asks for (see
@@ -210,12 +176,14 @@ class XdsServer:
                  registry: CollectorRegistry | None = None, tls: ServerTls | None = None,
                  authorizer: Authorizer | None = None, max_connection_age: float | None = None,
                  max_connection_age_grace: float = 5.0, observer: StreamObserver | None = None,
-                 limits: XdsLimits | None = None) -> None:
+                 limits: XdsLimits | None = None, load_reporting: LoadReporting | None = None) -> None:
         if tls is not None and tls.verifies_clients and authorizer is None:
             authorizer = spiffe_authorizer()
         self.metrics = XdsMetrics(registry)
         self.limits = limits or XdsLimits()
         self.ads = AggregatedDiscoveryService(cache, node_group, self.metrics, authorizer, observer, self.limits)
+        self.lrs = (LoadReportingService(load_reporting, self.ads.admission, self.metrics, self.limits)
+                    if load_reporting is not None else None)
         self.tls = tls
         self.options = [*KEEPALIVE_OPTIONS, ("grpc.max_receive_message_length", self.limits.max_request_bytes)]
         if max_connection_age is not None:
@@ -231,7 +199,8 @@ class XdsServer:
     async def start(self, address: str = "127.0.0.1:0") -> int:
         """Listen on ``address`` (host:port; port 0 picks one) and return the bound port."""
         self._server = grpc.aio.server(options=self.options)
-        self._server.add_generic_rpc_handlers((self.ads.handler(),))
+        handlers = [self.ads.handler(), *([self.lrs.handler()] if self.lrs is not None else [])]
+        self._server.add_generic_rpc_handlers(handlers)
         if self.tls is None:
             port = self._server.add_insecure_port(address)
         else:

@@ -148,7 +148,10 @@ class XdsSettings(_Listener):
     ``maxConnectionAge`` (seconds) closes each xDS connection after that long (Envoy reconnects at once and
     keeps its configuration). TLS checks a certificate only at the handshake, so this bounds how long a
     stream outlives the certificate it was opened with; it defaults to a third of ``certificateLifetime``
-    with mTLS and to never when ``insecure``. It also lets Envoys rebalance across replicas."""
+    with mTLS and to never when ``insecure``. It also lets Envoys rebalance across replicas.
+
+    ``loadReportInterval`` (seconds) is how often each gateway Envoy reports the load of its ServiceImport
+    clusters (LRS), which tells which cluster serves the traffic (``/api/status`` ``traffic``, the dashboard)."""
 
     listen: ListenAddress = "0.0.0.0:18000"
     insecure: bool = False
@@ -158,6 +161,7 @@ class XdsSettings(_Listener):
     certificate_lifetime: float = Field(86400.0, ge=15)
     server_names: tuple[str, ...] = ()
     max_connection_age: float | None = Field(None, ge=10)
+    load_report_interval: float = Field(1.0, ge=0.1, le=60)
 
     @model_validator(mode="after")
     def _one_way_to_secure(self) -> XdsSettings:

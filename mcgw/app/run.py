@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from kubernetes.aio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
+from mcgw.admin.metrics import TrafficCollector
+from mcgw.admin.status_view import traffic_document
 from mcgw.app.config import RunConfig
 from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
 from mcgw.app.provisioning import Provisioning
@@ -34,9 +37,10 @@ from mcgw.provisioning.ca import CertificateAuthority
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.pipeline import ClusterOutput
-from mcgw.runtime.reconciler import GatewayKey, OutputSink, ReconcileOptions, Reconciler
+from mcgw.runtime.reconciler import ClusterReport, GatewayKey, OutputSink, ReconcileOptions, Reconciler
+from mcgw.runtime.traffic import TrafficTracker, record_load_report, reported_clusters
 from mcgw.store import ClusterStore, Store
-from xdsserver import RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
+from xdsserver import LoadReport, LoadReporting, RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +100,15 @@ class Controller(Lifecycle):
         tls = config.xds.tls.tls_config() if config.xds.tls else None
         self.registry = CollectorRegistry()  # one per controller: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)
+        # Which cluster serves each Gateway's traffic: the Envoys' load reports, per ServiceImport cluster.
+        self.traffic = TrafficTracker(on_event=lambda _: self.admin.notify())
+        self.registry.register(TrafficCollector(self.traffic, time.time))
         self.xds = XdsServer(self.cache, registry=self.registry, tls=tls,
                              authorizer=None if config.xds.insecure else spiffe_authorizer(config.xds.trust_domain),
-                             max_connection_age=config.xds.connection_age)
+                             max_connection_age=config.xds.connection_age,
+                             load_reporting=LoadReporting(self._load_report,
+                                                          lambda group: reported_clusters(self.cache, group),
+                                                          config.xds.load_report_interval))
         self.identities: XdsIdentities | None = None
         self.members: dict[str, MemberCluster] = {}
         self.electors: dict[str, LeaderElector] = {}
@@ -117,7 +127,7 @@ class Controller(Lifecycle):
             ReconcileOptions(config.reconcile.debounce, config.reconcile.debounce_cap),
             addresses=None if self.provisioning else lambda cluster: gateway_addresses(self.store, cluster),
             dataplane=self.provisioning.dataplane if self.provisioning else None, sinks=sinks,
-            on_report=self.metrics.observe_reconcile, clusters={c.name: c.properties() for c in config.clusters},
+            on_report=self._translated, clusters={c.name: c.properties() for c in config.clusters},
             lost_cluster_ttl=lost_cluster_ttl)
         # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
         self.mcs = McsController(self.store, lost_cluster_ttl=lost_cluster_ttl, debounce=config.reconcile.debounce,
@@ -273,6 +283,14 @@ class Controller(Lifecycle):
         if writer is not None and self.store[cluster].available:
             await writer(cluster, output.statuses())
 
+    def _load_report(self, report: LoadReport) -> None:
+        record_load_report(self.traffic, report)
+
+    def _translated(self, cluster: str, report: ClusterReport) -> None:
+        self.metrics.observe_reconcile(cluster, report)
+        if self.xds.lrs is not None:  # new ServiceImport clusters are reported from now on
+            self.xds.lrs.update_interest()
+
     def status(self) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "mode": "run",
@@ -282,7 +300,8 @@ class Controller(Lifecycle):
             "provisioning": self.provisioning.status() if self.provisioning else "disabled",
             "xdsSecurity": self.xds_security(),
         }
-        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
+        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result,
+                               traffic_document(self.traffic, time.time()))
 
 
     def xds_security(self) -> dict[str, Any]:

@@ -10,9 +10,12 @@ come in as arguments; nothing here does I/O.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+
+from xdsserver import CLUSTER, LoadReport, NodeGroup, SnapshotCache
 
 log = logging.getLogger("mcgw.traffic")
 
@@ -239,3 +242,21 @@ class TrafficTracker:
 
     def totals(self) -> Totals:
         return Totals(dict(self._requests), dict(self._errors), dict(self._failovers))
+
+
+def record_load_report(tracker: TrafficTracker, report: LoadReport, at: float | None = None) -> list[FailoverEvent]:
+    """One LRS report of a gateway Envoy into the tracker, stamped ``at`` (wall-clock seconds; now by default)."""
+    member_cluster, gateway = report.group
+    return tracker.record(time.time() if at is None else at, member_cluster, gateway, report.node_id,
+                          report.interval_s,
+                          [(load.name, [LocalityCounts(loc.sub_zone, loc.priority, loc.succeeded, loc.errors,
+                                                       loc.in_progress) for loc in load.localities])
+                           for load in report.clusters])
+
+
+def reported_clusters(cache: SnapshotCache, group: NodeGroup) -> list[str]:
+    """The ServiceImport clusters a node group's Envoys are asked to report: those of its current snapshot."""
+    snapshot = cache.get(group)
+    if snapshot is None:
+        return []
+    return sorted(name for name in snapshot.of_type(CLUSTER) if name.startswith(_IMPORT_PREFIX))

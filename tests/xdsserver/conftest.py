@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,11 +15,33 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
+from tests.e2e.testbed.pki import CertificateAuthority
 from tests.xdsserver.resources_fixture import gateway_resources
-from xdsserver import Snapshot, SnapshotCache, XdsServer
+from xdsserver import Snapshot, SnapshotCache, TlsConfig, XdsServer
 
 GROUP = ("east", "infra/gw")
 NODE = base_pb2.Node(id="infra/gw/0", cluster="east")
+# The server certificate's name, which clients connecting to 127.0.0.1 check.
+TLS_NAME = [("grpc.ssl_target_name_override", "mcgw-xds.test")]
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CertificateAuthority:
+    return CertificateAuthority(tmp_path / "pki", "xds-test-ca")
+
+
+def server_tls(ca: CertificateAuthority, mutual: bool) -> TlsConfig:
+    """The server's TLS; ``mutual``: clients must present a certificate from ``ca``."""
+    server = ca.issue("xds", "mcgw-xds", dns=("mcgw-xds.test",), server=True)
+    return TlsConfig(server.cert, server.key, ca.cert_path if mutual else None)
+
+
+def client_credentials(ca: CertificateAuthority, spiffe: str | None) -> grpc.ChannelCredentials:
+    """Trust in ``ca``; with ``spiffe``, a client certificate carrying that URI SAN."""
+    if spiffe is None:
+        return grpc.ssl_channel_credentials(root_certificates=ca.cert_path.read_bytes())
+    client = ca.issue("client", "gateway", uris=(spiffe,), client=True)
+    return grpc.ssl_channel_credentials(ca.cert_path.read_bytes(), client.key.read_bytes(), client.cert.read_bytes())
 
 
 class Stream:

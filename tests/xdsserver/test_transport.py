@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import grpc
 import pytest
@@ -11,33 +10,21 @@ from envoy.config.core.v3 import base_pb2
 from prometheus_client import generate_latest
 
 from tests.e2e.testbed.pki import CertificateAuthority
-from tests.xdsserver.conftest import NODE, StartServer, XdsHarness, names_of
-from xdsserver import CLUSTER, ENDPOINT, TlsConfig, spiffe_id
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> CertificateAuthority:
-    return CertificateAuthority(tmp_path / "pki", "xds-test-ca")
-
-
-def _server_tls(ca: CertificateAuthority, mutual: bool) -> TlsConfig:
-    server = ca.issue("xds", "mcgw-xds", dns=("mcgw-xds.test",), server=True)
-    return TlsConfig(server.cert, server.key, ca.cert_path if mutual else None)
-
-
-def _client_credentials(ca: CertificateAuthority, spiffe: str | None) -> grpc.ChannelCredentials:
-    if spiffe is None:
-        return grpc.ssl_channel_credentials(root_certificates=ca.cert_path.read_bytes())
-    client = ca.issue("client", "gateway", uris=(spiffe,), client=True)
-    return grpc.ssl_channel_credentials(ca.cert_path.read_bytes(), client.key.read_bytes(), client.cert.read_bytes())
-
-
-_TLS_NAME = [("grpc.ssl_target_name_override", "mcgw-xds.test")]
+from tests.xdsserver.conftest import (
+    NODE,
+    TLS_NAME,
+    StartServer,
+    XdsHarness,
+    client_credentials,
+    names_of,
+    server_tls,
+)
+from xdsserver import CLUSTER, ENDPOINT, spiffe_id
 
 
 async def test_tls_serves_config(start_xds: StartServer, ca: CertificateAuthority) -> None:
-    harness = await start_xds(tls=_server_tls(ca, mutual=False), credentials=_client_credentials(ca, None),
-                              channel_options=_TLS_NAME)
+    harness = await start_xds(tls=server_tls(ca, mutual=False), credentials=client_credentials(ca, None),
+                              channel_options=TLS_NAME)
     stream = harness.open()
     stream.send(node=NODE, type_url=CLUSTER)
     assert names_of(await stream.recv()) == ["c1"]
@@ -46,8 +33,8 @@ async def test_tls_serves_config(start_xds: StartServer, ca: CertificateAuthorit
 async def test_mtls_accepts_the_identity_of_the_node_group(start_xds: StartServer, ca: CertificateAuthority) -> None:
     identity = spiffe_id(("east", "infra/gw"))
     assert identity == "spiffe://mcgw/east/infra/gw"
-    harness = await start_xds(tls=_server_tls(ca, mutual=True), credentials=_client_credentials(ca, identity),
-                              channel_options=_TLS_NAME)
+    harness = await start_xds(tls=server_tls(ca, mutual=True), credentials=client_credentials(ca, identity),
+                              channel_options=TLS_NAME)
     stream = harness.open()
     stream.send(node=NODE, type_url=CLUSTER)
     assert names_of(await stream.recv()) == ["c1"]
@@ -55,8 +42,8 @@ async def test_mtls_accepts_the_identity_of_the_node_group(start_xds: StartServe
 
 async def test_mtls_refuses_another_clusters_config(start_xds: StartServer, ca: CertificateAuthority) -> None:
     west_identity = spiffe_id(("west", "infra/gw"))
-    harness = await start_xds(tls=_server_tls(ca, mutual=True), credentials=_client_credentials(ca, west_identity),
-                              channel_options=_TLS_NAME)
+    harness = await start_xds(tls=server_tls(ca, mutual=True), credentials=client_credentials(ca, west_identity),
+                              channel_options=TLS_NAME)
     stream = harness.open()
     stream.send(node=NODE, type_url=CLUSTER)  # a west gateway asking for east's config
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -67,8 +54,8 @@ async def test_mtls_refuses_another_clusters_config(start_xds: StartServer, ca: 
 
 
 async def test_mtls_refuses_a_client_without_certificate(start_xds: StartServer, ca: CertificateAuthority) -> None:
-    harness = await start_xds(tls=_server_tls(ca, mutual=True), credentials=_client_credentials(ca, None),
-                              channel_options=_TLS_NAME)
+    harness = await start_xds(tls=server_tls(ca, mutual=True), credentials=client_credentials(ca, None),
+                              channel_options=TLS_NAME)
     stream = harness.open()
     stream.send(node=NODE, type_url=CLUSTER)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
