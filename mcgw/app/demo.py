@@ -13,6 +13,7 @@ import collections
 import contextlib
 import ipaddress
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -238,6 +239,41 @@ async def failover_checks(probes: list[Probe], local: str, next_cluster: str, st
     return checks, restarted
 
 
+async def _reported_serving(standalone: Standalone, probe: Probe, local: str, within: float = 6.0) -> None:
+    """Send light traffic until the load reports say ``local`` serves it (so a move away is an event)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        for traffic in standalone.traffic.services(time.time()):
+            serving = [level for level in traffic.levels if level.priority == traffic.serving_priority]
+            if traffic.key.cluster == local and serving and local in serving[0].clusters:
+                return
+        await _answers(probe, 5)
+        await asyncio.sleep(0.2)
+
+
+async def traffic_check(standalone: Standalone, probe: Probe, local: str, next_cluster: str,
+                        within: float = 8.0) -> Check:
+    """What the gateways' load reports made of the failover just shown: an event from ``local`` to
+    ``next_cluster`` through ``local``'s Gateway, and one back (light traffic keeps the reports coming)."""
+    deadline = asyncio.get_running_loop().time() + within
+    moves: list[str] = []
+    while True:
+        moves = [f"{'/'.join(e.from_clusters)} -> {'/'.join(e.to_clusters)}" for e in standalone.traffic.events
+                 if e.key.cluster == local]
+        there = f"{local} -> {next_cluster}"
+        if there in moves and f"{next_cluster} -> {local}" in moves[moves.index(there):]:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await _answers(probe, 5)
+        await asyncio.sleep(0.2)
+    wanted = [f"{local} -> {next_cluster}", f"{next_cluster} -> {local}"]
+    return Check(f"the dashboard's failover timeline shows it, from the {local} Envoy's load reports",
+                 f"open http://127.0.0.1:{standalone.admin_port}/", " then ".join(wanted),
+                 ", ".join(dict.fromkeys(moves)) or "no failover event",
+                 all(w in moves for w in wanted), steady=False)
+
+
 async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", admin_listen: str = "127.0.0.1:19000",
                    once: bool = False, say: Callable[[str], None] | None = None) -> list[Check]:
     tell = say or (lambda message: print(message, flush=True))
@@ -258,7 +294,8 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
         standalone = await cleanup.enter_async_context(Standalone(StandaloneOptions(
             root, xds_listen=xds_listen, admin_listen=admin_listen)))
         tell(f"2. mcgw standalone: xDS on 127.0.0.1:{standalone.xds_port}, "
-             f"admin on http://127.0.0.1:{standalone.admin_port}")
+             f"admin on http://127.0.0.1:{standalone.admin_port}; the live dashboard: "
+             f"http://127.0.0.1:{standalone.admin_port}/")
         await standalone.guard(standalone.wait_ready())
         assert standalone.fleet is not None
         gateways = {}
@@ -274,9 +311,11 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
         if "east" in gateways and root == QUICKSTART:
             local = [b for b in backends if b.cluster == "east" and _service(b.pod) in ("store", "greeter", "ledger")]
             stopped = [runners.pop(b) for b in local]
-            failover, restarted = await failover_checks(failover_probes(gateways["east"]), "east", "central",
-                                                        stopped, local)
+            probes = failover_probes(gateways["east"])
+            await _reported_serving(standalone, probes[0], "east")
+            failover, restarted = await failover_checks(probes, "east", "central", stopped, local)
             runners.update(zip(local, restarted, strict=True))
+            failover.append(await traffic_check(standalone, probes[0], "east", "central"))
             tell("5. failover through the ServiceImports (east prefers central, then west):")
             _report(tell, failover)
             checks += failover
@@ -286,6 +325,7 @@ async def run_demo(root: Path = QUICKSTART, xds_listen: str = "127.0.0.1:0", adm
                 tell(f"  {command}    # {expected}")
             tell(f"  curl -s http://127.0.0.1:{standalone.admin_port}/api/status    "
                  "# every object's computed status, and the connected Envoys with their ACK/NACK state")
+            tell(f"  open http://127.0.0.1:{standalone.admin_port}/    # the live dashboard: who serves the traffic")
             tell(f"Edit the files under {root} and the change is applied within a second. Ctrl-C stops it all.")
             await standalone.serve()
     return checks

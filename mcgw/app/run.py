@@ -38,9 +38,9 @@ from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.runtime.reconciler import ClusterReport, GatewayKey, OutputSink, ReconcileOptions, Reconciler
-from mcgw.runtime.traffic import TrafficTracker, record_load_report, reported_clusters
+from mcgw.runtime.traffic import TrafficTracker, load_reporting
 from mcgw.store import ClusterStore, Store
-from xdsserver import LoadReport, LoadReporting, RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
+from xdsserver import RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,7 @@ class Controller(Lifecycle):
         self.xds = XdsServer(self.cache, registry=self.registry, tls=tls,
                              authorizer=None if config.xds.insecure else spiffe_authorizer(config.xds.trust_domain),
                              max_connection_age=config.xds.connection_age,
-                             load_reporting=LoadReporting(self._load_report,
-                                                          lambda group: reported_clusters(self.cache, group),
-                                                          config.xds.load_report_interval))
+                             load_reporting=load_reporting(self.traffic, self.cache, config.xds.load_report_interval))
         self.identities: XdsIdentities | None = None
         self.members: dict[str, MemberCluster] = {}
         self.electors: dict[str, LeaderElector] = {}
@@ -282,9 +280,6 @@ class Controller(Lifecycle):
         writer = self.writers.get(cluster)
         if writer is not None and self.store[cluster].available:
             await writer(cluster, output.statuses())
-
-    def _load_report(self, report: LoadReport) -> None:
-        record_load_report(self.traffic, report)
 
     def _translated(self, cluster: str, report: ClusterReport) -> None:
         self.metrics.observe_reconcile(cluster, report)

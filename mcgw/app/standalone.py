@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
+from mcgw.admin.metrics import TrafficCollector
+from mcgw.admin.status_view import traffic_document
 from mcgw.app.config import split_listen
 from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
 from mcgw.dataplane.bootstrap import XdsTarget
@@ -26,7 +29,8 @@ from mcgw.objects.kinds import KINDS
 from mcgw.providers.files.provider import FileProvider
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
-from mcgw.runtime.reconciler import OutputSink, ReconcileOptions, Reconciler
+from mcgw.runtime.reconciler import ClusterReport, OutputSink, ReconcileOptions, Reconciler
+from mcgw.runtime.traffic import TrafficTracker, load_reporting
 from mcgw.store import Store
 from xdsserver import SnapshotCache, XdsServer
 
@@ -56,7 +60,11 @@ class Standalone(Lifecycle):
         self.cache = SnapshotCache()
         self.registry = CollectorRegistry()  # one per instance: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)
-        self.xds = XdsServer(self.cache, registry=self.registry)
+        # The Envoys' load reports: which cluster serves each Gateway's traffic (/api/status, the dashboard).
+        self.traffic = TrafficTracker(on_event=lambda _: self.admin.notify() if self.admin else None)
+        self.registry.register(TrafficCollector(self.traffic, time.time))
+        self.xds = XdsServer(self.cache, registry=self.registry,
+                             load_reporting=load_reporting(self.traffic, self.cache))
         self.fleet: EnvoyFleet | None = None
         self.reconciler: Reconciler | None = None
         # MCS with no writers: there is no API server to write to; the result is served on /api/status.
@@ -91,7 +99,7 @@ class Standalone(Lifecycle):
             self.store, self.cache, options.reconcile,
             addresses=self.fleet.addresses if self.fleet else None,
             bind_addresses=self.fleet.bind_addresses if self.fleet else None,
-            sinks=sinks, on_report=self.metrics.observe_reconcile,
+            sinks=sinks, on_report=self._translated,
             clusters={c.name: c for c in self.provider.properties.clusters})
         self._stack.push_async_callback(self.reconciler.aclose)
         self.provider.fill(self.store)
@@ -109,7 +117,13 @@ class Standalone(Lifecycle):
         host, port = split_listen(options.admin_listen)
         self.admin_port = await self.admin.start(host, port)
         self._stop_accepting(self.admin)
-        log.info("admin server on http://%s:%d (/healthz, /readyz, /metrics, /api/status)", host, self.admin_port)
+        log.info("admin server on http://%s:%d (the dashboard at /; /healthz, /readyz, /metrics, /api/status)", host,
+                 self.admin_port)
+
+    def _translated(self, cluster: str, report: ClusterReport) -> None:
+        self.metrics.observe_reconcile(cluster, report)
+        if self.xds.lrs is not None:  # new ServiceImport clusters are reported from now on
+            self.xds.lrs.update_interest()
 
     async def _stop_envoys(self) -> None:
         self._envoys_stopped = await self.fleet.stop_all() if self.fleet is not None else 0
@@ -123,7 +137,8 @@ class Standalone(Lifecycle):
                                                       in sorted(self.provider.skipped.items())}}
         if self.fleet is not None:
             extra["envoys"] = self.fleet.describe()
-        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result)
+        return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result,
+                               traffic_document(self.traffic, time.time()))
 
     async def wait_ready(self, within: float = 60.0) -> None:
         """Until the first configuration is published and (with Envoy) every Envoy has its listeners."""

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from xdsserver import CLUSTER, LoadReport, NodeGroup, SnapshotCache
+from xdsserver import CLUSTER, LoadReport, LoadReporting, NodeGroup, SnapshotCache
 
 log = logging.getLogger("mcgw.traffic")
 
@@ -260,3 +260,13 @@ def reported_clusters(cache: SnapshotCache, group: NodeGroup) -> list[str]:
     if snapshot is None:
         return []
     return sorted(name for name in snapshot.of_type(CLUSTER) if name.startswith(_IMPORT_PREFIX))
+
+
+def load_reporting(tracker: TrafficTracker, cache: SnapshotCache, interval: float = 1.0) -> LoadReporting:
+    """The xDS server's load reporting for mcgw: each Envoy reports its node group's ServiceImport clusters every
+    ``interval`` seconds, into ``tracker``."""
+
+    def sink(report: LoadReport) -> None:
+        record_load_report(tracker, report)
+
+    return LoadReporting(sink, lambda group: reported_clusters(cache, group), interval)
