@@ -5,6 +5,7 @@ Run as root from the repository root: ``.venv/bin/python -m benchmarks.failover`
 options). It starts three real member clusters (east, west, central) with echo backends in their
 network namespaces, ``mcgw run`` in-process with the MCS controller, and an Envoy for east's gateway,
 then for each policy row and fault kind sends 200 requests/s through that Envoy and records every
-request. The gRPC rows do the same with 200 unary calls/s through a GRPCRoute to gRPC echo backends.
+request. The gRPC rows do the same with 200 unary calls/s through a GRPCRoute to gRPC echo backends, the
+TCP rows with 200 new connections/s through a TCPRoute (no "backend 503" for them: not a TCP failure).
 Writes ``benchmarks/results/failover.json`` and ``failover.png``; see benchmarks/README.md.
 """

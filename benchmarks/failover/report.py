@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.testbed.load import per_second
 
-from .scenario import FAULT_TITLES, POLICIES, RunResult, fault_title
+from .scenario import FAULT_TITLES, POLICIES, PROTOCOL_OF, RunResult, fault_title, not_applicable
 
 POLICY_TITLES = {p.key: p.title for p in POLICIES}
 COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
@@ -30,14 +31,14 @@ def goals(results: Sequence[RunResult], health_check_interval_s: float, policy: 
         if m is None:
             continue
         check(f"{fault}: 0 failed requests", fault, m["failed"] == 0, m["failed"])
-    if policy.startswith("tcp"):  # connections a dying backend had accepted are lost whatever the gateway does
+        check(f"{fault}: full shift within 1 s", fault, m["shift_s"] is not None and m["shift_s"] <= 1.0,
+              m["shift_s"])
+    if PROTOCOL_OF.get(policy) == "tcp":  # connections a dying backend had accepted are lost whatever the gateway does
         for fault in ("backend-kill", "apiserver-lost"):
             if (m := by_fault.get(fault)) is not None:
                 check(f"{fault}: 0 failed new connections once the kill landed", fault,
                       m["failed_after_injected"] == 0,
                       {"after": m["failed_after_injected"], "while_killing": m["failed_while_injecting"]})
-        check(f"{fault}: full shift within 1 s", fault, m["shift_s"] is not None and m["shift_s"] <= 1.0,
-              m["shift_s"])
     if (m := by_fault.get("blackhole")) is not None:
         check("blackhole: full shift within 2 s with 0 failed", "blackhole",
               m["failed"] == 0 and m["shift_s"] is not None and m["shift_s"] <= 2.0,
@@ -53,13 +54,24 @@ def _seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:.2f}"
 
 
-def table(results: Sequence[RunResult]) -> str:
+def not_run(policies: Sequence[str], faults: Sequence[str]) -> list[dict[str, str]]:
+    """The combinations asked for that do not apply to their row, with why (the JSON's ``not_run``)."""
+    return [{"policy": policy, "fault": fault, "reason": why} for policy in policies for fault in faults
+            if (why := not_applicable(policy, fault)) is not None]
+
+
+def table(results: Sequence[RunResult], skipped: Sequence[dict[str, str]] = ()) -> str:
+    """One line per run; a combination in ``skipped`` (see ``not_run``) reads "not run", its reason below."""
     header = ("policy", "fault", "requests", "failed", "shift s", "failback s", "after Ready s", "p99 shift ms")
-    rows = [header] + [(POLICY_TITLES.get(r.policy, r.policy), fault_title(r.policy, r.fault),
-                        str(r.metrics["requests"]), str(r.metrics["failed"]), _seconds(r.metrics["shift_s"]),
-                        _seconds(r.metrics["failback_s"]), _seconds(r.metrics["failback_after_ready_s"]),
-                        "-" if r.metrics["p99_shift_ms"] is None else f"{r.metrics['p99_shift_ms']:.0f}")
-                       for r in results]
+    rows = [header]
+    for policy in dict.fromkeys([r.policy for r in results] + [s["policy"] for s in skipped]):
+        rows += [(POLICY_TITLES.get(r.policy, r.policy), fault_title(r.policy, r.fault),
+                  str(r.metrics["requests"]), str(r.metrics["failed"]), _seconds(r.metrics["shift_s"]),
+                  _seconds(r.metrics["failback_s"]), _seconds(r.metrics["failback_after_ready_s"]),
+                  "-" if r.metrics["p99_shift_ms"] is None else f"{r.metrics['p99_shift_ms']:.0f}")
+                 for r in results if r.policy == policy]
+        rows += [(POLICY_TITLES.get(policy, policy), fault_title(policy, s["fault"]), "not run", "-", "-", "-", "-",
+                  "-") for s in skipped if s["policy"] == policy]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for index, row in enumerate(rows):
@@ -67,6 +79,12 @@ def table(results: Sequence[RunResult]) -> str:
         lines.append("  ".join(cells))
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        reasons.setdefault((fault_title(s["policy"], s["fault"]), s["reason"]), []).append(
+            POLICY_TITLES.get(s["policy"], s["policy"]))
+    for (fault, reason), policies in reasons.items():
+        lines.append(f"not run: {fault} for {', '.join(policies)} ({reason})")
     return "\n".join(lines)
 
 
@@ -98,16 +116,18 @@ def timeline(result: RunResult, clusters: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def plot(results: Sequence[RunResult], clusters: Sequence[str], path: Path, title: str) -> None:
+def plot(results: Sequence[RunResult], clusters: Sequence[str], path: Path, title: str,
+         skipped: Sequence[dict[str, str]] = ()) -> None:
     """One panel per run: successful answers per second by answering cluster, failures in red, the
-    fault and the restore as vertical lines; rows are policies, columns are faults."""
+    fault and the restore as vertical lines; rows are policies, columns are faults. A combination in
+    ``skipped`` gets a panel saying it was not run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    policies = list(dict.fromkeys(r.policy for r in results))
-    faults = list(dict.fromkeys(r.fault for r in results))
+    policies = list(dict.fromkeys([r.policy for r in results] + [s["policy"] for s in skipped]))
+    faults = list(dict.fromkeys([r.fault for r in results] + [s["fault"] for s in skipped]))
     figure, axes = plt.subplots(len(policies), len(faults), figsize=(4.2 * len(faults), 2.3 * len(policies)),
                                 sharex=True, sharey=True, squeeze=False)
     colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(clusters)}
@@ -131,6 +151,13 @@ def plot(results: Sequence[RunResult], clusters: Sequence[str], path: Path, titl
                      f"{metrics['failed']} failed, shift {_seconds(metrics['shift_s'])} s", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+    for s in skipped:
+        ax = axes[policies.index(s["policy"])][faults.index(s["fault"])]
+        ax.set_title(f"{POLICY_TITLES.get(s['policy'], s['policy'])}\n{fault_title(s['policy'], s['fault'])}: "
+                     "not run", fontsize=8)
+        ax.text(0.5, 0.5, textwrap.fill(s["reason"], 46), transform=ax.transAxes, ha="center", va="center",
+                fontsize=7)
+        ax.tick_params(labelsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("seconds", fontsize=8)
     for row in axes:

@@ -38,7 +38,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policies", nargs="+", default=[p.key for p in POLICIES],
                         choices=[p.key for p in POLICIES])
     parser.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS)
-    parser.add_argument("--rate", type=float, default=Timing.rate, help="requests per second (open loop)")
+    parser.add_argument("--rate", type=float, default=Timing.rate,
+                        help="requests per second, open loop (gRPC rows: calls; TCP rows: new connections)")
     parser.add_argument("--hold", type=float, default=Timing.hold, help="seconds between the fault and the restore")
     parser.add_argument("--emulate", action="store_true",
                         help="serve every policy row from the benchmark's own translation instead of mcgw")
@@ -129,14 +130,18 @@ def _cluster_config(results: list[RunResult], policy: str) -> Any:
 
 def _policy_description(policy: PolicyMode) -> dict[str, Any]:
     if policy.flat:
+        proxy = "; tcp_proxy, max_connect_attempts 1" if policy.protocol == "tcp" else ""
         return {"title": policy.title, "protocol": policy.protocol, "emulated_peer": True,
-                "envoy": "all endpoints at priority 0; no health checks, outlier detection or retries"}
+                "envoy": f"all endpoints at priority 0; no health checks, outlier detection or retries{proxy}"}
     return {"title": policy.title, "protocol": policy.protocol, "failover_policy_spec": policy.spec,
             "settings": _plain(settings_for(policy))}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
+    if not any(applies(policy, fault) for policy in args.policies for fault in args.faults):
+        sys.exit("nothing to run: " + "; ".join(f"{s['policy']} with {s['fault']}: {s['reason']}"
+                                                for s in report.not_run(args.policies, args.faults)))
     if importlib.util.find_spec("matplotlib") is None:
         sys.exit("the failover benchmark plots with matplotlib: pip install -e '.[bench]'")
     ok, why = can_create_namespaces()
@@ -155,6 +160,7 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
         results, settings = asyncio.run(_run(args, clusterset))
     health_check_interval = settings_for(next(p for p in POLICIES if p.key == "defaults")).health_check
     interval_s = (health_check_interval.interval_ms if health_check_interval else 0) / 1000
+    skipped = report.not_run([p.key for p in POLICIES if p.key in args.policies], args.faults)
     goals = {**report.goals(results, interval_s),
              **report.goals(results, interval_s, policy="grpc-defaults", prefix="gRPC "),
              **report.goals(results, interval_s, policy="tcp-defaults", prefix="TCP ")}
@@ -171,6 +177,7 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
                   "marks": {k: round(v, 3) for k, v in r.marks.items()},
                   "envoy_counters": {k: v for k, v in r.envoy.items() if k != "cluster"}}
                  for r in results],
+        "not_run": skipped,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     timelines = {f"{r.policy}/{r.fault}": report.timeline(r, ORDER) for r in results}
@@ -180,9 +187,9 @@ def _measure(args: argparse.Namespace, artifacts: Artifacts) -> None:
     (args.out / f"{args.name}.json").write_text(text[:-2] + ',\n  "timelines": {\n' + body + "\n  }\n}\n")
     title = (f"mcgw failover: {settings['rate_per_s']:g} req/s open loop, gateway in {LOCAL}, "
              f"priorities {' > '.join(ORDER)} ({settings['stack']})")
-    report.plot(results, ORDER, args.out / f"{args.name}.png", title)
+    report.plot(results, ORDER, args.out / f"{args.name}.png", title, skipped)
     print()
-    print(report.table(results))
+    print(report.table(results, skipped))
     for line in report.comparison(results):
         print(line)
     if goals:

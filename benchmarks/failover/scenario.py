@@ -68,10 +68,16 @@ PROTOCOLS = ("http", "grpc", "tcp")
 PROTOCOL_OF = {p.key: p.protocol for p in POLICIES}
 
 
+def not_applicable(policy: str, fault: str) -> str | None:
+    """Why a fault means nothing to a row (None: it applies). Such a combination is not run, and the table,
+    the JSON and the plot say so rather than leave it out."""
+    if fault == "backend-503" and PROTOCOL_OF.get(policy) == "tcp":
+        return "not a TCP failure: an HTTP 503 over a connection the backend accepted is a connection that worked"
+    return None
+
+
 def applies(policy: str, fault: str) -> bool:
-    """Whether a fault means something to a row: an HTTP 503 inside a TCP connection the backend accepted is
-    a connection that worked, so the TCP rows have no "backend 503"."""
-    return not (fault == "backend-503" and PROTOCOL_OF.get(policy) == "tcp")
+    return not_applicable(policy, fault) is None
 
 
 def fault_title(policy: str, fault: str) -> str:
