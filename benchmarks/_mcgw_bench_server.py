@@ -3,7 +3,9 @@
 stdin:  ``load <file>`` (records: 4-byte big-endian length + serialised ``google.protobuf.Any``)
 stdout: ``ready <port>``, ``published <unix-ns>``, ``loaded``, and per stream event
         ``push <stream> <type> <bytes> <unix-ns>``, ``ack <stream> <type> <unix-ns>``, ``nack ...``
-Every Envoy is in one node group, as with the peer.
+Every Envoy is in one node group, as with the peer. With ``--lrs`` it also serves load reporting, asks
+every Envoy for all its clusters each second, and answers ``reports`` with ``reports <count> <clusters>``
+(the reports received so far, and the cluster entries in them).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from google.protobuf import any_pb2, symbol_database
 from google.protobuf.message import Message
 
 import xdsserver.loader  # noqa: F401 - registers the Envoy message types
-from xdsserver import NodeStatus, Snapshot, SnapshotCache, XdsServer
+from xdsserver import LoadReport, LoadReporting, NodeStatus, Snapshot, SnapshotCache, XdsServer
 from xdsserver.metrics import short_type
 
 GROUP = ("bench", "bench/gw")
@@ -55,14 +57,25 @@ def observe(event: str, node: NodeStatus, type_url: str, size: int) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--lrs", action="store_true", help="serve load reporting (every cluster, every second)")
     args = parser.parse_args()
     cache = SnapshotCache()
-    server = XdsServer(cache, node_group=lambda node: GROUP, observer=observe)
+    received = [0, 0]
+
+    def count(report: LoadReport) -> None:
+        received[0] += 1
+        received[1] += len(report.clusters)
+
+    server = XdsServer(cache, node_group=lambda node: GROUP, observer=observe,
+                       load_reporting=LoadReporting(count, None, 1.0) if args.lrs else None)
     port = await server.start(args.listen)
     emit(f"ready {port}")
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         command, _, argument = line.strip().partition(" ")
+        if command == "reports":
+            emit(f"reports {received[0]} {received[1]}")
+            continue
         if command != "load":
             emit(f"error unknown command {command!r}")
             continue

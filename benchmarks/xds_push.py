@@ -13,7 +13,12 @@ repository root after ``make test``::
 
     .venv/bin/python -m benchmarks.xds_push [--envoys 20 50] [--repeats 5]
 
-It prints a table and writes ``benchmarks/results/xds_push.json``.
+It prints a table and writes ``benchmarks/results/xds_push.json``. The push cases run without load
+reporting (the peer serves none). ``--lrs-only`` measures the cost of load reporting alone
+(``benchmarks/results/xds_push_lrs.json``): mcgw's server with 50 Envoys (``--lrs-envoys``) holding the
+full workload and getting one endpoint change a second for ``--lrs-seconds``, once with every Envoy
+reporting all 1,000 clusters each second and once without, in the same run: the server's CPU seconds and
+peak RSS, and their ratio.
 """
 
 from __future__ import annotations
@@ -240,6 +245,78 @@ def measure_case(server: ServerProcess, path: Path, case: str, envoys: int, quie
             "nacks": nacks}
 
 
+def _start_envoys(server: ServerProcess, name: str, mode: str, envoys: int, workdir: Path,
+                  load_reports: bool = False) -> list[EnvoyProcess]:
+    api_type = "DELTA_GRPC" if mode == "delta" else "GRPC"
+    started = []
+    for i in range(envoys):
+        node = NodeIdentity(cluster="bench", namespace="bench", gateway="gw", instance=str(i))
+        admin = free_port()
+        target = XdsTarget("127.0.0.1", server.port, api_type, load_reports=load_reports)  # type: ignore[arg-type]
+        started.append(EnvoyProcess(f"{name}-{mode}-{i}", render_bootstrap(node, admin, target), admin, workdir,
+                                    log_level="error"))
+    for envoy in started:
+        envoy.wait_live(60)
+    return started
+
+
+def measure_lrs(envoys: int, seconds: float, files: dict[str, Path], changes: list[Path],
+                workdir: Path) -> dict[str, Any]:
+    """The server's CPU and memory while ``envoys`` Envoys hold the full workload and get one endpoint change a
+    second (``changes``, in turn: a controller's steady work), with and without each of them reporting every
+    cluster's load every second."""
+    out: dict[str, Any] = {"envoys": envoys, "seconds": seconds}
+    for label, lrs in (("without", False), ("with", True)):
+        argv = [sys.executable, "-m", "benchmarks._mcgw_bench_server", *(["--lrs"] if lrs else [])]
+        server = ServerProcess(f"mcgw-{label}-lrs", argv)
+        started: list[EnvoyProcess] = []
+        try:
+            server.load(files["empty"])
+            while server._control(30)[0] != "loaded":
+                pass
+            started = _start_envoys(server, server.name, "delta", envoys, workdir, load_reports=lrs)
+            measure_case(server, files["full"], "full", envoys)
+            time.sleep(3.0)  # every stream open and reporting
+            cpu, reports = server.cpu_seconds(), _reports(server)
+            deadline, k = time.monotonic() + seconds, 0
+            while time.monotonic() < deadline:
+                server.load(changes[k % len(changes)])
+                k += 1
+                time.sleep(1.0)
+                while not server.events.empty():
+                    server.events.get_nowait()
+            figures = {"cpu_seconds": round(server.cpu_seconds() - cpu, 3), "peak_rss_mib": server.peak_rss_mib()}
+            if lrs:
+                count, clusters = (after - before for after, before in zip(_reports(server), reports, strict=True))
+                figures |= {"reports_per_s": round(count / seconds, 1),
+                            "clusters_per_report": round(clusters / count, 1) if count else 0}
+            out[label] = figures
+            print(f"  {label} LRS: cpu {figures['cpu_seconds']:.2f}s in {seconds:g}s, peak RSS "
+                  f"{figures['peak_rss_mib']} MiB" + (f", {figures['reports_per_s']} reports/s of "
+                                                       f"{figures['clusters_per_report']} clusters" if lrs else ""),
+                  flush=True)
+        finally:
+            for envoy in started:
+                envoy.stop()
+            server.stop()
+    base = out["without"]["cpu_seconds"]
+    out["cpu_ratio"] = round(out["with"]["cpu_seconds"] / base, 3) if base else None
+    out["cpu_added_per_s"] = round((out["with"]["cpu_seconds"] - base) / seconds, 4)
+    out["peak_rss_ratio"] = round(out["with"]["peak_rss_mib"] / out["without"]["peak_rss_mib"], 3)
+    return out
+
+
+def _reports(server: ServerProcess) -> tuple[int, int]:
+    assert server.popen.stdin is not None
+    server.popen.stdin.write("reports\n")
+    server.popen.stdin.flush()
+    while True:
+        kind, value = server._control(10)
+        if kind == "reports":
+            count, clusters = value.split()
+            return int(count), int(clusters)
+
+
 def run_server(name: str, argv: list[str], mode: str, envoys: int, files: dict[str, Path],
                change_files: list[tuple[str, Path]], workdir: Path) -> dict[str, Any]:
     server = ServerProcess(name, argv)
@@ -248,14 +325,7 @@ def run_server(name: str, argv: list[str], mode: str, envoys: int, files: dict[s
         server.load(files["empty"])
         while server._control(30)[0] != "loaded":
             pass
-        api_type = "DELTA_GRPC" if mode == "delta" else "GRPC"
-        for i in range(envoys):
-            node = NodeIdentity(cluster="bench", namespace="bench", gateway="gw", instance=str(i))
-            admin = free_port()
-            bootstrap = render_bootstrap(node, admin, XdsTarget("127.0.0.1", server.port, api_type))  # type: ignore[arg-type]
-            started.append(EnvoyProcess(f"{name}-{mode}-{i}", bootstrap, admin, workdir, log_level="error"))
-        for envoy in started:
-            envoy.wait_live(60)
+        started = _start_envoys(server, name, mode, envoys, workdir)
         while not server.events.empty():  # drop the empty snapshot's events
             server.events.get_nowait()
         samples: dict[str, list[dict[str, Any]]] = {}
@@ -292,13 +362,32 @@ def main() -> None:
     parser.add_argument("--envoys", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--repeats", type=int, default=5, help="repetitions of each change case")
     parser.add_argument("--modes", nargs="+", default=["sotw", "delta"], choices=["sotw", "delta"])
+    parser.add_argument("--lrs-only", action="store_true", help="measure only the cost of load reporting")
+    parser.add_argument("--lrs-envoys", type=int, default=50)
+    parser.add_argument("--lrs-seconds", type=float, default=20.0)
     args = parser.parse_args()
 
-    peer = build_peer()
     workdir = Path(tempfile.mkdtemp(prefix="mcgw-xds-bench-"))
     listen_port = free_port()
     files = {"empty": write_records(workdir / "empty.bin", []),
              "full": write_records(workdir / "full.bin", workload(listen_port, 8080, "a"))}
+    if args.lrs_only:
+        print(f"load reporting: mcgw with {args.lrs_envoys} Envoys, an endpoint change a second, "
+              f"{args.lrs_seconds:g}s ...", flush=True)
+        changes = [write_records(workdir / f"lrs-endpoint-{port}.bin", workload(listen_port, port, "a"))
+                   for port in (8081, 8080)]
+        lrs = measure_lrs(args.lrs_envoys, args.lrs_seconds, files, changes, workdir)
+        print(f"with LRS / without: cpu x{lrs['cpu_ratio']} (+{lrs['cpu_added_per_s']:.3f} cpu-s per s), "
+              f"peak RSS x{lrs['peak_rss_ratio']}")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "xds_push_lrs.json").write_text(json.dumps({
+            "benchmark": "xds_push_lrs", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine(), "workload": {"routes": ROUTES, "clusters": CLUSTERS,
+                                               "endpoints": CLUSTERS * ENDPOINTS_PER_CLUSTER},
+            "load_reporting": lrs}, indent=2) + "\n")
+        print(f"wrote {RESULTS / 'xds_push_lrs.json'}")
+        return
+    peer = build_peer()
     change_files, port, header = [], 8080, "a"
     for k in range(args.repeats):
         port = 8081 if port == 8080 else 8080
