@@ -4,8 +4,8 @@ stdin:  ``load <file>`` (records: 4-byte big-endian length + serialised ``google
 stdout: ``ready <port>``, ``published <unix-ns>``, ``loaded``, and per stream event
         ``push <stream> <type> <bytes> <unix-ns>``, ``ack <stream> <type> <unix-ns>``, ``nack ...``
 Every Envoy is in one node group, as with the peer. With ``--lrs`` it also serves load reporting, asks
-every Envoy for all its clusters each second, and answers ``reports`` with ``reports <count> <clusters>``
-(the reports received so far, and the cluster entries in them).
+every Envoy for all its clusters (or those of ``--lrs-clusters``) each second, and answers ``reports``
+with ``reports <count> <clusters>`` (the reports received so far, and the cluster entries in them).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--lrs", action="store_true", help="serve load reporting (every cluster, every second)")
+    parser.add_argument("--lrs-clusters", default="", help="comma-separated: ask for these clusters only")
     args = parser.parse_args()
     cache = SnapshotCache()
     received = [0, 0]
@@ -66,8 +67,10 @@ async def main() -> None:
         received[0] += 1
         received[1] += len(report.clusters)
 
+    named = tuple(filter(None, args.lrs_clusters.split(",")))
+    asked = (lambda group: named) if named else None
     server = XdsServer(cache, node_group=lambda node: GROUP, observer=observe,
-                       load_reporting=LoadReporting(count, None, 1.0) if args.lrs else None)
+                       load_reporting=LoadReporting(count, asked, 1.0) if args.lrs else None)
     port = await server.start(args.listen)
     emit(f"ready {port}")
     loop = asyncio.get_running_loop()
