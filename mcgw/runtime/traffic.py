@@ -188,11 +188,12 @@ class TrafficTracker:
             self._on_event(event)
         return event
 
+    def _latest(self, state: _Service, now: float) -> dict[str, _Interval]:
+        """Each Envoy's latest report in the current window: rates add up across replicas, never double."""
+        return {interval.node: interval for interval in state.intervals if interval.at >= now - self.current}
+
     def _levels(self, state: _Service, now: float) -> tuple[LevelTraffic, ...]:
-        recent = [i for i in state.intervals if i.at >= now - self.current]
-        latest: dict[str, _Interval] = {}
-        for interval in recent:  # per Envoy, its latest report: rates add up across replicas, never double
-            latest[interval.node] = interval
+        latest = self._latest(state, now)
         minute: dict[int, int] = {}
         span = max(min(self.window, now - state.intervals[0].at + state.intervals[0].seconds), 1e-3) \
             if state.intervals else 1.0
@@ -229,10 +230,7 @@ class TrafficTracker:
         return out
 
     def _in_flight(self, state: _Service, now: float) -> dict[tuple[str, int], int]:
-        latest: dict[str, _Interval] = {}
-        for interval in state.intervals:
-            if interval.at >= now - self.current:
-                latest[interval.node] = interval
+        latest = self._latest(state, now)
         in_flight: dict[tuple[str, int], int] = {}
         for interval in latest.values():
             for count in interval.counts:
