@@ -19,15 +19,12 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from mcgw.app.config import load_run_config
-from mcgw.app.run import Controller
-from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.faults import BackendKill, Fault, NetworkBlackhole
 from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, until_served_by
-from tests.e2e.xds_credentials import host_envoy_tls
+from tests.e2e.xds_credentials import controller_with_east_envoy
 
 GW, MCS = bed_objects.GW, bed_objects.MCS
 ORDER = ["east", "west", "central"]
@@ -72,19 +69,15 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
     url = f"tcp://127.0.0.1:{port}/db"
     await asyncio.to_thread(_gateway_and_route, clusterset, port)
     config = bed_objects.run_config(directory / "mcgw-tcp.yaml", clusterset, ORDER, xds_port)
-    async with Controller(load_run_config(config)) as controller:
-        await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
-        try:
-            node = NodeIdentity("east", INFRA, "public")
-            await asyncio.to_thread(clusterset.start_envoy, "east", node, XdsTarget(
-                "127.0.0.1", xds_port, tls=host_envoy_tls(controller, node, directory)))
+    try:
+        async with controller_with_east_envoy(clusterset, config, xds_port, INFRA, directory):
             deadline = time.monotonic() + 60
             while (answer := await _answered_by(url)) != "east":
                 assert time.monotonic() < deadline, f"the TCPRoute never served from east (last: {answer})"
                 await asyncio.sleep(0.2)
             yield Bed(clusterset, backends, url)
-        finally:
-            await asyncio.to_thread(_withdraw, clusterset)
+    finally:
+        await asyncio.to_thread(_withdraw, clusterset)
 
 
 def _withdraw(clusterset: ClusterSet) -> None:

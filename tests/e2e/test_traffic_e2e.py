@@ -21,17 +21,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from mcgw.app.config import load_run_config
 from mcgw.app.operator import Style, render_status
 from mcgw.app.run import Controller
-from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.support.netutil import free_port
 from tests.browser import browser_page, require_chromium
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.faults import BackendKill
 from tests.e2e.testbed.load import OpenLoopLoad, failures, until_served_by
-from tests.e2e.xds_credentials import host_envoy_tls
+from tests.e2e.xds_credentials import controller_with_east_envoy
 
 GW, MCS = bed_objects.GW, bed_objects.MCS
 ORDER = ["east", "west", "central"]
@@ -69,12 +67,8 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
     port, xds_port = free_port(), free_port()
     await asyncio.to_thread(_gateway_and_route, clusterset, port)
     config = bed_objects.run_config(directory / "mcgw-traffic.yaml", clusterset, ORDER, xds_port)
-    async with Controller(load_run_config(config)) as controller:
-        await asyncio.wait_for(controller.reconciler.ready.wait(), 60)
-        try:
-            node = NodeIdentity("east", INFRA, "public")
-            await asyncio.to_thread(clusterset.start_envoy, "east", node, XdsTarget(
-                "127.0.0.1", xds_port, tls=host_envoy_tls(controller, node, directory)))
+    try:
+        async with controller_with_east_envoy(clusterset, config, xds_port, INFRA, directory) as controller:
             url = f"http://127.0.0.1:{port}/cart"
             load = OpenLoopLoad(url, 50)
             await asyncio.to_thread(load.start)
@@ -83,12 +77,11 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
             finally:
                 await asyncio.to_thread(load.stop)
             yield Bed(clusterset, backends, controller, url)
-        finally:
-            bed_objects.delete(clusterset.clusters["east"], f"/apis/{GW}/v1/namespaces/{SHOP}/httproutes/cart",
-                               f"/apis/{GW}/v1/namespaces/{INFRA}/gateways/public")
-            for name in ORDER:
-                bed_objects.delete(clusterset.clusters[name],
-                                   f"/apis/{MCS}/v1beta1/namespaces/{SHOP}/serviceexports/cart")
+    finally:
+        bed_objects.delete(clusterset.clusters["east"], f"/apis/{GW}/v1/namespaces/{SHOP}/httproutes/cart",
+                           f"/apis/{GW}/v1/namespaces/{INFRA}/gateways/public")
+        for name in ORDER:
+            bed_objects.delete(clusterset.clusters[name], f"/apis/{MCS}/v1beta1/namespaces/{SHOP}/serviceexports/cart")
 
 
 def _serving(controller: Controller) -> int | None:
