@@ -65,7 +65,7 @@ async def main() -> None:
 
     def count(report: LoadReport) -> None:
         received[0] += 1
-        received[1] += len(report.clusters)
+        received[1] += len(report.clusters) + len(report.idle)
 
     named = tuple(filter(None, args.lrs_clusters.split(",")))
     asked = (lambda group: named) if named else None

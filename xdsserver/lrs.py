@@ -4,7 +4,9 @@ requests it completed, failed and holds in flight.
 Envoy opens ``StreamLoadStats`` with its node; the server answers with the clusters to report and the
 interval; from then on Envoy sends one report per interval (only for the clusters asked for, only after
 the first interval, only localities that saw traffic). Each report reaches the owner's sink as plain frozen
-data (:class:`LoadReport`); no proto leaves this module. The owner can change what is asked for on open
+data (:class:`LoadReport`); no proto leaves this module. Most clusters of most reports carry nothing (Envoy
+reports every cluster asked for, traffic or not): those become a bare name, which keeps a report's cost on
+the server proportional to the traffic it describes. The owner can change what is asked for on open
 streams with :meth:`LoadReportingService.update_interest`.
 
 Streams are admitted exactly as ADS streams are (:mod:`xdsserver.admission`). Reports are handled as they
@@ -69,13 +71,16 @@ class ClusterLoad:
 @dataclass(frozen=True, slots=True)
 class LoadReport:
     """One load report of one Envoy. ``received_at`` is ``time.monotonic()`` on arrival; ``interval_s`` is the
-    time since the stream's previous report (for the first, since the server asked), on the server's clock."""
+    time since the stream's previous report (for the first, since the server asked), on the server's clock.
+    ``clusters`` are those with requests (completed, in flight or dropped) in the interval; ``idle`` names the
+    clusters reported with none."""
 
     node_id: str
     group: NodeGroup
     received_at: float
     interval_s: float
     clusters: tuple[ClusterLoad, ...]
+    idle: tuple[str, ...] = ()
 
 
 # Called on the event loop with every report; it must be quick and must not block. What it raises is logged
@@ -161,13 +166,14 @@ def _locality(stats: load_report_pb2.UpstreamLocalityStats) -> LocalityLoad:
                         stats.total_error_requests, stats.total_requests_in_progress, stats.total_issued_requests)
 
 
-def _cluster(stats: load_report_pb2.ClusterStats) -> ClusterLoad:
+def _cluster(stats: load_report_pb2.ClusterStats,
+             localities: Iterable[load_report_pb2.UpstreamLocalityStats]) -> ClusterLoad:
     interval = _seconds(stats.load_report_interval)
     if interval < 0:
         raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT,
                        f"cluster {stats.cluster_name!r} reports a negative load_report_interval", "malformed")
     return ClusterLoad(stats.cluster_name, stats.cluster_service_name, stats.total_dropped_requests, interval,
-                       tuple(_locality(locality) for locality in stats.upstream_locality_stats))
+                       tuple(_locality(locality) for locality in localities))
 
 
 class LoadReportingService:
@@ -234,16 +240,28 @@ class LoadReportingService:
                            f"a message of {len(raw)} bytes on this stream is not a LoadStatsRequest: {error}",
                            "malformed") from None
 
-    def _check_bounds(self, request: lrs_pb2.LoadStatsRequest) -> None:
+    def _convert(self, request: lrs_pb2.LoadStatsRequest) -> tuple[tuple[ClusterLoad, ...], tuple[str, ...]]:
+        """The clusters with traffic, converted, and the names of the idle ones, within the limits."""
         limits = self.limits
         clusters = len(request.cluster_stats)
         if clusters > limits.max_report_clusters:
             raise _Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{clusters} clusters in one load report; at most "
                            f"{limits.max_report_clusters} are accepted", "limit", "report_clusters")
-        localities = sum(len(cluster.upstream_locality_stats) for cluster in request.cluster_stats)
-        if localities > limits.max_report_localities:
-            raise _Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{localities} localities in one load report; at "
-                           f"most {limits.max_report_localities} are accepted", "limit", "report_localities")
+        loaded: list[ClusterLoad] = []
+        idle: list[str] = []
+        localities = 0
+        for stats in request.cluster_stats:
+            upstream = stats.upstream_locality_stats
+            if not upstream and not stats.total_dropped_requests:
+                idle.append(stats.cluster_name)
+                continue
+            localities += len(upstream)
+            if localities > limits.max_report_localities:
+                total = sum(len(cluster.upstream_locality_stats) for cluster in request.cluster_stats)
+                raise _Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{total} localities in one load report; at "
+                               f"most {limits.max_report_localities} are accepted", "limit", "report_localities")
+            loaded.append(_cluster(stats, upstream))
+        return tuple(loaded), tuple(idle)
 
     def _spend_allowance(self, stream: _Stream, now: float) -> None:
         interval = stream.sent.interval if stream.sent is not None else self._interval
@@ -260,9 +278,8 @@ class LoadReportingService:
         """Check, convert and deliver one report; raises :class:`_Refusal` when it must end the stream."""
         now = time.monotonic()
         self._spend_allowance(stream, now)
-        self._check_bounds(request)
-        report = LoadReport(stream.node_id, stream.group, now, now - stream.last_report_at,
-                            tuple(_cluster(cluster) for cluster in request.cluster_stats))
+        loaded, idle = self._convert(request)
+        report = LoadReport(stream.node_id, stream.group, now, now - stream.last_report_at, loaded, idle)
         stream.last_report_at = now
         self.metrics.lrs_reports.inc()
         try:

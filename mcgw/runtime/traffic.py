@@ -249,7 +249,7 @@ def record_load_report(tracker: TrafficTracker, report: LoadReport, at: float | 
                           report.interval_s,
                           [(load.name, [LocalityCounts(loc.sub_zone, loc.priority, loc.succeeded, loc.errors,
                                                        loc.in_progress) for loc in load.localities])
-                           for load in report.clusters])
+                           for load in report.clusters] + [(name, []) for name in report.idle])
 
 
 def reported_clusters(cache: SnapshotCache, group: NodeGroup) -> list[str]:

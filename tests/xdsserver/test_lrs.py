@@ -229,6 +229,7 @@ async def test_reports_reach_the_sink_converted_exactly(lrs: Lrs) -> None:
                       locality_stats("west", 1, succeeded=5, in_progress=1, issued=6),
                       interval=1.5, dropped=3, service_name="cart-eds"),
         cluster_stats("c1", interval=0.25),
+        cluster_stats("c2", interval=0.25, dropped=2),
     ))
     (received,) = await lrs.reported(1)
     assert dataclasses.replace(received, received_at=0.0, interval_s=0.0) == LoadReport(
@@ -237,8 +238,8 @@ async def test_reports_reach_the_sink_converted_exactly(lrs: Lrs) -> None:
                 LocalityLoad("eu", "eu-1", "east", priority=0, succeeded=17, errors=2, in_progress=4, issued=23),
                 LocalityLoad("", "", "west", priority=1, succeeded=5, errors=0, in_progress=1, issued=6),
             )),
-            ClusterLoad("c1", "", dropped=0, interval_s=0.25, localities=()),
-        ))
+            ClusterLoad("c2", "", dropped=2, interval_s=0.25, localities=()),
+        ), idle=("c1",))
     assert opened <= received.received_at <= time.monotonic()
     assert 0 < received.interval_s <= received.received_at - opened + 1.0
     # The next report's interval is the time since this one, on the server's clock.
@@ -397,9 +398,11 @@ async def test_garbage_gets_a_clear_error(lrs: Lrs) -> None:
 
 
 async def test_a_negative_interval_is_malformed(lrs: Lrs) -> None:
+    """Only a cluster with traffic has its interval read: an idle one's is never used."""
     stream = lrs.open()
     await stream.recv()
     stream.send(report(cluster_stats("c1", interval=-1.0)))
+    stream.send(report(cluster_stats("c1", locality_stats("east"), interval=-1.0)))
     refused = await stream.refusal()
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "negative load_report_interval" in (refused.details() or "")
@@ -622,7 +625,8 @@ async def test_envoy_reports_the_requests_it_sent_per_locality() -> None:
 
             assert sum(1 for received in reports if any(c.localities for c in received.clusters)) >= 2
             clusters = [cluster for received in reports for cluster in received.clusters]
-            assert {cluster.name for cluster in clusters} == {"backend"}  # only what the server asked for
+            reported = {cluster.name for cluster in clusters} | {name for received in reports for name in received.idle}
+            assert reported == {"backend"}  # only what the server asked for
             assert all(ENVOY_INTERVAL * 0.5 <= cluster.interval_s <= ENVOY_INTERVAL * 6 for cluster in clusters)
             localities = [locality for cluster in clusters for locality in cluster.localities]
             assert {(loc.region, loc.zone, loc.sub_zone) for loc in localities} == {("eu", "eu-1", "east"),
