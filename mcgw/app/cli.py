@@ -135,6 +135,7 @@ def _translate(args: argparse.Namespace) -> int:
     import time
 
     import yaml
+    from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
     from google.protobuf import json_format
 
     from mcgw.app.config import ConfigError
@@ -145,6 +146,7 @@ def _translate(args: argparse.Namespace) -> int:
     from mcgw.semantics.mcs import compute_mcs
     from mcgw.support import collector
     from mcgw.translate import redacted
+    from mcgw.translate.describe import failover_levels
 
     try:
         properties, manifests = read_clusterset_manifests(Path(args.f))
@@ -178,9 +180,13 @@ def _translate(args: argparse.Namespace) -> int:
                  "ClusterLoadAssignment": "endpoints", "Secret": "secrets"}
         gateways: dict[str, dict[str, list[object]]] = {}
         for (ns, gateway), messages in sorted(result.resources.items()):
-            grouped: dict[str, list[object]] = {kind: [] for kind in kinds.values()}
+            grouped: dict[str, Any] = {kind: [] for kind in kinds.values()}
+            failover: dict[str, object] = {}
             for message in messages:
                 grouped[kinds[message.DESCRIPTOR.name]].append(json.loads(json_format.MessageToJson(redacted(message))))
+                if isinstance(message, ClusterLoadAssignment) and message.cluster_name.startswith("serviceimport/"):
+                    failover[message.cluster_name] = failover_levels(message)
+            grouped["failover"] = failover  # the levels of every ServiceImport backend, as Envoy gets them
             gateways[f"{ns}/{gateway}"] = grouped
         output[name] = {"status": result.statuses(), "xds": gateways}
     if args.o == "json":

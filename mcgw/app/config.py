@@ -93,7 +93,7 @@ class MemberCluster(ClusterProperties):
 
     def properties(self) -> ClusterProperties:
         return ClusterProperties(name=self.name, region=self.region, zone=self.zone,
-                                 failover_order=self.failover_order)
+                                 failover_order=self.failover_order, labels=self.labels)
 
 
 class XdsTls(ConfigModel):

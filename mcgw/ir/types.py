@@ -94,13 +94,15 @@ EndpointIR = Endpoint
 
 
 class LocalityIR(NamedTuple):
-    """Endpoints of one source cluster; ``priority`` 0 is the most preferred."""
+    """Endpoints of one source cluster; ``priority`` 0 is the most preferred. ``weight`` is the locality's share
+    of its priority against the others there (0: no locality weights, endpoints share it evenly)."""
 
     cluster: str
     priority: int
     endpoints: tuple[EndpointIR, ...]
     region: str = ""
     zone: str = ""
+    weight: int = 0
 
 
 # A ServiceImport backend's failover settings pass from the policy semantics into the IR unchanged.

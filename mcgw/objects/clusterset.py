@@ -24,12 +24,14 @@ class ConfigModel(BaseModel):
 
 
 class ClusterProperties(ConfigModel):
-    """One member cluster: its ID (``name``), where it runs, and which clusters it prefers to fail over to."""
+    """One member cluster: its ID (``name``), where it runs, which clusters it prefers to fail over to, and
+    labels a FailoverPolicy's level or exclusion can select it by."""
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     region: str = ""
     zone: str = ""
     failover_order: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 def check_cluster_names(clusters: Iterable[ClusterProperties]) -> None:

@@ -114,7 +114,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("ServiceExport", ServiceExport, f"{MCS_GROUP}/v1beta1", "serviceexports", status="conditions",
          status_writer="mcs", listed=True),
     Kind("ServiceImport", ServiceImport, f"{MCS_GROUP}/v1beta1", "serviceimports", listed=True),
-    Kind("FailoverPolicy", FailoverPolicy, f"{POLICY_GROUP}/v1alpha1", "failoverpolicies", status="conditions"),
+    Kind("FailoverPolicy", FailoverPolicy, f"{POLICY_GROUP}/v1alpha2", "failoverpolicies", status="conditions"),
     # How the Gateway reaches backend Services over TLS; its CA bundles are ConfigMaps (below).
     Kind("BackendTLSPolicy", BackendTLSPolicy, f"{GATEWAY_GROUP}/v1", "backendtlspolicies", status="ancestors",
          listed=True),

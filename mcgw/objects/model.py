@@ -806,11 +806,68 @@ class RetryPolicy(_Spec):
                     ...] | None = None
 
 
+ClusterName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+@_spec
+class ClusterMatch(_Spec):
+    """Member clusters by one criterion: a name, a region, a label selector, or the gateway's own cluster
+    (``local``). Exactly one is set (the CRD's rule; mcgw says ``Invalid`` otherwise)."""
+
+    name: ClusterName | None = None
+    region: str | None = Field(None, min_length=1, max_length=253)
+    selector: LabelSelector | None = None
+    local: bool | None = None
+
+    def criteria(self) -> int:
+        return sum(x is not None for x in (self.name, self.region, self.selector)) + bool(self.local)
+
+
+@_spec
+class LevelMember(ClusterMatch):
+    """Clusters sharing a level; ``weight`` is their share of it, relative to the level's other members."""
+
+    weight: int | None = Field(None, ge=1, le=1_000_000)
+
+
+@_spec
+class FailoverLevel(_Spec):
+    clusters: tuple[LevelMember, ...] = Field(min_length=1, max_length=64)
+
+
+@_spec
+class SpilloverPolicy(_Spec):
+    """AllOrNothing: a level keeps all its traffic while it has one healthy endpoint. Gradual: a level keeps
+    all of it while ``minHealthyPercent`` of its endpoints are healthy, then sends the next level the share
+    of capacity it lost below that."""
+
+    mode: Literal["AllOrNothing", "Gradual"] = "AllOrNothing"
+    min_healthy_percent: int | None = Field(None, ge=1, le=100)
+
+
+@_spec
+class FallbackRef(_Spec):
+    """A backend whose endpoints follow every level of the target's own, as further levels."""
+
+    group: Literal["", "multicluster.x-k8s.io"] = ""
+    kind: Literal["Service", "ServiceImport"] = "Service"
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str | None = Field(None, min_length=1, max_length=63)
+    port: int | None = Field(None, ge=1, le=65535)
+
+
 @_spec
 class FailoverPolicySpec(_Spec):
     target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
+    # v1alpha1's: the clusters after the gateway's own, one level each (``levels`` says it in full).
     preference: tuple[str, ...] = ()
+    # v1alpha1's: WeightedSpillover is Envoy's overprovisioning factor 1.4 (``spillover`` says it in full).
     mode: Literal["AllOrNothing", "WeightedSpillover"] | None = None
+    levels: tuple[FailoverLevel, ...] | None = Field(None, min_length=1, max_length=16)
+    exclude: tuple[ClusterMatch, ...] = Field((), max_length=64)
+    max_levels: int | None = Field(None, ge=1, le=16)
+    spillover: SpilloverPolicy | None = None
+    fallback: tuple[FallbackRef, ...] = Field((), max_length=4)
     health_check: HealthCheckPolicy | None = None
     outlier_detection: OutlierDetectionPolicy | None = None
     retry: RetryPolicy | None = None

@@ -43,7 +43,13 @@ _RETRY_BUDGET = {"thresholds": [{"retry_budget": {"budget_percent": {"value": 10
 
 
 def overprovisioning_factor(settings: ir.FailoverIR) -> int:
-    return ALL_OR_NOTHING_OVERPROVISIONING if settings.all_or_nothing else SPILLOVER_OVERPROVISIONING
+    """A level's health is min(100 %, factor x its healthy share): with the factor 100 / minHealthyPercent, it keeps
+    all its traffic down to that share, then the next level gets the capacity lost below it."""
+    if settings.all_or_nothing:
+        return ALL_OR_NOTHING_OVERPROVISIONING
+    if settings.min_healthy_percent is None:
+        return SPILLOVER_OVERPROVISIONING
+    return round(10_000 / settings.min_healthy_percent)
 
 
 def _ms(value: int) -> dict[str, int]:
@@ -64,6 +70,8 @@ def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool) -> dict[str
         "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}, "update_merge_window": {}},
         "circuit_breakers": _RETRY_BUDGET,
     }
+    if failover.weights():  # every locality then carries a weight (load_assignment)
+        fields["common_lb_config"]["locality_weighted_lb_config"] = {}
     check = failover.health_check
     if check is not None:
         fields["health_checks"] = [{
@@ -144,12 +152,15 @@ def cluster(backend: ir.BackendIR, client_certificate: str | None = None) -> clu
 
 
 def load_assignment(backend: ir.BackendIR) -> endpoint_pb2.ClusterLoadAssignment:
-    localities = [{
+    localities: list[dict[str, Any]] = [{
         "locality": {"region": loc.region, "zone": loc.zone, "sub_zone": loc.cluster},
         "priority": loc.priority,
         "lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": e.address, "port_value": e.port}}},
                           "health_status": e.health} for e in loc.endpoints],
     } for loc in backend.localities if loc.endpoints]
+    for entry, loc in zip(localities, (loc for loc in backend.localities if loc.endpoints), strict=True):
+        if loc.weight:
+            entry["load_balancing_weight"] = {"value": loc.weight}
     if backend.failover is None:
         return endpoint_pb2.ClusterLoadAssignment(cluster_name=backend.name, endpoints=localities)
     factor = overprovisioning_factor(backend.failover)

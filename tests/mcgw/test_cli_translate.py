@@ -97,3 +97,27 @@ def test_duplicate_objects_are_an_error_naming_both_places(clusterset_dir: Path)
     assert result.returncode == 2
     assert f"{copy} document 1: GatewayClass mcgw is also defined in" in result.stderr
     assert "gateway.yaml document 1" in result.stderr
+
+
+def test_translate_shows_each_service_imports_levels_and_weights(tmp_path: Path) -> None:
+    target = tmp_path / "failover"
+    shutil.copytree(REPO / "examples" / "failover", target)
+    (target / "east" / "policy.yaml").write_text("""\
+apiVersion: mcgw.io/v1alpha2
+kind: FailoverPolicy
+metadata: {name: cart, namespace: shop}
+spec:
+  targetRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: cart}]
+  levels:
+    - clusters: [{local: true, weight: 3}, {name: central, weight: 1}]
+  exclude: [{region: us-west}]
+  spillover: {mode: Gradual, minHealthyPercent: 50}
+""")
+    result = _run("-f", str(target), "--cluster", "east", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)["east"]["xds"]["infra/public"]["failover"]["serviceimport/shop/cart/80"]
+    assert shown == {
+        "spillover": "Gradual: a level keeps all its traffic down to 50% healthy endpoints",
+        "levels": [{"priority": 0, "clusters": [
+            {"cluster": "central", "endpoints": 2, "healthy": 1, "draining": 1, "weight": 1},
+            {"cluster": "east", "endpoints": 2, "healthy": 1, "draining": 1, "weight": 3}]}]}

@@ -171,3 +171,85 @@ def test_incremental_translation_equals_a_full_one_as_imports_and_policies_chang
         full = translate_cluster("east", east_sorted, mcs=mcs)
         assert _serialised(incremental) == _serialised(full)
         assert incremental.statuses() == full.statuses()
+
+
+def _v2(spec: dict[str, Any], name: str = "cart-failover") -> AnyObject:
+    return parse_object({"apiVersion": "mcgw.io/v1alpha2", "kind": "FailoverPolicy",
+                         "metadata": {"name": name, "namespace": "shop", "generation": 1},
+                         "spec": {"targetRefs": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport",
+                                                  "name": "cart"}], **spec}}, name)
+
+
+def test_clusters_sharing_a_level_get_their_weights_and_envoy_accepts_them() -> None:
+    clusters, objects = _load()
+    policy = _v2({"levels": [{"clusters": [{"local": True, "weight": 80}, {"name": "west", "weight": 20}]}]})
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    assignment = _of(output, "ClusterLoadAssignment", CART)
+    weights = {loc["locality"]["subZone"]: (loc.get("priority", 0), loc["loadBalancingWeight"])
+               for loc in assignment["endpoints"]}
+    assert weights == {"east": (0, 80), "west": (0, 20), "central": (1, 1)}
+    assert _of(output, "Cluster", CART)["commonLbConfig"]["localityWeightedLbConfig"] == {}
+    for messages in output.resources.values():
+        checked = validate(list(messages))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_without_weights_no_locality_weighting() -> None:
+    clusters, objects = _load()
+    output = translate_cluster("east", objects["east"], mcs=_mcs(clusters, objects))
+    assert all("loadBalancingWeight" not in loc for loc in _of(output, "ClusterLoadAssignment", CART)["endpoints"])
+    assert "localityWeightedLbConfig" not in _of(output, "Cluster", CART)["commonLbConfig"]
+
+
+def test_an_excluded_cluster_and_those_past_max_levels_get_no_endpoints() -> None:
+    clusters, objects = _load()
+    excluded = translate_cluster("east", [*objects["east"], _v2({"exclude": [{"region": "us-central"}]})],
+                                 mcs=_mcs(clusters, objects))
+    assert _priorities(excluded) == {"east": 0, "west": 1}
+    capped = translate_cluster("east", [*objects["east"], _v2({"maxLevels": 1})], mcs=_mcs(clusters, objects))
+    assert _priorities(capped) == {"east": 0}
+    # The allowed cluster without ready endpoints: only its draining one is left (Envoy answers 503 rather than
+    # use it); nothing goes to the clusters past the cut.
+    down = {**objects, "east": _without_ready_endpoints(objects["east"])}
+    nothing = translate_cluster("east", [*down["east"], _v2({"maxLevels": 1})], mcs=_mcs(clusters, down))
+    localities = _of(nothing, "ClusterLoadAssignment", CART)["endpoints"]
+    assert [(loc["locality"]["subZone"], {e["healthStatus"] for e in loc["lbEndpoints"]}) for loc in localities] == [
+        ("east", {"DRAINING"})]
+
+
+def test_gradual_spillover_with_a_minimum_healthy_share() -> None:
+    clusters, objects = _load()
+    policy = _v2({"spillover": {"mode": "Gradual", "minHealthyPercent": 50}})
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    assert _of(output, "ClusterLoadAssignment", CART)["policy"]["overprovisioningFactor"] == 200
+
+
+def test_an_invalid_policy_changes_nothing_and_says_why() -> None:
+    clusters, objects = _load()
+    plain = translate_cluster("east", objects["east"], mcs=_mcs(clusters, objects))
+    policy = _v2({"levels": [{"clusters": [{"name": "west"}]}], "preference": ["central"]})
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    assert _serialised(output) == _serialised(plain)
+    status = output.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"][0]
+    assert (status["status"], status["reason"]) == ("False", "Invalid")
+
+
+def test_incremental_translation_equals_a_full_one_as_levels_and_weights_change() -> None:
+    clusters, objects = _load()
+    translator = ClusterTranslator("east")
+    weighted = _v2({"levels": [{"clusters": [{"local": True, "weight": 3}, {"name": "west", "weight": 1}]}]})
+    residency = _v2({"exclude": [{"name": "central"}], "maxLevels": 2, "spillover": {"mode": "Gradual"}})
+    scenarios: list[tuple[list[AnyObject], dict[str, list[AnyObject]]]] = [
+        ([*objects["east"], weighted], objects),
+        ([*objects["east"], residency], objects),
+        ([*objects["east"], residency], {**objects, "east": _without_ready_endpoints(objects["east"])}),
+        ([*objects["east"], weighted], {**objects, "west": []}),
+        (objects["east"], objects),
+    ]
+    for east, everyone in scenarios * 2:
+        east_sorted = tuple(sorted(east, key=lambda o: o.key))
+        mcs = _mcs(clusters, everyone)
+        incremental = translator.translate(east_sorted, mcs=mcs)
+        full = translate_cluster("east", east_sorted, mcs=mcs)
+        assert _serialised(incremental) == _serialised(full)
+        assert incremental.statuses() == full.statuses()

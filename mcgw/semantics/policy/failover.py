@@ -4,6 +4,10 @@ Pure functions of the ClusterSet properties and the FailoverPolicies of one memb
 settings types, priority levels, policy attachment (``Accepted`` reasons) and merging. The IR
 (:mod:`mcgw.ir.failover`) applies them to a ServiceImport's endpoints; nothing here knows protobuf.
 
+A policy's levels, exclusions and cluster selectors are resolved here against the ClusterSet, once per
+member cluster, into plain cluster names: what reaches the IR is which clusters share which level, with
+which weights, and which never get traffic.
+
 The defaults are the combination measured on this project's machines to fail over with zero failed
 requests for a killed backend, a backend answering 503 and a blackholed network (docs/failover.md):
 active HTTP health checks every 0.5 s (idle priorities too), outlier detection that may eject every
@@ -17,7 +21,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from mcgw.objects.clusterset import ClusterProperties
-from mcgw.objects.model import FailoverPolicy, HealthCheckPolicy, OutlierDetectionPolicy, RetryPolicy
+from mcgw.objects.model import (
+    ClusterMatch,
+    FailoverPolicy,
+    FailoverPolicySpec,
+    HealthCheckPolicy,
+    OutlierDetectionPolicy,
+    RetryPolicy,
+)
 from mcgw.semantics.gateway import conditions as c
 from mcgw.support.durations import duration_ms
 
@@ -43,43 +54,104 @@ class RetrySettings(NamedTuple):
     retry_on: tuple[str, ...] = ("connect-failure", "refused-stream", "reset", "5xx")
 
 
+# A level as the policy wrote it, resolved: each cluster with its weight in the level (0: none given).
+Level = tuple[tuple[str, int], ...]
+
+
 class FailoverSettings(NamedTuple):
-    """How one ServiceImport backend fails over between clusters. ``None`` turns a mechanism off."""
+    """How one ServiceImport backend fails over between clusters. ``None`` turns a mechanism off.
+
+    ``levels`` (a policy's, resolved to cluster names) replaces the default order; ``excluded`` clusters never
+    get traffic; at most ``max_levels`` levels are made, counted over the ClusterSet's members, never over
+    which of them have endpoints now. ``all_or_nothing`` False spills gradually: from below
+    ``min_healthy_percent`` healthy endpoints (``None``: Envoy's factor 1.4, v1alpha1's WeightedSpillover)."""
 
     preference: tuple[str, ...] | None = None  # None: the gateway cluster's failoverOrder
     all_or_nothing: bool = True
     health_check: HealthCheckSettings | None = HealthCheckSettings()
     outlier: OutlierSettings | None = OutlierSettings()
     retry: RetrySettings | None = RetrySettings()
+    levels: tuple[Level, ...] | None = None
+    excluded: frozenset[str] = frozenset()
+    max_levels: int | None = None
+    min_healthy_percent: int | None = None
+
+    def weights(self) -> dict[str, int]:
+        """The weight the policy gives each cluster in its level (clusters it gives none are absent)."""
+        return {name: weight for level in self.levels or () for name, weight in level if weight}
 
 
 DEFAULTS = FailoverSettings()
 
 
-def priority_levels(local: str, sources: Iterable[str], clusters: Mapping[str, ClusterProperties],
-                    preference: Sequence[str] | None = None) -> list[tuple[str, ...]]:
-    """Source clusters grouped into Envoy priorities, best first, for a gateway in ``local``.
+def level_plan(local: str, members: Iterable[str], clusters: Mapping[str, ClusterProperties],
+               settings: FailoverSettings = DEFAULTS) -> list[tuple[str, ...]]:
+    """The levels of a gateway in ``local`` over the ClusterSet's ``members``, best first, before endpoints.
 
-    The gateway's own cluster is priority 0; then each cluster of the preference (the policy's, else
-    the local cluster's ``failoverOrder``) is a level of its own, in order, so N preferred clusters make
-    N levels; the clusters left over follow, those in the local cluster's region as one level, then the
-    rest as one level. Levels without endpoints are dropped, so priorities stay contiguous.
-    """
-    remaining = set(sources)
+    Without a policy's ``levels``: the gateway's own cluster, then each cluster of the preference (the policy's,
+    else the local cluster's ``failoverOrder``) as a level of its own, so N preferred clusters make N levels.
+    With them: the levels as written (a cluster counts at its first level). Either way the clusters left over
+    follow, those in the local cluster's region as one level, then the rest as one level; excluded clusters
+    are left out and at most ``max_levels`` levels are kept."""
+    remaining = set(members) - settings.excluded
     levels: list[tuple[str, ...]] = []
-    if local in remaining:
-        levels.append((local,))
-        remaining.discard(local)
     home = clusters.get(local)
-    order = preference if preference is not None else (home.failover_order if home else ())
-    for name in order:
-        if name in remaining:
-            levels.append((name,))
-            remaining.discard(name)
+    if settings.levels is not None:
+        for written in settings.levels:
+            level = tuple(name for name, _ in written if name in remaining)
+            if level:
+                levels.append(level)
+                remaining.difference_update(level)
+    else:
+        if local in remaining:
+            levels.append((local,))
+            remaining.discard(local)
+        order = settings.preference if settings.preference is not None else (home.failover_order if home else ())
+        for name in order:
+            if name in remaining:
+                levels.append((name,))
+                remaining.discard(name)
     region = home.region if home else ""
     same = tuple(sorted(n for n in remaining if region and clusters.get(n) and clusters[n].region == region))
     rest = tuple(sorted(remaining - set(same)))
-    return levels + [level for level in (same, rest) if level]
+    levels += [level for level in (same, rest) if level]
+    return levels[:settings.max_levels] if settings.max_levels is not None else levels
+
+
+def priority_levels(local: str, sources: Iterable[str], clusters: Mapping[str, ClusterProperties],
+                    preference: Sequence[str] | None = None,
+                    settings: FailoverSettings | None = None) -> list[tuple[str, ...]]:
+    """Source clusters grouped into Envoy priorities, best first, for a gateway in ``local``: the
+    :func:`level_plan` of the ClusterSet, with only the ``sources`` (clusters with endpoints) kept. Levels
+    without endpoints are dropped, so priorities stay contiguous."""
+    if settings is None:
+        settings = DEFAULTS if preference is None else DEFAULTS._replace(preference=tuple(preference))
+    present = set(sources)
+    plan = level_plan(local, set(clusters) | present, clusters, settings)
+    return [level for level in (tuple(n for n in planned if n in present) for planned in plan) if level]
+
+
+def matching(match: ClusterMatch, local: str, clusters: Mapping[str, ClusterProperties]) -> list[str]:
+    """The member clusters ``match`` selects, by name order (a name outside the ClusterSet selects nothing)."""
+    if match.local:
+        return [local]
+    if match.name is not None:
+        return [match.name] if match.name in clusters else []
+    if match.region is not None:
+        return sorted(n for n, p in clusters.items() if p.region == match.region)
+    if match.selector is not None:
+        selector = match.selector
+        return sorted(n for n, p in clusters.items() if selector.matches(p.labels))
+    return []
+
+
+def resolve_levels(spec: FailoverPolicySpec, local: str,
+                   clusters: Mapping[str, ClusterProperties]) -> tuple[Level, ...] | None:
+    """A policy's ``levels`` (or v1alpha1's ``preference``) as cluster names and weights, for ``local``."""
+    if spec.levels is not None:
+        return tuple(tuple((name, member.weight or 0) for member in level.clusters
+                           for name in matching(member, local, clusters)) for level in spec.levels)
+    return None
 
 
 def _health_check(base: HealthCheckSettings | None, policy: HealthCheckPolicy | None) -> HealthCheckSettings | None:
@@ -121,17 +193,39 @@ def _retry(base: RetrySettings | None, policy: RetryPolicy | None) -> RetrySetti
         tuple(policy.retry_on) if policy.retry_on else current.retry_on)
 
 
-def apply_policy(base: FailoverSettings, policy: FailoverPolicy | None) -> FailoverSettings:
-    """``base`` with every block the policy sets replaced; blocks it omits keep ``base``."""
+def apply_policy(base: FailoverSettings, policy: FailoverPolicy | None, local: str = "",
+                 clusters: Mapping[str, ClusterProperties] | None = None) -> FailoverSettings:
+    """``base`` with every block the policy sets replaced; blocks it omits keep ``base``. Levels, exclusions
+    and selectors resolve against ``clusters`` as seen by a gateway in ``local``."""
     if policy is None:
         return base
     spec = policy.spec
+    members = clusters or {}
+    all_or_nothing, min_healthy = base.all_or_nothing, base.min_healthy_percent
+    if spec.spillover is not None:
+        all_or_nothing = spec.spillover.mode == "AllOrNothing"
+        min_healthy = None if all_or_nothing else (spec.spillover.min_healthy_percent or 100)
+    elif spec.mode is not None:
+        all_or_nothing, min_healthy = spec.mode == "AllOrNothing", None
+    levels = resolve_levels(spec, local, members)
+    preference = tuple(spec.preference) if spec.preference else base.preference
+    if levels is not None:
+        preference = None
+    elif spec.preference:
+        levels = None
+    else:
+        levels = base.levels
+    excluded = frozenset(name for match in spec.exclude for name in matching(match, local, members))
     return FailoverSettings(
-        tuple(spec.preference) if spec.preference else base.preference,
-        base.all_or_nothing if spec.mode is None else spec.mode == "AllOrNothing",
-        _health_check(base.health_check, spec.health_check),
-        _outlier(base.outlier, spec.outlier_detection),
-        _retry(base.retry, spec.retry))
+        preference=preference,
+        all_or_nothing=all_or_nothing,
+        health_check=_health_check(base.health_check, spec.health_check),
+        outlier=_outlier(base.outlier, spec.outlier_detection),
+        retry=_retry(base.retry, spec.retry),
+        levels=levels,
+        excluded=excluded if spec.exclude else base.excluded,
+        max_levels=spec.max_levels if spec.max_levels is not None else base.max_levels,
+        min_healthy_percent=min_healthy)
 
 
 PolicyKey = tuple[str, str, str]  # (kind, namespace, name) of the target
@@ -156,6 +250,49 @@ class PolicyResolution(NamedTuple):
 REASON_TARGET_NOT_FOUND = "TargetNotFound"
 REASON_CONFLICTED = "Conflicted"
 REASON_UNKNOWN_CLUSTER = "UnknownCluster"
+REASON_INVALID = "Invalid"
+
+
+def _match_problem(match: ClusterMatch, where: str) -> str | None:
+    if match.criteria() != 1:
+        return f"{where} must set exactly one of name, region, selector and local"
+    if match.local is False:
+        return f"{where}: local, when set, is true"
+    return None
+
+
+def invalid_spec(spec: FailoverPolicySpec) -> str | None:
+    """Why the fields of a policy contradict each other (the CRD's rules, checked again for files), if they do."""
+    if spec.levels is not None and spec.preference:
+        return "set levels or preference, not both (preference is levels of one cluster each, after the local one)"
+    if spec.spillover is not None and spec.mode is not None:
+        return "set spillover or mode, not both (mode WeightedSpillover is spillover Gradual at Envoy's factor 1.4)"
+    if spec.spillover is not None and spec.spillover.mode == "AllOrNothing" \
+            and spec.spillover.min_healthy_percent is not None:
+        return ("spillover.minHealthyPercent applies to mode Gradual: AllOrNothing keeps a level while one endpoint "
+                "is healthy")
+    for i, level in enumerate(spec.levels or ()):
+        for j, member in enumerate(level.clusters):
+            if problem := _match_problem(member, f"levels[{i}].clusters[{j}]"):
+                return problem
+    for i, match in enumerate(spec.exclude):
+        if problem := _match_problem(match, f"exclude[{i}]"):
+            return problem
+        if match.local:
+            return f"exclude[{i}]: the gateway's own cluster cannot be excluded; list the levels it may use instead"
+    for i, ref in enumerate(spec.fallback):
+        if (ref.kind == "ServiceImport") != (ref.group == "multicluster.x-k8s.io"):
+            group = "multicluster.x-k8s.io" if ref.kind == "ServiceImport" else 'the core group ("")'
+            return f"fallback[{i}]: kind {ref.kind} is in {group}"
+    return None
+
+
+def unknown_clusters(spec: FailoverPolicySpec, names: set[str]) -> list[tuple[str, str]]:
+    """(field, name) of every cluster a policy names that is not a member of the ClusterSet."""
+    named = [("preference", n) for n in spec.preference]
+    named += [("levels", m.name) for level in spec.levels or () for m in level.clusters if m.name is not None]
+    named += [("exclude", m.name) for m in spec.exclude if m.name is not None]
+    return [(where, name) for where, name in named if name not in names]
 
 
 def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple[str, str]],
@@ -175,10 +312,13 @@ def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple
         meta = policy.metadata
         generation = meta.generation
         key = (meta.namespace, meta.name)
-        if unknown := [n for n in policy.spec.preference if n not in names]:
+        if problem := invalid_spec(policy.spec):
+            conditions[key] = c.Condition(c.ACCEPTED, "False", REASON_INVALID, problem, generation)
+            continue
+        if unknown := unknown_clusters(policy.spec, names):
             conditions[key] = c.Condition(c.ACCEPTED, "False", REASON_UNKNOWN_CLUSTER,
-                                          f"preference names clusters that are not members of the ClusterSet: "
-                                          f"{', '.join(unknown)}", generation)
+                                          f"{unknown[0][0]} names clusters that are not members of the ClusterSet: "
+                                          f"{', '.join(n for _, n in unknown)}", generation)
             continue
         targets = [(ref.kind, meta.namespace, ref.name) for ref in policy.spec.target_refs]
         missing = [t for t in targets if t not in known]
