@@ -158,7 +158,8 @@ class Backends:
                 cluster_name += f"/policy/{policy}"
             h2c = imported is not None and port_app_protocol(imported.ports, port) == APP_PROTOCOL_H2C
             return ir.BackendIR(cluster_name, weight, True, "ServiceImport",
-                                self.failover.localities(namespace, name, port or 0, settings), settings, h2c,
+                                self.failover.localities(namespace, name, port or 0, settings, self.endpoints),
+                                settings, h2c,
                                 upstream_tls)
         tls = None
         if self.backend_tls.by_target:

@@ -211,8 +211,11 @@ def failover_context(cluster: str, by_kind: Mapping[str, Mapping[NamespacedName,
     policies = [o for o in by_kind.get("FailoverPolicy", {}).values() if isinstance(o, FailoverPolicy)]
     # A generator: policies are rare, and without one the route keys are never read.
     routes = ((kind, ns, name) for kind in ROUTE_KINDS for ns, name in by_kind.get(kind, {}))
+    if not policies:
+        return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, routes)
+    grants = [o for o in by_kind.get("ReferenceGrant", {}).values() if isinstance(o, ReferenceGrant)]
     return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, routes,
-                         by_kind.get("ServiceImport", {}))
+                         by_kind.get("ServiceImport", {}), by_kind.get("Service", {}), grants)
 
 
 class IncrementalTranslation:
@@ -341,6 +344,7 @@ class IncrementalTranslation:
             endpoints |= touched
             self._backend_tls = self._backends.backend_tls = new_tls
         if (old_failover.resolution.by_target != failover.resolution.by_target
+                or old_failover.resolution.fallbacks != failover.resolution.fallbacks
                 or old_failover.clusters != failover.clusters):
             endpoints |= old_imports.keys() | new_imports.keys() | set(self._of("ServiceImport"))
             changed_routes |= {target for target in
@@ -374,6 +378,9 @@ class IncrementalTranslation:
         if layer_changed or binds != self._binds:
             self._binds = binds
             self._reshape()
+        # A ServiceImport with a fallback carries the fallback's endpoints too.
+        if dependents := failover.resolution.fallback_dependents():
+            endpoints |= {primary for key in list(endpoints) for primary in dependents.get(key, ())}
         for service in endpoints:
             self._backends.forget(*service)
         if all_routes:

@@ -62,7 +62,8 @@ class ClusterOutput:
     resources: Mapping[tuple[str, str], tuple[Message, ...]]  # (namespace, gateway) -> Envoy resources
     # The same resources already serialised, for snapshot().
     built: Mapping[tuple[str, str], tuple[Built, ...]] = field(compare=False, repr=False)
-    policies: Mapping[tuple[str, str], Condition] = field(default_factory=dict)  # FailoverPolicy -> Accepted
+    # FailoverPolicy -> Accepted (and ResolvedRefs, for one with a fallback list)
+    policies: Mapping[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
     backend_tls: BackendTLSResolution = NO_BACKEND_TLS
 
     def statuses(self) -> dict[str, Any]:
@@ -78,8 +79,8 @@ class ClusterOutput:
             statuses[kind] = {}
         for (kind, ns, name), result in sorted(self.evaluation.routes.items()):
             statuses[kind][f"{ns}/{name}"] = route_status_dict(result)
-        statuses["FailoverPolicy"] = {f"{ns}/{name}": {"conditions": conditions_dict([condition])}
-                                      for (ns, name), condition in sorted(self.policies.items())}
+        statuses["FailoverPolicy"] = {f"{ns}/{name}": {"conditions": conditions_dict(conditions)}
+                                      for (ns, name), conditions in sorted(self.policies.items())}
         statuses["BackendTLSPolicy"] = backend_tls_statuses(self.backend_tls, self.evaluation.routes.values())
         return statuses
 
@@ -119,7 +120,7 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
                                     port_name_lookup(by_kind.get("Service", {}))))
     built = {(g.namespace, g.name): translate(g) for g in gateways}
     return ClusterOutput(cluster, evaluation, gateways, _LazyResources(built), built,
-                         policies=failover.resolution.conditions, backend_tls=backend_tls)
+                         policies=failover.resolution.statuses(), backend_tls=backend_tls)
 
 
 class ClusterTranslator:
@@ -142,5 +143,5 @@ class ClusterTranslator:
         translated = self._state.update(objects, addresses, bind_addresses, mcs, dataplane)
         return ClusterOutput(self.cluster, translated.evaluation, translated.gateways,
                              _LazyResources(translated.resources), translated.resources,
-                             policies=translated.failover.resolution.conditions,
+                             policies=translated.failover.resolution.statuses(),
                              backend_tls=translated.backend_tls)

@@ -253,3 +253,98 @@ def test_incremental_translation_equals_a_full_one_as_levels_and_weights_change(
         full = translate_cluster("east", east_sorted, mcs=mcs)
         assert _serialised(incremental) == _serialised(full)
         assert incremental.statuses() == full.statuses()
+
+
+def _yaml_objects(text: str) -> list[AnyObject]:
+    import yaml
+    return [parse_object(doc, "test") for doc in yaml.safe_load_all(text)]
+
+
+_STATIC_CART = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: static}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-static, namespace: static}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cart-static-1, namespace: static, labels: {kubernetes.io/service-name: cart-static}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+  - {addresses: [198.18.1.90], conditions: {ready: true}}
+"""
+_GRANT = """\
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: shop-fallback, namespace: static}
+spec:
+  from: [{group: mcgw.io, kind: FailoverPolicy, namespace: shop}]
+  to: [{group: "", kind: Service}]
+"""
+
+
+def _fallback_policy() -> AnyObject:
+    return _v2({"maxLevels": 2, "fallback": [{"kind": "Service", "name": "cart-static", "namespace": "static"}]})
+
+
+def _endpoints_by_priority(output: ClusterOutput) -> list[tuple[int, str, list[str]]]:
+    return [(loc.get("priority", 0), loc["locality"]["subZone"],
+             [e["endpoint"]["address"]["socketAddress"]["address"] for e in loc["lbEndpoints"]])
+            for loc in _of(output, "ClusterLoadAssignment", CART)["endpoints"]]
+
+
+def test_a_fallback_service_follows_every_level_of_the_import_once_a_grant_permits_it() -> None:
+    clusters, objects = _load()
+    east = [*objects["east"], *_yaml_objects(_STATIC_CART), _fallback_policy()]
+    refused = translate_cluster("east", east, mcs=_mcs(clusters, objects))
+    assert [p for p, *_ in _endpoints_by_priority(refused)] == [0, 1]  # the fallback is left out
+    conditions = refused.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"]
+    assert [(c["type"], c["status"], c["reason"]) for c in conditions] == [
+        ("Accepted", "True", "Accepted"), ("ResolvedRefs", "False", "RefNotPermitted")]
+    assert "Service static/cart-static" in conditions[1]["message"]
+
+    granted = translate_cluster("east", [*east, *_yaml_objects(_GRANT)], mcs=_mcs(clusters, objects))
+    assert _endpoints_by_priority(granted) == [
+        (0, "east", ["198.18.1.10", "198.18.1.11"]), (1, "west", ["198.18.2.10", "198.18.2.11"]),
+        (2, "east", ["198.18.1.90"])]
+    conditions = granted.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"]
+    assert [(c["type"], c["status"]) for c in conditions] == [("Accepted", "True"), ("ResolvedRefs", "True")]
+    for messages in granted.resources.values():
+        checked = validate(list(messages))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_missing_fallback_is_named_and_appears_when_created() -> None:
+    clusters, objects = _load()
+    policy = _v2({"fallback": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "cart-v1"}]})
+    output = translate_cluster("east", [*objects["east"], policy], mcs=_mcs(clusters, objects))
+    conditions = output.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"]
+    assert (conditions[1]["reason"], conditions[1]["message"]) == (
+        "BackendNotFound", "fallback not found (yet): ServiceImport shop/cart-v1")
+    assert [p for p, *_ in _endpoints_by_priority(output)] == [0, 1, 2]
+
+
+def test_incremental_translation_equals_a_full_one_as_fallbacks_change() -> None:
+    clusters, objects = _load()
+    translator = ClusterTranslator("east")
+    static, grant = _yaml_objects(_STATIC_CART), _yaml_objects(_GRANT)
+    down = [o for o in static if not isinstance(o, EndpointSlice)]
+    scenarios: list[list[AnyObject]] = [
+        [*objects["east"], *static, _fallback_policy()],
+        [*objects["east"], *static, *grant, _fallback_policy()],  # the grant arrives
+        [*objects["east"], *down, *grant, _fallback_policy()],  # the fallback's endpoints go
+        [*objects["east"], *static, *grant, _fallback_policy()],  # and come back
+        [*objects["east"], *static, *grant],  # the policy goes
+    ]
+    for east in scenarios * 2:
+        east_sorted = tuple(sorted(east, key=lambda o: o.key))
+        mcs = _mcs(clusters, objects)
+        incremental = translator.translate(east_sorted, mcs=mcs)
+        full = translate_cluster("east", east_sorted, mcs=mcs)
+        assert _serialised(incremental) == _serialised(full)
+        assert incremental.statuses() == full.statuses()

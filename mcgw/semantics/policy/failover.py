@@ -22,14 +22,17 @@ from typing import NamedTuple
 
 from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import (
+    POLICY_GROUP,
     ClusterMatch,
     FailoverPolicy,
     FailoverPolicySpec,
     HealthCheckPolicy,
     OutlierDetectionPolicy,
+    ReferenceGrant,
     RetryPolicy,
 )
 from mcgw.semantics.gateway import conditions as c
+from mcgw.semantics.gateway.refs import Reference, is_permitted
 from mcgw.support.durations import duration_ms
 
 
@@ -58,6 +61,16 @@ class RetrySettings(NamedTuple):
 Level = tuple[tuple[str, int], ...]
 
 
+class FallbackTarget(NamedTuple):
+    """A backend whose endpoints follow the target's own levels: a Service (the gateway's own cluster) or a
+    ServiceImport (its clusters' levels, by the same rules), at ``port`` (``None``: the target's port)."""
+
+    kind: str
+    namespace: str
+    name: str
+    port: int | None
+
+
 class FailoverSettings(NamedTuple):
     """How one ServiceImport backend fails over between clusters. ``None`` turns a mechanism off.
 
@@ -75,6 +88,7 @@ class FailoverSettings(NamedTuple):
     excluded: frozenset[str] = frozenset()
     max_levels: int | None = None
     min_healthy_percent: int | None = None
+    fallback: tuple[FallbackTarget, ...] = ()
 
     def weights(self) -> dict[str, int]:
         """The weight the policy gives each cluster in its level (clusters it gives none are absent)."""
@@ -194,9 +208,11 @@ def _retry(base: RetrySettings | None, policy: RetryPolicy | None) -> RetrySetti
 
 
 def apply_policy(base: FailoverSettings, policy: FailoverPolicy | None, local: str = "",
-                 clusters: Mapping[str, ClusterProperties] | None = None) -> FailoverSettings:
+                 clusters: Mapping[str, ClusterProperties] | None = None,
+                 fallback: tuple[FallbackTarget, ...] = ()) -> FailoverSettings:
     """``base`` with every block the policy sets replaced; blocks it omits keep ``base``. Levels, exclusions
-    and selectors resolve against ``clusters`` as seen by a gateway in ``local``."""
+    and selectors resolve against ``clusters`` as seen by a gateway in ``local``; ``fallback`` is the policy's
+    fallback list as resolution permitted it."""
     if policy is None:
         return base
     spec = policy.spec
@@ -225,17 +241,38 @@ def apply_policy(base: FailoverSettings, policy: FailoverPolicy | None, local: s
         levels=levels,
         excluded=excluded if spec.exclude else base.excluded,
         max_levels=spec.max_levels if spec.max_levels is not None else base.max_levels,
-        min_healthy_percent=min_healthy)
+        min_healthy_percent=min_healthy,
+        fallback=fallback if spec.fallback else base.fallback)
 
 
 PolicyKey = tuple[str, str, str]  # (kind, namespace, name) of the target
 
 
 class PolicyResolution(NamedTuple):
-    """Which policy governs each target, and every policy's Accepted condition."""
+    """Which policy governs each target, every policy's Accepted condition, and for a policy with a fallback
+    list the fallbacks it may use and its ResolvedRefs condition."""
 
     by_target: Mapping[PolicyKey, FailoverPolicy]
     conditions: Mapping[tuple[str, str], c.Condition]  # (namespace, policy name) -> Accepted
+    fallbacks: Mapping[tuple[str, str], tuple[FallbackTarget, ...]] = {}
+    resolved_refs: Mapping[tuple[str, str], c.Condition] = {}
+
+    def statuses(self) -> dict[tuple[str, str], tuple[c.Condition, ...]]:
+        """Every policy's conditions: Accepted, then ResolvedRefs where it has a fallback list."""
+        return {key: (accepted, *((self.resolved_refs[key],) if key in self.resolved_refs else ()))
+                for key, accepted in self.conditions.items()}
+
+    def fallback_of(self, policy: FailoverPolicy | None) -> tuple[FallbackTarget, ...]:
+        return self.fallbacks.get((policy.metadata.namespace, policy.metadata.name), ()) if policy else ()
+
+    def fallback_dependents(self) -> dict[tuple[str, str], set[tuple[str, str]]]:
+        """(namespace, name) of each fallback backend -> the ServiceImports whose endpoints include its own."""
+        dependents: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for (kind, namespace, name), policy in self.by_target.items():
+            for target in self.fallback_of(policy):
+                if kind == "ServiceImport":
+                    dependents.setdefault((target.namespace, target.name), set()).add((namespace, name))
+        return dependents
 
     def for_import(self, namespace: str, name: str) -> FailoverPolicy | None:
         return self.by_target.get(("ServiceImport", namespace, name))
@@ -296,15 +333,23 @@ def unknown_clusters(spec: FailoverPolicySpec, names: set[str]) -> list[tuple[st
 
 
 def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple[str, str]],
-                     routes: Iterable[PolicyKey], cluster_names: Iterable[str]) -> PolicyResolution:
+                     routes: Iterable[PolicyKey], cluster_names: Iterable[str],
+                     services: Iterable[tuple[str, str]] = (),
+                     grants: Iterable[ReferenceGrant] = ()) -> PolicyResolution:
     """Attach policies to their targets in the same namespace. Two policies on one target: the older
     (creationTimestamp, then name) wins and the other is Accepted False ``Conflicted``. ``routes`` are
-    (kind, namespace, name) of every route in the cluster."""
+    (kind, namespace, name) of every route in the cluster; ``services`` the cluster's Services and ``grants``
+    its ReferenceGrants, which decide each fallback backend."""
     by_target: dict[PolicyKey, FailoverPolicy] = {}
     conditions: dict[tuple[str, str], c.Condition] = {}
+    fallbacks: dict[tuple[str, str], tuple[FallbackTarget, ...]] = {}
+    resolved_refs: dict[tuple[str, str], c.Condition] = {}
     policies = list(policies)
     if not policies:  # the common case, on every translation: skip building the target sets
         return PolicyResolution(by_target, conditions)
+    imports = set(imports)
+    service_keys = set(services)
+    grant_list = list(grants)
     known = {("ServiceImport", *key) for key in imports} | set(routes)
     names = set(cluster_names)
     ordered = sorted(policies, key=lambda p: (p.metadata.creation_timestamp, p.metadata.namespace, p.metadata.name))
@@ -320,6 +365,8 @@ def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple
                                           f"{unknown[0][0]} names clusters that are not members of the ClusterSet: "
                                           f"{', '.join(n for _, n in unknown)}", generation)
             continue
+        if policy.spec.fallback:
+            fallbacks[key], resolved_refs[key] = _resolve_fallback(policy, imports, service_keys, grant_list)
         targets = [(ref.kind, meta.namespace, ref.name) for ref in policy.spec.target_refs]
         missing = [t for t in targets if t not in known]
         taken = [t for t in targets if t in by_target]
@@ -341,7 +388,38 @@ def resolve_policies(policies: Iterable[FailoverPolicy], imports: Iterable[tuple
         else:
             conditions[key] = c.Condition(c.ACCEPTED, "True", c.REASON_ACCEPTED, "applied to every target",
                                           generation)
-    return PolicyResolution(by_target, conditions)
+    return PolicyResolution(by_target, conditions, fallbacks, resolved_refs)
+
+
+def _resolve_fallback(policy: FailoverPolicy, imports: set[tuple[str, str]], services: set[tuple[str, str]],
+                      grants: list[ReferenceGrant]) -> tuple[tuple[FallbackTarget, ...], c.Condition]:
+    """The fallbacks a policy may use (the rest are left out) and its ResolvedRefs condition, which names
+    each one left out: another namespace's needs a ReferenceGrant there, and every one must exist."""
+    meta = policy.metadata
+    usable: list[FallbackTarget] = []
+    refused: list[str] = []
+    missing: list[str] = []
+    for ref in policy.spec.fallback:
+        namespace = ref.namespace or meta.namespace
+        described = f"{ref.kind} {namespace}/{ref.name}"
+        if not is_permitted(Reference(POLICY_GROUP, "FailoverPolicy", meta.namespace, ref.group, ref.kind,
+                                      namespace, ref.name), grants):
+            refused.append(described)
+        elif (namespace, ref.name) not in (imports if ref.kind == "ServiceImport" else services):
+            missing.append(described)
+        else:
+            usable.append(FallbackTarget(ref.kind, namespace, ref.name, ref.port))
+    if refused:
+        condition = c.Condition(c.RESOLVED_REFS, "False", c.REASON_REF_NOT_PERMITTED,
+                                f"no ReferenceGrant permits fallback to {', '.join(refused)}; left out"
+                                + (f"; not found: {', '.join(missing)}" if missing else ""), meta.generation)
+    elif missing:
+        condition = c.Condition(c.RESOLVED_REFS, "False", c.REASON_BACKEND_NOT_FOUND,
+                                f"fallback not found (yet): {', '.join(missing)}", meta.generation)
+    else:
+        condition = c.Condition(c.RESOLVED_REFS, "True", c.REASON_RESOLVED_REFS, "every fallback resolved",
+                                meta.generation)
+    return tuple(usable), condition
 
 
 def _describe(targets: Sequence[PolicyKey]) -> str:
