@@ -50,31 +50,72 @@ class FailoverContext:
                 extra = self._own(target.namespace, target.name, at, settings)
             else:
                 endpoints = local_endpoints(target.namespace, target.name, at) if local_endpoints else ()
+                weight = _WEIGHT_SCALE if weighted else 0
                 extra = (ir.LocalityIR(self.cluster, 0, endpoints, home.region if home else "",
-                                       home.zone if home else "", 1 if weighted else 0),) if endpoints else ()
+                                       home.zone if home else "", weight),) if endpoints else ()
             if extra:
                 after = localities[-1].priority + 1 if localities else 0
                 localities += tuple(loc._replace(priority=loc.priority + after) for loc in extra)
         return localities
 
     def _own(self, namespace: str, name: str, port: int, settings: ir.FailoverIR) -> tuple[ir.LocalityIR, ...]:
-        """One locality per source cluster with endpoints, its priority from :func:`priority_levels`; a source
-        cluster the settings leave out (excluded, or past ``max_levels``) gets none. Where the policy weighs any
-        cluster, every locality has a weight (1 where it gives none), so Envoy's locality-weighted balancing
-        shares each level by them."""
+        """One locality per source cluster and EndpointSlice zone, its priority from :func:`priority_levels`; a
+        source cluster the settings leave out (excluded, or past ``max_levels``) gets none. With the import's
+        trafficDistribution PreferClose, the gateway cluster's endpoints for its own zone (its ``zone``
+        property; by their hints where they have them) form a level of their own ahead of the rest of it. Where
+        the policy weighs any cluster, every locality has a weight: the cluster's (1 where it gives none) x 100,
+        shared among its zones by their endpoints."""
         service = self.imports.get((namespace, name))
         if service is None:
             return ()
-        sources = [s for s in service.endpoints_for(port) if s.endpoints]
-        levels = priority_levels(self.cluster, [s.cluster for s in sources], self.clusters, settings=settings)
-        rank = {cluster: priority for priority, level in enumerate(levels) for cluster in level}
-        ordered = sorted((s for s in sources if s.cluster in rank), key=lambda s: (rank[s.cluster], s.cluster))
+        sources = {s.cluster: s for s in service.endpoints_for(port) if s.endpoints}
+        levels = priority_levels(self.cluster, list(sources), self.clusters, settings=settings)
         weights = settings.weights()
-        return tuple(ir.LocalityIR(s.cluster, rank[s.cluster], s.endpoints,
-                                   self.clusters[s.cluster].region if s.cluster in self.clusters else "",
-                                   self.clusters[s.cluster].zone if s.cluster in self.clusters else "",
-                                   weights.get(s.cluster, 1) if weights else 0)
-                     for s in ordered)
+        home = self.clusters.get(self.cluster)
+        close_zone = home.zone if home is not None and service.traffic_distribution in PREFER_CLOSE else ""
+        out: list[ir.LocalityIR] = []
+        for level in levels:
+            close: list[ir.LocalityIR] = []
+            rest: list[ir.LocalityIR] = []
+            for cluster in sorted(level):
+                endpoints = sources[cluster].endpoints
+                weight = weights.get(cluster, 1) * _WEIGHT_SCALE if weights else 0
+                if cluster == self.cluster and close_zone:
+                    near = tuple(e for e in endpoints if _serves_zone(e, close_zone))
+                    if near and len(near) < len(endpoints):
+                        close += self._zoned(cluster, near, weight, len(endpoints))
+                        endpoints = tuple(e for e in endpoints if not _serves_zone(e, close_zone))
+                rest += self._zoned(cluster, endpoints, weight, len(sources[cluster].endpoints))
+            for group in (close, rest):
+                if group:
+                    priority = out[-1].priority + 1 if out else 0
+                    out += (loc._replace(priority=priority) for loc in group)
+        return tuple(out)
+
+    def _zoned(self, cluster: str, endpoints: tuple[ir.EndpointIR, ...], weight: int,
+               of: int) -> list[ir.LocalityIR]:
+        """``endpoints`` of one source cluster as a locality per zone (the cluster's own ``zone`` for endpoints
+        without one); the cluster's ``weight`` is shared by endpoint count out of its ``of`` endpoints."""
+        properties = self.clusters.get(cluster)
+        region = properties.region if properties is not None else ""
+        default_zone = properties.zone if properties is not None else ""
+        by_zone: dict[str, list[ir.EndpointIR]] = {}
+        for endpoint in endpoints:
+            by_zone.setdefault(endpoint.zone or default_zone, []).append(endpoint)
+        return [ir.LocalityIR(cluster, 0, tuple(members), region, zone,
+                              max(1, round(weight * len(members) / of)) if weight else 0)
+                for zone, members in sorted(by_zone.items())]
+
+
+# trafficDistribution values that prefer endpoints in the client's zone (PreferClose, and its newer name).
+PREFER_CLOSE = frozenset({"PreferClose", "PreferSameZone"})
+# Locality weights are the policy's x 100, so a cluster's weight can be shared among its zones in whole numbers.
+_WEIGHT_SCALE = 100
+
+
+def _serves_zone(endpoint: ir.EndpointIR, zone: str) -> bool:
+    """By the endpoint's topology hints where it has them, else by its own zone."""
+    return zone in endpoint.for_zones if endpoint.for_zones else endpoint.zone == zone
 
 
 def build_context(cluster: str, imports: Mapping[tuple[str, str], ImportedService],

@@ -721,10 +721,21 @@ class ObjectReference(_Spec):
 
 
 @_spec
+class ForZone(_Spec):
+    name: str
+
+
+@_spec
+class EndpointHints(_Spec):
+    for_zones: tuple[ForZone, ...] = ()
+
+
+@_spec
 class Endpoint(_Spec):
     addresses: tuple[str, ...]
     conditions: EndpointConditions = EndpointConditions()
     zone: str | None = None
+    hints: EndpointHints | None = None
     hostname: str | None = None
     node_name: str | None = None
     target_ref: ObjectReference | None = None
@@ -827,7 +838,7 @@ class ClusterMatch(_Spec):
 class LevelMember(ClusterMatch):
     """Clusters sharing a level; ``weight`` is their share of it, relative to the level's other members."""
 
-    weight: int | None = Field(None, ge=1, le=1_000_000)
+    weight: int | None = Field(None, ge=1, le=10_000)
 
 
 @_spec

@@ -20,9 +20,13 @@ Health = Literal["HEALTHY", "DRAINING"]
 
 
 class Endpoint(NamedTuple):
+    """``zone`` is the EndpointSlice's, ``for_zones`` its topology hints (the zones it should serve)."""
+
     address: str
     port: int
     health: Health
+    zone: str = ""
+    for_zones: tuple[str, ...] = ()
 
 
 # (namespace, service, port) -> endpoints of that Service port in this cluster
@@ -60,10 +64,12 @@ def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[En
             health = endpoint_health(endpoint)
             if health is None:
                 continue
+            zone = endpoint.zone or ""
+            hints = tuple(z.name for z in endpoint.hints.for_zones) if endpoint.hints is not None else ()
             for address in endpoint.addresses:
                 if not endpoint_address_ok(address):  # Envoy would refuse the whole endpoint set
                     continue
-                found.setdefault((address, target), Endpoint(address, target, health))
+                found.setdefault((address, target), Endpoint(address, target, health, zone, hints))
     return tuple(found[key] for key in sorted(found))
 
 

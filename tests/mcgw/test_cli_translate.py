@@ -119,5 +119,7 @@ spec:
     assert shown == {
         "spillover": "Gradual: a level keeps all its traffic down to 50% healthy endpoints",
         "levels": [{"priority": 0, "clusters": [
-            {"cluster": "central", "endpoints": 2, "healthy": 1, "draining": 1, "weight": 1},
-            {"cluster": "east", "endpoints": 2, "healthy": 1, "draining": 1, "weight": 3}]}]}
+            {"cluster": "central", "zone": "", "endpoints": 2, "healthy": 1, "draining": 1, "weight": 100,
+             "share": "25%"},
+            {"cluster": "east", "zone": "", "endpoints": 2, "healthy": 1, "draining": 1, "weight": 300,
+             "share": "75%"}]}]}

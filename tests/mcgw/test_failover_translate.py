@@ -187,7 +187,8 @@ def test_clusters_sharing_a_level_get_their_weights_and_envoy_accepts_them() -> 
     assignment = _of(output, "ClusterLoadAssignment", CART)
     weights = {loc["locality"]["subZone"]: (loc.get("priority", 0), loc["loadBalancingWeight"])
                for loc in assignment["endpoints"]}
-    assert weights == {"east": (0, 80), "west": (0, 20), "central": (1, 1)}
+    # Envoy gets the policy's weights x 100 (a cluster's weight is shared among its zones in whole numbers).
+    assert weights == {"east": (0, 8000), "west": (0, 2000), "central": (1, 100)}
     assert _of(output, "Cluster", CART)["commonLbConfig"]["localityWeightedLbConfig"] == {}
     for messages in output.resources.values():
         checked = validate(list(messages))
@@ -348,3 +349,70 @@ def test_incremental_translation_equals_a_full_one_as_fallbacks_change() -> None
         full = translate_cluster("east", east_sorted, mcs=mcs)
         assert _serialised(incremental) == _serialised(full)
         assert incremental.statuses() == full.statuses()
+
+
+def _zoned_east(objects: dict[str, list[AnyObject]], distribution: str | None) -> dict[str, list[AnyObject]]:
+    """east's cart in two zones (two endpoints in east-a, one in east-b, one in east-b hinted for east-a),
+    and every cluster's cart Service with ``distribution``."""
+    from mcgw.objects.model import Service
+
+    zoned = _yaml_objects("""\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cart-1, namespace: shop, labels: {kubernetes.io/service-name: cart}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+  - {addresses: [198.18.1.10], zone: east-a, conditions: {ready: true}}
+  - {addresses: [198.18.1.12], zone: east-a, conditions: {ready: true}}
+  - {addresses: [198.18.1.13], zone: east-b, conditions: {ready: true}}
+  - {addresses: [198.18.1.14], zone: east-b, hints: {forZones: [{name: east-a}]}, conditions: {ready: true}}
+""")
+    changed = {}
+    for cluster, items in objects.items():
+        out = []
+        for obj in items:
+            if isinstance(obj, Service) and obj.metadata.name == "cart":
+                obj = replace(obj, spec=replace(obj.spec, traffic_distribution=distribution))
+            if cluster == "east" and isinstance(obj, EndpointSlice):
+                obj = zoned[0]
+            out.append(obj)
+        changed[cluster] = out
+    return changed
+
+
+def _zoned_clusters(clusters: dict[str, Any]) -> dict[str, Any]:
+    return {**clusters, "east": clusters["east"].model_copy(update={"zone": "east-a"})}
+
+
+def test_endpoints_are_grouped_by_zone_and_prefer_close_keeps_the_gateways_zone_first() -> None:
+    clusters, objects = _load()
+    clusters = _zoned_clusters(clusters)
+    plain = _zoned_east(objects, None)
+    output = translate_cluster("east", plain["east"], mcs=_mcs(clusters, plain))
+    zones = [(loc.get("priority", 0), loc["locality"]["subZone"], loc["locality"].get("zone", ""),
+              len(loc["lbEndpoints"])) for loc in _of(output, "ClusterLoadAssignment", CART)["endpoints"]]
+    assert zones == [(0, "east", "east-a", 2), (0, "east", "east-b", 2), (1, "west", "", 2), (2, "central", "", 2)]
+
+    close = _zoned_east(objects, "PreferClose")
+    output = translate_cluster("east", close["east"], mcs=_mcs(clusters, close))
+    assert _endpoints_by_priority(output) == [
+        (0, "east", ["198.18.1.10", "198.18.1.12"]), (0, "east", ["198.18.1.14"]),  # east-a, and hinted for it
+        (1, "east", ["198.18.1.13"]), (2, "west", ["198.18.2.10", "198.18.2.11"]),
+        (3, "central", ["198.18.3.10", "198.18.3.11"])]
+    # Seen from west, east's zones are one level: PreferClose is about the gateway's own zone.
+    output = translate_cluster("west", [*close["west"], *[o for o in close["east"] if o.kind in (
+        "GatewayClass", "Gateway", "HTTPRoute") or (o.kind == "Namespace" and o.metadata.name == "infra")]],
+        mcs=_mcs(clusters, close))
+    assert [(p, c) for p, c, _ in _endpoints_by_priority(output)] == [
+        (0, "west"), (1, "central"), (1, "east"), (1, "east")]
+
+
+def test_a_weighted_cluster_shares_its_weight_among_its_zones() -> None:
+    clusters, objects = _load()
+    zoned = _zoned_east(objects, None)
+    policy = _v2({"levels": [{"clusters": [{"local": True, "weight": 3}, {"name": "west", "weight": 1}]}]})
+    output = translate_cluster("east", [*zoned["east"], policy], mcs=_mcs(_zoned_clusters(clusters), zoned))
+    weights = [(loc["locality"]["subZone"], loc["locality"].get("zone", ""), loc["loadBalancingWeight"])
+               for loc in _of(output, "ClusterLoadAssignment", CART)["endpoints"] if loc.get("priority", 0) == 0]
+    assert weights == [("east", "east-a", 150), ("east", "east-b", 150), ("west", "", 100)]

@@ -366,7 +366,7 @@ def _group(key: NamespacedName, items: Sequence[_Export], sources: Mapping[str, 
                                                item.lost_since if item.state == "kept" else None))
         endpoints.append((number, tuple(sorted(serving, key=lambda s: s.cluster))))
     service = ImportedService(namespace, service_name, _service_type(oldest.service), tuple(union.ports),
-                              member_clusters, tuple(endpoints))
+                              member_clusters, tuple(endpoints), oldest.service.spec.traffic_distribution)
 
     # The ServiceImport and slices that every cluster with the namespace receives.
     labels = {**oldest.export.spec.exported_labels, IMPORT_MANAGED_BY: MANAGER}

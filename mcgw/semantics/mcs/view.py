@@ -37,6 +37,9 @@ class ImportedService(NamedTuple):
     # Per import port number, the clusters that expose it (sorted by cluster), each possibly with no
     # endpoints: a cluster that exports the port but has nothing ready is still listed.
     endpoints: tuple[tuple[int, tuple[SourceEndpoints, ...]], ...]
+    # The exports' spec.trafficDistribution (they agree, or the export conflicts): PreferClose keeps a gateway's
+    # traffic in its own zone while that zone has endpoints.
+    traffic_distribution: str | None = None
 
     def endpoints_for(self, port: int) -> tuple[SourceEndpoints, ...]:
         """The source clusters serving import port ``port``; empty for a port the import does not have."""
