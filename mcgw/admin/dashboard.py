@@ -75,13 +75,14 @@ def _endpoint_health(status: Mapping[str, Any]) -> dict[str, dict[str, dict[str,
 def _services(traffic: Mapping[str, Any],
               health: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
     out = []
+    capacity = {(entry["cluster"], entry["service"]): entry for entry in traffic.get("capacity") or ()}
     for service in traffic.get("services") or ():
         by_cluster = health.get(service["service"], {})
         levels = [{**level, "clusters": [{"name": name, **by_cluster.get(name, {"healthy": None, "draining": None,
                                                                                "lost": False})}
                                          for name in level["clusters"]]}
                   for level in service["levels"]]
-        out.append({**service, "levels": levels})
+        out.append({**service, "levels": levels, "capacity": capacity.get((service["cluster"], service["service"]))})
     return out
 
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mcgw.runtime.capacity import CapacityGovernor
 from mcgw.runtime.reconciler import ClusterReport, Reconciler
 from mcgw.runtime.traffic import TrafficTracker
 from mcgw.store import Store
@@ -122,3 +123,27 @@ class TrafficCollector(Collector):
         for service_labels, count in sorted(totals.failovers.items()):
             failovers.add_metric(list(service_labels), count)
         yield from (requests, errors, in_flight, serving, failovers)
+
+
+class CapacityCollector(Collector):
+    """Capacity decisions (FailoverPolicy capacity) as Prometheus metrics: per member cluster and ServiceImport
+    port, the load measured, the first level's capacity, and the share sent past it."""
+
+    def __init__(self, governor: CapacityGovernor) -> None:
+        self.governor = governor
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["cluster", "service"]
+        load = GaugeMetricFamily("mcgw_capacity_load_requests_per_second", "Requests per second a member cluster's "
+                                 "Gateways sent a ServiceImport port with a capacity (load reports)", labels=labels)
+        capacity = GaugeMetricFamily("mcgw_capacity_requests_per_second", "What the first level serves: its healthy "
+                                     "endpoints times the policy's per-endpoint rate, or its total", labels=labels)
+        share = GaugeMetricFamily("mcgw_capacity_overflow_share", "The share of that traffic sent past the first "
+                                  "level because it is full (0: none)", labels=labels)
+        for decision in self.governor.decisions():
+            namespace, name, port = decision.service
+            values = [decision.cluster, f"{namespace}/{name}:{port}"]
+            load.add_metric(values, decision.load)
+            capacity.add_metric(values, decision.capacity)
+            share.add_metric(values, decision.share)
+        yield from (load, capacity, share)

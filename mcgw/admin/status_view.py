@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcgw.objects.kinds import LISTED_KINDS
+from mcgw.runtime.capacity import CapacityGovernor
 from mcgw.runtime.reconciler import ClusterReport, Reconciler
 from mcgw.runtime.traffic import FailoverEvent, TrafficTracker
 from mcgw.semantics.mcs import IMPORT_MANAGED_BY, MANAGER, ClusterMcs, McsResult
@@ -163,13 +164,17 @@ def _event(event: FailoverEvent) -> dict[str, Any]:
             "share": event.share, "requestsPerSecond": event.requests_per_s}
 
 
-def traffic_document(tracker: TrafficTracker | None, now: float) -> dict[str, Any]:
+def traffic_document(tracker: TrafficTracker | None, now: float,
+                     governor: CapacityGovernor | None = None) -> dict[str, Any]:
     """What the gateways' load reports say: per Gateway and ServiceImport, the traffic of each priority level
-    over the current window and the last minute, the level that serves, and the failover events (newest last).
-    ``now`` is on the tracker's clock (wall-clock seconds)."""
+    over the current window and the last minute, the level that serves, the failover events (newest last), and
+    the capacity decisions. ``now`` is on the tracker's clock (wall-clock seconds)."""
     if tracker is None:
-        return {"enabled": False, "services": [], "events": []}
+        return {"enabled": False, "services": [], "events": [], "capacity": []}
     return {
+        "capacity": [{"cluster": d.cluster, "service": f"{d.service[0]}/{d.service[1]}:{d.service[2]}",
+                      "requestsPerSecond": d.load, "capacity": d.capacity, "overflowShare": d.share,
+                      "since": d.since} for d in (governor.decisions() if governor else ())],
         "enabled": True,
         "windowSeconds": tracker.window,
         "services": [

@@ -857,6 +857,14 @@ class SpilloverPolicy(_Spec):
 
 
 @_spec
+class CapacityPolicy(_Spec):
+    """What the first level serves before the excess goes to the next: per healthy endpoint, or in all."""
+
+    max_requests_per_second_per_endpoint: int | None = Field(None, ge=1, le=1_000_000)
+    max_requests_per_second: int | None = Field(None, ge=1, le=100_000_000)
+
+
+@_spec
 class FallbackRef(_Spec):
     """A backend whose endpoints follow every level of the target's own, as further levels."""
 
@@ -878,6 +886,7 @@ class FailoverPolicySpec(_Spec):
     exclude: tuple[ClusterMatch, ...] = Field((), max_length=64)
     max_levels: int | None = Field(None, ge=1, le=16)
     spillover: SpilloverPolicy | None = None
+    capacity: CapacityPolicy | None = None
     fallback: tuple[FallbackRef, ...] = Field((), max_length=4)
     health_check: HealthCheckPolicy | None = None
     outlier_detection: OutlierDetectionPolicy | None = None

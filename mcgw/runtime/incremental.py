@@ -200,6 +200,8 @@ class McsInput(NamedTuple):
 
     imports: Mapping[NamespacedName, ImportedService]  # the ClusterSet's imported services (every namespace)
     clusters: Mapping[str, ClusterProperties]  # every member cluster's properties
+    # The capacity decisions for this cluster's gateways: (namespace, name, port) -> share sent past level 0.
+    overflow: Mapping[tuple[str, str, int], float] = {}
 
 
 def failover_context(cluster: str, by_kind: Mapping[str, Mapping[NamespacedName, AnyObject]],
@@ -215,7 +217,8 @@ def failover_context(cluster: str, by_kind: Mapping[str, Mapping[NamespacedName,
         return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, routes)
     grants = [o for o in by_kind.get("ReferenceGrant", {}).values() if isinstance(o, ReferenceGrant)]
     return build_context(cluster, imports, mcs.clusters if mcs else {}, policies, routes,
-                         by_kind.get("ServiceImport", {}), by_kind.get("Service", {}), grants)
+                         by_kind.get("ServiceImport", {}), by_kind.get("Service", {}), grants,
+                         mcs.overflow if mcs else None)
 
 
 class IncrementalTranslation:
@@ -378,6 +381,11 @@ class IncrementalTranslation:
         if layer_changed or binds != self._binds:
             self._binds = binds
             self._reshape()
+        # Capacity decisions that changed: those ServiceImports' first two levels are shared anew.
+        endpoints |= {(namespace, name) for namespace, name, _ in
+                      old_failover.overflow.keys() ^ failover.overflow.keys()
+                      | {key for key in old_failover.overflow.keys() & failover.overflow.keys()
+                         if old_failover.overflow[key] != failover.overflow[key]}}
         # A ServiceImport with a fallback carries the fallback's endpoints too.
         if dependents := failover.resolution.fallback_dependents():
             endpoints |= {primary for key in list(endpoints) for primary in dependents.get(key, ())}

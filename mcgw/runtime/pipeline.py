@@ -64,6 +64,8 @@ class ClusterOutput:
     built: Mapping[tuple[str, str], tuple[Built, ...]] = field(compare=False, repr=False)
     # FailoverPolicy -> Accepted (and ResolvedRefs, for one with a fallback list)
     policies: Mapping[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
+    # ServiceImport ports with a capacity: (namespace, name, port) -> requests per second their first level serves
+    capacities: Mapping[tuple[str, str, int], float] = field(default_factory=dict)
     backend_tls: BackendTLSResolution = NO_BACKEND_TLS
 
     def statuses(self) -> dict[str, Any]:
@@ -120,7 +122,8 @@ def translate_cluster(cluster: str, objects: Iterable[AnyObject],
                                     port_name_lookup(by_kind.get("Service", {}))))
     built = {(g.namespace, g.name): translate(g) for g in gateways}
     return ClusterOutput(cluster, evaluation, gateways, _LazyResources(built), built,
-                         policies=failover.resolution.statuses(), backend_tls=backend_tls)
+                         policies=failover.resolution.statuses(), backend_tls=backend_tls,
+                         capacities=failover.capacities())
 
 
 class ClusterTranslator:
@@ -144,4 +147,4 @@ class ClusterTranslator:
         return ClusterOutput(self.cluster, translated.evaluation, translated.gateways,
                              _LazyResources(translated.resources), translated.resources,
                              policies=translated.failover.resolution.statuses(),
-                             backend_tls=translated.backend_tls)
+                             backend_tls=translated.backend_tls, capacities=translated.failover.capacities())

@@ -85,6 +85,8 @@ class Reconciler:
                                                                        for name in store.clusters}
         self.lost_cluster_ttl = lost_cluster_ttl
         self.view: ClusterSetView = EMPTY_VIEW
+        # Capacity decisions per member cluster (mcgw.runtime.capacity): shares sent past a first level.
+        self.overflow: dict[str, Mapping[tuple[str, str, int], float]] = {}
         self._mcs_cache = McsCache()  # only used by one computation at a time (reconcile passes are serial)
         self._deadline: asyncio.TimerHandle | None = None
         self.ready = asyncio.Event()
@@ -98,6 +100,12 @@ class Reconciler:
         # Per sink and cluster: one call at a time, and only the latest output waits.
         self._to_sinks: LatestWins[tuple[OutputSink, str], ClusterOutput] = LatestWins(self._hand_to_sink)
         store.subscribe(self.mark_dirty)
+
+    def set_overflow(self, cluster: str, overflow: Mapping[tuple[str, str, int], float]) -> None:
+        """New capacity decisions for ``cluster``'s gateways: translate it again if they differ."""
+        if dict(overflow) != dict(self.overflow.get(cluster, {})):
+            self.overflow[cluster] = dict(overflow)
+            self.mark_dirty(cluster)
 
     def mark_dirty(self, cluster: str) -> None:
         """Something about ``cluster`` changed (objects, health, or its gateways' addresses)."""
@@ -132,7 +140,8 @@ class Reconciler:
             started = time.perf_counter()
             try:
                 output, snapshots = await asyncio.to_thread(
-                    self._translate, cluster, objects, addresses, binds, mcs, observed)
+                    self._translate, cluster, objects, addresses, binds,
+                    mcs._replace(overflow=self.overflow.get(cluster, {})), observed)
             except Exception as error:  # a translator bug must not stop the controller
                 log.exception("translating cluster %s failed; its gateways keep their last configuration",
                               cluster, extra={"cluster": cluster})

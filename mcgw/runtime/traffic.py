@@ -260,11 +260,15 @@ def reported_clusters(cache: SnapshotCache, group: NodeGroup) -> list[str]:
     return sorted(name for name in snapshot.of_type(CLUSTER) if name.startswith(_IMPORT_PREFIX))
 
 
-def load_reporting(tracker: TrafficTracker, cache: SnapshotCache, interval: float = 1.0) -> LoadReporting:
+def load_reporting(tracker: TrafficTracker, cache: SnapshotCache, interval: float = 1.0,
+                   after: Callable[[float], None] | None = None) -> LoadReporting:
     """The xDS server's load reporting for mcgw: each Envoy reports its node group's ServiceImport clusters every
-    ``interval`` seconds, into ``tracker``."""
+    ``interval`` seconds, into ``tracker``; ``after`` is called with the time of each report once it is in."""
 
     def sink(report: LoadReport) -> None:
-        record_load_report(tracker, report)
+        now = time.time()
+        record_load_report(tracker, report, now)
+        if after is not None:
+            after(now)
 
     return LoadReporting(sink, lambda group: reported_clusters(cache, group), interval)

@@ -70,7 +70,7 @@ def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool) -> dict[str
         "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}, "update_merge_window": {}},
         "circuit_breakers": _RETRY_BUDGET,
     }
-    if failover.weights():  # every locality then carries a weight (load_assignment)
+    if failover.locality_weighted():  # every locality then carries a weight (load_assignment)
         fields["common_lb_config"]["locality_weighted_lb_config"] = {}
     check = failover.health_check
     if check is not None:

@@ -56,6 +56,9 @@ function renderServices(doc) {
                        "data-serving-priority": String(s.servingPriority) },
       el("h3", {}, `${s.service} `, el("span", { class: "muted" }, `through ${s.gateway} in ${s.cluster}`)),
       el("div", { class: "muted" }, "served by ", el("span", { class: "serving served-by" }, who)),
+      s.capacity ? el("div", { class: "muted capacity", "data-overflow-share": String(s.capacity.overflowShare) },
+        `capacity ${rate(s.capacity.capacity)} · load ${rate(s.capacity.requestsPerSecond)} · `
+        + `${Math.round(100 * s.capacity.overflowShare)}% past the first level`) : "",
       ...s.levels.map((l) => renderLevel(l, s.servingPriority)));
   });
   document.getElementById("services").replaceChildren(...blocks);

@@ -61,6 +61,18 @@ class RetrySettings(NamedTuple):
 Level = tuple[tuple[str, int], ...]
 
 
+class Capacity(NamedTuple):
+    """Requests per second the first level serves: ``per_endpoint`` x its healthy endpoints, at most ``total``."""
+
+    per_endpoint: int | None
+    total: int | None
+
+    def of(self, healthy_endpoints: int) -> float:
+        limits = [limit for limit in (self.per_endpoint * healthy_endpoints if self.per_endpoint else None,
+                                      self.total) if limit is not None]
+        return float(min(limits)) if limits else float("inf")
+
+
 class FallbackTarget(NamedTuple):
     """A backend whose endpoints follow the target's own levels: a Service (the gateway's own cluster) or a
     ServiceImport (its clusters' levels, by the same rules), at ``port`` (``None``: the target's port)."""
@@ -89,10 +101,16 @@ class FailoverSettings(NamedTuple):
     max_levels: int | None = None
     min_healthy_percent: int | None = None
     fallback: tuple[FallbackTarget, ...] = ()
+    capacity: Capacity | None = None
 
     def weights(self) -> dict[str, int]:
         """The weight the policy gives each cluster in its level (clusters it gives none are absent)."""
         return {name: weight for level in self.levels or () for name, weight in level if weight}
+
+    def locality_weighted(self) -> bool:
+        """Whether Envoy balances each level by locality weights: the policy gives weights, or a capacity (its
+        excess is sent to the next level by weight)."""
+        return self.capacity is not None or any(weight for level in self.levels or () for _, weight in level)
 
 
 DEFAULTS = FailoverSettings()
@@ -242,7 +260,9 @@ def apply_policy(base: FailoverSettings, policy: FailoverPolicy | None, local: s
         excluded=excluded if spec.exclude else base.excluded,
         max_levels=spec.max_levels if spec.max_levels is not None else base.max_levels,
         min_healthy_percent=min_healthy,
-        fallback=fallback if spec.fallback else base.fallback)
+        fallback=fallback if spec.fallback else base.fallback,
+        capacity=Capacity(spec.capacity.max_requests_per_second_per_endpoint, spec.capacity.max_requests_per_second)
+        if spec.capacity is not None else base.capacity)
 
 
 PolicyKey = tuple[str, str, str]  # (kind, namespace, name) of the target
@@ -317,6 +337,9 @@ def invalid_spec(spec: FailoverPolicySpec) -> str | None:
             return problem
         if match.local:
             return f"exclude[{i}]: the gateway's own cluster cannot be excluded; list the levels it may use instead"
+    if spec.capacity is not None and spec.capacity.max_requests_per_second_per_endpoint is None \
+            and spec.capacity.max_requests_per_second is None:
+        return "capacity: set maxRequestsPerSecondPerEndpoint, maxRequestsPerSecond or both"
     for i, ref in enumerate(spec.fallback):
         if (ref.kind == "ServiceImport") != (ref.group == "multicluster.x-k8s.io"):
             group = "multicluster.x-k8s.io" if ref.kind == "ServiceImport" else 'the core group ("")'
