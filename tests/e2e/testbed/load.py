@@ -6,7 +6,8 @@ loop would wait, and hide exactly the failures a failover measurement is after).
 
 The generator runs in a process of its own, so it keeps its pace while the caller blocks (injecting a
 fault, waiting for an API server) or runs a controller in-process. Every request is recorded as a
-``Sample``: when it was sent, which cluster answered (the echo backend's JSON), its status and latency.
+``Sample``: when it was sent, which cluster (and, over HTTP, which pod) answered (the echo backend's JSON),
+its status and latency.
 A request with no answer within ``timeout`` is a failure with status 0.
 
 A ``grpc://host:port/package.Service/Method`` URL makes the requests unary gRPC calls (empty request,
@@ -59,6 +60,7 @@ class Sample:
     cluster: str
     error: str = ""
     peer: str = ""  # tls:// only: the subject CN of the certificate the client verified
+    pod: str = ""  # http(s):// only: the answering echo backend's pod, from its JSON (two of one cluster apart)
 
     @property
     def ok(self) -> bool:
@@ -190,9 +192,9 @@ class OpenLoopLoad:
 
 async def _generate(url: str, rate: float, limit: float, stopping: threading.Event,
                     new_connections: bool = False) -> None:
-    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error, peer].
+    """The child process: send on schedule; print batches of [sent, latency, status, cluster, error, peer, pod].
     HTTPS does not verify the gateway's certificate (test certificates are self-signed); tls:// does."""
-    batch: list[tuple[float, float, int, str, str, str]] = []
+    batch: list[tuple[float, float, int, str, str, str, str]] = []
     lag = 0.0
 
     def emit(message: dict[str, Any]) -> None:
@@ -201,11 +203,12 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
 
     async def one(call: Call) -> None:
         started = time.monotonic()
-        status, cluster, error, *peer = await call()
+        status, cluster, error, *extra = await call()
         latency = time.monotonic() - started
         if status and latency > limit:  # answered, but later than the client would have waited
             status, error = 0, "timeout"
-        batch.append((started, latency, status, cluster, error, peer[0] if peer else ""))
+        peer, pod = (*extra, "", "")[:2]
+        batch.append((started, latency, status, cluster, error, peer, pod))
 
     async def flush() -> None:
         while True:
@@ -238,8 +241,8 @@ async def _generate(url: str, rate: float, limit: float, stopping: threading.Eve
     emit({"done": lag})
 
 
-# One request: (status, cluster, error[, peer]) as a Sample records them.
-Call = Callable[[], Awaitable[tuple[int, str, str] | tuple[int, str, str, str]]]
+# One request: (status, cluster, error[, peer[, pod]]) as a Sample records them.
+Call = Callable[[], Awaitable[tuple[int, str, str] | tuple[int, str, str, str] | tuple[int, str, str, str, str]]]
 
 
 def _client(url: str, limit: float, new_connections: bool) -> contextlib.AbstractAsyncContextManager[Call]:
@@ -256,15 +259,16 @@ async def _http_client(url: str, limit: float, new_connections: bool) -> AsyncIt
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=new_connections,
                                      ssl=not url.startswith("https:"))
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=limit)) as session:
-        async def call() -> tuple[int, str, str]:
+        async def call() -> tuple[int, str, str, str, str]:
             try:
                 async with session.get(url) as response:
                     body = await response.read()
-                    return response.status, _cluster(body), ""
+                    cluster, pod = _who(body)
+                    return response.status, cluster, "", "", pod
             except TimeoutError:
-                return 0, "", "timeout"
+                return 0, "", "timeout", "", ""
             except aiohttp.ClientError as failure:
-                return 0, "", f"{type(failure).__name__}: {failure}"
+                return 0, "", f"{type(failure).__name__}: {failure}", "", ""
 
         yield call
 
@@ -361,6 +365,14 @@ def _cluster(body: bytes) -> str:
     with contextlib.suppress(ValueError, AttributeError):
         return str(json.loads(body).get("cluster") or "")
     return ""
+
+
+def _who(body: bytes) -> tuple[str, str]:
+    """The cluster and pod an echo backend's JSON names, or empty strings."""
+    with contextlib.suppress(ValueError, AttributeError):
+        answer = json.loads(body)
+        return str(answer.get("cluster") or ""), str(answer.get("pod") or "")
+    return "", ""
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +28,22 @@ def namespace(cluster: MemberCluster, name: str) -> None:
 
 
 def service(cluster: MemberCluster, ns: str, name: str, backends: Sequence[EchoBackend], port_name: str = "http",
-            export: bool = True) -> None:
+            export: bool = True, traffic_distribution: str | None = None, zones: Sequence[str] = ()) -> None:
     """Service ``name`` (port 80 → the backends' port) with the EndpointSlice kube would write for its pods,
-    exported to the ClusterSet unless ``export`` is false."""
+    exported to the ClusterSet unless ``export`` is false. ``traffic_distribution``: the Service's
+    ``spec.trafficDistribution``; ``zones``: each backend's EndpointSlice ``zone``, by position."""
     namespace(cluster, ns)
     target = backends[0].port if backends else 8080
     create(cluster, f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-        "spec": {"ports": [{"name": port_name, "port": 80, "targetPort": target, "protocol": "TCP"}]}})
+        "spec": {"ports": [{"name": port_name, "port": 80, "targetPort": target, "protocol": "TCP"}],
+                 **({"trafficDistribution": traffic_distribution} if traffic_distribution else {})}})
     create(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"{name}-{cluster.name}", "labels": {"kubernetes.io/service-name": name}},
         "addressType": "IPv4", "ports": [{"name": port_name, "port": target, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [b.address], "conditions": {"ready": True}} for b in backends]})
+        "endpoints": [{"addresses": [b.address], "conditions": {"ready": True},
+                       **({"zone": zones[i]} if i < len(zones) else {})} for i, b in enumerate(backends)]})
     if export:
         create(cluster, f"/apis/{MCS}/v1beta1/namespaces/{ns}/serviceexports", {
             "apiVersion": f"{MCS}/v1beta1", "kind": "ServiceExport", "metadata": {"name": name}})
@@ -62,13 +65,17 @@ def gateway(cluster: MemberCluster, ns: str, listeners: list[dict[str, Any]], pr
                  "listeners": listeners}})
 
 
-def run_config(path: Path, clusterset: ClusterSet, order: Sequence[str], xds_port: int) -> Path:
+def run_config(path: Path, clusterset: ClusterSet, order: Sequence[str], xds_port: int,
+               zones: Mapping[str, str] | None = None) -> Path:
     """``mcgw run`` over every cluster of ``order``, the first failing over to the others in that order; short
-    Leases, and no provisioning (the test runs the first cluster's Envoy on the host)."""
+    Leases, and no provisioning (the test runs the first cluster's Envoy on the host). ``zones``: each cluster's
+    ``zone`` (the gateway's own, for PreferClose)."""
     first, *rest = order
+    zones = zones or {}
     path.write_text(yaml.safe_dump({
         "clusters": [{"name": name, "kubeconfig": str(clusterset.clusters[name].kubeconfig), "context": name,
-                      **({"failoverOrder": rest} if name == first else {})} for name in order],
+                      **({"failoverOrder": rest} if name == first else {}),
+                      **({"zone": zones[name]} if name in zones else {})} for name in order],
         "xds": {"listen": f"127.0.0.1:{xds_port}"},
         "admin": {"listen": "127.0.0.1:0"},
         "leaderElection": {"leaseDuration": 4, "renewDeadline": 3, "retryPeriod": 0.5},
