@@ -69,6 +69,10 @@ def _failover_fields(failover: ir.FailoverIR, h2c: bool, grpc: bool) -> dict[str
         # the load balancer at once instead of up to 1 s later, which made failback 1 s slower.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}, "update_merge_window": {}},
         "circuit_breakers": _RETRY_BUDGET,
+        # An endpoint mcgw withdraws (excluded by a policy, past maxLevels, not ready) leaves at once: by default
+        # Envoy keeps a removed host while its active health check still passes, which would keep sending
+        # traffic to a cluster a data-residency policy just excluded.
+        "ignore_health_on_host_removal": True,
     }
     if failover.locality_weighted():  # every locality then carries a weight (load_assignment)
         fields["common_lb_config"]["locality_weighted_lb_config"] = {}
