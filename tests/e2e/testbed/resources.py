@@ -66,15 +66,17 @@ def gateway(cluster: MemberCluster, ns: str, listeners: list[dict[str, Any]], pr
 
 
 def run_config(path: Path, clusterset: ClusterSet, order: Sequence[str], xds_port: int,
-               zones: Mapping[str, str] | None = None) -> Path:
+               labels: Mapping[str, Mapping[str, str]] | None = None, zones: Mapping[str, str] | None = None) -> Path:
     """``mcgw run`` over every cluster of ``order``, the first failing over to the others in that order; short
-    Leases, and no provisioning (the test runs the first cluster's Envoy on the host). ``zones``: each cluster's
-    ``zone`` (the gateway's own, for PreferClose)."""
+    Leases, and no provisioning (the test runs the first cluster's Envoy on the host). ``labels``: each cluster's,
+    for a FailoverPolicy's selectors. ``zones``: each cluster's ``zone`` (the gateway's own, for PreferClose)."""
     first, *rest = order
+    labels = labels or {}
     zones = zones or {}
     path.write_text(yaml.safe_dump({
         "clusters": [{"name": name, "kubeconfig": str(clusterset.clusters[name].kubeconfig), "context": name,
                       **({"failoverOrder": rest} if name == first else {}),
+                      **({"labels": dict(labels[name])} if name in labels else {}),
                       **({"zone": zones[name]} if name in zones else {})} for name in order],
         "xds": {"listen": f"127.0.0.1:{xds_port}"},
         "admin": {"listen": "127.0.0.1:0"},
