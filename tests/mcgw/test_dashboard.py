@@ -146,7 +146,7 @@ async def test_the_page_in_a_real_browser_follows_a_failover_without_reloading()
             assert await page.until(f"{serving} === '0' && {serving}") == "0"
             assert await page.evaluate("document.querySelector('.served-by').textContent") == "east (priority 0)"
             assert await page.evaluate("document.getElementById('no-events').hidden") is False
-            assert await page.until("document.getElementById('live').textContent") == "live"
+            assert await page.until("document.getElementById('live').textContent === 'live'") is True
             background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
             assert background == "rgb(16, 20, 26)"  # the dark scheme
             marker = await page.evaluate("window.stayedOnThisPage = true")
