@@ -34,7 +34,16 @@ from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import BackendKill
-from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, percentile, served_by, until_served_by
+from tests.e2e.testbed.load import (
+    OpenLoopLoad,
+    Sample,
+    between,
+    failures,
+    percentile,
+    served_by,
+    settles,
+    until_served_by,
+)
 from tests.e2e.xds_credentials import controller_with_east_envoy
 
 GW, MCS = bed_objects.GW, bed_objects.MCS
@@ -67,17 +76,6 @@ class Bed:
         return BackendKill(self.clusterset, [b for name in clusters for b in self.backends[name]])
 
 
-def _gateway_and_route(clusterset: ClusterSet, port: int) -> None:
-    east = clusterset.clusters["east"]
-    bed_objects.gateway(east, INFRA, [{"name": "http", "port": port, "protocol": "HTTP",
-                                       "allowedRoutes": {"namespaces": {"from": "All"}}}])
-    bed_objects.create(east, f"/apis/{GW}/v1/namespaces/{SHOP}/httproutes", {
-        "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": "cart"},
-        "spec": {"parentRefs": [{"name": "public", "namespace": INFRA}], "rules": [
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/cart"}}],
-             "backendRefs": [{"group": MCS, "kind": "ServiceImport", "name": "cart", "port": 80}]}]}})
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bed]:
     backends = {name: [clusterset.start_echo(name, namespace=SHOP, pod=f"cart-{name}-{i}-levels") for i in range(2)]
@@ -86,7 +84,7 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
         await asyncio.to_thread(bed_objects.service, clusterset.clusters[name], SHOP, "cart", backends[name])
     directory = tmp_path_factory.mktemp("levels")
     port, xds_port = free_port(), free_port()
-    await asyncio.to_thread(_gateway_and_route, clusterset, port)
+    await asyncio.to_thread(bed_objects.http_gateway_to_import, clusterset.clusters["east"], port, SHOP, INFRA)
     config = bed_objects.run_config(directory / "mcgw-levels.yaml", clusterset, ORDER, xds_port, labels=LABELS)
     try:
         async with controller_with_east_envoy(clusterset, config, xds_port, INFRA, directory):
@@ -198,18 +196,6 @@ def _answers(samples: Iterable[Sample], cluster: str) -> list[Sample]:
     return [s for s in samples if s.ok and s.cluster == cluster]
 
 
-def _settled(load: OpenLoopLoad, since: float, holds: Callable[[Sample], bool], seconds: float = 1.0) -> Callable[
-        [], bool]:
-    """True once every answer to the last ``seconds`` of requests (sent after ``since``) satisfies ``holds``."""
-    def check() -> bool:
-        samples = sorted(load.answered_since(since), key=lambda s: s.sent)
-        if not samples or samples[-1].sent - since < seconds:
-            return False
-        return all(holds(s) for s in samples if s.sent >= samples[-1].sent - seconds)
-
-    return check
-
-
 def _from(*clusters: str) -> Callable[[Sample], bool]:
     return lambda s: s.ok and s.cluster in clusters
 
@@ -298,7 +284,7 @@ async def test_a_cluster_sharing_the_level_takes_all_of_it_when_the_other_fails(
             killed = True
             await asyncio.to_thread(fault.inject)
             landed_at = load.mark("killed")
-            await _until(_settled(load, fault_at, _from("west")), 30, "every answer from west once east is down",
+            await _until(settles(load, fault_at, _from("west")), 30, "every answer from west once east is down",
                          _explain(load))
             await asyncio.sleep(1)
             restore_at = load.mark("restore")
@@ -339,7 +325,7 @@ async def test_v1alpha1_policy_is_read_and_its_preference_moves_the_failover(bed
         killed = True
         await asyncio.to_thread(east_down.inject)
         unpoliced_at = load.mark("east down, no policy")
-        await _until(_settled(load, unpoliced_at, _from("west")), 30,
+        await _until(settles(load, unpoliced_at, _from("west")), 30,
                      "west (east's failoverOrder) to take over with no policy", _explain(load))
         created_at = load.mark("creating the policy")
         async with _applied(bed, "legacy", spec, version="v1alpha1") as (stored, warnings):
@@ -348,23 +334,23 @@ async def test_v1alpha1_policy_is_read_and_its_preference_moves_the_failover(bed
             accepted = await _until_accepted(bed, "legacy", version="v1alpha1")
             assert (accepted["status"], accepted["reason"]) == ("True", "Accepted"), accepted
             policy_at = load.mark("accepted")
-            await _until(_settled(load, policy_at, _from("central")), 30,
+            await _until(settles(load, policy_at, _from("central")), 30,
                          "central (the policy's preference) to take over from west", _explain(load))
             as_v1alpha2 = await asyncio.to_thread(bed.east.request, "GET", f"{policies()}/legacy")
             await asyncio.to_thread(east_down.restore)
             killed = False
-            await _until(_settled(load, load.mark("restored"), _from("east")), 30,
+            await _until(settles(load, load.mark("restored"), _from("east")), 30,
                          "every answer from east once its backends are back", _explain(load))
             fault_at = load.mark("fault")
             killed = True
             await asyncio.to_thread(east_down.inject)
-            await _until(_settled(load, fault_at, _from("central")), 30,
+            await _until(settles(load, fault_at, _from("central")), 30,
                          "central to take over from east (the policy in force)", _explain(load))
             restore_at = load.mark("restore")
             await asyncio.to_thread(east_down.restore)
             killed = False
             back_at = load.mark("restored")
-            await _until(_settled(load, back_at, _from("east")), 30, "every answer from east again", _explain(load))
+            await _until(settles(load, back_at, _from("east")), 30, "every answer from east again", _explain(load))
     finally:
         if killed:
             await asyncio.to_thread(east_down.restore)
@@ -445,24 +431,24 @@ async def test_traffic_never_leaves_the_allowed_clusters_and_fails_fast(bed: Bed
         killed = True
         await asyncio.to_thread(fault.inject)
         unpoliced_at = load.mark("east and west down, no policy")
-        await _until(_settled(load, unpoliced_at, _from("central")), 30,
+        await _until(settles(load, unpoliced_at, _from("central")), 30,
                      "central to take over while east and west are down (no policy yet)", _explain(load))
         created_at = load.mark("creating the policy")
         async with _applied(bed, f"residency-{variant}", RESIDENCY[variant]):
             accepted = await _until_accepted(bed, f"residency-{variant}")
             assert (accepted["status"], accepted["reason"]) == ("True", "Accepted"), accepted
             policy_at = load.mark("accepted")
-            await _until(_settled(load, policy_at, _refused), 30,
+            await _until(settles(load, policy_at, _refused), 30,
                          "every request refused with 503 once central is left out", _explain(load))
             await asyncio.to_thread(fault.restore)
             killed = False
-            await _until(_settled(load, load.mark("restored"), _from("east")), 30,
+            await _until(settles(load, load.mark("restored"), _from("east")), 30,
                          "every answer from east once its backends are back", _explain(load))
             # Now the user's case: the policy is in force when the allowed clusters fail.
             fault_at = load.mark("fault")
             killed = True
             await asyncio.to_thread(fault.inject)
-            await _until(_settled(load, fault_at, _refused, 0.5), 30,
+            await _until(settles(load, fault_at, _refused, 0.5), 30,
                          "every request refused with 503 once east and west are down", _explain(load))
             window_at = load.mark("window")
             await asyncio.sleep(2)
@@ -471,7 +457,7 @@ async def test_traffic_never_leaves_the_allowed_clusters_and_fails_fast(bed: Bed
             await asyncio.to_thread(fault.restore)
             killed = False
             back_at = load.mark("restored")
-            await _until(_settled(load, back_at, _from("east")), 30, "every answer from east once it is back",
+            await _until(settles(load, back_at, _from("east")), 30, "every answer from east once it is back",
                          _explain(load))
             await asyncio.sleep(0.5)
             end_at = load.mark("end")

@@ -46,17 +46,6 @@ class Bed:
     url: str
 
 
-def _gateway_and_route(clusterset: ClusterSet, port: int) -> None:
-    east = clusterset.clusters["east"]
-    bed_objects.gateway(east, INFRA, [{"name": "http", "port": port, "protocol": "HTTP",
-                                       "allowedRoutes": {"namespaces": {"from": "All"}}}])
-    bed_objects.create(east, f"/apis/{GW}/v1/namespaces/{SHOP}/httproutes", {
-        "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": "cart"},
-        "spec": {"parentRefs": [{"name": "public", "namespace": INFRA}], "rules": [
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/cart"}}],
-             "backendRefs": [{"group": MCS, "kind": "ServiceImport", "name": "cart", "port": 80}]}]}})
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bed]:
     backends = {name: [clusterset.start_echo(name, namespace=SHOP, pod=f"cart-{name}-{i}-lrs") for i in range(2)]
@@ -65,7 +54,7 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
         await asyncio.to_thread(bed_objects.service, clusterset.clusters[name], SHOP, "cart", backends[name])
     directory = tmp_path_factory.mktemp("traffic")
     port, xds_port = free_port(), free_port()
-    await asyncio.to_thread(_gateway_and_route, clusterset, port)
+    await asyncio.to_thread(bed_objects.http_gateway_to_import, clusterset.clusters["east"], port, SHOP, INFRA)
     config = bed_objects.run_config(directory / "mcgw-traffic.yaml", clusterset, ORDER, xds_port)
     try:
         async with controller_with_east_envoy(clusterset, config, xds_port, INFRA, directory) as controller:

@@ -405,6 +405,19 @@ def served_by(samples: Iterable[Sample]) -> dict[str, int]:
     return counts
 
 
+def settles(load: OpenLoopLoad, since: float, holds: Callable[[Sample], bool],
+            seconds: float = 1.0) -> Callable[[], bool]:
+    """A condition to wait for: every answer to the last ``seconds`` of requests (sent after ``since``) satisfies
+    ``holds``, and requests have been sent for at least that long."""
+    def check() -> bool:
+        samples = sorted(load.answered_since(since), key=lambda s: s.sent)
+        if not samples or samples[-1].sent - since < seconds:
+            return False
+        return all(holds(s) for s in samples if s.sent >= samples[-1].sent - seconds)
+
+    return check
+
+
 def settled_at(samples: Sequence[Sample], since: float, clusters: Iterable[str]) -> float | None:
     """When traffic settled on ``clusters``: the send time of the first request from which on (up to the
     end of ``samples``) every request sent after ``since`` was answered 200 by one of ``clusters``.

@@ -65,6 +65,20 @@ def gateway(cluster: MemberCluster, ns: str, listeners: list[dict[str, Any]], pr
                  "listeners": listeners}})
 
 
+def http_gateway_to_import(cluster: MemberCluster, port: int, route_ns: str, gateway_ns: str, name: str = "cart",
+                           path: str = "/cart", service_port: int = 80) -> None:
+    """Gateway ``public`` in ``gateway_ns`` with one HTTP listener on ``port`` (routes from every namespace), and
+    HTTPRoute ``name`` in ``route_ns`` sending ``path`` to the ServiceImport of that name: the shape of most
+    failover tests."""
+    gateway(cluster, gateway_ns, [{"name": "http", "port": port, "protocol": "HTTP",
+                                   "allowedRoutes": {"namespaces": {"from": "All"}}}])
+    create(cluster, f"/apis/{GW}/v1/namespaces/{route_ns}/httproutes", {
+        "apiVersion": f"{GW}/v1", "kind": "HTTPRoute", "metadata": {"name": name},
+        "spec": {"parentRefs": [{"name": "public", "namespace": gateway_ns}], "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+             "backendRefs": [{"group": MCS, "kind": "ServiceImport", "name": name, "port": service_port}]}]}})
+
+
 def run_config(path: Path, clusterset: ClusterSet, order: Sequence[str], xds_port: int,
                labels: Mapping[str, Mapping[str, str]] | None = None, zones: Mapping[str, str] | None = None) -> Path:
     """``mcgw run`` over every cluster of ``order``, the first failing over to the others in that order; short
