@@ -27,13 +27,24 @@ from mcgw.app.config import load_run_config
 from mcgw.app.run import Controller
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.dataplane.process import EnvoyProcess
+from mcgw.semantics.policy.failover import priority_levels
 from mcgw.support.netutil import free_port
+from mcgw.translate.clusters import overprovisioning_factor
 from tests.e2e.testbed.cluster import ApiServer, MemberCluster
 from tests.e2e.testbed.clusterset import ClusterSet, EchoBackend
 from tests.e2e.xds_credentials import host_envoy_tls
 
 from .scenario import PolicyMode
-from .stacks import SERVICE_IMPORT_REF, backend_cluster, stop_envoy, url_for, wait_serving
+from .stacks import (
+    SERVICE_IMPORT_REF,
+    backend_cluster,
+    cluster_properties,
+    load_assignment,
+    settings_for,
+    stop_envoy,
+    url_for,
+    wait_serving,
+)
 
 NAMESPACE, INFRA, GATEWAY, SERVICE = "bench-failover", "bench-infra", "gw", "cart"
 GRPC_GATEWAY, GRPC_SERVICE = "gw-grpc", "rpc"
@@ -42,6 +53,7 @@ ROUTE_KINDS = {"http": ("HTTPRoute", "httproutes", "HTTP"), "grpc": ("GRPCRoute"
                "tcp": ("TCPRoute", "tcproutes", "TCP")}
 GW = "gateway.networking.k8s.io"
 MCS = "multicluster.x-k8s.io"
+POLICY_VERSION = "v1alpha2"  # the version mcgw watches; the rows' v1alpha1 fields read the same in it
 
 
 def _create(cluster: MemberCluster, path: str, body: dict[str, Any]) -> None:
@@ -69,13 +81,19 @@ class Served:
     backends: dict[str, list[EchoBackend]]
 
 
-def endpoint_slice(cluster: str, backends: list[EchoBackend], ready: bool, service: str = SERVICE) -> dict[str, Any]:
-    conditions = {"ready": ready, "serving": ready, "terminating": False}
+def endpoint_slice(cluster: str, backends: list[EchoBackend], ready: bool, service: str = SERVICE,
+                   not_ready: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The slice kube's controllers would write; an endpoint whose address is in ``not_ready`` is not ready (its pod's
+    readiness probe failed) whatever ``ready`` says for the others."""
+    def conditions(backend: EchoBackend) -> dict[str, bool]:
+        up = ready and backend.address not in not_ready
+        return {"ready": up, "serving": up, "terminating": False}
+
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{service}-{cluster}", "namespace": NAMESPACE,
                          "labels": {"kubernetes.io/service-name": service}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [b.address], "conditions": conditions} for b in backends]}
+            "endpoints": [{"addresses": [b.address], "conditions": conditions(b)} for b in backends]}
 
 
 def export_service(cluster: MemberCluster, backends: list[EchoBackend], service: str = SERVICE) -> None:
@@ -183,6 +201,9 @@ class McgwStack:
         self.envoy: EnvoyProcess | None = None
         self.cluster_name = ""
         self.last_dump: dict[str, Any] = {}
+        self.in_slice: dict[tuple[str, str], list[EchoBackend]] = {}  # (service, cluster): see use_backends
+        self.not_ready: dict[str, frozenset[str]] = {}  # per cluster, the addresses the kubelet reported not ready
+        self._slice_lock = asyncio.Lock()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -211,7 +232,7 @@ class McgwStack:
             yield cls(clusterset, served, local, order, controller, local_apiserver, xds_port)
 
     def _policy_path(self) -> str:
-        return f"/apis/mcgw.io/v1alpha1/namespaces/{NAMESPACE}/failoverpolicies"
+        return f"/apis/mcgw.io/{POLICY_VERSION}/namespaces/{NAMESPACE}/failoverpolicies"
 
     def _apply_policy(self, policy: PolicyMode) -> None:
         cluster = self.clusterset.clusters[self.local]
@@ -219,24 +240,85 @@ class McgwStack:
             cluster.request("DELETE", f"{self._policy_path()}/bench")
         if policy.spec is not None:
             cluster.request("POST", self._policy_path(), {
-                "apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
+                "apiVersion": f"mcgw.io/{POLICY_VERSION}", "kind": "FailoverPolicy",
                 "metadata": {"name": "bench", "namespace": NAMESPACE},
                 "spec": {"targetRefs": [{**SERVICE_IMPORT_REF, "name": self.served.service}], **policy.spec}})
+
+    def members(self, cluster_name: str) -> list[EchoBackend]:
+        """The current service's endpoints in ``cluster_name``'s EndpointSlice."""
+        return self.in_slice.get((self.served.service, cluster_name), self.served.backends[cluster_name])
+
+    def use_backends(self, cluster_name: str, backends: list[EchoBackend] | None, protocol: str = "http") -> None:
+        """From the next ``prepare`` on, only ``backends`` of ``cluster_name`` are endpoints of ``protocol``'s
+        service (None: every backend started for it); the others keep running, outside the slice."""
+        key = (self.services[protocol].service, cluster_name)
+        if backends is None:
+            self.in_slice.pop(key, None)
+        else:
+            self.in_slice[key] = list(backends)
 
     def _write_slice(self, cluster_name: str, ready: bool) -> None:
         cluster = self.clusterset.clusters[cluster_name]
         service = self.served.service
         path = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{service}-{cluster_name}"
-        body = endpoint_slice(cluster_name, self.served.backends[cluster_name], ready, service)
+        body = endpoint_slice(cluster_name, self.members(cluster_name), ready, service,
+                              self.not_ready.get(cluster_name, frozenset()))
         current = cluster.request("GET", path)
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         cluster.request("PUT", path, body)
 
+    def _endpoints_seen(self, policy: PolicyMode) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What Envoy holds for the backend cluster (each cluster's priority, the overprovisioning factor), and what
+        the policy makes of it by mcgw's own level plan (an excluded cluster at no priority)."""
+        dump = json.loads(self.envoy.admin("/config_dump?include_eds")) if self.envoy is not None else {}
+        assignment = load_assignment(dump, str((backend_cluster(self.last_dump) or {}).get("name", ""))) or {}
+        settings = settings_for(policy, self.local, self.order)
+        want = {name: priority for priority, level in enumerate(
+            priority_levels(self.local, self.order, cluster_properties(self.local, self.order), settings=settings))
+            for name in level}
+        seen = {str(e.get("locality", {}).get("sub_zone", "")): int(e.get("priority", 0))
+                for e in assignment.get("endpoints", []) if e.get("lb_endpoints")}
+        factor = assignment.get("policy", {}).get("overprovisioning_factor", 140) if assignment else None
+        return ({"priorities": seen, "overprovisioning_factor": factor},
+                {"priorities": want, "overprovisioning_factor": overprovisioning_factor(settings)})
+
+    def _eds_applied(self, policy: PolicyMode) -> bool:
+        seen, want = self._endpoints_seen(policy)
+        return seen == want
+
+    async def _policy_observed(self, within: float = 30.0) -> None:
+        """Wait until mcgw has written the policy's Accepted condition for its current generation: it was translated
+        and published, so a row's fresh Envoy starts with the policy's endpoints, never the previous row's."""
+        cluster = self.clusterset.clusters[self.local]
+        deadline = time.monotonic() + within
+        while True:
+            current = await asyncio.to_thread(cluster.request, "GET", f"{self._policy_path()}/bench")
+            generation = current["metadata"].get("generation")
+            if any(c.get("type") == "Accepted" and c.get("observedGeneration") == generation
+                   for c in (current.get("status") or {}).get("conditions", [])):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mcgw never reported the FailoverPolicy's generation {generation}: "
+                                   f"{json.dumps(current.get('status'))}")
+            await asyncio.sleep(0.1)
+
+    async def apply_policy(self, policy: PolicyMode) -> None:
+        """Apply ``policy`` to the running Envoy's ServiceImport (no fresh Envoy), and wait until mcgw reports it."""
+        await asyncio.to_thread(self._apply_policy, policy)
+        if policy.spec is not None:
+            await self._policy_observed()
+
+    def _policy_status(self) -> Any:
+        with contextlib.suppress(urllib.error.HTTPError):
+            return self.clusterset.clusters[self.local].request("GET", f"{self._policy_path()}/bench").get("status")
+        return None
+
     async def prepare(self, policy: PolicyMode) -> str:
         self.served = self.services[policy.protocol]
+        self.not_ready = {}
         for name in self.order:
             await asyncio.to_thread(self._write_slice, name, True)
-        await asyncio.to_thread(self._apply_policy, policy)
+        await self.apply_policy(policy)
         node = NodeIdentity(self.local, INFRA, self.served.gateway)
         # mcgw's xDS takes mTLS clients only: the credentials provisioning would give this gateway's Envoy.
         tls = host_envoy_tls(self.controller, node, self.clusterset.workdir)
@@ -246,12 +328,15 @@ class McgwStack:
         deadline = time.monotonic() + 60
         while True:
             self.last_dump = await asyncio.to_thread(self.envoy.config_dump)
-            if applied(self.last_dump, expect, policy.protocol):
+            if applied(self.last_dump, expect, policy.protocol) and await asyncio.to_thread(self._eds_applied, policy):
                 break
             if time.monotonic() > deadline:
                 cluster = backend_cluster(self.last_dump)
+                seen, want = await asyncio.to_thread(self._endpoints_seen, policy)
+                status = await asyncio.to_thread(self._policy_status) if policy.spec is not None else None
                 raise TimeoutError(f"Envoy never got the configuration of policy {policy.key!r} (expected "
-                                   f"{expect}); its backend cluster: {json.dumps(cluster)[:2000]}")
+                                   f"{expect}, endpoints {want}; endpoints seen {seen}; the policy's status "
+                                   f"{json.dumps(status)}); its backend cluster: {json.dumps(cluster)[:2000]}")
             await asyncio.sleep(0.2)
         self.cluster_name = str((backend_cluster(self.last_dump) or {}).get("name", ""))
         url = url_for(self.served.protocol, self.served.port)
@@ -259,7 +344,17 @@ class McgwStack:
         return url
 
     async def set_ready(self, cluster: str, ready: bool) -> None:
-        await asyncio.to_thread(self._write_slice, cluster, ready)
+        async with self._slice_lock:
+            self.not_ready.pop(cluster, None)
+            await asyncio.to_thread(self._write_slice, cluster, ready)
+
+    async def set_backends_ready(self, cluster: str, backends: list[EchoBackend], ready: bool) -> None:
+        """The kubelet's report for some pods of ``cluster``: their endpoints (not) ready, the others unchanged."""
+        async with self._slice_lock:
+            addresses = {b.address for b in backends}
+            current = self.not_ready.get(cluster, frozenset())
+            self.not_ready[cluster] = current - addresses if ready else current | addresses
+            await asyncio.to_thread(self._write_slice, cluster, True)
 
     async def lose_apiserver(self) -> None:
         await asyncio.to_thread(self.local_apiserver.stop)

@@ -9,6 +9,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -16,6 +17,7 @@ from pydantic import TypeAdapter
 from mcgw.app.grpc_echo import answered_by as grpc_answered_by
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.dataplane.process import EnvoyProcess
+from mcgw.objects.clusterset import ClusterProperties
 from mcgw.objects.model import FailoverPolicy
 from mcgw.semantics.policy.failover import DEFAULTS, FailoverSettings, apply_policy
 from mcgw.support.netutil import free_port
@@ -27,14 +29,32 @@ from .scenario import PolicyMode
 SERVICE_IMPORT_REF = {"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "cart"}
 
 
-def settings_for(policy: PolicyMode) -> FailoverSettings:
-    """mcgw's failover settings for a policy row, from the same FailoverPolicy spec the real run applies."""
+def cluster_properties(local: str, order: Sequence[str]) -> dict[str, ClusterProperties]:
+    """The ClusterSet as the benchmark's run config declares it: no regions or labels, and the local cluster's
+    ``failoverOrder`` the rest of ``order``."""
+    return {name: ClusterProperties(name=name, failover_order=tuple(c for c in order if c != local)
+                                    if name == local else ()) for name in order}
+
+
+def settings_for(policy: PolicyMode, local: str = "", order: Sequence[str] = ()) -> FailoverSettings:
+    """mcgw's failover settings for a policy row, from the same FailoverPolicy spec the real run applies; a
+    policy's levels and exclusions resolve against ``order``'s clusters as seen from ``local``."""
     if policy.spec is None:
         return DEFAULTS
     return apply_policy(DEFAULTS, TypeAdapter(FailoverPolicy).validate_python({
-        "apiVersion": "mcgw.io/v1alpha1", "kind": "FailoverPolicy",
+        "apiVersion": "mcgw.io/v1alpha2", "kind": "FailoverPolicy",
         "metadata": {"name": "bench", "namespace": "bench"},
-        "spec": {"targetRefs": [SERVICE_IMPORT_REF], **policy.spec}}))
+        "spec": {"targetRefs": [SERVICE_IMPORT_REF], **policy.spec}}), local, cluster_properties(local, order))
+
+
+def load_assignment(dump: dict[str, Any], cluster_name: str) -> dict[str, Any] | None:
+    """The ClusterLoadAssignment Envoy holds for ``cluster_name`` (a ``/config_dump?include_eds``)."""
+    for config in dump.get("configs", []):
+        for entry in config.get("dynamic_endpoint_configs", []):
+            assignment = entry.get("endpoint_config", {})
+            if assignment.get("cluster_name") == cluster_name:
+                return dict(assignment)
+    return None
 
 
 GRPC_METHOD = "demo.Echo/Say"  # what a gRPC row calls; the gRPC echo backends answer every method
