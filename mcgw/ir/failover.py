@@ -104,15 +104,18 @@ class FailoverContext:
             rest: list[ir.LocalityIR] = []
             for cluster in sorted(level):
                 endpoints = sources[cluster].endpoints
+                if not settings.all_or_nothing:  # a not-ready pod is capacity lost, not a smaller level
+                    endpoints = tuple(sorted(endpoints + sources[cluster].unready))
+                of = len(endpoints)
                 weight = weights.get(cluster, 1) * _WEIGHT_SCALE if weights else 0
                 if by_endpoints:
                     weight = len(endpoints) * _WEIGHT_SCALE
                 if cluster == self.cluster and close_zone:
                     near = tuple(e for e in endpoints if _serves_zone(e, close_zone))
                     if near and len(near) < len(endpoints):
-                        close += self._zoned(cluster, near, weight, len(endpoints))
+                        close += self._zoned(cluster, near, weight, of)
                         endpoints = tuple(e for e in endpoints if not _serves_zone(e, close_zone))
-                rest += self._zoned(cluster, endpoints, weight, len(sources[cluster].endpoints))
+                rest += self._zoned(cluster, endpoints, weight, of)
             for group in (close, rest):
                 if group:
                     priority = out[-1].priority + 1 if out else 0

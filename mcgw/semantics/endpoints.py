@@ -16,7 +16,8 @@ from mcgw.objects.model import Endpoint as SliceEndpoint
 from mcgw.objects.model import EndpointSlice, Service
 from mcgw.semantics.gateway.limits import MAX_PORT, MIN_PORT, endpoint_address_ok
 
-Health = Literal["HEALTHY", "DRAINING"]
+# UNHEALTHY only for not-ready endpoints a gradual spillover counts as lost capacity (unready_endpoints).
+Health = Literal["HEALTHY", "DRAINING", "UNHEALTHY"]
 
 
 class Endpoint(NamedTuple):
@@ -52,9 +53,10 @@ def target_port(endpoint_slice: EndpointSlice, port_name: str) -> int | None:
     return None
 
 
-def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[Endpoint, ...]:
+def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str, unready: bool = False) -> tuple[Endpoint, ...]:
     """The endpoints of the Service port named ``port_name``, at their target ports, sorted; an address
-    listed in two slices (the slice controller moving it) counts once, as the first slice by name says."""
+    listed in two slices (the slice controller moving it) counts once, as the first slice by name says.
+    ``unready``: instead, the endpoints that are listed but neither ready nor draining, as UNHEALTHY."""
     found: dict[tuple[str, int], Endpoint] = {}
     for endpoint_slice in sorted(slices, key=lambda s: s.metadata.name):
         target = target_port(endpoint_slice, port_name)
@@ -62,7 +64,11 @@ def slice_endpoints(slices: Iterable[EndpointSlice], port_name: str) -> tuple[En
             continue
         for endpoint in endpoint_slice.endpoints:
             health = endpoint_health(endpoint)
-            if health is None:
+            if unready:
+                if health is not None or endpoint.conditions.terminating:
+                    continue
+                health = "UNHEALTHY"
+            elif health is None:
                 continue
             zone = endpoint.zone or ""
             hints = tuple(z.name for z in endpoint.hints.for_zones) if endpoint.hints is not None else ()

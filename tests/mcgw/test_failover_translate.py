@@ -416,3 +416,34 @@ def test_a_weighted_cluster_shares_its_weight_among_its_zones() -> None:
     weights = [(loc["locality"]["subZone"], loc["locality"].get("zone", ""), loc["loadBalancingWeight"])
                for loc in _of(output, "ClusterLoadAssignment", CART)["endpoints"] if loc.get("priority", 0) == 0]
     assert weights == [("east", "east-a", 150), ("east", "east-b", 150), ("west", "", 100)]
+
+
+def test_gradual_spillover_counts_a_not_ready_pod_as_capacity_lost() -> None:
+    """With Gradual spillover a listed pod that is not ready stays in the assignment as UNHEALTHY, so Envoy's
+    share for the next level follows the capacity lost; AllOrNothing leaves it out, as before."""
+    clusters, objects = _load()
+    unready = _yaml_objects("""\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cart-1, namespace: shop, labels: {kubernetes.io/service-name: cart}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+  - {addresses: [198.18.1.10], conditions: {ready: true}}
+  - {addresses: [198.18.1.12], conditions: {ready: false}}
+""")[0]
+    changed = {**objects, "east": [unready if isinstance(o, EndpointSlice) else o for o in objects["east"]]}
+
+    def east_health(output: ClusterOutput) -> dict[str, str]:
+        east = next(loc for loc in _of(output, "ClusterLoadAssignment", CART)["endpoints"]
+                    if loc["locality"]["subZone"] == "east")
+        return {e["endpoint"]["address"]["socketAddress"]["address"]: e["healthStatus"] for e in east["lbEndpoints"]}
+
+    gradual = translate_cluster("east", [*changed["east"], _v2({"spillover": {"mode": "Gradual"}})],
+                                mcs=_mcs(clusters, changed))
+    assert east_health(gradual) == {"198.18.1.10": "HEALTHY", "198.18.1.12": "UNHEALTHY"}
+    for messages in gradual.resources.values():
+        checked = validate(list(messages))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    default = translate_cluster("east", changed["east"], mcs=_mcs(clusters, changed))
+    assert east_health(default) == {"198.18.1.10": "HEALTHY"}

@@ -112,7 +112,9 @@ def test_the_view_groups_endpoints_by_source_cluster_with_health_from_the_slice_
                                                       ("east", "west"))
     assert cart.endpoints_for(80) == (
         SourceEndpoints("east", (EndpointIR("10.0.0.1", 8080, "HEALTHY"), EndpointIR("10.0.0.2", 8080, "HEALTHY"),
-                                 EndpointIR("10.0.0.3", 8080, "DRAINING"))),
+                                 EndpointIR("10.0.0.3", 8080, "DRAINING")),
+                        # listed, not ready: kept apart, for a gradual spillover to count as capacity lost
+                        unready=(EndpointIR("10.0.0.4", 8080, "UNHEALTHY"),)),
         SourceEndpoints("west", (EndpointIR("10.1.0.1", 8080, "HEALTHY"),)),
     )
     assert cart.endpoints_for(81) == ()

@@ -363,7 +363,8 @@ def _group(key: NamespacedName, items: Sequence[_Export], sources: Mapping[str, 
             own = union.exposes.get(item.cluster, {}).get(i)
             if own is not None:
                 serving.append(SourceEndpoints(item.cluster, slice_endpoints(sources[item.cluster], own.name),
-                                               item.lost_since if item.state == "kept" else None))
+                                               item.lost_since if item.state == "kept" else None,
+                                               slice_endpoints(sources[item.cluster], own.name, unready=True)))
         endpoints.append((number, tuple(sorted(serving, key=lambda s: s.cluster))))
     service = ImportedService(namespace, service_name, _service_type(oldest.service), tuple(union.ports),
                               member_clusters, tuple(endpoints), oldest.service.spec.traffic_distribution)

@@ -26,6 +26,8 @@ class SourceEndpoints(NamedTuple):
     cluster: str
     endpoints: tuple[Endpoint, ...]  # ready -> HEALTHY, serving+terminating -> DRAINING, others omitted; sorted
     lost_since: float | None = None  # wall-clock time the source cluster became unavailable (kept within TTL)
+    # Listed but not ready (nor terminating): what a gradual spillover counts as the level's lost capacity.
+    unready: tuple[Endpoint, ...] = ()
 
 
 class ImportedService(NamedTuple):
