@@ -10,7 +10,10 @@ mcgw's defaults in the same run (``python -m benchmarks.failover --controls``).
   kubelet reporting the dead pods not ready as in every row, and once with a kubelet that never does (the dead
   pods stay endpoints, so only the data plane knows they are gone);
 - **allowed clusters down**: ``exclude: [{name: central}]`` leaves east and west; both are killed: every request
-  must fail fast and none may reach central; the defaults in the same run fail over to central.
+  must fail fast and none may reach central; the defaults in the same run fail over to central;
+- **capacity step**: ``capacity: {maxRequestsPerSecondPerEndpoint: 100}`` on east's two backends (200 req/s):
+  the open-loop load steps from 100 to 400 req/s and back: the excess (half) should reach the next level within
+  2 s of the step and come back after the drop; the defaults keep all of it on east.
 
 The emulated kubelet reports a killed pod not ready ``not_ready_after`` seconds after the kill, and a restarted
 one ready ``ready_after`` seconds after it answers again, per pod (``scenario.Kubelet`` does the same per cluster).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -41,11 +45,14 @@ from .stacks import settings_for
 if TYPE_CHECKING:  # mcgw's controller is loaded only when the rows run
     from .mcgw_stack import McgwStack
 
-SCENARIOS = ("rolling-restart", "gradual-loss", "allowed-down")
+SCENARIOS = ("rolling-restart", "gradual-loss", "allowed-down", "capacity-step")
 SCENARIO_TITLES = {"rolling-restart": "rolling restart of east (one of two at a time)",
                    "gradual-loss": "gradual loss of east's backends (1, then 2 of 4)",
-                   "allowed-down": "every allowed cluster down (east and west killed)"}
-LOCAL_BACKENDS = {"rolling-restart": 2, "gradual-loss": 4, "allowed-down": 2}
+                   "allowed-down": "every allowed cluster down (east and west killed)",
+                   "capacity-step": "load 100 -> 400 -> 100 req/s over east's capacity of 200"}
+LOCAL_BACKENDS = {"rolling-restart": 2, "gradual-loss": 4, "allowed-down": 2, "capacity-step": 2}
+# The capacity step: the load before and after, the load added during it, and east's capacity.
+BASE_RATE, SURGE_RATE, CAPACITY_PER_ENDPOINT = 100.0, 300.0, 100
 EDGE_S = 0.05  # a gradual-loss step's share is read until this long before the next change
 
 DEFAULTS = PolicyMode("defaults", "mcgw defaults (AllOrNothing)")
@@ -53,7 +60,9 @@ GRADUAL = PolicyMode("gradual", "spillover Gradual", {"spillover": {"mode": "Gra
 GRADUAL_50 = PolicyMode("gradual-min50", "spillover Gradual, minHealthyPercent 50",
                         {"spillover": {"mode": "Gradual", "minHealthyPercent": 50}})
 EXCLUDE = PolicyMode("exclude-central", "exclude central", {"exclude": [{"name": "central"}]})
-POLICIES = (DEFAULTS, GRADUAL, GRADUAL_50, EXCLUDE)
+CAPACITY = PolicyMode("capacity-100", "capacity 100 req/s per endpoint",
+                      {"capacity": {"maxRequestsPerSecondPerEndpoint": CAPACITY_PER_ENDPOINT}})
+POLICIES = (DEFAULTS, GRADUAL, GRADUAL_50, EXCLUDE, CAPACITY)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ ROWS = (
     ControlRow("gradual-loss", GRADUAL, kubelet=False),
     ControlRow("allowed-down", DEFAULTS), ControlRow("allowed-down", EXCLUDE),
     ControlRow("allowed-down", EXCLUDE, applied_live=True),
+    ControlRow("capacity-step", DEFAULTS), ControlRow("capacity-step", CAPACITY),
 )
 
 
@@ -93,7 +103,7 @@ class ControlTiming:
     warm: float = 2.5
     down: float = 3.0  # rolling restart: a pod is dead this long before it starts again
     gap: float = 1.5  # rolling restart: after a restarted pod is healthy in Envoy, before the next one goes
-    step: float = 5.0  # gradual loss: how long each number of dead pods is held
+    step: float = 5.0  # gradual loss: how long each number of dead pods is held; capacity step: twice this
     hold: float = 5.0  # allowed clusters down: from the kill to the restore
     tail: float = 4.0
     settle: float = 0.75  # after a change, before a share is read: a health check (0.5 s) and its timeout
@@ -283,6 +293,21 @@ async def _allowed_down(stack: McgwStack, clusterset: ClusterSet, killed: dict[s
         kubelet.report(cluster, backends, True, timing.ready_after)
 
 
+async def _capacity_step(url: str, load: OpenLoopLoad, timing: ControlTiming, marks: dict[str, float],
+                         phase: list[str]) -> list[Sample]:
+    """A second open-loop load of SURGE_RATE on top of the first for 2 x ``timing.step``; its samples on the
+    first load's clock."""
+    phase[0] = "surge"
+    marks["step"] = load.mark("load 400 req/s")
+    surge = OpenLoopLoad(url, SURGE_RATE, timing.timeout)
+    await asyncio.to_thread(surge.start)
+    offset = load.now() - surge.now()
+    await _sleep_until(load.now, marks["step"] + 2 * timing.step)
+    marks["drop"] = load.mark("load 100 req/s")
+    phase[0] = "after the surge"
+    return [dataclasses.replace(sample, sent=sample.sent + offset) for sample in await asyncio.to_thread(surge.stop)]
+
+
 async def _watch(load: OpenLoopLoad, progress: Progress, prefix: str, phase: list[str]) -> None:
     while True:
         samples = list(load.samples)
@@ -311,9 +336,10 @@ async def run_control(stack: McgwStack, clusterset: ClusterSet, backends: dict[s
     assert envoy is not None
     marks: dict[str, float] = {}
     phase = ["normal"]
-    load = OpenLoopLoad(url, timing.rate, timing.timeout)
+    load = OpenLoopLoad(url, BASE_RATE if row.scenario == "capacity-step" else timing.rate, timing.timeout)
     await asyncio.to_thread(load.start)
     wall_origin = time.time() - load.now()
+    surged: list[Sample] = []
     kubelet = PodKubelet(stack, load.now, silent=not row.kubelet)
     watcher = asyncio.create_task(_watch(load, progress, prefix, phase))
     try:
@@ -322,6 +348,8 @@ async def run_control(stack: McgwStack, clusterset: ClusterSet, backends: dict[s
             await _rolling_restart(stack, clusterset, local, load, kubelet, timing, marks, phase)
         elif row.scenario == "gradual-loss":
             await _gradual_loss(stack, clusterset, local, load, kubelet, timing, marks, phase)
+        elif row.scenario == "capacity-step":
+            surged = await _capacity_step(url, load, timing, marks, phase)
         else:
             killed = {name: backends[name][:LOCAL_BACKENDS[row.scenario]] for name in stack.order[:2]}
             await _allowed_down(stack, clusterset, killed, load, kubelet, timing, marks, phase)
@@ -332,7 +360,7 @@ async def run_control(stack: McgwStack, clusterset: ClusterSet, backends: dict[s
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        samples = await asyncio.to_thread(load.stop)
+        samples = sorted([*await asyncio.to_thread(load.stop), *surged], key=lambda sample: sample.sent)
     marks["end"] = load.now()
     hosts = await asyncio.to_thread(host_health, stack)
     await asyncio.sleep(1.5)  # Envoy writes its access log every second
@@ -521,6 +549,44 @@ def _measure_allowed_down(samples: Sequence[Sample], logged: Sequence[Logged], m
     }
 
 
+def _measure_capacity(samples: Sequence[Sample], marks: dict[str, float], local: str, endpoints: int,
+                      limited: bool, width: float = 0.25) -> dict[str, Any]:
+    """When the share sent past east rose after the step and fell after the drop, and what it was meanwhile,
+    against the excess over east's capacity (``limited``: the row's policy has one; else nothing should move)."""
+    step, drop = marks["step"], marks["drop"]
+    capacity = CAPACITY_PER_ENDPOINT * endpoints
+    expected = max(0.0, 1 - capacity / (BASE_RATE + SURGE_RATE)) if limited else 0.0
+    away = [s for s in samples if s.ok and s.cluster and s.cluster != local]
+    first_away = min((s.sent for s in away if s.sent >= step), default=None)
+    last_away = max((s.sent for s in away if s.sent < marks["end"]), default=None)
+    series = share_series(samples, local, step - 2.0, marks["end"], width)
+    # Steady from the first bucket at or above half the expected share that the share never leaves until the drop.
+    steady_at = None
+    for start, share in series:
+        if expected and step <= start < drop and share is not None and share >= expected / 2 and all(
+                v is not None and v >= expected / 2 for t, v in series if start <= t < drop - width):
+            steady_at = start
+            break
+    surge = between(samples, step + 3.0, drop)
+    after = between(samples, drop + 3.0, marks["end"])
+    return {"capacity_req_per_s": capacity if limited else None,
+            "load_req_per_s": [BASE_RATE, BASE_RATE + SURGE_RATE, BASE_RATE],
+            "expected_share_during_surge": round(expected, 3),
+            "measured_share_during_surge": _share_of(surge, local),
+            "measured_share_after_drop": _share_of(after, local),
+            "first_answer_past_east_s": None if first_away is None else round(first_away - step, 3),
+            "steady_share_from_s": None if steady_at is None else round(steady_at - step, 3),
+            "last_answer_past_east_after_drop_s": None if last_away is None or last_away < drop
+            else round(last_away - drop, 3),
+            "served_during_surge": served_by(surge), "share_series": [
+                (round(t, 3), None if v is None else round(v, 3)) for t, v in series]}
+
+
+def _share_of(samples: Sequence[Sample], local: str) -> float | None:
+    answered = [s for s in samples if s.ok]
+    return round(sum(1 for s in answered if s.cluster != local) / len(answered), 3) if answered else None
+
+
 def measure(row: ControlRow, samples: Sequence[Sample], logged: Sequence[Logged], marks: dict[str, float],
             kubelet: PodKubelet, stack: McgwStack, local: Sequence[EchoBackend], timing: ControlTiming,
             envoy: dict[str, Any]) -> dict[str, Any]:
@@ -533,12 +599,18 @@ def measure(row: ControlRow, samples: Sequence[Sample], logged: Sequence[Logged]
     elif row.scenario == "gradual-loss":
         metrics.update(_measure_gradual(samples, logged, marks, kubelet, stack.local, local,
                                         settings.all_or_nothing, settings.min_healthy_percent, timing.settle))
+    elif row.scenario == "capacity-step":
+        metrics.update(_measure_capacity(samples, marks, stack.local, len(local), settings.capacity is not None))
     else:
         per_try = (settings.retry.per_try_timeout_ms if settings.retry else 0) / 1000
         excluded = sorted(settings.excluded)
         metrics.update(_measure_allowed_down(samples, logged, marks, stack.local, excluded, per_try,
                                              envoy.get("hosts", {})))
     return metrics
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
 
 
 def describe(result: ControlResult) -> str:
@@ -551,6 +623,10 @@ def describe(result: ControlResult) -> str:
         return f"failed {m['failed']:>4}  " + "  ".join(
             f"{s['step']}: {100 * s['measured_share']:.0f} % (expected {100 * s['expected_share']:.0f} %)"
             for s in shown)
+    if result.row.scenario == "capacity-step":
+        return (f"failed {m['failed']:>4}  past east during the surge {_pct(m['measured_share_during_surge'])} "
+                f"(expected {_pct(m['expected_share_during_surge'])}), first after {m['first_answer_past_east_s']} s, "
+                f"back {m['last_answer_past_east_after_drop_s']} s after the drop")
     reached = m["reached_excluded"]
     served = " ".join(f"{c} {n}" for c, n in sorted(m["during"]["served"].items()))
     return (f"failed {m['during']['failed']:>4} of {m['during']['requests']}  {m['during']['failures_by_status']}  "

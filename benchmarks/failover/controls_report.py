@@ -82,6 +82,18 @@ def table(results: Sequence[ControlResult]) -> str:
                          "-" if m["shift_s"] is None else f"{m['shift_s']:.2f}",
                          "never" if m["failback_s"] is None else f"{m['failback_s']:.2f}"))
         lines += _aligned(rows)
+    capacity = [r for r in results if r.row.scenario == "capacity-step"]
+    if capacity:
+        lines += ["", SCENARIO_TITLES["capacity-step"] + ": share answered past east"]
+        rows = [("policy", "requests", "failed", "expected", "during the surge", "after the drop",
+                 "first past east s", "steady from s", "back s")]
+        for r in capacity:
+            m = r.metrics
+            rows.append((r.row.title, str(m["requests"]), str(m["failed"]), _percent(m["expected_share_during_surge"]),
+                         _percent(m["measured_share_during_surge"]), _percent(m["measured_share_after_drop"]),
+                         str(m["first_answer_past_east_s"]), str(m["steady_share_from_s"]),
+                         str(m["last_answer_past_east_after_drop_s"])))
+        lines += _aligned(rows)
     return "\n".join(lines)
 
 
@@ -163,6 +175,10 @@ def _rate_panel(ax: Any, result: ControlResult, clusters: Sequence[str], colours
         ax.legend(fontsize=6, loc="center right", frameon=False)
         ax.set_title(f"rolling restart: {result.row.title}\n{m['failed']} failed, {m['left_local']} answered "
                      f"outside east", fontsize=8)
+    elif result.row.scenario == "capacity-step":
+        ax.set_title(f"load 100 -> 400 -> 100 req/s, east's capacity 200: {result.row.title}\n"
+                     f"{_percent(m['measured_share_during_surge'])} past east during the surge, "
+                     f"{m['failed']} failed", fontsize=8)
     else:
         during = m["during"]
         ax.set_title(f"east and west down: {result.row.title}\n{during['failed']} failed of {during['requests']}, "

@@ -256,6 +256,11 @@ def _control_summary(result: ControlResult) -> dict[str, Any]:
             {"step": s["step"], "capacity_lost": s["capacity_lost"], "expected": s["expected_share"],
              "envoy_view": s["envoy_view_share"], "measured": s["measured_share"]}
             for s in m["steps"] if s["window"] is not None]}
+    if result.row.scenario == "capacity-step":
+        return {key: m[key] for key in ("failed", "capacity_req_per_s", "expected_share_during_surge",
+                                        "measured_share_during_surge", "measured_share_after_drop",
+                                        "first_answer_past_east_s", "steady_share_from_s",
+                                        "last_answer_past_east_after_drop_s")}
     return {"failed_while_down": m["during"]["failed"], "failures_by_status": m["during"]["failures_by_status"],
             "failed_latency_ms": m["failed_latency_ms"], "failed_within_per_try_timeout":
             m["failed_within_per_try_timeout"], "served_while_down": m["during"]["served"],
