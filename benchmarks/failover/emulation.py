@@ -29,7 +29,7 @@ from envoy.extensions.retry.priority.previous_priorities.v3 import previous_prio
 
 from mcgw.dataplane.bootstrap import NodeIdentity
 from mcgw.semantics.policy.failover import FailoverSettings
-from mcgw.translate.clusters import ALL_OR_NOTHING_OVERPROVISIONING, SPILLOVER_OVERPROVISIONING
+from mcgw.translate.clusters import overprovisioning_factor
 from xdsserver import Snapshot, SnapshotCache, XdsServer, message_from_dict
 
 _T = "type.googleapis.com/"
@@ -130,7 +130,7 @@ def load_assignment(name: str, levels: list[list[Source]], settings: FailoverSet
     resource: dict[str, Any] = {"@type": _T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
                                 "cluster_name": name, "endpoints": localities}
     if settings is not None:
-        factor = ALL_OR_NOTHING_OVERPROVISIONING if settings.all_or_nothing else SPILLOVER_OVERPROVISIONING
+        factor = overprovisioning_factor(settings)
         resource["policy"] = {"overprovisioning_factor": factor}
     return resource
 
