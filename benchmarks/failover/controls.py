@@ -461,7 +461,8 @@ def _measure_gradual(samples: Sequence[Sample], logged: Sequence[Logged], marks:
                      kubelet: PodKubelet, local: str, backends: Sequence[EchoBackend],
                      settings_all_or_nothing: bool, min_healthy: int | None, settle: float) -> dict[str, Any]:
     """Each step's share sent on, against the capacity lost (of the four endpoints east started with) and against
-    what Envoy can know: the dead endpoints still listed among those listed (a withdrawn one is not counted)."""
+    what Envoy can know: under Gradual a pod reported not ready stays listed as UNHEALTHY, so Envoy counts the
+    dead and the not-ready pods among all four; under AllOrNothing nothing moves while one endpoint is healthy."""
     total = len(backends)
     kills = [marks["kill_0"], marks["kill_1"]]
     events: list[tuple[float, str, int]] = [(at, "kill", i) for i, at in enumerate(kills)]
@@ -470,8 +471,8 @@ def _measure_gradual(samples: Sequence[Sample], logged: Sequence[Logged], marks:
     events += [(marks["restore"], "restarting", -1), (marks["restored"], "restarted", -1)]
     if (ready := kubelet.at(backends[0].pod, True, marks["restore"])) is not None:
         events.append((ready, "ready", -1))
-    # Every moment the endpoint set changes: (at, dead pods, pods withdrawn from the slice, label).
-    changes: list[tuple[float, int, int, str]] = [(0.0, 0, 0, "0 of 4 down")]
+    # Every moment the endpoint set changes: (at, dead pods, pods reported not ready, either of the two, label).
+    changes: list[tuple[float, int, int, int, str]] = [(0.0, 0, 0, 0, "0 of 4 down")]
     dead: set[int] = set()
     gone: set[int] = set()
     for at, kind, index in sorted(events):
@@ -486,27 +487,26 @@ def _measure_gradual(samples: Sequence[Sample], logged: Sequence[Logged], marks:
         label = {"kill": f"{len(dead)} of {total} down", "withdrawn": f"{len(dead)} of {total} down, "
                  f"{len(gone)} reported not ready", "restarting": "restarting",
                  "restarted": "restarted, not yet reported ready", "ready": "restarted, reported ready"}[kind]
-        changes.append((at, len(dead), len(gone), label))
+        changes.append((at, len(dead), len(gone), len(dead | gone), label))
     steps = []
-    for index, (at, down, withdrawn, label) in enumerate(changes):
+    for index, (at, down, withdrawn, unhealthy, label) in enumerate(changes):
         until = changes[index + 1][0] if index + 1 < len(changes) else marks["end"]
-        listed = total - withdrawn
-        dead_listed = max(0, down - withdrawn)
         expected = 0.0 if settings_all_or_nothing else lost_share(down, total, min_healthy)
-        envoy_view = 0.0 if settings_all_or_nothing else lost_share(dead_listed, listed, min_healthy)
+        envoy_view = 0.0 if settings_all_or_nothing else lost_share(unhealthy, total, min_healthy)
         # Settled: from ``settle`` after the change to just before the next (a request sent as a pod is being killed
         # belongs to the kill).
         end = until - EDGE_S
         window = _window(samples, logged, local, at + settle, end) if end > at + settle else None
         steps.append({"step": label, "from_s": round(at, 3), "to_s": round(until, 3), "dead": down,
-                      "listed": listed, "dead_listed": dead_listed, "capacity_lost": round(down / total, 4),
+                      "reported_not_ready": withdrawn, "unhealthy_in_envoy": unhealthy,
+                      "capacity_lost": round(down / total, 4),
                       # The policy's promise over the capacity east started with (AllOrNothing: nothing moves).
                       "expected_share": round(expected, 4),
-                      # The same arithmetic over what Envoy holds: a withdrawn endpoint is not counted at all.
+                      # The same arithmetic over what Envoy holds: dead or not-ready endpoints among all four.
                       "envoy_view_share": round(envoy_view, 4),
                       "measured_share": None if window is None else window["left_local_share"],
                       "window": window})
-    return {"steps": steps, "changes": [(round(at, 3), dead, gone) for at, dead, gone, _ in changes],
+    return {"steps": steps, "changes": [(round(at, 3), dead, gone) for at, dead, gone, _, _ in changes],
             "whole": _window(samples, logged, local, kills[0], marks["end"])}
 
 

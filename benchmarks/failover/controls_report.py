@@ -40,8 +40,8 @@ def table(results: Sequence[ControlResult]) -> str:
     rolling = [r for r in results if r.row.scenario == "rolling-restart"]
     if rolling:
         lines += ["", SCENARIO_TITLES["rolling-restart"]]
-        rows = [("policy", "requests", "failed", "left east", "on a retry", "first try", "peak 250 ms",
-                 "survivor's share of east")]
+        rows: list[tuple[str, ...]] = [("policy", "requests", "failed", "left east", "on a retry", "first try",
+                                        "peak 250 ms", "survivor's share of east")]
         for r in rolling:
             m, whole = r.metrics, r.metrics["restart"]
             survivors = ", ".join(f"{_percent(v)} ({pod} down)" for pod, v in survivor_shares(m).items())
@@ -142,7 +142,7 @@ def plot(results: Sequence[ControlResult], clusters: Sequence[str], path: Path, 
     handles += [Line2D([], [], color="red", alpha=0.5, linewidth=4, label="failed/s"),
                 Line2D([], [], color="purple", label="share sent on (250 ms)"),
                 Line2D([], [], color="black", drawstyle="steps-post", label="expected: the policy over capacity lost"),
-                Line2D([], [], color="grey", linestyle=":", label="Envoy's view: dead among listed"),
+                Line2D([], [], color="grey", linestyle=":", label="Envoy's view: dead or not ready, listed UNHEALTHY"),
                 Line2D([], [], color="black", linewidth=0.7, label="kill"),
                 Line2D([], [], color="black", linewidth=0.7, linestyle="--", label="restarted"),
                 Line2D([], [], color="black", linewidth=0.7, linestyle="-.", label="kubelet: (not) ready"),

@@ -243,7 +243,7 @@ async def _reported_serving(standalone: Standalone, probe: Probe, local: str, wi
     """Send light traffic until the load reports say ``local`` serves it (so a move away is an event)."""
     deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
-        for traffic in standalone.traffic.services(time.time()):
+        for traffic in standalone.load.traffic.services(time.time()):
             serving = [level for level in traffic.levels if level.priority == traffic.serving_priority]
             if traffic.key.cluster == local and serving and local in serving[0].clusters:
                 return
@@ -258,7 +258,7 @@ async def traffic_check(standalone: Standalone, probe: Probe, local: str, next_c
     deadline = asyncio.get_running_loop().time() + within
     moves: list[str] = []
     while True:
-        moves = [f"{'/'.join(e.from_clusters)} -> {'/'.join(e.to_clusters)}" for e in standalone.traffic.events
+        moves = [f"{'/'.join(e.from_clusters)} -> {'/'.join(e.to_clusters)}" for e in standalone.load.traffic.events
                  if e.key.cluster == local]
         there = f"{local} -> {next_cluster}"
         if there in moves and f"{next_cluster} -> {local}" in moves[moves.index(there):]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +18,9 @@ from kubernetes.aio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
-from mcgw.admin.metrics import CapacityCollector, TrafficCollector
-from mcgw.admin.status_view import traffic_document
 from mcgw.app.config import RunConfig
 from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
+from mcgw.app.load_reports import LoadReports
 from mcgw.app.provisioning import Provisioning
 from mcgw.app.xds_identity import XdsIdentities
 from mcgw.dataplane.bootstrap import read_template
@@ -34,12 +32,10 @@ from mcgw.providers.kubernetes.leader import LeaderElector
 from mcgw.providers.kubernetes.mcs_writer import McsWriter
 from mcgw.providers.kubernetes.status_writer import StatusWriter
 from mcgw.provisioning.ca import CertificateAuthority
-from mcgw.runtime.capacity import CapacityGovernor, CapacityLoop
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.pipeline import ClusterOutput
 from mcgw.runtime.reconciler import ClusterReport, GatewayKey, OutputSink, ReconcileOptions, Reconciler
-from mcgw.runtime.traffic import TrafficTracker, load_reporting
 from mcgw.store import ClusterStore, Store
 from xdsserver import RotatingTls, SnapshotCache, XdsServer, spiffe_authorizer
 
@@ -101,18 +97,11 @@ class Controller(Lifecycle):
         tls = config.xds.tls.tls_config() if config.xds.tls else None
         self.registry = CollectorRegistry()  # one per controller: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)
-        # Which cluster serves each Gateway's traffic: the Envoys' load reports, per ServiceImport cluster.
-        self.traffic = TrafficTracker(on_event=lambda _: self.admin.notify())
-        self.registry.register(TrafficCollector(self.traffic, time.time))
-        # Capacity-based overflow (FailoverPolicy capacity): decided from the same reports.
-        self.governor = CapacityGovernor()
-        self.registry.register(CapacityCollector(self.governor))
-        self._capacity: CapacityLoop | None = None
+        self.load = LoadReports(self.registry, notify=lambda: self.admin.notify())
         self.xds = XdsServer(self.cache, registry=self.registry, tls=tls,
                              authorizer=None if config.xds.insecure else spiffe_authorizer(config.xds.trust_domain),
                              max_connection_age=config.xds.connection_age,
-                             load_reporting=load_reporting(self.traffic, self.cache, config.xds.load_report_interval,
-                                                           self._after_report))
+                             load_reporting=self.load.reporting(self.cache, config.xds.load_report_interval))
         self.identities: XdsIdentities | None = None
         self.members: dict[str, MemberCluster] = {}
         self.electors: dict[str, LeaderElector] = {}
@@ -133,7 +122,7 @@ class Controller(Lifecycle):
             dataplane=self.provisioning.dataplane if self.provisioning else None, sinks=sinks,
             on_report=self._translated, clusters={c.name: c.properties() for c in config.clusters},
             lost_cluster_ttl=lost_cluster_ttl)
-        self._capacity = CapacityLoop(self.governor, self.traffic, self.reconciler)
+        self.load.steer(self.reconciler)
         # MCS: ServiceExports of every cluster → ServiceImports and imported slices, written by each cluster's leader.
         self.mcs = McsController(self.store, lost_cluster_ttl=lost_cluster_ttl, debounce=config.reconcile.debounce,
                                  debounce_cap=config.reconcile.debounce_cap, metrics=McsMetrics(self.registry))
@@ -288,10 +277,6 @@ class Controller(Lifecycle):
         if writer is not None and self.store[cluster].available:
             await writer(cluster, output.statuses())
 
-    def _after_report(self, now: float) -> None:
-        if self._capacity is not None:
-            self._capacity.after_report(now)
-
     def _translated(self, cluster: str, report: ClusterReport) -> None:
         self.metrics.observe_reconcile(cluster, report)
         if self.xds.lrs is not None:  # new ServiceImport clusters are reported from now on
@@ -307,7 +292,7 @@ class Controller(Lifecycle):
             "xdsSecurity": self.xds_security(),
         }
         return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result,
-                               traffic_document(self.traffic, time.time(), self.governor))
+                               self.load.document())
 
 
     def xds_security(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mcgw.admin import AdminServer, ControllerMetrics, not_ready_reason, status_document
-from mcgw.admin.metrics import CapacityCollector, TrafficCollector
-from mcgw.admin.status_view import traffic_document
 from mcgw.app.config import split_listen
 from mcgw.app.lifecycle import DEFAULT_DRAIN_GRACE, Lifecycle
+from mcgw.app.load_reports import LoadReports
 from mcgw.dataplane.bootstrap import XdsTarget
 from mcgw.dataplane.fleet import EnvoyFleet
 from mcgw.objects.kinds import KINDS
 from mcgw.providers.files.provider import FileProvider
-from mcgw.runtime.capacity import CapacityGovernor, CapacityLoop
 from mcgw.runtime.mcs_loop import McsController
 from mcgw.runtime.mcs_metrics import McsMetrics
 from mcgw.runtime.reconciler import ClusterReport, OutputSink, ReconcileOptions, Reconciler
-from mcgw.runtime.traffic import TrafficTracker, load_reporting
 from mcgw.store import Store
 from xdsserver import SnapshotCache, XdsServer
 
@@ -61,15 +57,8 @@ class Standalone(Lifecycle):
         self.cache = SnapshotCache()
         self.registry = CollectorRegistry()  # one per instance: tests run several in one process
         self.metrics = ControllerMetrics(self.registry)
-        # The Envoys' load reports: which cluster serves each Gateway's traffic (/api/status, the dashboard).
-        self.traffic = TrafficTracker(on_event=lambda _: self.admin.notify() if self.admin else None)
-        self.registry.register(TrafficCollector(self.traffic, time.time))
-        # Capacity-based overflow (FailoverPolicy capacity): decided from the same reports.
-        self.governor = CapacityGovernor()
-        self.registry.register(CapacityCollector(self.governor))
-        self._capacity: CapacityLoop | None = None
-        self.xds = XdsServer(self.cache, registry=self.registry,
-                             load_reporting=load_reporting(self.traffic, self.cache, after=self._after_report))
+        self.load = LoadReports(self.registry, notify=lambda: self.admin.notify() if self.admin else None)
+        self.xds = XdsServer(self.cache, registry=self.registry, load_reporting=self.load.reporting(self.cache))
         self.fleet: EnvoyFleet | None = None
         self.reconciler: Reconciler | None = None
         # MCS with no writers: there is no API server to write to; the result is served on /api/status.
@@ -106,7 +95,7 @@ class Standalone(Lifecycle):
             bind_addresses=self.fleet.bind_addresses if self.fleet else None,
             sinks=sinks, on_report=self._translated,
             clusters={c.name: c for c in self.provider.properties.clusters})
-        self._capacity = CapacityLoop(self.governor, self.traffic, self.reconciler)
+        self.load.steer(self.reconciler)
         self._stack.push_async_callback(self.reconciler.aclose)
         self.provider.fill(self.store)
         self._spawn(self.reconciler.run(), "reconcile loop")
@@ -126,10 +115,6 @@ class Standalone(Lifecycle):
         log.info("admin server on http://%s:%d (the dashboard at /; /healthz, /readyz, /metrics, /api/status)", host,
                  self.admin_port)
 
-    def _after_report(self, now: float) -> None:
-        if self._capacity is not None:
-            self._capacity.after_report(now)
-
     def _translated(self, cluster: str, report: ClusterReport) -> None:
         self.metrics.observe_reconcile(cluster, report)
         if self.xds.lrs is not None:  # new ServiceImport clusters are reported from now on
@@ -148,7 +133,7 @@ class Standalone(Lifecycle):
         if self.fleet is not None:
             extra["envoys"] = self.fleet.describe()
         return status_document(self.store, self.reconciler, self.xds.status, extra, self.mcs.result,
-                               traffic_document(self.traffic, time.time(), self.governor))
+                               self.load.document())
 
     async def wait_ready(self, within: float = 60.0) -> None:
         """Until the first configuration is published and (with Envoy) every Envoy has its listeners."""

@@ -74,7 +74,7 @@ async def bed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _serving(controller: Controller) -> int | None:
-    for traffic in controller.traffic.services(time.time()):
+    for traffic in controller.load.traffic.services(time.time()):
         if traffic.key.service == SERVICE and traffic.key.cluster == "east":
             return traffic.serving_priority
     return None
@@ -86,7 +86,7 @@ async def _until_serving(controller: Controller, priority: int, within: float) -
     while _serving(controller) != priority:
         assert time.monotonic() - started < within, (
             f"the load reports never showed priority {priority} serving within {within:g} s "
-            f"(serving: {_serving(controller)}; services: {controller.traffic.services(time.time())})")
+            f"(serving: {_serving(controller)}; services: {controller.load.traffic.services(time.time())})")
         await asyncio.sleep(0.05)
     return time.monotonic() - started
 
@@ -108,13 +108,13 @@ async def test_load_reports_show_the_failover_and_the_dashboard_follows_it_live(
             await page.until(f"{ladder}?.dataset.servingPriority === '0'", within=10)
             await page.evaluate("window.stayedOnThisPage = true")
             await page.screenshot(shots / "dashboard-before.png")
-            events_before = len(controller.traffic.events)
+            events_before = len(controller.load.traffic.events)
 
             load.mark("fault")
             await asyncio.to_thread(fault.inject)
             moved_after = await _until_serving(controller, 1, 2.0)
-            event = controller.traffic.events[-1]
-            assert len(controller.traffic.events) == events_before + 1
+            event = controller.load.traffic.events[-1]
+            assert len(controller.load.traffic.events) == events_before + 1
             assert (event.key.service, event.from_priority, event.to_priority) == (SERVICE, 0, 1)
             assert (event.from_clusters, event.to_clusters) == (("east",), ("west",))
             assert event.share > 0.5
@@ -131,7 +131,7 @@ async def test_load_reports_show_the_failover_and_the_dashboard_follows_it_live(
             restored = True
             await until_served_by(load, restore_at, "east", streak=200)
             back_after = await _until_serving(controller, 0, 10)
-            back = controller.traffic.events[-1]
+            back = controller.load.traffic.events[-1]
             assert (back.from_priority, back.to_priority) == (1, 0)
             await page.until(f"{ladder}?.dataset.servingPriority === '0'", within=5)
             assert await page.evaluate("window.stayedOnThisPage") is True  # live, never reloaded
