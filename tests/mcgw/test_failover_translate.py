@@ -45,9 +45,22 @@ def _of(output: ClusterOutput, kind: str, name: str) -> dict[str, Any]:
     raise AssertionError(f"no {kind} {name}")
 
 
+def _assert_envoy_accepts(output: ClusterOutput) -> None:
+    """Envoy's own validation takes every resource of the output."""
+    for messages in output.resources.values():
+        checked = validate(list(messages))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def _priorities(output: ClusterOutput, name: str = CART) -> dict[str, int]:
     assignment = _of(output, "ClusterLoadAssignment", name)
     return {loc["locality"]["subZone"]: loc.get("priority", 0) for loc in assignment["endpoints"]}
+
+
+def _gateway_of(objects: list[AnyObject]) -> list[AnyObject]:
+    """The example's Gateway, its class, route and namespace, to translate them as another cluster would."""
+    return [o for o in objects if o.kind in ("GatewayClass", "Gateway", "HTTPRoute")
+            or (o.kind == "Namespace" and o.metadata.name == "infra")]
 
 
 def _policy(spec: dict[str, Any], name: str = "cart-failover") -> AnyObject:
@@ -85,16 +98,13 @@ def test_the_defaults_are_the_lossless_combination_and_envoy_accepts_them() -> N
     assert retry["retryOn"] == "connect-failure,refused-stream,reset,5xx"
     assert retry["retryPriority"]["name"] == "envoy.retry_priorities.previous_priorities"
     assert retry["retryHostPredicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
-    for messages in output.resources.values():
-        checked = validate(list(messages))
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    _assert_envoy_accepts(output)
 
 
 def test_without_a_preference_same_region_first_and_the_rest_share_a_level() -> None:
     clusters, objects = _load()
-    gateway_docs = [o for o in objects["east"] if o.kind in ("GatewayClass", "Gateway", "HTTPRoute")
-                    or (o.kind == "Namespace" and o.metadata.name == "infra")]
-    output = translate_cluster("central", objects["central"] + gateway_docs, mcs=_mcs(clusters, objects))
+    output = translate_cluster("central", [*objects["central"], *_gateway_of(objects["east"])],
+                               mcs=_mcs(clusters, objects))
     assert _priorities(output) == {"central": 0, "east": 1, "west": 1}
 
 
@@ -139,6 +149,20 @@ def _serialised(output: ClusterOutput) -> dict[tuple[str, str], list[bytes]]:
             for key, messages in sorted(output.resources.items())}
 
 
+def _assert_incremental_equals_full(clusters: dict[str, Any],
+                                    scenarios: list[tuple[list[AnyObject], dict[str, list[AnyObject]]]]) -> None:
+    """One translator fed east's objects and the ClusterSet of each scenario in turn, twice over, gives what
+    a translation from nothing gives, resources and statuses alike."""
+    translator = ClusterTranslator("east")
+    for east, everyone in scenarios * 2:
+        east_sorted = tuple(sorted(east, key=lambda o: o.key))
+        mcs = _mcs(clusters, everyone)
+        incremental = translator.translate(east_sorted, mcs=mcs)
+        full = translate_cluster("east", east_sorted, mcs=mcs)
+        assert _serialised(incremental) == _serialised(full)
+        assert incremental.statuses() == full.statuses()
+
+
 def _without_ready_endpoints(objects: list[AnyObject]) -> list[AnyObject]:
     changed: list[AnyObject] = []
     for obj in objects:
@@ -151,7 +175,6 @@ def _without_ready_endpoints(objects: list[AnyObject]) -> list[AnyObject]:
 
 def test_incremental_translation_equals_a_full_one_as_imports_and_policies_change() -> None:
     clusters, objects = _load()
-    translator = ClusterTranslator("east")
     policy = _policy({"targetRefs": [{"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "cart"}],
                       "preference": ["central"]})
     route_policy = _policy({"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
@@ -164,13 +187,7 @@ def test_incremental_translation_equals_a_full_one_as_imports_and_policies_chang
         ([*objects["east"], route_policy], {**objects, "central": []}),  # central stopped exporting
         (objects["east"], objects),
     ]
-    for east, everyone in scenarios * 2:
-        east_sorted = tuple(sorted(east, key=lambda o: o.key))
-        mcs = _mcs(clusters, everyone)
-        incremental = translator.translate(east_sorted, mcs=mcs)
-        full = translate_cluster("east", east_sorted, mcs=mcs)
-        assert _serialised(incremental) == _serialised(full)
-        assert incremental.statuses() == full.statuses()
+    _assert_incremental_equals_full(clusters, scenarios)
 
 
 def _v2(spec: dict[str, Any], name: str = "cart-failover") -> AnyObject:
@@ -190,9 +207,7 @@ def test_clusters_sharing_a_level_get_their_weights_and_envoy_accepts_them() -> 
     # Envoy gets the policy's weights x 100 (a cluster's weight is shared among its zones in whole numbers).
     assert weights == {"east": (0, 8000), "west": (0, 2000), "central": (1, 100)}
     assert _of(output, "Cluster", CART)["commonLbConfig"]["localityWeightedLbConfig"] == {}
-    for messages in output.resources.values():
-        checked = validate(list(messages))
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    _assert_envoy_accepts(output)
 
 
 def test_without_weights_no_locality_weighting() -> None:
@@ -237,7 +252,6 @@ def test_an_invalid_policy_changes_nothing_and_says_why() -> None:
 
 def test_incremental_translation_equals_a_full_one_as_levels_and_weights_change() -> None:
     clusters, objects = _load()
-    translator = ClusterTranslator("east")
     weighted = _v2({"levels": [{"clusters": [{"local": True, "weight": 3}, {"name": "west", "weight": 1}]}]})
     residency = _v2({"exclude": [{"name": "central"}], "maxLevels": 2, "spillover": {"mode": "Gradual"}})
     scenarios: list[tuple[list[AnyObject], dict[str, list[AnyObject]]]] = [
@@ -247,13 +261,7 @@ def test_incremental_translation_equals_a_full_one_as_levels_and_weights_change(
         ([*objects["east"], weighted], {**objects, "west": []}),
         (objects["east"], objects),
     ]
-    for east, everyone in scenarios * 2:
-        east_sorted = tuple(sorted(east, key=lambda o: o.key))
-        mcs = _mcs(clusters, everyone)
-        incremental = translator.translate(east_sorted, mcs=mcs)
-        full = translate_cluster("east", east_sorted, mcs=mcs)
-        assert _serialised(incremental) == _serialised(full)
-        assert incremental.statuses() == full.statuses()
+    _assert_incremental_equals_full(clusters, scenarios)
 
 
 def _yaml_objects(text: str) -> list[AnyObject]:
@@ -315,9 +323,7 @@ def test_a_fallback_service_follows_every_level_of_the_import_once_a_grant_permi
         (2, "east", ["198.18.1.90"])]
     conditions = granted.statuses()["FailoverPolicy"]["shop/cart-failover"]["conditions"]
     assert [(c["type"], c["status"]) for c in conditions] == [("Accepted", "True"), ("ResolvedRefs", "True")]
-    for messages in granted.resources.values():
-        checked = validate(list(messages))
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    _assert_envoy_accepts(granted)
 
 
 def test_a_missing_fallback_is_named_and_appears_when_created() -> None:
@@ -332,7 +338,6 @@ def test_a_missing_fallback_is_named_and_appears_when_created() -> None:
 
 def test_incremental_translation_equals_a_full_one_as_fallbacks_change() -> None:
     clusters, objects = _load()
-    translator = ClusterTranslator("east")
     static, grant = _yaml_objects(_STATIC_CART), _yaml_objects(_GRANT)
     down = [o for o in static if not isinstance(o, EndpointSlice)]
     scenarios: list[list[AnyObject]] = [
@@ -342,13 +347,7 @@ def test_incremental_translation_equals_a_full_one_as_fallbacks_change() -> None
         [*objects["east"], *static, *grant, _fallback_policy()],  # and come back
         [*objects["east"], *static, *grant],  # the policy goes
     ]
-    for east in scenarios * 2:
-        east_sorted = tuple(sorted(east, key=lambda o: o.key))
-        mcs = _mcs(clusters, objects)
-        incremental = translator.translate(east_sorted, mcs=mcs)
-        full = translate_cluster("east", east_sorted, mcs=mcs)
-        assert _serialised(incremental) == _serialised(full)
-        assert incremental.statuses() == full.statuses()
+    _assert_incremental_equals_full(clusters, [(east, objects) for east in scenarios])
 
 
 def _zoned_east(objects: dict[str, list[AnyObject]], distribution: str | None) -> dict[str, list[AnyObject]]:
@@ -401,9 +400,7 @@ def test_endpoints_are_grouped_by_zone_and_prefer_close_keeps_the_gateways_zone_
         (1, "east", ["198.18.1.13"]), (2, "west", ["198.18.2.10", "198.18.2.11"]),
         (3, "central", ["198.18.3.10", "198.18.3.11"])]
     # Seen from west, east's zones are one level: PreferClose is about the gateway's own zone.
-    output = translate_cluster("west", [*close["west"], *[o for o in close["east"] if o.kind in (
-        "GatewayClass", "Gateway", "HTTPRoute") or (o.kind == "Namespace" and o.metadata.name == "infra")]],
-        mcs=_mcs(clusters, close))
+    output = translate_cluster("west", [*close["west"], *_gateway_of(close["east"])], mcs=_mcs(clusters, close))
     assert [(p, c) for p, c, _ in _endpoints_by_priority(output)] == [
         (0, "west"), (1, "central"), (1, "east"), (1, "east")]
 
@@ -442,8 +439,6 @@ endpoints:
     gradual = translate_cluster("east", [*changed["east"], _v2({"spillover": {"mode": "Gradual"}})],
                                 mcs=_mcs(clusters, changed))
     assert east_health(gradual) == {"198.18.1.10": "HEALTHY", "198.18.1.12": "UNHEALTHY"}
-    for messages in gradual.resources.values():
-        checked = validate(list(messages))
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    _assert_envoy_accepts(gradual)
     default = translate_cluster("east", changed["east"], mcs=_mcs(clusters, changed))
     assert east_health(default) == {"198.18.1.10": "HEALTHY"}

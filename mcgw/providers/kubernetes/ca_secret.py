@@ -15,12 +15,12 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from mcgw.providers.kubernetes.lister import api_json
+from mcgw.providers.kubernetes.lister import api_json, read_json
 from mcgw.providers.kubernetes.retry import with_retries
 
 CERT_KEY, KEY_KEY, TRUST_KEY = "tls.crt", "tls.key", "ca.crt"
@@ -34,10 +34,8 @@ class CaSecretError(Exception):
 
 async def _get(api: client.ApiClient, path: str) -> dict[str, Any] | None:
     try:
-        return cast(dict[str, Any], await with_retries(partial(api_json, api, "GET", path), f"read {path}"))
+        return await read_json(api, path)
     except ApiException as error:
-        if error.status == 404:
-            return None
         raise CaSecretError(f"reading Secret {path.rsplit('/', 3)[-3]}/{path.rsplit('/', 1)[-1]}: "
                             f"API answered {error.status} {error.reason}") from None
 

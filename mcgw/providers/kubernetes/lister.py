@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -70,6 +71,17 @@ async def api_json(api: client.ApiClient, method: str, path: str, body: dict[str
         return json.loads(await response.read())
     finally:
         response.release()
+
+
+async def read_json(api: client.ApiClient, path: str) -> dict[str, Any] | None:
+    """The object at ``path`` (retried while the API server is throttling or away), or None when it has none."""
+    try:
+        result: dict[str, Any] = await with_retries(partial(api_json, api, "GET", path), f"read {path}")
+        return result
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 @dataclass

@@ -28,7 +28,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from mcgw.objects.kinds import BY_NAME
 from mcgw.objects.model import AnyObject, EndpointSlice, ManifestError, ServiceImport, parse_object
 from mcgw.providers.kubernetes.conflicts import retry_conflicts, update_status
-from mcgw.providers.kubernetes.lister import api_json, list_pages
+from mcgw.providers.kubernetes.lister import api_json, list_pages, read_json
 from mcgw.providers.kubernetes.retry import with_retries
 from mcgw.providers.kubernetes.status_merge import merge_conditions
 from mcgw.semantics.mcs import IMPORT_MANAGED_BY, MANAGER, SLICE_MANAGED_BY, ClusterMcs
@@ -69,12 +69,7 @@ class ObjectApi:
         self.api = api
 
     async def get(self, path: str) -> dict[str, Any] | None:
-        try:
-            return cast(dict[str, Any], await with_retries(partial(api_json, self.api, "GET", path), f"read {path}"))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return await read_json(self.api, path)
 
     async def create(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
         return cast(dict[str, Any], await with_retries(partial(api_json, self.api, "POST", collection, body),

@@ -33,7 +33,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from mcgw.objects.kinds import GENERATED_KINDS
 from mcgw.objects.model import DESIRED_HASH_ANNOTATION, AnyObject, Deployment, ManifestError, Service, parse_object
-from mcgw.providers.kubernetes.lister import api_json
+from mcgw.providers.kubernetes.lister import api_json, read_json
 from mcgw.providers.kubernetes.mcs_writer import object_path
 from mcgw.providers.kubernetes.retry import with_retries
 from mcgw.provisioning import GATEWAY_NAME_LABEL, MANAGED_BY, MANAGED_BY_LABEL
@@ -61,12 +61,7 @@ class ProvisionApi:
         self.api = api
 
     async def get(self, path: str) -> dict[str, Any] | None:
-        try:
-            return cast(dict[str, Any], await with_retries(partial(api_json, self.api, "GET", path), f"read {path}"))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return await read_json(self.api, path)
 
     async def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]

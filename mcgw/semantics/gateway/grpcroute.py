@@ -12,9 +12,9 @@ import re
 from mcgw.objects.model import GRPCMethodMatch, GRPCRoute, GRPCRouteRule
 from mcgw.semantics.gateway.httproute import (
     backend_refs_problem,
-    filter_problem,
     matcher_problem,
     regex_problem,
+    rule_filters_problem,
 )
 from mcgw.semantics.gateway.limits import MAX_MATCHERS
 from mcgw.semantics.gateway.routes import RuleCheck, rule_check
@@ -67,16 +67,8 @@ def _method_problem(match: GRPCMethodMatch) -> str | None:
 
 def rule_problem(rule: GRPCRouteRule) -> str | None:
     """The first reason this rule cannot be programmed, or None."""
-    seen: set[str] = set()
-    for route_filter in rule.filters:
-        kind = route_filter.type
-        if kind not in SUPPORTED_FILTERS:
-            return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        if problem := filter_problem(route_filter):
-            return problem
-        if kind in seen and kind in _ONCE_PER_RULE:
-            return f"the rule has more than one {kind} filter; use at most one"
-        seen.add(kind)
+    if problem := rule_filters_problem(rule.filters, SUPPORTED_FILTERS, _ONCE_PER_RULE):
+        return problem
     if rule.backend_refs and (problem := backend_refs_problem(rule.backend_refs)):
         return problem
     for match in rule.matches:

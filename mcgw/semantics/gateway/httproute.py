@@ -233,24 +233,33 @@ def rule_problem(rule: RouteRule) -> str | None:
     return None
 
 
+def rule_filters_problem(filters: tuple[RouteFilter, ...], supported: tuple[str, ...],
+                         once_per_rule: frozenset[str]) -> str | None:
+    """A rule's filters one by one, for any route kind: each of a ``supported`` type, each one that can be
+    programmed, and a type in ``once_per_rule`` at most once."""
+    seen: set[str] = set()
+    for route_filter in filters:
+        kind = route_filter.type
+        if kind not in supported:
+            return f"filter type {kind} is not supported; use {', '.join(supported)}"
+        if problem := filter_problem(route_filter):
+            return problem
+        if kind in seen and kind in once_per_rule:
+            return f"the rule has more than one {kind} filter; use at most one"
+        seen.add(kind)
+    return None
+
+
 def _filters_problem(rule: RouteRule) -> str | None:
     """Each filter, and the CRD's rules for a rule's filters together: a type that may appear once appears
     once; RequestRedirect goes with neither URLRewrite nor backendRefs; ReplacePrefixMatch needs exactly one
     PathPrefix match (the prefix it replaces)."""
-    seen: set[str] = set()
-    prefix_replaced = False
-    for route_filter in rule.filters:
-        kind = route_filter.type
-        if kind not in SUPPORTED_FILTERS:
-            return f"filter type {kind} is not supported; use {', '.join(SUPPORTED_FILTERS)}"
-        if problem := filter_problem(route_filter):
-            return problem
-        if kind in seen and kind in _ONCE_PER_RULE:
-            return f"the rule has more than one {kind} filter; use at most one"
-        seen.add(kind)
-        config = route_filter.request_redirect or route_filter.url_rewrite
-        if config is not None and config.path is not None and config.path.type == "ReplacePrefixMatch":
-            prefix_replaced = True
+    if problem := rule_filters_problem(rule.filters, SUPPORTED_FILTERS, _ONCE_PER_RULE):
+        return problem
+    seen = {route_filter.type for route_filter in rule.filters}
+    prefix_replaced = any(
+        config is not None and config.path is not None and config.path.type == "ReplacePrefixMatch"
+        for config in (route_filter.request_redirect or route_filter.url_rewrite for route_filter in rule.filters))
     if "RequestRedirect" in seen and "URLRewrite" in seen:
         return "RequestRedirect and URLRewrite cannot be used in the same rule; use one of them"
     if "RequestRedirect" in seen and rule.backend_refs:
