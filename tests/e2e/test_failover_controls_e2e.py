@@ -43,7 +43,7 @@ from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.cluster import MemberCluster
-from tests.e2e.testbed.faults import BackendKill
+from tests.e2e.testbed.faults import BackendKill, restored_at_end
 from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, settles
 from tests.e2e.xds_credentials import host_envoy_tls
 
@@ -508,29 +508,24 @@ async def test_prefer_close_keeps_traffic_in_the_gateways_zone_then_the_cluster(
     hosts = await asyncio.to_thread(_hosts, bed.envoy, [east_a, east_b, *bed.backends["zoned"]["west"]])
     load = OpenLoopLoad(bed.url("zoned"), RATE)
     await asyncio.to_thread(load.start)
-    fault = BackendKill(bed.clusterset, [east_a])
-    killed = False
     try:
-        await _until(settles(load, 0.0, _by(east_a.pod)), 30, "zoned-east-a to answer", _explain(load))
-        close_at = load.mark("close")
-        await asyncio.sleep(3)
-        killed_at = load.mark("kill")
-        killed = True
-        await asyncio.to_thread(fault.inject)
-        landed_at = load.mark("kill landed")
-        await _until(settles(load, landed_at, _by(east_b.pod)), 30, "zoned-east-b to answer everything",
-                     _explain(load))
-        await asyncio.sleep(3)
-        restored_at = load.mark("restore")
-        await asyncio.to_thread(fault.restore)
-        killed = False
-        back_after = await _until(settles(load, restored_at, _by(east_a.pod)), 30,
-                                  "zoned-east-a to answer everything again", _explain(load))
-        back_at = load.mark("back")
-        await asyncio.sleep(1)
+        async with restored_at_end(BackendKill(bed.clusterset, [east_a])) as fault:
+            await _until(settles(load, 0.0, _by(east_a.pod)), 30, "zoned-east-a to answer", _explain(load))
+            close_at = load.mark("close")
+            await asyncio.sleep(3)
+            killed_at = load.mark("kill")
+            await fault.inject()
+            landed_at = load.mark("kill landed")
+            await _until(settles(load, landed_at, _by(east_b.pod)), 30, "zoned-east-b to answer everything",
+                         _explain(load))
+            await asyncio.sleep(3)
+            restored_at = load.mark("restore")
+            await fault.restore()
+            back_after = await _until(settles(load, restored_at, _by(east_a.pod)), 30,
+                                      "zoned-east-a to answer everything again", _explain(load))
+            back_at = load.mark("back")
+            await asyncio.sleep(1)
     finally:
-        if killed:
-            await asyncio.to_thread(fault.restore)
         samples = await _stopped(load)
     close, down = between(samples, close_at, killed_at), between(samples, killed_at, restored_at)
     east_b_from = min((s.sent for s in down if s.ok and s.pod == east_b.pod), default=None)

@@ -33,7 +33,7 @@ from mcgw.support.netutil import free_port
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.cluster import MemberCluster
-from tests.e2e.testbed.faults import BackendKill
+from tests.e2e.testbed.faults import BackendKill, restored_at_end
 from tests.e2e.testbed.load import (
     OpenLoopLoad,
     Sample,
@@ -273,23 +273,19 @@ async def test_a_cluster_sharing_the_level_takes_all_of_it_when_the_other_fails(
     splits 3 : 1 again. The few requests that met east's failure as it landed are retried on the next level
     (central): Envoy's previous_priorities leaves out the whole priority after a failed try, and no retry plugin
     leaves out one locality. Only those: nothing sent a quarter second after the kill landed reaches central."""
-    fault = bed.kill("east")
     load = OpenLoopLoad(bed.url, RATE)
     await asyncio.to_thread(load.start)
-    killed = False
     try:
-        async with _applied(bed, "shared-level", SHARED_LEVEL):
+        async with restored_at_end(bed.kill("east")) as fault, _applied(bed, "shared-level", SHARED_LEVEL):
             await _until_shared(bed, load)
             fault_at = load.mark("fault")
-            killed = True
-            await asyncio.to_thread(fault.inject)
+            await fault.inject()
             landed_at = load.mark("killed")
             await _until(settles(load, fault_at, _from("west")), 30, "every answer from west once east is down",
                          _explain(load))
             await asyncio.sleep(1)
             restore_at = load.mark("restore")
-            await asyncio.to_thread(fault.restore)
-            killed = False
+            await fault.restore()
             back_at = load.mark("restored")
             await _until(lambda: bool(_answers(load.answered_since(back_at), "east")), 30,
                          "east to answer again once its backends are back", _explain(load))
@@ -297,8 +293,6 @@ async def test_a_cluster_sharing_the_level_takes_all_of_it_when_the_other_fails(
             await asyncio.sleep(3.5)
             again_end = load.mark("end")
     finally:
-        if killed:
-            await asyncio.to_thread(fault.restore)
         samples = await asyncio.to_thread(load.stop)
     during = between(samples, fault_at, restore_at)
     print(f"\neast down: {_summary(during)}; whole run: {_summary(samples)}")
@@ -316,44 +310,37 @@ async def test_v1alpha1_policy_is_read_and_its_preference_moves_the_failover(bed
     """A deprecated v1alpha1 object through the API: accepted, read back as v1alpha2 unchanged, and its
     preference (central before west) decides where east's traffic goes when east is down."""
     spec = {"preference": ["central"], "mode": "AllOrNothing"}
-    east_down = bed.kill("east")
     load = OpenLoopLoad(bed.url, RATE)
     await asyncio.to_thread(load.start)
-    killed = False
     try:
-        await asyncio.sleep(1)
-        killed = True
-        await asyncio.to_thread(east_down.inject)
-        unpoliced_at = load.mark("east down, no policy")
-        await _until(settles(load, unpoliced_at, _from("west")), 30,
-                     "west (east's failoverOrder) to take over with no policy", _explain(load))
-        created_at = load.mark("creating the policy")
-        async with _applied(bed, "legacy", spec, version="v1alpha1") as (stored, warnings):
-            assert stored["apiVersion"] == "mcgw.io/v1alpha1"
-            assert any("mcgw.io/v1alpha1 FailoverPolicy is deprecated" in w for w in warnings), warnings
-            accepted = await _until_accepted(bed, "legacy", version="v1alpha1")
-            assert (accepted["status"], accepted["reason"]) == ("True", "Accepted"), accepted
-            policy_at = load.mark("accepted")
-            await _until(settles(load, policy_at, _from("central")), 30,
-                         "central (the policy's preference) to take over from west", _explain(load))
-            as_v1alpha2 = await asyncio.to_thread(bed.east.request, "GET", f"{policies()}/legacy")
-            await asyncio.to_thread(east_down.restore)
-            killed = False
-            await _until(settles(load, load.mark("restored"), _from("east")), 30,
-                         "every answer from east once its backends are back", _explain(load))
-            fault_at = load.mark("fault")
-            killed = True
-            await asyncio.to_thread(east_down.inject)
-            await _until(settles(load, fault_at, _from("central")), 30,
-                         "central to take over from east (the policy in force)", _explain(load))
-            restore_at = load.mark("restore")
-            await asyncio.to_thread(east_down.restore)
-            killed = False
-            back_at = load.mark("restored")
-            await _until(settles(load, back_at, _from("east")), 30, "every answer from east again", _explain(load))
+        async with restored_at_end(bed.kill("east")) as east_down:
+            await asyncio.sleep(1)
+            await east_down.inject()
+            unpoliced_at = load.mark("east down, no policy")
+            await _until(settles(load, unpoliced_at, _from("west")), 30,
+                         "west (east's failoverOrder) to take over with no policy", _explain(load))
+            created_at = load.mark("creating the policy")
+            async with _applied(bed, "legacy", spec, version="v1alpha1") as (stored, warnings):
+                assert stored["apiVersion"] == "mcgw.io/v1alpha1"
+                assert any("mcgw.io/v1alpha1 FailoverPolicy is deprecated" in w for w in warnings), warnings
+                accepted = await _until_accepted(bed, "legacy", version="v1alpha1")
+                assert (accepted["status"], accepted["reason"]) == ("True", "Accepted"), accepted
+                policy_at = load.mark("accepted")
+                await _until(settles(load, policy_at, _from("central")), 30,
+                             "central (the policy's preference) to take over from west", _explain(load))
+                as_v1alpha2 = await asyncio.to_thread(bed.east.request, "GET", f"{policies()}/legacy")
+                await east_down.restore()
+                await _until(settles(load, load.mark("restored"), _from("east")), 30,
+                             "every answer from east once its backends are back", _explain(load))
+                fault_at = load.mark("fault")
+                await east_down.inject()
+                await _until(settles(load, fault_at, _from("central")), 30,
+                             "central to take over from east (the policy in force)", _explain(load))
+                restore_at = load.mark("restore")
+                await east_down.restore()
+                back_at = load.mark("restored")
+                await _until(settles(load, back_at, _from("east")), 30, "every answer from east again", _explain(load))
     finally:
-        if killed:
-            await asyncio.to_thread(east_down.restore)
         samples = await asyncio.to_thread(load.stop)
     print(f"\nv1alpha1 preference [central], east down: without the policy "
           f"{_summary(between(samples, unpoliced_at, created_at))}; the policy applied "
@@ -422,48 +409,41 @@ RESIDENCY: dict[str, dict[str, Any]] = {
 async def test_traffic_never_leaves_the_allowed_clusters_and_fails_fast(bed: Bed, variant: str) -> None:
     """Without the policy central takes over when east and west are down; with it, requests are refused at once
     and central never answers, until east and west are back."""
-    fault = bed.kill("east", "west")
     load = OpenLoopLoad(bed.url, RATE)
     await asyncio.to_thread(load.start)
-    killed = False
     try:
-        await asyncio.sleep(1)
-        killed = True
-        await asyncio.to_thread(fault.inject)
-        unpoliced_at = load.mark("east and west down, no policy")
-        await _until(settles(load, unpoliced_at, _from("central")), 30,
-                     "central to take over while east and west are down (no policy yet)", _explain(load))
-        created_at = load.mark("creating the policy")
-        async with _applied(bed, f"residency-{variant}", RESIDENCY[variant]):
-            accepted = await _until_accepted(bed, f"residency-{variant}")
-            assert (accepted["status"], accepted["reason"]) == ("True", "Accepted"), accepted
-            policy_at = load.mark("accepted")
-            await _until(settles(load, policy_at, _refused), 30,
-                         "every request refused with 503 once central is left out", _explain(load))
-            await asyncio.to_thread(fault.restore)
-            killed = False
-            await _until(settles(load, load.mark("restored"), _from("east")), 30,
-                         "every answer from east once its backends are back", _explain(load))
-            # Now the user's case: the policy is in force when the allowed clusters fail.
-            fault_at = load.mark("fault")
-            killed = True
-            await asyncio.to_thread(fault.inject)
-            await _until(settles(load, fault_at, _refused, 0.5), 30,
-                         "every request refused with 503 once east and west are down", _explain(load))
-            window_at = load.mark("window")
-            await asyncio.sleep(2)
-            window_end = load.mark("window end")
-            restore_at = load.mark("restore")
-            await asyncio.to_thread(fault.restore)
-            killed = False
-            back_at = load.mark("restored")
-            await _until(settles(load, back_at, _from("east")), 30, "every answer from east once it is back",
-                         _explain(load))
-            await asyncio.sleep(0.5)
-            end_at = load.mark("end")
+        async with restored_at_end(bed.kill("east", "west")) as fault:
+            await asyncio.sleep(1)
+            await fault.inject()
+            unpoliced_at = load.mark("east and west down, no policy")
+            await _until(settles(load, unpoliced_at, _from("central")), 30,
+                         "central to take over while east and west are down (no policy yet)", _explain(load))
+            created_at = load.mark("creating the policy")
+            async with _applied(bed, f"residency-{variant}", RESIDENCY[variant]):
+                accepted = await _until_accepted(bed, f"residency-{variant}")
+                assert (accepted["status"], accepted["reason"]) == ("True", "Accepted"), accepted
+                policy_at = load.mark("accepted")
+                await _until(settles(load, policy_at, _refused), 30,
+                             "every request refused with 503 once central is left out", _explain(load))
+                await fault.restore()
+                await _until(settles(load, load.mark("restored"), _from("east")), 30,
+                             "every answer from east once its backends are back", _explain(load))
+                # Now the user's case: the policy is in force when the allowed clusters fail.
+                fault_at = load.mark("fault")
+                await fault.inject()
+                await _until(settles(load, fault_at, _refused, 0.5), 30,
+                             "every request refused with 503 once east and west are down", _explain(load))
+                window_at = load.mark("window")
+                await asyncio.sleep(2)
+                window_end = load.mark("window end")
+                restore_at = load.mark("restore")
+                await fault.restore()
+                back_at = load.mark("restored")
+                await _until(settles(load, back_at, _from("east")), 30, "every answer from east once it is back",
+                             _explain(load))
+                await asyncio.sleep(0.5)
+                end_at = load.mark("end")
     finally:
-        if killed:
-            await asyncio.to_thread(fault.restore)
         samples = await asyncio.to_thread(load.stop)
     down, window = between(samples, fault_at, restore_at), between(samples, window_at, window_end)
     latencies = [s.latency for s in window]

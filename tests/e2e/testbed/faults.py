@@ -15,10 +15,12 @@ answer again. Each may be injected and restored any number of times. gRPC echo b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import subprocess
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from mcgw.support.processes import kill_process_group
@@ -34,6 +36,34 @@ class Fault(Protocol):
     def inject(self) -> None: ...
 
     def restore(self) -> None: ...
+
+
+class InForce:
+    """A fault that knows whether it is in force, for ``restored_at_end``."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.active = False
+
+    async def inject(self) -> None:
+        self.active = True  # before: a fault that fails half-way is undone too
+        await asyncio.to_thread(self.fault.inject)
+
+    async def restore(self) -> None:
+        await asyncio.to_thread(self.fault.restore)
+        self.active = False
+
+
+@contextlib.asynccontextmanager
+async def restored_at_end(fault: Fault) -> AsyncIterator[InForce]:
+    """``fault`` to inject and restore as a test goes; if it is still in force when the block ends, however it
+    ends, it is restored, so the next test on the shared bed finds its backends up."""
+    tracked = InForce(fault)
+    try:
+        yield tracked
+    finally:
+        if tracked.active:
+            await tracked.restore()
 
 
 # The mode that makes an echo backend fail every answer, health checks included, by its protocol.
