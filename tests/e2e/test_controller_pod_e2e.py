@@ -42,25 +42,21 @@ import yaml
 
 from mcgw.support.timestamps import rfc3339
 from tests.chart import CHART, NAMESPACE, RELEASE, objects, run_helm, template
-from tests.e2e.provisioned import PodEnvoy, get_json, remove_provisioned_elsewhere, run_config, until
-from tests.e2e.test_failover_e2e import (
+from tests.e2e.failover_bed import (
+    HTTP,
     Bed,
-    _answers,
-    _describe_failures,
-    _eventually,
-    _explain,
-    _export,
-    _gateway_and_route,
-    _gateway_pods,
-    _programmed_address,
-    _served_only_by,
-    _settled,
-    _withdraw,
+    assert_lossless_failover,
+    export,
+    gateway_and_route,
+    gateway_pods,
+    programmed_address,
+    served_only_by,
+    withdraw,
 )
+from tests.e2e.provisioned import PodEnvoy, get_json, remove_provisioned_elsewhere, run_config, until
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import BackendKill
-from tests.e2e.testbed.load import OpenLoopLoad, between, failures, served_by, settled_at
 from tests.e2e.testbed.loadbalancer import sample_addresses
 
 HUB = "west"
@@ -232,11 +228,11 @@ async def installed(clusterset: ClusterSet, tmp_path_factory: pytest.TempPathFac
               f"{', '.join(p['metadata']['name'] for p in pods)} Ready at most {ready_seconds:.0f}s after they "
               "were created", flush=True)
         for name in ORDER:
-            await asyncio.to_thread(_export, clusterset.clusters[name], backends[name], SHOP)
+            await asyncio.to_thread(export, HTTP, clusterset.clusters[name], backends[name], SHOP)
         yield Installed(clusterset, lease, install_seconds, ready_seconds, backends)
     finally:
         with contextlib.suppress(Exception, pytest.fail.Exception):
-            await _withdraw(clusterset, SHOP, INFRA)
+            await withdraw(clusterset, SHOP, INFRA)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(_helm, "uninstall", RELEASE, "--namespace", NAMESPACE,
                                     "--kubeconfig", str(hub.kubeconfig), "--wait", "--timeout", "60s")
@@ -267,7 +263,7 @@ def _gateway_diagnosis(installed: Installed) -> str:
     east = installed.clusterset.clusters["east"]
     gateway = east.request("GET", f"/apis/gateway.networking.k8s.io/v1/namespaces/{INFRA}/gateways/public")
     lines = [f"gateway status: {yaml.safe_dump(gateway.get('status') or {})}"]
-    for pod in _gateway_pods(east, INFRA):
+    for pod in gateway_pods(east, INFRA):
         name = pod["metadata"]["name"]
         lines.append(f"envoy pod {name}: {yaml.safe_dump(pod.get('status') or {})}")
         with contextlib.suppress(urllib.error.HTTPError):
@@ -375,14 +371,14 @@ async def test_it_provisions_a_gateway_whose_traffic_fails_over_without_a_failed
         installed: Installed) -> None:
     clusterset = installed.clusterset
     east = clusterset.clusters["east"]
-    await asyncio.to_thread(_gateway_and_route, east, 80, SHOP, INFRA, True)
+    await asyncio.to_thread(gateway_and_route, HTTP, east, 80, SHOP, INFRA, True)
     try:
-        address = await until(lambda: asyncio.to_thread(_programmed_address, east, INFRA), 120,
+        address = await until(lambda: asyncio.to_thread(programmed_address, east, INFRA), 120,
                               "east's Gateway to be Programmed at its load balancer's address")
     except AssertionError:
         print(await asyncio.to_thread(_gateway_diagnosis, installed), flush=True)
         raise
-    (envoy_pod,) = await asyncio.to_thread(_gateway_pods, east, INFRA)
+    (envoy_pod,) = await asyncio.to_thread(gateway_pods, east, INFRA)
     # The Envoy's xDS server is one of the controller pods, dialled at the xDS Service's load balancer address.
     pods = installed.ready_pods()
     assert pods is not None
@@ -390,38 +386,10 @@ async def test_it_provisions_a_gateway_whose_traffic_fails_over_without_a_failed
              if n["group"]["gateway"] == f"{INFRA}/public"]
     assert nodes == ["east"]
     url = f"http://{address}:80/cart"
-    await _served_only_by(url, "east")
+    await served_only_by(url, "east")
     bed = Bed(clusterset, installed.backends, PodEnvoy.of(clusterset, "east", envoy_pod), url, "controller-pod")
-    fault = BackendKill(clusterset, installed.backends["east"])
-    load = OpenLoopLoad(url, RATE)
-    await asyncio.to_thread(load.start)
-    restored = False
-    try:
-        await asyncio.sleep(1.5)
-        fault_at = load.mark("fault")
-        await asyncio.to_thread(fault.inject)
-        await _eventually(_settled(load, fault_at, "west"), 30, "every answer from west after east's backends died",
-                          _explain(bed, load))
-        await asyncio.sleep(1)
-        restore_at = load.mark("restore")
-        await asyncio.to_thread(fault.restore)
-        restored = True
-        back_at = load.mark("restored")
-        await _eventually(_settled(load, back_at, "east"), 30, "every answer from east after the restore",
-                          _explain(bed, load))
-    finally:
-        if not restored:
-            await asyncio.to_thread(fault.restore)
-        samples = await asyncio.to_thread(load.stop)
-    faulted = between(samples, fault_at, restore_at)
-    shifted = settled_at(faulted, fault_at, {"west"})
-    print(f"\n[controller-pod] kill east's backends: {len(samples)} requests, {len(failures(samples))} failed; every "
-          f"answer from west {shifted - fault_at if shifted else float('nan'):.2f}s after the fault; served during "
-          f"the fault {served_by(faulted)}", flush=True)
-    assert failures(samples) == [], _describe_failures(samples)
-    assert all(s.cluster == "east" for s in samples if s.completed < fault_at)
-    assert shifted is not None
-    assert _answers(samples, "central") == []
+    await assert_lossless_failover(bed, BackendKill(clusterset, installed.backends["east"]),
+                                   "[controller-pod] kill east's backends")
 
 
 def _pod_log(cluster: MemberCluster, pod: str, namespace: str = NAMESPACE) -> str:
