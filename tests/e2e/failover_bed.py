@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,18 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import pytest
-
 from mcgw.app.config import load_run_config
 from mcgw.app.run import Controller
 from mcgw.dataplane.bootstrap import NodeIdentity, XdsTarget
 from mcgw.support.netutil import free_port
+from tests.e2e.eventually import eventually_in_thread
 from tests.e2e.provisioned import Mcgw, PodEnvoy, run_config, until
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed import resources as bed_objects
 from tests.e2e.testbed.cluster import MemberCluster
 from tests.e2e.testbed.faults import Backend503, BackendKill, Fault, NetworkBlackhole, restored_at_end
-from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, served_by, settled_at
+from tests.e2e.testbed.load import (
+    OpenLoopLoad,
+    Sample,
+    between,
+    describe_failures,
+    failures,
+    served_by,
+    settled_at,
+    settles,
+)
 from tests.e2e.xds_credentials import host_envoy_tls
 
 GW, MCS = bed_objects.GW, bed_objects.MCS
@@ -105,16 +112,6 @@ def gateway_and_route(kind: RouteKind, cluster: MemberCluster, port: int, shop: 
     bed_objects.create(cluster, f"/apis/{GW}/v1/namespaces/{shop}/{collection}", kind.route_body(infra))
 
 
-async def eventually(check: Callable[[], bool], within: float, what: str,
-                     explain: Callable[[], str] = lambda: "") -> None:
-    """Wait for a state the system must reach; the generous limit only stops a broken run."""
-    deadline = time.monotonic() + within
-    while not await asyncio.to_thread(check):
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened within {within:.0f}s: {what}\n{await asyncio.to_thread(explain)}")
-        await asyncio.sleep(0.1)
-
-
 async def served_only_by(url: str, cluster: str, streak: int = 20, within: float = 60,
                          answered_by: Callable[[str], str] = _answered_by) -> None:
     answers: list[str] = []
@@ -123,19 +120,12 @@ async def served_only_by(url: str, cluster: str, streak: int = 20, within: float
         answers.append(answered_by(url))
         return answers[-streak:] == [cluster] * streak
 
-    await eventually(check, within, f"{streak} answers in a row from {cluster} (last: {answers[-5:]})")
+    await eventually_in_thread(check, f"{streak} answers in a row from {cluster} (last: {answers[-5:]})", within)
 
 
 def settled(load: OpenLoopLoad, since: float, cluster: str, seconds: float = 1.0) -> Callable[[], bool]:
     """True once the last ``seconds`` of answered requests (sent after ``since``) all came from ``cluster``."""
-    def check() -> bool:
-        samples = sorted(load.answered_since(since), key=lambda s: s.sent)
-        if not samples or samples[-1].sent - since < seconds:
-            return False
-        recent = [s for s in samples if s.sent >= samples[-1].sent - seconds]
-        return all(s.ok and s.cluster == cluster for s in recent)
-
-    return check
+    return settles(load, since, lambda s: s.ok and s.cluster == cluster, seconds)
 
 
 def explain(bed: Bed, load: OpenLoopLoad) -> Callable[[], str]:
@@ -148,16 +138,6 @@ def explain(bed: Bed, load: OpenLoopLoad) -> Callable[[], str]:
                 "Envoy hosts:\n" + "\n".join(hosts))
 
     return text
-
-
-def describe_failures(samples: Sequence[Sample]) -> str:
-    failed = failures(samples)
-    kinds: dict[str, int] = {}
-    for sample in failed:
-        key = str(sample.status) if sample.status else sample.error.split(":")[0]
-        kinds[key] = kinds.get(key, 0) + 1
-    first = failed[0].sent if failed else 0.0
-    return f"{len(failed)} of {len(samples)} requests failed ({kinds}), the first sent at {first:.2f}s"
 
 
 def answers(samples: Sequence[Sample], cluster: str) -> list[Sample]:
@@ -205,8 +185,8 @@ async def withdraw(clusterset: ClusterSet, shop: str, infra: str, kind: RouteKin
                                f"/apis/{MCS}/v1beta1/namespaces/{shop}/serviceexports/{kind.service}")
 
     await asyncio.to_thread(delete)
-    await eventually(lambda: not any(imported(clusterset.clusters[n], shop, kind.service) for n in ORDER), 30,
-                     f"the ServiceImport {kind.service} to be gone from every cluster")
+    await eventually_in_thread(lambda: not any(imported(clusterset.clusters[n], shop, kind.service) for n in ORDER),
+                               f"the ServiceImport {kind.service} to be gone from every cluster", 30)
 
 
 def provisioned_config(directory: Path, clusterset: ClusterSet) -> Path:
@@ -279,14 +259,14 @@ async def assert_lossless_failover(bed: Bed, fault: Fault, label: str, noun: str
             await asyncio.sleep(1.5)
             fault_at = load.mark("fault")
             await in_force.inject()
-            await eventually(settled(load, fault_at, "west"), 30, "every answer from west after the fault",
-                             explain(bed, load))
+            await eventually_in_thread(settled(load, fault_at, "west"), "every answer from west after the fault",
+                                       30, explain=explain(bed, load))
             await asyncio.sleep(1)
             restore_at = load.mark("restore")  # the fault window ends here: a restarted backend answers soon after
             await in_force.restore()
             back_at = load.mark("restored")
-            await eventually(settled(load, back_at, "east"), 30, "every answer from east after the restore",
-                             explain(bed, load))
+            await eventually_in_thread(settled(load, back_at, "east"), "every answer from east after the restore",
+                                       30, explain=explain(bed, load))
             await asyncio.sleep(0.5)
     finally:
         samples = await asyncio.to_thread(load.stop)

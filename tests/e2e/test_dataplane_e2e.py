@@ -49,7 +49,7 @@ from tests.e2e.provisioned import (
 )
 from tests.e2e.testbed import ClusterSet, EchoBackend
 from tests.e2e.testbed.clusterset import node_name
-from tests.e2e.testbed.load import OpenLoopLoad, Sample, between, failures, served_by
+from tests.e2e.testbed.load import OpenLoopLoad, between, describe_failures, failures, served_by
 from tests.e2e.testbed.loadbalancer import lb_pool
 
 ORDER = ["east", "west", "central"]
@@ -203,16 +203,6 @@ async def test_each_cluster_runs_its_gateways_envoys_and_serves_through_its_addr
         assert not any((await member.generated(namespace, "broken")).values()), name
 
 
-def _describe(samples: Sequence[Sample]) -> str:
-    failed = failures(samples)
-    kinds: dict[str, int] = {}
-    for sample in failed:
-        key = str(sample.status) if sample.status else sample.error.split(":")[0]
-        kinds[key] = kinds.get(key, 0) + 1
-    first = f", the first sent at {failed[0].sent:.2f}s" if failed else ""
-    return f"{len(failed)} of {len(samples)} requests failed {kinds}{first}"
-
-
 @contextlib.asynccontextmanager
 async def _loads(urls: dict[str, str], rates: dict[str, float],
                  new_connections: bool = False) -> AsyncIterator[dict[str, OpenLoopLoad]]:
@@ -260,7 +250,7 @@ async def test_listener_changes_under_load_drop_no_request_on_the_listener_that_
         timeline = samples[name]
         assert between(timeline, 0, marks[name]), f"{name}: no request before the change"
         assert between(timeline, marks[name] + settled[name][1]), f"{name}: no request after the change"
-        assert failures(timeline) == [], f"{name}: {_describe(timeline)}"
+        assert failures(timeline) == [], f"{name}: {describe_failures(timeline)}"
         assert served_by(timeline) == {name: len(timeline)}
         ports = (await site.member.core.read_namespaced_service("mcgw-edge", site.namespace)).spec.ports
         assert [p.port for p in ports] == [80, 8080]
@@ -319,7 +309,7 @@ async def test_a_controller_restart_under_load_fails_no_request_and_recreates_no
           f"Envoy reconnected {reconnected:.2f}s and a new route served {routed:.2f}s after the stop began; "
           + "; ".join(f"{n}: {len(s)} requests, {len(failures(s))} failed" for n, s in samples.items()))
     for name, timeline in samples.items():
-        assert failures(timeline) == [], f"{name}: {_describe(timeline)}"
+        assert failures(timeline) == [], f"{name}: {describe_failures(timeline)}"
         assert served_by(timeline) == {name: len(timeline)}
     assert between(samples["east"], stop_at, stop_at + reconnected), "no request while the controller was away"
     for name, site in sites.items():
@@ -401,7 +391,7 @@ async def test_a_rolling_restart_under_load_fails_no_request(fleet: Fleet) -> No
           f"replaced and the old ones gone {rolled:.2f}s after the patch; {len(timeline)} requests, "
           f"{len(failures(timeline))} failed ({len(during)} sent during the rollout)")
     assert during, "no request during the rollout"
-    assert failures(timeline) == [], _describe(timeline)
+    assert failures(timeline) == [], describe_failures(timeline)
     assert served_by(timeline) == {"east": len(timeline)}
     # mcgw's server-side apply leaves a field of another manager alone: the annotation stays, and the
     # patch was the only change of the spec (one generation, no second rollout).

@@ -24,14 +24,13 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from tests.e2e.eventually import eventually_in_thread
 from tests.e2e.failover_bed import (
     HTTP,
     RATE,
     Bed,
     answers,
     assert_lossless_failover,
-    describe_failures,
-    eventually,
     explain,
     failover_bed,
     fault_of,
@@ -39,7 +38,7 @@ from tests.e2e.failover_bed import (
 )
 from tests.e2e.testbed import ClusterSet
 from tests.e2e.testbed.faults import restored_at_end, set_echo_mode
-from tests.e2e.testbed.load import OpenLoopLoad, between, failures, served_by
+from tests.e2e.testbed.load import OpenLoopLoad, between, describe_failures, failures, served_by
 
 # Each bed's namespaces: the clusters are shared, and the ServiceImport of one bed must be gone before the next.
 NAMESPACES = {"host": ("shop-failover", "infra-failover"), "provisioned": ("shop-failover-prov", "infra-failover-prov")}
@@ -81,20 +80,20 @@ async def test_three_levels_walk_the_failover_order(bed: Bed) -> None:
             east_at = load.mark("killing east")
             await east.inject()
             east_down = load.mark("east down")
-            await eventually(settled(load, east_at, "west"), 30, "every answer from west once east is down",
-                             explain(bed, load))
+            await eventually_in_thread(settled(load, east_at, "west"), "every answer from west once east is down",
+                                       30, explain=explain(bed, load))
             west_at = load.mark("killing west")
             await west.inject()
             west_down = load.mark("west down")
-            await eventually(settled(load, west_at, "central"), 30, "every answer from central once west is down",
-                             explain(bed, load))
+            await eventually_in_thread(settled(load, west_at, "central"),
+                                       "every answer from central once west is down", 30, explain=explain(bed, load))
             await asyncio.sleep(0.5)
             restore_at = load.mark("restore")
             await west.restore()
             await east.restore()
             back_at = load.mark("restored")
-            await eventually(settled(load, back_at, "east"), 30, "every answer from east after the restore",
-                             explain(bed, load))
+            await eventually_in_thread(settled(load, back_at, "east"), "every answer from east after the restore",
+                                       30, explain=explain(bed, load))
     finally:
         samples = await asyncio.to_thread(load.stop)
     print(f"\n[{bed.variant}] three levels: {len(samples)} requests, {len(failures(samples))} failed; "

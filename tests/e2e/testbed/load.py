@@ -396,6 +396,17 @@ def failures(samples: Iterable[Sample]) -> list[Sample]:
     return [s for s in samples if not s.ok]
 
 
+def describe_failures(samples: Sequence[Sample]) -> str:
+    """How many of ``samples`` failed, by status or error, and when the first was sent: for assert messages."""
+    failed = failures(samples)
+    kinds: dict[str, int] = {}
+    for sample in failed:
+        key = str(sample.status) if sample.status else sample.error.split(":")[0]
+        kinds[key] = kinds.get(key, 0) + 1
+    first = failed[0].sent if failed else 0.0
+    return f"{len(failed)} of {len(samples)} requests failed ({kinds}), the first sent at {first:.2f}s"
+
+
 def served_by(samples: Iterable[Sample]) -> dict[str, int]:
     """How many successful answers each cluster gave."""
     counts: dict[str, int] = {}
